@@ -1,0 +1,317 @@
+//! The admin listener: `/health` for steering and operators, `/metrics` for Prometheus.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::http::Shared;
+use crate::http::reader::{HeadReader, ReadEnd};
+use crate::http::request::{self, Method};
+use crate::http::response;
+use crate::store::DiskState;
+
+/// Egress rate over a sliding window of samples of the bytes-sent counter.
+#[derive(Debug)]
+pub struct RateWindow {
+    samples: VecDeque<(Instant, u64)>,
+    span: Duration,
+}
+
+impl RateWindow {
+    pub fn new(span: Duration) -> RateWindow {
+        RateWindow {
+            samples: VecDeque::new(),
+            span,
+        }
+    }
+
+    /// Record the counter's value at `now`, dropping samples older than the span
+    /// (but always keeping one to measure from).
+    pub fn record(&mut self, now: Instant, total: u64) {
+        self.samples.push_back((now, total));
+        while self.samples.len() > 2
+            && now.saturating_duration_since(self.samples[1].0) >= self.span
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Bits per second between the oldest and newest sample.
+    pub fn bits_per_sec(&self) -> u64 {
+        match (self.samples.front(), self.samples.back()) {
+            (Some(&(t0, b0)), Some(&(t1, b1))) if t1 > t0 => {
+                let secs = t1.duration_since(t0).as_secs_f64();
+                (b1.saturating_sub(b0) as f64 * 8.0 / secs) as u64
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// Everything the admin endpoints read.
+pub struct Admin {
+    pub shared: Arc<Shared>,
+    pub started: Instant,
+    pub capacity_bps: u64,
+    pub workers: usize,
+    pub rate: Mutex<RateWindow>,
+}
+
+#[derive(Serialize)]
+struct DiskHealth<'a> {
+    root: String,
+    state: &'a str,
+    objects: u64,
+    bytes: u64,
+    io_errors: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Health<'a> {
+    status: &'a str,
+    version: &'a str,
+    uptime_secs: u64,
+    workers: usize,
+    connections_active: i64,
+    egress_bps: u64,
+    capacity_bps: u64,
+    utilisation: f64,
+    objects: u64,
+    bytes: u64,
+    disks: Vec<DiskHealth<'a>>,
+}
+
+impl Admin {
+    /// The /health document. `degraded` when any disk is missing or erroring, or no
+    /// disk is usable; `draining` once shutdown started (steering stops sending viewers).
+    pub fn health_json(&self) -> String {
+        let shared = &self.shared;
+        let disks: Vec<DiskHealth<'_>> = shared
+            .store
+            .disks
+            .iter()
+            .map(|d| DiskHealth {
+                root: d.root.display().to_string(),
+                state: d.state().as_str(),
+                objects: d.objects.load(Ordering::Relaxed),
+                bytes: d.bytes.load(Ordering::Relaxed),
+                io_errors: d.io_errors.load(Ordering::Relaxed),
+                problem: d.problem.as_deref(),
+            })
+            .collect();
+        let degraded = shared
+            .store
+            .disks
+            .iter()
+            .any(|d| d.state() != DiskState::Ok);
+        let status = if shared.draining.load(Ordering::Acquire) {
+            "draining"
+        } else if degraded {
+            "degraded"
+        } else {
+            "ok"
+        };
+        let egress = self.rate.lock().map_or(0, |r| r.bits_per_sec());
+        let (objects, bytes) = shared.store.totals();
+        let h = Health {
+            status,
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_secs: self.started.elapsed().as_secs(),
+            workers: self.workers,
+            connections_active: shared.metrics.connections_active.get(),
+            egress_bps: egress,
+            capacity_bps: self.capacity_bps,
+            utilisation: egress as f64 / self.capacity_bps as f64,
+            objects,
+            bytes,
+            disks,
+        };
+        serde_json::to_string_pretty(&h).unwrap_or_default() + "\n"
+    }
+
+    /// Sample the bytes-sent counter once a second for the egress rate.
+    pub async fn sample_egress(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = crate::http::until_set(&mut stop) => return,
+            }
+            let total = self.shared.metrics.bytes_sent.get();
+            if let Ok(mut r) = self.rate.lock() {
+                r.record(Instant::now(), total);
+            }
+        }
+    }
+
+    /// Accept admin connections until `stop`.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+        let conn_stop = stop.clone();
+        loop {
+            tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((stream, _)) => {
+                        tokio::spawn(Arc::clone(&self).connection(stream, conn_stop.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "admin accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = crate::http::until_set(&mut stop) => return,
+            }
+        }
+    }
+
+    async fn connection(self: Arc<Self>, stream: TcpStream, mut stop: watch::Receiver<bool>) {
+        let settings = &self.shared.settings;
+        let mut reader = HeadReader::new(1024);
+        let mut out = Vec::new();
+        loop {
+            match reader.fill_head(&stream, settings, &mut stop).await {
+                Ok(()) => {}
+                Err(ReadEnd::Refused(e)) => {
+                    let (status, why) = response::status_for(e);
+                    out.clear();
+                    response::admin(
+                        &mut out,
+                        status,
+                        "text/plain",
+                        why.as_bytes(),
+                        false,
+                        false,
+                        SystemTime::now(),
+                    );
+                    let _ = write(&stream, &out).await;
+                    return;
+                }
+                Err(_) => return,
+            }
+            let (len, keep_alive) = {
+                let head = match request::parse(reader.buffered(), settings.limits) {
+                    Ok(Some(h)) => h,
+                    Ok(None) | Err(_) => {
+                        out.clear();
+                        response::admin(
+                            &mut out,
+                            400,
+                            "text/plain",
+                            b"bad request\n",
+                            false,
+                            false,
+                            SystemTime::now(),
+                        );
+                        let _ = write(&stream, &out).await;
+                        return;
+                    }
+                };
+                out.clear();
+                self.route(&head, &mut out);
+                (head.len, head.keep_alive)
+            };
+            reader.consume(len);
+            if write(&stream, &out).await.is_err() || !keep_alive {
+                return;
+            }
+        }
+    }
+
+    fn route(&self, head: &request::RequestHead<'_>, out: &mut Vec<u8>) {
+        let now = SystemTime::now();
+        let path = head.target.split(|&b| b == b'?').next().unwrap_or_default();
+        let head_only = head.method == Method::Head;
+        if !matches!(head.method, Method::Get | Method::Head) {
+            response::admin(
+                out,
+                405,
+                "text/plain",
+                b"method not allowed\n",
+                head.keep_alive,
+                head_only,
+                now,
+            );
+            return;
+        }
+        match path {
+            b"/health" => {
+                let body = self.health_json();
+                response::admin(
+                    out,
+                    200,
+                    "application/json",
+                    body.as_bytes(),
+                    head.keep_alive,
+                    head_only,
+                    now,
+                );
+            }
+            b"/metrics" => {
+                let draining = self.shared.draining.load(Ordering::Acquire);
+                let body = self.shared.metrics.render(&self.shared.store, draining);
+                response::admin(
+                    out,
+                    200,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    body.as_bytes(),
+                    head.keep_alive,
+                    head_only,
+                    now,
+                );
+            }
+            _ => response::admin(
+                out,
+                404,
+                "text/plain",
+                b"try /health or /metrics\n",
+                head.keep_alive,
+                head_only,
+                now,
+            ),
+        }
+    }
+}
+
+async fn write(stream: &TcpStream, buf: &[u8]) -> std::io::Result<()> {
+    let mut written = 0;
+    while written < buf.len() {
+        stream.writable().await?;
+        match stream.try_write(&buf[written..]) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_window_measures_over_its_span() {
+        let t0 = Instant::now();
+        let mut w = RateWindow::new(Duration::from_secs(5));
+        assert_eq!(w.bits_per_sec(), 0);
+        w.record(t0, 0);
+        assert_eq!(w.bits_per_sec(), 0);
+        for s in 1..=10u64 {
+            w.record(t0 + Duration::from_secs(s), s * 1_000_000);
+        }
+        // 1 MB/s = 8 Mbit/s, whatever the window holds.
+        assert_eq!(w.bits_per_sec(), 8_000_000);
+        assert!(w.samples.len() <= 7);
+        // Traffic stops: the rate decays to zero once the window has passed.
+        for s in 11..=20u64 {
+            w.record(t0 + Duration::from_secs(s), 10_000_000);
+        }
+        assert_eq!(w.bits_per_sec(), 0);
+    }
+}

@@ -1,0 +1,310 @@
+//! Typed configuration: TOML file, command-line overrides, and validation that
+//! names the offending field.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Exit code for a bad configuration (EX_CONFIG from sysexits.h is 78, but 64,
+/// EX_USAGE, is what operators' wrappers here expect for "you gave me bad input").
+pub const EXIT_BAD_CONFIG: i32 = 64;
+
+/// How worker threads are arranged; chosen by measurement (see docs/BENCHMARKS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Threading {
+    /// One single-threaded runtime per worker, each with its own SO_REUSEPORT
+    /// listener: no cross-core task migration, no shared run queue.
+    PerCore,
+    /// One multi-threaded work-stealing runtime sharing one listener.
+    Shared,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The whole daemon configuration. Every key is optional; see README for each.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Addresses to serve objects on.
+    pub listen: Vec<SocketAddr>,
+    /// Address of the admin listener (/health, /metrics).
+    pub admin_listen: SocketAddr,
+    /// Disk roots, one per disk.
+    pub stores: Vec<PathBuf>,
+    /// Worker threads; 0 means one per available CPU.
+    pub workers: usize,
+    pub threading: Threading,
+    /// Connections served at once across all workers; beyond it new connections
+    /// get a 503 and are closed.
+    pub max_connections: usize,
+    /// Time allowed to receive a complete request head once it has started.
+    #[serde(with = "humantime_serde_compat")]
+    pub header_timeout: Duration,
+    /// Time an idle keep-alive connection is kept open waiting for a request.
+    #[serde(with = "humantime_serde_compat")]
+    pub idle_timeout: Duration,
+    /// Time a response may make no progress writing to a client before we give up.
+    #[serde(with = "humantime_serde_compat")]
+    pub send_timeout: Duration,
+    /// Grace period for in-flight responses after SIGTERM.
+    #[serde(with = "humantime_serde_compat")]
+    pub shutdown_grace: Duration,
+    /// Longest request line (method, target, version) accepted; beyond it 414.
+    pub max_request_line: usize,
+    /// Largest request head (request line + headers) accepted; beyond it 431.
+    pub max_header_bytes: usize,
+    /// Open files cached per worker so hot objects are not opened per request.
+    pub open_file_cache: usize,
+    /// How long a cached open file is trusted before it is checked against the disk.
+    #[serde(with = "humantime_serde_compat")]
+    pub open_file_cache_valid: Duration,
+    /// Egress capacity of this appliance in megabits per second (for utilisation).
+    pub capacity_mbps: u64,
+    /// Cache-Control sent with every object.
+    pub cache_control: String,
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 8080))],
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            stores: Vec::new(),
+            workers: 0,
+            threading: Threading::PerCore,
+            max_connections: 20_000,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+            max_request_line: 8 * 1024,
+            max_header_bytes: 16 * 1024,
+            open_file_cache: 4096,
+            open_file_cache_valid: Duration::from_secs(30),
+            capacity_mbps: 10_000,
+            cache_control: "public, max-age=31536000, immutable".to_owned(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// A configuration problem, phrased for a one-line log or stderr message.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config field `{field}`: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+impl Config {
+    /// Read and parse a TOML file (without validating it).
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parse TOML text; the error is a single line naming the field where possible.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| {
+            let msg = e.message().trim().replace('\n', " ");
+            match e.span() {
+                Some(span) => {
+                    let line = text[..span.start].matches('\n').count() + 1;
+                    format!("line {line}: {msg}")
+                }
+                None => msg,
+            }
+        })
+    }
+
+    /// Check values that parse but make no sense, naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(field: &'static str, reason: impl Into<String>) -> Result<(), ConfigError> {
+            Err(ConfigError::Invalid {
+                field,
+                reason: reason.into(),
+            })
+        }
+        if self.listen.is_empty() {
+            return bad("listen", "at least one address is required");
+        }
+        if self.listen.contains(&self.admin_listen) && self.admin_listen.port() != 0 {
+            return bad("admin_listen", "must differ from every `listen` address");
+        }
+        if self.stores.is_empty() {
+            return bad("stores", "at least one disk root is required");
+        }
+        for (i, s) in self.stores.iter().enumerate() {
+            if s.as_os_str().is_empty() {
+                return bad("stores", format!("entry {i} is empty"));
+            }
+            if self.stores[..i].contains(s) {
+                return bad("stores", format!("{} is listed twice", s.display()));
+            }
+        }
+        if self.workers > 1024 {
+            return bad("workers", "at most 1024");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections", "must be at least 1");
+        }
+        for (field, d) in [
+            ("header_timeout", self.header_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("send_timeout", self.send_timeout),
+        ] {
+            if d.is_zero() {
+                return bad(field, "must be greater than zero");
+            }
+        }
+        if !(256..=1024 * 1024).contains(&self.max_request_line) {
+            return bad("max_request_line", "must be between 256 and 1048576 bytes");
+        }
+        if self.max_header_bytes < self.max_request_line || self.max_header_bytes > 1024 * 1024 {
+            return bad(
+                "max_header_bytes",
+                "must be at least max_request_line and at most 1048576 bytes",
+            );
+        }
+        if self.open_file_cache == 0 {
+            return bad("open_file_cache", "must be at least 1");
+        }
+        if self.capacity_mbps == 0 {
+            return bad("capacity_mbps", "must be greater than zero");
+        }
+        if self.cache_control.bytes().any(|b| b < 0x20 || b == 0x7f) {
+            return bad("cache_control", "must not contain control characters");
+        }
+        Ok(())
+    }
+
+    /// Worker count after resolving `0` to the number of CPUs.
+    pub fn effective_workers(&self) -> usize {
+        if self.workers == 0 {
+            crate::sys::available_cpus()
+        } else {
+            self.workers
+        }
+    }
+}
+
+/// Durations written the way people write them: "10s", "500ms", "2m".
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?}: {e} (write e.g. \"10s\" or \"500ms\")"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Config {
+        Config {
+            stores: vec!["/srv/oca/d0".into()],
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn parses_every_key() {
+        let c = Config::from_toml(
+            r#"
+            listen = ["127.0.0.1:8081", "[::1]:8081"]
+            admin_listen = "127.0.0.1:9091"
+            stores = ["/d0", "/d1"]
+            workers = 2
+            threading = "shared"
+            max_connections = 100
+            header_timeout = "5s"
+            idle_timeout = "30s"
+            send_timeout = "20s"
+            shutdown_grace = "1m"
+            max_request_line = 4096
+            max_header_bytes = 8192
+            open_file_cache = 10
+            open_file_cache_valid = "5s"
+            capacity_mbps = 40000
+            cache_control = "public, max-age=60"
+            log_format = "json"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.threading, Threading::Shared);
+        assert_eq!(c.shutdown_grace, Duration::from_secs(60));
+        assert_eq!(c.log_format, LogFormat::Json);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn parse_errors_name_the_field_on_one_line() {
+        let e = Config::from_toml("workers = \"many\"").unwrap_err();
+        assert!(e.contains("workers") || e.contains("line 1"), "{e}");
+        assert!(!e.contains('\n'));
+        let e = Config::from_toml("listen_addr = \"x\"").unwrap_err();
+        assert!(e.contains("listen_addr"), "{e}");
+        let e = Config::from_toml("idle_timeout = \"soon\"").unwrap_err();
+        assert!(e.contains("invalid duration"), "{e}");
+    }
+
+    #[test]
+    fn validate_names_the_bad_field() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut Config)>)> = vec![
+            ("listen", Box::new(|c| c.listen.clear())),
+            ("stores", Box::new(|c| c.stores.clear())),
+            ("stores", Box::new(|c| c.stores.push("/srv/oca/d0".into()))),
+            ("max_connections", Box::new(|c| c.max_connections = 0)),
+            (
+                "idle_timeout",
+                Box::new(|c| c.idle_timeout = Duration::ZERO),
+            ),
+            ("max_request_line", Box::new(|c| c.max_request_line = 10)),
+            ("max_header_bytes", Box::new(|c| c.max_header_bytes = 300)),
+            ("open_file_cache", Box::new(|c| c.open_file_cache = 0)),
+            ("capacity_mbps", Box::new(|c| c.capacity_mbps = 0)),
+            (
+                "cache_control",
+                Box::new(|c| c.cache_control = "a\nb".into()),
+            ),
+            ("admin_listen", Box::new(|c| c.admin_listen = c.listen[0])),
+        ];
+        for (field, mutate) in cases {
+            let mut c = valid();
+            mutate(&mut c);
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(field), "{field}: {err}");
+        }
+        valid().validate().unwrap();
+    }
+}

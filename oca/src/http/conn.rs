@@ -1,0 +1,279 @@
+//! One client connection: read a head, plan, write the head, sendfile the body,
+//! repeat while keep-alive holds.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::reader::{HeadReader, ReadEnd};
+use super::request::{self, Method, RequestHead};
+use super::response::{self, Framing};
+use super::{ConnGuard, Shared};
+use crate::path::{self, PathError};
+use crate::plan::{self, Validators};
+use crate::store::LookupError;
+use crate::{filecache, sys};
+
+/// Whether the connection may carry another request after this response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// Serve one accepted connection until it closes, times out, or the server drains.
+pub async fn serve(stream: TcpStream, guard: ConnGuard, mut drain: watch::Receiver<bool>) {
+    let shared = Arc::clone(guard.shared());
+    let _ = stream.set_nodelay(true);
+    let mut reader = HeadReader::new(2048);
+    let mut out = Vec::with_capacity(1024);
+    let mut key = String::with_capacity(128);
+    loop {
+        let refused = match reader
+            .fill_head(&stream, &shared.settings, &mut drain)
+            .await
+        {
+            Ok(()) => None,
+            Err(ReadEnd::Closed | ReadEnd::Idle | ReadEnd::Io(_)) => break,
+            Err(ReadEnd::HeaderTimeout) => Some((408, "request head not received in time")),
+            Err(ReadEnd::Refused(e)) => Some(response::status_for(e)),
+        };
+        let started = Instant::now();
+        let now = SystemTime::now();
+        out.clear();
+        if let Some((status, why)) = refused {
+            let framing = Framing {
+                keep_alive: false,
+                minor: 1,
+                now,
+            };
+            response::simple(&mut out, status, why, framing, false);
+            let _ = write_all(&stream, &out, false, &shared).await;
+            finish(&shared, status, out.len() as u64, started);
+            break;
+        }
+        let next = match request::parse(reader.buffered(), shared.settings.limits) {
+            Ok(Some(head)) => {
+                let len = head.len;
+                let draining = *drain.borrow();
+                let next = respond(
+                    &stream, &head, &shared, &mut out, &mut key, draining, started, now,
+                )
+                .await;
+                reader.consume(len);
+                next
+            }
+            // fill_head saw a blank line, so httparse has the whole head; anything
+            // else is malformed.
+            Ok(None) => Err(HeadErrorReply((400, "malformed request head"))),
+            Err(e) => Err(HeadErrorReply(response::status_for(e))),
+        };
+        match next {
+            Ok(Next::KeepAlive) => continue,
+            Ok(Next::Close) => break,
+            Err(HeadErrorReply((status, why))) => {
+                out.clear();
+                let framing = Framing {
+                    keep_alive: false,
+                    minor: 1,
+                    now,
+                };
+                response::simple(&mut out, status, why, framing, false);
+                let _ = write_all(&stream, &out, false, &shared).await;
+                finish(&shared, status, out.len() as u64, started);
+                break;
+            }
+        }
+    }
+    drop(guard);
+}
+
+/// A head that parsed as garbage: answer once, then close.
+struct HeadErrorReply((u16, &'static str));
+
+#[allow(clippy::too_many_arguments)]
+async fn respond(
+    stream: &TcpStream,
+    head: &RequestHead<'_>,
+    shared: &Shared,
+    out: &mut Vec<u8>,
+    key: &mut String,
+    draining: bool,
+    started: Instant,
+    now: SystemTime,
+) -> Result<Next, HeadErrorReply> {
+    let framing = Framing {
+        keep_alive: head.keep_alive && !draining,
+        minor: head.minor,
+        now,
+    };
+    let head_only = head.method == Method::Head;
+    let method = match head.method {
+        Method::Get => plan::Method::Get,
+        Method::Head => plan::Method::Head,
+        Method::Options => {
+            response::preflight(out, framing);
+            return Ok(send_short(stream, out, 204, framing, shared, started).await);
+        }
+        Method::Other => {
+            response::simple(out, 405, "method not allowed", framing, false);
+            return Ok(send_short(stream, out, 405, framing, shared, started).await);
+        }
+    };
+    let reject = |out: &mut Vec<u8>, status, why| {
+        response::simple(out, status, why, framing, head_only);
+        status
+    };
+    let obj = match path::object_key(head.target, key) {
+        Err(PathError::BadRequest(why)) => {
+            let status = reject(out, 400, why);
+            return Ok(send_short(stream, out, status, framing, shared, started).await);
+        }
+        Err(PathError::NotFound) => {
+            let status = reject(out, 404, "no such object");
+            return Ok(send_short(stream, out, status, framing, shared, started).await);
+        }
+        Ok(_query) => {
+            let s = &shared.settings;
+            match filecache::open(
+                &shared.store,
+                key,
+                s.open_file_cache,
+                s.open_file_cache_valid,
+                started,
+            ) {
+                Ok(obj) => obj,
+                Err(LookupError::NotFound) => {
+                    let status = reject(out, 404, "no such object");
+                    return Ok(send_short(stream, out, status, framing, shared, started).await);
+                }
+                Err(e) => {
+                    tracing::warn!(key = %key, error = %e, "cannot open object");
+                    let status = reject(out, 500, "object unreadable");
+                    return Ok(send_short(stream, out, status, framing, shared, started).await);
+                }
+            }
+        }
+    };
+    let validators = Validators {
+        len: obj.size,
+        etag: &obj.etag,
+        last_modified: obj.modified,
+    };
+    let p = plan::plan(method, &head.conditions, &validators);
+    let (status, body) = response::object_head(
+        out,
+        &obj,
+        &p,
+        !head_only,
+        &shared.settings.cache_control,
+        framing,
+    );
+    let Some(body) = body else {
+        return Ok(send_short(stream, out, status, framing, shared, started).await);
+    };
+    let mut sent = out.len() as u64;
+    if write_all(stream, out, true, shared).await.is_err() {
+        finish(shared, status, sent, started);
+        return Ok(Next::Close);
+    }
+    let result = send_file(stream, &obj.file, body.offset, body.len, shared).await;
+    sent += body.len - result.as_ref().err().map_or(0, |(left, _)| *left);
+    finish(shared, status, sent, started);
+    match result {
+        Ok(()) => Ok(if framing.keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }),
+        Err((_, e)) => {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                // The file is shorter than when it was opened: never serve it from cache again.
+                filecache::forget(key);
+                tracing::error!(key = %key, "object shrank while being served; connection closed");
+            } else if rustix::io::Errno::from_io_error(&e) == Some(rustix::io::Errno::IO) {
+                shared.store.record_io_error(obj.disk);
+                tracing::error!(key = %key, disk = obj.disk, "disk read error while serving");
+            }
+            Ok(Next::Close)
+        }
+    }
+}
+
+/// Send a response that is all head (or head plus a short text body in `out`).
+async fn send_short(
+    stream: &TcpStream,
+    out: &[u8],
+    status: u16,
+    framing: Framing,
+    shared: &Shared,
+    started: Instant,
+) -> Next {
+    let ok = write_all(stream, out, false, shared).await.is_ok();
+    finish(shared, status, out.len() as u64, started);
+    if ok && framing.keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
+}
+
+fn finish(shared: &Shared, status: u16, bytes: u64, started: Instant) {
+    let m = &shared.metrics;
+    m.response(status);
+    m.bytes_sent.inc_by(bytes);
+    m.request_duration.observe(started.elapsed());
+}
+
+/// Write `buf` completely; `more` holds it in the kernel until the body follows.
+async fn write_all(
+    stream: &TcpStream,
+    mut buf: &[u8],
+    more: bool,
+    shared: &Shared,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        let op = stream.async_io(Interest::WRITABLE, || {
+            if more {
+                sys::send_more(stream, buf)
+            } else {
+                sys::send(stream, buf)
+            }
+        });
+        let n = tokio::time::timeout(shared.settings.send_timeout, op)
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+/// sendfile `len` bytes from `offset`; on failure reports the bytes left unsent.
+async fn send_file(
+    stream: &TcpStream,
+    file: &std::fs::File,
+    mut offset: u64,
+    mut len: u64,
+    shared: &Shared,
+) -> Result<(), (u64, io::Error)> {
+    // Linux moves at most 0x7ffff000 bytes per call.
+    const MAX_CHUNK: u64 = 0x7fff_f000;
+    while len > 0 {
+        let chunk = len.min(MAX_CHUNK) as usize;
+        let op = stream.async_io(Interest::WRITABLE, || {
+            sys::sendfile(stream, file, &mut offset, chunk)
+        });
+        let n = match tokio::time::timeout(shared.settings.send_timeout, op).await {
+            Ok(Ok(0)) => return Err((len, io::ErrorKind::UnexpectedEof.into())),
+            Ok(Ok(n)) => n as u64,
+            Ok(Err(e)) => return Err((len, e)),
+            Err(_) => return Err((len, io::ErrorKind::TimedOut.into())),
+        };
+        len -= n;
+    }
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! `oca`: the edge appliance daemon. Serves immutable video objects from local
+//! disks over HTTP/1.1 with zero-copy sendfile, and reports health and metrics.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod filecache;
+pub mod http;
+pub mod metrics;
+pub mod mime;
+pub mod path;
+pub mod plan;
+pub mod server;
+pub mod store;
+pub mod sys;
+
+pub use config::Config;
+pub use server::Server;

@@ -1,0 +1,309 @@
+//! Binding, worker threads, and the drain-then-exit lifecycle.
+//!
+//! Threading (see docs/BENCHMARKS.md for the measurement): by default each worker
+//! thread runs its own single-threaded tokio runtime with its own SO_REUSEPORT
+//! listener per address, so the kernel spreads connections across workers and a
+//! connection never migrates between cores. `threading = "shared"` runs one
+//! work-stealing runtime on one listener instead.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin::{Admin, RateWindow};
+use crate::config::{Config, Threading};
+use crate::http::{self, ConnGuard, Settings, Shared};
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start worker thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A server with its sockets bound and its store indexed, not yet serving.
+pub struct Server {
+    config: Config,
+    shared: Arc<Shared>,
+    /// Listeners per worker (per-core) or one set for the shared runtime.
+    listeners: Vec<Vec<std::net::TcpListener>>,
+    admin: std::net::TcpListener,
+    http_addrs: Vec<SocketAddr>,
+}
+
+impl Server {
+    /// Index the store and bind every socket, so that bind errors and the real
+    /// ports (for `:0`) are known before anything is served.
+    pub fn bind(config: Config) -> Result<Server, StartError> {
+        let workers = config.effective_workers();
+        let (store, report) = Store::open(&config.stores);
+        tracing::info!(
+            objects = report.objects,
+            bytes = report.bytes,
+            skipped = report.skipped,
+            duplicates = report.duplicates,
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            "store indexed"
+        );
+        let sockets_per_addr = match config.threading {
+            Threading::PerCore => workers,
+            Threading::Shared => 1,
+        };
+        let mut listeners: Vec<Vec<std::net::TcpListener>> =
+            (0..sockets_per_addr).map(|_| Vec::new()).collect();
+        let mut http_addrs = Vec::new();
+        for &addr in &config.listen {
+            let mut bound = addr;
+            for slot in listeners.iter_mut() {
+                let l = listen_socket(bound).map_err(|source| StartError::Bind { addr, source })?;
+                // Later sockets join the first one's port (matters for port 0).
+                bound = l
+                    .local_addr()
+                    .map_err(|source| StartError::Bind { addr, source })?;
+                slot.push(l);
+            }
+            http_addrs.push(bound);
+        }
+        let admin = std::net::TcpListener::bind(config.admin_listen)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|source| StartError::Bind {
+                addr: config.admin_listen,
+                source,
+            })?;
+        let shared = Arc::new(Shared {
+            store,
+            metrics: Metrics::new(),
+            settings: Settings::from_config(&config),
+            draining: Default::default(),
+            all_closed: Default::default(),
+        });
+        Ok(Server {
+            config,
+            shared,
+            listeners,
+            admin,
+            http_addrs,
+        })
+    }
+
+    /// The bound object-serving addresses (real ports, even when configured as 0).
+    pub fn http_addrs(&self) -> &[SocketAddr] {
+        &self.http_addrs
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().unwrap_or(self.config.admin_listen)
+    }
+
+    /// Serve until `shutdown` completes, then drain: stop accepting, report
+    /// `draining`, let in-flight responses finish within the grace period.
+    /// Blocks the calling thread, which runs the admin listener.
+    pub fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+        let Server {
+            config,
+            shared,
+            listeners,
+            admin,
+            ..
+        } = self;
+        let workers = config.effective_workers();
+        let (drain_tx, drain_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(false);
+
+        let mut threads = Vec::new();
+        match config.threading {
+            Threading::PerCore => {
+                for (w, set) in listeners.into_iter().enumerate() {
+                    let (shared, drain, stop) =
+                        (Arc::clone(&shared), drain_rx.clone(), stop_rx.clone());
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build();
+                    let rt = rt.map_err(StartError::Thread)?;
+                    threads.push(
+                        std::thread::Builder::new()
+                            .name(format!("oca-worker-{w}"))
+                            .spawn(move || rt.block_on(worker(set, shared, drain, stop)))
+                            .map_err(StartError::Thread)?,
+                    );
+                }
+            }
+            Threading::Shared => {
+                let set = listeners.into_iter().next().unwrap_or_default();
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(workers)
+                    .thread_name("oca-worker")
+                    .enable_all()
+                    .build()
+                    .map_err(StartError::Thread)?;
+                let (shared, drain, stop) =
+                    (Arc::clone(&shared), drain_rx.clone(), stop_rx.clone());
+                threads.push(
+                    std::thread::Builder::new()
+                        .name("oca-workers".into())
+                        .spawn(move || rt.block_on(worker(set, shared, drain, stop)))
+                        .map_err(StartError::Thread)?,
+                );
+            }
+        }
+
+        let control = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(StartError::Thread)?;
+        let admin_state = Arc::new(Admin {
+            shared: Arc::clone(&shared),
+            started: Instant::now(),
+            capacity_bps: config.capacity_mbps.saturating_mul(1_000_000),
+            workers,
+            rate: Mutex::new(RateWindow::new(Duration::from_secs(5))),
+        });
+        control.block_on(async {
+            match TcpListener::from_std(admin) {
+                Ok(l) => {
+                    tokio::spawn(Arc::clone(&admin_state).serve(l, stop_rx.clone()));
+                }
+                Err(e) => tracing::error!(error = %e, "admin listener unusable"),
+            }
+            tokio::spawn(Arc::clone(&admin_state).sample_egress(stop_rx.clone()));
+            shutdown.await;
+            let active = shared.metrics.connections_active.get();
+            tracing::info!(
+                active,
+                grace_secs = config.shutdown_grace.as_secs_f64(),
+                "draining"
+            );
+            shared.draining.store(true, Ordering::Release);
+            let _ = drain_tx.send(true);
+            let deadline = tokio::time::Instant::now() + config.shutdown_grace;
+            while shared.metrics.connections_active.get() > 0 {
+                if tokio::time::timeout_at(deadline, shared.all_closed.notified())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            let left = shared.metrics.connections_active.get();
+            if left > 0 {
+                tracing::warn!(
+                    connections = left,
+                    "grace period over; closing remaining connections"
+                );
+            }
+            let _ = stop_tx.send(true);
+        });
+        for t in threads {
+            let _ = t.join();
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// A worker's life: accept on its listeners until drain, then keep serving
+/// in-flight connections until told to stop (dropping the runtime ends them).
+async fn worker(
+    listeners: Vec<std::net::TcpListener>,
+    shared: Arc<Shared>,
+    drain: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    for l in listeners {
+        match TcpListener::from_std(l) {
+            Ok(l) => {
+                tokio::spawn(accept_loop(l, Arc::clone(&shared), drain.clone()));
+            }
+            Err(e) => tracing::error!(error = %e, "listener unusable"),
+        }
+    }
+    crate::http::until_set(&mut stop).await;
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut drain: watch::Receiver<bool>) {
+    let conn_drain = drain.clone();
+    loop {
+        tokio::select! {
+            biased;
+            _ = crate::http::until_set(&mut drain) => return,
+            r = listener.accept() => match r {
+                Ok((stream, _peer)) => {
+                    shared.metrics.connections_accepted.inc();
+                    match ConnGuard::admit(&shared) {
+                        Some(guard) => {
+                            tokio::spawn(http::conn::serve(stream, guard, conn_drain.clone()));
+                        }
+                        None => reject_at_cap(stream, &shared),
+                    }
+                }
+                Err(e) => {
+                    // Out of file descriptors or similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+        }
+    }
+}
+
+/// At the connection cap a new client gets an immediate 503 with Retry-After and
+/// the connection is closed, rather than waiting unserved in the backlog.
+fn reject_at_cap(stream: tokio::net::TcpStream, shared: &Shared) {
+    shared.metrics.connections_rejected.inc();
+    shared.metrics.response(503);
+    let mut out = Vec::with_capacity(256);
+    let framing = http::response::Framing {
+        keep_alive: false,
+        minor: 1,
+        now: std::time::SystemTime::now(),
+    };
+    http::response::simple(&mut out, 503, "connection limit reached", framing, false);
+    let _ = stream.try_write(&out);
+}
+
+fn listen_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+/// Completes on SIGTERM or SIGINT. SIGHUP is logged and otherwise ignored until
+/// reloading exists, so a stray HUP cannot kill the daemon.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!(signal = "SIGTERM", "shutdown requested"); return }
+            _ = int.recv() => { tracing::info!(signal = "SIGINT", "shutdown requested"); return }
+            _ = hup.recv() => tracing::info!(signal = "SIGHUP", "nothing to reload in this version; ignored"),
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Every syscall the serving path makes that std does not wrap, behind a safe API.
+//!
+//! We lean on `rustix` for the actual system calls so that no `unsafe` is needed
+//! anywhere in the crate; this module exists so that the set of raw kernel
+//! interfaces we depend on (and their fallbacks) is visible in one place.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+
+/// Whether `openat2(2)` is usable; cleared the first time the kernel says ENOSYS.
+static OPENAT2_AVAILABLE: AtomicBool = AtomicBool::new(true);
+
+/// Open `rel` read-only strictly beneath the directory `root`.
+///
+/// Uses `openat2(RESOLVE_BENEATH)` so that neither `..` nor a symlink (absolute or
+/// relative) can take the lookup outside `root`, even if the tree is changed under
+/// us. On kernels without openat2 we fall back to canonicalising the path and
+/// checking the prefix, which is racy against a hostile writer of the store but
+/// still rejects symlinks that point out of it.
+pub fn open_beneath(root: &File, root_path: &Path, rel: &str) -> io::Result<File> {
+    if OPENAT2_AVAILABLE.load(Ordering::Relaxed) {
+        match rustix::fs::openat2(
+            root.as_fd(),
+            rel,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Ok(fd) => return Ok(File::from(OwnedFd::from(fd))),
+            Err(rustix::io::Errno::NOSYS) => OPENAT2_AVAILABLE.store(false, Ordering::Relaxed),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let full = root_path.join(rel).canonicalize()?;
+    let canon_root = root_path.canonicalize()?;
+    if !full.starts_with(&canon_root) {
+        return Err(io::Error::from(io::ErrorKind::NotFound));
+    }
+    File::open(full)
+}
+
+/// `sendfile(2)` up to `count` bytes from `file` at `*offset` into the socket `sock`.
+///
+/// Advances `*offset` by the number of bytes sent. The socket is non-blocking, so
+/// `WouldBlock` means "wait for writability and call again".
+pub fn sendfile(sock: impl AsFd, file: &File, offset: &mut u64, count: usize) -> io::Result<usize> {
+    Ok(rustix::fs::sendfile(sock, file, Some(offset), count)?)
+}
+
+/// `send(2)` with `MSG_MORE`: the kernel holds a partial segment until the body that
+/// follows (via sendfile), so the response head and the first body bytes share a
+/// packet instead of the head going out alone.
+pub fn send_more(sock: impl AsFd, buf: &[u8]) -> io::Result<usize> {
+    Ok(rustix::net::send(
+        sock,
+        buf,
+        rustix::net::SendFlags::MORE | rustix::net::SendFlags::NOSIGNAL,
+    )?)
+}
+
+/// Plain `send(2)` on a non-blocking socket.
+pub fn send(sock: impl AsFd, buf: &[u8]) -> io::Result<usize> {
+    Ok(rustix::net::send(
+        sock,
+        buf,
+        rustix::net::SendFlags::NOSIGNAL,
+    )?)
+}
+
+/// Hint that `file` will be read sequentially soon, so the kernel starts readahead
+/// before sendfile would block on it. Failure is harmless and ignored.
+pub fn advise_sequential(file: &File) {
+    let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::Sequential);
+}
+
+/// Number of CPUs this process may run on (for the default worker count).
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Whether an open error means "no such object here" rather than disk trouble.
+/// EXDEV and ELOOP are what RESOLVE_BENEATH answers for an escape attempt.
+pub fn is_absent(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(
+        Errno::from_io_error(e),
+        Some(
+            Errno::NOENT
+                | Errno::NOTDIR
+                | Errno::XDEV
+                | Errno::LOOP
+                | Errno::ISDIR
+                | Errno::NAMETOOLONG
+        )
+    ) || e.kind() == io::ErrorKind::NotFound
+}
