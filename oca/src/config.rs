@@ -132,7 +132,17 @@ impl Config {
             match e.span() {
                 Some(span) => {
                     let line = text[..span.start].matches('\n').count() + 1;
-                    format!("line {line}: {msg}")
+                    // Name the key on that line: toml's type errors only give a position.
+                    let key = text
+                        .lines()
+                        .nth(line - 1)
+                        .and_then(|l| l.split_once('='))
+                        .map(|(k, _)| k.trim())
+                        .filter(|k| !k.is_empty() && !msg.contains(*k));
+                    match key {
+                        Some(k) => format!("line {line}, field `{k}`: {msg}"),
+                        None => format!("line {line}: {msg}"),
+                    }
                 }
                 None => msg,
             }
@@ -280,7 +290,8 @@ mod tests {
 
     #[test]
     fn validate_names_the_bad_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Config)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Config)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("listen", Box::new(|c| c.listen.clear())),
             ("stores", Box::new(|c| c.stores.clear())),
             ("stores", Box::new(|c| c.stores.push("/srv/oca/d0".into()))),

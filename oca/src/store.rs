@@ -122,7 +122,7 @@ impl Store {
         let started = Instant::now();
         let mut disks: Vec<Disk> = roots.iter().map(|r| prepare_disk(r)).collect();
         // Scan disks in parallel: start-up time is bound by the slowest disk, not the sum.
-        let scans: Vec<(Vec<(Box<str>, u64)>, u64)> = std::thread::scope(|s| {
+        let scans: Vec<DiskScan> = std::thread::scope(|s| {
             let handles: Vec<_> = disks
                 .iter()
                 .map(|d| s.spawn(move || scan_disk(d)))
@@ -132,9 +132,9 @@ impl Store {
                 .map(|h| h.join().unwrap_or_default())
                 .collect()
         });
-        let mut index = HashMap::with_capacity(scans.iter().map(|s| s.0.len()).sum());
+        let mut index = HashMap::with_capacity(scans.iter().map(|s| s.objects.len()).sum());
         let mut report = ScanReport::default();
-        for (disk_no, (objects, skipped)) in scans.into_iter().enumerate() {
+        for (disk_no, DiskScan { objects, skipped }) in scans.into_iter().enumerate() {
             report.skipped += skipped;
             let disk = &mut disks[disk_no];
             for (key, size) in objects {
@@ -348,14 +348,22 @@ fn prepare_disk(root: &Path) -> Disk {
     }
 }
 
+/// What one disk's start-up walk found.
+#[derive(Default)]
+struct DiskScan {
+    /// (key, size) of every committed object.
+    objects: Vec<(Box<str>, u64)>,
+    skipped: u64,
+}
+
 /// Walk `<root>/objects`, returning (key, size) for every regular file and the
 /// number of entries skipped (dot-files, names that are not valid keys, symlinks
 /// leading out of the root, unreadable entries).
-fn scan_disk(disk: &Disk) -> (Vec<(Box<str>, u64)>, u64) {
+fn scan_disk(disk: &Disk) -> DiskScan {
     let mut found = Vec::new();
     let mut skipped = 0;
     let Some(dir) = &disk.objects_dir else {
-        return (found, 0);
+        return DiskScan::default();
     };
     let mut stack = vec![String::new()];
     while let Some(prefix) = stack.pop() {
@@ -406,5 +414,8 @@ fn scan_disk(disk: &Disk) -> (Vec<(Box<str>, u64)>, u64) {
             }
         }
     }
-    (found, skipped)
+    DiskScan {
+        objects: found,
+        skipped,
+    }
 }

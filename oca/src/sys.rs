@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -31,7 +31,7 @@ pub fn open_beneath(root: &File, root_path: &Path, rel: &str) -> io::Result<File
             Mode::empty(),
             ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
         ) {
-            Ok(fd) => return Ok(File::from(OwnedFd::from(fd))),
+            Ok(fd) => return Ok(File::from(fd)),
             Err(rustix::io::Errno::NOSYS) => OPENAT2_AVAILABLE.store(false, Ordering::Relaxed),
             Err(e) => return Err(e.into()),
         }
