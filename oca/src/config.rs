@@ -160,6 +160,11 @@ impl Config {
         if self.listen.is_empty() {
             return bad("listen", "at least one address is required");
         }
+        for (i, a) in self.listen.iter().enumerate() {
+            if self.listen[..i].contains(a) {
+                return bad("listen", format!("{a} is listed twice"));
+            }
+        }
         if self.listen.contains(&self.admin_listen) && self.admin_listen.port() != 0 {
             return bad("admin_listen", "must differ from every `listen` address");
         }
@@ -309,6 +314,7 @@ mod tests {
                 Box::new(|c| c.cache_control = "a\nb".into()),
             ),
             ("admin_listen", Box::new(|c| c.admin_listen = c.listen[0])),
+            ("listen", Box::new(|c| c.listen.push(c.listen[0]))),
         ];
         for (field, mutate) in cases {
             let mut c = valid();

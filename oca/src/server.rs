@@ -12,15 +12,16 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::admin::{Admin, RateWindow};
 use crate::config::{Config, Threading};
 use crate::http::{self, ConnGuard, Settings, Shared};
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::sys;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,17 @@ impl Server {
     /// ports (for `:0`) are known before anything is served.
     pub fn bind(config: Config) -> Result<Server, StartError> {
         let workers = config.effective_workers();
+        // Every connection and every cached open file is a descriptor; the default
+        // soft limit (1024) would cap the daemon long before `max_connections`.
+        let nofile = sys::raise_fd_limit();
+        let wanted = (config.max_connections + workers * config.open_file_cache + 256) as u64;
+        if nofile < wanted {
+            tracing::warn!(
+                limit = nofile,
+                wanted,
+                "open-file limit is below max_connections + open_file_cache; raise LimitNOFILE"
+            );
+        }
         let (store, report) = Store::open(&config.stores);
         tracing::info!(
             objects = report.objects,
@@ -68,7 +80,8 @@ impl Server {
         for &addr in &config.listen {
             let mut bound = addr;
             for slot in listeners.iter_mut() {
-                let l = listen_socket(bound).map_err(|source| StartError::Bind { addr, source })?;
+                let l = sys::listen_socket(bound)
+                    .map_err(|source| StartError::Bind { addr, source })?;
                 // Later sockets join the first one's port (matters for port 0).
                 bound = l
                     .local_addr()
@@ -240,11 +253,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut drain: watc
             biased;
             _ = crate::http::until_set(&mut drain) => return,
             r = listener.accept() => match r {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     shared.metrics.connections_accepted.inc();
                     match ConnGuard::admit(&shared) {
                         Some(guard) => {
-                            tokio::spawn(http::conn::serve(stream, guard, conn_drain.clone()));
+                            // Disabled at the default level, so the span costs one check.
+                            let span = tracing::debug_span!("conn", %peer);
+                            tokio::spawn(http::conn::serve(stream, guard, conn_drain.clone()).instrument(span));
                         }
                         None => reject_at_cap(stream, &shared),
                     }
@@ -272,19 +287,6 @@ fn reject_at_cap(stream: tokio::net::TcpStream, shared: &Shared) {
     };
     http::response::simple(&mut out, 503, "connection limit reached", framing, false);
     let _ = stream.try_write(&out);
-}
-
-fn listen_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    Ok(socket.into())
 }
 
 /// Completes on SIGTERM or SIGINT. SIGHUP is logged and otherwise ignored until

@@ -226,7 +226,14 @@ fn finish(shared: &Shared, status: u16, bytes: u64, started: Instant) {
     let m = &shared.metrics;
     m.response(status);
     m.bytes_sent.inc_by(bytes);
-    m.request_duration.observe(started.elapsed());
+    let elapsed = started.elapsed();
+    m.request_duration.observe(elapsed);
+    tracing::debug!(
+        status,
+        bytes,
+        micros = elapsed.as_micros() as u64,
+        "response"
+    );
 }
 
 /// Write `buf` completely; `more` holds it in the kernel until the body follows.

@@ -1,0 +1,264 @@
+#!/usr/bin/env python3
+"""oca against nginx with wrk, side by side in one run.
+
+Serves the same files from both servers, alternates them round by round (so the
+noise of a shared machine lands on both), and reports for each: requests/s,
+Gbit/s, and the server's own CPU seconds (user+system from /proc) per GiB served.
+On loopback wrk itself is often the ceiling, so CPU per GiB is the figure that
+separates the servers.
+
+    scripts/bench_wrk.py [--duration 10] [--rounds 3] [--layouts pinned,spread]
+                         [--sizes 2m,64k] [--servers oca,nginx,oca-shared]
+
+Layouts: `pinned` = each server gets one worker on CPU 0 and wrk runs on CPU 1;
+`spread` = two workers, nothing pinned. Needs nginx and wrk (installed if missing).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SIZES = {"2m": (2 << 20, 64), "64k": (64 << 10, 2000), "1m": (1 << 20, 128)}
+
+LUA = r"""
+local paths = {}
+for line in io.lines(os.getenv("BENCH_PATHS")) do paths[#paths + 1] = line end
+local i = 0
+request = function()
+  i = i % #paths + 1
+  return wrk.format("GET", paths[i])
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %d %d\n", summary.requests, summary.bytes,
+    summary.duration, latency:percentile(99), summary.errors.status + summary.errors.read
+    + summary.errors.write + summary.errors.connect + summary.errors.timeout))
+end
+"""
+
+
+def ensure_tools():
+    missing = [p for p, b in (("nginx-light", "nginx"), ("wrk", "wrk")) if not shutil.which(b)
+               and not os.path.exists("/usr/sbin/" + b)]
+    if missing:
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, deadline=20):
+    end = time.time() + deadline
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"server on port {port} did not start")
+
+
+def cpu_ticks(pids):
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total
+
+
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def make_content(root):
+    objects = os.path.join(root, "objects")
+    for name, (size, count) in SIZES.items():
+        d = os.path.join(objects, "bench", name)
+        os.makedirs(d, exist_ok=True)
+        block = os.urandom(size)
+        for i in range(count):
+            with open(os.path.join(d, f"seg-{i:05}.m4s"), "wb") as f:
+                f.write(block[i % 251:] + block[:i % 251])  # distinct bytes per object
+        with open(os.path.join(root, f"paths-{name}.txt"), "w") as f:
+            f.writelines(f"/bench/{name}/seg-{i:05}.m4s\n" for i in range(count))
+    # Warm the page cache: this is a test of the serving path, not of the disk.
+    subprocess.run(["cat"] + [os.path.join(dp, fn) for dp, _, fns in os.walk(objects) for fn in fns],
+                   stdout=subprocess.DEVNULL, check=True)
+
+
+class Server:
+    def __init__(self, kind, root, workers, cpus, work):
+        self.kind, self.root, self.workers, self.cpus, self.work = kind, root, workers, cpus, work
+        self.port = free_port()
+        self.proc = None
+
+    def start(self):
+        pin = ["taskset", "-c", self.cpus] if self.cpus else []
+        if self.kind.startswith("oca"):
+            threading = "shared" if self.kind == "oca-shared" else "per-core"
+            conf = os.path.join(self.work, f"{self.kind}.toml")
+            with open(conf, "w") as f:
+                f.write(f'listen = ["127.0.0.1:{self.port}"]\nadmin_listen = "127.0.0.1:{free_port()}"\n'
+                        f'stores = ["{self.root}"]\nworkers = {self.workers}\nthreading = "{threading}"\n'
+                        f'max_connections = 100000\n')
+            self.proc = subprocess.Popen(pin + [os.path.join(ROOT, "target/release/oca"), "--config", conf],
+                                         stdout=subprocess.DEVNULL, env={**os.environ, "OCA_LOG": "warn"})
+        else:
+            conf = os.path.join(self.work, "nginx.conf")
+            with open(conf, "w") as f:
+                f.write(f"""daemon off;
+master_process on;
+worker_processes {self.workers};
+pid {self.work}/nginx.pid;
+error_log {self.work}/nginx-error.log warn;
+events {{ worker_connections 20000; multi_accept on; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 60s;
+    keepalive_requests 1000000;
+    open_file_cache max=10000 inactive=60s;
+    open_file_cache_valid 60s;
+    default_type application/octet-stream;
+    client_body_temp_path {self.work}/nginx-tmp;
+    server {{
+        listen 127.0.0.1:{self.port} reuseport backlog=4096;
+        root {self.root}/objects;
+        location / {{ add_header Cache-Control "public, max-age=31536000, immutable"; }}
+    }}
+}}
+""")
+            self.proc = subprocess.Popen(pin + ["nginx", "-c", conf, "-p", self.work],
+                                         stdout=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def pids(self):
+        pids = [self.proc.pid]
+        try:
+            out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+            pids += [int(p) for p in out.split()]
+        except OSError:
+            pass
+        return pids
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM if self.kind.startswith("oca") else signal.SIGQUIT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def run_wrk(server, size, conns, duration, cpus, work):
+    lua = os.path.join(work, "bench.lua")
+    with open(lua, "w") as f:
+        f.write(LUA)
+    pin = ["taskset", "-c", cpus] if cpus else []
+    threads = 1 if cpus else 2
+    pids = server.pids()
+    before = cpu_ticks(pids)
+    out = subprocess.run(pin + ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--latency", "-s", lua,
+                                f"http://127.0.0.1:{server.port}/"],
+                         capture_output=True, text=True, timeout=duration + 60,
+                         env={**os.environ, "BENCH_PATHS": os.path.join(server.root, f"paths-{size}.txt")})
+    after = cpu_ticks(pids)
+    line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT")), None)
+    if line is None:
+        raise SystemExit(f"wrk failed: {out.stdout}\n{out.stderr}")
+    reqs, nbytes, dur_us, p99_us, errors = map(int, line.split()[1:])
+    secs = dur_us / 1e6
+    cpu = (after - before) / CLK_TCK
+    gib = nbytes / (1 << 30)
+    return {"rps": reqs / secs, "gbps": nbytes * 8 / secs / 1e9, "cpu_s": cpu,
+            "cpu_per_gib": cpu / gib if gib else float("nan"), "p99_ms": p99_us / 1000, "errors": errors,
+            "rss_kib": rss_kib(pids)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--sizes", default="2m,64k")
+    ap.add_argument("--layouts", default="pinned,spread")
+    ap.add_argument("--servers", default="oca,nginx")
+    ap.add_argument("--json", help="write all results here")
+    args = ap.parse_args()
+    ensure_tools()
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "oca"], cwd=ROOT, check=True)
+    work = tempfile.mkdtemp(prefix="oca-bench-")
+    os.chmod(work, 0o755)  # nginx workers run as an unprivileged user
+    root = os.path.join(work, "store")
+    os.makedirs(os.path.join(work, "nginx-tmp"))
+    make_content(root)
+    results = []
+    layouts = {"pinned": (1, "0", "1"), "spread": (2, None, None)}
+    try:
+        for layout in args.layouts.split(","):
+            workers, server_cpus, client_cpus = layouts[layout]
+            servers = [Server(k, root, workers, server_cpus, work) for k in args.servers.split(",")]
+            for s in servers:
+                s.start()
+            try:
+                for size in args.sizes.split(","):
+                    for rnd in range(args.rounds):
+                        for s in servers:
+                            r = run_wrk(s, size, args.conns, args.duration, client_cpus, work)
+                            r.update(server=s.kind, layout=layout, size=size, round=rnd, conns=args.conns)
+                            results.append(r)
+                            print(f"{layout:6} {size:4} round {rnd} {s.kind:10} {r['rps']:10.0f} req/s "
+                                  f"{r['gbps']:6.2f} Gbit/s  cpu {r['cpu_per_gib']:.3f} s/GiB  "
+                                  f"p99 {r['p99_ms']:.2f} ms  errors {r['errors']}", flush=True)
+            finally:
+                for s in servers:
+                    s.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("\nmedians over rounds; ratio = first server / second server")
+    kinds = args.servers.split(",")
+    print(f"| layout | size | server | req/s | Gbit/s | server CPU s/GiB | p99 ms |")
+    print(f"|---|---|---|---|---|---|---|")
+    for layout in args.layouts.split(","):
+        for size in args.sizes.split(","):
+            med = {}
+            for k in kinds:
+                rs = [r for r in results if r["layout"] == layout and r["size"] == size and r["server"] == k]
+                med[k] = {m: statistics.median(r[m] for r in rs) for m in ("rps", "gbps", "cpu_per_gib", "p99_ms")}
+                print(f"| {layout} | {size} | {k} | {med[k]['rps']:.0f} | {med[k]['gbps']:.2f} | "
+                      f"{med[k]['cpu_per_gib']:.3f} | {med[k]['p99_ms']:.2f} |")
+            a, b = kinds[0], kinds[1]
+            print(f"| {layout} | {size} | **{a}/{b}** | {med[a]['rps'] / med[b]['rps']:.2f}x | "
+                  f"{med[a]['gbps'] / med[b]['gbps']:.2f}x | {med[a]['cpu_per_gib'] / med[b]['cpu_per_gib']:.2f}x | "
+                  f"{med[a]['p99_ms'] / med[b]['p99_ms']:.2f}x |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
