@@ -33,7 +33,8 @@ def populate(root, count, disks):
 
 
 def start_once(root, disks):
-    args = [os.path.join(ROOT, "target/release/oca"), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]
+    args = [os.path.join(ROOT, "target/release/oca"), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+            "--access", "open"]
     for d in range(disks):
         args += ["--store", os.path.join(root, f"disk{d}")]
     t0 = time.monotonic()

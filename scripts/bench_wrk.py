@@ -121,7 +121,7 @@ class Server:
             with open(conf, "w") as f:
                 f.write(f'listen = ["127.0.0.1:{self.port}"]\nadmin_listen = "127.0.0.1:{free_port()}"\n'
                         f'stores = ["{self.root}"]\nworkers = {self.workers}\nthreading = "{threading}"\n'
-                        f'max_connections = 100000\n')
+                        f'max_connections = 100000\naccess = "open"\n')
             self.proc = subprocess.Popen(pin + [os.path.join(ROOT, "target/release/oca"), "--config", conf],
                                          stdout=subprocess.DEVNULL, env={**os.environ, "OCA_LOG": "warn"})
         else:

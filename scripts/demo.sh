@@ -29,4 +29,5 @@ serving $root on http://$listen  (admin http://$admin)
   curl http://$admin/metrics
 Ctrl-C (or SIGTERM) drains and stops.
 MSG
-exec target/release/oca --store "$root" --listen "$listen" --admin-listen "$admin"
+# Open access: a local demo has no control plane to sign URLs (see README, "Signed URLs").
+exec target/release/oca --store "$root" --listen "$listen" --admin-listen "$admin" --access open

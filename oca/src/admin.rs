@@ -86,6 +86,8 @@ struct Health<'a> {
     objects: u64,
     bytes: u64,
     disks: Vec<DiskHealth<'a>>,
+    access: &'a str,
+    token_keys: Vec<String>,
 }
 
 impl Admin {
@@ -132,6 +134,11 @@ impl Admin {
             objects,
             bytes,
             disks,
+            access: match shared.access.mode() {
+                crate::access::AccessMode::Token => "token",
+                crate::access::AccessMode::Open => "open",
+            },
+            token_keys: shared.access.key_ids(),
         };
         serde_json::to_string_pretty(&h).unwrap_or_default() + "\n"
     }

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::access::AccessMode;
+
 /// Exit code for a bad configuration (EX_CONFIG from sysexits.h is 78, but 64,
 /// EX_USAGE, is what operators' wrappers here expect for "you gave me bad input").
 pub const EXIT_BAD_CONFIG: i32 = 64;
@@ -72,6 +74,13 @@ pub struct Config {
     /// Cache-Control sent with every object.
     pub cache_control: String,
     pub log_format: LogFormat,
+    /// `token` (default): object requests need a signed-URL token; `open`: none needed.
+    pub access: AccessMode,
+    /// Key file for verifying tokens (TOML, mode 0600); required with `access = "token"`.
+    pub token_keys: Option<PathBuf>,
+    /// Clock difference tolerated between the signer and this appliance.
+    #[serde(with = "humantime_serde_compat")]
+    pub token_skew: Duration,
 }
 
 impl Default for Config {
@@ -94,6 +103,9 @@ impl Default for Config {
             capacity_mbps: 10_000,
             cache_control: "public, max-age=31536000, immutable".to_owned(),
             log_format: LogFormat::Text,
+            access: AccessMode::Token,
+            token_keys: None,
+            token_skew: Duration::from_secs(30),
         }
     }
 }
@@ -212,6 +224,15 @@ impl Config {
         if self.cache_control.bytes().any(|b| b < 0x20 || b == 0x7f) {
             return bad("cache_control", "must not contain control characters");
         }
+        if self.access == AccessMode::Token && self.token_keys.is_none() {
+            return bad(
+                "token_keys",
+                "required when access = \"token\" (the default); set access = \"open\" to serve without tokens",
+            );
+        }
+        if self.token_skew > Duration::from_secs(3600) {
+            return bad("token_skew", "at most 1h");
+        }
         Ok(())
     }
 
@@ -247,6 +268,7 @@ mod tests {
     fn valid() -> Config {
         Config {
             stores: vec!["/srv/oca/d0".into()],
+            token_keys: Some("/etc/oca/keys.toml".into()),
             ..Config::default()
         }
     }
@@ -272,6 +294,9 @@ mod tests {
             capacity_mbps = 40000
             cache_control = "public, max-age=60"
             log_format = "json"
+            access = "open"
+            token_keys = "/etc/oca/keys.toml"
+            token_skew = "10s"
             "#,
         )
         .unwrap();
@@ -315,6 +340,11 @@ mod tests {
             ),
             ("admin_listen", Box::new(|c| c.admin_listen = c.listen[0])),
             ("listen", Box::new(|c| c.listen.push(c.listen[0]))),
+            ("token_keys", Box::new(|c| c.token_keys = None)),
+            (
+                "token_skew",
+                Box::new(|c| c.token_skew = Duration::from_secs(7200)),
+            ),
         ];
         for (field, mutate) in cases {
             let mut c = valid();

@@ -2,7 +2,9 @@
 //! disks over HTTP/1.1 with zero-copy sendfile, and reports health and metrics.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod filecache;
 pub mod http;
@@ -13,6 +15,7 @@ pub mod plan;
 pub mod server;
 pub mod store;
 pub mod sys;
+pub mod tools;
 
 pub use config::Config;
 pub use server::Server;

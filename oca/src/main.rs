@@ -1,79 +1,40 @@
 //! `oca` binary: parse arguments, load config, start logging, run the server.
 #![forbid(unsafe_code)]
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use oca::config::{Config, EXIT_BAD_CONFIG, LogFormat};
-
-#[derive(Parser)]
-#[command(
-    name = "oca",
-    version,
-    about = "Edge appliance daemon: serves video objects from local disks"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    overrides: Overrides,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Validate the configuration and exit (0 if good, 64 with the reason if not).
-    CheckConfig {
-        #[command(flatten)]
-        overrides: Overrides,
-    },
-}
-
-#[derive(clap::Args, Clone, Default)]
-struct Overrides {
-    /// TOML configuration file.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Address to serve objects on (repeatable; replaces `listen`).
-    #[arg(long, value_name = "ADDR")]
-    listen: Vec<SocketAddr>,
-    /// Address of the admin listener (replaces `admin_listen`).
-    #[arg(long, value_name = "ADDR")]
-    admin_listen: Option<SocketAddr>,
-    /// Disk root (repeatable, one per disk; replaces `stores`).
-    #[arg(long, value_name = "DIR")]
-    store: Vec<PathBuf>,
-    /// Worker threads (replaces `workers`; 0 = one per CPU).
-    #[arg(long, value_name = "N")]
-    workers: Option<usize>,
-}
-
-fn load(o: &Overrides) -> Result<Config, String> {
-    let mut c = match &o.config {
-        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
-        None => Config::default(),
-    };
-    if !o.listen.is_empty() {
-        c.listen = o.listen.clone();
-    }
-    if let Some(a) = o.admin_listen {
-        c.admin_listen = a;
-    }
-    if !o.store.is_empty() {
-        c.stores = o.store.clone();
-    }
-    if let Some(w) = o.workers {
-        c.workers = w;
-    }
-    c.validate().map_err(|e| e.to_string())?;
-    Ok(c)
-}
+use clap::Parser;
+use oca::cli::{Cli, Command, load};
+use oca::config::{EXIT_BAD_CONFIG, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (overrides, check_only) = match cli.command {
         Some(Command::CheckConfig { overrides }) => (overrides, true),
+        Some(Command::Sign {
+            keys,
+            kid,
+            prefix,
+            ttl,
+            client,
+            url,
+        }) => {
+            return print_or_fail(oca::tools::sign(
+                &keys,
+                kid.as_deref(),
+                &prefix,
+                ttl.into(),
+                client,
+                url.as_deref(),
+            ));
+        }
+        Some(Command::Keygen {
+            id,
+            not_before,
+            not_after,
+        }) => {
+            return print_or_fail(oca::tools::keygen(&id, not_before, not_after));
+        }
         None => (cli.overrides, false),
     };
     let config = match load(&overrides) {
@@ -84,6 +45,12 @@ fn main() -> ExitCode {
         }
     };
     if check_only {
+        // What the daemon would load at start must load now, too.
+        let keys = oca::access::Access::new(config.access, config.token_keys.as_deref(), 0);
+        if let Err(e) = keys {
+            eprintln!("oca: bad config: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+        }
         println!("oca: config ok");
         return ExitCode::SUCCESS;
     }
@@ -104,11 +71,25 @@ fn main() -> ExitCode {
         http.join(","),
         server.admin_addr()
     );
-    match server.run(oca::server::shutdown_signal()) {
+    let signals = oca::server::shutdown_signal(server.reloader());
+    match server.run(signals) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("oca: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+fn print_or_fail(r: Result<String, String>) -> ExitCode {
+    match r {
+        Ok(s) => {
+            println!("{}", s.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("oca: {e}");
+            ExitCode::from(EXIT_BAD_CONFIG as u8)
         }
     }
 }

@@ -78,6 +78,11 @@ struct DiskLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClassLabel {
     class: &'static str,
 }
@@ -92,6 +97,8 @@ pub struct Metrics {
     pub connections_accepted: Counter,
     pub connections_rejected: Counter,
     pub request_duration: AtomicHistogram,
+    /// Token refusals, indexed like `urlsign::Reject::ALL`.
+    token_rejections: [Counter; 8],
     draining: Gauge,
     store_objects: Family<DiskLabel, Gauge>,
     store_bytes: Family<DiskLabel, Gauge>,
@@ -110,8 +117,20 @@ impl Metrics {
             "HTTP responses sent, by status class",
             by_class,
         );
+        let by_reason: Family<ReasonLabel, Counter> = Family::default();
+        let token_rejections = urlsign::Reject::ALL.map(|r| {
+            by_reason
+                .get_or_create(&ReasonLabel { reason: r.code() })
+                .clone()
+        });
+        registry.register(
+            "token_rejections",
+            "Object requests refused for their signed-URL token, by reason",
+            by_reason,
+        );
         let m = Metrics {
             responses,
+            token_rejections,
             bytes_sent: Counter::default(),
             connections_active: Gauge::default(),
             connections_accepted: Counter::default(),
@@ -180,6 +199,13 @@ impl Metrics {
     pub fn response(&self, status: u16) {
         let class = (status / 100).clamp(1, 5) as usize - 1;
         self.responses[class].inc();
+    }
+
+    /// Count one token refusal.
+    pub fn token_rejected(&self, r: urlsign::Reject) {
+        if let Some(i) = urlsign::Reject::ALL.iter().position(|x| *x == r) {
+            self.token_rejections[i].inc();
+        }
     }
 
     /// Render the text exposition, refreshing store gauges first.

@@ -194,6 +194,41 @@ fn decode_segment(raw: &[u8], buf: &mut [u8], mut n: usize) -> Result<usize, Pat
     Ok(n)
 }
 
+/// Split a signed-URL token carried as the first path segment
+/// (`/t/<token>/titles/...`) off a request-target. Returns the token, if any, and
+/// the target for the object itself (origin-form). Absolute-form targets are
+/// reduced to their path first. A target without the `/t/` segment is returned
+/// unchanged.
+pub fn split_token(target: &[u8]) -> (Option<&[u8]>, &[u8]) {
+    let path = if target.first() == Some(&b'/') {
+        target
+    } else {
+        match strip_http_scheme(target) {
+            Some(rest) => match rest.iter().position(|&b| b == b'/') {
+                Some(i) => &rest[i..],
+                None => return (None, target),
+            },
+            None => return (None, target),
+        }
+    };
+    let Some(after) = path.strip_prefix(b"/t/") else {
+        return (None, target);
+    };
+    let end = after
+        .iter()
+        .position(|&b| b == b'/' || b == b'?' || b == b'#')
+        .unwrap_or(after.len());
+    (Some(&after[..end]), &after[end..])
+}
+
+/// The raw value of `name` in a query string (`a=1&token=xyz`), if present.
+pub fn query_param<'q>(query: &'q [u8], name: &[u8]) -> Option<&'q [u8]> {
+    query.split(|&b| b == b'&').find_map(|pair| {
+        let rest = pair.strip_prefix(name)?;
+        rest.strip_prefix(b"=")
+    })
+}
+
 /// Whether a file name found on disk can be part of a key that `object_key`
 /// would produce, so the index never holds an object no URL can reach.
 pub fn is_valid_segment(name: &str) -> bool {
@@ -618,5 +653,43 @@ mod tests {
             prop_assert_eq!(object_key(absolute.as_bytes(), &mut out).is_ok(), true);
             prop_assert_eq!(&out, &expected);
         }
+    }
+
+    #[test]
+    fn tokens_split_off_the_path() {
+        let cases: &[(&[u8], Option<&[u8]>, &[u8])] = &[
+            (
+                b"/t/abc.def/titles/t1/a.m4s",
+                Some(b"abc.def"),
+                b"/titles/t1/a.m4s",
+            ),
+            (b"/t/abc/x?y=1", Some(b"abc"), b"/x?y=1"),
+            (b"/t/abc", Some(b"abc"), b""),
+            (b"/titles/t/a", None, b"/titles/t/a"),
+            (b"/tx/a", None, b"/tx/a"),
+            (b"http://h:8080/t/tok/a.m4s", Some(b"tok"), b"/a.m4s"),
+            (b"http://h", None, b"http://h"),
+            (b"*", None, b"*"),
+        ];
+        for &(target, token, rest) in cases {
+            assert_eq!(
+                split_token(target),
+                (token, rest),
+                "{}",
+                String::from_utf8_lossy(target)
+            );
+        }
+        // A token segment followed by nothing is not an object.
+        let mut out = String::new();
+        assert!(object_key(split_token(b"/t/abc").1, &mut out).is_err());
+    }
+
+    #[test]
+    fn query_params() {
+        assert_eq!(query_param(b"token=abc", b"token"), Some(&b"abc"[..]));
+        assert_eq!(query_param(b"a=1&token=x.y&b", b"token"), Some(&b"x.y"[..]));
+        assert_eq!(query_param(b"tokens=abc", b"token"), None);
+        assert_eq!(query_param(b"xtoken=abc", b"token"), None);
+        assert_eq!(query_param(b"", b"token"), None);
     }
 }

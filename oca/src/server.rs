@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::access::{Access, AccessMode};
 use crate::admin::{Admin, RateWindow};
 use crate::config::{Config, Threading};
 use crate::http::{self, ConnGuard, Settings, Shared};
@@ -31,6 +32,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Keys(#[from] urlsign::KeyError),
     #[error("cannot start worker thread: {0}")]
     Thread(std::io::Error),
 }
@@ -96,7 +99,16 @@ impl Server {
                 addr: config.admin_listen,
                 source,
             })?;
+        let access = Access::new(
+            config.access,
+            config.token_keys.as_deref(),
+            config.token_skew.as_secs(),
+        )?;
+        if config.access == AccessMode::Open {
+            tracing::warn!("access = \"open\": objects are served without signed-URL tokens");
+        }
         let shared = Arc::new(Shared {
+            access,
             store,
             metrics: Metrics::new(),
             settings: Settings::from_config(&config),
@@ -110,6 +122,11 @@ impl Server {
             admin,
             http_addrs,
         })
+    }
+
+    /// A handle that reloads keys (and certificates) on demand, e.g. on SIGHUP.
+    pub fn reloader(&self) -> Reloader {
+        Reloader(Arc::clone(&self.shared))
     }
 
     /// The bound object-serving addresses (real ports, even when configured as 0).
@@ -192,6 +209,10 @@ impl Server {
                 Err(e) => tracing::error!(error = %e, "admin listener unusable"),
             }
             tokio::spawn(Arc::clone(&admin_state).sample_egress(stop_rx.clone()));
+            tokio::spawn(watch_key_file(
+                Reloader(Arc::clone(&shared)),
+                stop_rx.clone(),
+            ));
             shutdown.await;
             let active = shared.metrics.connections_active.get();
             tracing::info!(
@@ -227,6 +248,39 @@ impl Server {
     }
 }
 
+/// Reloads what may change while serving. A reload that fails keeps what was in use.
+#[derive(Clone)]
+pub struct Reloader(Arc<Shared>);
+
+impl Reloader {
+    /// Reload everything now (SIGHUP).
+    pub fn reload(&self) {
+        self.reload_keys(true);
+    }
+
+    fn reload_keys(&self, force: bool) {
+        match self.0.access.reload(force) {
+            Ok(true) => tracing::info!(keys = ?self.0.access.key_ids(), "token keys loaded"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "token keys not reloaded; the previous keys stay in use")
+            }
+        }
+    }
+}
+
+/// Pick up a rewritten key file without a signal (the control-plane client
+/// will drop new keys into it).
+async fn watch_key_file(reloader: Reloader, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => reloader.reload_keys(false),
+            _ = crate::http::until_set(&mut stop) => return,
+        }
+    }
+}
+
 /// A worker's life: accept on its listeners until drain, then keep serving
 /// in-flight connections until told to stop (dropping the runtime ends them).
 async fn worker(
@@ -259,7 +313,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut drain: watc
                         Some(guard) => {
                             // Disabled at the default level, so the span costs one check.
                             let span = tracing::debug_span!("conn", %peer);
-                            tokio::spawn(http::conn::serve(stream, guard, conn_drain.clone()).instrument(span));
+                            tokio::spawn(http::conn::serve(stream, peer, guard, conn_drain.clone()).instrument(span));
                         }
                         None => reject_at_cap(stream, &shared),
                     }
@@ -289,9 +343,8 @@ fn reject_at_cap(stream: tokio::net::TcpStream, shared: &Shared) {
     let _ = stream.try_write(&out);
 }
 
-/// Completes on SIGTERM or SIGINT. SIGHUP is logged and otherwise ignored until
-/// reloading exists, so a stray HUP cannot kill the daemon.
-pub async fn shutdown_signal() {
+/// Completes on SIGTERM or SIGINT; SIGHUP reloads keys and certificates.
+pub async fn shutdown_signal(reloader: Reloader) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -305,7 +358,10 @@ pub async fn shutdown_signal() {
         tokio::select! {
             _ = term.recv() => { tracing::info!(signal = "SIGTERM", "shutdown requested"); return }
             _ = int.recv() => { tracing::info!(signal = "SIGINT", "shutdown requested"); return }
-            _ = hup.recv() => tracing::info!(signal = "SIGHUP", "nothing to reload in this version; ignored"),
+            _ = hup.recv() => {
+                tracing::info!(signal = "SIGHUP", "reloading");
+                reloader.reload();
+            }
         }
     }
 }

@@ -27,7 +27,7 @@ fn check_config_accepts_good_and_names_bad_fields() {
     let good = dir.path().join("good.toml");
     std::fs::write(
         &good,
-        "stores = [\"/srv/oca/d0\"]\nworkers = 2\nidle_timeout = \"30s\"\n",
+        "stores = [\"/srv/oca/d0\"]\nworkers = 2\nidle_timeout = \"30s\"\naccess = \"open\"\n",
     )
     .unwrap();
     let (code, out, _) = oca(&["check-config", "--config", good.to_str().unwrap()]);
@@ -60,6 +60,16 @@ fn check_config_accepts_good_and_names_bad_fields() {
         assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
         assert!(err.contains(field), "{field} not named in: {err}");
     }
+    // check-config also loads the token key file a token-mode config names.
+    let f = dir.path().join("tokens.toml");
+    std::fs::write(
+        &f,
+        "stores = [\"/d\"]\ntoken_keys = \"/no/such/keys.toml\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = oca(&["check-config", "--config", f.to_str().unwrap()]);
+    assert_eq!(code, 64);
+    assert!(err.contains("/no/such/keys.toml"), "{err}");
     let (code, _, err) = oca(&["check-config", "--config", "/no/such/file.toml"]);
     assert_eq!(code, 64);
     assert!(err.contains("/no/such/file.toml"));

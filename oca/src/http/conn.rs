@@ -2,8 +2,9 @@
 //! repeat while keep-alive holds.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -26,12 +27,18 @@ enum Next {
 }
 
 /// Serve one accepted connection until it closes, times out, or the server drains.
-pub async fn serve(stream: TcpStream, guard: ConnGuard, mut drain: watch::Receiver<bool>) {
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    guard: ConnGuard,
+    mut drain: watch::Receiver<bool>,
+) {
     let shared = Arc::clone(guard.shared());
     let _ = stream.set_nodelay(true);
     let mut reader = HeadReader::new(2048);
     let mut out = Vec::with_capacity(1024);
     let mut key = String::with_capacity(128);
+    let mut scratch = String::with_capacity(128);
     loop {
         let refused = match reader
             .fill_head(&stream, &shared.settings, &mut drain)
@@ -60,10 +67,13 @@ pub async fn serve(stream: TcpStream, guard: ConnGuard, mut drain: watch::Receiv
             Ok(Some(head)) => {
                 let len = head.len;
                 let draining = *drain.borrow();
-                let next = respond(
-                    &stream, &head, &shared, &mut out, &mut key, draining, started, now,
-                )
-                .await;
+                let bufs = Buffers {
+                    out: &mut out,
+                    key: &mut key,
+                    scratch: &mut scratch,
+                };
+                let next =
+                    respond(&stream, peer, &head, &shared, bufs, draining, started, now).await;
                 reader.consume(len);
                 next
             }
@@ -95,13 +105,23 @@ pub async fn serve(stream: TcpStream, guard: ConnGuard, mut drain: watch::Receiv
 /// A head that parsed as garbage: answer once, then close.
 struct HeadErrorReply((u16, &'static str));
 
+/// Per-connection buffers reused across requests.
+struct Buffers<'a> {
+    /// The response head (and short bodies).
+    out: &'a mut Vec<u8>,
+    /// The decoded object key.
+    key: &'a mut String,
+    /// `/` + key, the path a token is checked against.
+    scratch: &'a mut String,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn respond(
     stream: &TcpStream,
+    peer: SocketAddr,
     head: &RequestHead<'_>,
     shared: &Shared,
-    out: &mut Vec<u8>,
-    key: &mut String,
+    bufs: Buffers<'_>,
     draining: bool,
     started: Instant,
     now: SystemTime,
@@ -111,6 +131,7 @@ async fn respond(
         minor: head.minor,
         now,
     };
+    let Buffers { out, key, scratch } = bufs;
     let head_only = head.method == Method::Head;
     let method = match head.method {
         Method::Get => plan::Method::Get,
@@ -128,7 +149,8 @@ async fn respond(
         response::simple(out, status, why, framing, head_only);
         status
     };
-    let obj = match path::object_key(head.target, key) {
+    let (path_token, target) = path::split_token(head.target);
+    let obj = match path::object_key(target, key) {
         Err(PathError::BadRequest(why)) => {
             let status = reject(out, 400, why);
             return Ok(send_short(stream, out, status, framing, shared, started).await);
@@ -137,7 +159,20 @@ async fn respond(
             let status = reject(out, 404, "no such object");
             return Ok(send_short(stream, out, status, framing, shared, started).await);
         }
-        Ok(_query) => {
+        Ok(query) => {
+            // Checked before the lookup, so a refused client learns nothing about
+            // which objects exist.
+            let token = path_token.or_else(|| query.and_then(|q| path::query_param(q, b"token")));
+            scratch.clear();
+            scratch.push('/');
+            scratch.push_str(key);
+            let unix_now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            if let Err(reason) = shared.access.check(token, scratch, peer.ip(), unix_now) {
+                shared.metrics.token_rejected(reason);
+                tracing::debug!(reason = reason.code(), path = %scratch, "token refused");
+                let status = reject(out, 403, reason.code());
+                return Ok(send_short(stream, out, status, framing, shared, started).await);
+            }
             let s = &shared.settings;
             match filecache::open(
                 &shared.store,

@@ -49,6 +49,7 @@ impl Settings {
 /// State every worker and connection shares.
 pub struct Shared {
     pub store: Store,
+    pub access: crate::access::Access,
     pub metrics: Metrics,
     pub settings: Settings,
     /// Set once SIGTERM arrives; read by /health and by connection guards.

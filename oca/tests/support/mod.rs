@@ -62,6 +62,7 @@ pub fn config(roots: &[&Path]) -> Config {
         stores: roots.iter().map(|p| p.to_path_buf()).collect(),
         workers: 2,
         shutdown_grace: Duration::from_secs(5),
+        access: oca::access::AccessMode::Open,
         ..Config::default()
     }
 }
@@ -125,6 +126,11 @@ pub struct Daemon {
 pub fn daemon(args: &[&str]) -> Daemon {
     let mut child = Command::new(env!("CARGO_BIN_EXE_oca"))
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(if args.contains(&"--access") {
+            &[][..]
+        } else {
+            &["--access", "open"][..]
+        })
         .args(args)
         .env("OCA_LOG", "warn")
         .stdout(Stdio::piped())
