@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::http::Shared;
 use crate::http::reader::{HeadReader, ReadEnd};
+use crate::http::transport::Plain;
 use crate::http::request::{self, Method};
 use crate::http::response;
 use crate::store::DiskState;
@@ -178,11 +179,12 @@ impl Admin {
     }
 
     async fn connection(self: Arc<Self>, stream: TcpStream, mut stop: watch::Receiver<bool>) {
+        let mut transport = Plain::new(stream);
         let settings = &self.shared.settings;
         let mut reader = HeadReader::new(1024);
         let mut out = Vec::new();
         loop {
-            match reader.fill_head(&stream, settings, &mut stop).await {
+            match reader.fill_head(&mut transport, settings, &mut stop).await {
                 Ok(()) => {}
                 Err(ReadEnd::Refused(e)) => {
                     let (status, why) = response::status_for(e);
@@ -196,7 +198,7 @@ impl Admin {
                         false,
                         SystemTime::now(),
                     );
-                    let _ = write(&stream, &out).await;
+                    let _ = write(&transport.stream, &out, settings.send_timeout).await;
                     return;
                 }
                 Err(_) => return,
@@ -215,7 +217,7 @@ impl Admin {
                             false,
                             SystemTime::now(),
                         );
-                        let _ = write(&stream, &out).await;
+                        let _ = write(&transport.stream, &out, settings.send_timeout).await;
                         return;
                     }
                 };
@@ -224,7 +226,7 @@ impl Admin {
                 (head.len, head.keep_alive)
             };
             reader.consume(len);
-            if write(&stream, &out).await.is_err() || !keep_alive {
+            if write(&transport.stream, &out, settings.send_timeout).await.is_err() || !keep_alive {
                 return;
             }
         }
@@ -285,17 +287,8 @@ impl Admin {
     }
 }
 
-async fn write(stream: &TcpStream, buf: &[u8]) -> std::io::Result<()> {
-    let mut written = 0;
-    while written < buf.len() {
-        stream.writable().await?;
-        match stream.try_write(&buf[written..]) {
-            Ok(n) => written += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+async fn write(stream: &TcpStream, buf: &[u8], timeout: Duration) -> std::io::Result<()> {
+    crate::http::transport::send_all(stream, buf, false, timeout).await
 }
 
 #[cfg(test)]

@@ -313,7 +313,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut drain: watc
                         Some(guard) => {
                             // Disabled at the default level, so the span costs one check.
                             let span = tracing::debug_span!("conn", %peer);
-                            tokio::spawn(http::conn::serve(stream, peer, guard, conn_drain.clone()).instrument(span));
+                            let transport = http::transport::Plain::new(stream);
+                            tokio::spawn(http::conn::serve(transport, peer, guard, conn_drain.clone()).instrument(span));
                         }
                         None => reject_at_cap(stream, &shared),
                     }

@@ -1,23 +1,22 @@
-//! One client connection: read a head, plan, write the head, sendfile the body,
-//! repeat while keep-alive holds.
+//! One client connection: read a head, plan, write the head, send the body,
+//! repeat while keep-alive holds. Written once for every transport.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::io::Interest;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::reader::{HeadReader, ReadEnd};
 use super::request::{self, Method, RequestHead};
 use super::response::{self, Framing};
+use super::transport::Transport;
 use super::{ConnGuard, Shared};
 use crate::path::{self, PathError};
 use crate::plan::{self, Validators};
 use crate::store::LookupError;
-use crate::{filecache, sys};
+use crate::filecache;
 
 /// Whether the connection may carry another request after this response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,21 +26,16 @@ enum Next {
 }
 
 /// Serve one accepted connection until it closes, times out, or the server drains.
-pub async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    guard: ConnGuard,
-    mut drain: watch::Receiver<bool>,
-) {
+pub async fn serve<T: Transport>(mut stream: T, peer: SocketAddr, guard: ConnGuard, mut drain: watch::Receiver<bool>) {
     let shared = Arc::clone(guard.shared());
-    let _ = stream.set_nodelay(true);
+    let send_timeout = shared.settings.send_timeout;
     let mut reader = HeadReader::new(2048);
     let mut out = Vec::with_capacity(1024);
     let mut key = String::with_capacity(128);
     let mut scratch = String::with_capacity(128);
     loop {
         let refused = match reader
-            .fill_head(&stream, &shared.settings, &mut drain)
+            .fill_head(&mut stream, &shared.settings, &mut drain)
             .await
         {
             Ok(()) => None,
@@ -59,7 +53,7 @@ pub async fn serve(
                 now,
             };
             response::simple(&mut out, status, why, framing, false);
-            let _ = write_all(&stream, &out, false, &shared).await;
+            let _ = stream.write_all(&out, false, send_timeout).await;
             finish(&shared, status, out.len() as u64, started);
             break;
         }
@@ -73,7 +67,7 @@ pub async fn serve(
                     scratch: &mut scratch,
                 };
                 let next =
-                    respond(&stream, peer, &head, &shared, bufs, draining, started, now).await;
+                    respond(&mut stream, peer, &head, &shared, bufs, draining, started, now).await;
                 reader.consume(len);
                 next
             }
@@ -84,7 +78,10 @@ pub async fn serve(
         };
         match next {
             Ok(Next::KeepAlive) => continue,
-            Ok(Next::Close) => break,
+            Ok(Next::Close) => {
+                stream.close().await;
+                break;
+            }
             Err(HeadErrorReply((status, why))) => {
                 out.clear();
                 let framing = Framing {
@@ -93,7 +90,7 @@ pub async fn serve(
                     now,
                 };
                 response::simple(&mut out, status, why, framing, false);
-                let _ = write_all(&stream, &out, false, &shared).await;
+                let _ = stream.write_all(&out, false, send_timeout).await;
                 finish(&shared, status, out.len() as u64, started);
                 break;
             }
@@ -116,8 +113,8 @@ struct Buffers<'a> {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn respond(
-    stream: &TcpStream,
+async fn respond<T: Transport>(
+    stream: &mut T,
     peer: SocketAddr,
     head: &RequestHead<'_>,
     shared: &Shared,
@@ -212,11 +209,11 @@ async fn respond(
         return Ok(send_short(stream, out, status, framing, shared, started).await);
     };
     let mut sent = out.len() as u64;
-    if write_all(stream, out, true, shared).await.is_err() {
+    if stream.write_all(out, true, shared.settings.send_timeout).await.is_err() {
         finish(shared, status, sent, started);
         return Ok(Next::Close);
     }
-    let result = send_file(stream, &obj.file, body.offset, body.len, shared).await;
+    let result = stream.send_file(&obj.file, body.offset, body.len, shared.settings.send_timeout).await;
     sent += body.len - result.as_ref().err().map_or(0, |(left, _)| *left);
     finish(shared, status, sent, started);
     match result {
@@ -240,15 +237,15 @@ async fn respond(
 }
 
 /// Send a response that is all head (or head plus a short text body in `out`).
-async fn send_short(
-    stream: &TcpStream,
+async fn send_short<T: Transport>(
+    stream: &mut T,
     out: &[u8],
     status: u16,
     framing: Framing,
     shared: &Shared,
     started: Instant,
 ) -> Next {
-    let ok = write_all(stream, out, false, shared).await.is_ok();
+    let ok = stream.write_all(out, false, shared.settings.send_timeout).await.is_ok();
     finish(shared, status, out.len() as u64, started);
     if ok && framing.keep_alive {
         Next::KeepAlive
@@ -269,53 +266,4 @@ fn finish(shared: &Shared, status: u16, bytes: u64, started: Instant) {
         micros = elapsed.as_micros() as u64,
         "response"
     );
-}
-
-/// Write `buf` completely; `more` holds it in the kernel until the body follows.
-async fn write_all(
-    stream: &TcpStream,
-    mut buf: &[u8],
-    more: bool,
-    shared: &Shared,
-) -> io::Result<()> {
-    while !buf.is_empty() {
-        let op = stream.async_io(Interest::WRITABLE, || {
-            if more {
-                sys::send_more(stream, buf)
-            } else {
-                sys::send(stream, buf)
-            }
-        });
-        let n = tokio::time::timeout(shared.settings.send_timeout, op)
-            .await
-            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
-        buf = &buf[n..];
-    }
-    Ok(())
-}
-
-/// sendfile `len` bytes from `offset`; on failure reports the bytes left unsent.
-async fn send_file(
-    stream: &TcpStream,
-    file: &std::fs::File,
-    mut offset: u64,
-    mut len: u64,
-    shared: &Shared,
-) -> Result<(), (u64, io::Error)> {
-    // Linux moves at most 0x7ffff000 bytes per call.
-    const MAX_CHUNK: u64 = 0x7fff_f000;
-    while len > 0 {
-        let chunk = len.min(MAX_CHUNK) as usize;
-        let op = stream.async_io(Interest::WRITABLE, || {
-            sys::sendfile(stream, file, &mut offset, chunk)
-        });
-        let n = match tokio::time::timeout(shared.settings.send_timeout, op).await {
-            Ok(Ok(0)) => return Err((len, io::ErrorKind::UnexpectedEof.into())),
-            Ok(Ok(n)) => n as u64,
-            Ok(Err(e)) => return Err((len, e)),
-            Err(_) => return Err((len, io::ErrorKind::TimedOut.into())),
-        };
-        len -= n;
-    }
-    Ok(())
 }

@@ -4,6 +4,7 @@ pub mod conn;
 pub mod reader;
 pub mod request;
 pub mod response;
+pub mod transport;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,11 +2,11 @@
 
 use std::io;
 
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Settings;
+use super::transport::Transport;
 use super::request::HeadError;
 
 /// Why no further request head will come from this connection.
@@ -55,9 +55,9 @@ impl HeadReader {
     }
 
     /// Wait until a complete request head is buffered.
-    pub async fn fill_head(
+    pub async fn fill_head<T: Transport>(
         &mut self,
-        stream: &TcpStream,
+        stream: &mut T,
         settings: &Settings,
         drain: &mut watch::Receiver<bool>,
     ) -> Result<(), ReadEnd> {
@@ -94,8 +94,8 @@ impl HeadReader {
                 }
                 let idle_until = Instant::now() + settings.idle_timeout;
                 tokio::select! {
-                    r = tokio::time::timeout_at(idle_until, read(stream, &mut self.buf[self.filled..])) => match r {
-                        Ok(r) => r?,
+                    r = tokio::time::timeout_at(idle_until, stream.read(&mut self.buf[self.filled..])) => match r {
+                        Ok(r) => r.map_err(ReadEnd::Io)?,
                         Err(_) => return Err(ReadEnd::Idle),
                     },
                     _ = crate::http::until_set(drain) => return Err(ReadEnd::Idle),
@@ -103,10 +103,10 @@ impl HeadReader {
             } else {
                 let until =
                     *deadline.get_or_insert_with(|| Instant::now() + settings.header_timeout);
-                match tokio::time::timeout_at(until, read(stream, &mut self.buf[self.filled..]))
+                match tokio::time::timeout_at(until, stream.read(&mut self.buf[self.filled..]))
                     .await
                 {
-                    Ok(r) => r?,
+                    Ok(r) => r.map_err(ReadEnd::Io)?,
                     Err(_) => return Err(ReadEnd::HeaderTimeout),
                 }
             };
@@ -137,17 +137,5 @@ impl HeadReader {
         }
         self.scanned = self.filled;
         false
-    }
-}
-
-async fn read(stream: &TcpStream, buf: &mut [u8]) -> Result<usize, ReadEnd> {
-    loop {
-        match stream.try_read(buf) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                stream.readable().await.map_err(ReadEnd::Io)?;
-            }
-            Err(e) => return Err(ReadEnd::Io(e)),
-        }
     }
 }

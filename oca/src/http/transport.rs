@@ -1,0 +1,103 @@
+//! What a connection's bytes travel over. The HTTP logic (heads, planning,
+//! keep-alive) is written once against this trait; plaintext sends bodies with
+//! sendfile, TLS encrypts them from pooled buffers.
+
+use std::fs::File;
+use std::io;
+use std::time::Duration;
+
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+use crate::sys;
+
+/// A byte stream to one client.
+pub trait Transport: Send {
+    /// Read request bytes into `buf`; 0 means the client closed.
+    fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>> + Send;
+
+    /// Write all of `buf`. `more` says a body follows at once, so the transport
+    /// may hold these bytes back to send them together with it.
+    fn write_all(&mut self, buf: &[u8], more: bool, timeout: Duration) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Send `len` bytes of `file` from `offset`. On failure, says how many bytes
+    /// were left unsent.
+    fn send_file(
+        &mut self,
+        file: &File,
+        offset: u64,
+        len: u64,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), (u64, io::Error)>> + Send;
+
+    /// Close the connection politely (TLS: close_notify). Errors are irrelevant.
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// Plain TCP: heads with send(2), bodies with sendfile(2), no user-space copy.
+pub struct Plain {
+    pub stream: TcpStream,
+}
+
+impl Plain {
+    pub fn new(stream: TcpStream) -> Plain {
+        let _ = stream.set_nodelay(true);
+        Plain { stream }
+    }
+}
+
+impl Transport for Plain {
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        read_some(&self.stream, buf).await
+    }
+
+    async fn write_all(&mut self, buf: &[u8], more: bool, timeout: Duration) -> io::Result<()> {
+        send_all(&self.stream, buf, more, timeout).await
+    }
+
+    async fn send_file(&mut self, file: &File, mut offset: u64, mut len: u64, timeout: Duration) -> Result<(), (u64, io::Error)> {
+        // Linux moves at most 0x7ffff000 bytes per call.
+        const MAX_CHUNK: u64 = 0x7fff_f000;
+        let stream = &self.stream;
+        while len > 0 {
+            let chunk = len.min(MAX_CHUNK) as usize;
+            let op = stream.async_io(Interest::WRITABLE, || sys::sendfile(stream, file, &mut offset, chunk));
+            let n = match tokio::time::timeout(timeout, op).await {
+                Ok(Ok(0)) => return Err((len, io::ErrorKind::UnexpectedEof.into())),
+                Ok(Ok(n)) => n as u64,
+                Ok(Err(e)) => return Err((len, e)),
+                Err(_) => return Err((len, io::ErrorKind::TimedOut.into())),
+            };
+            len -= n;
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) {}
+}
+
+/// Read whatever is available (waiting for at least one byte).
+pub async fn read_some(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match stream.try_read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.readable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Write all of `buf`; `more` holds it in the kernel until the body follows
+/// (MSG_MORE), so head and first body bytes share a packet.
+pub async fn send_all(stream: &TcpStream, mut buf: &[u8], more: bool, timeout: Duration) -> io::Result<()> {
+    while !buf.is_empty() {
+        let op = stream.async_io(Interest::WRITABLE, || {
+            if more { sys::send_more(stream, buf) } else { sys::send(stream, buf) }
+        });
+        let n = tokio::time::timeout(timeout, op)
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        buf = &buf[n..];
+    }
+    Ok(())
+}
