@@ -11,9 +11,9 @@ use tokio::sync::watch;
 
 use crate::http::Shared;
 use crate::http::reader::{HeadReader, ReadEnd};
-use crate::http::transport::Plain;
 use crate::http::request::{self, Method};
 use crate::http::response;
+use crate::http::transport::Plain;
 use crate::store::DiskState;
 
 /// Egress rate over a sliding window of samples of the bytes-sent counter.
@@ -226,7 +226,11 @@ impl Admin {
                 (head.len, head.keep_alive)
             };
             reader.consume(len);
-            if write(&transport.stream, &out, settings.send_timeout).await.is_err() || !keep_alive {
+            if write(&transport.stream, &out, settings.send_timeout)
+                .await
+                .is_err()
+                || !keep_alive
+            {
                 return;
             }
         }

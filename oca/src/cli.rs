@@ -69,6 +69,15 @@ pub struct Overrides {
     /// Address to serve objects on (repeatable; replaces `listen`).
     #[arg(long, value_name = "ADDR")]
     pub listen: Vec<SocketAddr>,
+    /// Address to serve objects on over HTTPS (repeatable; replaces `tls_listen`).
+    #[arg(long, value_name = "ADDR")]
+    pub tls_listen: Vec<SocketAddr>,
+    /// PEM certificate chain (replaces `tls_cert`).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (replaces `tls_key`).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
     /// Address of the admin listener (replaces `admin_listen`).
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
@@ -94,6 +103,15 @@ pub fn load(o: &Overrides) -> Result<Config, String> {
     };
     if !o.listen.is_empty() {
         c.listen = o.listen.clone();
+    }
+    if !o.tls_listen.is_empty() {
+        c.tls_listen = o.tls_listen.clone();
+    }
+    if let Some(p) = &o.tls_cert {
+        c.tls_cert = Some(p.clone());
+    }
+    if let Some(p) = &o.tls_key {
+        c.tls_key = Some(p.clone());
     }
     if let Some(a) = o.admin_listen {
         c.admin_listen = a;

@@ -38,6 +38,12 @@ pub enum LogFormat {
 pub struct Config {
     /// Addresses to serve objects on.
     pub listen: Vec<SocketAddr>,
+    /// Addresses to serve objects on over HTTPS (needs `tls_cert` and `tls_key`).
+    pub tls_listen: Vec<SocketAddr>,
+    /// PEM certificate chain (leaf first) for the HTTPS listeners.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for the HTTPS listeners.
+    pub tls_key: Option<PathBuf>,
     /// Address of the admin listener (/health, /metrics).
     pub admin_listen: SocketAddr,
     /// Disk roots, one per disk.
@@ -88,6 +94,9 @@ impl Default for Config {
         Config {
             listen: vec![SocketAddr::from(([0, 0, 0, 0], 8080))],
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            tls_listen: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
             stores: Vec::new(),
             workers: 0,
             threading: Threading::PerCore,
@@ -169,12 +178,28 @@ impl Config {
                 reason: reason.into(),
             })
         }
-        if self.listen.is_empty() {
-            return bad("listen", "at least one address is required");
+        if self.listen.is_empty() && self.tls_listen.is_empty() {
+            return bad(
+                "listen",
+                "at least one address (listen or tls_listen) is required",
+            );
         }
         for (i, a) in self.listen.iter().enumerate() {
             if self.listen[..i].contains(a) {
                 return bad("listen", format!("{a} is listed twice"));
+            }
+        }
+        for (i, a) in self.tls_listen.iter().enumerate() {
+            if self.tls_listen[..i].contains(a) || (self.listen.contains(a) && a.port() != 0) {
+                return bad("tls_listen", format!("{a} is listed twice"));
+            }
+        }
+        if !self.tls_listen.is_empty() {
+            if self.tls_cert.is_none() {
+                return bad("tls_cert", "required with tls_listen");
+            }
+            if self.tls_key.is_none() {
+                return bad("tls_key", "required with tls_listen");
             }
         }
         if self.listen.contains(&self.admin_listen) && self.admin_listen.port() != 0 {
@@ -341,6 +366,10 @@ mod tests {
             ("admin_listen", Box::new(|c| c.admin_listen = c.listen[0])),
             ("listen", Box::new(|c| c.listen.push(c.listen[0]))),
             ("token_keys", Box::new(|c| c.token_keys = None)),
+            (
+                "tls_cert",
+                Box::new(|c| c.tls_listen.push("127.0.0.1:8443".parse().unwrap())),
+            ),
             (
                 "token_skew",
                 Box::new(|c| c.token_skew = Duration::from_secs(7200)),

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod server;
 pub mod store;
 pub mod sys;
+pub mod tls;
 pub mod tools;
 
 pub use config::Config;

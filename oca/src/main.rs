@@ -46,8 +46,19 @@ fn main() -> ExitCode {
     };
     if check_only {
         // What the daemon would load at start must load now, too.
-        let keys = oca::access::Access::new(config.access, config.token_keys.as_deref(), 0);
-        if let Err(e) = keys {
+        let keys =
+            oca::access::Access::new(config.access, config.token_keys.as_deref(), 0).map(drop);
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(c), Some(k)) if !config.tls_listen.is_empty() => {
+                oca::tls::Tls::load(c, k).map(drop)
+            }
+            _ => Ok(()),
+        };
+        if let Some(e) = keys
+            .err()
+            .map(|e| e.to_string())
+            .or(tls.err().map(|e| e.to_string()))
+        {
             eprintln!("oca: bad config: {e}");
             return ExitCode::from(EXIT_BAD_CONFIG as u8);
         }
@@ -65,12 +76,18 @@ fn main() -> ExitCode {
     };
     // One line on stdout with the real addresses (ports may have been 0), for
     // scripts and tests; logs go to stderr.
-    let http: Vec<String> = server.http_addrs().iter().map(|a| a.to_string()).collect();
-    println!(
-        "oca listening http={} admin={}",
-        http.join(","),
-        server.admin_addr()
-    );
+    let join = |addrs: &[std::net::SocketAddr]| {
+        addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut line = format!("oca listening http={}", join(server.http_addrs()));
+    if !server.https_addrs().is_empty() {
+        line += &format!(" https={}", join(server.https_addrs()));
+    }
+    println!("{line} admin={}", server.admin_addr());
     let signals = oca::server::shutdown_signal(server.reloader());
     match server.run(signals) {
         Ok(()) => ExitCode::SUCCESS,

@@ -78,6 +78,36 @@ struct DiskLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PathLabel {
+    path: &'static str,
+}
+
+/// `oca_tls_connections_total{path}` from two plain counters the accept path bumps.
+#[derive(Debug)]
+struct TlsPaths {
+    userspace: Counter,
+    kernel: Counter,
+}
+
+impl TypedMetric for TlsPaths {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for TlsPaths {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (path, c) in [("userspace", &self.userspace), ("kernel", &self.kernel)] {
+            let label = PathLabel { path };
+            let e = encoder.encode_family(&label)?;
+            EncodeMetric::encode(c, e)?;
+        }
+        Ok(())
+    }
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
 }
@@ -97,6 +127,9 @@ pub struct Metrics {
     pub connections_accepted: Counter,
     pub connections_rejected: Counter,
     pub request_duration: AtomicHistogram,
+    pub tls_connections_userspace: Counter,
+    pub tls_connections_kernel: Counter,
+    pub tls_handshake_failures: Counter,
     /// Token refusals, indexed like `urlsign::Reject::ALL`.
     token_rejections: [Counter; 8],
     draining: Gauge,
@@ -136,6 +169,9 @@ impl Metrics {
             connections_accepted: Counter::default(),
             connections_rejected: Counter::default(),
             request_duration: Default::default(),
+            tls_connections_userspace: Counter::default(),
+            tls_connections_kernel: Counter::default(),
+            tls_handshake_failures: Counter::default(),
             draining: Gauge::default(),
             store_objects: Family::default(),
             store_bytes: Family::default(),
@@ -169,6 +205,23 @@ impl Metrics {
             "http_request_duration_seconds",
             "Time from a complete request head to the last response byte handed to the kernel",
             m.request_duration.clone(),
+        );
+        let by_path: Family<PathLabel, Counter> = Family::default();
+        let _ = by_path
+            .get_or_create(&PathLabel { path: "userspace" })
+            .inner();
+        r.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out",
+            m.tls_handshake_failures.clone(),
+        );
+        r.register(
+            "tls_connections",
+            "TLS connections established, by which path encrypts their records (userspace rustls or kernel TLS)",
+            TlsPaths {
+                userspace: m.tls_connections_userspace.clone(),
+                kernel: m.tls_connections_kernel.clone(),
+            },
         );
         r.register(
             "draining",

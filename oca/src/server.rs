@@ -23,6 +23,8 @@ use crate::http::{self, ConnGuard, Settings, Shared};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::sys;
+use crate::tls::Tls;
+use crate::tls::stream::TlsStream;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,8 @@ pub enum StartError {
     },
     #[error("{0}")]
     Keys(#[from] urlsign::KeyError),
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot start worker thread: {0}")]
     Thread(std::io::Error),
 }
@@ -43,9 +47,17 @@ pub struct Server {
     config: Config,
     shared: Arc<Shared>,
     /// Listeners per worker (per-core) or one set for the shared runtime.
-    listeners: Vec<Vec<std::net::TcpListener>>,
+    listeners: Vec<Vec<(std::net::TcpListener, Scheme)>>,
     admin: std::net::TcpListener,
     http_addrs: Vec<SocketAddr>,
+    https_addrs: Vec<SocketAddr>,
+}
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Http,
+    Https,
 }
 
 impl Server {
@@ -77,10 +89,12 @@ impl Server {
             Threading::PerCore => workers,
             Threading::Shared => 1,
         };
-        let mut listeners: Vec<Vec<std::net::TcpListener>> =
+        let mut listeners: Vec<Vec<(std::net::TcpListener, Scheme)>> =
             (0..sockets_per_addr).map(|_| Vec::new()).collect();
-        let mut http_addrs = Vec::new();
-        for &addr in &config.listen {
+        let (mut http_addrs, mut https_addrs) = (Vec::new(), Vec::new());
+        let plain = config.listen.iter().map(|a| (*a, Scheme::Http));
+        let secure = config.tls_listen.iter().map(|a| (*a, Scheme::Https));
+        for (addr, scheme) in plain.chain(secure) {
             let mut bound = addr;
             for slot in listeners.iter_mut() {
                 let l = sys::listen_socket(bound)
@@ -89,10 +103,17 @@ impl Server {
                 bound = l
                     .local_addr()
                     .map_err(|source| StartError::Bind { addr, source })?;
-                slot.push(l);
+                slot.push((l, scheme));
             }
-            http_addrs.push(bound);
+            match scheme {
+                Scheme::Http => http_addrs.push(bound),
+                Scheme::Https => https_addrs.push(bound),
+            }
         }
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) if !config.tls_listen.is_empty() => Some(Tls::load(cert, key)?),
+            _ => None,
+        };
         let admin = std::net::TcpListener::bind(config.admin_listen)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|source| StartError::Bind {
@@ -108,6 +129,7 @@ impl Server {
             tracing::warn!("access = \"open\": objects are served without signed-URL tokens");
         }
         let shared = Arc::new(Shared {
+            tls,
             access,
             store,
             metrics: Metrics::new(),
@@ -121,6 +143,7 @@ impl Server {
             listeners,
             admin,
             http_addrs,
+            https_addrs,
         })
     }
 
@@ -132,6 +155,11 @@ impl Server {
     /// The bound object-serving addresses (real ports, even when configured as 0).
     pub fn http_addrs(&self) -> &[SocketAddr] {
         &self.http_addrs
+    }
+
+    /// The bound HTTPS addresses.
+    pub fn https_addrs(&self) -> &[SocketAddr] {
+        &self.https_addrs
     }
 
     pub fn admin_addr(&self) -> SocketAddr {
@@ -256,6 +284,18 @@ impl Reloader {
     /// Reload everything now (SIGHUP).
     pub fn reload(&self) {
         self.reload_keys(true);
+        self.reload_certificates();
+    }
+
+    fn reload_certificates(&self) {
+        if let Some(tls) = &self.0.tls {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificate and key reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificate not reloaded; the previous one stays in use")
+                }
+            }
+        }
     }
 
     fn reload_keys(&self, force: bool) {
@@ -284,15 +324,15 @@ async fn watch_key_file(reloader: Reloader, mut stop: watch::Receiver<bool>) {
 /// A worker's life: accept on its listeners until drain, then keep serving
 /// in-flight connections until told to stop (dropping the runtime ends them).
 async fn worker(
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<(std::net::TcpListener, Scheme)>,
     shared: Arc<Shared>,
     drain: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
-    for l in listeners {
+    for (l, scheme) in listeners {
         match TcpListener::from_std(l) {
             Ok(l) => {
-                tokio::spawn(accept_loop(l, Arc::clone(&shared), drain.clone()));
+                tokio::spawn(accept_loop(l, scheme, Arc::clone(&shared), drain.clone()));
             }
             Err(e) => tracing::error!(error = %e, "listener unusable"),
         }
@@ -300,7 +340,12 @@ async fn worker(
     crate::http::until_set(&mut stop).await;
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut drain: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    scheme: Scheme,
+    shared: Arc<Shared>,
+    mut drain: watch::Receiver<bool>,
+) {
     let conn_drain = drain.clone();
     loop {
         tokio::select! {
@@ -313,8 +358,16 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut drain: watc
                         Some(guard) => {
                             // Disabled at the default level, so the span costs one check.
                             let span = tracing::debug_span!("conn", %peer);
-                            let transport = http::transport::Plain::new(stream);
-                            tokio::spawn(http::conn::serve(transport, peer, guard, conn_drain.clone()).instrument(span));
+                            let drain = conn_drain.clone();
+                            match scheme {
+                                Scheme::Http => {
+                                    let transport = http::transport::Plain::new(stream);
+                                    tokio::spawn(http::conn::serve(transport, peer, guard, drain).instrument(span));
+                                }
+                                Scheme::Https => {
+                                    tokio::spawn(serve_tls(stream, peer, guard, drain).instrument(span));
+                                }
+                            }
                         }
                         None => reject_at_cap(stream, &shared),
                     }
@@ -325,6 +378,28 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut drain: watc
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             },
+        }
+    }
+}
+
+/// Handshake, then the same HTTP loop as plaintext.
+async fn serve_tls(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    guard: ConnGuard,
+    drain: watch::Receiver<bool>,
+) {
+    let shared = Arc::clone(guard.shared());
+    let Some(tls) = &shared.tls else { return };
+    let config = tls.config();
+    match TlsStream::accept(stream, config, shared.settings.header_timeout).await {
+        Ok(s) => {
+            shared.metrics.tls_connections_userspace.inc();
+            http::conn::serve(s, peer, guard, drain).await;
+        }
+        Err(e) => {
+            shared.metrics.tls_handshake_failures.inc();
+            tracing::debug!(error = %e, "TLS handshake failed");
         }
     }
 }

@@ -13,10 +13,10 @@ use super::request::{self, Method, RequestHead};
 use super::response::{self, Framing};
 use super::transport::Transport;
 use super::{ConnGuard, Shared};
+use crate::filecache;
 use crate::path::{self, PathError};
 use crate::plan::{self, Validators};
 use crate::store::LookupError;
-use crate::filecache;
 
 /// Whether the connection may carry another request after this response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +26,12 @@ enum Next {
 }
 
 /// Serve one accepted connection until it closes, times out, or the server drains.
-pub async fn serve<T: Transport>(mut stream: T, peer: SocketAddr, guard: ConnGuard, mut drain: watch::Receiver<bool>) {
+pub async fn serve<T: Transport>(
+    mut stream: T,
+    peer: SocketAddr,
+    guard: ConnGuard,
+    mut drain: watch::Receiver<bool>,
+) {
     let shared = Arc::clone(guard.shared());
     let send_timeout = shared.settings.send_timeout;
     let mut reader = HeadReader::new(2048);
@@ -66,8 +71,17 @@ pub async fn serve<T: Transport>(mut stream: T, peer: SocketAddr, guard: ConnGua
                     key: &mut key,
                     scratch: &mut scratch,
                 };
-                let next =
-                    respond(&mut stream, peer, &head, &shared, bufs, draining, started, now).await;
+                let next = respond(
+                    &mut stream,
+                    peer,
+                    &head,
+                    &shared,
+                    bufs,
+                    draining,
+                    started,
+                    now,
+                )
+                .await;
                 reader.consume(len);
                 next
             }
@@ -209,11 +223,22 @@ async fn respond<T: Transport>(
         return Ok(send_short(stream, out, status, framing, shared, started).await);
     };
     let mut sent = out.len() as u64;
-    if stream.write_all(out, true, shared.settings.send_timeout).await.is_err() {
+    if stream
+        .write_all(out, true, shared.settings.send_timeout)
+        .await
+        .is_err()
+    {
         finish(shared, status, sent, started);
         return Ok(Next::Close);
     }
-    let result = stream.send_file(&obj.file, body.offset, body.len, shared.settings.send_timeout).await;
+    let result = stream
+        .send_file(
+            &obj.file,
+            body.offset,
+            body.len,
+            shared.settings.send_timeout,
+        )
+        .await;
     sent += body.len - result.as_ref().err().map_or(0, |(left, _)| *left);
     finish(shared, status, sent, started);
     match result {
@@ -245,7 +270,10 @@ async fn send_short<T: Transport>(
     shared: &Shared,
     started: Instant,
 ) -> Next {
-    let ok = stream.write_all(out, false, shared.settings.send_timeout).await.is_ok();
+    let ok = stream
+        .write_all(out, false, shared.settings.send_timeout)
+        .await
+        .is_ok();
     finish(shared, status, out.len() as u64, started);
     if ok && framing.keep_alive {
         Next::KeepAlive

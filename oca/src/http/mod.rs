@@ -50,6 +50,8 @@ impl Settings {
 /// State every worker and connection shares.
 pub struct Shared {
     pub store: Store,
+    /// Present when HTTPS listeners are configured.
+    pub tls: Option<crate::tls::Tls>,
     pub access: crate::access::Access,
     pub metrics: Metrics,
     pub settings: Settings,

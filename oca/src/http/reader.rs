@@ -6,8 +6,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Settings;
-use super::transport::Transport;
 use super::request::HeadError;
+use super::transport::Transport;
 
 /// Why no further request head will come from this connection.
 #[derive(Debug)]

@@ -18,7 +18,12 @@ pub trait Transport: Send {
 
     /// Write all of `buf`. `more` says a body follows at once, so the transport
     /// may hold these bytes back to send them together with it.
-    fn write_all(&mut self, buf: &[u8], more: bool, timeout: Duration) -> impl Future<Output = io::Result<()>> + Send;
+    fn write_all(
+        &mut self,
+        buf: &[u8],
+        more: bool,
+        timeout: Duration,
+    ) -> impl Future<Output = io::Result<()>> + Send;
 
     /// Send `len` bytes of `file` from `offset`. On failure, says how many bytes
     /// were left unsent.
@@ -55,13 +60,21 @@ impl Transport for Plain {
         send_all(&self.stream, buf, more, timeout).await
     }
 
-    async fn send_file(&mut self, file: &File, mut offset: u64, mut len: u64, timeout: Duration) -> Result<(), (u64, io::Error)> {
+    async fn send_file(
+        &mut self,
+        file: &File,
+        mut offset: u64,
+        mut len: u64,
+        timeout: Duration,
+    ) -> Result<(), (u64, io::Error)> {
         // Linux moves at most 0x7ffff000 bytes per call.
         const MAX_CHUNK: u64 = 0x7fff_f000;
         let stream = &self.stream;
         while len > 0 {
             let chunk = len.min(MAX_CHUNK) as usize;
-            let op = stream.async_io(Interest::WRITABLE, || sys::sendfile(stream, file, &mut offset, chunk));
+            let op = stream.async_io(Interest::WRITABLE, || {
+                sys::sendfile(stream, file, &mut offset, chunk)
+            });
             let n = match tokio::time::timeout(timeout, op).await {
                 Ok(Ok(0)) => return Err((len, io::ErrorKind::UnexpectedEof.into())),
                 Ok(Ok(n)) => n as u64,
@@ -89,10 +102,19 @@ pub async fn read_some(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> 
 
 /// Write all of `buf`; `more` holds it in the kernel until the body follows
 /// (MSG_MORE), so head and first body bytes share a packet.
-pub async fn send_all(stream: &TcpStream, mut buf: &[u8], more: bool, timeout: Duration) -> io::Result<()> {
+pub async fn send_all(
+    stream: &TcpStream,
+    mut buf: &[u8],
+    more: bool,
+    timeout: Duration,
+) -> io::Result<()> {
     while !buf.is_empty() {
         let op = stream.async_io(Interest::WRITABLE, || {
-            if more { sys::send_more(stream, buf) } else { sys::send(stream, buf) }
+            if more {
+                sys::send_more(stream, buf)
+            } else {
+                sys::send(stream, buf)
+            }
         });
         let n = tokio::time::timeout(timeout, op)
             .await

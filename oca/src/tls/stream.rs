@@ -1,0 +1,376 @@
+//! A TLS connection driven through rustls's unbuffered API: we own every buffer,
+//! so a response body is read from the file into a pooled buffer and encrypted
+//! straight into a pooled output buffer as full-size records, with no
+//! allocation per record or per request.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use tokio::net::TcpStream;
+
+use crate::http::transport::{Transport, read_some, send_all};
+
+/// Plaintext per encryption call: four full 16 KiB records, so one socket write
+/// carries 64 KiB.
+const BODY_CHUNK: usize = 64 * 1024;
+/// Largest TLS record on the wire (TLS 1.2 allows 2048 bytes of expansion).
+const MAX_RECORD: usize = 16 * 1024 + 2048 + 5;
+/// Pooled buffers kept per thread.
+const POOL_MAX: usize = 64;
+
+thread_local! {
+    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_buffer(len: usize) -> Vec<u8> {
+    let mut b = POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+    if b.len() < len {
+        b.resize(len, 0);
+    }
+    b
+}
+
+fn give_buffer(b: Vec<u8>) {
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < POOL_MAX {
+            p.push(b);
+        }
+    });
+}
+
+/// What the connection needs next.
+enum Step {
+    /// Records were processed; call again.
+    Progress,
+    /// Encoded handshake bytes are waiting in `out`; send them.
+    Transmit,
+    /// The handshake needs more bytes from the peer.
+    NeedRead,
+    /// Handshake done and nothing pending: application data may flow.
+    Ready,
+    /// The requested plaintext (or close_notify) was encrypted into `out`.
+    Encrypted,
+    /// The peer sent close_notify (or the connection is closed).
+    PeerClosed,
+}
+
+/// What to do when the connection can send application data.
+#[derive(Clone, Copy)]
+enum Send<'a> {
+    Nothing,
+    Data(&'a [u8]),
+    CloseNotify,
+}
+
+fn tls_error(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// One TLS connection.
+pub struct TlsStream {
+    stream: TcpStream,
+    conn: UnbufferedServerConnection,
+    /// Ciphertext received, `incoming[..in_len]` not yet consumed.
+    incoming: Vec<u8>,
+    in_len: usize,
+    /// Decrypted request bytes not yet handed to the HTTP layer.
+    plain: Vec<u8>,
+    plain_pos: usize,
+    /// Ciphertext to send, `out[..out_len]`. Kept at full length so encrypting
+    /// into it never zero-fills.
+    out: Vec<u8>,
+    out_len: usize,
+    /// A response head held back to go out in the same record as the body.
+    held: Vec<u8>,
+    peer_closed: bool,
+    closed: bool,
+}
+
+impl TlsStream {
+    /// Accept a TLS session on `stream` and finish its handshake within `timeout`.
+    pub async fn accept(
+        stream: TcpStream,
+        config: Arc<ServerConfig>,
+        timeout: Duration,
+    ) -> io::Result<TlsStream> {
+        let _ = stream.set_nodelay(true);
+        let conn = UnbufferedServerConnection::new(config).map_err(tls_error)?;
+        let mut s = TlsStream {
+            stream,
+            conn,
+            incoming: vec![0; 4096],
+            in_len: 0,
+            plain: Vec::new(),
+            plain_pos: 0,
+            out: vec![0; 4096],
+            out_len: 0,
+            held: Vec::new(),
+            peer_closed: false,
+            closed: false,
+        };
+        match tokio::time::timeout(timeout, s.handshake(timeout)).await {
+            Ok(r) => r.map(|()| s),
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    /// The negotiated protocol version, for logs.
+    pub fn protocol(&self) -> Option<rustls::ProtocolVersion> {
+        self.conn.protocol_version()
+    }
+
+    async fn handshake(&mut self, timeout: Duration) -> io::Result<()> {
+        loop {
+            match self.step(Send::Nothing)? {
+                Step::Progress | Step::Encrypted => {}
+                Step::Transmit => self.flush(timeout).await?,
+                Step::NeedRead => {
+                    self.flush(timeout).await?;
+                    if self.fill_incoming().await? == 0 {
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                }
+                Step::Ready => return self.flush(timeout).await,
+                Step::PeerClosed => return Err(io::ErrorKind::UnexpectedEof.into()),
+            }
+        }
+    }
+
+    /// Run the rustls state machine once over the buffered input.
+    fn step(&mut self, send: Send<'_>) -> io::Result<Step> {
+        let UnbufferedStatus { mut discard, state } = self
+            .conn
+            .process_tls_records(&mut self.incoming[..self.in_len]);
+        let step = match state.map_err(tls_error)? {
+            ConnectionState::ReadTraffic(mut records) => {
+                while let Some(record) = records.next_record() {
+                    let record = record.map_err(tls_error)?;
+                    discard += record.discard;
+                    self.plain.extend_from_slice(record.payload);
+                }
+                Step::Progress
+            }
+            ConnectionState::EncodeTlsData(mut encoder) => {
+                loop {
+                    match encoder.encode(&mut self.out[self.out_len..]) {
+                        Ok(n) => self.out_len += n,
+                        Err(EncodeError::InsufficientSize(e)) => {
+                            let want = self.out_len + e.required_size;
+                            self.out.resize(want, 0);
+                        }
+                        Err(EncodeError::AlreadyEncoded) => break,
+                    }
+                }
+                Step::Progress
+            }
+            ConnectionState::TransmitTlsData(transmit) => {
+                // The bytes stay in `out` and are sent before anything is read or
+                // encrypted after them, so acknowledging now keeps the order.
+                transmit.done();
+                Step::Transmit
+            }
+            ConnectionState::BlockedHandshake => Step::NeedRead,
+            ConnectionState::WriteTraffic(mut writer) => {
+                let result = match send {
+                    Send::Nothing => None,
+                    Send::Data(data) => Some(loop {
+                        match writer.encrypt(data, &mut self.out[self.out_len..]) {
+                            Ok(n) => break Ok(n),
+                            Err(EncryptError::InsufficientSize(e)) => {
+                                let want = self.out_len + e.required_size;
+                                self.out.resize(want, 0);
+                            }
+                            Err(e) => break Err(io::Error::other(e.to_string())),
+                        }
+                    }),
+                    Send::CloseNotify => Some(loop {
+                        match writer.queue_close_notify(&mut self.out[self.out_len..]) {
+                            Ok(n) => break Ok(n),
+                            Err(EncryptError::InsufficientSize(e)) => {
+                                let want = self.out_len + e.required_size;
+                                self.out.resize(want, 0);
+                            }
+                            Err(e) => break Err(io::Error::other(e.to_string())),
+                        }
+                    }),
+                };
+                match result {
+                    None => Step::Ready,
+                    Some(r) => {
+                        self.out_len += r?;
+                        Step::Encrypted
+                    }
+                }
+            }
+            ConnectionState::PeerClosed | ConnectionState::Closed => {
+                self.peer_closed = true;
+                Step::PeerClosed
+            }
+            // Early data is never enabled, and any future state we do not know is
+            // a reason to stop rather than guess.
+            _ => return Err(io::Error::other("unexpected TLS state")),
+        };
+        if discard > 0 {
+            self.incoming.copy_within(discard..self.in_len, 0);
+            self.in_len -= discard;
+        }
+        Ok(step)
+    }
+
+    /// Read more ciphertext from the socket; 0 means the peer closed TCP.
+    async fn fill_incoming(&mut self) -> io::Result<usize> {
+        if self.in_len == self.incoming.len() {
+            if self.incoming.len() >= 2 * MAX_RECORD {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "TLS record too large",
+                ));
+            }
+            let grown = (self.incoming.len() * 2).min(2 * MAX_RECORD);
+            self.incoming.resize(grown, 0);
+        }
+        let n = read_some(&self.stream, &mut self.incoming[self.in_len..]).await?;
+        self.in_len += n;
+        Ok(n)
+    }
+
+    async fn flush(&mut self, timeout: Duration) -> io::Result<()> {
+        if self.out_len > 0 {
+            let n = std::mem::take(&mut self.out_len);
+            send_all(&self.stream, &self.out[..n], false, timeout).await?;
+        }
+        Ok(())
+    }
+
+    /// Encrypt `data` as application data and send it.
+    async fn send_data(&mut self, data: &[u8], timeout: Duration) -> io::Result<()> {
+        loop {
+            match self.step(Send::Data(data))? {
+                Step::Encrypted => return self.flush(timeout).await,
+                Step::Progress | Step::Ready | Step::PeerClosed => {}
+                Step::Transmit => self.flush(timeout).await?,
+                Step::NeedRead => {
+                    return Err(io::Error::other("TLS renegotiation is not supported"));
+                }
+            }
+        }
+    }
+}
+
+impl Transport for TlsStream {
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.plain_pos < self.plain.len() {
+                let n = buf.len().min(self.plain.len() - self.plain_pos);
+                buf[..n].copy_from_slice(&self.plain[self.plain_pos..self.plain_pos + n]);
+                self.plain_pos += n;
+                if self.plain_pos == self.plain.len() {
+                    self.plain.clear();
+                    self.plain_pos = 0;
+                }
+                return Ok(n);
+            }
+            if self.peer_closed {
+                return Ok(0);
+            }
+            match self.step(Send::Nothing)? {
+                Step::Progress | Step::Encrypted => {}
+                Step::Transmit => self.flush(Duration::from_secs(30)).await?,
+                Step::NeedRead | Step::Ready => {
+                    if self.fill_incoming().await? == 0 {
+                        return Ok(0);
+                    }
+                }
+                Step::PeerClosed => return Ok(0),
+            }
+        }
+    }
+
+    async fn write_all(&mut self, buf: &[u8], more: bool, timeout: Duration) -> io::Result<()> {
+        if more {
+            self.held.extend_from_slice(buf);
+            return Ok(());
+        }
+        if self.held.is_empty() {
+            return self.send_data(buf, timeout).await;
+        }
+        let mut all = std::mem::take(&mut self.held);
+        all.extend_from_slice(buf);
+        let r = self.send_data(&all, timeout).await;
+        all.clear();
+        self.held = all;
+        r
+    }
+
+    async fn send_file(
+        &mut self,
+        file: &File,
+        mut offset: u64,
+        mut len: u64,
+        timeout: Duration,
+    ) -> Result<(), (u64, io::Error)> {
+        // Big buffers come from the thread's pool for the length of the body, so
+        // an idle keep-alive connection holds only its small ones.
+        let mut plain = take_buffer(BODY_CHUNK);
+        let small_out = std::mem::replace(&mut self.out, take_buffer(BODY_CHUNK + 4 * 64));
+        let held = std::mem::take(&mut self.held);
+        let mut lead = held.len().min(BODY_CHUNK / 2);
+        plain[..lead].copy_from_slice(&held[..lead]);
+        let mut result = Ok(());
+        if lead < held.len() {
+            // A head larger than half a chunk (never, in practice): send it alone.
+            lead = 0;
+            if let Err(e) = self.send_data(&held, timeout).await {
+                result = Err((len, e));
+            }
+        }
+        while result.is_ok() && len > 0 {
+            let n = (len as usize).min(BODY_CHUNK - lead);
+            let chunk = &mut plain[lead..lead + n];
+            match file.read_at(chunk, offset) {
+                Ok(0) => result = Err((len, io::ErrorKind::UnexpectedEof.into())),
+                Ok(got) => {
+                    if let Err(e) = self.send_data(&plain[..lead + got], timeout).await {
+                        result = Err((len, e));
+                    } else {
+                        offset += got as u64;
+                        len -= got as u64;
+                        lead = 0;
+                    }
+                }
+                Err(e) => result = Err((len, e)),
+            }
+        }
+        let big_out = std::mem::replace(&mut self.out, small_out);
+        self.out_len = 0;
+        give_buffer(big_out);
+        give_buffer(plain);
+        let mut held = held;
+        held.clear();
+        self.held = held;
+        result
+    }
+
+    async fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        loop {
+            match self.step(Send::CloseNotify) {
+                Ok(Step::Encrypted) => break,
+                Ok(Step::Transmit | Step::Progress | Step::PeerClosed | Step::Ready) => {}
+                _ => return,
+            }
+        }
+        let _ = self.flush(Duration::from_secs(1)).await;
+    }
+}
