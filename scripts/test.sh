@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 missing=()
 command -v curl >/dev/null || missing+=(curl)
+command -v openssl >/dev/null || missing+=(openssl)
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
     apt-get update -qq

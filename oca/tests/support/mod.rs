@@ -120,6 +120,7 @@ impl Drop for Running {
 pub struct Daemon {
     pub child: Child,
     pub http: SocketAddr,
+    pub https: Option<SocketAddr>,
     pub admin: SocketAddr,
 }
 
@@ -153,15 +154,14 @@ pub fn daemon(args: &[&str]) -> Daemon {
             panic!("oca did not report its addresses");
         }
     };
-    let field = |name: &str| -> SocketAddr {
-        let v = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(name))
-            .unwrap_or_else(|| panic!("no {name} in {line:?}"));
-        v.split(',').next().unwrap().parse().unwrap()
+    let maybe = |name: &str| -> Option<SocketAddr> {
+        let v = line.split_whitespace().find_map(|w| w.strip_prefix(name))?;
+        v.split(',').next().unwrap().parse().ok()
     };
+    let field = |name: &str| maybe(name).unwrap_or_else(|| panic!("no {name} in {line:?}"));
     Daemon {
         http: field("http="),
+        https: maybe("https="),
         admin: field("admin="),
         child,
     }
