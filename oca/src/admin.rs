@@ -89,6 +89,18 @@ struct Health<'a> {
     disks: Vec<DiskHealth<'a>>,
     access: &'a str,
     token_keys: Vec<String>,
+    tls: TlsHealth,
+}
+
+#[derive(Serialize)]
+struct TlsHealth {
+    enabled: bool,
+    /// `kernel` when sessions are handed to kernel TLS, `userspace` otherwise.
+    path: &'static str,
+    /// Whether this build includes the kernel-TLS path at all.
+    kernel_tls_built: bool,
+    connections_userspace: u64,
+    connections_kernel: u64,
 }
 
 impl Admin {
@@ -140,6 +152,17 @@ impl Admin {
                 crate::access::AccessMode::Open => "open",
             },
             token_keys: shared.access.key_ids(),
+            tls: TlsHealth {
+                enabled: shared.tls.is_some(),
+                path: if shared.kernel_tls {
+                    "kernel"
+                } else {
+                    "userspace"
+                },
+                kernel_tls_built: cfg!(feature = "ktls"),
+                connections_userspace: shared.metrics.tls_connections_userspace.get(),
+                connections_kernel: shared.metrics.tls_connections_kernel.get(),
+            },
         };
         serde_json::to_string_pretty(&h).unwrap_or_default() + "\n"
     }

@@ -128,7 +128,12 @@ impl Server {
         if config.access == AccessMode::Open {
             tracing::warn!("access = \"open\": objects are served without signed-URL tokens");
         }
+        let kernel_tls = tls.is_some() && kernel_tls_available();
+        if tls.is_some() {
+            tracing::info!(kernel_tls, "HTTPS enabled");
+        }
         let shared = Arc::new(Shared {
+            kernel_tls,
             tls,
             access,
             store,
@@ -382,6 +387,19 @@ async fn accept_loop(
     }
 }
 
+/// Whether TLS sessions can be handed to the kernel (feature `ktls` and a kernel
+/// with the `tls` ULP).
+fn kernel_tls_available() -> bool {
+    #[cfg(feature = "ktls")]
+    {
+        crate::tls::ktls::supported()
+    }
+    #[cfg(not(feature = "ktls"))]
+    {
+        false
+    }
+}
+
 /// Handshake, then the same HTTP loop as plaintext.
 async fn serve_tls(
     stream: tokio::net::TcpStream,
@@ -393,6 +411,23 @@ async fn serve_tls(
     let Some(tls) = &shared.tls else { return };
     let config = tls.config();
     match TlsStream::accept(stream, config, shared.settings.header_timeout).await {
+        #[cfg(feature = "ktls")]
+        Ok(s) if shared.kernel_tls => match s.into_parts() {
+            Ok((stream, conn)) => match crate::tls::ktls::hand_over(&stream, conn) {
+                Ok(()) => {
+                    shared.metrics.tls_connections_kernel.inc();
+                    http::conn::serve(http::transport::Plain::new(stream), peer, guard, drain)
+                        .await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "kernel TLS handoff failed; connection closed")
+                }
+            },
+            Err(s) => {
+                shared.metrics.tls_connections_userspace.inc();
+                http::conn::serve(s, peer, guard, drain).await;
+            }
+        },
         Ok(s) => {
             shared.metrics.tls_connections_userspace.inc();
             http::conn::serve(s, peer, guard, drain).await;

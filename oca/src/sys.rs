@@ -1,4 +1,7 @@
 //! Every syscall the serving path makes that std does not wrap, behind a safe API.
+//! This is the only module allowed `unsafe` (and only for kernel TLS, which needs
+//! socket options no safe wrapper offers).
+#![cfg_attr(feature = "ktls", allow(unsafe_code))]
 //!
 //! We lean on `rustix` for the actual system calls so that no `unsafe` is needed
 //! anywhere in the crate; this module exists so that the set of raw kernel
@@ -125,4 +128,61 @@ pub fn raise_fd_limit() -> u64 {
         let _ = setrlimit(Resource::Nofile, lim);
     }
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// Which direction of a kernel TLS session a key belongs to.
+#[cfg(feature = "ktls")]
+#[derive(Debug, Clone, Copy)]
+pub enum TlsDirection {
+    Tx = 1,
+    Rx = 2,
+}
+
+#[cfg(feature = "ktls")]
+fn setsockopt_bytes(fd: std::os::fd::RawFd, level: i32, name: i32, value: &[u8]) -> io::Result<()> {
+    // SAFETY: `value` is a live, initialised buffer of exactly `value.len()` bytes
+    // for the duration of the call; the kernel copies it and keeps no pointer.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            value.as_ptr().cast(),
+            value.len() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Attach the kernel's `tls` upper-layer protocol to a connected TCP socket.
+#[cfg(feature = "ktls")]
+pub fn set_tls_ulp(fd: std::os::fd::RawFd) -> io::Result<()> {
+    setsockopt_bytes(fd, libc::SOL_TCP, libc::TCP_ULP, b"tls")
+}
+
+/// Install one direction's `tls12_crypto_info_*` (built by the caller).
+#[cfg(feature = "ktls")]
+pub fn set_tls_crypto(fd: std::os::fd::RawFd, dir: TlsDirection, info: &[u8]) -> io::Result<()> {
+    const SOL_TLS: i32 = 282;
+    setsockopt_bytes(fd, SOL_TLS, dir as i32, info)
+}
+
+/// Whether the kernel offers the `tls` ULP: try it on a loopback connection.
+#[cfg(feature = "ktls")]
+pub fn ktls_available() -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(listener) = std::net::TcpListener::bind("127.0.0.1:0") else {
+        return false;
+    };
+    let Ok(addr) = listener.local_addr() else {
+        return false;
+    };
+    let Ok(client) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    set_tls_ulp(client.as_raw_fd()).is_ok()
 }

@@ -265,6 +265,14 @@ fn sighup_reloads_the_certificate_and_keeps_open_connections() {
         out.contains("second-cert") && out.contains("still here"),
         "{out}"
     );
+    let health: serde_json::Value = serde_json::from_slice(&get(d.admin, "/health").body).unwrap();
+    assert_eq!(health["tls"]["enabled"], true);
+    assert_eq!(health["tls"]["kernel_tls_built"], cfg!(feature = "ktls"));
+    let path = health["tls"]["path"].as_str().unwrap();
+    assert!(
+        path == "userspace" || (path == "kernel" && cfg!(feature = "ktls")),
+        "{path}"
+    );
     let metrics = String::from_utf8(get(d.admin, "/metrics").body).unwrap();
     assert!(
         metrics.contains("oca_tls_connections_total{path=\"userspace\"}"),

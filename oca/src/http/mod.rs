@@ -52,6 +52,8 @@ pub struct Shared {
     pub store: Store,
     /// Present when HTTPS listeners are configured.
     pub tls: Option<crate::tls::Tls>,
+    /// TLS sessions are handed to the kernel after the handshake.
+    pub kernel_tls: bool,
     pub access: crate::access::Access,
     pub metrics: Metrics,
     pub settings: Settings,

@@ -3,6 +3,8 @@
 //! Ticket keys and the session cache outlive certificate reloads, so clients
 //! keep resuming sessions across a SIGHUP.
 
+#[cfg(feature = "ktls")]
+pub mod ktls;
 pub mod stream;
 
 use std::path::{Path, PathBuf};

@@ -122,6 +122,21 @@ impl TlsStream {
         }
     }
 
+    /// The socket and session, if nothing is buffered in either direction (the
+    /// precondition for handing the session to the kernel).
+    #[cfg(feature = "ktls")]
+    pub fn into_parts(self) -> Result<(TcpStream, UnbufferedServerConnection), TlsStream> {
+        if self.in_len == 0
+            && self.plain.len() == self.plain_pos
+            && self.out_len == 0
+            && self.held.is_empty()
+        {
+            Ok((self.stream, self.conn))
+        } else {
+            Err(self)
+        }
+    }
+
     /// The negotiated protocol version, for logs.
     pub fn protocol(&self) -> Option<rustls::ProtocolVersion> {
         self.conn.protocol_version()
