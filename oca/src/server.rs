@@ -425,7 +425,7 @@ async fn serve_tls(
             },
             Err(s) => {
                 shared.metrics.tls_connections_userspace.inc();
-                http::conn::serve(s, peer, guard, drain).await;
+                http::conn::serve(*s, peer, guard, drain).await;
             }
         },
         Ok(s) => {

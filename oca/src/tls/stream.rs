@@ -125,7 +125,7 @@ impl TlsStream {
     /// The socket and session, if nothing is buffered in either direction (the
     /// precondition for handing the session to the kernel).
     #[cfg(feature = "ktls")]
-    pub fn into_parts(self) -> Result<(TcpStream, UnbufferedServerConnection), TlsStream> {
+    pub fn into_parts(self) -> Result<(TcpStream, UnbufferedServerConnection), Box<TlsStream>> {
         if self.in_len == 0
             && self.plain.len() == self.plain_pos
             && self.out_len == 0
@@ -133,7 +133,7 @@ impl TlsStream {
         {
             Ok((self.stream, self.conn))
         } else {
-            Err(self)
+            Err(Box::new(self))
         }
     }
 
