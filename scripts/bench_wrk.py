@@ -28,15 +28,17 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-SIZES = {"2m": (2 << 20, 64), "64k": (64 << 10, 2000), "1m": (1 << 20, 128)}
+SIZES = {"2m": (2 << 20, 64), "64k": (64 << 10, 2000), "1m": (1 << 20, 128), "1k": (1 << 10, 1000)}
 
 LUA = r"""
 local paths = {}
 for line in io.lines(os.getenv("BENCH_PATHS")) do paths[#paths + 1] = line end
 local i = 0
+local headers = {}
+if os.getenv("BENCH_CLOSE") == "1" then headers["Connection"] = "close" end
 request = function()
   i = i % #paths + 1
-  return wrk.format("GET", paths[i])
+  return wrk.format("GET", paths[i], headers)
 end
 done = function(summary, latency, requests)
   io.write(string.format("RESULT %d %d %d %d %d\n", summary.requests, summary.bytes,
@@ -107,11 +109,23 @@ def make_content(root):
                    stdout=subprocess.DEVNULL, check=True)
 
 
+def make_cert(work):
+    cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "2", "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert],
+                   check=True, stderr=subprocess.DEVNULL)
+    os.chmod(key, 0o644)  # nginx workers read it as an unprivileged user
+    return cert, key
+
+
 class Server:
-    def __init__(self, kind, root, workers, cpus, work):
+    def __init__(self, kind, root, workers, cpus, work, tls=None):
         self.kind, self.root, self.workers, self.cpus, self.work = kind, root, workers, cpus, work
+        self.tls = tls  # (cert, key) or None
         self.port = free_port()
         self.proc = None
+        self.scheme = "https" if tls else "http"
 
     def start(self):
         pin = ["taskset", "-c", self.cpus] if self.cpus else []
@@ -119,13 +133,21 @@ class Server:
             threading = "shared" if self.kind == "oca-shared" else "per-core"
             conf = os.path.join(self.work, f"{self.kind}.toml")
             with open(conf, "w") as f:
-                f.write(f'listen = ["127.0.0.1:{self.port}"]\nadmin_listen = "127.0.0.1:{free_port()}"\n'
+                listen = (f'listen = []\ntls_listen = ["127.0.0.1:{self.port}"]\n'
+                          f'tls_cert = "{self.tls[0]}"\ntls_key = "{self.tls[1]}"\n') if self.tls \
+                    else f'listen = ["127.0.0.1:{self.port}"]\n'
+                f.write(listen + f'admin_listen = "127.0.0.1:{free_port()}"\n'
                         f'stores = ["{self.root}"]\nworkers = {self.workers}\nthreading = "{threading}"\n'
                         f'max_connections = 100000\naccess = "open"\n')
             self.proc = subprocess.Popen(pin + [os.path.join(ROOT, "target/release/oca"), "--config", conf],
                                          stdout=subprocess.DEVNULL, env={**os.environ, "OCA_LOG": "warn"})
         else:
             conf = os.path.join(self.work, "nginx.conf")
+            tls_conf = ""
+            if self.tls:
+                tls_conf = (f"ssl_certificate {self.tls[0]}; ssl_certificate_key {self.tls[1]}; "
+                            "ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:20m; "
+                            "ssl_session_tickets on; ssl_buffer_size 16k;")
             with open(conf, "w") as f:
                 f.write(f"""daemon off;
 master_process on;
@@ -144,8 +166,9 @@ http {{
     open_file_cache_valid 60s;
     default_type application/octet-stream;
     client_body_temp_path {self.work}/nginx-tmp;
+    {tls_conf}
     server {{
-        listen 127.0.0.1:{self.port} reuseport backlog=4096;
+        listen 127.0.0.1:{self.port} {"ssl" if self.tls else ""} reuseport backlog=4096;
         root {self.root}/objects;
         location / {{ add_header Cache-Control "public, max-age=31536000, immutable"; }}
     }}
@@ -174,7 +197,7 @@ http {{
                 self.proc.wait()
 
 
-def run_wrk(server, size, conns, duration, cpus, work):
+def run_wrk(server, size, conns, duration, cpus, work, close=False):
     lua = os.path.join(work, "bench.lua")
     with open(lua, "w") as f:
         f.write(LUA)
@@ -183,9 +206,10 @@ def run_wrk(server, size, conns, duration, cpus, work):
     pids = server.pids()
     before = cpu_ticks(pids)
     out = subprocess.run(pin + ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--latency", "-s", lua,
-                                f"http://127.0.0.1:{server.port}/"],
+                                f"{server.scheme}://127.0.0.1:{server.port}/"],
                          capture_output=True, text=True, timeout=duration + 60,
-                         env={**os.environ, "BENCH_PATHS": os.path.join(server.root, f"paths-{size}.txt")})
+                         env={**os.environ, "BENCH_PATHS": os.path.join(server.root, f"paths-{size}.txt"),
+                              "BENCH_CLOSE": "1" if close else "0"})
     after = cpu_ticks(pids)
     line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT")), None)
     if line is None:
@@ -207,6 +231,9 @@ def main():
     ap.add_argument("--sizes", default="2m,64k")
     ap.add_argument("--layouts", default="pinned,spread")
     ap.add_argument("--servers", default="oca,nginx")
+    ap.add_argument("--tls", action="store_true", help="HTTPS (same self-signed certificate for both servers)")
+    ap.add_argument("--close", action="store_true",
+                    help="a new connection per request (with --tls: handshakes/s)")
     ap.add_argument("--json", help="write all results here")
     args = ap.parse_args()
     ensure_tools()
@@ -216,19 +243,20 @@ def main():
     root = os.path.join(work, "store")
     os.makedirs(os.path.join(work, "nginx-tmp"))
     make_content(root)
+    tls = make_cert(work) if args.tls else None
     results = []
     layouts = {"pinned": (1, "0", "1"), "spread": (2, None, None)}
     try:
         for layout in args.layouts.split(","):
             workers, server_cpus, client_cpus = layouts[layout]
-            servers = [Server(k, root, workers, server_cpus, work) for k in args.servers.split(",")]
+            servers = [Server(k, root, workers, server_cpus, work, tls) for k in args.servers.split(",")]
             for s in servers:
                 s.start()
             try:
                 for size in args.sizes.split(","):
                     for rnd in range(args.rounds):
                         for s in servers:
-                            r = run_wrk(s, size, args.conns, args.duration, client_cpus, work)
+                            r = run_wrk(s, size, args.conns, args.duration, client_cpus, work, args.close)
                             r.update(server=s.kind, layout=layout, size=size, round=rnd, conns=args.conns)
                             results.append(r)
                             print(f"{layout:6} {size:4} round {rnd} {s.kind:10} {r['rps']:10.0f} req/s "
