@@ -1,1 +1,72 @@
-fn main() {}
+//! oca-bench: a load generator for HTTP segment servers, and side-by-side
+//! comparisons of two of them. See `oca-bench --help`.
+
+mod catalogue;
+mod cli;
+mod client;
+mod compare;
+mod cpu;
+mod http1;
+mod report;
+mod run;
+mod schedule;
+mod stats;
+mod target;
+mod tls;
+mod zipf;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+
+use cli::{Cli, Command, SegmentsArgs};
+use report::Report;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            eprintln!("oca-bench: {}", cli::one_line(&e.render().to_string()));
+            return ExitCode::from(2);
+        }
+    };
+    let result = match &cli.command {
+        Command::Segments(args) => segments(args),
+        Command::Compare(args) => compare::compare(args).and_then(|c| {
+            if args.workload.json {
+                println!("{}", serde_json::to_string(&c)?);
+            } else {
+                print!("{}", c.table());
+            }
+            Ok(())
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` puts the whole context chain on one line.
+            eprintln!("oca-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn segments(args: &SegmentsArgs) -> Result<()> {
+    let w = &args.workload;
+    let catalogue = w.load_catalogue()?;
+    cpu::check_pids(&args.server_pids)?;
+    let plan = w.plan(&args.target, &catalogue)?;
+    let outcome = run::run(&plan, &w.control(&args.server_pids))?;
+    let report = Report::new(
+        w.setup(&args.target, &catalogue, &args.server_pids),
+        &outcome,
+    );
+    if w.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}

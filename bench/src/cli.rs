@@ -1,0 +1,392 @@
+//! Command-line interface: options, their validation, and the translation of a
+//! workload's options into a [`Plan`] for one target.
+//!
+//! Every bad input is caught here or when the catalogue is loaded, before any
+//! connection is made, and ends as one line on stderr.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+use crate::catalogue::Catalogue;
+use crate::client::Plan;
+use crate::report::Setup;
+use crate::run::Control;
+use crate::target::Target;
+use crate::tls::{self, Trust};
+use crate::zipf::Popularity;
+
+/// Load generator for HTTP segment servers (video CDN appliances).
+#[derive(Debug, Parser)]
+#[command(name = "oca-bench", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load one server with segment requests and report throughput, latency,
+    /// errors and CPU cost.
+    Segments(SegmentsArgs),
+    /// Run the same workload against two servers alternately, round by round,
+    /// and report medians and A/B ratios.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SegmentsArgs {
+    /// Base URL of the server: http[s]://host[:port][/prefix].
+    #[arg(long, value_name = "URL")]
+    pub target: String,
+    /// Server process whose CPU (with all its descendants) is measured; repeatable.
+    #[arg(long = "server-pid", value_name = "PID")]
+    pub server_pids: Vec<u32>,
+    #[command(flatten)]
+    pub workload: Workload,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Base URL of server A.
+    #[arg(long, value_name = "URL")]
+    pub a: String,
+    /// Base URL of server B.
+    #[arg(long, value_name = "URL")]
+    pub b: String,
+    /// Server A's process (CPU measured with descendants); repeatable.
+    #[arg(long = "a-pid", value_name = "PID")]
+    pub a_pids: Vec<u32>,
+    /// Server B's process; repeatable.
+    #[arg(long = "b-pid", value_name = "PID")]
+    pub b_pids: Vec<u32>,
+    /// Label for A in the table and JSON.
+    #[arg(long = "a-name", value_name = "NAME", default_value = "A")]
+    pub a_name: String,
+    /// Label for B.
+    #[arg(long = "b-name", value_name = "NAME", default_value = "B")]
+    pub b_name: String,
+    /// Rounds; each runs A then B for --duration.
+    #[arg(long, value_name = "R", default_value = "3", value_parser = positive::<usize>)]
+    pub rounds: usize,
+    #[command(flatten)]
+    pub workload: Workload,
+}
+
+/// What to request and how: shared by `segments` and `compare`.
+#[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["keys", "dir", "catalogue"])))]
+pub struct Workload {
+    /// Catalogue as lines `key size [sha256hex]`.
+    #[arg(long, value_name = "FILE")]
+    pub keys: Option<PathBuf>,
+    /// Catalogue from the files under DIR (or DIR/objects for an oca disk root).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Catalogue as JSON {"objects":[{"key","size","sha256"}]}.
+    #[arg(long, value_name = "FILE")]
+    pub catalogue: Option<PathBuf>,
+    /// Zipf exponent of object popularity; 0 = uniform.
+    #[arg(
+        long,
+        value_name = "S",
+        default_value = "1.0",
+        allow_negative_numbers = true,
+        value_parser = zipf_exponent
+    )]
+    pub zipf: f64,
+    /// Seed for the popularity ranking and the request sequence.
+    #[arg(long, value_name = "N", default_value = "1")]
+    pub seed: u64,
+    /// Request byte ranges of this size (e.g. 262144 or 256KiB) instead of whole objects.
+    #[arg(long = "range-size", value_name = "BYTES", value_parser = byte_size)]
+    pub range_size: Option<u64>,
+    /// Keep-alive connections.
+    #[arg(long, value_name = "N", default_value = "64", value_parser = positive::<usize>)]
+    pub connections: usize,
+    /// Worker threads (default: number of CPUs).
+    #[arg(long, value_name = "T", value_parser = positive::<usize>)]
+    pub threads: Option<usize>,
+    /// Open loop: total requests per second on a fixed schedule (default: closed loop).
+    #[arg(long, value_name = "R", value_parser = positive::<f64>)]
+    pub rate: Option<f64>,
+    /// Measured time, e.g. 10s, 500ms, 2m.
+    #[arg(long, value_name = "TIME", default_value = "10s", value_parser = nonzero_duration)]
+    pub duration: Duration,
+    /// Unrecorded time before measuring.
+    #[arg(long, value_name = "TIME", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+    /// Per-request timeout (connect, then response).
+    #[arg(long, value_name = "TIME", default_value = "10s", value_parser = nonzero_duration)]
+    pub timeout: Duration,
+    /// Source addresses, spread over connections round-robin (comma-separated or repeated).
+    #[arg(long, value_name = "ADDR[,ADDR...]", value_delimiter = ',')]
+    pub bind: Vec<IpAddr>,
+    /// PEM file of CA certificates to trust for https (default: the system store).
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    pub ca: Option<PathBuf>,
+    /// https: accept any certificate (handshake signatures are still verified).
+    #[arg(long)]
+    pub insecure: bool,
+    /// https: TLS 1.2 instead of 1.3.
+    #[arg(long)]
+    pub tls12: bool,
+    /// Do not check SHA-256 of whole-object bodies against the catalogue.
+    #[arg(long = "no-hash")]
+    pub no_hash: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress lines on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl Workload {
+    pub fn load_catalogue(&self) -> Result<Catalogue> {
+        match (&self.keys, &self.dir, &self.catalogue) {
+            (Some(p), _, _) => Catalogue::from_keys_file(p),
+            (_, Some(p), _) => Catalogue::from_dir(p),
+            (_, _, Some(p)) => Catalogue::from_json_file(p),
+            _ => bail!("give --keys, --dir or --catalogue"),
+        }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        })
+    }
+
+    /// Everything connections to `url` need, resolved and validated.
+    pub fn plan(&self, url: &str, catalogue: &Catalogue) -> Result<Arc<Plan>> {
+        let target = Target::parse(url)?;
+        let addr = target.resolve(self.bind.first().copied())?;
+        if let Some(b) = self.bind.iter().find(|b| b.is_ipv4() != addr.is_ipv4()) {
+            bail!("--bind {b} cannot reach {addr}: address families differ");
+        }
+        let tls = if target.tls {
+            let trust = match (&self.ca, self.insecure) {
+                (Some(ca), _) => Trust::Ca(ca.clone()),
+                (None, true) => Trust::Insecure,
+                (None, false) => Trust::System,
+            };
+            let config = tls::client_config(&trust, self.tls12)?;
+            Some((config.into(), tls::server_name(&target.host)?))
+        } else {
+            None
+        };
+        Ok(Arc::new(Plan {
+            items: Plan::items(&target, catalogue),
+            popularity: Popularity::new(catalogue.objects.len(), self.zipf, self.seed),
+            target,
+            addr,
+            binds: self.bind.clone(),
+            tls,
+            range_size: self.range_size,
+            verify_hash: !self.no_hash,
+            timeout: self.timeout,
+            rate: self.rate,
+            connections: self.connections,
+            seed: self.seed,
+        }))
+    }
+
+    pub fn control(&self, server_pids: &[u32]) -> Control {
+        Control {
+            duration: self.duration,
+            warmup: self.warmup,
+            threads: self.threads(),
+            server_pids: server_pids.to_vec(),
+            progress: !self.quiet,
+        }
+    }
+
+    pub fn setup(&self, url: &str, catalogue: &Catalogue, server_pids: &[u32]) -> Setup {
+        Setup {
+            target: url.to_owned(),
+            rate: self.rate,
+            connections: self.connections,
+            duration_s: self.duration.as_secs_f64(),
+            warmup_s: self.warmup.as_secs_f64(),
+            objects: catalogue.objects.len(),
+            zipf: self.zipf,
+            seed: self.seed,
+            range_size: self.range_size,
+            server_pids: server_pids.to_vec(),
+        }
+    }
+}
+
+/// Turns a clap error into the one line printed for bad input: the message
+/// without the usage block and tips (clap's own `--help` output is left alone).
+pub fn one_line(rendered: &str) -> String {
+    rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn positive<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + Default,
+{
+    match s.parse::<T>() {
+        Ok(v) if v > T::default() => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number")),
+    }
+}
+
+fn zipf_exponent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not an exponent >= 0")),
+    }
+}
+
+fn nonzero_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be more than zero".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Bytes, optionally with a binary suffix: 262144, 256KiB, 2MiB, 1GiB (k/K/KB
+/// and M/MB are read as the binary units too: segment sizes are powers of two).
+pub fn byte_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    let (num, unit) = t.split_at(digits);
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("{s:?}: unknown unit (use bytes, KiB, MiB or GiB)")),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{s:?} is not a positive number of bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_a_full_command_line() {
+        let cli = Cli::try_parse_from([
+            "oca-bench",
+            "segments",
+            "--target",
+            "http://127.0.0.1:8080",
+            "--dir",
+            "/srv",
+            "--zipf",
+            "0.8",
+            "--range-size",
+            "256KiB",
+            "--rate",
+            "1000",
+            "--bind",
+            "127.0.0.2,127.0.0.3",
+            "--bind",
+            "127.0.0.4",
+            "--duration",
+            "500ms",
+            "--server-pid",
+            "1",
+            "--server-pid",
+            "2",
+        ])
+        .unwrap();
+        let Command::Segments(a) = cli.command else {
+            panic!("not segments")
+        };
+        assert_eq!(a.server_pids, [1, 2]);
+        let w = a.workload;
+        assert_eq!(w.zipf, 0.8);
+        assert_eq!(w.range_size, Some(262_144));
+        assert_eq!(w.rate, Some(1000.0));
+        assert_eq!(w.bind.len(), 3);
+        assert_eq!(w.duration, Duration::from_millis(500));
+        assert_eq!(w.connections, 64);
+    }
+
+    #[test]
+    fn bad_input_is_one_line() {
+        let cases: &[&[&str]] = &[
+            &[
+                "segments", "--target", "http://h", "--dir", "d", "--zipf", "-1",
+            ],
+            &[
+                "segments",
+                "--target",
+                "http://h",
+                "--dir",
+                "d",
+                "--connections",
+                "0",
+            ],
+            &[
+                "segments",
+                "--target",
+                "http://h",
+                "--dir",
+                "d",
+                "--duration",
+                "0s",
+            ],
+            &[
+                "segments",
+                "--target",
+                "http://h",
+                "--dir",
+                "d",
+                "--range-size",
+                "1XB",
+            ],
+            &["segments", "--target", "http://h"],
+            &[
+                "segments", "--target", "http://h", "--dir", "d", "--keys", "k",
+            ],
+            &["segments", "--target", "http://h", "--dir", "d", "--bogus"],
+            &["segments", "--dir", "d"],
+        ];
+        for args in cases {
+            let err = Cli::try_parse_from(std::iter::once("oca-bench").chain(args.iter().copied()))
+                .unwrap_err();
+            let line = one_line(&err.render().to_string());
+            assert!(!line.is_empty() && !line.contains('\n'), "{args:?}: {line}");
+            assert!(!line.contains("Usage"), "{line}");
+        }
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(byte_size("1"), Ok(1));
+        assert_eq!(byte_size("256KiB"), Ok(262_144));
+        assert_eq!(byte_size("2 MiB"), Ok(2 << 20));
+        assert_eq!(byte_size("1g"), Ok(1 << 30));
+        for bad in ["0", "", "KiB", "1.5MiB", "1 TiB", "-1", "99999999999999GiB"] {
+            assert!(byte_size(bad).is_err(), "{bad}");
+        }
+    }
+}

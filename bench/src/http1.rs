@@ -1,0 +1,358 @@
+//! HTTP/1.1 without IO: request heads, response head parsing, and the check of
+//! a response against what was asked for.
+//!
+//! The connection code only moves bytes; every decision about a response
+//! (expected status, body length, Content-Range) is made here, where it can be
+//! tested with literal bytes.
+
+use std::io::Write as _;
+
+use crate::stats::ErrorKind;
+
+/// Most headers a response head may carry (oca sends about a dozen).
+const MAX_HEADERS: usize = 48;
+
+/// An inclusive byte range `first..=last` of an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub first: u64,
+    pub last: u64,
+}
+
+impl ByteRange {
+    pub fn len(&self) -> u64 {
+        self.last - self.first + 1
+    }
+}
+
+/// Appends a GET request head to `buf` (cleared first; the Vec is reused).
+pub fn write_request(buf: &mut Vec<u8>, path: &str, authority: &str, range: Option<ByteRange>) {
+    buf.clear();
+    buf.extend_from_slice(b"GET ");
+    buf.extend_from_slice(path.as_bytes());
+    buf.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    buf.extend_from_slice(authority.as_bytes());
+    buf.extend_from_slice(b"\r\nUser-Agent: oca-bench\r\n");
+    if let Some(r) = range {
+        // Writing to a Vec cannot fail.
+        let _ = write!(buf, "Range: bytes={}-{}\r\n", r.first, r.last);
+    }
+    buf.extend_from_slice(b"\r\n");
+}
+
+/// The parts of a response head the client acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub status: u16,
+    /// Bytes of the head, including the blank line; the body starts after.
+    pub len: usize,
+    pub content_length: Option<u64>,
+    /// (first, last, complete length) from `Content-Range: bytes a-b/n`.
+    pub content_range: Option<(u64, u64, u64)>,
+    /// Whether a Content-Range header was present but unparseable.
+    pub bad_content_range: bool,
+    pub chunked: bool,
+    /// The server will close the connection after this response.
+    pub close: bool,
+}
+
+/// Parses a response head from the start of `buf`: `Ok(None)` if more bytes
+/// are needed, `Err` if it can never be a valid head.
+pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, ErrorKind> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(ErrorKind::Protocol),
+    };
+    let mut head = Head {
+        status: resp.code.unwrap_or(0),
+        len,
+        content_length: None,
+        content_range: None,
+        bad_content_range: false,
+        chunked: false,
+        // HTTP/1.0 closes unless it says keep-alive.
+        close: resp.version == Some(0),
+    };
+    for h in resp.headers.iter() {
+        let v = h.value;
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or(ErrorKind::Protocol)?;
+            if head.content_length.is_some_and(|m| m != n) {
+                return Err(ErrorKind::Protocol);
+            }
+            head.content_length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("content-range") {
+            head.content_range = parse_content_range(v);
+            head.bad_content_range = head.content_range.is_none();
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            head.chunked = true;
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for token in v.split(|&b| b == b',') {
+                let t = token.trim_ascii();
+                if t.eq_ignore_ascii_case(b"close") {
+                    head.close = true;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") && resp.version == Some(0) {
+                    head.close = false;
+                }
+            }
+        }
+    }
+    Ok(Some(head))
+}
+
+/// Parses `bytes first-last/complete`. `*` for the complete length (allowed
+/// by RFC 9110) is rejected: the client always knows the size and checks it.
+pub fn parse_content_range(v: &[u8]) -> Option<(u64, u64, u64)> {
+    let s = std::str::from_utf8(v).ok()?.trim();
+    let rest = s.strip_prefix("bytes ")?.trim_start();
+    let (range, complete) = rest.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    let num = |t: &str| -> Option<u64> {
+        (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    let (first, last, complete) = (num(first)?, num(last)?, num(complete)?);
+    (first <= last && last < complete).then_some((first, last, complete))
+}
+
+/// What the body of a checked response is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// As expected: read `body_len` bytes and count a success.
+    Good { body_len: u64 },
+    /// Wrong, but the body is delimited: read (and discard) `body_len` bytes,
+    /// count the error, and keep the connection.
+    Bad { kind: ErrorKind, body_len: u64 },
+    /// Wrong, and the body cannot be delimited: count the error and close.
+    Fatal { kind: ErrorKind },
+}
+
+/// Checks a response head against the request: an object of `size` bytes,
+/// whole (expect 200) or a range (expect 206 with a matching Content-Range).
+pub fn check(head: &Head, size: u64, range: Option<ByteRange>) -> Verdict {
+    if head.chunked {
+        // oca and nginx send Content-Length for files; chunked is not supported yet.
+        return Verdict::Fatal {
+            kind: ErrorKind::Protocol,
+        };
+    }
+    if head.status < 200 {
+        return Verdict::Fatal {
+            kind: ErrorKind::Protocol,
+        };
+    }
+    let Some(body_len) = head.content_length else {
+        return Verdict::Fatal {
+            kind: ErrorKind::Protocol,
+        };
+    };
+    let bad = |kind| Verdict::Bad { kind, body_len };
+    let expected_status = if range.is_some() { 206 } else { 200 };
+    if head.status != expected_status {
+        return bad(ErrorKind::Status);
+    }
+    match range {
+        None if body_len != size => bad(ErrorKind::Length),
+        None => Verdict::Good { body_len },
+        Some(r) => {
+            if head.bad_content_range {
+                return bad(ErrorKind::Protocol);
+            }
+            if head.content_range != Some((r.first, r.last, size)) || body_len != r.len() {
+                return bad(ErrorKind::Length);
+            }
+            Verdict::Good { body_len }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str) -> Head {
+        parse_head(raw.as_bytes()).unwrap().unwrap()
+    }
+
+    #[test]
+    fn request_heads() {
+        let mut buf = b"stale".to_vec();
+        write_request(&mut buf, "/a%20b", "h:81", None);
+        assert_eq!(
+            buf,
+            b"GET /a%20b HTTP/1.1\r\nHost: h:81\r\nUser-Agent: oca-bench\r\n\r\n"
+        );
+        write_request(
+            &mut buf,
+            "/k",
+            "h",
+            Some(ByteRange {
+                first: 10,
+                last: 19,
+            }),
+        );
+        assert_eq!(
+            buf,
+            b"GET /k HTTP/1.1\r\nHost: h\r\nUser-Agent: oca-bench\r\nRange: bytes=10-19\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn parses_heads() {
+        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le"), Ok(None));
+        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\n\r"), Ok(None));
+        assert_eq!(parse_head(b"garbage\r\n\r\n"), Err(ErrorKind::Protocol));
+        assert_eq!(
+            parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"),
+            Err(ErrorKind::Protocol)
+        );
+        assert_eq!(
+            parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            Err(ErrorKind::Protocol)
+        );
+
+        let raw = "HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\
+                   Content-Range: bytes 10-19/100\r\nConnection: close\r\n\r\nBODY";
+        let h = head(raw);
+        assert_eq!(h.status, 206);
+        assert_eq!(h.len, raw.len() - 4);
+        assert_eq!(h.content_length, Some(10));
+        assert_eq!(h.content_range, Some((10, 19, 100)));
+        assert!(h.close);
+
+        let h = head("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+        assert!(h.close, "1.0 closes by default");
+        let h = head("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\n\r\n");
+        assert!(!h.close);
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(h.chunked && !h.close);
+    }
+
+    #[test]
+    fn content_range_syntax() {
+        assert_eq!(parse_content_range(b"bytes 0-0/1"), Some((0, 0, 1)));
+        assert_eq!(parse_content_range(b" bytes 5-9/10 "), Some((5, 9, 10)));
+        for bad in [
+            "bytes 5-4/10",
+            "bytes 0-10/10",
+            "bytes */10",
+            "bytes 0-1/*",
+            "bytes -1-2/3",
+            "bytes 1-2",
+            "items 0-1/2",
+            "bytes +1-2/3",
+        ] {
+            assert_eq!(parse_content_range(bad.as_bytes()), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn checks_whole_objects() {
+        let ok = head("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+        assert_eq!(check(&ok, 100, None), Verdict::Good { body_len: 100 });
+        assert_eq!(
+            check(&ok, 101, None),
+            Verdict::Bad {
+                kind: ErrorKind::Length,
+                body_len: 100
+            }
+        );
+        let missing = head("HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\n");
+        assert_eq!(
+            check(&missing, 100, None),
+            Verdict::Bad {
+                kind: ErrorKind::Status,
+                body_len: 9
+            }
+        );
+        let chunked = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(
+            check(&chunked, 100, None),
+            Verdict::Fatal {
+                kind: ErrorKind::Protocol
+            }
+        );
+        let no_len = head("HTTP/1.1 200 OK\r\n\r\n");
+        assert!(matches!(check(&no_len, 1, None), Verdict::Fatal { .. }));
+        let cont = head("HTTP/1.1 100 Continue\r\n\r\n");
+        assert!(matches!(check(&cont, 1, None), Verdict::Fatal { .. }));
+    }
+
+    #[test]
+    fn checks_ranges() {
+        let r = Some(ByteRange {
+            first: 10,
+            last: 19,
+        });
+        let ok = head(
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\
+             Content-Range: bytes 10-19/100\r\n\r\n",
+        );
+        assert_eq!(check(&ok, 100, r), Verdict::Good { body_len: 10 });
+        // Other size, other range, wrong length: all length mismatches.
+        assert!(matches!(
+            check(&ok, 99, r),
+            Verdict::Bad {
+                kind: ErrorKind::Length,
+                ..
+            }
+        ));
+        let shifted = Some(ByteRange {
+            first: 11,
+            last: 20,
+        });
+        assert!(matches!(
+            check(&ok, 100, shifted),
+            Verdict::Bad {
+                kind: ErrorKind::Length,
+                ..
+            }
+        ));
+        let wrong_len = head(
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: 9\r\n\
+             Content-Range: bytes 10-19/100\r\n\r\n",
+        );
+        assert!(matches!(
+            check(&wrong_len, 100, r),
+            Verdict::Bad {
+                kind: ErrorKind::Length,
+                body_len: 9
+            }
+        ));
+        // A server ignoring Range answers 200 with the whole object.
+        let whole = head("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+        assert!(matches!(
+            check(&whole, 100, r),
+            Verdict::Bad {
+                kind: ErrorKind::Status,
+                body_len: 100
+            }
+        ));
+        let garbled = head(
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\
+             Content-Range: bytes ten/100\r\n\r\n",
+        );
+        assert!(matches!(
+            check(&garbled, 100, r),
+            Verdict::Bad {
+                kind: ErrorKind::Protocol,
+                ..
+            }
+        ));
+        let absent = head("HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\n");
+        assert!(matches!(
+            check(&absent, 100, r),
+            Verdict::Bad {
+                kind: ErrorKind::Length,
+                ..
+            }
+        ));
+    }
+}
