@@ -128,6 +128,8 @@ pub struct Metrics {
     pub connections_rejected: Counter,
     pub request_duration: AtomicHistogram,
     pub tls_connections_userspace: Counter,
+    /// Body ranges that were not in the page cache and were loaded off the serving threads.
+    pub cold_loads: Counter,
     pub tls_connections_kernel: Counter,
     pub tls_handshake_failures: Counter,
     /// Token refusals, indexed like `urlsign::Reject::ALL`.
@@ -170,6 +172,7 @@ impl Metrics {
             connections_rejected: Counter::default(),
             request_duration: Default::default(),
             tls_connections_userspace: Counter::default(),
+            cold_loads: Counter::default(),
             tls_connections_kernel: Counter::default(),
             tls_handshake_failures: Counter::default(),
             draining: Gauge::default(),
@@ -210,6 +213,11 @@ impl Metrics {
         let _ = by_path
             .get_or_create(&PathLabel { path: "userspace" })
             .inner();
+        r.register(
+            "disk_cold_loads",
+            "Body ranges not in the page cache, read on the blocking pool so serving threads never wait for a disk",
+            m.cold_loads.clone(),
+        );
         r.register(
             "tls_handshake_failures",
             "TLS handshakes that failed or timed out",

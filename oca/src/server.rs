@@ -366,7 +366,7 @@ async fn accept_loop(
                             let drain = conn_drain.clone();
                             match scheme {
                                 Scheme::Http => {
-                                    let transport = http::transport::Plain::new(stream);
+                                    let transport = http::transport::Plain::new(stream, shared.metrics.cold_loads.clone());
                                     tokio::spawn(http::conn::serve(transport, peer, guard, drain).instrument(span));
                                 }
                                 Scheme::Https => {
@@ -410,14 +410,20 @@ async fn serve_tls(
     let shared = Arc::clone(guard.shared());
     let Some(tls) = &shared.tls else { return };
     let config = tls.config();
-    match TlsStream::accept(stream, config, shared.settings.header_timeout).await {
+    let cold = shared.metrics.cold_loads.clone();
+    match TlsStream::accept(stream, config, shared.settings.header_timeout, cold).await {
         #[cfg(feature = "ktls")]
         Ok(s) if shared.kernel_tls => match s.into_parts() {
             Ok((stream, conn)) => match crate::tls::ktls::hand_over(&stream, conn) {
                 Ok(()) => {
                     shared.metrics.tls_connections_kernel.inc();
-                    http::conn::serve(http::transport::Plain::new(stream), peer, guard, drain)
-                        .await;
+                    http::conn::serve(
+                        http::transport::Plain::new(stream, shared.metrics.cold_loads.clone()),
+                        peer,
+                        guard,
+                        drain,
+                    )
+                    .await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "kernel TLS handoff failed; connection closed")

@@ -1,7 +1,7 @@
 //! Every syscall the serving path makes that std does not wrap, behind a safe API.
-//! This is the only module allowed `unsafe` (and only for kernel TLS, which needs
-//! socket options no safe wrapper offers).
-#![cfg_attr(feature = "ktls", allow(unsafe_code))]
+//! This is the only module allowed `unsafe`: for `cachestat(2)` and the kernel-TLS
+//! socket options, which no safe wrapper offers yet.
+#![allow(unsafe_code)]
 //!
 //! We lean on `rustix` for the actual system calls so that no `unsafe` is needed
 //! anywhere in the crate; this module exists so that the set of raw kernel
@@ -17,6 +17,8 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 /// Whether `openat2(2)` is usable; cleared the first time the kernel says ENOSYS.
 static OPENAT2_AVAILABLE: AtomicBool = AtomicBool::new(true);
+/// Whether `cachestat(2)` (Linux 6.5+) is usable; cleared on ENOSYS.
+static CACHESTAT_AVAILABLE: AtomicBool = AtomicBool::new(true);
 
 /// Open `rel` read-only strictly beneath the directory `root`.
 ///
@@ -185,4 +187,81 @@ pub fn ktls_available() -> bool {
         return false;
     };
     set_tls_ulp(client.as_raw_fd()).is_ok()
+}
+
+/// Whether every page of `file[offset..offset+len]` is in the page cache, so that
+/// reading it (sendfile, pread) will not wait for the disk. `None` when the kernel
+/// cannot tell us (no `cachestat(2)`, Linux < 6.5).
+pub fn is_cached(file: &File, offset: u64, len: u64) -> Option<bool> {
+    use std::os::fd::AsRawFd;
+    if len == 0 {
+        return Some(true);
+    }
+    if !CACHESTAT_AVAILABLE.load(Ordering::Relaxed) {
+        return None;
+    }
+    #[repr(C)]
+    struct Range {
+        off: u64,
+        len: u64,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct Stat {
+        nr_cache: u64,
+        nr_dirty: u64,
+        nr_writeback: u64,
+        nr_evicted: u64,
+        nr_recently_evicted: u64,
+    }
+    /// The same number on every architecture (allocated after the syscall tables were unified).
+    const SYS_CACHESTAT: libc::c_long = 451;
+    const PAGE: u64 = 4096;
+    let first = offset / PAGE;
+    let last = (offset + len - 1) / PAGE;
+    let range = Range {
+        off: first * PAGE,
+        len: (last - first + 1) * PAGE,
+    };
+    let mut stat = Stat::default();
+    // SAFETY: both pointers refer to live, properly sized #[repr(C)] values for the
+    // duration of the call, matching `struct cachestat_range` and `struct cachestat`.
+    let rc = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            file.as_raw_fd(),
+            &range as *const Range,
+            &mut stat as *mut Stat,
+            0u32,
+        )
+    };
+    if rc != 0 {
+        if io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+            CACHESTAT_AVAILABLE.store(false, Ordering::Relaxed);
+        }
+        return None;
+    }
+    // Pages past the end of the file are never cached; count only those that exist.
+    let file_pages = file
+        .metadata()
+        .map_or(u64::MAX, |m| m.len().div_ceil(PAGE))
+        .saturating_sub(first)
+        .min(last - first + 1);
+    Some(stat.nr_cache >= file_pages)
+}
+
+/// Read `file[offset..offset+len]` into the page cache, blocking until it is
+/// there. Meant for a blocking-pool thread, never a serving thread.
+pub fn load_into_cache(file: &File, mut offset: u64, len: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let end = offset + len;
+    let mut scratch = vec![0u8; (len.min(1 << 20)) as usize];
+    while offset < end {
+        let want = ((end - offset) as usize).min(scratch.len());
+        match file.read_at(&mut scratch[..want], offset)? {
+            0 => break,
+            n => offset += n as u64,
+        }
+    }
+    Ok(())
 }

@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
@@ -39,15 +40,35 @@ pub trait Transport: Send {
     fn close(&mut self) -> impl Future<Output = ()> + Send;
 }
 
+/// Body bytes checked (and, if cold, loaded) per step, so a long body never pulls
+/// a whole rendition file into memory at once.
+pub const WARM_WINDOW: u64 = 4 << 20;
+
+/// Make sure `file[offset..offset+len]` is in the page cache before a serving
+/// thread reads it. If it is not, the read happens on the blocking pool and this
+/// connection waits for it while the serving thread keeps serving the others: a
+/// cold object must not stall hot ones. Counts the cold loads in `cold`.
+pub async fn ensure_cached(file: &File, offset: u64, len: u64, cold: &Counter) -> io::Result<()> {
+    if sys::is_cached(file, offset, len) == Some(false) {
+        cold.inc();
+        let f = file.try_clone()?;
+        tokio::task::spawn_blocking(move || sys::load_into_cache(&f, offset, len))
+            .await
+            .map_err(io::Error::other)??;
+    }
+    Ok(())
+}
+
 /// Plain TCP: heads with send(2), bodies with sendfile(2), no user-space copy.
 pub struct Plain {
     pub stream: TcpStream,
+    cold_loads: Counter,
 }
 
 impl Plain {
-    pub fn new(stream: TcpStream) -> Plain {
+    pub fn new(stream: TcpStream, cold_loads: Counter) -> Plain {
         let _ = stream.set_nodelay(true);
-        Plain { stream }
+        Plain { stream, cold_loads }
     }
 }
 
@@ -70,8 +91,16 @@ impl Transport for Plain {
         // Linux moves at most 0x7ffff000 bytes per call.
         const MAX_CHUNK: u64 = 0x7fff_f000;
         let stream = &self.stream;
+        let mut warm_until = offset;
         while len > 0 {
-            let chunk = len.min(MAX_CHUNK) as usize;
+            if offset >= warm_until {
+                let piece = len.min(WARM_WINDOW);
+                ensure_cached(file, offset, piece, &self.cold_loads)
+                    .await
+                    .map_err(|e| (len, e))?;
+                warm_until = offset + piece;
+            }
+            let chunk = len.min(MAX_CHUNK).min(warm_until - offset) as usize;
             let op = stream.async_io(Interest::WRITABLE, || {
                 sys::sendfile(stream, file, &mut offset, chunk)
             });

@@ -15,7 +15,9 @@ use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 use tokio::net::TcpStream;
 
-use crate::http::transport::{Transport, read_some, send_all};
+use prometheus_client::metrics::counter::Counter;
+
+use crate::http::transport::{Transport, WARM_WINDOW, ensure_cached, read_some, send_all};
 
 /// Plaintext per encryption call: four full 16 KiB records, so one socket write
 /// carries 64 KiB.
@@ -92,6 +94,7 @@ pub struct TlsStream {
     held: Vec<u8>,
     peer_closed: bool,
     closed: bool,
+    cold_loads: Counter,
 }
 
 impl TlsStream {
@@ -100,6 +103,7 @@ impl TlsStream {
         stream: TcpStream,
         config: Arc<ServerConfig>,
         timeout: Duration,
+        cold_loads: Counter,
     ) -> io::Result<TlsStream> {
         let _ = stream.set_nodelay(true);
         let conn = UnbufferedServerConnection::new(config).map_err(tls_error)?;
@@ -115,6 +119,7 @@ impl TlsStream {
             held: Vec::new(),
             peer_closed: false,
             closed: false,
+            cold_loads,
         };
         match tokio::time::timeout(timeout, s.handshake(timeout)).await {
             Ok(r) => r.map(|()| s),
@@ -347,7 +352,16 @@ impl Transport for TlsStream {
                 result = Err((len, e));
             }
         }
+        let mut warm_until = offset;
         while result.is_ok() && len > 0 {
+            if offset >= warm_until {
+                let piece = len.min(WARM_WINDOW);
+                if let Err(e) = ensure_cached(file, offset, piece, &self.cold_loads).await {
+                    result = Err((len, e));
+                    break;
+                }
+                warm_until = offset + piece;
+            }
             let n = (len as usize).min(BODY_CHUNK - lead);
             let chunk = &mut plain[lead..lead + n];
             match file.read_at(chunk, offset) {
