@@ -192,7 +192,7 @@ pub fn ktls_available() -> bool {
 /// Whether every page of `file[offset..offset+len]` is in the page cache, so that
 /// reading it (sendfile, pread) will not wait for the disk. `None` when the kernel
 /// cannot tell us (no `cachestat(2)`, Linux < 6.5).
-pub fn is_cached(file: &File, offset: u64, len: u64) -> Option<bool> {
+pub fn is_cached(file: &File, file_len: u64, offset: u64, len: u64) -> Option<bool> {
     use std::os::fd::AsRawFd;
     if len == 0 {
         return Some(true);
@@ -242,9 +242,8 @@ pub fn is_cached(file: &File, offset: u64, len: u64) -> Option<bool> {
         return None;
     }
     // Pages past the end of the file are never cached; count only those that exist.
-    let file_pages = file
-        .metadata()
-        .map_or(u64::MAX, |m| m.len().div_ceil(PAGE))
+    let file_pages = file_len
+        .div_ceil(PAGE)
         .saturating_sub(first)
         .min(last - first + 1);
     Some(stat.nr_cache >= file_pages)

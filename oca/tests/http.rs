@@ -445,7 +445,7 @@ fn cold_objects_are_loaded_off_the_serving_threads() {
         f
     };
     let f = evict();
-    let Some(cached) = oca::sys::is_cached(&f, 0, body.len() as u64) else {
+    let Some(cached) = oca::sys::is_cached(&f, body.len() as u64, 0, body.len() as u64) else {
         eprintln!("kernel without cachestat(2): nothing to check");
         return;
     };
@@ -461,7 +461,8 @@ fn cold_objects_are_loaded_off_the_serving_threads() {
     // the kernel frees those buffers, so evict until the range really is cold.
     wait_for("the range to leave the page cache", || {
         let f = evict();
-        (oca::sys::is_cached(&f, 5_000_000, 100_001) == Some(false)).then_some(())
+        (oca::sys::is_cached(&f, body.len() as u64, 5_000_000, 100_001) == Some(false))
+            .then_some(())
     });
     let mut c = connect(srv.http);
     let r = c.request("GET /cold.m4s HTTP/1.1\r\nHost: t\r\nRange: bytes=5000000-5100000\r\n\r\n");

@@ -234,6 +234,7 @@ async fn respond<T: Transport>(
     let result = stream
         .send_file(
             &obj.file,
+            obj.size,
             body.offset,
             body.len,
             shared.settings.send_timeout,

@@ -31,6 +31,7 @@ pub trait Transport: Send {
     fn send_file(
         &mut self,
         file: &File,
+        file_len: u64,
         offset: u64,
         len: u64,
         timeout: Duration,
@@ -48,8 +49,14 @@ pub const WARM_WINDOW: u64 = 4 << 20;
 /// thread reads it. If it is not, the read happens on the blocking pool and this
 /// connection waits for it while the serving thread keeps serving the others: a
 /// cold object must not stall hot ones. Counts the cold loads in `cold`.
-pub async fn ensure_cached(file: &File, offset: u64, len: u64, cold: &Counter) -> io::Result<()> {
-    if sys::is_cached(file, offset, len) == Some(false) {
+pub async fn ensure_cached(
+    file: &File,
+    file_len: u64,
+    offset: u64,
+    len: u64,
+    cold: &Counter,
+) -> io::Result<()> {
+    if sys::is_cached(file, file_len, offset, len) == Some(false) {
         cold.inc();
         let f = file.try_clone()?;
         tokio::task::spawn_blocking(move || sys::load_into_cache(&f, offset, len))
@@ -84,6 +91,7 @@ impl Transport for Plain {
     async fn send_file(
         &mut self,
         file: &File,
+        file_len: u64,
         mut offset: u64,
         mut len: u64,
         timeout: Duration,
@@ -95,7 +103,7 @@ impl Transport for Plain {
         while len > 0 {
             if offset >= warm_until {
                 let piece = len.min(WARM_WINDOW);
-                ensure_cached(file, offset, piece, &self.cold_loads)
+                ensure_cached(file, file_len, offset, piece, &self.cold_loads)
                     .await
                     .map_err(|e| (len, e))?;
                 warm_until = offset + piece;

@@ -333,6 +333,7 @@ impl Transport for TlsStream {
     async fn send_file(
         &mut self,
         file: &File,
+        file_len: u64,
         mut offset: u64,
         mut len: u64,
         timeout: Duration,
@@ -356,7 +357,8 @@ impl Transport for TlsStream {
         while result.is_ok() && len > 0 {
             if offset >= warm_until {
                 let piece = len.min(WARM_WINDOW);
-                if let Err(e) = ensure_cached(file, offset, piece, &self.cold_loads).await {
+                if let Err(e) = ensure_cached(file, file_len, offset, piece, &self.cold_loads).await
+                {
                     result = Err((len, e));
                     break;
                 }
