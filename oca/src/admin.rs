@@ -204,7 +204,7 @@ impl Admin {
     async fn connection(self: Arc<Self>, stream: TcpStream, mut stop: watch::Receiver<bool>) {
         let mut transport = Plain::new(stream, Default::default());
         let settings = &self.shared.settings;
-        let mut reader = HeadReader::new(1024);
+        let mut reader = HeadReader::new();
         let mut out = Vec::new();
         loop {
             match reader.fill_head(&mut transport, settings, &mut stop).await {

@@ -34,11 +34,14 @@ pub async fn serve<T: Transport>(
 ) {
     let shared = Arc::clone(guard.shared());
     let send_timeout = shared.settings.send_timeout;
-    let mut reader = HeadReader::new(2048);
-    let mut out = Vec::with_capacity(1024);
-    let mut key = String::with_capacity(128);
-    let mut scratch = String::with_capacity(128);
+    let mut reader = HeadReader::new();
+    // Response buffers are borrowed from the worker's pool per request and given
+    // back before the connection goes idle.
+    let mut pooled: Option<Scratch> = None;
     loop {
+        if let Some(s) = pooled.take() {
+            s.give_back();
+        }
         let refused = match reader
             .fill_head(&mut stream, &shared.settings, &mut drain)
             .await
@@ -50,15 +53,15 @@ pub async fn serve<T: Transport>(
         };
         let started = Instant::now();
         let now = SystemTime::now();
-        out.clear();
+        let Scratch { out, key, scratch } = pooled.insert(Scratch::take());
         if let Some((status, why)) = refused {
             let framing = Framing {
                 keep_alive: false,
                 minor: 1,
                 now,
             };
-            response::simple(&mut out, status, why, framing, false);
-            let _ = stream.write_all(&out, false, send_timeout).await;
+            response::simple(out, status, why, framing, false);
+            let _ = stream.write_all(out, false, send_timeout).await;
             finish(&shared, status, out.len() as u64, started);
             break;
         }
@@ -66,12 +69,11 @@ pub async fn serve<T: Transport>(
             Ok(Some(head)) => {
                 let len = head.len;
                 let draining = *drain.borrow();
-                let bufs = Buffers {
-                    out: &mut out,
-                    key: &mut key,
-                    scratch: &mut scratch,
-                };
-                let next = respond(
+                let bufs = Buffers { out, key, scratch };
+                // Boxed: the response's state (body sender, timers) lives on the
+                // heap only while a response is in flight, so an idle keep-alive
+                // connection's task stays small.
+                let next = Box::pin(respond(
                     &mut stream,
                     peer,
                     &head,
@@ -80,7 +82,7 @@ pub async fn serve<T: Transport>(
                     draining,
                     started,
                     now,
-                )
+                ))
                 .await;
                 reader.consume(len);
                 next
@@ -103,14 +105,59 @@ pub async fn serve<T: Transport>(
                     minor: 1,
                     now,
                 };
-                response::simple(&mut out, status, why, framing, false);
-                let _ = stream.write_all(&out, false, send_timeout).await;
+                response::simple(out, status, why, framing, false);
+                let _ = stream.write_all(out, false, send_timeout).await;
                 finish(&shared, status, out.len() as u64, started);
                 break;
             }
         }
     }
+    if let Some(s) = pooled.take() {
+        s.give_back();
+    }
     drop(guard);
+}
+
+/// Buffers one request needs, pooled per worker thread.
+struct Scratch {
+    out: Vec<u8>,
+    key: String,
+    scratch: String,
+}
+
+const SCRATCH_POOL_MAX: usize = 4096;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<Scratch>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Scratch {
+    fn take() -> Scratch {
+        let mut s = SCRATCH
+            .with(|p| p.borrow_mut().pop())
+            .unwrap_or_else(|| Scratch {
+                out: Vec::with_capacity(1024),
+                key: String::with_capacity(128),
+                scratch: String::with_capacity(128),
+            });
+        s.out.clear();
+        s.key.clear();
+        s.scratch.clear();
+        s
+    }
+
+    fn give_back(self) {
+        // Keep the pool made of ordinary-sized buffers only.
+        if self.out.capacity() > 16 * 1024 {
+            return;
+        }
+        SCRATCH.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < SCRATCH_POOL_MAX {
+                p.push(self);
+            }
+        });
+    }
 }
 
 /// A head that parsed as garbage: answer once, then close.
@@ -295,4 +342,41 @@ fn finish(shared: &Shared, status: u16, bytes: u64, started: Instant) {
         micros = elapsed.as_micros() as u64,
         "response"
     );
+}
+
+#[cfg(test)]
+mod size_probe {
+    /// Every idle keep-alive connection is one of these futures: keep it small
+    /// (the response's state is boxed separately; see docs/BENCHMARKS.md, idle).
+    #[test]
+    fn idle_connection_task_stays_small() {
+        use super::*;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let c = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+                .await
+                .unwrap();
+            let shared = Arc::new(Shared {
+                store: crate::store::Store::open(&[]).0,
+                tls: None,
+                kernel_tls: false,
+                access: crate::access::Access::new(crate::access::AccessMode::Open, None, 0)
+                    .unwrap(),
+                metrics: crate::metrics::Metrics::new(),
+                settings: super::super::Settings::from_config(&crate::Config::default()),
+                draining: Default::default(),
+                all_closed: Default::default(),
+            });
+            let guard = ConnGuard::admit(&shared).unwrap();
+            let (_tx, rx) = watch::channel(false);
+            let t = crate::http::transport::Plain::new(c, Default::default());
+            let f = serve(t, "127.0.0.1:1".parse().unwrap(), guard, rx);
+            let size = std::mem::size_of_val(&f);
+            assert!(size <= 1536, "connection future grew to {size} bytes");
+        });
+    }
 }

@@ -9,6 +9,15 @@ use super::Settings;
 use super::request::HeadError;
 use super::transport::Transport;
 
+/// Size of a pooled read buffer: enough for a player's request head.
+const READ_BUF: usize = 2048;
+/// Buffers kept per worker thread.
+const POOL_MAX: usize = 4096;
+
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Why no further request head will come from this connection.
 #[derive(Debug)]
 pub enum ReadEnd {
@@ -32,10 +41,27 @@ pub struct HeadReader {
     scanned: usize,
 }
 
+impl Default for HeadReader {
+    fn default() -> Self {
+        HeadReader::new()
+    }
+}
+
+impl Drop for HeadReader {
+    fn drop(&mut self) {
+        // A closing connection's buffer goes back to the pool, not to the allocator.
+        self.filled = 0;
+        self.release();
+    }
+}
+
 impl HeadReader {
-    pub fn new(initial: usize) -> HeadReader {
+    /// A reader with no buffer yet: one is taken from the worker's pool when the
+    /// first bytes arrive, and given back whenever the connection goes idle, so
+    /// 10,000 idle keep-alive connections hold no read buffers at all.
+    pub fn new() -> HeadReader {
         HeadReader {
-            buf: vec![0; initial],
+            buf: Vec::new(),
             filled: 0,
             scanned: 0,
         }
@@ -49,6 +75,9 @@ impl HeadReader {
     /// Drop the first `n` bytes (the head just answered).
     pub fn consume(&mut self, n: usize) {
         let n = n.min(self.filled);
+        if n == 0 {
+            return;
+        }
         self.buf.copy_within(n..self.filled, 0);
         self.filled -= n;
         self.scanned = 0;
@@ -83,24 +112,33 @@ impl HeadReader {
             if self.filled >= limits.max_header_bytes {
                 return Err(ReadEnd::Refused(HeadError::HeadersTooLarge));
             }
-            if self.filled == self.buf.len() {
-                let grown = (self.buf.len() * 2).min(limits.max_header_bytes + 1);
-                self.buf.resize(grown.max(self.filled + 1), 0);
-            }
             let n = if self.filled == 0 {
-                // Between requests: wait for the first byte, the idle timeout, or a drain.
+                // Between requests: wait for the first byte, the idle timeout, or a
+                // drain, holding no buffer meanwhile.
                 if *drain.borrow() {
                     return Err(ReadEnd::Idle);
                 }
+                self.release();
                 let idle_until = Instant::now() + settings.idle_timeout;
-                tokio::select! {
-                    r = tokio::time::timeout_at(idle_until, stream.read(&mut self.buf[self.filled..])) => match r {
-                        Ok(r) => r.map_err(ReadEnd::Io)?,
-                        Err(_) => return Err(ReadEnd::Idle),
-                    },
-                    _ = crate::http::until_set(drain) => return Err(ReadEnd::Idle),
+                loop {
+                    tokio::select! {
+                        r = tokio::time::timeout_at(idle_until, stream.readable()) => match r {
+                            Ok(r) => r.map_err(ReadEnd::Io)?,
+                            Err(_) => return Err(ReadEnd::Idle),
+                        },
+                        _ = crate::http::until_set(drain) => return Err(ReadEnd::Idle),
+                    }
+                    // Only now take a buffer; readiness can be spurious, and then
+                    // the buffer goes straight back.
+                    self.ensure_room(limits.max_header_bytes);
+                    match stream.try_read(&mut self.buf[self.filled..]) {
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.release(),
+                        Err(e) => return Err(ReadEnd::Io(e)),
+                    }
                 }
             } else {
+                self.ensure_room(limits.max_header_bytes);
                 let until =
                     *deadline.get_or_insert_with(|| Instant::now() + settings.header_timeout);
                 match tokio::time::timeout_at(until, stream.read(&mut self.buf[self.filled..]))
@@ -118,6 +156,39 @@ impl HeadReader {
                 });
             }
             self.filled += n;
+        }
+    }
+
+    /// Make sure there is space to read into: a pooled buffer if there is none,
+    /// doubled (up to the head limit) if it is full.
+    fn ensure_room(&mut self, max_header_bytes: usize) {
+        if self.buf.is_empty() {
+            self.buf = POOL
+                .with(|p| p.borrow_mut().pop())
+                .unwrap_or_else(|| vec![0; READ_BUF]);
+        }
+        if self.filled == self.buf.len() {
+            let grown = (self.buf.len() * 2).min(max_header_bytes + 1);
+            self.buf.resize(grown.max(self.filled + 1), 0);
+        }
+    }
+
+    /// Give the buffer back to the pool if it holds nothing.
+    pub fn release(&mut self) {
+        if self.filled == 0 && !self.buf.is_empty() {
+            let mut buf = std::mem::take(&mut self.buf);
+            if buf.len() != READ_BUF {
+                // Grown for an unusually large head: keep the pool uniform.
+                buf.truncate(READ_BUF);
+                buf.shrink_to_fit();
+            }
+            POOL.with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() < POOL_MAX {
+                    p.push(buf);
+                }
+            });
+            self.scanned = 0;
         }
     }
 

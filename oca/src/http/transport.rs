@@ -17,6 +17,13 @@ pub trait Transport: Send {
     /// Read request bytes into `buf`; 0 means the client closed.
     fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>> + Send;
 
+    /// Wait until a read would find data (or EOF), without reading it. May
+    /// return spuriously; `try_read` then says `WouldBlock`.
+    fn readable(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Read without waiting: `WouldBlock` if nothing is there yet.
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+
     /// Write all of `buf`. `more` says a body follows at once, so the transport
     /// may hold these bytes back to send them together with it.
     fn write_all(
@@ -82,6 +89,14 @@ impl Plain {
 impl Transport for Plain {
     async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         read_some(&self.stream, buf).await
+    }
+
+    async fn readable(&mut self) -> io::Result<()> {
+        self.stream.readable().await
+    }
+
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.try_read(buf)
     }
 
     async fn write_all(&mut self, buf: &[u8], more: bool, timeout: Duration) -> io::Result<()> {

@@ -314,6 +314,62 @@ impl Transport for TlsStream {
         }
     }
 
+    async fn readable(&mut self) -> io::Result<()> {
+        // Decrypt whatever whole records are already buffered (a pipelined request
+        // may sit there), and send anything rustls wants sent, before waiting.
+        loop {
+            if self.plain_pos < self.plain.len() || self.peer_closed {
+                return Ok(());
+            }
+            match self.step(Send::Nothing)? {
+                Step::Progress | Step::Encrypted => {}
+                Step::Transmit => self.flush(Duration::from_secs(30)).await?,
+                Step::NeedRead | Step::Ready => return self.stream.readable().await,
+                Step::PeerClosed => return Ok(()),
+            }
+        }
+    }
+
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.plain_pos < self.plain.len() {
+                let n = buf.len().min(self.plain.len() - self.plain_pos);
+                buf[..n].copy_from_slice(&self.plain[self.plain_pos..self.plain_pos + n]);
+                self.plain_pos += n;
+                if self.plain_pos == self.plain.len() {
+                    self.plain.clear();
+                    self.plain_pos = 0;
+                }
+                return Ok(n);
+            }
+            if self.peer_closed {
+                return Ok(0);
+            }
+            match self.step(Send::Nothing)? {
+                Step::Progress | Step::Encrypted => {}
+                // Something to send first: `readable` does that, asynchronously.
+                Step::Transmit => return Err(io::ErrorKind::WouldBlock.into()),
+                Step::NeedRead | Step::Ready => {
+                    if self.in_len == self.incoming.len() {
+                        if self.incoming.len() >= 2 * MAX_RECORD {
+                            return Err(io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                "TLS record too large",
+                            ));
+                        }
+                        let grown = (self.incoming.len() * 2).min(2 * MAX_RECORD);
+                        self.incoming.resize(grown, 0);
+                    }
+                    match self.stream.try_read(&mut self.incoming[self.in_len..])? {
+                        0 => return Ok(0),
+                        n => self.in_len += n,
+                    }
+                }
+                Step::PeerClosed => return Ok(0),
+            }
+        }
+    }
+
     async fn write_all(&mut self, buf: &[u8], more: bool, timeout: Duration) -> io::Result<()> {
         if more {
             self.held.extend_from_slice(buf);
