@@ -61,10 +61,8 @@ impl Access {
                 let before = stamp(p);
                 (KeySet::load(p)?, before)
             }
-            (AccessMode::Open, None) => (KeySet::default(), None),
-            (AccessMode::Token, None) => {
-                return Err(KeyError::Invalid("token access needs `token_keys`".into()));
-            }
+            // No file: keys arrive from the control plane (or its cache) via `install`.
+            (_, None) => (KeySet::default(), None),
         };
         Ok(Access {
             mode,
@@ -99,6 +97,16 @@ impl Access {
         let token = token.ok_or(Reject::Missing)?;
         let token = std::str::from_utf8(token).map_err(|_| Reject::Malformed)?;
         urlsign::verify(&self.keys.load(), token, path, client, now, self.skew_secs)
+    }
+
+    /// Whether keys come from a file (then the control plane's are not used).
+    pub fn keys_from_file(&self) -> bool {
+        self.keys_path.is_some()
+    }
+
+    /// Install a key set obtained elsewhere (the control plane).
+    pub fn install(&self, keys: KeySet) {
+        self.keys.store(Arc::new(keys));
     }
 
     /// Reload the key file if it changed since the last load (or always, with

@@ -87,6 +87,37 @@ pub struct Config {
     /// Clock difference tolerated between the signer and this appliance.
     #[serde(with = "humantime_serde_compat")]
     pub token_skew: Duration,
+    /// The control plane this appliance registers with (optional).
+    pub control: Option<ControlConfig>,
+}
+
+/// `[control]`: how to reach steering and what to tell it about this appliance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// steering's base URL, e.g. `http://steering.example:7000`.
+    pub url: String,
+    pub appliance_id: String,
+    /// Shared secret steering knows (as a hash) for this appliance.
+    pub credential: String,
+    /// Where last-known-good answers (keys) are kept across restarts.
+    #[serde(default = "default_cache_dir")]
+    pub cache_dir: PathBuf,
+    pub tier: control_client::wire::Tier,
+    pub site: String,
+    pub region: String,
+    #[serde(default)]
+    pub asn: u32,
+    /// Public base URLs players use; default: the first `listen` /
+    /// `tls_listen` address (set them when that is not what players reach).
+    pub http_url: Option<String>,
+    pub https_url: Option<String>,
+    /// Admin base URL steering polls; default: the bound admin address.
+    pub admin_url: Option<String>,
+}
+
+fn default_cache_dir() -> PathBuf {
+    PathBuf::from("/var/lib/oca/control")
 }
 
 impl Default for Config {
@@ -115,6 +146,7 @@ impl Default for Config {
             access: AccessMode::Token,
             token_keys: None,
             token_skew: Duration::from_secs(30),
+            control: None,
         }
     }
 }
@@ -249,11 +281,22 @@ impl Config {
         if self.cache_control.bytes().any(|b| b < 0x20 || b == 0x7f) {
             return bad("cache_control", "must not contain control characters");
         }
-        if self.access == AccessMode::Token && self.token_keys.is_none() {
+        if self.access == AccessMode::Token && self.token_keys.is_none() && self.control.is_none() {
             return bad(
                 "token_keys",
-                "required when access = \"token\" (the default); set access = \"open\" to serve without tokens",
+                "required when access = \"token\" (the default) and no [control] plane supplies keys; set access = \"open\" to serve without tokens",
             );
+        }
+        if let Some(c) = &self.control {
+            if !c.url.starts_with("http://") && !c.url.starts_with("https://") {
+                return bad("control.url", "must be an http:// or https:// URL");
+            }
+            if c.appliance_id.is_empty() || c.appliance_id.len() > 64 {
+                return bad("control.appliance_id", "1 to 64 characters");
+            }
+            if c.credential.len() < 16 {
+                return bad("control.credential", "at least 16 characters");
+            }
         }
         if self.token_skew > Duration::from_secs(3600) {
             return bad("token_skew", "at most 1h");

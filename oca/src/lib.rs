@@ -5,6 +5,7 @@ pub mod access;
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod filecache;
 pub mod http;
 pub mod metrics;

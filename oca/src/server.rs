@@ -125,6 +125,23 @@ impl Server {
             config.token_keys.as_deref(),
             config.token_skew.as_secs(),
         )?;
+        // Keys from the control plane's last answer are in place before the
+        // first request, so a restart while the control plane is down serves.
+        if let Some(c) = &config.control
+            && !access.keys_from_file()
+            && let Some(cached) = control_client::ControlClient::cached_keys_in(&c.cache_dir)
+        {
+            match cached.to_keyset() {
+                Ok(ks) => {
+                    access.install(ks);
+                    tracing::info!(
+                        version = cached.version,
+                        "signing keys loaded from the control-plane cache"
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, "cached signing keys unusable"),
+            }
+        }
         if config.access == AccessMode::Open {
             tracing::warn!("access = \"open\": objects are served without signed-URL tokens");
         }
@@ -180,8 +197,14 @@ impl Server {
             shared,
             listeners,
             admin,
-            ..
+            http_addrs,
+            https_addrs,
         } = self;
+        let bound = crate::control::Bound {
+            admin: admin.local_addr().unwrap_or(config.admin_listen),
+            http: http_addrs.first().copied(),
+            https: https_addrs.first().copied(),
+        };
         let workers = config.effective_workers();
         let (drain_tx, drain_rx) = watch::channel(false);
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -246,6 +269,10 @@ impl Server {
                 Reloader(Arc::clone(&shared)),
                 stop_rx.clone(),
             ));
+            if let Some(control) = config.control.clone() {
+                let admin = Arc::clone(&admin_state);
+                tokio::spawn(crate::control::run(admin, control, bound, stop_rx.clone()));
+            }
             shutdown.await;
             let active = shared.metrics.connections_active.get();
             tracing::info!(

@@ -176,6 +176,33 @@ impl Store {
         })
     }
 
+    /// What this appliance holds, per rendition: objects grouped by their parent
+    /// directory (`titles/t1/v720/seg-1.m4s` belongs to `titles/t1/v720`), with
+    /// counts and bytes, so the control plane can tell complete renditions from
+    /// partial ones against its catalog.
+    pub fn renditions(&self) -> Vec<control_client::wire::RenditionHolding> {
+        let mut by: std::collections::BTreeMap<&str, (u64, u64)> =
+            std::collections::BTreeMap::new();
+        let index = self.read_index();
+        for (key, e) in index.iter() {
+            let Some((dir, _)) = key.rsplit_once('/') else {
+                continue;
+            };
+            let slot = by.entry(dir).or_default();
+            slot.0 += 1;
+            slot.1 += e.size;
+        }
+        by.into_iter()
+            .map(
+                |(r, (objects, bytes))| control_client::wire::RenditionHolding {
+                    rendition: r.to_owned(),
+                    objects,
+                    bytes,
+                },
+            )
+            .collect()
+    }
+
     /// Whether the index holds `key` (no I/O).
     pub fn contains(&self, key: &str) -> bool {
         self.read_index().contains_key(key)

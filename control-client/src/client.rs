@@ -1,0 +1,213 @@
+//! The appliance's client for the control plane: typed calls with per-attempt
+//! timeouts, retries with backoff and jitter, a circuit breaker, and
+//! last-known-good answers kept on disk.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::retry::{Breaker, RetryPolicy};
+use crate::wire::{
+    API, ErrorBody, Heartbeat, HeartbeatResponse, KeySetWire, RegisterRequest, RegisterResponse,
+};
+
+/// Why a call did not produce an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The control plane answered with an error status (not retried: it will
+    /// answer the same again).
+    #[error("control plane refused: {status} {code}: {message}")]
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// Every attempt failed to get an answer (network, timeout, 5xx).
+    #[error("control plane unreachable after {attempts} attempts: {last}")]
+    Unreachable { attempts: u32, last: String },
+    /// The breaker is open: recent calls all failed, so this one was not tried.
+    #[error("control plane circuit open; not calling")]
+    CircuitOpen,
+    #[error("bad answer from control plane: {0}")]
+    BadAnswer(String),
+}
+
+/// A configured client for one appliance.
+pub struct ControlClient {
+    base: String,
+    appliance_id: String,
+    credential: String,
+    http: reqwest::Client,
+    policy: RetryPolicy,
+    breaker: Mutex<Breaker>,
+    cache_dir: PathBuf,
+}
+
+impl ControlClient {
+    /// `base` is the control plane's URL (`http://steering:7000`); `cache_dir`
+    /// holds the last-known-good answers (created 0700, files 0600).
+    pub fn new(
+        base: &str,
+        appliance_id: &str,
+        credential: &str,
+        cache_dir: &Path,
+        policy: RetryPolicy,
+    ) -> Result<ControlClient, ClientError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(policy.timeout)
+            .timeout(policy.timeout)
+            .build()
+            .map_err(|e| ClientError::BadAnswer(format!("cannot build HTTP client: {e}")))?;
+        Ok(ControlClient {
+            base: base.trim_end_matches('/').to_owned(),
+            appliance_id: appliance_id.to_owned(),
+            credential: credential.to_owned(),
+            http,
+            policy,
+            breaker: Mutex::new(Breaker::new(5, Duration::from_secs(15))),
+            cache_dir: cache_dir.to_owned(),
+        })
+    }
+
+    pub fn appliance_id(&self) -> &str {
+        &self.appliance_id
+    }
+
+    pub async fn register(&self, req: &RegisterRequest) -> Result<RegisterResponse, ClientError> {
+        let path = format!("{API}/appliances/{}/register", self.appliance_id);
+        self.call(reqwest::Method::POST, &path, Some(req)).await
+    }
+
+    pub async fn heartbeat(&self, hb: &Heartbeat) -> Result<HeartbeatResponse, ClientError> {
+        let path = format!("{API}/appliances/{}/heartbeat", self.appliance_id);
+        self.call(reqwest::Method::POST, &path, Some(hb)).await
+    }
+
+    /// Fetch the current key set; on success it is also written to the cache.
+    pub async fn keys(&self) -> Result<KeySetWire, ClientError> {
+        let keys: KeySetWire = self
+            .call::<(), _>(reqwest::Method::GET, &format!("{API}/keys"), None)
+            .await?;
+        if let Err(e) = self.store("keys.json", &keys) {
+            tracing::warn!(error = %e, "cannot cache keys on disk");
+        }
+        Ok(keys)
+    }
+
+    /// The last key set fetched successfully, from disk (survives restarts).
+    pub fn cached_keys(&self) -> Option<KeySetWire> {
+        Self::cached_keys_in(&self.cache_dir)
+    }
+
+    /// The cached key set in `cache_dir`, without a client (for use at start,
+    /// before anything is served).
+    pub fn cached_keys_in(cache_dir: &Path) -> Option<KeySetWire> {
+        let bytes = std::fs::read(cache_dir.join("keys.json")).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        if !self
+            .breaker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .allow(Instant::now())
+        {
+            return Err(ClientError::CircuitOpen);
+        }
+        let url = format!("{}{path}", self.base);
+        let mut last = String::new();
+        for attempt in 0..self.policy.attempts.max(1) {
+            if attempt > 0 {
+                tokio::time::sleep(self.policy.backoff(attempt, jitter())).await;
+            }
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(format!("{}:{}", self.appliance_id, self.credential));
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            match req.send().await {
+                Ok(resp) if resp.status().is_success() => {
+                    self.record(true);
+                    return resp
+                        .json::<T>()
+                        .await
+                        .map_err(|e| ClientError::BadAnswer(e.to_string()));
+                }
+                Ok(resp) if resp.status().is_client_error() && resp.status().as_u16() != 429 => {
+                    // The control plane is up and said no: not a reason to open the breaker.
+                    self.record(true);
+                    let status = resp.status().as_u16();
+                    let err: ErrorBody = resp.json().await.unwrap_or(ErrorBody {
+                        code: "unknown".into(),
+                        message: "no error body".into(),
+                    });
+                    return Err(ClientError::Refused {
+                        status,
+                        code: err.code,
+                        message: err.message,
+                    });
+                }
+                Ok(resp) => last = format!("HTTP {}", resp.status()),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        self.record(false);
+        Err(ClientError::Unreachable {
+            attempts: self.policy.attempts.max(1),
+            last,
+        })
+    }
+
+    fn record(&self, ok: bool) {
+        self.breaker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(Instant::now(), ok);
+    }
+
+    /// Write `value` as `name` in the cache directory: private permissions,
+    /// written to a temporary file, fsynced and renamed, so a crash leaves the
+    /// old answer or the new one, never half of one.
+    fn store<T: Serialize>(&self, name: &str, value: &T) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.cache_dir)?;
+        let tmp = self.cache_dir.join(format!(".{name}.tmp"));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&serde_json::to_vec(value).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, self.cache_dir.join(name))?;
+        Ok(())
+    }
+}
+
+/// A uniform number in [0, 1) for jitter; quality does not matter, spread does.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}

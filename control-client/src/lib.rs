@@ -1,0 +1,10 @@
+//! The appliance's side of the control plane: the wire types shared with
+//! `steering`, and a client that keeps working from cached answers when the
+//! control plane is unreachable.
+
+pub mod client;
+pub mod retry;
+pub mod wire;
+
+pub use client::{ClientError, ControlClient};
+pub use retry::{Breaker, RetryPolicy};

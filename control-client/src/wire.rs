@@ -1,0 +1,177 @@
+//! The control-plane API's request and response bodies: one definition, used by
+//! steering (server) and by appliances (client), so the two cannot drift.
+
+use serde::{Deserialize, Serialize};
+
+/// API version prefix of every path.
+pub const API: &str = "/v1";
+
+/// Where an appliance sits in the delivery hierarchy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tier {
+    /// Inside an ISP's network, serving that ISP's viewers.
+    Embedded,
+    /// At an internet exchange, serving a region.
+    Ixp,
+    /// The origin of last resort.
+    Origin,
+}
+
+/// What an appliance tells the control plane about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplianceInfo {
+    pub tier: Tier,
+    pub site: String,
+    pub region: String,
+    pub asn: u32,
+    /// Base URL for plaintext object requests, e.g. `http://10.1.2.3:8080`.
+    pub http_url: Option<String>,
+    /// Base URL for HTTPS object requests.
+    pub https_url: Option<String>,
+    /// Base URL of the admin listener (`/health`, `/metrics`).
+    pub admin_url: String,
+    /// Egress capacity in bits per second.
+    pub capacity_bps: u64,
+    /// Software version, for the registry.
+    #[serde(default)]
+    pub version: String,
+}
+
+/// `POST /v1/appliances/{id}/register`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub info: ApplianceInfo,
+}
+
+/// Answer to a registration: how often to heartbeat, and what the control plane
+/// already knows of this appliance's inventory (so a restart does not force a
+/// full resync when nothing changed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    pub heartbeat_interval_ms: u64,
+    pub inventory_version: u64,
+    pub inventory_digest: String,
+    pub keys_version: u64,
+}
+
+/// The appliance's state, as in its own /health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthSummary {
+    /// `ok`, `degraded` or `draining`.
+    pub status: String,
+    pub egress_bps: u64,
+    pub capacity_bps: u64,
+    pub connections: u64,
+}
+
+/// One rendition held by an appliance: complete when every object is present.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RenditionHolding {
+    /// Rendition path prefix, e.g. `titles/t1/v720`.
+    pub rendition: String,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+/// Inventory report: either everything, or what changed since `base_version`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Inventory {
+    Full {
+        version: u64,
+        digest: String,
+        renditions: Vec<RenditionHolding>,
+    },
+    Delta {
+        base_version: u64,
+        version: u64,
+        digest: String,
+        upserted: Vec<RenditionHolding>,
+        removed: Vec<String>,
+    },
+}
+
+/// `POST /v1/appliances/{id}/heartbeat`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    pub health: HealthSummary,
+    /// Absent when nothing changed since the last accepted report.
+    pub inventory: Option<Inventory>,
+}
+
+/// Answer to a heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    /// The delta did not apply (lost report, unknown base): send a full inventory.
+    pub resync: bool,
+    /// Inventory version the control plane now holds.
+    pub inventory_version: u64,
+    /// Current key set version; fetch `/v1/keys` when it differs from yours.
+    pub keys_version: u64,
+}
+
+/// One URL-signing key as served to appliances.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyWire {
+    pub id: String,
+    /// base64url secret.
+    pub secret: String,
+    pub not_before: Option<u64>,
+    pub not_after: Option<u64>,
+}
+
+/// `GET /v1/keys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySetWire {
+    pub version: u64,
+    pub keys: Vec<KeyWire>,
+}
+
+/// Every error body: a stable machine-readable code and a human message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// A digest of an inventory: SHA-256 over the sorted `rendition objects bytes`
+/// lines, hex. Both sides compute it the same way, so a mismatch means a report
+/// was lost.
+pub fn inventory_digest<'a>(renditions: impl IntoIterator<Item = &'a RenditionHolding>) -> String {
+    let mut lines: Vec<String> = renditions
+        .into_iter()
+        .map(|r| format!("{} {} {}\n", r.rendition, r.objects, r.bytes))
+        .collect();
+    lines.sort();
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for l in &lines {
+        ctx.update(l.as_bytes());
+    }
+    ctx.finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl KeySetWire {
+    /// The key set as `urlsign` signs and verifies with it.
+    pub fn to_keyset(&self) -> Result<urlsign::KeySet, String> {
+        use base64::Engine;
+        let mut keys = Vec::with_capacity(self.keys.len());
+        for k in &self.keys {
+            let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(k.secret.trim_end_matches('='))
+                .map_err(|_| format!("key {}: secret is not base64url", k.id))?;
+            keys.push(
+                urlsign::Key::new(&k.id, &secret, k.not_before, k.not_after)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        urlsign::KeySet::new(keys).map_err(|e| e.to_string())
+    }
+}

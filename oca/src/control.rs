@@ -1,0 +1,230 @@
+//! The appliance's conversation with the control plane: register, heartbeat
+//! (health and inventory deltas), and signing keys, which keep working from
+//! the last keys cached on disk while the control plane is unreachable.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use control_client::wire::{
+    ApplianceInfo, HealthSummary, Heartbeat, Inventory, RegisterRequest, RenditionHolding,
+    inventory_digest,
+};
+use control_client::{ControlClient, RetryPolicy};
+use tokio::sync::watch;
+
+use crate::admin::Admin;
+use crate::config::ControlConfig;
+
+/// What changed between the inventory steering acknowledged and the current one.
+pub fn delta(
+    acked: &BTreeMap<String, RenditionHolding>,
+    now: &[RenditionHolding],
+) -> (Vec<RenditionHolding>, Vec<String>) {
+    let upserted: Vec<RenditionHolding> = now
+        .iter()
+        .filter(|r| acked.get(&r.rendition) != Some(*r))
+        .cloned()
+        .collect();
+    let current: std::collections::HashSet<&str> =
+        now.iter().map(|r| r.rendition.as_str()).collect();
+    let removed = acked
+        .keys()
+        .filter(|k| !current.contains(k.as_str()))
+        .cloned()
+        .collect();
+    (upserted, removed)
+}
+
+/// Addresses this appliance actually bound, for URLs the config leaves out.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub admin: std::net::SocketAddr,
+    pub http: Option<std::net::SocketAddr>,
+    pub https: Option<std::net::SocketAddr>,
+}
+
+/// Run until `stop`.
+pub async fn run(
+    admin: Arc<Admin>,
+    cfg: ControlConfig,
+    bound: Bound,
+    mut stop: watch::Receiver<bool>,
+) {
+    let client = match ControlClient::new(
+        &cfg.url,
+        &cfg.appliance_id,
+        &cfg.credential,
+        &cfg.cache_dir,
+        RetryPolicy::default(),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "control plane client unusable");
+            return;
+        }
+    };
+    let shared = &admin.shared;
+    let keys_from_control = !shared.access.keys_from_file();
+    let mut keys_version = None;
+    if keys_from_control && let Some(cached) = client.cached_keys() {
+        match cached.to_keyset() {
+            Ok(ks) => {
+                shared.access.install(ks);
+                keys_version = Some(cached.version);
+                tracing::info!(
+                    version = cached.version,
+                    "serving with cached signing keys until the control plane answers"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "cached keys unusable"),
+        }
+    }
+    let info = ApplianceInfo {
+        tier: cfg.tier,
+        site: cfg.site.clone(),
+        region: cfg.region.clone(),
+        asn: cfg.asn,
+        http_url: cfg
+            .http_url
+            .clone()
+            .or_else(|| bound.http.map(|a| format!("http://{a}"))),
+        https_url: cfg
+            .https_url
+            .clone()
+            .or_else(|| bound.https.map(|a| format!("https://{a}"))),
+        admin_url: cfg
+            .admin_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", bound.admin)),
+        capacity_bps: admin.capacity_bps,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    let mut interval = Duration::from_secs(5);
+    let mut acked: BTreeMap<String, RenditionHolding> = BTreeMap::new();
+    let mut acked_version = 0u64;
+    let mut send_full = true;
+    let mut registered = false;
+    loop {
+        if !registered {
+            match client
+                .register(&RegisterRequest { info: info.clone() })
+                .await
+            {
+                Ok(r) => {
+                    registered = true;
+                    interval = Duration::from_millis(r.heartbeat_interval_ms.clamp(100, 600_000));
+                    // If steering already holds exactly what we hold, no full resync is needed.
+                    let now = shared.store.renditions();
+                    if r.inventory_digest == inventory_digest(&now) && r.inventory_version > 0 {
+                        acked = now.into_iter().map(|h| (h.rendition.clone(), h)).collect();
+                        acked_version = r.inventory_version;
+                        send_full = false;
+                    }
+                    tracing::info!(appliance = %cfg.appliance_id, "registered with the control plane");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "control plane registration failed; serving on and retrying")
+                }
+            }
+        }
+        if registered {
+            let now = shared.store.renditions();
+            let digest = inventory_digest(&now);
+            let inventory = if send_full {
+                Some(Inventory::Full {
+                    version: acked_version + 1,
+                    digest,
+                    renditions: now.clone(),
+                })
+            } else {
+                let (upserted, removed) = delta(&acked, &now);
+                (!upserted.is_empty() || !removed.is_empty()).then(|| Inventory::Delta {
+                    base_version: acked_version,
+                    version: acked_version + 1,
+                    digest,
+                    upserted,
+                    removed,
+                })
+            };
+            let hb = Heartbeat {
+                health: health(&admin),
+                inventory: inventory.clone(),
+            };
+            match client.heartbeat(&hb).await {
+                Ok(resp) => {
+                    if resp.resync {
+                        send_full = true;
+                    } else if inventory.is_some() {
+                        acked = now.into_iter().map(|h| (h.rendition.clone(), h)).collect();
+                        acked_version = resp.inventory_version;
+                        send_full = false;
+                    }
+                    if keys_from_control && keys_version != Some(resp.keys_version) {
+                        match client
+                            .keys()
+                            .await
+                            .map_err(|e| e.to_string())
+                            .and_then(|k| k.to_keyset().map(|ks| (k.version, ks)))
+                        {
+                            Ok((v, ks)) => {
+                                shared.access.install(ks);
+                                keys_version = Some(v);
+                                tracing::info!(version = v, keys = ?shared.access.key_ids(), "signing keys updated from the control plane");
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot fetch signing keys; keeping the current ones")
+                            }
+                        }
+                    }
+                }
+                Err(control_client::ClientError::Refused { code, .. })
+                    if code == "unknown_appliance" =>
+                {
+                    registered = false
+                }
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = crate::http::until_set(&mut stop) => return,
+        }
+    }
+}
+
+fn health(admin: &Admin) -> HealthSummary {
+    let h: serde_json::Value = serde_json::from_str(&admin.health_json()).unwrap_or_default();
+    HealthSummary {
+        status: h["status"].as_str().unwrap_or("ok").to_owned(),
+        egress_bps: h["egress_bps"].as_u64().unwrap_or(0),
+        capacity_bps: admin.capacity_bps,
+        connections: admin.shared.metrics.connections_active.get().max(0) as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(n: &str, o: u64) -> RenditionHolding {
+        RenditionHolding {
+            rendition: n.into(),
+            objects: o,
+            bytes: o,
+        }
+    }
+
+    #[test]
+    fn delta_lists_changes_only() {
+        let acked: BTreeMap<String, RenditionHolding> = [r("a", 1), r("b", 2), r("c", 3)]
+            .into_iter()
+            .map(|h| (h.rendition.clone(), h))
+            .collect();
+        let (up, rm) = delta(&acked, &[r("a", 1), r("b", 5), r("d", 1)]);
+        assert_eq!(up, vec![r("b", 5), r("d", 1)]);
+        assert_eq!(rm, vec!["c".to_owned()]);
+        let (up, rm) = delta(&acked, &[r("a", 1), r("b", 2), r("c", 3)]);
+        assert!(up.is_empty() && rm.is_empty());
+    }
+}

@@ -1,0 +1,316 @@
+//! The HTTP API (`/v1/...`), JSON in and out; every error is JSON with a stable
+//! code, mapped in exactly one place (`ApiError::into_response`).
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use control_client::wire::{
+    ErrorBody, Heartbeat, HeartbeatResponse, Inventory, KeySetWire, RegisterRequest,
+    RegisterResponse,
+};
+use serde::de::DeserializeOwned;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::registry::{InventoryOutcome, Registry};
+use crate::store::{InventoryRow, Store};
+
+/// Everything handlers share.
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    pub registry: Mutex<Registry>,
+    pub keys: RwLock<KeySetWire>,
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    pub fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// An error answer: status, stable code, message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        tracing::error!(error = %e, "store failure");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the store could not complete the request",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            code: self.code.to_owned(),
+            message: self.message,
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/v1/appliances", get(list_appliances))
+        .route("/v1/appliances/{id}/register", post(register))
+        .route("/v1/appliances/{id}/heartbeat", post(heartbeat))
+        .route("/v1/keys", get(keys))
+        .route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here",
+            )
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Parse a JSON body ourselves so that every failure has our error shape.
+fn json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "request body over the size limit",
+            )
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.body_text())
+        }
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))
+}
+
+fn sha256_hex(s: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Constant-time equality, so a credential check leaks nothing through timing.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Check `Authorization: Bearer <id>:<credential>`; returns the appliance id.
+fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    expect_id: Option<&str>,
+) -> Result<String, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "missing Bearer credential",
+            )
+        })?;
+    let (id, credential) = value.split_once(':').ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "credential must be <id>:<secret>",
+        )
+    })?;
+    if let Some(expect) = expect_id
+        && expect != id
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_appliance",
+            "credential is for another appliance",
+        ));
+    }
+    let reg = state.registry();
+    let a = reg.appliances.get(id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_appliance",
+            format!("no appliance {id:?}"),
+        )
+    })?;
+    if !same(
+        sha256_hex(credential).as_bytes(),
+        a.credential_sha256.as_bytes(),
+    ) {
+        state.metrics.auth_failures.inc();
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_credential",
+            "credential does not match",
+        ));
+    }
+    Ok(id.to_owned())
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn register(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<RegisterResponse>, ApiError> {
+    let id = authenticate(&state, &headers, Some(&id))?;
+    let req: RegisterRequest = json(body)?;
+    if req.info.capacity_bps == 0 || req.info.admin_url.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_info",
+            "capacity_bps and admin_url are required",
+        ));
+    }
+    let credential_sha256 = state.registry().appliances[&id].credential_sha256.clone();
+    state
+        .store
+        .upsert_appliance(&id, &req.info, &credential_sha256, unix_now())?;
+    let (version, digest) = {
+        let mut reg = state.registry();
+        reg.insert(&id, req.info.clone(), credential_sha256);
+        let a = &reg.appliances[&id];
+        (a.inventory_version, a.inventory_digest.clone())
+    };
+    tracing::info!(appliance = %id, tier = ?req.info.tier, site = %req.info.site, "appliance registered");
+    Ok(axum::Json(RegisterResponse {
+        heartbeat_interval_ms: state.config.heartbeat_interval.as_millis() as u64,
+        inventory_version: version,
+        inventory_digest: digest,
+        keys_version: state.keys.read().unwrap_or_else(|p| p.into_inner()).version,
+    }))
+}
+
+async fn heartbeat(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<HeartbeatResponse>, ApiError> {
+    let id = authenticate(&state, &headers, Some(&id))?;
+    let hb: Heartbeat = json(body)?;
+    if let Some(inv) = &hb.inventory {
+        let renditions: Box<dyn Iterator<Item = &str>> = match inv {
+            Inventory::Full { renditions, .. } => {
+                Box::new(renditions.iter().map(|r| r.rendition.as_str()))
+            }
+            Inventory::Delta { upserted, .. } => {
+                Box::new(upserted.iter().map(|r| r.rendition.as_str()))
+            }
+        };
+        for r in renditions {
+            if !crate::config::valid_rendition(r) {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "bad_rendition",
+                    format!("rendition {r:?} is not a valid path prefix"),
+                ));
+            }
+        }
+    }
+    state.metrics.heartbeats.inc();
+    let (outcome, version, snapshot) = {
+        let mut reg = state.registry();
+        let a = reg
+            .appliances
+            .get_mut(&id)
+            .expect("authenticated appliance exists");
+        a.last = Some(hb.health.clone());
+        a.last_seen = Some(Instant::now());
+        let outcome = match &hb.inventory {
+            Some(inv) => reg.take_inventory(&id, inv),
+            None => InventoryOutcome::Unchanged,
+        };
+        let a = &reg.appliances[&id];
+        let snapshot = (outcome == InventoryOutcome::Applied).then(|| InventoryRow {
+            version: a.inventory_version,
+            digest: a.inventory_digest.clone(),
+            renditions: a.inventory.values().cloned().collect(),
+        });
+        (outcome, a.inventory_version, snapshot)
+    };
+    if let Some(row) = snapshot {
+        // Persisted before answering: an acknowledged inventory survives a crash.
+        state.store.put_inventory(&id, &row)?;
+    }
+    if outcome == InventoryOutcome::ResyncNeeded {
+        state.metrics.resyncs.inc();
+        tracing::info!(appliance = %id, "inventory delta did not apply; asking for a full resync");
+    }
+    Ok(axum::Json(HeartbeatResponse {
+        resync: outcome == InventoryOutcome::ResyncNeeded,
+        inventory_version: version,
+        keys_version: state.keys.read().unwrap_or_else(|p| p.into_inner()).version,
+    }))
+}
+
+async fn keys(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<axum::Json<KeySetWire>, ApiError> {
+    authenticate(&state, &headers, None)?;
+    Ok(axum::Json(
+        state.keys.read().unwrap_or_else(|p| p.into_inner()).clone(),
+    ))
+}
+
+async fn list_appliances(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    axum::Json(state.registry().view(Instant::now()))
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let body = state.metrics.render(&state.registry());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+}

@@ -1,0 +1,113 @@
+//! Health polling: every appliance's admin `/health`, on an interval, with a
+//! timeout; up/down decided with hysteresis (see `registry::Hysteresis`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use control_client::wire::HealthSummary;
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::api::AppState;
+
+/// The fields of oca's /health that steering uses.
+#[derive(Deserialize)]
+struct OcaHealth {
+    status: String,
+    #[serde(default)]
+    egress_bps: u64,
+    #[serde(default)]
+    capacity_bps: u64,
+    #[serde(default)]
+    connections_active: i64,
+}
+
+/// Poll until `stop` is set.
+pub async fn poll_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let cfg = state.config.health.clone();
+    let client = match reqwest::Client::builder()
+        .timeout(cfg.timeout)
+        .connect_timeout(cfg.timeout)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "health polling disabled: cannot build HTTP client");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(cfg.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let targets: Vec<(String, String)> = state
+            .registry()
+            .appliances
+            .iter()
+            .map(|(id, a)| {
+                (
+                    id.clone(),
+                    format!("{}/health", a.info.admin_url.trim_end_matches('/')),
+                )
+            })
+            .collect();
+        let polls = targets.into_iter().map(|(id, url)| {
+            let client = client.clone();
+            async move { (id, poll_one(&client, &url, cfg.timeout).await) }
+        });
+        let mut set = tokio::task::JoinSet::new();
+        for p in polls {
+            set.spawn(p);
+        }
+        while let Some(Ok((id, result))) = set.join_next().await {
+            record(&state, &id, result);
+        }
+    }
+}
+
+async fn poll_one(
+    client: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+) -> Result<HealthSummary, String> {
+    let resp = tokio::time::timeout(timeout, client.get(url).send())
+        .await
+        .map_err(|_| "timeout".to_owned())?
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status()));
+    }
+    let h: OcaHealth = resp.json().await.map_err(|e| e.to_string())?;
+    Ok(HealthSummary {
+        status: h.status,
+        egress_bps: h.egress_bps,
+        capacity_bps: h.capacity_bps,
+        connections: h.connections_active.max(0) as u64,
+    })
+}
+
+fn record(state: &AppState, id: &str, result: Result<HealthSummary, String>) {
+    let cfg = &state.config.health;
+    let mut reg = state.registry();
+    let Some(a) = reg.appliances.get_mut(id) else {
+        return;
+    };
+    let ok = result.is_ok();
+    match result {
+        Ok(h) => {
+            a.last = Some(h);
+            a.last_seen = Some(Instant::now());
+        }
+        Err(e) => {
+            state.metrics.polls_failed.inc();
+            tracing::debug!(appliance = %id, error = %e, "health poll failed");
+        }
+    }
+    if a.health.observe(ok, cfg.down_after, cfg.up_after) {
+        state.metrics.health_changes.inc();
+        tracing::warn!(appliance = %id, up = a.health.up, "appliance health changed");
+    }
+}

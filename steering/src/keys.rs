@@ -1,0 +1,71 @@
+//! The URL-signing key schedule: a new key every `rotate_every`, each valid for
+//! `lifetime`, so there are always at least two live keys around a rotation and
+//! tokens signed just before it keep verifying after it.
+
+use control_client::wire::{KeySetWire, KeyWire};
+
+/// What the schedule says to do at `now`, given the keys held (key, created).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Create a key valid from `now` for the configured lifetime.
+    pub create: bool,
+    /// Delete keys retired before this time.
+    pub delete_retired_before: u64,
+}
+
+/// Decide the schedule's next step. Pure: `now` in, plan out.
+pub fn plan(keys: &[(KeyWire, u64)], now: u64, rotate_every: u64) -> Plan {
+    let newest = keys.iter().map(|(_, created)| *created).max();
+    Plan {
+        create: newest.is_none_or(|c| now >= c.saturating_add(rotate_every)),
+        // Keep retired keys a day for diagnostics; they verify nothing after not_after.
+        delete_retired_before: now.saturating_sub(86_400),
+    }
+}
+
+/// A new key valid from `now`.
+pub fn new_key(now: u64, lifetime: u64) -> KeyWire {
+    KeyWire {
+        id: format!("k{now}"),
+        secret: urlsign::generate_secret(),
+        not_before: Some(now),
+        not_after: Some(now + lifetime),
+    }
+}
+
+/// The key set as appliances receive it; the version changes whenever the set does.
+pub fn key_set(keys: &[(KeyWire, u64)]) -> KeySetWire {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for (k, _) in keys {
+        ctx.update(k.id.as_bytes());
+        ctx.update(b"\n");
+    }
+    let d = ctx.finish();
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&d.as_ref()[..8]);
+    KeySetWire {
+        version: u64::from_be_bytes(v) >> 1,
+        keys: keys.iter().map(|(k, _)| k.clone()).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_schedule_overlaps() {
+        let day = 86_400;
+        assert!(plan(&[], 1000, day).create, "no keys: create one");
+        let k1 = (new_key(1000, 3 * day), 1000);
+        assert!(!plan(std::slice::from_ref(&k1), 1000 + day - 1, day).create);
+        assert!(plan(std::slice::from_ref(&k1), 1000 + day, day).create);
+        let k2 = (new_key(1000 + day, 3 * day), 1000 + day);
+        let set = key_set(&[k1.clone(), k2.clone()]);
+        assert_ne!(set.version, key_set(std::slice::from_ref(&k1)).version);
+        let ks = set.to_keyset().unwrap();
+        // Around the rotation both keys verify; the newer one signs.
+        assert_eq!(ks.signing_key(1000 + day + 10).unwrap().id, k2.0.id);
+        assert!(ks.get(&k1.0.id).unwrap().usable_at(1000 + day + 10, 0));
+    }
+}

@@ -1,0 +1,121 @@
+//! `steering`: the thin central service. This part: the appliance registry,
+//! health polling, heartbeats with inventory, and the URL-signing key schedule.
+
+pub mod api;
+pub mod config;
+pub mod health;
+pub mod keys;
+pub mod metrics;
+pub mod registry;
+pub mod store;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::AppState;
+use crate::config::Config;
+use crate::registry::Registry;
+use crate::store::{Store, StoreError};
+
+fn sha256_hex(s: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Open the store, merge configured appliances into it, and rebuild the
+/// in-memory registry (with inventories) from it.
+pub fn load_state(config: Config) -> Result<Arc<AppState>, StoreError> {
+    let store = Store::open(&config.database)?;
+    for a in &config.appliances {
+        store.upsert_appliance(&a.id, &a.info(), &sha256_hex(&a.credential), unix_now())?;
+    }
+    let mut registry = Registry::default();
+    for row in store.appliances()? {
+        registry.insert(&row.id, row.info, row.credential_sha256);
+        let inv = store.inventory(&row.id)?;
+        if inv.version > 0 {
+            registry.set_inventory(&row.id, inv.version, inv.renditions);
+        }
+    }
+    let state = Arc::new(AppState {
+        keys: RwLock::new(keys::key_set(&[])),
+        registry: Mutex::new(registry),
+        metrics: metrics::Metrics::new(),
+        store,
+        config,
+    });
+    rotate_keys(&state)?;
+    Ok(state)
+}
+
+/// Apply the key schedule now: create a key when one is due, drop long-retired ones.
+pub fn rotate_keys(state: &AppState) -> Result<(), StoreError> {
+    let now = unix_now();
+    let k = &state.config.keys;
+    let held = state.store.keys()?;
+    let plan = keys::plan(&held, now, k.rotate_every.as_secs());
+    if plan.create {
+        let key = keys::new_key(now, k.lifetime.as_secs());
+        state.store.insert_key(&key, now)?;
+        tracing::info!(key = %key.id, "signing key created");
+    }
+    state
+        .store
+        .delete_keys_retired_before(plan.delete_retired_before)?;
+    let set = keys::key_set(&state.store.keys()?);
+    *state.keys.write().unwrap_or_else(|p| p.into_inner()) = set;
+    Ok(())
+}
+
+/// Serve the API on `listener` until `shutdown` completes.
+pub async fn run(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let poller = tokio::spawn(health::poll_loop(Arc::clone(&state), stop_rx.clone()));
+    let keys_task = tokio::spawn(key_loop(Arc::clone(&state), stop_rx));
+    let app = api::router(Arc::clone(&state));
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    let _ = stop_tx.send(true);
+    let _ = poller.await;
+    let _ = keys_task.await;
+    result
+}
+
+async fn key_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    // Checking once a minute keeps rotation within a minute of schedule.
+    let every = state
+        .config
+        .keys
+        .rotate_every
+        .min(Duration::from_secs(60))
+        .max(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = rotate_keys(&state) {
+                    tracing::error!(error = %e, "key rotation failed; will retry");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! steering's Prometheus metrics.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry as PromRegistry;
+
+use crate::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+pub struct Metrics {
+    registry: PromRegistry,
+    pub heartbeats: Counter,
+    pub resyncs: Counter,
+    pub auth_failures: Counter,
+    pub polls_failed: Counter,
+    pub health_changes: Counter,
+    appliances: Family<StateLabel, Gauge>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = PromRegistry::with_prefix("steering");
+        let m = Metrics {
+            heartbeats: Counter::default(),
+            resyncs: Counter::default(),
+            auth_failures: Counter::default(),
+            polls_failed: Counter::default(),
+            health_changes: Counter::default(),
+            appliances: Family::default(),
+            registry: PromRegistry::default(),
+        };
+        registry.register("heartbeats", "Heartbeats accepted", m.heartbeats.clone());
+        registry.register(
+            "inventory_resyncs",
+            "Inventory deltas refused and answered with a resync request",
+            m.resyncs.clone(),
+        );
+        registry.register(
+            "auth_failures",
+            "Requests with a wrong appliance credential",
+            m.auth_failures.clone(),
+        );
+        registry.register(
+            "health_polls_failed",
+            "Health polls that failed or timed out",
+            m.polls_failed.clone(),
+        );
+        registry.register(
+            "health_changes",
+            "Appliances marked up or down",
+            m.health_changes.clone(),
+        );
+        registry.register(
+            "appliances",
+            "Appliances by state (up, down, draining)",
+            m.appliances.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn render(&self, reg: &Registry) -> String {
+        let (mut up, mut down, mut draining) = (0, 0, 0);
+        for a in reg.appliances.values() {
+            if !a.health.up {
+                down += 1;
+            } else if a.last.as_ref().is_some_and(|h| h.status == "draining") {
+                draining += 1;
+            } else {
+                up += 1;
+            }
+        }
+        for (state, n) in [("up", up), ("down", down), ("draining", draining)] {
+            self.appliances.get_or_create(&StateLabel { state }).set(n);
+        }
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,335 @@
+//! What steering knows about every appliance, in memory: identity, health (with
+//! hysteresis), last heartbeat, and inventory with an index rendition →
+//! appliances. The store holds the durable part; this is rebuilt from it at start.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
+
+use control_client::wire::{
+    ApplianceInfo, HealthSummary, Inventory, RenditionHolding, inventory_digest,
+};
+use serde::Serialize;
+
+/// Up/down with hysteresis: down after `down_after` consecutive failures, up again
+/// after `up_after` consecutive successes, so one lost poll neither removes a
+/// healthy appliance nor lets a flapping one back in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hysteresis {
+    pub up: bool,
+    fails: u32,
+    oks: u32,
+}
+
+impl Hysteresis {
+    /// New appliances start up: steering has no evidence against them yet, and
+    /// the first failed polls take them out quickly.
+    pub fn new() -> Hysteresis {
+        Hysteresis {
+            up: true,
+            fails: 0,
+            oks: 0,
+        }
+    }
+
+    /// Record one observation; returns whether the up/down state changed.
+    pub fn observe(&mut self, ok: bool, down_after: u32, up_after: u32) -> bool {
+        if ok {
+            self.fails = 0;
+            self.oks = self.oks.saturating_add(1);
+            if !self.up && self.oks >= up_after {
+                self.up = true;
+                return true;
+            }
+        } else {
+            self.oks = 0;
+            self.fails = self.fails.saturating_add(1);
+            if self.up && self.fails >= down_after {
+                self.up = false;
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl Default for Hysteresis {
+    fn default() -> Self {
+        Hysteresis::new()
+    }
+}
+
+/// One appliance's live state.
+#[derive(Debug, Clone)]
+pub struct Appliance {
+    pub info: ApplianceInfo,
+    pub credential_sha256: String,
+    pub health: Hysteresis,
+    /// Last reported health (poll or heartbeat).
+    pub last: Option<HealthSummary>,
+    pub last_seen: Option<Instant>,
+    pub inventory: BTreeMap<String, RenditionHolding>,
+    pub inventory_version: u64,
+    pub inventory_digest: String,
+}
+
+/// What `GET /v1/appliances` shows for one appliance.
+#[derive(Debug, Serialize)]
+pub struct ApplianceView {
+    pub id: String,
+    pub info: ApplianceInfo,
+    pub up: bool,
+    /// `ok`, `degraded`, `draining`, or `unknown` before the first report.
+    pub status: String,
+    pub egress_bps: u64,
+    pub utilisation: f64,
+    pub seconds_since_seen: Option<f64>,
+    pub inventory_version: u64,
+    pub renditions: usize,
+    /// Whether steering may send new viewers here.
+    pub eligible: bool,
+}
+
+/// How a heartbeat's inventory was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InventoryOutcome {
+    Unchanged,
+    Applied,
+    /// The delta did not start from what steering holds, or its digest does not
+    /// match the result: the appliance must send a full inventory.
+    ResyncNeeded,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    pub appliances: HashMap<String, Appliance>,
+    /// rendition → appliances holding it.
+    index: HashMap<String, HashSet<String>>,
+}
+
+impl Registry {
+    pub fn insert(&mut self, id: &str, info: ApplianceInfo, credential_sha256: String) {
+        match self.appliances.get_mut(id) {
+            Some(a) => {
+                a.info = info;
+                a.credential_sha256 = credential_sha256;
+            }
+            None => {
+                self.appliances.insert(
+                    id.to_owned(),
+                    Appliance {
+                        info,
+                        credential_sha256,
+                        health: Hysteresis::new(),
+                        last: None,
+                        last_seen: None,
+                        inventory: BTreeMap::new(),
+                        inventory_version: 0,
+                        inventory_digest: inventory_digest([]),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Replace an appliance's inventory wholesale (from the store or a full report).
+    pub fn set_inventory(&mut self, id: &str, version: u64, renditions: Vec<RenditionHolding>) {
+        let Some(a) = self.appliances.get_mut(id) else {
+            return;
+        };
+        for r in a.inventory.keys() {
+            if let Some(set) = self.index.get_mut(r) {
+                set.remove(id);
+            }
+        }
+        a.inventory = renditions
+            .into_iter()
+            .map(|r| (r.rendition.clone(), r))
+            .collect();
+        a.inventory_version = version;
+        a.inventory_digest = inventory_digest(a.inventory.values());
+        for r in a.inventory.keys() {
+            self.index
+                .entry(r.clone())
+                .or_default()
+                .insert(id.to_owned());
+        }
+    }
+
+    /// Take an inventory report. Pure bookkeeping: the caller persists it.
+    pub fn take_inventory(&mut self, id: &str, inv: &Inventory) -> InventoryOutcome {
+        let Some(a) = self.appliances.get(id) else {
+            return InventoryOutcome::ResyncNeeded;
+        };
+        match inv {
+            Inventory::Full {
+                version,
+                digest,
+                renditions,
+            } => {
+                if *digest != inventory_digest(renditions) {
+                    return InventoryOutcome::ResyncNeeded;
+                }
+                self.set_inventory(id, *version, renditions.clone());
+                InventoryOutcome::Applied
+            }
+            Inventory::Delta {
+                base_version,
+                version,
+                digest,
+                upserted,
+                removed,
+            } => {
+                if *base_version != a.inventory_version {
+                    return InventoryOutcome::ResyncNeeded;
+                }
+                if *version == a.inventory_version {
+                    return InventoryOutcome::Unchanged;
+                }
+                let mut next = a.inventory.clone();
+                for r in removed {
+                    next.remove(r);
+                }
+                for r in upserted {
+                    next.insert(r.rendition.clone(), r.clone());
+                }
+                if inventory_digest(next.values()) != *digest {
+                    return InventoryOutcome::ResyncNeeded;
+                }
+                self.set_inventory(id, *version, next.into_values().collect());
+                InventoryOutcome::Applied
+            }
+        }
+    }
+
+    /// Appliances holding `rendition` (for steering).
+    pub fn holders(&self, rendition: &str) -> impl Iterator<Item = &str> {
+        self.index
+            .get(rendition)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+    }
+
+    pub fn view(&self, now: Instant) -> Vec<ApplianceView> {
+        let mut v: Vec<ApplianceView> = self
+            .appliances
+            .iter()
+            .map(|(id, a)| {
+                let status = a
+                    .last
+                    .as_ref()
+                    .map_or("unknown".to_owned(), |h| h.status.clone());
+                let egress = a.last.as_ref().map_or(0, |h| h.egress_bps);
+                ApplianceView {
+                    id: id.clone(),
+                    info: a.info.clone(),
+                    up: a.health.up,
+                    eligible: a.health.up && status != "draining",
+                    status,
+                    egress_bps: egress,
+                    utilisation: egress as f64 / a.info.capacity_bps.max(1) as f64,
+                    seconds_since_seen: a
+                        .last_seen
+                        .map(|t| now.saturating_duration_since(t).as_secs_f64()),
+                    inventory_version: a.inventory_version,
+                    renditions: a.inventory.len(),
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use control_client::wire::Tier;
+
+    #[test]
+    fn hysteresis() {
+        let mut h = Hysteresis::new();
+        assert!(!h.observe(false, 3, 2));
+        assert!(!h.observe(false, 3, 2));
+        assert!(!h.observe(true, 3, 2), "a success resets the failure count");
+        assert!(!h.observe(false, 3, 2));
+        assert!(!h.observe(false, 3, 2));
+        assert!(h.observe(false, 3, 2));
+        assert!(!h.up);
+        assert!(!h.observe(true, 3, 2));
+        assert!(!h.observe(false, 3, 2), "one good poll is not enough");
+        assert!(!h.observe(true, 3, 2));
+        assert!(h.observe(true, 3, 2));
+        assert!(h.up);
+    }
+
+    fn r(name: &str, n: u64) -> RenditionHolding {
+        RenditionHolding {
+            rendition: name.into(),
+            objects: n,
+            bytes: n * 100,
+        }
+    }
+
+    #[test]
+    fn inventory_full_delta_and_resync() {
+        let mut reg = Registry::default();
+        let info = ApplianceInfo {
+            tier: Tier::Ixp,
+            site: "s".into(),
+            region: "r".into(),
+            asn: 1,
+            http_url: None,
+            https_url: None,
+            admin_url: "http://x".into(),
+            capacity_bps: 1,
+            version: String::new(),
+        };
+        reg.insert("a", info, "h".into());
+        let full = vec![r("t1/v1", 10), r("t1/v2", 10)];
+        let inv = Inventory::Full {
+            version: 1,
+            digest: inventory_digest(&full),
+            renditions: full.clone(),
+        };
+        assert_eq!(reg.take_inventory("a", &inv), InventoryOutcome::Applied);
+        assert_eq!(reg.holders("t1/v1").collect::<Vec<_>>(), ["a"]);
+        // A delta from the right base with the right digest applies.
+        let after = vec![r("t1/v2", 10), r("t2/v1", 5)];
+        let delta = Inventory::Delta {
+            base_version: 1,
+            version: 2,
+            digest: inventory_digest(&after),
+            upserted: vec![r("t2/v1", 5)],
+            removed: vec!["t1/v1".into()],
+        };
+        assert_eq!(reg.take_inventory("a", &delta), InventoryOutcome::Applied);
+        assert_eq!(reg.holders("t1/v1").count(), 0);
+        assert_eq!(reg.holders("t2/v1").count(), 1);
+        // A delta that skipped a lost one asks for a resync.
+        let lost = Inventory::Delta {
+            base_version: 3,
+            version: 4,
+            digest: String::new(),
+            upserted: vec![],
+            removed: vec![],
+        };
+        assert_eq!(
+            reg.take_inventory("a", &lost),
+            InventoryOutcome::ResyncNeeded
+        );
+        // So does one whose result does not match its digest.
+        let wrong = Inventory::Delta {
+            base_version: 2,
+            version: 3,
+            digest: "nope".into(),
+            upserted: vec![],
+            removed: vec![],
+        };
+        assert_eq!(
+            reg.take_inventory("a", &wrong),
+            InventoryOutcome::ResyncNeeded
+        );
+        assert_eq!(reg.appliances["a"].inventory_version, 2);
+    }
+}
