@@ -317,3 +317,44 @@ fn appliances_register_report_and_survive_control_plane_failures() {
         "no extra key minted by the restart"
     );
 }
+
+#[test]
+fn rotated_keys_reach_the_appliance() {
+    let dir = tempfile::tempdir().unwrap();
+    put(dir.path(), "titles/t2/v1/seg-0.m4s", b"rotating");
+    let scfg = steering_config(dir.path());
+    let text = std::fs::read_to_string(&scfg)
+        .unwrap()
+        .replace("rotate_every = \"1h\"", "rotate_every = \"1s\"")
+        .replace("lifetime = \"3h\"", "lifetime = \"30s\"");
+    std::fs::write(&scfg, text).unwrap();
+    let steering = Proc::start(
+        "steering",
+        &["--config", scfg.to_str().unwrap()],
+        &[("STEERING_LOG", "warn")],
+    );
+    let s_addr = steering.addr("http=");
+    let ocfg = oca_config(dir.path(), s_addr);
+    let oca = Proc::start(
+        "oca",
+        &["--config", ocfg.to_str().unwrap()],
+        &[("OCA_LOG", "warn")],
+    );
+    // steering mints a key a second; the appliance follows the key set as it changes.
+    let ids = wait_for("several rotations on the appliance", || {
+        let h = http(oca.addr("admin="), "GET", "/health", &[], b"")?.json();
+        let ids: Vec<String> = h["token_keys"]
+            .as_array()?
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        (ids.len() >= 3).then_some(ids)
+    });
+    // A token signed with the newest key steering serves verifies.
+    let seg = |tok: &str| format!("/t/{tok}/titles/t2/v1/seg-0.m4s");
+    wait_for("the newest key to verify", || {
+        let tok = token(s_addr, "/titles/t2/");
+        (http(oca.addr("http="), "GET", &seg(&tok), &[], b"")?.status == 200).then_some(())
+    });
+    assert!(ids.iter().all(|id| id.starts_with('k')));
+}
