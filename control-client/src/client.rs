@@ -24,6 +24,8 @@ pub enum ClientError {
         status: u16,
         code: String,
         message: String,
+        /// Items the refusal is about (e.g. renditions not in the catalog).
+        details: Vec<String>,
     },
     /// Every attempt failed to get an answer (network, timeout, 5xx).
     #[error("control plane unreachable after {attempts} attempts: {last}")]
@@ -151,11 +153,13 @@ impl ControlClient {
                     let err: ErrorBody = resp.json().await.unwrap_or(ErrorBody {
                         code: "unknown".into(),
                         message: "no error body".into(),
+                        details: Vec::new(),
                     });
                     return Err(ClientError::Refused {
                         status,
                         code: err.code,
                         message: err.message,
+                        details: err.details,
                     });
                 }
                 Ok(resp) => last = format!("HTTP {}", resp.status()),

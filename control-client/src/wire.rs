@@ -136,6 +136,9 @@ pub struct KeySetWire {
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
+    /// Items the error is about (e.g. the renditions not in the catalog).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
 }
 
 /// A digest of an inventory: SHA-256 over the sorted `rendition objects bytes`

@@ -105,6 +105,10 @@ pub async fn run(
     let mut acked_version = 0u64;
     let mut send_full = true;
     let mut registered = false;
+    // Directories steering's catalog does not know (manifests, other packagings):
+    // left out of reports, and asked about again every ten minutes.
+    let mut not_in_catalog: std::collections::HashSet<String> = Default::default();
+    let mut not_in_catalog_since = std::time::Instant::now();
     loop {
         if !registered {
             match client
@@ -129,7 +133,12 @@ pub async fn run(
             }
         }
         if registered {
-            let now = shared.store.renditions();
+            if not_in_catalog_since.elapsed() > Duration::from_secs(600) {
+                not_in_catalog.clear();
+                not_in_catalog_since = std::time::Instant::now();
+            }
+            let mut now = shared.store.renditions();
+            now.retain(|r| !not_in_catalog.contains(&r.rendition));
             let digest = inventory_digest(&now);
             let inventory = if send_full {
                 Some(Inventory::Full {
@@ -182,6 +191,12 @@ pub async fn run(
                     if code == "unknown_appliance" =>
                 {
                     registered = false
+                }
+                Err(control_client::ClientError::Refused { code, details, .. })
+                    if code == "unknown_rendition" =>
+                {
+                    tracing::info!(renditions = ?details, "not in the catalog; left out of inventory reports");
+                    not_in_catalog.extend(details);
                 }
                 Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
             }

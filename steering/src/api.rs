@@ -43,6 +43,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    details: Vec<String>,
 }
 
 impl ApiError {
@@ -51,6 +52,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: Vec::new(),
         }
     }
 }
@@ -71,6 +73,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             code: self.code.to_owned(),
             message: self.message,
+            details: self.details,
         };
         (self.status, axum::Json(body)).into_response()
     }
@@ -244,6 +247,7 @@ async fn heartbeat(
                 Box::new(upserted.iter().map(|r| r.rendition.as_str()))
             }
         };
+        let mut unknown = Vec::new();
         for r in renditions {
             if !crate::config::valid_rendition(r) {
                 return Err(ApiError::new(
@@ -252,6 +256,21 @@ async fn heartbeat(
                     format!("rendition {r:?} is not a valid path prefix"),
                 ));
             }
+            if state.store.rendition_totals(r)?.is_none() {
+                unknown.push(r.to_owned());
+            }
+        }
+        if !unknown.is_empty() {
+            let mut e = ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_rendition",
+                format!(
+                    "{} rendition(s) not in the catalog; see details",
+                    unknown.len()
+                ),
+            );
+            e.details = unknown;
+            return Err(e);
         }
     }
     state.metrics.heartbeats.inc();

@@ -2,6 +2,7 @@
 //! health polling, heartbeats with inventory, and the URL-signing key schedule.
 
 pub mod api;
+pub mod catalog;
 pub mod config;
 pub mod health;
 pub mod keys;

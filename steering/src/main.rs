@@ -28,6 +28,22 @@ enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
+    /// Manage the catalog.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Import packaged titles (DIR/titles/<id>/{title.toml,master.m3u8,...}):
+    /// hashes every object; re-importing replaces what an earlier import recorded.
+    Import {
+        dir: PathBuf,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
 }
 
 #[derive(clap::Args, Clone, Default)]
@@ -59,6 +75,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let (overrides, check_only) = match cli.command {
         Some(Command::CheckConfig { overrides }) => (overrides, true),
+        Some(Command::Catalog {
+            command: CatalogCommand::Import { dir, overrides },
+        }) => return import(&dir, &overrides),
         None => (cli.overrides, false),
     };
     let config = match load(&overrides) {
@@ -106,6 +125,38 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("steering: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+fn import(dir: &std::path::Path, overrides: &Overrides) -> ExitCode {
+    let config = match load(overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("steering: bad config: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+        }
+    };
+    let result = (|| -> Result<String, String> {
+        let titles = steering::catalog::scan(dir).map_err(|e| e.to_string())?;
+        let store = steering::store::Store::open(&config.database).map_err(|e| e.to_string())?;
+        for t in &titles {
+            store.put_title(t).map_err(|e| e.to_string())?;
+        }
+        let (titles, renditions, objects, bytes) =
+            store.catalog_counts().map_err(|e| e.to_string())?;
+        Ok(format!(
+            "catalog: {titles} titles, {renditions} renditions, {objects} objects, {bytes} bytes"
+        ))
+    })();
+    match result {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("steering: import failed: {e}");
+            ExitCode::from(65)
         }
     }
 }

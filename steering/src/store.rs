@@ -36,6 +36,31 @@ const MIGRATIONS: &[&str] = &[
          not_after INTEGER,
          created INTEGER NOT NULL
      );",
+    // 2: the catalog.
+    "CREATE TABLE titles (
+         id TEXT PRIMARY KEY,
+         name TEXT NOT NULL,
+         regions TEXT NOT NULL,
+         release_time INTEGER
+     );
+     CREATE TABLE renditions (
+         id TEXT PRIMARY KEY,
+         title TEXT NOT NULL REFERENCES titles(id),
+         kind TEXT NOT NULL,
+         codec TEXT,
+         width INTEGER,
+         height INTEGER,
+         bandwidth INTEGER NOT NULL,
+         container TEXT NOT NULL,
+         segment_duration REAL NOT NULL
+     );
+     CREATE TABLE objects (
+         key TEXT PRIMARY KEY,
+         rendition TEXT NOT NULL REFERENCES renditions(id),
+         size INTEGER NOT NULL,
+         sha256 TEXT NOT NULL
+     );
+     CREATE INDEX objects_by_rendition ON objects(rendition);",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -223,6 +248,77 @@ impl Store {
             digest,
             renditions,
         })
+    }
+
+    /// Record a title with its renditions and objects, replacing what an earlier
+    /// import recorded for it (so re-importing is idempotent), in one transaction.
+    pub fn put_title(&self, t: &crate::catalog::Title) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let regions = serde_json::to_string(&t.sidecar.regions)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.execute(
+            "INSERT INTO titles (id, name, regions, release_time) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(id) DO UPDATE SET name = excluded.name, regions = excluded.regions, release_time = excluded.release_time",
+            params![t.id, t.sidecar.name, regions, t.sidecar.release.map(|v| v as i64)],
+        )?;
+        tx.execute(
+            "DELETE FROM objects WHERE rendition IN (SELECT id FROM renditions WHERE title = ?1)",
+            params![t.id],
+        )?;
+        tx.execute("DELETE FROM renditions WHERE title = ?1", params![t.id])?;
+        for r in &t.renditions {
+            tx.execute(
+                "INSERT INTO renditions (id, title, kind, codec, width, height, bandwidth, container, segment_duration)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![r.id, t.id, r.kind, r.codec, r.width.map(|v| v as i64), r.height.map(|v| v as i64), r.bandwidth as i64, r.container, r.segment_duration],
+            )?;
+            let mut ins = tx.prepare(
+                "INSERT INTO objects (key, rendition, size, sha256) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for o in &r.objects {
+                ins.execute(params![o.key, r.id, o.size as i64, o.sha256])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A rendition's object count and total bytes, if it is in the catalog.
+    pub fn rendition_totals(&self, rendition: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        let conn = self.conn();
+        let known: bool = conn
+            .query_row(
+                "SELECT 1 FROM renditions WHERE id = ?1",
+                params![rendition],
+                |_| Ok(true),
+            )
+            .optional()?
+            .unwrap_or(false);
+        if !known {
+            return Ok(None);
+        }
+        let (n, bytes): (i64, i64) = conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE rendition = ?1",
+            params![rendition],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(Some((n as u64, bytes as u64)))
+    }
+
+    /// Titles, renditions, objects and bytes in the catalog.
+    pub fn catalog_counts(&self) -> Result<(u64, u64, u64, u64), StoreError> {
+        let conn = self.conn();
+        let count = |sql: &str| {
+            conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+                .map(|v| v as u64)
+        };
+        Ok((
+            count("SELECT COUNT(*) FROM titles")?,
+            count("SELECT COUNT(*) FROM renditions")?,
+            count("SELECT COUNT(*) FROM objects")?,
+            count("SELECT COALESCE(SUM(size), 0) FROM objects")?,
+        ))
     }
 
     pub fn insert_key(&self, key: &KeyWire, created: u64) -> Result<(), StoreError> {

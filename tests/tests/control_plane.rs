@@ -122,18 +122,60 @@ fn token(steering: std::net::SocketAddr, prefix: &str) -> String {
     urlsign::sign(ks.signing_key(now).unwrap(), &claims).unwrap()
 }
 
+/// Real packaged content (ffmpeg: 3 renditions, HLS and DASH), imported into
+/// steering's catalog; returns the packaged directory.
+fn package_and_import(dir: &Path, scfg: &Path) -> std::path::PathBuf {
+    let packaged = dir.join("packaged");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-content.sh");
+    let ok = std::process::Command::new(script)
+        .arg(&packaged)
+        .args(["t1", "12"])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "make-content.sh failed");
+    let out = std::process::Command::new(binary("steering"))
+        .args(["catalog", "import"])
+        .arg(&packaged)
+        .args(["--config", scfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 renditions"));
+    packaged
+}
+
+/// Copy the files of one packaged directory (a rendition, or the title's own
+/// playlists) onto oca's disk.
+fn copy_in(packaged: &Path, dir: &Path, sub: &str) {
+    let from = packaged.join("titles/t1").join(sub);
+    for e in std::fs::read_dir(&from).unwrap().flatten() {
+        if e.file_type().unwrap().is_file() {
+            let rel = e.path().strip_prefix(packaged).unwrap().to_path_buf();
+            put(
+                dir,
+                rel.to_str().unwrap(),
+                &std::fs::read(e.path()).unwrap(),
+            );
+        }
+    }
+}
+
 #[test]
 fn appliances_register_report_and_survive_control_plane_failures() {
     let dir = tempfile::tempdir().unwrap();
-    for i in 0..3 {
-        put(
-            dir.path(),
-            &format!("titles/t1/v720/seg-{i}.m4s"),
-            b"segment bytes",
-        );
-    }
-    put(dir.path(), "titles/t1/v360/seg-0.m4s", b"small");
     let scfg = steering_config(dir.path());
+    let packaged = package_and_import(dir.path(), &scfg);
+    // The appliance holds two renditions plus files the catalog does not list
+    // (playlists, the DASH packaging): those are reported once, refused with
+    // unknown_rendition, and left out afterwards.
+    for sub in ["", "v360", "v540", "dash"] {
+        copy_in(&packaged, dir.path(), sub);
+    }
     let mut steering = Proc::start(
         "steering",
         &["--config", scfg.to_str().unwrap()],
@@ -161,31 +203,36 @@ fn appliances_register_report_and_survive_control_plane_failures() {
 
     // Keys from steering verify on the appliance (it fetched them itself).
     let tok = token(s_addr, "/titles/t1/");
-    let seg = format!("/t/{tok}/titles/t1/v720/seg-0.m4s");
+    let seg = format!("/t/{tok}/titles/t1/v360/seg-00000.m4s");
     wait_for("a steering-signed token to verify on oca", || {
         (http(o_http, "GET", &seg, &[], b"")?.status == 200).then_some(())
     });
     assert_eq!(
-        http(o_http, "GET", "/titles/t1/v720/seg-0.m4s", &[], b"")
+        http(o_http, "GET", "/titles/t1/v360/seg-00000.m4s", &[], b"")
             .unwrap()
             .status,
         403
     );
 
-    // A new rendition appears (copied in, then requested once): a delta reaches steering.
-    put(dir.path(), "titles/t1/v1080/seg-0.m4s", b"big");
-    assert_eq!(
-        http(
+    // The third rendition is filled in (copied, then requested once as a first
+    // viewer would): a delta reaches steering.
+    copy_in(&packaged, dir.path(), "v720");
+    for f in [
+        "init_2.mp4",
+        "seg-00000.m4s",
+        "seg-00001.m4s",
+        "seg-00002.m4s",
+    ] {
+        let r = http(
             o_http,
             "GET",
-            &format!("/t/{tok}/titles/t1/v1080/seg-0.m4s"),
+            &format!("/t/{tok}/titles/t1/v720/{f}"),
             &[],
-            b""
+            b"",
         )
-        .unwrap()
-        .status,
-        200
-    );
+        .unwrap();
+        assert_eq!(r.status, 200, "{f}");
+    }
     wait_for("the delta", || {
         (appliance(s_addr, "oca-1")?["renditions"] == 3).then_some(())
     });
@@ -199,10 +246,7 @@ fn appliances_register_report_and_survive_control_plane_failures() {
         s_addr,
         "POST",
         "/v1/appliances/fake-1/heartbeat",
-        &[
-            ("Authorization", &fake),
-            ("Content-Type", "application/json"),
-        ],
+        &[("Authorization", &fake)],
         lost.to_string().as_bytes(),
     )
     .unwrap();
@@ -211,7 +255,7 @@ fn appliances_register_report_and_survive_control_plane_failures() {
         (200, serde_json::json!(true))
     );
     let holding = vec![control_client::wire::RenditionHolding {
-        rendition: "titles/t9/v1".into(),
+        rendition: "titles/t1/v360".into(),
         objects: 4,
         bytes: 400,
     }];
@@ -230,16 +274,81 @@ fn appliances_register_report_and_survive_control_plane_failures() {
     );
 
     // Bad input: each a 4xx with a stable code, never a 500.
+    let unknown = serde_json::json!({"health": health, "inventory": {"kind": "full", "version": 2, "digest": "x", "renditions": [{"rendition": "titles/zz/v1", "objects": 1, "bytes": 1}]}});
+    let traversal = serde_json::json!({"health": health, "inventory": {"kind": "full", "version": 2, "digest": "x", "renditions": [{"rendition": "../etc", "objects": 1, "bytes": 1}]}});
     let cases: Vec<(&str, &str, String, Vec<u8>, u16, &str)> = vec![
-        ("malformed JSON", "/v1/appliances/fake-1/heartbeat", fake.clone(), b"{not json".to_vec(), 400, "bad_json"),
-        ("unknown appliance", "/v1/appliances/nobody/heartbeat", auth("nobody", "whatever-credential"), b"{}".to_vec(), 404, "unknown_appliance"),
-        ("wrong credential", "/v1/appliances/fake-1/heartbeat", auth("fake-1", "wrong-credential-xx"), b"{}".to_vec(), 401, "bad_credential"),
-        ("no credential", "/v1/appliances/fake-1/heartbeat", String::new(), b"{}".to_vec(), 401, "unauthenticated"),
-        ("another appliance's credential", "/v1/appliances/oca-1/heartbeat", fake.clone(), b"{}".to_vec(), 403, "wrong_appliance"),
-        ("oversized body", "/v1/appliances/fake-1/heartbeat", fake.clone(), vec![b' '; 200_000], 413, "body_too_large"),
-        ("bad rendition", "/v1/appliances/fake-1/heartbeat", fake.clone(),
-            serde_json::json!({"health": health, "inventory": {"kind": "full", "version": 2, "digest": "x", "renditions": [{"rendition": "../etc", "objects": 1, "bytes": 1}]}}).to_string().into_bytes(), 422, "bad_rendition"),
-        ("unknown endpoint", "/v1/nothing", fake.clone(), b"{}".to_vec(), 404, "not_found"),
+        (
+            "malformed JSON",
+            "/v1/appliances/fake-1/heartbeat",
+            fake.clone(),
+            b"{not json".to_vec(),
+            400,
+            "bad_json",
+        ),
+        (
+            "unknown appliance",
+            "/v1/appliances/nobody/heartbeat",
+            auth("nobody", "whatever-credential"),
+            b"{}".to_vec(),
+            404,
+            "unknown_appliance",
+        ),
+        (
+            "wrong credential",
+            "/v1/appliances/fake-1/heartbeat",
+            auth("fake-1", "wrong-credential-xx"),
+            b"{}".to_vec(),
+            401,
+            "bad_credential",
+        ),
+        (
+            "no credential",
+            "/v1/appliances/fake-1/heartbeat",
+            String::new(),
+            b"{}".to_vec(),
+            401,
+            "unauthenticated",
+        ),
+        (
+            "another appliance's credential",
+            "/v1/appliances/oca-1/heartbeat",
+            fake.clone(),
+            b"{}".to_vec(),
+            403,
+            "wrong_appliance",
+        ),
+        (
+            "oversized body",
+            "/v1/appliances/fake-1/heartbeat",
+            fake.clone(),
+            vec![b' '; 200_000],
+            413,
+            "body_too_large",
+        ),
+        (
+            "bad rendition",
+            "/v1/appliances/fake-1/heartbeat",
+            fake.clone(),
+            traversal.to_string().into_bytes(),
+            422,
+            "bad_rendition",
+        ),
+        (
+            "rendition not in the catalog",
+            "/v1/appliances/fake-1/heartbeat",
+            fake.clone(),
+            unknown.to_string().into_bytes(),
+            422,
+            "unknown_rendition",
+        ),
+        (
+            "unknown endpoint",
+            "/v1/nothing",
+            fake.clone(),
+            b"{}".to_vec(),
+            404,
+            "not_found",
+        ),
     ];
     for (name, path, authz, body, status, code) in cases {
         let headers: Vec<(&str, &str)> = if authz.is_empty() {
@@ -276,7 +385,7 @@ fn appliances_register_report_and_survive_control_plane_failures() {
     // steering is killed: the appliance keeps serving with the keys it has, and a
     // restarted appliance serves with the keys cached on disk.
     steering.kill9();
-    let seg = format!("/t/{tok}/titles/t1/v720/seg-1.m4s");
+    let seg = format!("/t/{tok}/titles/t1/v540/seg-00001.m4s");
     assert_eq!(http(o_http, "GET", &seg, &[], b"").unwrap().status, 200);
     oca.kill9();
     let oca = Proc::start(
@@ -302,7 +411,6 @@ fn appliances_register_report_and_survive_control_plane_failures() {
     assert_eq!(a["inventory_version"], inventory_version);
     assert_eq!(a["renditions"], 3);
     assert_eq!(appliance(s2, "fake-1").unwrap()["renditions"], 1);
-    assert_eq!(token(s2, "/titles/t1/").split('.').count(), 2);
     let r = http(
         s2,
         "GET",

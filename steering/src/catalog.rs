@@ -1,0 +1,406 @@
+//! The catalog: titles → renditions → objects, imported from packaged content
+//! as a packager writes it (HLS multivariant + media playlists, parsed with
+//! m3u8-rs), plus a `title.toml` sidecar for what manifests do not carry.
+//!
+//! Layout of a packaged directory (it doubles as an oca disk's `objects/`):
+//!
+//! ```text
+//! DIR/titles/<title-id>/title.toml      name, regions, release (optional)
+//! DIR/titles/<title-id>/master.m3u8     multivariant playlist
+//! DIR/titles/<title-id>/<rendition>/…   media playlist, init segment, segments
+//! ```
+//!
+//! A rendition's id is the directory of its media playlist relative to DIR
+//! (`titles/t1/v720`); its objects are the init segment and media segments, keyed
+//! by their path relative to DIR, each with size and SHA-256.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// What the sidecar says.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sidecar {
+    pub name: String,
+    /// Regions where the title may be played (empty: nowhere yet).
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Unix seconds before which the title may not be played.
+    pub release: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Object {
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendition {
+    pub id: String,
+    /// `video`, `audio` or `text`.
+    pub kind: String,
+    pub codec: Option<String>,
+    pub width: Option<u64>,
+    pub height: Option<u64>,
+    pub bandwidth: u64,
+    /// `fmp4` or `ts`.
+    pub container: String,
+    pub segment_duration: f64,
+    pub objects: Vec<Object>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Title {
+    pub id: String,
+    pub sidecar: Sidecar,
+    pub renditions: Vec<Rendition>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{path}: {reason}")]
+    Bad { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn bad(path: &Path, reason: impl Into<String>) -> CatalogError {
+    CatalogError::Bad {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CatalogError + '_ {
+    move |source| CatalogError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Read every title under `dir/titles/`.
+pub fn scan(dir: &Path) -> Result<Vec<Title>, CatalogError> {
+    let titles_dir = dir.join("titles");
+    let mut entries: Vec<_> = std::fs::read_dir(&titles_dir)
+        .map_err(io(&titles_dir))?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    let mut titles = Vec::new();
+    for e in entries {
+        let id = e.file_name().to_string_lossy().into_owned();
+        if !crate::config::valid_id(&id) {
+            return Err(bad(
+                &e.path(),
+                "title directory names use A-Z a-z 0-9 - _ .",
+            ));
+        }
+        titles.push(scan_title(dir, &id)?);
+    }
+    Ok(titles)
+}
+
+fn scan_title(dir: &Path, id: &str) -> Result<Title, CatalogError> {
+    let tdir = dir.join("titles").join(id);
+    let sidecar_path = tdir.join("title.toml");
+    let text = std::fs::read_to_string(&sidecar_path).map_err(io(&sidecar_path))?;
+    let sidecar: Sidecar =
+        toml::from_str(&text).map_err(|e| bad(&sidecar_path, e.message().replace('\n', " ")))?;
+    let master_path = tdir.join("master.m3u8");
+    let bytes = std::fs::read(&master_path).map_err(io(&master_path))?;
+    let master = match m3u8_rs::parse_playlist_res(&bytes) {
+        Ok(m3u8_rs::Playlist::MasterPlaylist(m)) => m,
+        Ok(_) => {
+            return Err(bad(
+                &master_path,
+                "is a media playlist, expected a multivariant playlist",
+            ));
+        }
+        Err(e) => {
+            return Err(bad(
+                &master_path,
+                format!("not a playlist: {e:?}")
+                    .chars()
+                    .take(200)
+                    .collect::<String>(),
+            ));
+        }
+    };
+    let mut renditions = Vec::new();
+    for v in master.variants.iter().filter(|v| !v.is_i_frame) {
+        let media = resolve(&tdir, &v.uri, &master_path)?;
+        let codec = v.codecs.clone();
+        let kind = match (&v.resolution, codec.as_deref()) {
+            (None, Some(c))
+                if !c.contains("avc1") && !c.contains("hvc1") && !c.contains("av01") =>
+            {
+                "audio"
+            }
+            _ => "video",
+        };
+        renditions.push(scan_media(
+            dir,
+            &media,
+            kind,
+            codec,
+            v.resolution.map(|r| (r.width, r.height)),
+            v.bandwidth,
+        )?);
+    }
+    for alt in &master.alternatives {
+        if let Some(uri) = &alt.uri {
+            let media = resolve(&tdir, uri, &master_path)?;
+            let kind = match alt.media_type {
+                m3u8_rs::AlternativeMediaType::Audio => "audio",
+                m3u8_rs::AlternativeMediaType::Subtitles => "text",
+                _ => "video",
+            };
+            renditions.push(scan_media(dir, &media, kind, None, None, 0)?);
+        }
+    }
+    if renditions.is_empty() {
+        return Err(bad(&master_path, "lists no renditions"));
+    }
+    renditions.sort_by(|a, b| a.id.cmp(&b.id));
+    renditions.dedup_by(|a, b| a.id == b.id);
+    Ok(Title {
+        id: id.to_owned(),
+        sidecar,
+        renditions,
+    })
+}
+
+/// A playlist URI relative to `base`, refusing anything absolute or outside the title.
+fn resolve(base: &Path, uri: &str, from: &Path) -> Result<PathBuf, CatalogError> {
+    if uri.contains("://")
+        || uri.starts_with('/')
+        || uri.split('/').any(|s| s == ".." || s.is_empty())
+        || uri.contains('?')
+    {
+        return Err(bad(
+            from,
+            format!("URI {uri:?} must be a relative path inside the title"),
+        ));
+    }
+    Ok(base.join(uri))
+}
+
+fn scan_media(
+    dir: &Path,
+    media: &Path,
+    kind: &str,
+    codec: Option<String>,
+    size: Option<(u64, u64)>,
+    bandwidth: u64,
+) -> Result<Rendition, CatalogError> {
+    let bytes = std::fs::read(media).map_err(io(media))?;
+    let playlist = match m3u8_rs::parse_playlist_res(&bytes) {
+        Ok(m3u8_rs::Playlist::MediaPlaylist(m)) => m,
+        _ => return Err(bad(media, "not a media playlist")),
+    };
+    let mdir = media.parent().unwrap_or(dir);
+    let id = relative(dir, mdir).ok_or_else(|| bad(media, "outside the packaged directory"))?;
+    let mut uris: Vec<String> = Vec::new();
+    let mut container = "ts";
+    for seg in &playlist.segments {
+        if let Some(map) = &seg.map {
+            container = "fmp4";
+            if !uris.contains(&map.uri) {
+                uris.push(map.uri.clone());
+            }
+        }
+        if seg.uri.ends_with(".m4s") || seg.uri.ends_with(".mp4") {
+            container = "fmp4";
+        }
+        if !uris.contains(&seg.uri) {
+            uris.push(seg.uri.clone());
+        }
+    }
+    if playlist.segments.is_empty() {
+        return Err(bad(media, "has no segments"));
+    }
+    let mut objects = Vec::with_capacity(uris.len());
+    for uri in uris {
+        let path = resolve(mdir, &uri, media)?;
+        let key = relative(dir, &path)
+            .ok_or_else(|| bad(media, "segment outside the packaged directory"))?;
+        let (size, sha256) = hash_file(&path)?;
+        objects.push(Object { key, size, sha256 });
+    }
+    Ok(Rendition {
+        id,
+        kind: kind.to_owned(),
+        codec,
+        width: size.map(|s| s.0),
+        height: size.map(|s| s.1),
+        bandwidth,
+        container: container.to_owned(),
+        segment_duration: playlist.target_duration as f64,
+        objects,
+    })
+}
+
+fn relative(dir: &Path, p: &Path) -> Option<String> {
+    let rel = p.strip_prefix(dir).ok()?;
+    let s = rel.to_str()?.to_owned();
+    (!s.is_empty()).then_some(s)
+}
+
+fn hash_file(path: &Path) -> Result<(u64, String), CatalogError> {
+    let mut f = std::fs::File::open(path).map_err(io(path))?;
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(io(path))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        ctx.update(&buf[..n]);
+    }
+    let hex = ctx
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((size, hex))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, rel: &str, text: &str) {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn packaged() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        write(
+            p,
+            "titles/t1/title.toml",
+            "name = \"One\"\nregions = [\"eu\"]\nrelease = 1700000000\n",
+        );
+        write(
+            p,
+            "titles/t1/master.m3u8",
+            "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360,CODECS=\"avc1.4d401e,mp4a.40.2\"\nlo/index.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=64000,CODECS=\"mp4a.40.2\"\naudio/index.m3u8\n",
+        );
+        write(
+            p,
+            "titles/t1/lo/index.m3u8",
+            "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:4,\nseg-0.m4s\n#EXTINF:4,\nseg-1.m4s\n#EXT-X-ENDLIST\n",
+        );
+        write(p, "titles/t1/lo/init.mp4", "init");
+        write(p, "titles/t1/lo/seg-0.m4s", "zero");
+        write(p, "titles/t1/lo/seg-1.m4s", "one!");
+        write(
+            p,
+            "titles/t1/audio/index.m3u8",
+            "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6,\na-0.ts\n#EXT-X-ENDLIST\n",
+        );
+        write(p, "titles/t1/audio/a-0.ts", "audio");
+        d
+    }
+
+    #[test]
+    fn scans_titles_renditions_and_objects() {
+        let d = packaged();
+        let titles = scan(d.path()).unwrap();
+        assert_eq!(titles.len(), 1);
+        let t = &titles[0];
+        assert_eq!(
+            (t.id.as_str(), t.sidecar.name.as_str(), t.sidecar.release),
+            ("t1", "One", Some(1_700_000_000))
+        );
+        let ids: Vec<_> = t.renditions.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["titles/t1/audio", "titles/t1/lo"]);
+        let lo = &t.renditions[1];
+        assert_eq!(
+            (
+                lo.kind.as_str(),
+                lo.width,
+                lo.height,
+                lo.container.as_str(),
+                lo.segment_duration
+            ),
+            ("video", Some(640), Some(360), "fmp4", 4.0)
+        );
+        let keys: Vec<_> = lo.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "titles/t1/lo/init.mp4",
+                "titles/t1/lo/seg-0.m4s",
+                "titles/t1/lo/seg-1.m4s"
+            ]
+        );
+        assert_eq!(lo.objects[1].size, 4);
+        let expect: String = ring::digest::digest(&ring::digest::SHA256, b"zero")
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(lo.objects[1].sha256, expect);
+        let audio = &t.renditions[0];
+        assert_eq!(
+            (audio.kind.as_str(), audio.container.as_str()),
+            ("audio", "ts")
+        );
+    }
+
+    #[test]
+    fn refuses_bad_packaging_naming_the_file() {
+        let cases: Vec<(&str, &str, &str, &str)> = vec![
+            ("missing sidecar", "titles/t1/title.toml", "", "title.toml"),
+            (
+                "sidecar without name",
+                "titles/t1/title.toml",
+                "regions = []\n",
+                "name",
+            ),
+            (
+                "escaping URI",
+                "titles/t1/master.m3u8",
+                "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n../../etc/index.m3u8\n",
+                "relative path",
+            ),
+            (
+                "absolute URI",
+                "titles/t1/master.m3u8",
+                "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nhttp://x/index.m3u8\n",
+                "relative path",
+            ),
+            (
+                "media playlist as master",
+                "titles/t1/master.m3u8",
+                "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\ns.ts\n",
+                "multivariant",
+            ),
+            ("missing segment", "titles/t1/lo/seg-1.m4s", "", "seg-1.m4s"),
+        ];
+        for (name, file, text, needle) in cases {
+            let d = packaged();
+            if text.is_empty() {
+                std::fs::remove_file(d.path().join(file)).unwrap();
+            } else {
+                write(d.path(), file, text);
+            }
+            let err = scan(d.path()).unwrap_err().to_string();
+            assert!(err.contains(needle), "{name}: {err}");
+        }
+    }
+}
