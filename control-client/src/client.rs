@@ -56,13 +56,10 @@ impl ControlClient {
         appliance_id: &str,
         credential: &str,
         cache_dir: &Path,
+        ca_file: Option<&Path>,
         policy: RetryPolicy,
     ) -> Result<ControlClient, ClientError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(policy.timeout)
-            .timeout(policy.timeout)
-            .build()
-            .map_err(|e| ClientError::BadAnswer(format!("cannot build HTTP client: {e}")))?;
+        let http = http_client(policy.timeout, ca_file).map_err(ClientError::BadAnswer)?;
         Ok(ControlClient {
             base: base.trim_end_matches('/').to_owned(),
             appliance_id: appliance_id.to_owned(),
@@ -204,6 +201,57 @@ impl ControlClient {
     }
 }
 
+/// Where Debian (and most distributions) keep the system's trusted CAs.
+const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+];
+
+/// An HTTP client for the control plane (and for polling appliances): plain HTTP,
+/// or HTTPS with rustls and *ring* (the workspace's one crypto provider),
+/// trusting `ca_file` if given, else the system's CA bundle.
+pub fn http_client(
+    timeout: std::time::Duration,
+    ca_file: Option<&Path>,
+) -> Result<reqwest::Client, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let bundles: Vec<&Path> = match ca_file {
+        Some(f) => vec![f],
+        None => SYSTEM_CA_BUNDLES
+            .iter()
+            .map(Path::new)
+            .filter(|p| p.exists())
+            .collect(),
+    };
+    for b in bundles {
+        let certs = CertificateDer::pem_file_iter(b)
+            .map_err(|e| format!("cannot read CA file {}: {e}", b.display()))?;
+        for c in certs {
+            let c = c.map_err(|e| format!("CA file {}: {e}", b.display()))?;
+            // Skip certificates the parser cannot use instead of failing on one odd entry.
+            let _ = roots.add(c);
+        }
+    }
+    if ca_file.is_some() && roots.is_empty() {
+        return Err("CA file holds no usable certificate".into());
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .tls_backend_preconfigured(tls)
+        .build()
+        .map_err(|e| format!("cannot build HTTP client: {e}"))
+}
+
 /// A uniform number in [0, 1) for jitter; quality does not matter, spread does.
 fn jitter() -> f64 {
     use std::hash::{BuildHasher, Hasher};
@@ -214,4 +262,59 @@ fn jitter() -> f64 {
             .map_or(0, |d| d.as_nanos() as u64),
     );
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_client_trusts_a_given_ca_and_refuses_a_file_without_one() {
+        let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/tests/data/ca.pem");
+        http_client(std::time::Duration::from_secs(1), Some(&ca)).unwrap();
+        let dir = std::env::temp_dir().join(format!("cc-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_ca = dir.join("empty.pem");
+        std::fs::write(&not_ca, "no certificates here\n").unwrap();
+        assert!(http_client(std::time::Duration::from_secs(1), Some(&not_ca)).is_err());
+        assert!(
+            http_client(
+                std::time::Duration::from_secs(1),
+                Some(&dir.join("missing.pem"))
+            )
+            .is_err()
+        );
+        // Without a CA file the system bundle is used (if the machine has one).
+        http_client(std::time::Duration::from_secs(1), None).unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn unreachable_control_plane_fails_fast_then_opens_the_breaker() {
+        let dir = std::env::temp_dir().join(format!("cc-breaker-{}", std::process::id()));
+        let policy = RetryPolicy {
+            attempts: 2,
+            base: std::time::Duration::from_millis(1),
+            max: std::time::Duration::from_millis(2),
+            timeout: std::time::Duration::from_millis(200),
+        };
+        // Port 1 on loopback: connection refused at once.
+        let c = ControlClient::new(
+            "http://127.0.0.1:1",
+            "a",
+            "credential-xxxxxxxx",
+            &dir,
+            None,
+            policy,
+        )
+        .unwrap();
+        for _ in 0..5 {
+            assert!(matches!(
+                c.keys().await,
+                Err(ClientError::Unreachable { attempts: 2, .. })
+            ));
+        }
+        assert!(matches!(c.keys().await, Err(ClientError::CircuitOpen)));
+        assert!(c.cached_keys().is_none());
+    }
 }

@@ -100,6 +100,8 @@ pub struct ControlConfig {
     pub appliance_id: String,
     /// Shared secret steering knows (as a hash) for this appliance.
     pub credential: String,
+    /// PEM CA certificates to trust for an https:// `url` (default: the system's).
+    pub ca_file: Option<PathBuf>,
     /// Where last-known-good answers (keys) are kept across restarts.
     #[serde(default = "default_cache_dir")]
     pub cache_dir: PathBuf,

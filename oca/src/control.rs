@@ -56,6 +56,7 @@ pub async fn run(
         &cfg.appliance_id,
         &cfg.credential,
         &cfg.cache_dir,
+        cfg.ca_file.as_deref(),
         RetryPolicy::default(),
     ) {
         Ok(c) => c,

@@ -25,11 +25,7 @@ struct OcaHealth {
 /// Poll until `stop` is set.
 pub async fn poll_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let cfg = state.config.health.clone();
-    let client = match reqwest::Client::builder()
-        .timeout(cfg.timeout)
-        .connect_timeout(cfg.timeout)
-        .build()
-    {
+    let client = match control_client::http_client(cfg.timeout, None) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "health polling disabled: cannot build HTTP client");
