@@ -29,11 +29,17 @@ ffmpeg -hide_banner -loglevel error -y "${src[@]}" "${ladder[@]}" \
     -hls_fmp4_init_filename init.mp4 -hls_segment_filename "v%v/seg-%05d.m4s" \
     -master_pl_name master.m3u8 -var_stream_map "v:0,a:0,name:360 v:1,a:1,name:540 v:2,a:2,name:720" \
     "v%v/index.m3u8"
-# DASH: the same ladder, 4 s segments.
-mkdir -p dash
-ffmpeg -hide_banner -loglevel error -y "${src[@]}" "${ladder[@]}" \
+# DASH: the same three video rungs and one audio track, 4 s segments, each
+# representation in a directory of its own (dash/r0 ... dash/r3), which is what
+# steering's catalog and the appliances' per-directory inventory expect.
+mkdir -p dash/r0 dash/r1 dash/r2 dash/r3
+ffmpeg -hide_banner -loglevel error -y "${src[@]}" \
+    -filter_complex "[0:v]split=3[a][b][c];[a]scale=640:360[v360];[b]scale=960:540[v540];[c]null[v720]" \
+    -map "[v360]" -map "[v540]" -map "[v720]" -map 1:a \
+    -c:v libx264 -preset veryfast -profile:v main -g 100 -keyint_min 100 -sc_threshold 0 \
+    -b:v:0 500k -b:v:1 1200k -b:v:2 2500k -c:a aac -b:a 96k -ac 2 \
     -f dash -seg_duration 4 -use_template 1 -use_timeline 0 \
-    -init_seg_name 'init-$RepresentationID$.m4s' -media_seg_name 'chunk-$RepresentationID$-$Number%05d$.m4s' \
+    -init_seg_name 'r$RepresentationID$/init.m4s' -media_seg_name 'r$RepresentationID$/chunk-$Number%05d$.m4s' \
     dash/manifest.mpd
 cat > title.toml <<TOML
 name = "Test pattern $title"

@@ -114,19 +114,51 @@ fn scan_title(dir: &Path, id: &str) -> Result<Title, CatalogError> {
     let text = std::fs::read_to_string(&sidecar_path).map_err(io(&sidecar_path))?;
     let sidecar: Sidecar =
         toml::from_str(&text).map_err(|e| bad(&sidecar_path, e.message().replace('\n', " ")))?;
+    let mut renditions = Vec::new();
     let master_path = tdir.join("master.m3u8");
-    let bytes = std::fs::read(&master_path).map_err(io(&master_path))?;
+    if master_path.exists() {
+        renditions.extend(scan_hls(dir, &tdir, &master_path)?);
+    }
+    for mpd in [tdir.join("manifest.mpd"), tdir.join("dash/manifest.mpd")] {
+        if mpd.exists() {
+            renditions.extend(scan_dash(dir, &mpd)?);
+        }
+    }
+    if renditions.is_empty() {
+        return Err(bad(&tdir, "no master.m3u8 or manifest.mpd with renditions"));
+    }
+    renditions.sort_by(|a, b| a.id.cmp(&b.id));
+    for w in renditions.windows(2) {
+        if w[0].id == w[1].id {
+            return Err(bad(
+                &tdir,
+                format!(
+                    "two renditions share the directory {}; give each its own",
+                    w[0].id
+                ),
+            ));
+        }
+    }
+    Ok(Title {
+        id: id.to_owned(),
+        sidecar,
+        renditions,
+    })
+}
+
+fn scan_hls(dir: &Path, tdir: &Path, master_path: &Path) -> Result<Vec<Rendition>, CatalogError> {
+    let bytes = std::fs::read(master_path).map_err(io(master_path))?;
     let master = match m3u8_rs::parse_playlist_res(&bytes) {
         Ok(m3u8_rs::Playlist::MasterPlaylist(m)) => m,
         Ok(_) => {
             return Err(bad(
-                &master_path,
+                master_path,
                 "is a media playlist, expected a multivariant playlist",
             ));
         }
         Err(e) => {
             return Err(bad(
-                &master_path,
+                master_path,
                 format!("not a playlist: {e:?}")
                     .chars()
                     .take(200)
@@ -136,7 +168,7 @@ fn scan_title(dir: &Path, id: &str) -> Result<Title, CatalogError> {
     };
     let mut renditions = Vec::new();
     for v in master.variants.iter().filter(|v| !v.is_i_frame) {
-        let media = resolve(&tdir, &v.uri, &master_path)?;
+        let media = resolve(tdir, &v.uri, master_path)?;
         let codec = v.codecs.clone();
         let kind = match (&v.resolution, codec.as_deref()) {
             (None, Some(c))
@@ -157,7 +189,7 @@ fn scan_title(dir: &Path, id: &str) -> Result<Title, CatalogError> {
     }
     for alt in &master.alternatives {
         if let Some(uri) = &alt.uri {
-            let media = resolve(&tdir, uri, &master_path)?;
+            let media = resolve(tdir, uri, master_path)?;
             let kind = match alt.media_type {
                 m3u8_rs::AlternativeMediaType::Audio => "audio",
                 m3u8_rs::AlternativeMediaType::Subtitles => "text",
@@ -167,15 +199,161 @@ fn scan_title(dir: &Path, id: &str) -> Result<Title, CatalogError> {
         }
     }
     if renditions.is_empty() {
-        return Err(bad(&master_path, "lists no renditions"));
+        return Err(bad(master_path, "lists no renditions"));
     }
-    renditions.sort_by(|a, b| a.id.cmp(&b.id));
-    renditions.dedup_by(|a, b| a.id == b.id);
-    Ok(Title {
-        id: id.to_owned(),
-        sidecar,
-        renditions,
-    })
+    Ok(renditions)
+}
+
+/// DASH: one rendition per Representation, whose segments (SegmentTemplate with
+/// `$RepresentationID$`, `$Bandwidth$` and `$Number$`) must live in a directory of
+/// their own, so that an appliance's per-directory inventory names them.
+fn scan_dash(dir: &Path, mpd_path: &Path) -> Result<Vec<Rendition>, CatalogError> {
+    let xml = std::fs::read_to_string(mpd_path).map_err(io(mpd_path))?;
+    let mpd = dash_mpd_core::parse(&xml).map_err(|e| bad(mpd_path, format!("not an MPD: {e}")))?;
+    let base = mpd_path.parent().unwrap_or(dir);
+    let total = mpd.mediaPresentationDuration.map(|d| d.as_secs_f64());
+    let mut out = Vec::new();
+    for period in &mpd.periods {
+        for set in &period.adaptations {
+            for rep in &set.representations {
+                let Some(tpl) = rep
+                    .SegmentTemplate
+                    .as_ref()
+                    .or(set.SegmentTemplate.as_ref())
+                else {
+                    return Err(bad(
+                        mpd_path,
+                        "only SegmentTemplate addressing is supported",
+                    ));
+                };
+                let rid = rep
+                    .id
+                    .clone()
+                    .ok_or_else(|| bad(mpd_path, "Representation without id"))?;
+                let bw = rep.bandwidth.unwrap_or(0);
+                let fill = |t: &str, number: Option<u64>| expand(t, &rid, bw, number);
+                let mut uris = Vec::new();
+                if let Some(init) = &tpl.initialization {
+                    uris.push(
+                        fill(init, None)
+                            .ok_or_else(|| bad(mpd_path, "unsupported initialization template"))?,
+                    );
+                }
+                let media = tpl
+                    .media
+                    .as_ref()
+                    .ok_or_else(|| bad(mpd_path, "SegmentTemplate without media"))?;
+                let seg_secs =
+                    tpl.duration.unwrap_or(0.0) / tpl.timescale.unwrap_or(1).max(1) as f64;
+                // Count the segments the presentation needs, then take every one the
+                // packager wrote (audio often runs a segment past the video).
+                let expected = match (total, seg_secs > 0.0) {
+                    (Some(t), true) => (t / seg_secs).floor() as u64,
+                    _ => 1,
+                };
+                let start = tpl.startNumber.unwrap_or(1);
+                let mut n = start;
+                loop {
+                    let uri = fill(media, Some(n))
+                        .ok_or_else(|| bad(mpd_path, "unsupported media template"))?;
+                    if !base.join(&uri).exists() {
+                        break;
+                    }
+                    uris.push(uri);
+                    n += 1;
+                }
+                if n - start < expected.max(1) {
+                    return Err(bad(
+                        mpd_path,
+                        format!(
+                            "representation {rid}: {} segment(s) on disk, {expected} expected",
+                            n - start
+                        ),
+                    ));
+                }
+                let mut objects = Vec::new();
+                let mut rdir = None;
+                for uri in uris {
+                    let path = resolve(base, &uri, mpd_path)?;
+                    let key = relative(dir, &path)
+                        .ok_or_else(|| bad(mpd_path, "segment outside the packaged directory"))?;
+                    let parent = key
+                        .rsplit_once('/')
+                        .map(|(d, _)| d.to_owned())
+                        .unwrap_or_default();
+                    if rdir.get_or_insert_with(|| parent.clone()) != &parent {
+                        return Err(bad(
+                            mpd_path,
+                            format!("representation {rid}: segments span several directories"),
+                        ));
+                    }
+                    let (size, sha256) = hash_file(&path)?;
+                    objects.push(Object { key, size, sha256 });
+                }
+                let content = rep
+                    .contentType
+                    .as_deref()
+                    .or(set.contentType.as_deref())
+                    .or(rep.mimeType.as_deref())
+                    .or(set.mimeType.as_deref())
+                    .unwrap_or("video");
+                let kind = if content.starts_with("audio") {
+                    "audio"
+                } else if content.starts_with("text")
+                    || content.contains("vtt")
+                    || content.contains("ttml")
+                {
+                    "text"
+                } else {
+                    "video"
+                };
+                out.push(Rendition {
+                    id: rdir.unwrap_or_default(),
+                    kind: kind.to_owned(),
+                    codec: rep.codecs.clone().or_else(|| set.codecs.clone()),
+                    width: rep.width,
+                    height: rep.height,
+                    bandwidth: bw,
+                    container: "fmp4".to_owned(),
+                    segment_duration: seg_secs,
+                    objects,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Expand a SegmentTemplate string; `None` for identifiers we do not support
+/// (`$Time$` needs a SegmentTimeline).
+fn expand(template: &str, rep_id: &str, bandwidth: u64, number: Option<u64>) -> Option<String> {
+    let mut out = String::with_capacity(template.len() + 8);
+    let mut rest = template;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let j = after.find('$')?;
+        let ident = &after[..j];
+        rest = &after[j + 1..];
+        let (name, width) = match ident.split_once('%') {
+            Some((n, f)) => (
+                n,
+                f.strip_prefix('0')
+                    .and_then(|w| w.strip_suffix('d'))
+                    .and_then(|w| w.parse::<usize>().ok()),
+            ),
+            None => (ident, None),
+        };
+        match name {
+            "" => out.push('$'),
+            "RepresentationID" => out.push_str(rep_id),
+            "Bandwidth" => out.push_str(&format!("{:0w$}", bandwidth, w = width.unwrap_or(0))),
+            "Number" => out.push_str(&format!("{:0w$}", number?, w = width.unwrap_or(0))),
+            _ => return None,
+        }
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 /// A playlist URI relative to `base`, refusing anything absolute or outside the title.
@@ -360,6 +538,32 @@ mod tests {
             (audio.kind.as_str(), audio.container.as_str()),
             ("audio", "ts")
         );
+    }
+
+    #[test]
+    fn dash_templates_expand() {
+        assert_eq!(
+            expand(
+                "r$RepresentationID$/chunk-$Number%05d$.m4s",
+                "3",
+                1,
+                Some(7)
+            )
+            .unwrap(),
+            "r3/chunk-00007.m4s"
+        );
+        assert_eq!(
+            expand("$Bandwidth$/$Number$.mp4", "a", 96000, Some(12)).unwrap(),
+            "96000/12.mp4"
+        );
+        assert_eq!(
+            expand("init-$RepresentationID$.m4s", "v1", 0, None).unwrap(),
+            "init-v1.m4s"
+        );
+        assert_eq!(expand("a$$b", "x", 0, None).unwrap(), "a$b");
+        assert!(expand("$Time$.m4s", "x", 0, Some(1)).is_none());
+        assert!(expand("$Number$.m4s", "x", 0, None).is_none());
+        assert!(expand("$RepresentationID", "x", 0, None).is_none());
     }
 
     #[test]

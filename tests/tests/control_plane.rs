@@ -122,7 +122,8 @@ fn token(steering: std::net::SocketAddr, prefix: &str) -> String {
     urlsign::sign(ks.signing_key(now).unwrap(), &claims).unwrap()
 }
 
-/// Real packaged content (ffmpeg: 3 renditions, HLS and DASH), imported into
+/// Real packaged content (ffmpeg: 3 HLS renditions, and 3 video + 1 audio DASH
+/// representations), imported into
 /// steering's catalog; returns the packaged directory.
 fn package_and_import(dir: &Path, scfg: &Path) -> std::path::PathBuf {
     let packaged = dir.join("packaged");
@@ -145,7 +146,7 @@ fn package_and_import(dir: &Path, scfg: &Path) -> std::path::PathBuf {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("3 renditions"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("7 renditions"));
     packaged
 }
 
