@@ -2,7 +2,7 @@
 //! code, mapped in exactly one place (`ApiError::into_response`).
 
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -122,14 +122,6 @@ fn json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, A
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))
 }
 
-fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Constant-time equality, so a credential check leaks nothing through timing.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -177,7 +169,7 @@ fn authenticate(
         )
     })?;
     if !same(
-        sha256_hex(credential).as_bytes(),
+        crate::sha256_hex(credential).as_bytes(),
         a.credential_sha256.as_bytes(),
     ) {
         state.metrics.auth_failures.inc();
@@ -188,12 +180,6 @@ fn authenticate(
         ));
     }
     Ok(id.to_owned())
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 async fn register(
@@ -214,7 +200,7 @@ async fn register(
     let credential_sha256 = state.registry().appliances[&id].credential_sha256.clone();
     state
         .store
-        .upsert_appliance(&id, &req.info, &credential_sha256, unix_now())?;
+        .upsert_appliance(&id, &req.info, &credential_sha256, crate::unix_now())?;
     let (version, digest) = {
         let mut reg = state.registry();
         reg.insert(&id, req.info.clone(), credential_sha256);

@@ -22,7 +22,8 @@ use crate::config::Config;
 use crate::registry::Registry;
 use crate::store::{Store, StoreError};
 
-fn sha256_hex(s: &str) -> String {
+/// Lowercase hex SHA-256, how credentials are stored and compared.
+pub(crate) fn sha256_hex(s: &str) -> String {
     ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
         .as_ref()
         .iter()
@@ -30,7 +31,7 @@ fn sha256_hex(s: &str) -> String {
         .collect()
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
