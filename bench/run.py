@@ -436,7 +436,25 @@ COMMANDS = {
     "startup": "scripts/bench_startup.py --objects 100000",
 }
 
-STATIC_NOTES = """## Notes from profiling
+STATIC_NOTES = """## Reading the figures against the bar (2026-11-22)
+
+- 2 MiB objects (64 and 256 connections, both layouts): oca's server CPU per GiB is
+  0.28–0.44× nginx's and its throughput 1.09–1.64×.
+- 64 KiB objects: oca's CPU per request is about half of nginx's; req/s is level
+  (0.96–1.04× across runs), inside this machine's noise, because the load generator
+  is the ceiling at that size on two cores.
+- 2 MiB ranges of a 1 GiB file: 0.99–1.37×.
+- Open loop at 70% of nginx's saturation: `pinned` p99 0.95× nginx's. In `spread` the
+  client could not sustain the target rate (35k of 45k req/s, both servers alike),
+  so that row measures an overloaded client, not the servers.
+- 10,000 idle connections: oca's total RSS is below nginx's (1.7 KB per connection;
+  nginx preallocates its connection table).
+- Cold reads: hot-object p99 stays within 1.23–1.43× of the all-hot case for oca.
+- Not yet explained: closed-loop p99 at 2 MiB in `spread` and with 256 connections is
+  1.1–1.4× nginx's while oca's p50 is lower and its throughput higher, i.e. oca
+  shares the link less evenly between connections. Not profiled yet.
+
+## Notes from profiling
 
 - Plaintext, 64 KiB, pinned (`perf record` of oca under load): 82% of oca's samples
   are in the kernel (TCP transmit and the page-cache splice of sendfile); oca's own
