@@ -111,8 +111,10 @@ impl Transport for Plain {
         mut len: u64,
         timeout: Duration,
     ) -> Result<(), (u64, io::Error)> {
-        // Linux moves at most 0x7ffff000 bytes per call.
-        const MAX_CHUNK: u64 = 0x7fff_f000;
+        // At most this much per call, then other connections get a turn: a
+        // connection whose socket buffer has grown large must not take the whole
+        // worker for a whole object while the others wait.
+        const FAIR_CHUNK: u64 = 512 * 1024;
         let stream = &self.stream;
         let mut warm_until = offset;
         while len > 0 {
@@ -123,7 +125,7 @@ impl Transport for Plain {
                     .map_err(|e| (len, e))?;
                 warm_until = offset + piece;
             }
-            let chunk = len.min(MAX_CHUNK).min(warm_until - offset) as usize;
+            let chunk = len.min(FAIR_CHUNK).min(warm_until - offset) as usize;
             let op = stream.async_io(Interest::WRITABLE, || {
                 sys::sendfile(stream, file, &mut offset, chunk)
             });
@@ -134,6 +136,9 @@ impl Transport for Plain {
                 Err(_) => return Err((len, io::ErrorKind::TimedOut.into())),
             };
             len -= n;
+            if n as usize == chunk && len > 0 {
+                tokio::task::yield_now().await;
+            }
         }
         Ok(())
     }
