@@ -439,22 +439,31 @@ COMMANDS = {
 STATIC_NOTES = """## Reading the figures against the bar (2026-11-22)
 
 - 2 MiB objects (64 and 256 connections, both layouts): oca's server CPU per GiB is
-  0.28–0.44× nginx's and its throughput 1.09–1.64×.
+  0.22–0.36× nginx's, its throughput 1.12–1.97×, its p99 0.72–1.07×.
 - 64 KiB objects: oca's CPU per request is about half of nginx's; req/s is level
   (0.96–1.04× across runs), inside this machine's noise, because the load generator
   is the ceiling at that size on two cores.
-- 2 MiB ranges of a 1 GiB file: 0.99–1.37×.
-- Open loop at 70% of nginx's saturation: `pinned` p99 0.95× nginx's. In `spread` the
-  client could not sustain the target rate (35k of 45k req/s, both servers alike),
+- 2 MiB ranges of a 1 GiB file: 1.33–1.46×, p99 0.63–0.72×.
+- Open loop at 70% of nginx's saturation: `pinned` p99 0.51× nginx's. In `spread` the
+  client could not sustain the target rate (35k of 41k req/s, both servers alike),
   so that row measures an overloaded client, not the servers.
 - 10,000 idle connections: oca's total RSS is below nginx's (1.7 KB per connection;
   nginx preallocates its connection table).
 - Cold reads: hot-object p99 stays within 1.23–1.43× of the all-hot case for oca.
-- Not yet explained: closed-loop p99 at 2 MiB in `spread` and with 256 connections is
-  1.1–1.4× nginx's while oca's p50 is lower and its throughput higher, i.e. oca
-  shares the link less evenly between connections. Not profiled yet.
 
 ## Notes from profiling
+
+- Uneven sharing between connections (fixed): oca used to hand sendfile a whole
+  remaining body per turn, so a connection whose socket buffer had grown took the
+  worker for a whole 2 MiB object while the others waited: p99 at 256 connections was
+  12× its p50 (920 ms against 78 ms) and 1.65× nginx's. Sending at most 512 KiB per
+  turn and then yielding (TLS: every 512 KiB of records) fixed it: measured A/B
+  against the previous build with `oca-bench compare`, 2 workers, 2 MiB objects,
+  1.37× throughput and 0.68× p99 at 64 connections, 0.31× p99 at 256.
+- Idle connections (fixed): 5.7 KB each at first. tokio's `readable()` returns at
+  once for a fresh socket, so the pooled read buffer was taken before any request
+  arrived; buffers are now taken only after `try_read` finds data, and the response
+  future is boxed. 1.7 KB now; a unit test keeps the connection task under 1.5 KB.
 
 - Plaintext, 64 KiB, pinned (`perf record` of oca under load): 82% of oca's samples
   are in the kernel (TCP transmit and the page-cache splice of sendfile); oca's own

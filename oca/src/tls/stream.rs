@@ -410,6 +410,7 @@ impl Transport for TlsStream {
             }
         }
         let mut warm_until = offset;
+        let mut since_yield = 0usize;
         while result.is_ok() && len > 0 {
             if offset >= warm_until {
                 let piece = len.min(WARM_WINDOW);
@@ -431,6 +432,13 @@ impl Transport for TlsStream {
                         offset += got as u64;
                         len -= got as u64;
                         lead = 0;
+                        since_yield += got;
+                        // As on the plaintext path: give other connections a turn
+                        // every 512 KiB rather than sending a whole object at once.
+                        if since_yield >= 512 * 1024 && len > 0 {
+                            since_yield = 0;
+                            tokio::task::yield_now().await;
+                        }
                     }
                 }
                 Err(e) => result = Err((len, e)),
