@@ -449,7 +449,10 @@ STATIC_NOTES = """## Reading the figures against the bar (2026-11-22)
   so that row measures an overloaded client, not the servers.
 - 10,000 idle connections: oca's total RSS is below nginx's (1.7 KB per connection;
   nginx preallocates its connection table).
-- Cold reads: hot-object p99 stays within 1.23–1.43× of the all-hot case for oca.
+- Cold reads: hot-object p99 stays within 1.19–1.48× of the all-hot case for oca
+  (the bar is 2×), across the two runs so far.
+- HTTPS (wrk): 2 MiB throughput 1.44–1.55× nginx's at 0.66–0.79× of its CPU per GiB;
+  64 KiB 1.19–1.36×; full handshakes per second 0.97–1.33× at about half the CPU.
 
 ## Notes from profiling
 
