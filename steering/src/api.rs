@@ -28,10 +28,35 @@ pub struct AppState {
     pub store: Store,
     pub registry: Mutex<Registry>,
     pub keys: RwLock<KeySetWire>,
+    /// Catalog totals, refreshed periodically and on a miss (imports run offline).
+    pub catalog: RwLock<crate::registry::CatalogTotals>,
     pub metrics: Metrics,
 }
 
 impl AppState {
+    /// Whether the catalog has `rendition`, from memory or, on a miss, the store
+    /// (so an import made while steering runs is seen at once).
+    pub fn knows_rendition(&self, rendition: &str) -> Result<bool, crate::store::StoreError> {
+        if self
+            .catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(rendition)
+        {
+            return Ok(true);
+        }
+        match self.store.rendition_totals(rendition)? {
+            Some(t) => {
+                self.catalog
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(rendition.to_owned(), t);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     pub fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -242,7 +267,7 @@ async fn heartbeat(
                     format!("rendition {r:?} is not a valid path prefix"),
                 ));
             }
-            if state.store.rendition_totals(r)?.is_none() {
+            if !state.knows_rendition(r)? {
                 unknown.push(r.to_owned());
             }
         }
@@ -306,7 +331,12 @@ async fn keys(
 }
 
 async fn list_appliances(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    axum::Json(state.registry().view(Instant::now()))
+    let catalog = state
+        .catalog
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    axum::Json(state.registry().view(Instant::now(), &catalog))
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {

@@ -54,6 +54,7 @@ pub fn load_state(config: Config) -> Result<Arc<AppState>, StoreError> {
     }
     let state = Arc::new(AppState {
         keys: RwLock::new(keys::key_set(&[])),
+        catalog: RwLock::new(store.catalog_totals()?),
         registry: Mutex::new(registry),
         metrics: metrics::Metrics::new(),
         store,
@@ -115,6 +116,11 @@ async fn key_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {
                 if let Err(e) = rotate_keys(&state) {
                     tracing::error!(error = %e, "key rotation failed; will retry");
+                }
+                // Re-imports change totals: pick them up here too.
+                match state.store.catalog_totals() {
+                    Ok(t) => *state.catalog.write().unwrap_or_else(|p| p.into_inner()) = t,
+                    Err(e) => tracing::warn!(error = %e, "cannot refresh catalog totals"),
                 }
             }
             _ = stop.changed() => return,

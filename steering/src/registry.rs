@@ -10,6 +10,9 @@ use control_client::wire::{
 };
 use serde::Serialize;
 
+/// Catalog totals per rendition: (objects, bytes).
+pub type CatalogTotals = HashMap<String, (u64, u64)>;
+
 /// Up/down with hysteresis: down after `down_after` consecutive failures, up again
 /// after `up_after` consecutive successes, so one lost poll neither removes a
 /// healthy appliance nor lets a flapping one back in.
@@ -85,6 +88,8 @@ pub struct ApplianceView {
     pub seconds_since_seen: Option<f64>,
     pub inventory_version: u64,
     pub renditions: usize,
+    /// Renditions held completely (see `Registry::complete`).
+    pub renditions_complete: usize,
     /// Whether steering may send new viewers here.
     pub eligible: bool,
 }
@@ -210,7 +215,23 @@ impl Registry {
             .map(String::as_str)
     }
 
-    pub fn view(&self, now: Instant) -> Vec<ApplianceView> {
+    /// Renditions `id` holds completely: at least the catalog's object count and
+    /// bytes (an appliance's directory may also hold playlists the catalog does
+    /// not list, so "at least" rather than "equal").
+    pub fn complete(&self, id: &str, catalog: &CatalogTotals) -> usize {
+        self.appliances.get(id).map_or(0, |a| {
+            a.inventory
+                .values()
+                .filter(|h| {
+                    catalog
+                        .get(&h.rendition)
+                        .is_some_and(|&(o, b)| h.objects >= o && h.bytes >= b)
+                })
+                .count()
+        })
+    }
+
+    pub fn view(&self, now: Instant, catalog: &CatalogTotals) -> Vec<ApplianceView> {
         let mut v: Vec<ApplianceView> = self
             .appliances
             .iter()
@@ -233,6 +254,7 @@ impl Registry {
                         .map(|t| now.saturating_duration_since(t).as_secs_f64()),
                     inventory_version: a.inventory_version,
                     renditions: a.inventory.len(),
+                    renditions_complete: self.complete(id, catalog),
                 }
             })
             .collect();
@@ -331,5 +353,13 @@ mod tests {
             InventoryOutcome::ResyncNeeded
         );
         assert_eq!(reg.appliances["a"].inventory_version, 2);
+        // Complete = at least the catalog's objects and bytes.
+        let catalog: CatalogTotals = [
+            ("t1/v2".to_owned(), (10, 1000)),
+            ("t2/v1".to_owned(), (6, 500)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(reg.complete("a", &catalog), 1);
     }
 }

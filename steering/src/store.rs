@@ -306,6 +306,24 @@ impl Store {
         Ok(Some((n as u64, bytes as u64)))
     }
 
+    /// Object count and bytes of every catalog rendition.
+    pub fn catalog_totals(
+        &self,
+    ) -> Result<std::collections::HashMap<String, (u64, u64)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT r.id, COUNT(o.key), COALESCE(SUM(o.size), 0) FROM renditions r
+             LEFT JOIN objects o ON o.rendition = r.id GROUP BY r.id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                (r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Titles, renditions, objects and bytes in the catalog.
     pub fn catalog_counts(&self) -> Result<(u64, u64, u64, u64), StoreError> {
         let conn = self.conn();

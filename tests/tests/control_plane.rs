@@ -237,6 +237,11 @@ fn appliances_register_report_and_survive_control_plane_failures() {
     wait_for("the delta", || {
         (appliance(s_addr, "oca-1")?["renditions"] == 3).then_some(())
     });
+    // Each holds at least the catalog's objects and bytes: all three complete.
+    assert_eq!(
+        appliance(s_addr, "oca-1").unwrap()["renditions_complete"],
+        3
+    );
 
     // A lost delta is answered with a resync request; a full report repairs it.
     let fake = auth("fake-1", FAKE_CREDENTIAL);
