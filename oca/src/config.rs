@@ -55,16 +55,16 @@ pub struct Config {
     /// get a 503 and are closed.
     pub max_connections: usize,
     /// Time allowed to receive a complete request head once it has started.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
     /// Time an idle keep-alive connection is kept open waiting for a request.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// Time a response may make no progress writing to a client before we give up.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub send_timeout: Duration,
     /// Grace period for in-flight responses after SIGTERM.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     /// Longest request line (method, target, version) accepted; beyond it 414.
     pub max_request_line: usize,
@@ -73,7 +73,7 @@ pub struct Config {
     /// Open files cached per worker so hot objects are not opened per request.
     pub open_file_cache: usize,
     /// How long a cached open file is trusted before it is checked against the disk.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub open_file_cache_valid: Duration,
     /// Egress capacity of this appliance in megabits per second (for utilisation).
     pub capacity_mbps: u64,
@@ -85,7 +85,7 @@ pub struct Config {
     /// Key file for verifying tokens (TOML, mode 0600); required with `access = "token"`.
     pub token_keys: Option<PathBuf>,
     /// Clock difference tolerated between the signer and this appliance.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub token_skew: Duration,
     /// The control plane this appliance registers with (optional).
     pub control: Option<ControlConfig>,
@@ -316,21 +316,6 @@ impl Config {
     }
 }
 
-/// Durations written the way people write them: "10s", "500ms", "2m".
-mod humantime_serde_compat {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "invalid duration {s:?}: {e} (write e.g. \"10s\" or \"500ms\")"
-            ))
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,7 +370,7 @@ mod tests {
         let e = Config::from_toml("listen_addr = \"x\"").unwrap_err();
         assert!(e.contains("listen_addr"), "{e}");
         let e = Config::from_toml("idle_timeout = \"soon\"").unwrap_err();
-        assert!(e.contains("invalid duration"), "{e}");
+        assert!(e.contains("idle_timeout"), "{e}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub struct Config {
     /// The embedded store: one SQLite file.
     pub database: PathBuf,
     /// Interval appliances are told to heartbeat at.
-    #[serde(with = "duration")]
+    #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
@@ -31,9 +31,9 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealthConfig {
-    #[serde(with = "duration")]
+    #[serde(with = "humantime_serde")]
     pub interval: Duration,
-    #[serde(with = "duration")]
+    #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// Consecutive failed polls before an appliance is marked down.
     pub down_after: u32,
@@ -45,10 +45,10 @@ pub struct HealthConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct KeysConfig {
     /// A new signing key is created this often.
-    #[serde(with = "duration")]
+    #[serde(with = "humantime_serde")]
     pub rotate_every: Duration,
     /// How long each key stays valid (must exceed `rotate_every` so keys overlap).
-    #[serde(with = "duration")]
+    #[serde(with = "humantime_serde")]
     pub lifetime: Duration,
 }
 
@@ -199,17 +199,6 @@ pub fn valid_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-}
-
-mod duration {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
-    }
 }
 
 /// A rendition id is the path prefix of its objects (`titles/t1/v720`).
