@@ -72,6 +72,21 @@ enum Send<'a> {
     CloseNotify,
 }
 
+/// Run an encryption into `out[at..]`, growing `out` until rustls has room.
+fn encrypt_into(
+    out: &mut Vec<u8>,
+    at: usize,
+    mut f: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
+) -> io::Result<usize> {
+    loop {
+        match f(&mut out[at..]) {
+            Ok(n) => return Ok(n),
+            Err(EncryptError::InsufficientSize(e)) => out.resize(at + e.required_size, 0),
+            Err(e) => return Err(io::Error::other(e.to_string())),
+        }
+    }
+}
+
 fn tls_error(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
@@ -199,28 +214,14 @@ impl TlsStream {
             }
             ConnectionState::BlockedHandshake => Step::NeedRead,
             ConnectionState::WriteTraffic(mut writer) => {
+                let out = &mut self.out;
+                let at = self.out_len;
                 let result = match send {
                     Send::Nothing => None,
-                    Send::Data(data) => Some(loop {
-                        match writer.encrypt(data, &mut self.out[self.out_len..]) {
-                            Ok(n) => break Ok(n),
-                            Err(EncryptError::InsufficientSize(e)) => {
-                                let want = self.out_len + e.required_size;
-                                self.out.resize(want, 0);
-                            }
-                            Err(e) => break Err(io::Error::other(e.to_string())),
-                        }
-                    }),
-                    Send::CloseNotify => Some(loop {
-                        match writer.queue_close_notify(&mut self.out[self.out_len..]) {
-                            Ok(n) => break Ok(n),
-                            Err(EncryptError::InsufficientSize(e)) => {
-                                let want = self.out_len + e.required_size;
-                                self.out.resize(want, 0);
-                            }
-                            Err(e) => break Err(io::Error::other(e.to_string())),
-                        }
-                    }),
+                    Send::Data(data) => Some(encrypt_into(out, at, |b| writer.encrypt(data, b))),
+                    Send::CloseNotify => {
+                        Some(encrypt_into(out, at, |b| writer.queue_close_notify(b)))
+                    }
                 };
                 match result {
                     None => Step::Ready,
@@ -245,8 +246,8 @@ impl TlsStream {
         Ok(step)
     }
 
-    /// Read more ciphertext from the socket; 0 means the peer closed TCP.
-    async fn fill_incoming(&mut self) -> io::Result<usize> {
+    /// Make room in `incoming` for more ciphertext, up to two full records.
+    fn room_for_incoming(&mut self) -> io::Result<()> {
         if self.in_len == self.incoming.len() {
             if self.incoming.len() >= 2 * MAX_RECORD {
                 return Err(io::Error::new(
@@ -257,9 +258,30 @@ impl TlsStream {
             let grown = (self.incoming.len() * 2).min(2 * MAX_RECORD);
             self.incoming.resize(grown, 0);
         }
+        Ok(())
+    }
+
+    /// Read more ciphertext from the socket; 0 means the peer closed TCP.
+    async fn fill_incoming(&mut self) -> io::Result<usize> {
+        self.room_for_incoming()?;
         let n = read_some(&self.stream, &mut self.incoming[self.in_len..]).await?;
         self.in_len += n;
         Ok(n)
+    }
+
+    /// Hand decrypted request bytes to `buf`, if any are waiting.
+    fn take_plain(&mut self, buf: &mut [u8]) -> Option<usize> {
+        if self.plain_pos == self.plain.len() {
+            return None;
+        }
+        let n = buf.len().min(self.plain.len() - self.plain_pos);
+        buf[..n].copy_from_slice(&self.plain[self.plain_pos..self.plain_pos + n]);
+        self.plain_pos += n;
+        if self.plain_pos == self.plain.len() {
+            self.plain.clear();
+            self.plain_pos = 0;
+        }
+        Some(n)
     }
 
     async fn flush(&mut self, timeout: Duration) -> io::Result<()> {
@@ -288,28 +310,10 @@ impl TlsStream {
 impl Transport for TlsStream {
     async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            if self.plain_pos < self.plain.len() {
-                let n = buf.len().min(self.plain.len() - self.plain_pos);
-                buf[..n].copy_from_slice(&self.plain[self.plain_pos..self.plain_pos + n]);
-                self.plain_pos += n;
-                if self.plain_pos == self.plain.len() {
-                    self.plain.clear();
-                    self.plain_pos = 0;
-                }
-                return Ok(n);
-            }
-            if self.peer_closed {
-                return Ok(0);
-            }
-            match self.step(Send::Nothing)? {
-                Step::Progress | Step::Encrypted => {}
-                Step::Transmit => self.flush(Duration::from_secs(30)).await?,
-                Step::NeedRead | Step::Ready => {
-                    if self.fill_incoming().await? == 0 {
-                        return Ok(0);
-                    }
-                }
-                Step::PeerClosed => return Ok(0),
+            self.readable().await?;
+            match self.try_read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return r,
             }
         }
     }
@@ -332,14 +336,7 @@ impl Transport for TlsStream {
 
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            if self.plain_pos < self.plain.len() {
-                let n = buf.len().min(self.plain.len() - self.plain_pos);
-                buf[..n].copy_from_slice(&self.plain[self.plain_pos..self.plain_pos + n]);
-                self.plain_pos += n;
-                if self.plain_pos == self.plain.len() {
-                    self.plain.clear();
-                    self.plain_pos = 0;
-                }
+            if let Some(n) = self.take_plain(buf) {
                 return Ok(n);
             }
             if self.peer_closed {
@@ -350,16 +347,7 @@ impl Transport for TlsStream {
                 // Something to send first: `readable` does that, asynchronously.
                 Step::Transmit => return Err(io::ErrorKind::WouldBlock.into()),
                 Step::NeedRead | Step::Ready => {
-                    if self.in_len == self.incoming.len() {
-                        if self.incoming.len() >= 2 * MAX_RECORD {
-                            return Err(io::Error::new(
-                                io::ErrorKind::InvalidData,
-                                "TLS record too large",
-                            ));
-                        }
-                        let grown = (self.incoming.len() * 2).min(2 * MAX_RECORD);
-                        self.incoming.resize(grown, 0);
-                    }
+                    self.room_for_incoming()?;
                     match self.stream.try_read(&mut self.incoming[self.in_len..])? {
                         0 => return Ok(0),
                         n => self.in_len += n,
