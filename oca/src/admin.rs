@@ -104,8 +104,30 @@ struct TlsHealth {
 }
 
 impl Admin {
-    /// The /health document. `degraded` when any disk is missing or erroring, or no
-    /// disk is usable; `draining` once shutdown started (steering stops sending viewers).
+    /// `ok`, `degraded` when any disk is missing or erroring, or `draining`
+    /// once shutdown started (steering stops sending viewers).
+    pub fn status(&self) -> &'static str {
+        let shared = &self.shared;
+        if shared.draining.load(Ordering::Acquire) {
+            "draining"
+        } else if shared
+            .store
+            .disks
+            .iter()
+            .any(|d| d.state() != DiskState::Ok)
+        {
+            "degraded"
+        } else {
+            "ok"
+        }
+    }
+
+    /// Egress over the last few seconds, in bits per second.
+    pub fn egress_bps(&self) -> u64 {
+        self.rate.lock().map_or(0, |r| r.bits_per_sec())
+    }
+
+    /// The /health document (status as in `status`).
     pub fn health_json(&self) -> String {
         let shared = &self.shared;
         let disks: Vec<DiskHealth<'_>> = shared
@@ -121,19 +143,8 @@ impl Admin {
                 problem: d.problem.as_deref(),
             })
             .collect();
-        let degraded = shared
-            .store
-            .disks
-            .iter()
-            .any(|d| d.state() != DiskState::Ok);
-        let status = if shared.draining.load(Ordering::Acquire) {
-            "draining"
-        } else if degraded {
-            "degraded"
-        } else {
-            "ok"
-        };
-        let egress = self.rate.lock().map_or(0, |r| r.bits_per_sec());
+        let status = self.status();
+        let egress = self.egress_bps();
         let (objects, bytes) = shared.store.totals();
         let h = Health {
             status,

@@ -210,10 +210,9 @@ pub async fn run(
 }
 
 fn health(admin: &Admin) -> HealthSummary {
-    let h: serde_json::Value = serde_json::from_str(&admin.health_json()).unwrap_or_default();
     HealthSummary {
-        status: h["status"].as_str().unwrap_or("ok").to_owned(),
-        egress_bps: h["egress_bps"].as_u64().unwrap_or(0),
+        status: admin.status().to_owned(),
+        egress_bps: admin.egress_bps(),
         capacity_bps: admin.capacity_bps,
         connections: admin.shared.metrics.connections_active.get().max(0) as u64,
     }
