@@ -132,6 +132,8 @@ pub struct Metrics {
     pub cold_loads: Counter,
     pub tls_connections_kernel: Counter,
     pub tls_handshake_failures: Counter,
+    /// Key-file or certificate reloads refused (the previous ones stayed in use).
+    pub reload_failures: Counter,
     /// Token refusals, indexed like `urlsign::Reject::ALL`.
     token_rejections: [Counter; 8],
     draining: Gauge,
@@ -175,6 +177,7 @@ impl Metrics {
             cold_loads: Counter::default(),
             tls_connections_kernel: Counter::default(),
             tls_handshake_failures: Counter::default(),
+            reload_failures: Counter::default(),
             draining: Gauge::default(),
             store_objects: Family::default(),
             store_bytes: Family::default(),
@@ -217,6 +220,11 @@ impl Metrics {
             "disk_cold_loads",
             "Body ranges not in the page cache, read on the blocking pool so serving threads never wait for a disk",
             m.cold_loads.clone(),
+        );
+        r.register(
+            "reload_failures",
+            "Token key file or TLS certificate reloads refused; the previous ones stayed in use",
+            m.reload_failures.clone(),
         );
         r.register(
             "tls_handshake_failures",

@@ -324,6 +324,7 @@ impl Reloader {
             match tls.reload() {
                 Ok(()) => tracing::info!("TLS certificate and key reloaded"),
                 Err(e) => {
+                    self.0.metrics.reload_failures.inc();
                     tracing::error!(error = %e, "TLS certificate not reloaded; the previous one stays in use")
                 }
             }
@@ -335,6 +336,7 @@ impl Reloader {
             Ok(true) => tracing::info!(keys = ?self.0.access.key_ids(), "token keys loaded"),
             Ok(false) => {}
             Err(e) => {
+                self.0.metrics.reload_failures.inc();
                 tracing::error!(error = %e, "token keys not reloaded; the previous keys stay in use")
             }
         }

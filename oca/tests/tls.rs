@@ -260,6 +260,10 @@ fn sighup_reloads_the_certificate_and_keeps_open_connections() {
     )
     .unwrap();
     d.signal("HUP");
+    wait_for("the broken certificate to be refused", || {
+        let m = String::from_utf8(get(d.admin, "/metrics").body).ok()?;
+        m.contains("oca_reload_failures_total 1").then_some(())
+    });
     let out = subject();
     assert!(
         out.contains("second-cert") && out.contains("still here"),

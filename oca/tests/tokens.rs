@@ -169,10 +169,12 @@ fn tokens_gate_every_object_request() {
     // A broken file keeps the current keys.
     std::fs::write(&keys, "not toml [").unwrap();
     std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
-    wait_for("the broken file to be seen", || {
-        let h: serde_json::Value = serde_json::from_slice(&get(srv.admin, "/health").body).ok()?;
-        (h["token_keys"] == serde_json::json!(["k2", "k3"])).then_some(())
+    wait_for("the broken file to be refused", || {
+        let m = String::from_utf8(get(srv.admin, "/metrics").body).ok()?;
+        m.contains("oca_reload_failures_total 1").then_some(())
     });
+    let h: serde_json::Value = serde_json::from_slice(&get(srv.admin, "/health").body).unwrap();
+    assert_eq!(h["token_keys"], serde_json::json!(["k2", "k3"]));
     assert_eq!(get(srv.http, &format!("/t/{k3}/{seg}")).status, 200);
 }
 
