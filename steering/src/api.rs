@@ -250,14 +250,11 @@ async fn heartbeat(
     let id = authenticate(&state, &headers, Some(&id))?;
     let hb: Heartbeat = json(body)?;
     if let Some(inv) = &hb.inventory {
-        let renditions: Box<dyn Iterator<Item = &str>> = match inv {
-            Inventory::Full { renditions, .. } => {
-                Box::new(renditions.iter().map(|r| r.rendition.as_str()))
-            }
-            Inventory::Delta { upserted, .. } => {
-                Box::new(upserted.iter().map(|r| r.rendition.as_str()))
-            }
+        let reported = match inv {
+            Inventory::Full { renditions, .. } => renditions,
+            Inventory::Delta { upserted, .. } => upserted,
         };
+        let renditions = reported.iter().map(|r| r.rendition.as_str());
         let mut unknown = Vec::new();
         for r in renditions {
             if !crate::config::valid_rendition(r) {

@@ -2,7 +2,7 @@
 //! timeout; up/down decided with hysteresis (see `registry::Hysteresis`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use control_client::wire::HealthSummary;
 use serde::Deserialize;
@@ -52,7 +52,7 @@ pub async fn poll_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             .collect();
         let polls = targets.into_iter().map(|(id, url)| {
             let client = client.clone();
-            async move { (id, poll_one(&client, &url, cfg.timeout).await) }
+            async move { (id, poll_one(&client, &url).await) }
         });
         let mut set = tokio::task::JoinSet::new();
         for p in polls {
@@ -64,15 +64,9 @@ pub async fn poll_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn poll_one(
-    client: &reqwest::Client,
-    url: &str,
-    timeout: Duration,
-) -> Result<HealthSummary, String> {
-    let resp = tokio::time::timeout(timeout, client.get(url).send())
-        .await
-        .map_err(|_| "timeout".to_owned())?
-        .map_err(|e| e.to_string())?;
+/// One poll; the client's own timeout bounds the whole request, body included.
+async fn poll_one(client: &reqwest::Client, url: &str) -> Result<HealthSummary, String> {
+    let resp = client.get(url).send().await.map_err(|e| e.to_string())?;
     if !resp.status().is_success() {
         return Err(format!("HTTP {}", resp.status()));
     }
