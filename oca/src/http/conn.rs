@@ -13,6 +13,7 @@ use super::request::{self, Method, RequestHead};
 use super::response::{self, Framing};
 use super::transport::Transport;
 use super::{ConnGuard, Shared};
+use crate::access::AccessMode;
 use crate::filecache;
 use crate::path::{self, PathError};
 use crate::plan::{self, Validators};
@@ -54,51 +55,44 @@ pub async fn serve<T: Transport>(
         let started = Instant::now();
         let now = SystemTime::now();
         let Scratch { out, key, scratch } = pooled.insert(Scratch::take());
-        if let Some((status, why)) = refused {
-            let framing = Framing {
-                keep_alive: false,
-                minor: 1,
-                now,
-            };
-            response::simple(out, status, why, framing, false);
-            let _ = stream.write_all(out, false, send_timeout).await;
-            finish(&shared, status, out.len() as u64, started);
-            break;
-        }
-        let next = match request::parse(reader.buffered(), shared.settings.limits) {
-            Ok(Some(head)) => {
-                let len = head.len;
-                let draining = *drain.borrow();
-                let bufs = Buffers { out, key, scratch };
-                // Boxed: the response's state (body sender, timers) lives on the
-                // heap only while a response is in flight, so an idle keep-alive
-                // connection's task stays small.
-                let next = Box::pin(respond(
-                    &mut stream,
-                    peer,
-                    &head,
-                    &shared,
-                    bufs,
-                    draining,
-                    started,
-                    now,
-                ))
-                .await;
-                reader.consume(len);
-                next
-            }
-            // fill_head saw a blank line, so httparse has the whole head; anything
-            // else is malformed.
-            Ok(None) => Err(HeadErrorReply((400, "malformed request head"))),
-            Err(e) => Err(HeadErrorReply(response::status_for(e))),
+        let outcome = match refused {
+            Some(refusal) => Err(refusal),
+            None => match request::parse(reader.buffered(), shared.settings.limits) {
+                Ok(Some(head)) => {
+                    let len = head.len;
+                    let draining = *drain.borrow();
+                    let bufs = Buffers { out, key, scratch };
+                    // Boxed: the response's state (body sender, timers) lives on the
+                    // heap only while a response is in flight, so an idle keep-alive
+                    // connection's task stays small.
+                    let next = Box::pin(respond(
+                        &mut stream,
+                        peer,
+                        &head,
+                        &shared,
+                        bufs,
+                        draining,
+                        started,
+                        now,
+                    ))
+                    .await;
+                    reader.consume(len);
+                    Ok(next)
+                }
+                // fill_head saw a blank line, so httparse has the whole head;
+                // anything else is malformed.
+                Ok(None) => Err((400, "malformed request head")),
+                Err(e) => Err(response::status_for(e)),
+            },
         };
-        match next {
+        match outcome {
             Ok(Next::KeepAlive) => continue,
             Ok(Next::Close) => {
                 stream.close().await;
                 break;
             }
-            Err(HeadErrorReply((status, why))) => {
+            // A head we cannot answer normally: say why once, then close.
+            Err((status, why)) => {
                 out.clear();
                 let framing = Framing {
                     keep_alive: false,
@@ -160,9 +154,6 @@ impl Scratch {
     }
 }
 
-/// A head that parsed as garbage: answer once, then close.
-struct HeadErrorReply((u16, &'static str));
-
 /// Per-connection buffers reused across requests.
 struct Buffers<'a> {
     /// The response head (and short bodies).
@@ -183,7 +174,7 @@ async fn respond<T: Transport>(
     draining: bool,
     started: Instant,
     now: SystemTime,
-) -> Result<Next, HeadErrorReply> {
+) -> Next {
     let framing = Framing {
         keep_alive: head.keep_alive && !draining,
         minor: head.minor,
@@ -196,11 +187,11 @@ async fn respond<T: Transport>(
         Method::Head => plan::Method::Head,
         Method::Options => {
             response::preflight(out, framing);
-            return Ok(send_short(stream, out, 204, framing, shared, started).await);
+            return send_short(stream, out, 204, framing, shared, started).await;
         }
         Method::Other => {
             response::simple(out, 405, "method not allowed", framing, false);
-            return Ok(send_short(stream, out, 405, framing, shared, started).await);
+            return send_short(stream, out, 405, framing, shared, started).await;
         }
     };
     let reject = |out: &mut Vec<u8>, status, why| {
@@ -211,25 +202,28 @@ async fn respond<T: Transport>(
     let obj = match path::object_key(target, key) {
         Err(PathError::BadRequest(why)) => {
             let status = reject(out, 400, why);
-            return Ok(send_short(stream, out, status, framing, shared, started).await);
+            return send_short(stream, out, status, framing, shared, started).await;
         }
         Err(PathError::NotFound) => {
             let status = reject(out, 404, "no such object");
-            return Ok(send_short(stream, out, status, framing, shared, started).await);
+            return send_short(stream, out, status, framing, shared, started).await;
         }
         Ok(query) => {
             // Checked before the lookup, so a refused client learns nothing about
-            // which objects exist.
-            let token = path_token.or_else(|| query.and_then(|q| path::query_param(q, b"token")));
-            scratch.clear();
-            scratch.push('/');
-            scratch.push_str(key);
-            let unix_now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            if let Err(reason) = shared.access.check(token, scratch, peer.ip(), unix_now) {
-                shared.metrics.token_rejected(reason);
-                tracing::debug!(reason = reason.code(), path = %scratch, "token refused");
-                let status = reject(out, 403, reason.code());
-                return Ok(send_short(stream, out, status, framing, shared, started).await);
+            // which objects exist. Open access skips building the path at all.
+            if shared.access.mode() == AccessMode::Token {
+                let token =
+                    path_token.or_else(|| query.and_then(|q| path::query_param(q, b"token")));
+                scratch.clear();
+                scratch.push('/');
+                scratch.push_str(key);
+                let unix_now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                if let Err(reason) = shared.access.check(token, scratch, peer.ip(), unix_now) {
+                    shared.metrics.token_rejected(reason);
+                    tracing::debug!(reason = reason.code(), path = %scratch, "token refused");
+                    let status = reject(out, 403, reason.code());
+                    return send_short(stream, out, status, framing, shared, started).await;
+                }
             }
             let s = &shared.settings;
             match filecache::open(
@@ -242,12 +236,12 @@ async fn respond<T: Transport>(
                 Ok(obj) => obj,
                 Err(LookupError::NotFound) => {
                     let status = reject(out, 404, "no such object");
-                    return Ok(send_short(stream, out, status, framing, shared, started).await);
+                    return send_short(stream, out, status, framing, shared, started).await;
                 }
                 Err(e) => {
                     tracing::warn!(key = %key, error = %e, "cannot open object");
                     let status = reject(out, 500, "object unreadable");
-                    return Ok(send_short(stream, out, status, framing, shared, started).await);
+                    return send_short(stream, out, status, framing, shared, started).await;
                 }
             }
         }
@@ -267,7 +261,7 @@ async fn respond<T: Transport>(
         framing,
     );
     let Some(body) = body else {
-        return Ok(send_short(stream, out, status, framing, shared, started).await);
+        return send_short(stream, out, status, framing, shared, started).await;
     };
     let mut sent = out.len() as u64;
     if stream
@@ -276,7 +270,7 @@ async fn respond<T: Transport>(
         .is_err()
     {
         finish(shared, status, sent, started);
-        return Ok(Next::Close);
+        return Next::Close;
     }
     let result = stream
         .send_file(
@@ -290,11 +284,8 @@ async fn respond<T: Transport>(
     sent += body.len - result.as_ref().err().map_or(0, |(left, _)| *left);
     finish(shared, status, sent, started);
     match result {
-        Ok(()) => Ok(if framing.keep_alive {
-            Next::KeepAlive
-        } else {
-            Next::Close
-        }),
+        Ok(()) if framing.keep_alive => Next::KeepAlive,
+        Ok(()) => Next::Close,
         Err((_, e)) => {
             if e.kind() == io::ErrorKind::UnexpectedEof {
                 // The file is shorter than when it was opened: never serve it from cache again.
@@ -304,7 +295,7 @@ async fn respond<T: Transport>(
                 shared.store.record_io_error(obj.disk);
                 tracing::error!(key = %key, disk = obj.disk, "disk read error while serving");
             }
-            Ok(Next::Close)
+            Next::Close
         }
     }
 }
