@@ -13,7 +13,7 @@ use crate::http::Shared;
 use crate::http::reader::{HeadReader, ReadEnd};
 use crate::http::request::{self, Method};
 use crate::http::response;
-use crate::http::transport::Plain;
+use crate::http::transport::{Plain, send_all};
 use crate::store::DiskState;
 
 /// Egress rate over a sliding window of samples of the bytes-sent counter.
@@ -232,7 +232,7 @@ impl Admin {
                         false,
                         SystemTime::now(),
                     );
-                    let _ = write(&transport.stream, &out, settings.send_timeout).await;
+                    let _ = send_all(&transport.stream, &out, false, settings.send_timeout).await;
                     return;
                 }
                 Err(_) => return,
@@ -251,7 +251,8 @@ impl Admin {
                             false,
                             SystemTime::now(),
                         );
-                        let _ = write(&transport.stream, &out, settings.send_timeout).await;
+                        let _ =
+                            send_all(&transport.stream, &out, false, settings.send_timeout).await;
                         return;
                     }
                 };
@@ -260,7 +261,7 @@ impl Admin {
                 (head.len, head.keep_alive)
             };
             reader.consume(len);
-            if write(&transport.stream, &out, settings.send_timeout)
+            if send_all(&transport.stream, &out, false, settings.send_timeout)
                 .await
                 .is_err()
                 || !keep_alive
@@ -323,10 +324,6 @@ impl Admin {
             ),
         }
     }
-}
-
-async fn write(stream: &TcpStream, buf: &[u8], timeout: Duration) -> std::io::Result<()> {
-    crate::http::transport::send_all(stream, buf, false, timeout).await
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! Prometheus metrics. Hot-path updates are single relaxed atomic adds: the
 //! serving threads never take a lock to count.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -280,28 +279,24 @@ impl Metrics {
     /// Render the text exposition, refreshing store gauges first.
     pub fn render(&self, store: &Store, draining: bool) -> String {
         self.draining.set(i64::from(draining));
-        let mut per_disk: HashMap<String, (u64, u64, bool, u64)> = HashMap::new();
         for d in &store.disks {
-            per_disk.insert(
-                d.root.display().to_string(),
-                (
-                    d.objects.load(Ordering::Relaxed),
-                    d.bytes.load(Ordering::Relaxed),
-                    d.state() != crate::store::DiskState::Missing,
-                    d.io_errors.load(Ordering::Relaxed),
-                ),
-            );
-        }
-        for (disk, (objects, bytes, up, errors)) in per_disk {
-            let l = DiskLabel { disk };
-            self.store_objects.get_or_create(&l).set(objects as i64);
-            self.store_bytes.get_or_create(&l).set(bytes as i64);
-            self.disk_up.get_or_create(&l).set(i64::from(up));
+            let l = DiskLabel {
+                disk: d.root.display().to_string(),
+            };
+            self.store_objects
+                .get_or_create(&l)
+                .set(d.objects.load(Ordering::Relaxed) as i64);
+            self.store_bytes
+                .get_or_create(&l)
+                .set(d.bytes.load(Ordering::Relaxed) as i64);
+            self.disk_up
+                .get_or_create(&l)
+                .set(i64::from(d.state() != crate::store::DiskState::Missing));
             // A counter mirrored from the store's own atomic, so it only ever rises.
             self.disk_errors
                 .get_or_create(&l)
                 .inner()
-                .store(errors, Ordering::Relaxed);
+                .store(d.io_errors.load(Ordering::Relaxed), Ordering::Relaxed);
         }
         let mut out = String::with_capacity(4096);
         // Writing into a String cannot fail.
