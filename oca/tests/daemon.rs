@@ -178,23 +178,31 @@ fn curl_ranges_head_and_304() {
     assert_eq!(out, b"416");
 }
 
-#[test]
-fn sigterm_drains_in_flight_responses_then_exits_zero() {
-    let body = pattern(48 << 20, 9);
-    let dir = store().object("big.m4s", &body).build();
+/// A daemon with `shutdown_grace` serving one big object, and a client that
+/// read the first 1 KiB of it and then stopped reading, so the response is in flight.
+fn download_in_flight(body: &[u8], grace: &str) -> (tempfile::TempDir, Daemon, Client, [u8; 1024]) {
+    let dir = store().object("big.m4s", body).build();
     let cfg = dir.path().join("oca.toml");
     std::fs::write(
         &cfg,
-        format!("stores = [{:?}]\nshutdown_grace = \"15s\"\n", dir.path()),
+        format!(
+            "stores = [{:?}]\nshutdown_grace = \"{grace}\"\n",
+            dir.path()
+        ),
     )
     .unwrap();
-    let mut d = daemon(&["--config", cfg.to_str().unwrap()]);
-
-    // Start a download and stop reading, so the response is in flight.
+    let d = daemon(&["--config", cfg.to_str().unwrap()]);
     let mut c = connect(d.http);
     c.send(b"GET /big.m4s HTTP/1.1\r\nHost: t\r\n\r\n");
     let mut first = [0u8; 1024];
     c.stream.read_exact(&mut first).unwrap();
+    (dir, d, c, first)
+}
+
+#[test]
+fn sigterm_drains_in_flight_responses_then_exits_zero() {
+    let body = pattern(48 << 20, 9);
+    let (_dir, mut d, mut c, first) = download_in_flight(&body, "15s");
 
     d.signal("TERM");
     wait_for("health to say draining", || {
@@ -221,18 +229,7 @@ fn sigterm_drains_in_flight_responses_then_exits_zero() {
 
 #[test]
 fn grace_period_bounds_the_drain() {
-    let dir = store().object("big.m4s", &pattern(32 << 20, 10)).build();
-    let cfg = dir.path().join("oca.toml");
-    std::fs::write(
-        &cfg,
-        format!("stores = [{:?}]\nshutdown_grace = \"300ms\"\n", dir.path()),
-    )
-    .unwrap();
-    let mut d = daemon(&["--config", cfg.to_str().unwrap()]);
-    let mut c = connect(d.http);
-    c.send(b"GET /big.m4s HTTP/1.1\r\nHost: t\r\n\r\n");
-    let mut first = [0u8; 1024];
-    c.stream.read_exact(&mut first).unwrap();
+    let (_dir, mut d, _stalled, _) = download_in_flight(&pattern(32 << 20, 10), "300ms");
     // An idle keep-alive connection must not hold up the exit either.
     let mut idle = connect(d.http);
     assert_eq!(
