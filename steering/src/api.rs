@@ -31,6 +31,9 @@ pub struct AppState {
     /// Catalog totals, refreshed periodically and on a miss (imports run offline).
     pub catalog: RwLock<crate::registry::CatalogTotals>,
     pub metrics: Metrics,
+    pub fleet: crate::fleet::Fleet,
+    pub bookmarks: crate::bookmarks::Bookmarks,
+    pub recommendations: crate::home::Recommendations,
 }
 
 impl AppState {
@@ -72,13 +75,24 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             code,
             message: message.into(),
             details: Vec::new(),
         }
+    }
+}
+
+impl ApiError {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        self.code
     }
 }
 
@@ -116,6 +130,19 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
         .route("/metrics", get(metrics))
+        .route("/v1/play", post(crate::play::play))
+        .route("/v1/plays/{id}", axum::routing::delete(crate::play::stop))
+        .route("/v1/plays/{id}/{file}", get(crate::play::manifest))
+        .route(
+            "/v1/steering/{id}/{protocol}",
+            get(crate::play::content_steering),
+        )
+        .route(
+            "/v1/drm/{id}/license",
+            get(crate::play::drm_license).post(crate::play::drm_license),
+        )
+        .route("/v1/bookmarks", post(crate::viewer::bookmark))
+        .route("/v1/home", get(crate::viewer::home))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -127,11 +154,46 @@ pub fn router(state: Arc<AppState>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(cors))
         .with_state(state)
 }
 
+/// Browser players call the API from pages served elsewhere: allow any origin
+/// (credentials travel in the Authorization header, never in cookies) and
+/// answer preflights here.
+async fn cors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let preflight = req.method() == axum::http::Method::OPTIONS;
+    let mut resp = if preflight {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(req).await
+    };
+    let h = resp.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        header::HeaderValue::from_static("*"),
+    );
+    if preflight {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            header::HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            header::HeaderValue::from_static("authorization, content-type"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            header::HeaderValue::from_static("600"),
+        );
+    }
+    resp
+}
+
 /// Parse a JSON body ourselves so that every failure has our error shape.
-fn json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+pub(crate) fn json<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     let bytes = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(

@@ -49,6 +49,8 @@ pub struct Rendition {
     pub bandwidth: u64,
     /// `fmp4` or `ts`.
     pub container: String,
+    /// The manifest format that lists it: `hls` or `dash`.
+    pub protocol: String,
     pub segment_duration: f64,
     pub objects: Vec<Object>,
 }
@@ -58,6 +60,18 @@ pub struct Title {
     pub id: String,
     pub sidecar: Sidecar,
     pub renditions: Vec<Rendition>,
+    /// The packaged manifests, kept verbatim: per-play manifests are rewritten
+    /// from them, so everything the packager wrote survives.
+    pub manifests: Vec<PackagedManifest>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackagedManifest {
+    /// `hls` (multivariant playlist) or `dash` (MPD).
+    pub kind: String,
+    /// Its object key, against which its relative URIs resolve.
+    pub key: String,
+    pub body: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,13 +129,20 @@ fn scan_title(dir: &Path, id: &str) -> Result<Title, CatalogError> {
     let sidecar: Sidecar =
         toml::from_str(&text).map_err(|e| bad(&sidecar_path, e.message().replace('\n', " ")))?;
     let mut renditions = Vec::new();
+    let mut manifests = Vec::new();
     let master_path = tdir.join("master.m3u8");
     if master_path.exists() {
         renditions.extend(scan_hls(dir, &tdir, &master_path)?);
+        manifests.push(packaged_manifest(dir, "hls", &master_path)?);
     }
     for mpd in [tdir.join("manifest.mpd"), tdir.join("dash/manifest.mpd")] {
-        if mpd.exists() {
+        if mpd.exists()
+            && !manifests
+                .iter()
+                .any(|m: &PackagedManifest| m.kind == "dash")
+        {
             renditions.extend(scan_dash(dir, &mpd)?);
+            manifests.push(packaged_manifest(dir, "dash", &mpd)?);
         }
     }
     if renditions.is_empty() {
@@ -143,6 +164,21 @@ fn scan_title(dir: &Path, id: &str) -> Result<Title, CatalogError> {
         id: id.to_owned(),
         sidecar,
         renditions,
+        manifests,
+    })
+}
+
+fn packaged_manifest(
+    dir: &Path,
+    kind: &str,
+    path: &Path,
+) -> Result<PackagedManifest, CatalogError> {
+    let body = std::fs::read_to_string(path).map_err(io(path))?;
+    let key = relative(dir, path).ok_or_else(|| bad(path, "outside the packaged directory"))?;
+    Ok(PackagedManifest {
+        kind: kind.to_owned(),
+        key,
+        body,
     })
 }
 
@@ -231,7 +267,9 @@ fn scan_dash(dir: &Path, mpd_path: &Path) -> Result<Vec<Rendition>, CatalogError
                     .clone()
                     .ok_or_else(|| bad(mpd_path, "Representation without id"))?;
                 let bw = rep.bandwidth.unwrap_or(0);
-                let fill = |t: &str, number: Option<u64>| expand(t, &rid, bw, number);
+                let fill = |t: &str, number: Option<u64>| {
+                    crate::manifest::expand_template(t, &rid, bw, number)
+                };
                 let mut uris = Vec::new();
                 if let Some(init) = &tpl.initialization {
                     uris.push(
@@ -315,6 +353,7 @@ fn scan_dash(dir: &Path, mpd_path: &Path) -> Result<Vec<Rendition>, CatalogError
                     height: rep.height,
                     bandwidth: bw,
                     container: "fmp4".to_owned(),
+                    protocol: "dash".to_owned(),
                     segment_duration: seg_secs,
                     objects,
                 });
@@ -322,38 +361,6 @@ fn scan_dash(dir: &Path, mpd_path: &Path) -> Result<Vec<Rendition>, CatalogError
         }
     }
     Ok(out)
-}
-
-/// Expand a SegmentTemplate string; `None` for identifiers we do not support
-/// (`$Time$` needs a SegmentTimeline).
-fn expand(template: &str, rep_id: &str, bandwidth: u64, number: Option<u64>) -> Option<String> {
-    let mut out = String::with_capacity(template.len() + 8);
-    let mut rest = template;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let j = after.find('$')?;
-        let ident = &after[..j];
-        rest = &after[j + 1..];
-        let (name, width) = match ident.split_once('%') {
-            Some((n, f)) => (
-                n,
-                f.strip_prefix('0')
-                    .and_then(|w| w.strip_suffix('d'))
-                    .and_then(|w| w.parse::<usize>().ok()),
-            ),
-            None => (ident, None),
-        };
-        match name {
-            "" => out.push('$'),
-            "RepresentationID" => out.push_str(rep_id),
-            "Bandwidth" => out.push_str(&format!("{:0w$}", bandwidth, w = width.unwrap_or(0))),
-            "Number" => out.push_str(&format!("{:0w$}", number?, w = width.unwrap_or(0))),
-            _ => return None,
-        }
-    }
-    out.push_str(rest);
-    Some(out)
 }
 
 /// A playlist URI relative to `base`, refusing anything absolute or outside the title.
@@ -405,7 +412,21 @@ fn scan_media(
     if playlist.segments.is_empty() {
         return Err(bad(media, "has no segments"));
     }
-    let mut objects = Vec::with_capacity(uris.len());
+    // The media playlist is an object too: appliances serve it, and the
+    // segment URIs in it resolve under the same signed prefix.
+    let mut objects = Vec::with_capacity(uris.len() + 1);
+    let (playlist_size, sha256) = hash_file(media)?;
+    objects.push(Object {
+        key: format!(
+            "{id}/{}",
+            media
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+        ),
+        size: playlist_size,
+        sha256,
+    });
     for uri in uris {
         let path = resolve(mdir, &uri, media)?;
         let key = relative(dir, &path)
@@ -421,6 +442,7 @@ fn scan_media(
         height: size.map(|s| s.1),
         bandwidth,
         container: container.to_owned(),
+        protocol: "hls".to_owned(),
         segment_duration: playlist.target_duration as f64,
         objects,
     })
@@ -521,18 +543,20 @@ mod tests {
         assert_eq!(
             keys,
             [
+                "titles/t1/lo/index.m3u8",
                 "titles/t1/lo/init.mp4",
                 "titles/t1/lo/seg-0.m4s",
                 "titles/t1/lo/seg-1.m4s"
             ]
         );
-        assert_eq!(lo.objects[1].size, 4);
+        assert_eq!(lo.objects[2].size, 4);
         let expect: String = ring::digest::digest(&ring::digest::SHA256, b"zero")
             .as_ref()
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        assert_eq!(lo.objects[1].sha256, expect);
+        assert_eq!(lo.objects[2].sha256, expect);
+        assert_eq!(t.manifests[0].key, "titles/t1/master.m3u8");
         let audio = &t.renditions[0];
         assert_eq!(
             (audio.kind.as_str(), audio.container.as_str()),
@@ -543,7 +567,7 @@ mod tests {
     #[test]
     fn dash_templates_expand() {
         assert_eq!(
-            expand(
+            crate::manifest::expand_template(
                 "r$RepresentationID$/chunk-$Number%05d$.m4s",
                 "3",
                 1,
@@ -553,17 +577,21 @@ mod tests {
             "r3/chunk-00007.m4s"
         );
         assert_eq!(
-            expand("$Bandwidth$/$Number$.mp4", "a", 96000, Some(12)).unwrap(),
+            crate::manifest::expand_template("$Bandwidth$/$Number$.mp4", "a", 96000, Some(12))
+                .unwrap(),
             "96000/12.mp4"
         );
         assert_eq!(
-            expand("init-$RepresentationID$.m4s", "v1", 0, None).unwrap(),
+            crate::manifest::expand_template("init-$RepresentationID$.m4s", "v1", 0, None).unwrap(),
             "init-v1.m4s"
         );
-        assert_eq!(expand("a$$b", "x", 0, None).unwrap(), "a$b");
-        assert!(expand("$Time$.m4s", "x", 0, Some(1)).is_none());
-        assert!(expand("$Number$.m4s", "x", 0, None).is_none());
-        assert!(expand("$RepresentationID", "x", 0, None).is_none());
+        assert_eq!(
+            crate::manifest::expand_template("a$$b", "x", 0, None).unwrap(),
+            "a$b"
+        );
+        assert!(crate::manifest::expand_template("$Time$.m4s", "x", 0, Some(1)).is_none());
+        assert!(crate::manifest::expand_template("$Number$.m4s", "x", 0, None).is_none());
+        assert!(crate::manifest::expand_template("$RepresentationID", "x", 0, None).is_none());
     }
 
     #[test]

@@ -26,6 +26,164 @@ pub struct Config {
     /// Appliances known from configuration (they may also register by API).
     #[serde(rename = "appliance")]
     pub appliances: Vec<ApplianceConfig>,
+    /// Base URL of this service as players reach it (manifest, steering and
+    /// licence URLs are built on it). Unset: taken from each request's `Host`.
+    pub public_url: Option<String>,
+    /// Last-resort source after every appliance: any HTTP(S) server holding the
+    /// packaged tree (URLs to it are signed like an appliance's).
+    pub origin_url: Option<String>,
+    /// Peers whose `X-Forwarded-For` is believed (load balancers in front of us).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub play: PlayConfig,
+    pub steer: SteerConfig,
+    pub bookmarks: BookmarksConfig,
+    pub recommendations: RecommendationsConfig,
+    /// Subscription plans.
+    #[serde(rename = "plan")]
+    pub plans: Vec<PlanConfig>,
+    /// Device profiles: what a class of player can decode.
+    #[serde(rename = "device")]
+    pub devices: Vec<DeviceConfig>,
+    /// Client networks: prefix → ASN, region and location, for steering clients
+    /// outside every embedded appliance's prefixes.
+    #[serde(rename = "network")]
+    pub networks: Vec<NetworkConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlayConfig {
+    /// How long the signed URLs in a manifest stay valid.
+    #[serde(with = "humantime_serde")]
+    pub token_lifetime: Duration,
+    /// A stream stops counting against the plan's limit after this long without
+    /// a bookmark update.
+    #[serde(with = "humantime_serde")]
+    pub stream_timeout: Duration,
+    /// How long players may cache a content-steering answer.
+    #[serde(with = "humantime_serde")]
+    pub steering_ttl: Duration,
+    /// Bind tokens to the client's address (breaks viewers whose address changes
+    /// mid-session, e.g. mobile handover; off by default).
+    pub bind_client: bool,
+    /// Prefer an appliance's HTTPS URL when it has one.
+    pub prefer_https: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SteerConfig {
+    /// At or above this utilisation an appliance takes no new viewers.
+    pub max_utilisation: f64,
+    /// This many km of distance weigh as much as a fully loaded appliance.
+    pub km_per_utilisation: f64,
+    /// Load reports older than this are not trusted.
+    #[serde(with = "humantime_serde")]
+    pub stale_after: Duration,
+    /// Fallback appliances handed out besides the primary.
+    pub fallbacks: usize,
+    /// The fleet snapshot decisions run on is rebuilt at most this often.
+    #[serde(with = "humantime_serde")]
+    pub snapshot_refresh: Duration,
+}
+
+/// How a dependency call is guarded: a timeout and a circuit breaker.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuardConfig {
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Consecutive failures that open the breaker.
+    pub failures: u32,
+    /// How long an open breaker fails fast before one trial call.
+    #[serde(with = "humantime_serde")]
+    pub cool_down: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BookmarksConfig {
+    /// The bookmark store: its own SQLite file, so it can fail (or move to its
+    /// own service) without taking plays down.
+    pub database: PathBuf,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Consecutive failures that open the breaker.
+    pub failures: u32,
+    /// How long an open breaker fails fast before one trial call.
+    #[serde(with = "humantime_serde")]
+    pub cool_down: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecommendationsConfig {
+    /// The personalised rows backend (`GET URL?user=&profile=&region=`); unset:
+    /// home rows are always the popular-in-region fallback.
+    pub url: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub failures: u32,
+    #[serde(with = "humantime_serde")]
+    pub cool_down: Duration,
+}
+
+impl BookmarksConfig {
+    pub fn guard(&self) -> GuardConfig {
+        GuardConfig {
+            timeout: self.timeout,
+            failures: self.failures,
+            cool_down: self.cool_down,
+        }
+    }
+}
+
+impl RecommendationsConfig {
+    pub fn guard(&self) -> GuardConfig {
+        GuardConfig {
+            timeout: self.timeout,
+            failures: self.failures,
+            cool_down: self.cool_down,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    pub name: String,
+    /// Tallest video rendition (pixels) the plan allows.
+    pub max_height: u64,
+    /// Concurrent streams per account.
+    pub max_streams: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    pub name: String,
+    /// Codec families the device decodes (`avc1`, `hvc1`, `mp4a`, ...): every
+    /// codec of a rendition's CODECS must start with one of them.
+    pub codecs: Vec<String>,
+    pub max_height: u64,
+    /// Manifest formats it plays (`hls`, `dash`).
+    #[serde(default = "both_protocols")]
+    pub protocols: Vec<String>,
+}
+
+fn both_protocols() -> Vec<String> {
+    vec!["hls".into(), "dash".into()]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    pub prefix: ipnet::IpNet,
+    #[serde(default)]
+    pub asn: u32,
+    pub region: String,
+    /// `[latitude, longitude]` in degrees.
+    pub location: Option<[f64; 2]>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +225,11 @@ pub struct ApplianceConfig {
     pub https_url: Option<String>,
     pub admin_url: String,
     pub capacity_bps: u64,
+    /// Client prefixes an embedded appliance serves (its ISP's customers).
+    #[serde(default)]
+    pub serves: Vec<ipnet::IpNet>,
+    /// `[latitude, longitude]` in degrees.
+    pub location: Option<[f64; 2]>,
 }
 
 impl ApplianceConfig {
@@ -95,6 +258,109 @@ impl Default for Config {
             health: HealthConfig::default(),
             keys: KeysConfig::default(),
             appliances: Vec::new(),
+            public_url: None,
+            origin_url: None,
+            trusted_proxies: Vec::new(),
+            play: PlayConfig::default(),
+            steer: SteerConfig::default(),
+            bookmarks: BookmarksConfig::default(),
+            recommendations: RecommendationsConfig::default(),
+            plans: vec![
+                PlanConfig {
+                    name: "basic".into(),
+                    max_height: 540,
+                    max_streams: 1,
+                },
+                PlanConfig {
+                    name: "standard".into(),
+                    max_height: 1080,
+                    max_streams: 2,
+                },
+                PlanConfig {
+                    name: "premium".into(),
+                    max_height: 2160,
+                    max_streams: 4,
+                },
+            ],
+            devices: vec![
+                DeviceConfig {
+                    name: "browser".into(),
+                    codecs: vec!["avc1".into(), "mp4a".into()],
+                    max_height: 1080,
+                    protocols: both_protocols(),
+                },
+                DeviceConfig {
+                    name: "tv".into(),
+                    codecs: vec!["avc1".into(), "hvc1".into(), "mp4a".into(), "ec-3".into()],
+                    max_height: 2160,
+                    protocols: both_protocols(),
+                },
+                DeviceConfig {
+                    name: "phone".into(),
+                    codecs: vec!["avc1".into(), "hvc1".into(), "mp4a".into()],
+                    max_height: 720,
+                    protocols: vec!["hls".into()],
+                },
+            ],
+            networks: Vec::new(),
+        }
+    }
+}
+
+impl Default for PlayConfig {
+    fn default() -> Self {
+        PlayConfig {
+            token_lifetime: Duration::from_secs(6 * 3600),
+            stream_timeout: Duration::from_secs(120),
+            steering_ttl: Duration::from_secs(10),
+            bind_client: false,
+            prefer_https: true,
+        }
+    }
+}
+
+impl Default for SteerConfig {
+    fn default() -> Self {
+        SteerConfig {
+            max_utilisation: 0.85,
+            km_per_utilisation: 5000.0,
+            stale_after: Duration::from_secs(30),
+            fallbacks: 2,
+            snapshot_refresh: Duration::from_millis(500),
+        }
+    }
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        GuardConfig {
+            timeout: Duration::from_millis(250),
+            failures: 5,
+            cool_down: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for BookmarksConfig {
+    fn default() -> Self {
+        let g = GuardConfig::default();
+        BookmarksConfig {
+            database: PathBuf::from("bookmarks.db"),
+            timeout: g.timeout,
+            failures: g.failures,
+            cool_down: g.cool_down,
+        }
+    }
+}
+
+impl Default for RecommendationsConfig {
+    fn default() -> Self {
+        let g = GuardConfig::default();
+        RecommendationsConfig {
+            url: None,
+            timeout: g.timeout,
+            failures: g.failures,
+            cool_down: g.cool_down,
         }
     }
 }
@@ -175,7 +441,83 @@ impl Config {
                 "must be longer than keys.rotate_every, so keys overlap",
             );
         }
+        for (field, url) in [
+            ("public_url", &self.public_url),
+            ("origin_url", &self.origin_url),
+            ("recommendations.url", &self.recommendations.url),
+        ] {
+            if let Some(u) = url
+                && !(u.starts_with("http://") || u.starts_with("https://"))
+            {
+                return bad(field, "must be an http:// or https:// URL");
+            }
+        }
+        if self.play.token_lifetime < Duration::from_secs(60) {
+            return bad("play.token_lifetime", "must be at least 1 minute");
+        }
+        if self.play.stream_timeout.is_zero() || self.play.steering_ttl.is_zero() {
+            return bad(
+                "play",
+                "stream_timeout and steering_ttl must be greater than zero",
+            );
+        }
+        if !(self.steer.max_utilisation > 0.0 && self.steer.max_utilisation <= 1.0) {
+            return bad("steer.max_utilisation", "must be in (0, 1]");
+        }
+        if self.steer.km_per_utilisation <= 0.0 || !self.steer.km_per_utilisation.is_finite() {
+            return bad("steer.km_per_utilisation", "must be a positive number");
+        }
+        for (field, g) in [
+            ("bookmarks", self.bookmarks.guard()),
+            ("recommendations", self.recommendations.guard()),
+        ] {
+            if g.timeout.is_zero() || g.failures == 0 {
+                return bad(
+                    field,
+                    "timeout must be greater than zero and failures at least 1",
+                );
+            }
+        }
+        if self.bookmarks.database.as_os_str().is_empty() {
+            return bad("bookmarks.database", "must name a file");
+        }
+        for (i, p) in self.plans.iter().enumerate() {
+            if !valid_id(&p.name) || self.plans[..i].iter().any(|o| o.name == p.name) {
+                return bad("plan.name", "plain and unique (A-Z a-z 0-9 - _ .)");
+            }
+            if p.max_streams == 0 || p.max_height == 0 {
+                return bad("plan", "max_streams and max_height must be at least 1");
+            }
+        }
+        for (i, d) in self.devices.iter().enumerate() {
+            if !valid_id(&d.name) || self.devices[..i].iter().any(|o| o.name == d.name) {
+                return bad("device.name", "plain and unique (A-Z a-z 0-9 - _ .)");
+            }
+            if d.codecs.is_empty() || d.max_height == 0 {
+                return bad(
+                    "device",
+                    "codecs must not be empty and max_height at least 1",
+                );
+            }
+            if d.protocols.is_empty() || d.protocols.iter().any(|p| p != "hls" && p != "dash") {
+                return bad(
+                    "device.protocols",
+                    "a non-empty list of \"hls\" and \"dash\"",
+                );
+            }
+        }
+        for n in &self.networks {
+            if n.region.is_empty() {
+                return bad("network.region", "must not be empty");
+            }
+            if n.location.is_some_and(|l| !valid_location(l)) {
+                return bad("network.location", "[latitude, longitude] in degrees");
+            }
+        }
         for (i, a) in self.appliances.iter().enumerate() {
+            if a.location.is_some_and(|l| !valid_location(l)) {
+                return bad("appliance.location", "[latitude, longitude] in degrees");
+            }
             if !valid_id(&a.id) {
                 return bad("appliance.id", "use 1-64 of A-Z a-z 0-9 - _ .");
             }
@@ -191,6 +533,10 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn valid_location([lat, lon]: [f64; 2]) -> bool {
+    (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)
 }
 
 /// Appliance ids appear in URLs and logs: keep them plain.

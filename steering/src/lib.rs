@@ -1,14 +1,26 @@
-//! `steering`: the thin central service. This part: the appliance registry,
-//! health polling, heartbeats with inventory, and the URL-signing key schedule.
+//! `steering`: the thin central service: the appliance registry, health
+//! polling, heartbeats with inventory, the URL-signing key schedule, and plays:
+//! authorisation, steering, manifests with signed URLs, bookmarks, home rows.
 
 pub mod api;
+pub mod bookmarks;
 pub mod catalog;
+pub mod cli;
+pub mod clientip;
 pub mod config;
+pub mod deps;
+pub mod entitle;
+pub mod fleet;
 pub mod health;
+pub mod home;
 pub mod keys;
+pub mod manifest;
 pub mod metrics;
+pub mod play;
 pub mod registry;
+pub mod steer;
 pub mod store;
+pub mod viewer;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
@@ -52,11 +64,25 @@ pub fn load_state(config: Config) -> Result<Arc<AppState>, StoreError> {
             registry.set_inventory(&row.id, inv.version, inv.renditions);
         }
     }
+    let metrics = metrics::Metrics::new();
+    let bookmarks = bookmarks::Bookmarks::new(
+        config.bookmarks.database.clone(),
+        deps::Guard::new("bookmarks", &config.bookmarks.guard(), &metrics),
+        config.bookmarks.timeout,
+    );
+    let recommendations = home::Recommendations::new(
+        config.recommendations.url.clone(),
+        deps::Guard::new("recommendations", &config.recommendations.guard(), &metrics),
+        config.recommendations.timeout,
+    );
     let state = Arc::new(AppState {
         keys: RwLock::new(keys::key_set(&[])),
         catalog: RwLock::new(store.catalog_totals()?),
         registry: Mutex::new(registry),
-        metrics: metrics::Metrics::new(),
+        fleet: fleet::Fleet::new(fleet::policy(&config.steer)),
+        bookmarks,
+        recommendations,
+        metrics,
         store,
         config,
     });
@@ -93,6 +119,7 @@ pub async fn run(
     let poller = tokio::spawn(health::poll_loop(Arc::clone(&state), stop_rx.clone()));
     let keys_task = tokio::spawn(key_loop(Arc::clone(&state), stop_rx));
     let app = api::router(Arc::clone(&state));
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;

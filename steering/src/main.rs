@@ -1,84 +1,22 @@
 //! `steering` binary: config, logging, runtime, `run`.
 #![forbid(unsafe_code)]
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use steering::config::{Config, EXIT_BAD_CONFIG};
-
-#[derive(Parser)]
-#[command(
-    name = "steering",
-    version,
-    about = "The thin central service of the edge-delivery stack"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    overrides: Overrides,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Validate the configuration and exit (0 if good, 64 with the reason if not).
-    CheckConfig {
-        #[command(flatten)]
-        overrides: Overrides,
-    },
-    /// Manage the catalog.
-    Catalog {
-        #[command(subcommand)]
-        command: CatalogCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum CatalogCommand {
-    /// Import packaged titles (DIR/titles/<id>/{title.toml,master.m3u8,...}):
-    /// hashes every object; re-importing replaces what an earlier import recorded.
-    Import {
-        dir: PathBuf,
-        #[command(flatten)]
-        overrides: Overrides,
-    },
-}
-
-#[derive(clap::Args, Clone, Default)]
-struct Overrides {
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<SocketAddr>,
-    #[arg(long, value_name = "FILE")]
-    database: Option<PathBuf>,
-}
-
-fn load(o: &Overrides) -> Result<Config, String> {
-    let mut c = match &o.config {
-        Some(p) => Config::from_file(p).map_err(|e| e.to_string())?,
-        None => Config::default(),
-    };
-    if let Some(l) = o.listen {
-        c.listen = l;
-    }
-    if let Some(d) = &o.database {
-        c.database = d.clone();
-    }
-    c.validate().map_err(|e| e.to_string())?;
-    Ok(c)
-}
+use clap::Parser;
+use steering::cli::{CatalogCommand, Cli, Command, load};
+use steering::config::EXIT_BAD_CONFIG;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (overrides, check_only) = match cli.command {
-        Some(Command::CheckConfig { overrides }) => (overrides, true),
+    let overrides = cli.overrides;
+    let check_only = match cli.command {
+        Some(Command::CheckConfig) => true,
         Some(Command::Catalog {
-            command: CatalogCommand::Import { dir, overrides },
-        }) => return import(&dir, &overrides),
-        None => (cli.overrides, false),
+            command: CatalogCommand::Import { dir },
+        }) => return steering::cli::import(&dir, &overrides),
+        Some(Command::Users { command }) => return steering::cli::users(command, &overrides),
+        None => false,
     };
     let config = match load(&overrides) {
         Ok(c) => c,
@@ -125,38 +63,6 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("steering: {e}");
             ExitCode::from(1)
-        }
-    }
-}
-
-fn import(dir: &std::path::Path, overrides: &Overrides) -> ExitCode {
-    let config = match load(overrides) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("steering: bad config: {e}");
-            return ExitCode::from(EXIT_BAD_CONFIG as u8);
-        }
-    };
-    let result = (|| -> Result<String, String> {
-        let titles = steering::catalog::scan(dir).map_err(|e| e.to_string())?;
-        let store = steering::store::Store::open(&config.database).map_err(|e| e.to_string())?;
-        for t in &titles {
-            store.put_title(t).map_err(|e| e.to_string())?;
-        }
-        let (titles, renditions, objects, bytes) =
-            store.catalog_counts().map_err(|e| e.to_string())?;
-        Ok(format!(
-            "catalog: {titles} titles, {renditions} renditions, {objects} objects, {bytes} bytes"
-        ))
-    })();
-    match result {
-        Ok(summary) => {
-            println!("{summary}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("steering: import failed: {e}");
-            ExitCode::from(65)
         }
     }
 }

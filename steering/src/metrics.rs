@@ -13,6 +13,22 @@ struct StateLabel {
     state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DependencyLabel {
+    pub dependency: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DependencyOutcome {
+    pub dependency: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
 pub struct Metrics {
     registry: PromRegistry,
     pub heartbeats: Counter,
@@ -21,6 +37,15 @@ pub struct Metrics {
     pub polls_failed: Counter,
     pub health_changes: Counter,
     appliances: Family<StateLabel, Gauge>,
+    /// Breaker state per dependency: 0 closed, 1 open, 2 half-open.
+    pub dependency_state: Family<DependencyLabel, Gauge>,
+    pub dependency_calls: Family<DependencyOutcome, Counter>,
+    /// Plays answered, by outcome (`ok` or the refusal code).
+    pub plays: Family<ReasonLabel, Counter>,
+    /// Appliances chosen as primary, by why (`isp-embedded`, `region-ixp`, ...).
+    pub steered: Family<ReasonLabel, Counter>,
+    pub steering_polls: Counter,
+    pub home_fallbacks: Counter,
 }
 
 impl Metrics {
@@ -33,6 +58,12 @@ impl Metrics {
             polls_failed: Counter::default(),
             health_changes: Counter::default(),
             appliances: Family::default(),
+            dependency_state: Family::default(),
+            dependency_calls: Family::default(),
+            plays: Family::default(),
+            steered: Family::default(),
+            steering_polls: Counter::default(),
+            home_fallbacks: Counter::default(),
             registry: PromRegistry::default(),
         };
         registry.register("heartbeats", "Heartbeats accepted", m.heartbeats.clone());
@@ -60,6 +91,32 @@ impl Metrics {
             "appliances",
             "Appliances by state (up, down, draining)",
             m.appliances.clone(),
+        );
+        registry.register(
+            "dependency_breaker_state",
+            "Circuit breaker per dependency: 0 closed, 1 open, 2 half-open",
+            m.dependency_state.clone(),
+        );
+        registry.register(
+            "dependency_calls",
+            "Dependency calls by outcome (ok, error, timeout, rejected by an open breaker)",
+            m.dependency_calls.clone(),
+        );
+        registry.register("plays", "Play requests by outcome", m.plays.clone());
+        registry.register(
+            "steered",
+            "Primary appliance choices by reason (or origin)",
+            m.steered.clone(),
+        );
+        registry.register(
+            "content_steering_polls",
+            "Content-steering polls answered",
+            m.steering_polls.clone(),
+        );
+        registry.register(
+            "home_fallbacks",
+            "Home pages served from fallback rows",
+            m.home_fallbacks.clone(),
         );
         Metrics { registry, ..m }
     }

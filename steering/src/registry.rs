@@ -75,6 +75,22 @@ pub struct Appliance {
     pub inventory_digest: String,
 }
 
+impl Appliance {
+    /// Renditions held completely: at least the catalog's object count and
+    /// bytes (an appliance's directory may also hold files the catalog does not
+    /// list, so "at least" rather than "equal").
+    pub fn complete<'a>(
+        &'a self,
+        catalog: &'a CatalogTotals,
+    ) -> impl Iterator<Item = &'a RenditionHolding> {
+        self.inventory.values().filter(|h| {
+            catalog
+                .get(&h.rendition)
+                .is_some_and(|&(o, b)| h.objects >= o && h.bytes >= b)
+        })
+    }
+}
+
 /// What `GET /v1/appliances` shows for one appliance.
 #[derive(Debug, Serialize)]
 pub struct ApplianceView {
@@ -215,20 +231,11 @@ impl Registry {
             .map(String::as_str)
     }
 
-    /// Renditions `id` holds completely: at least the catalog's object count and
-    /// bytes (an appliance's directory may also hold playlists the catalog does
-    /// not list, so "at least" rather than "equal").
+    /// How many renditions `id` holds completely.
     pub fn complete(&self, id: &str, catalog: &CatalogTotals) -> usize {
-        self.appliances.get(id).map_or(0, |a| {
-            a.inventory
-                .values()
-                .filter(|h| {
-                    catalog
-                        .get(&h.rendition)
-                        .is_some_and(|&(o, b)| h.objects >= o && h.bytes >= b)
-                })
-                .count()
-        })
+        self.appliances
+            .get(id)
+            .map_or(0, |a| a.complete(catalog).count())
     }
 
     pub fn view(&self, now: Instant, catalog: &CatalogTotals) -> Vec<ApplianceView> {

@@ -1,8 +1,10 @@
 //! Support for end-to-end tests: the workspace's binaries as real processes,
 //! and a minimal HTTP/1.1 client that shows exactly what was answered.
 
+pub mod stack;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -103,10 +105,22 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Option<Response> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    http_from(None, addr, method, path, headers, body)
+}
+
+/// Like `http`, from source address `src` (any 127.x.y.z: a client in some ISP).
+pub fn http_from(
+    src: Option<IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<Response> {
+    let mut s = connect(src, addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {
@@ -124,6 +138,29 @@ pub fn http(
         status,
         body: raw[end..].to_vec(),
     })
+}
+
+fn connect(src: Option<IpAddr>, addr: SocketAddr) -> Option<TcpStream> {
+    let Some(src) = src else {
+        return TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok();
+    };
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .ok()?;
+    sock.bind(&SocketAddr::new(src, 0).into()).ok()?;
+    sock.connect_timeout(&addr.into(), Duration::from_secs(2))
+        .ok()?;
+    Some(sock.into())
+}
+
+/// GET an absolute `http://host:port/path` URL from `src`.
+pub fn get_url(src: Option<IpAddr>, url: &str) -> Option<Response> {
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_at(rest.find('/')?);
+    http_from(src, host.parse().ok()?, "GET", path, &[], b"")
 }
 
 /// Poll `f` until it returns Some or the deadline passes.

@@ -219,6 +219,7 @@ fn appliances_register_report_and_survive_control_plane_failures() {
     // viewer would): a delta reaches steering.
     copy_in(&packaged, dir.path(), "v720");
     for f in [
+        "index.m3u8",
         "init_2.mp4",
         "seg-00000.m4s",
         "seg-00001.m4s",

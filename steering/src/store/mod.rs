@@ -61,7 +61,58 @@ const MIGRATIONS: &[&str] = &[
          sha256 TEXT NOT NULL
      );
      CREATE INDEX objects_by_rendition ON objects(rendition);",
+    // 3: packaged manifests, accounts, streams, plays.
+    "ALTER TABLE renditions ADD COLUMN protocol TEXT NOT NULL DEFAULT 'hls';
+     CREATE TABLE title_manifests (
+         title TEXT NOT NULL REFERENCES titles(id),
+         kind TEXT NOT NULL,
+         key TEXT NOT NULL,
+         body TEXT NOT NULL,
+         PRIMARY KEY (title, kind)
+     );
+     CREATE TABLE users (
+         id TEXT PRIMARY KEY,
+         plan TEXT NOT NULL,
+         subscription TEXT NOT NULL,
+         country TEXT NOT NULL,
+         region TEXT NOT NULL,
+         created INTEGER NOT NULL
+     );
+     CREATE TABLE profiles (
+         user TEXT NOT NULL REFERENCES users(id),
+         id TEXT NOT NULL,
+         name TEXT NOT NULL,
+         PRIMARY KEY (user, id)
+     );
+     CREATE TABLE viewer_tokens (
+         sha256 TEXT PRIMARY KEY,
+         user TEXT NOT NULL REFERENCES users(id),
+         created INTEGER NOT NULL,
+         expires INTEGER NOT NULL
+     );
+     CREATE TABLE streams (
+         id TEXT PRIMARY KEY,
+         user TEXT NOT NULL,
+         profile TEXT NOT NULL,
+         title TEXT NOT NULL,
+         client TEXT NOT NULL,
+         body TEXT NOT NULL,
+         expires INTEGER NOT NULL,
+         started INTEGER NOT NULL,
+         last_seen INTEGER NOT NULL,
+         ended INTEGER
+     );
+     CREATE INDEX streams_by_user ON streams(user, last_seen);
+     CREATE TABLE plays (
+         title TEXT NOT NULL,
+         region TEXT NOT NULL,
+         at INTEGER NOT NULL
+     );
+     CREATE INDEX plays_by_region ON plays(region, at);",
 ];
+
+mod accounts;
+pub use accounts::{StreamRow, TitleRecord, TitleRendition, UserRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -267,11 +318,21 @@ impl Store {
             params![t.id],
         )?;
         tx.execute("DELETE FROM renditions WHERE title = ?1", params![t.id])?;
+        tx.execute(
+            "DELETE FROM title_manifests WHERE title = ?1",
+            params![t.id],
+        )?;
+        for m in &t.manifests {
+            tx.execute(
+                "INSERT INTO title_manifests (title, kind, key, body) VALUES (?1, ?2, ?3, ?4)",
+                params![t.id, m.kind, m.key, m.body],
+            )?;
+        }
         for r in &t.renditions {
             tx.execute(
-                "INSERT INTO renditions (id, title, kind, codec, width, height, bandwidth, container, segment_duration)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![r.id, t.id, r.kind, r.codec, r.width.map(|v| v as i64), r.height.map(|v| v as i64), r.bandwidth as i64, r.container, r.segment_duration],
+                "INSERT INTO renditions (id, title, kind, codec, width, height, bandwidth, container, segment_duration, protocol)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![r.id, t.id, r.kind, r.codec, r.width.map(|v| v as i64), r.height.map(|v| v as i64), r.bandwidth as i64, r.container, r.segment_duration, r.protocol],
             )?;
             let mut ins = tx.prepare(
                 "INSERT INTO objects (key, rendition, size, sha256) VALUES (?1, ?2, ?3, ?4)",

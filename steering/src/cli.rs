@@ -1,0 +1,313 @@
+//! The command line: serving options and the offline commands (`check-config`,
+//! `catalog import`, `users ...`) that work on the store directly.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, EXIT_BAD_CONFIG};
+use crate::store::{Store, UserRow};
+
+/// Exit code for bad input data (sysexits EX_DATAERR).
+pub const EXIT_BAD_DATA: u8 = 65;
+
+#[derive(Parser)]
+#[command(
+    name = "steering",
+    version,
+    about = "The thin central service of the edge-delivery stack"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub overrides: Overrides,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Validate the configuration and exit (0 if good, 64 with the reason if not).
+    CheckConfig,
+    /// Manage the catalog.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+    /// Manage viewer accounts.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CatalogCommand {
+    /// Import packaged titles (DIR/titles/<id>/{title.toml,master.m3u8,...}):
+    /// hashes every object; re-importing replaces what an earlier import recorded.
+    Import { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+pub enum UsersCommand {
+    /// Create an account.
+    Add {
+        id: String,
+        #[arg(long)]
+        plan: String,
+        #[arg(long)]
+        country: String,
+        #[arg(long)]
+        region: String,
+        #[arg(long, default_value = "active")]
+        subscription: String,
+        /// A profile, as ID or ID:NAME (repeatable; default one profile "main").
+        #[arg(long = "profile")]
+        profiles: Vec<String>,
+    },
+    /// Change an account's plan, subscription or home.
+    Set {
+        id: String,
+        #[arg(long)]
+        plan: Option<String>,
+        #[arg(long)]
+        subscription: Option<String>,
+        #[arg(long)]
+        country: Option<String>,
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Add a profile to an account.
+    AddProfile {
+        id: String,
+        profile: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Issue a viewer token (printed once; only its hash is stored).
+    Token {
+        id: String,
+        #[arg(long, default_value = "90d", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
+    /// List accounts.
+    List,
+}
+
+/// Accepted before or after any subcommand.
+#[derive(clap::Args, Clone, Default)]
+pub struct Overrides {
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub listen: Option<SocketAddr>,
+    #[arg(long, value_name = "FILE", global = true)]
+    pub database: Option<PathBuf>,
+}
+
+pub fn load(o: &Overrides) -> Result<Config, String> {
+    let mut c = match &o.config {
+        Some(p) => Config::from_file(p).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    if let Some(l) = o.listen {
+        c.listen = l;
+    }
+    if let Some(d) = &o.database {
+        c.database = d.clone();
+    }
+    c.validate().map_err(|e| e.to_string())?;
+    Ok(c)
+}
+
+/// Run an offline command on the store: a summary on stdout, or the reason on
+/// stderr with exit 64 (config), 65 (bad input) or 1 (store).
+fn offline(
+    overrides: &Overrides,
+    what: &str,
+    f: impl FnOnce(&Config, &Store) -> Result<String, (u8, String)>,
+) -> ExitCode {
+    let config = match load(overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("steering: bad config: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+        }
+    };
+    let result = Store::open(&config.database)
+        .map_err(|e| (1, e.to_string()))
+        .and_then(|store| f(&config, &store));
+    match result {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err((code, e)) => {
+            eprintln!("steering: {what} failed: {e}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+pub fn import(dir: &Path, overrides: &Overrides) -> ExitCode {
+    offline(overrides, "import", |_, store| {
+        let titles = crate::catalog::scan(dir).map_err(|e| (EXIT_BAD_DATA, e.to_string()))?;
+        for t in &titles {
+            store.put_title(t).map_err(|e| (1, e.to_string()))?;
+        }
+        let (titles, renditions, objects, bytes) =
+            store.catalog_counts().map_err(|e| (1, e.to_string()))?;
+        Ok(format!(
+            "catalog: {titles} titles, {renditions} renditions, {objects} objects, {bytes} bytes"
+        ))
+    })
+}
+
+const SUBSCRIPTIONS: [&str; 3] = ["active", "suspended", "cancelled"];
+
+fn check_user(config: &Config, u: &UserRow) -> Result<(), (u8, String)> {
+    let bad = |m: String| Err((EXIT_BAD_DATA, m));
+    if !crate::config::valid_id(&u.id) {
+        return bad("user ids use 1-64 of A-Z a-z 0-9 - _ .".into());
+    }
+    if !config.plans.iter().any(|p| p.name == u.plan) {
+        let offered: Vec<&str> = config.plans.iter().map(|p| p.name.as_str()).collect();
+        return bad(format!(
+            "no plan {:?}; offered: {}",
+            u.plan,
+            offered.join(", ")
+        ));
+    }
+    if !SUBSCRIPTIONS.contains(&u.subscription.as_str()) {
+        return bad(format!(
+            "subscription must be one of {}",
+            SUBSCRIPTIONS.join(", ")
+        ));
+    }
+    if u.country.is_empty() || u.region.is_empty() {
+        return bad("country and region must not be empty".into());
+    }
+    Ok(())
+}
+
+fn profile_arg(p: &str) -> Result<(String, String), (u8, String)> {
+    let (id, name) = p.split_once(':').unwrap_or((p, p));
+    if !crate::config::valid_id(id) || name.is_empty() {
+        return Err((
+            EXIT_BAD_DATA,
+            format!("bad profile {p:?}: use ID or ID:NAME"),
+        ));
+    }
+    Ok((id.to_owned(), name.to_owned()))
+}
+
+pub fn users(command: UsersCommand, overrides: &Overrides) -> ExitCode {
+    let store_err = |e: crate::store::StoreError| (1, e.to_string());
+    offline(overrides, "users", move |config, store| {
+        let now = crate::unix_now();
+        let existing = |id: &str| -> Result<UserRow, (u8, String)> {
+            store
+                .user(id)
+                .map_err(store_err)?
+                .ok_or_else(|| (EXIT_BAD_DATA, format!("no user {id:?}")))
+        };
+        match command {
+            UsersCommand::Add {
+                id,
+                plan,
+                country,
+                region,
+                subscription,
+                profiles,
+            } => {
+                let u = UserRow {
+                    id,
+                    plan,
+                    subscription,
+                    country,
+                    region,
+                };
+                check_user(config, &u)?;
+                if store.user(&u.id).map_err(store_err)?.is_some() {
+                    return Err((EXIT_BAD_DATA, format!("user {:?} exists", u.id)));
+                }
+                let mut ps = profiles
+                    .iter()
+                    .map(|p| profile_arg(p))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if ps.is_empty() {
+                    ps.push(("main".into(), "Main".into()));
+                }
+                store.add_user(&u, &ps, now).map_err(store_err)?;
+                Ok(format!("user {} added with {} profile(s)", u.id, ps.len()))
+            }
+            UsersCommand::Set {
+                id,
+                plan,
+                subscription,
+                country,
+                region,
+            } => {
+                let mut u = existing(&id)?;
+                u.plan = plan.unwrap_or(u.plan);
+                u.subscription = subscription.unwrap_or(u.subscription);
+                u.country = country.unwrap_or(u.country);
+                u.region = region.unwrap_or(u.region);
+                check_user(config, &u)?;
+                store.update_user(&u).map_err(store_err)?;
+                Ok(format!(
+                    "user {}: plan {}, subscription {}, {}/{}",
+                    u.id, u.plan, u.subscription, u.country, u.region
+                ))
+            }
+            UsersCommand::AddProfile { id, profile, name } => {
+                existing(&id)?;
+                let (pid, pname) = profile_arg(&match name {
+                    Some(n) => format!("{profile}:{n}"),
+                    None => profile,
+                })?;
+                if store
+                    .profiles(&id)
+                    .map_err(store_err)?
+                    .iter()
+                    .any(|(p, _)| *p == pid)
+                {
+                    return Err((EXIT_BAD_DATA, format!("profile {pid:?} exists")));
+                }
+                store.add_profile(&id, &pid, &pname).map_err(store_err)?;
+                Ok(format!("profile {pid} added to {id}"))
+            }
+            UsersCommand::Token { id, ttl } => {
+                existing(&id)?;
+                let (token, hash) = crate::viewer::new_token();
+                store
+                    .add_viewer_token(&hash, &id, now, now.saturating_add(ttl.as_secs()))
+                    .map_err(store_err)?;
+                Ok(token)
+            }
+            UsersCommand::List => {
+                let mut out = String::new();
+                for u in store.users().map_err(store_err)? {
+                    let profiles: Vec<String> = store
+                        .profiles(&u.id)
+                        .map_err(store_err)?
+                        .into_iter()
+                        .map(|(id, _)| id)
+                        .collect();
+                    out.push_str(&format!(
+                        "{}\t{}\t{}\t{}/{}\t{}\n",
+                        u.id,
+                        u.plan,
+                        u.subscription,
+                        u.country,
+                        u.region,
+                        profiles.join(",")
+                    ));
+                }
+                Ok(out.trim_end().to_owned())
+            }
+        }
+    })
+}

@@ -1,0 +1,644 @@
+//! `POST /v1/play` and what a play hands out: per-play HLS and DASH manifests,
+//! content-steering answers, and the DRM licence stub.
+//!
+//! A play is authorised (account, entitlement, device, plan), steered (a
+//! primary appliance and fallbacks), recorded as a stream, and answered with
+//! manifest URLs whose every object URL carries one token signed for the
+//! title's path prefix. The issued pathways are stored with the stream so the
+//! manifests can be rebuilt exactly, even after a restart.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use control_client::wire::Tier;
+use serde::{Deserialize, Serialize};
+
+use crate::api::{ApiError, AppState, json};
+use crate::entitle::{self, NoRendition, Selection};
+use crate::manifest::{self, ContentSteering, Pathway};
+use crate::store::{StreamRow, TitleRecord};
+use crate::viewer::{self, Viewer};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlayRequest {
+    pub title: String,
+    /// A configured device profile (`browser`, `tv`, ...).
+    pub device: String,
+    pub profile: String,
+}
+
+/// One way to the content, as handed to the player.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IssuedPathway {
+    /// Appliance id, or `origin`.
+    pub id: String,
+    pub tier: Tier,
+    pub site: String,
+    /// Why it was chosen (`isp-embedded`, `region-ixp`, `any-appliance`,
+    /// `saturated`, `origin`).
+    pub reason: String,
+    /// Signed base URL: object keys resolve under it.
+    pub base_url: String,
+}
+
+/// What a stream keeps of its play, to rebuild manifests and steer it later.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Issued {
+    pub selection: Selection,
+    pub pathways: Vec<IssuedPathway>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Formats {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hls: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dash: Option<String>,
+}
+
+/// The JSON manifest for native clients: renditions with one URL per pathway.
+#[derive(Debug, Serialize)]
+pub struct NativeRendition {
+    pub id: String,
+    pub protocol: String,
+    pub kind: String,
+    pub codecs: Option<String>,
+    pub width: Option<u64>,
+    pub height: Option<u64>,
+    pub bandwidth: u64,
+    pub segment_duration: f64,
+    /// Directory URL of the rendition on each pathway, primary first.
+    pub base_urls: Vec<String>,
+    /// Media playlist URL on each pathway (HLS renditions).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub playlists: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlayResponse {
+    pub play_id: String,
+    pub title: String,
+    /// Unix seconds when the signed URLs expire.
+    pub expires: u64,
+    pub manifests: Formats,
+    pub content_steering: Formats,
+    pub native: Vec<NativeRendition>,
+    pub drm_license_url: String,
+    pub resume_position: f64,
+    pub appliances: Vec<IssuedPathway>,
+    /// Dependencies that failed during this play (it went ahead without them).
+    pub degraded: Vec<&'static str>,
+}
+
+fn denied(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, code, message)
+}
+
+/// The base URL players reach this service at.
+pub fn public_base(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(u) = &state.config.public_url {
+        return u.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| state.config.listen.to_string());
+    format!("http://{host}")
+}
+
+pub fn client_of(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    let xff = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    crate::clientip::client_ip(peer.ip(), xff, &state.config.trusted_proxies)
+}
+
+fn random_id() -> String {
+    let mut b = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+        .expect("the system RNG works");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn sign(
+    state: &AppState,
+    prefix: &str,
+    expires: u64,
+    client: Option<IpAddr>,
+    now: u64,
+) -> Result<String, ApiError> {
+    let unavailable = |m: String| {
+        tracing::error!(error = %m, "cannot sign URLs");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_signing_key",
+            "no usable signing key",
+        )
+    };
+    let keys = state
+        .keys
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .to_keyset()
+        .map_err(unavailable)?;
+    let key = keys
+        .signing_key(now)
+        .ok_or_else(|| unavailable("no key is valid now".into()))?;
+    let client =
+        client.and_then(|ip| urlsign::ClientPrefix::new(ip, if ip.is_ipv4() { 32 } else { 64 }));
+    let claims = urlsign::Claims {
+        expires,
+        path_prefix: prefix,
+        client,
+    };
+    urlsign::sign(key, &claims).map_err(|e| unavailable(e.to_owned()))
+}
+
+pub async fn play(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<PlayResponse>, ApiError> {
+    let result = start(&state, peer, &headers, body).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    };
+    state
+        .metrics
+        .plays
+        .get_or_create(&crate::metrics::ReasonLabel { reason: outcome })
+        .inc();
+    result.map(axum::Json)
+}
+
+async fn start(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<PlayResponse, ApiError> {
+    let now = crate::unix_now();
+    let viewer = viewer::authenticate(state, headers, now)?;
+    let req: PlayRequest = json(body)?;
+    let user = &viewer.user;
+    let device = state
+        .config
+        .devices
+        .iter()
+        .find(|d| d.name == req.device)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_device",
+                format!("no device profile {:?}", req.device),
+            )
+        })?;
+    viewer::check_profile(state, &viewer, &req.profile)?;
+    let title = load_title(state, &req.title)?;
+    entitle::entitle(user, &title, now).map_err(|d| denied(d.code(), d.message()))?;
+    let plan = state
+        .config
+        .plans
+        .iter()
+        .find(|p| p.name == user.plan)
+        .ok_or_else(|| {
+            denied(
+                "unknown_plan",
+                format!("plan {:?} is not offered", user.plan),
+            )
+        })?;
+    let selection = entitle::select(&title, device, plan).map_err(|e| match e {
+        NoRendition::Device => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_compatible_rendition",
+            format!(
+                "device {:?} decodes no rendition of this title",
+                device.name
+            ),
+        ),
+        NoRendition::Plan(d) => denied(d.code(), d.message()),
+    })?;
+    let client = client_of(state, peer, headers);
+    let expires = now + state.config.play.token_lifetime.as_secs();
+    let token = sign(
+        state,
+        &format!("/titles/{}/", title.id),
+        expires,
+        state.config.play.bind_client.then_some(client),
+        now,
+    )?;
+    let pathways = steer(state, client, &selection, &token);
+    if pathways.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_capacity",
+            "no appliance can serve this title now and no origin is configured",
+        ));
+    }
+    let play_id = random_id();
+    let issued = Issued {
+        selection,
+        pathways,
+    };
+    let row = StreamRow {
+        id: play_id.clone(),
+        user: user.id.clone(),
+        profile: req.profile.clone(),
+        title: title.id.clone(),
+        client: client.to_string(),
+        body: serde_json::to_string(&issued).expect("plain data serialises"),
+        expires,
+        started: now,
+        last_seen: now,
+    };
+    let active_since = now.saturating_sub(state.config.play.stream_timeout.as_secs());
+    if let Err(active) =
+        state
+            .store
+            .start_stream(&row, &user.region, plan.max_streams, active_since)?
+    {
+        let d = entitle::Denied::StreamLimit {
+            active,
+            max: plan.max_streams,
+        };
+        return Err(denied(d.code(), d.message()));
+    }
+    let mut degraded = Vec::new();
+    let resume_position = match state.bookmarks.get(&user.id, &req.profile, &title.id).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "playing without a resume position");
+            degraded.push("bookmarks");
+            0.0
+        }
+    };
+    let primary = &issued.pathways[0];
+    state
+        .metrics
+        .steered
+        .get_or_create(&crate::metrics::ReasonLabel {
+            reason: reason_label(&primary.reason),
+        })
+        .inc();
+    tracing::info!(play = %play_id, user = %user.id, title = %title.id, %client,
+        primary = %primary.id, reason = %primary.reason, fallbacks = issued.pathways.len() - 1, "play");
+    let base = public_base(state, headers);
+    let has = |p: &str| issued.selection_for(p).is_some();
+    let drm_token = sign(state, &format!("/v1/drm/{play_id}/"), expires, None, now)?;
+    Ok(PlayResponse {
+        manifests: Formats {
+            hls: has("hls").then(|| format!("{base}/v1/plays/{play_id}/master.m3u8")),
+            dash: has("dash").then(|| format!("{base}/v1/plays/{play_id}/manifest.mpd")),
+        },
+        content_steering: Formats {
+            hls: has("hls").then(|| format!("{base}/v1/steering/{play_id}/hls")),
+            dash: has("dash").then(|| format!("{base}/v1/steering/{play_id}/dash")),
+        },
+        native: native(&title, &issued),
+        drm_license_url: format!("{base}/v1/drm/{play_id}/license?token={drm_token}"),
+        resume_position,
+        appliances: issued.pathways.clone(),
+        degraded,
+        play_id,
+        title: title.id,
+        expires,
+    })
+}
+
+impl Issued {
+    fn selection_for(&self, protocol: &str) -> Option<&[String]> {
+        let s = match protocol {
+            "hls" => &self.selection.hls,
+            _ => &self.selection.dash,
+        };
+        (!s.is_empty()).then_some(s.as_slice())
+    }
+}
+
+fn reason_label(reason: &str) -> &'static str {
+    match reason {
+        "isp-embedded" => "isp-embedded",
+        "region-ixp" => "region-ixp",
+        "any-appliance" => "any-appliance",
+        "saturated" => "saturated",
+        _ => "origin",
+    }
+}
+
+pub fn load_title(state: &AppState, id: &str) -> Result<TitleRecord, ApiError> {
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_title",
+            format!("no title {id:?}"),
+        )
+    };
+    if !crate::config::valid_id(id) {
+        return Err(not_found());
+    }
+    state.store.title(id)?.ok_or_else(not_found)
+}
+
+/// Steer, then turn the picks (and the origin, last) into signed pathways.
+fn steer(
+    state: &AppState,
+    client: IpAddr,
+    selection: &Selection,
+    token: &str,
+) -> Vec<IssuedPathway> {
+    let now = Instant::now();
+    let snap = state.fleet.current(state, now);
+    let renditions = selection.all();
+    let decision = crate::steer::decide(&snap, client, &renditions, now, &mut rand::rng());
+    let prefer_https = state.config.play.prefer_https;
+    let mut out = Vec::with_capacity(decision.picks.len() + 1);
+    {
+        let reg = state.registry();
+        for pick in &decision.picks {
+            let node = snap.node(pick.node);
+            let Some(a) = reg.appliances.get(&node.id) else {
+                continue;
+            };
+            let url = match (prefer_https, &a.info.https_url, &a.info.http_url) {
+                (true, Some(u), _) | (_, None, Some(u)) | (false, _, Some(u)) => u,
+                _ => continue,
+            };
+            out.push(IssuedPathway {
+                id: node.id.clone(),
+                tier: a.info.tier,
+                site: a.info.site.clone(),
+                reason: serde_json::to_value(pick.reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                base_url: format!("{}/t/{token}/", url.trim_end_matches('/')),
+            });
+        }
+    }
+    if let Some(origin) = &state.config.origin_url {
+        out.push(IssuedPathway {
+            id: "origin".into(),
+            tier: Tier::Origin,
+            site: "origin".into(),
+            reason: "origin".into(),
+            base_url: format!("{}/t/{token}/", origin.trim_end_matches('/')),
+        });
+    }
+    out
+}
+
+fn native(title: &TitleRecord, issued: &Issued) -> Vec<NativeRendition> {
+    let chosen = issued.selection.all();
+    title
+        .renditions
+        .iter()
+        .filter(|r| chosen.contains(&r.id.as_str()))
+        .map(|r| NativeRendition {
+            id: r.id.clone(),
+            protocol: r.protocol.clone(),
+            kind: r.kind.clone(),
+            codecs: r.codec.clone(),
+            width: r.width,
+            height: r.height,
+            bandwidth: r.bandwidth,
+            segment_duration: r.segment_duration,
+            base_urls: issued
+                .pathways
+                .iter()
+                .map(|p| format!("{}{}/", p.base_url, r.id))
+                .collect(),
+            playlists: r
+                .playlist
+                .iter()
+                .flat_map(|key| {
+                    issued
+                        .pathways
+                        .iter()
+                        .map(move |p| format!("{}{key}", p.base_url))
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// A live stream and what it was issued; 404 for unknown ids, 410 once its
+/// URLs have expired.
+fn issued(state: &AppState, id: &str, now: u64) -> Result<(StreamRow, Issued), ApiError> {
+    let unknown = || ApiError::new(StatusCode::NOT_FOUND, "unknown_play", "no such play");
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(unknown());
+    }
+    let row = state.store.stream(id)?.ok_or_else(unknown)?;
+    if row.expires <= now {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "play_expired",
+            "this play's URLs have expired; start a new play",
+        ));
+    }
+    let issued: Issued = serde_json::from_str(&row.body).map_err(|e| {
+        tracing::error!(play = %id, error = %e, "stored play is unreadable");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "corrupt_play",
+            "stored play is unreadable",
+        )
+    })?;
+    Ok((row, issued))
+}
+
+/// `GET /v1/plays/{id}/master.m3u8` and `/manifest.mpd`.
+pub async fn manifest(
+    State(state): State<Arc<AppState>>,
+    Path((id, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (protocol, content_type) = match file.as_str() {
+        "master.m3u8" => ("hls", "application/vnd.apple.mpegurl"),
+        "manifest.mpd" => ("dash", "application/dash+xml"),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such manifest",
+            ));
+        }
+    };
+    let (row, issued) = issued(&state, &id, crate::unix_now())?;
+    let keep = issued.selection_for(protocol).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("this play has no {protocol} manifest"),
+        )
+    })?;
+    let title = load_title(&state, &row.title)?;
+    let Some((_, key, packaged)) = title.manifests.iter().find(|(k, _, _)| k == protocol) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("the title has no {protocol} packaging"),
+        ));
+    };
+    let pathways: Vec<Pathway> = issued
+        .pathways
+        .iter()
+        .map(|p| Pathway {
+            id: p.id.clone(),
+            base_url: p.base_url.clone(),
+        })
+        .collect();
+    let steering = ContentSteering {
+        server_uri: format!(
+            "{}/v1/steering/{id}/{protocol}",
+            public_base(&state, &headers)
+        ),
+    };
+    let keep = |r: &str| keep.iter().any(|k| k == r);
+    let text = match protocol {
+        "hls" => {
+            manifest::hls_multivariant(packaged.as_bytes(), key, &keep, &pathways, Some(&steering))
+        }
+        _ => manifest::dash_mpd(packaged, key, &keep, &pathways, Some(&steering)),
+    }
+    .map_err(|e| {
+        tracing::error!(play = %id, error = %e, "cannot build manifest");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "manifest_failed",
+            e.to_string(),
+        )
+    })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "private, no-store"),
+        ],
+        text,
+    )
+        .into_response())
+}
+
+/// `GET /v1/steering/{id}/{hls|dash}`: the pathway priority for this play now.
+pub async fn content_steering(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((id, protocol)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let list_key = match protocol.as_str() {
+        "hls" => "PATHWAY-PRIORITY",
+        "dash" => "SERVICE-LOCATION-PRIORITY",
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "use hls or dash",
+            ));
+        }
+    };
+    let (_, issued) = issued(&state, &id, crate::unix_now())?;
+    let client = client_of(&state, peer, &headers);
+    let now = Instant::now();
+    let snap = state.fleet.current(&state, now);
+    let appliances: Vec<String> = issued
+        .pathways
+        .iter()
+        .filter(|p| p.tier != Tier::Origin)
+        .map(|p| p.id.clone())
+        .collect();
+    let mut priority =
+        crate::steer::pathway_priority(&snap, client, &issued.selection.all(), &appliances, now);
+    if issued.pathways.iter().any(|p| p.tier == Tier::Origin) {
+        priority.push("origin".into());
+    }
+    state.metrics.steering_polls.inc();
+    let body = serde_json::json!({
+        "VERSION": 1,
+        "TTL": state.config.play.steering_ttl.as_secs().max(1),
+        list_key: priority,
+    });
+    Ok((
+        [(header::CACHE_CONTROL, "private, no-store")],
+        axum::Json(body),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct LicenseQuery {
+    #[serde(default)]
+    token: String,
+}
+
+/// `GET|POST /v1/drm/{id}/license`: checks the signed URL, then says plainly
+/// that no DRM system is configured (a licence server plugs in here).
+pub async fn drm_license(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    Query(q): Query<LicenseQuery>,
+    headers: HeaderMap,
+) -> ApiError {
+    let keys = match state
+        .keys
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .to_keyset()
+    {
+        Ok(k) => k,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_signing_key",
+                "no usable key",
+            );
+        }
+    };
+    let path = format!("/v1/drm/{id}/license");
+    let client = client_of(&state, peer, &headers);
+    if let Err(r) = urlsign::verify(&keys, &q.token, &path, client, crate::unix_now(), 30) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            r.code(),
+            "licence URL is not validly signed",
+        );
+    }
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "drm_not_configured",
+        "no DRM system is configured: this deployment issues no Widevine, PlayReady or FairPlay licences, so only clear content plays",
+    )
+}
+
+/// `DELETE /v1/plays/{id}`: the player stopped; the stream stops counting.
+pub async fn stop(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let now = crate::unix_now();
+    let viewer: Viewer = viewer::authenticate(&state, &headers, now)?;
+    if state.store.end_stream(&id, &viewer.user.id, now)? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_play",
+            "no such active play of yours",
+        ))
+    }
+}

@@ -1,0 +1,418 @@
+//! The whole control path on loopback, as builders: packaged content made with
+//! ffmpeg (once per build directory), steering with accounts, and real oca
+//! appliances in several ISPs (127.1/16 = ISP A, 127.2/16 = ISP B, 127.3/16 = a
+//! network in the region with no embedded appliance).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{Proc, binary, http, wait_for};
+
+/// Packaged titles: `t1` (12 s, eu-west and us-east), `t2` (the same content,
+/// released in the far future), `t3` (us-east only). Made once per target dir.
+pub fn content() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .expect("target directory")
+        .to_path_buf();
+    let dir = target.join("tmp/e2e-content-v2");
+    if dir.join("done").exists() {
+        return dir;
+    }
+    let tmp = target.join(format!("tmp/e2e-content-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-content.sh");
+    let ok = Command::new(script)
+        .arg(&tmp)
+        .args(["t1", "12"])
+        .status()
+        .expect("run make-content.sh")
+        .success();
+    assert!(ok, "make-content.sh failed");
+    for (id, sidecar) in [
+        (
+            "t2",
+            "name = \"Coming soon\"\nregions = [\"*\"]\nrelease = 4102444800\n",
+        ),
+        ("t3", "name = \"US only\"\nregions = [\"us-east\"]\n"),
+    ] {
+        copy_tree(&tmp.join("titles/t1"), &tmp.join("titles").join(id));
+        std::fs::write(tmp.join("titles").join(id).join("title.toml"), sidecar).unwrap();
+    }
+    std::fs::write(tmp.join("done"), b"").unwrap();
+    // Another test process may have won the race: either copy is complete.
+    if std::fs::rename(&tmp, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    dir
+}
+
+/// Copy a directory tree.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), &t).unwrap();
+        }
+    }
+}
+
+/// One appliance of the stack.
+pub struct ApplianceSpec {
+    pub id: &'static str,
+    pub tier: &'static str,
+    pub site: &'static str,
+    pub serves: &'static [&'static str],
+    pub capacity_mbps: u64,
+}
+
+/// The fleet most tests use: two embedded appliances in ISP A (two sites), one
+/// in ISP B, one IXP appliance for the region.
+pub fn fleet() -> Vec<ApplianceSpec> {
+    vec![
+        ApplianceSpec {
+            id: "oca-a1",
+            tier: "embedded",
+            site: "isp-a-ams",
+            serves: &["127.1.0.0/16"],
+            capacity_mbps: 10_000,
+        },
+        ApplianceSpec {
+            id: "oca-a2",
+            tier: "embedded",
+            site: "isp-a-rtm",
+            serves: &["127.1.0.0/16"],
+            capacity_mbps: 10_000,
+        },
+        ApplianceSpec {
+            id: "oca-b1",
+            tier: "embedded",
+            site: "isp-b-1",
+            serves: &["127.2.0.0/16"],
+            capacity_mbps: 10_000,
+        },
+        ApplianceSpec {
+            id: "oca-x1",
+            tier: "ixp",
+            site: "ixp-ams",
+            serves: &[],
+            capacity_mbps: 40_000,
+        },
+    ]
+}
+
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub steering: Proc,
+    pub addr: SocketAddr,
+    pub config: PathBuf,
+    pub appliances: BTreeMap<&'static str, (Proc, SocketAddr)>,
+}
+
+fn credential(id: &str) -> String {
+    format!("{id}-credential-0123456789")
+}
+
+/// Start steering (catalog imported, accounts created) and `fleet`, and wait
+/// until every appliance is registered, up and holding the whole title.
+/// `extra` is appended to steering's config.
+pub fn start(fleet: &[ApplianceSpec], extra: &str) -> Stack {
+    let packaged = content();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut cfg = format!(
+        r#"
+listen = "127.0.0.1:0"
+database = "{db}"
+heartbeat_interval = "200ms"
+[health]
+interval = "200ms"
+timeout = "500ms"
+down_after = 2
+up_after = 2
+[play]
+stream_timeout = "60s"
+steering_ttl = "1s"
+[steer]
+snapshot_refresh = "100ms"
+[[plan]]
+name = "basic"
+max_height = 540
+max_streams = 1
+[[plan]]
+name = "standard"
+max_height = 1080
+max_streams = 2
+[[device]]
+name = "browser"
+codecs = ["avc1", "mp4a"]
+max_height = 1080
+[[device]]
+name = "audio-box"
+codecs = ["mp4a"]
+max_height = 1080
+[[network]]
+prefix = "127.1.0.0/16"
+asn = 64501
+region = "eu-west"
+[[network]]
+prefix = "127.2.0.0/16"
+asn = 64502
+region = "eu-west"
+[[network]]
+prefix = "127.3.0.0/16"
+asn = 64503
+region = "eu-west"
+"#,
+        db = d.join("steering.db").display(),
+    );
+    for a in fleet {
+        let serves: Vec<String> = a.serves.iter().map(|s| format!("{s:?}")).collect();
+        cfg += &format!(
+            r#"
+[[appliance]]
+id = "{id}"
+credential = "{cred}"
+tier = "{tier}"
+site = "{site}"
+region = "eu-west"
+admin_url = "http://127.0.0.1:1"
+capacity_bps = {cap}
+serves = [{serves}]
+"#,
+            id = a.id,
+            cred = credential(a.id),
+            tier = a.tier,
+            site = a.site,
+            cap = a.capacity_mbps * 1_000_000,
+            serves = serves.join(", "),
+        );
+    }
+    let config = d.join("steering.toml");
+    // `extra` may add sections, so it goes before the array tables.
+    let (head, tail) = cfg.split_at(cfg.find("[health]").unwrap());
+    std::fs::write(&config, format!("{head}{extra}\n{tail}")).unwrap();
+    let steering_cmd = |args: &[&str]| {
+        let out = Command::new(binary("steering"))
+            .args(args)
+            .args(["--config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "steering {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    steering_cmd(&["catalog", "import", packaged.to_str().unwrap()]);
+    for args in [
+        &[
+            "users",
+            "add",
+            "alice",
+            "--plan",
+            "standard",
+            "--country",
+            "NL",
+            "--region",
+            "eu-west",
+            "--profile",
+            "main",
+            "--profile",
+            "kids:Kids",
+        ][..],
+        &[
+            "users",
+            "add",
+            "bob",
+            "--plan",
+            "basic",
+            "--country",
+            "NL",
+            "--region",
+            "eu-west",
+        ],
+        &[
+            "users",
+            "add",
+            "carol",
+            "--plan",
+            "standard",
+            "--country",
+            "NL",
+            "--region",
+            "eu-west",
+            "--subscription",
+            "suspended",
+        ],
+    ] {
+        steering_cmd(args);
+    }
+    let steering = Proc::start(
+        "steering",
+        &["--config", config.to_str().unwrap()],
+        &[("STEERING_LOG", "warn")],
+    );
+    let addr = steering.addr("http=");
+    let mut appliances = BTreeMap::new();
+    for a in fleet {
+        let root = d.join(a.id);
+        copy_tree(
+            &packaged.join("titles/t1"),
+            &root.join("disk0/objects/titles/t1"),
+        );
+        let ocfg = root.join("oca.toml");
+        std::fs::write(
+            &ocfg,
+            format!(
+                r#"
+listen = ["127.0.0.1:0"]
+admin_listen = "127.0.0.1:0"
+stores = ["{store}"]
+workers = 1
+max_connections = 1000
+capacity_mbps = {cap}
+[control]
+url = "http://{addr}"
+appliance_id = "{id}"
+credential = "{cred}"
+cache_dir = "{cache}"
+tier = "{tier}"
+site = "{site}"
+region = "eu-west"
+"#,
+                store = root.join("disk0").display(),
+                cap = a.capacity_mbps,
+                id = a.id,
+                cred = credential(a.id),
+                cache = root.join("control-cache").display(),
+                tier = a.tier,
+                site = a.site,
+            ),
+        )
+        .unwrap();
+        let p = Proc::start(
+            "oca",
+            &["--config", ocfg.to_str().unwrap()],
+            &[("OCA_LOG", "warn")],
+        );
+        let http_addr = p.addr("http=");
+        appliances.insert(a.id, (p, http_addr));
+    }
+    let stack = Stack {
+        dir,
+        steering,
+        addr,
+        config,
+        appliances,
+    };
+    for a in fleet {
+        wait_for(&format!("{} up with the whole title", a.id), || {
+            let v = stack.appliance(a.id)?;
+            (v["eligible"] == true && v["renditions_complete"].as_u64()? >= 7).then_some(())
+        });
+    }
+    stack
+}
+
+impl Stack {
+    /// `/v1/appliances` entry of `id`.
+    pub fn appliance(&self, id: &str) -> Option<serde_json::Value> {
+        let r = http(self.addr, "GET", "/v1/appliances", &[], b"")?;
+        r.json().as_array()?.iter().find(|a| a["id"] == id).cloned()
+    }
+
+    /// A viewer token for `user`, issued by the admin CLI.
+    pub fn token(&self, user: &str) -> String {
+        let out = Command::new(binary("steering"))
+            .args([
+                "users",
+                "token",
+                user,
+                "--config",
+                self.config.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// `POST /v1/play` from `client`.
+    pub fn play(
+        &self,
+        client: IpAddr,
+        token: &str,
+        title: &str,
+        device: &str,
+        profile: &str,
+    ) -> crate::Response {
+        let body = serde_json::json!({"title": title, "device": device, "profile": profile});
+        let auth = format!("Bearer {token}");
+        crate::http_from(
+            Some(client),
+            self.addr,
+            "POST",
+            "/v1/play",
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            body.to_string().as_bytes(),
+        )
+        .expect("steering answers")
+    }
+
+    /// The packaged bytes of object `key`.
+    pub fn object(&self, key: &str) -> Vec<u8> {
+        std::fs::read(content().join(key)).unwrap()
+    }
+
+    /// Bytes an appliance has sent, from its own metrics.
+    pub fn sent_bytes(&self, id: &str) -> Option<u64> {
+        let admin = self.appliance(id)?["info"]["admin_url"]
+            .as_str()?
+            .strip_prefix("http://")?
+            .parse()
+            .ok()?;
+        let r = http(admin, "GET", "/metrics", &[], b"")?;
+        String::from_utf8_lossy(&r.body)
+            .lines()
+            .find_map(|l| l.strip_prefix("oca_http_sent_bytes_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+    }
+}
+
+/// URIs in a playlist: lines that are not tags, plus `URI="..."` attributes.
+pub fn playlist_uris(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if !line.starts_with('#') {
+            out.push(line.to_owned());
+        } else if let Some(i) = line.find("URI=\"") {
+            let rest = &line[i + 5..];
+            if let Some(end) = rest.find('"') {
+                out.push(rest[..end].to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Resolve a playlist URI against the playlist's URL.
+pub fn resolve(base: &str, uri: &str) -> String {
+    if uri.starts_with("http://") || uri.starts_with("https://") {
+        return uri.to_owned();
+    }
+    let dir = &base[..base.rfind('/').map_or(base.len(), |i| i + 1)];
+    format!("{dir}{uri}")
+}

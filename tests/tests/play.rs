@@ -1,0 +1,550 @@
+//! Plays end to end: steering with accounts and several real oca appliances on
+//! loopback, clients in different ISPs (distinct 127.x/16 source ranges).
+//! Every URL a play hands out is fetched; ffprobe reads the manifests.
+
+use std::net::IpAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e::stack::{self, Stack, playlist_uris, resolve};
+use e2e::*;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+const ISP_A: &str = "127.1.0.9";
+const ISP_B: &str = "127.2.0.9";
+const REGION_ONLY: &str = "127.3.0.9";
+const NOWHERE: &str = "127.9.0.9";
+
+/// Primary appliance id and reason of a play answer.
+fn primary(play: &serde_json::Value) -> (String, String) {
+    let a = &play["appliances"][0];
+    (
+        a["id"].as_str().unwrap().to_owned(),
+        a["reason"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn ok_play(s: &Stack, client: &str, token: &str) -> serde_json::Value {
+    let r = s.play(ip(client), token, "t1", "browser", "main");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+fn stop(s: &Stack, token: &str, play: &serde_json::Value) {
+    let path = format!("/v1/plays/{}", play["play_id"].as_str().unwrap());
+    let auth = format!("Bearer {token}");
+    let r = http(s.addr, "DELETE", &path, &[("Authorization", &auth)], b"").unwrap();
+    assert_eq!(r.status, 204);
+}
+
+/// Fetch every variant of an HLS multivariant playlist on `pathway`, every
+/// media playlist, and every object they list; compare bytes with the package.
+fn fetch_all_hls(s: &Stack, client: IpAddr, master_url: &str, pathway: &str) -> usize {
+    let master = get_url(Some(client), master_url).unwrap();
+    assert_eq!(master.status, 200);
+    let text = String::from_utf8(master.body).unwrap();
+    assert!(text.contains("#EXT-X-CONTENT-STEERING"), "{text}");
+    let mut fetched = 0;
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if !line.starts_with("#EXT-X-STREAM-INF")
+            || !line.contains(&format!("PATHWAY-ID=\"{pathway}\""))
+        {
+            continue;
+        }
+        let media_url = lines[i + 1].trim();
+        let media = get_url(Some(client), media_url).unwrap();
+        assert_eq!(media.status, 200, "{media_url}");
+        let media_text = String::from_utf8(media.body).unwrap();
+        for uri in playlist_uris(&media_text) {
+            let url = resolve(media_url, &uri);
+            let r = get_url(Some(client), &url).unwrap();
+            assert_eq!(r.status, 200, "{url}");
+            let key = url.split_once("/titles/").unwrap().1;
+            assert_eq!(r.body, s.object(&format!("titles/{key}")), "{url}");
+            fetched += 1;
+        }
+    }
+    fetched
+}
+
+fn ffprobe_streams(url: &str) -> String {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(url)
+        .output()
+        .expect("ffprobe runs");
+    assert!(
+        out.status.success(),
+        "ffprobe {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn an_authorised_play_is_steered_and_every_url_works() {
+    let s = stack::start(&stack::fleet(), "");
+    let alice = s.token("alice");
+
+    // ISP A's client gets one of ISP A's appliances, with fallbacks on other
+    // appliances and a different site.
+    let play = ok_play(&s, ISP_A, &alice);
+    let (first, reason) = primary(&play);
+    assert!(first == "oca-a1" || first == "oca-a2", "{play}");
+    assert_eq!(reason, "isp-embedded");
+    let pathways = play["appliances"].as_array().unwrap();
+    assert!(pathways.len() >= 3, "primary and two fallbacks: {play}");
+    let ids: Vec<&str> = pathways.iter().map(|p| p["id"].as_str().unwrap()).collect();
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "fallbacks on different appliances");
+    assert_ne!(
+        pathways[0]["site"], pathways[1]["site"],
+        "different sites where possible"
+    );
+    assert_eq!(play["resume_position"], 0.0);
+    assert!(play["degraded"].as_array().unwrap().is_empty());
+
+    // Every URL of the HLS manifest works on the primary and on a fallback,
+    // byte for byte.
+    let client = ip(ISP_A);
+    let hls = play["manifests"]["hls"].as_str().unwrap();
+    let before = s.sent_bytes(&first).unwrap();
+    let n = fetch_all_hls(&s, client, hls, &first);
+    assert!(n >= 2 * 4, "playlists' objects fetched: {n}");
+    assert!(
+        s.sent_bytes(&first).unwrap() > before,
+        "bytes came from the steered appliance"
+    );
+    fetch_all_hls(&s, client, hls, ids[1]);
+    // The native form lists the same renditions with a URL per pathway.
+    for r in play["native"].as_array().unwrap() {
+        for url in r["playlists"].as_array().into_iter().flatten() {
+            assert_eq!(
+                get_url(Some(client), url.as_str().unwrap()).unwrap().status,
+                200,
+                "{url}"
+            );
+        }
+    }
+    // DASH: one BaseURL per pathway, primary first; segments resolve under it.
+    let mpd_url = play["manifests"]["dash"].as_str().unwrap();
+    let mpd = String::from_utf8(get_url(Some(client), mpd_url).unwrap().body).unwrap();
+    assert!(mpd.contains("<ContentSteering"), "{mpd}");
+    let first_base = mpd.find(&format!("serviceLocation=\"{first}\"")).unwrap();
+    assert!(
+        first_base
+            < mpd
+                .find(&format!("serviceLocation=\"{}\"", ids[1]))
+                .unwrap()
+    );
+    // Content steering answers with live priority, primary first.
+    let steer_url = play["content_steering"]["hls"].as_str().unwrap();
+    let answer = get_url(Some(client), steer_url).unwrap().json();
+    assert_eq!(answer["PATHWAY-PRIORITY"][0], first.as_str(), "{answer}");
+    let dash_answer = get_url(
+        Some(client),
+        play["content_steering"]["dash"].as_str().unwrap(),
+    )
+    .unwrap()
+    .json();
+    assert!(
+        dash_answer["SERVICE-LOCATION-PRIORITY"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 3
+    );
+    // A token signed for this title does not open another title's objects.
+    let base = pathways[0]["base_url"].as_str().unwrap();
+    let r = get_url(Some(client), &format!("{base}titles/t3/v360/index.m3u8")).unwrap();
+    assert_eq!(r.status, 403);
+    // The licence URL is signed; the stub says DRM is not configured.
+    let lic = play["drm_license_url"].as_str().unwrap();
+    let r = get_url(Some(client), lic).unwrap();
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (501, Some("drm_not_configured"))
+    );
+    let r = get_url(Some(client), &lic.replace("token=", "token=x")).unwrap();
+    assert_eq!(r.status, 403);
+
+    // ffprobe (a player nobody here wrote) opens both manifests and reads
+    // video and audio through the appliances.
+    for url in [hls, mpd_url] {
+        let streams = ffprobe_streams(url);
+        assert!(
+            streams.contains("video") && streams.contains("audio"),
+            "{url}: {streams}"
+        );
+    }
+    stop(&s, &alice, &play);
+
+    // ISP B's client gets ISP B's appliance; a client of a network in the
+    // region without an embedded appliance gets the region's IXP; an unknown
+    // network gets any appliance, IXP before other ISPs' boxes.
+    for (client, want, why) in [
+        (ISP_B, "oca-b1", "isp-embedded"),
+        (REGION_ONLY, "oca-x1", "region-ixp"),
+        (NOWHERE, "oca-x1", "any-appliance"),
+    ] {
+        let p = ok_play(&s, client, &alice);
+        assert_eq!(
+            primary(&p),
+            (want.to_owned(), why.to_owned()),
+            "{client}: {p}"
+        );
+        stop(&s, &alice, &p);
+    }
+}
+
+#[test]
+fn refusals_name_their_reason_and_plans_cap() {
+    let s = stack::start(&stack::fleet(), "");
+    let (alice, bob, carol) = (s.token("alice"), s.token("bob"), s.token("carol"));
+    let client = ip(ISP_A);
+    let cases: Vec<(&str, &str, &str, &str, u16, &str)> = vec![
+        ("", "t1", "browser", "main", 401, "unauthenticated"),
+        ("vt_forged", "t1", "browser", "main", 401, "bad_token"),
+        (
+            &carol,
+            "t1",
+            "browser",
+            "main",
+            403,
+            "subscription_inactive",
+        ),
+        (
+            &alice,
+            "t3",
+            "browser",
+            "main",
+            403,
+            "not_available_in_region",
+        ),
+        (&alice, "t2", "browser", "main", 403, "not_released"),
+        (&alice, "t1", "browser", "nobody", 403, "unknown_profile"),
+        (&alice, "t1", "fridge", "main", 422, "unknown_device"),
+        (
+            &alice,
+            "t1",
+            "audio-box",
+            "main",
+            422,
+            "no_compatible_rendition",
+        ),
+        (&alice, "nope", "browser", "main", 404, "unknown_title"),
+    ];
+    for (token, title, device, profile, status, code) in cases {
+        let r = s.play(client, token, title, device, profile);
+        assert_eq!(
+            (r.status, r.json()["code"].as_str()),
+            (status, Some(code)),
+            "{code}"
+        );
+    }
+    let auth = format!("Bearer {alice}");
+    let r = http_from(
+        Some(client),
+        s.addr,
+        "POST",
+        "/v1/play",
+        &[("Authorization", &auth)],
+        b"{",
+    )
+    .unwrap();
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (400, Some("bad_json"))
+    );
+
+    // Bob's basic plan: at most 540p, one stream at a time.
+    let p = ok_play(&s, ISP_A, &bob);
+    let heights: Vec<u64> = p["native"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["height"].as_u64())
+        .collect();
+    assert!(
+        !heights.is_empty() && heights.iter().all(|&h| h <= 540),
+        "{heights:?}"
+    );
+    let master = String::from_utf8(
+        get_url(Some(client), p["manifests"]["hls"].as_str().unwrap())
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    assert!(
+        !master.contains("1280x720"),
+        "no 720p variant for basic: {master}"
+    );
+    let r = s.play(client, &bob, "t1", "browser", "main");
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (403, Some("stream_limit"))
+    );
+    stop(&s, &bob, &p);
+    let p2 = ok_play(&s, ISP_A, &bob);
+    // Alice's standard plan: 720p included, two streams.
+    let a1 = ok_play(&s, ISP_A, &alice);
+    assert!(
+        a1["native"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["height"] == 720)
+    );
+    let _a2 = ok_play(&s, ISP_A, &alice);
+    let r = s.play(client, &alice, "t1", "browser", "kids");
+    assert_eq!(r.json()["code"], "stream_limit");
+    stop(&s, &bob, &p2);
+}
+
+#[test]
+fn a_killed_appliance_leaves_steering_and_fallbacks_keep_working() {
+    let mut s = stack::start(&stack::fleet(), "");
+    let alice = s.token("alice");
+    let client = ip(ISP_A);
+    let play = ok_play(&s, ISP_A, &alice);
+    let (first, _) = primary(&play);
+    let steer_url = play["content_steering"]["hls"].as_str().unwrap().to_owned();
+    let killed_at = Instant::now();
+    s.appliances.get_mut(first.as_str()).unwrap().0.kill9();
+    // Health: 200 ms interval, down after 2 failures, so well within a second
+    // or two the appliance is down and gone from content-steering answers.
+    let answer = wait_for("content steering drops the killed appliance", || {
+        let a = get_url(Some(client), &steer_url)?.json();
+        let list = a["PATHWAY-PRIORITY"].as_array()?.clone();
+        (!list.iter().any(|p| p == first.as_str())).then_some(a)
+    });
+    let took = killed_at.elapsed();
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert_eq!(s.appliance(&first).unwrap()["up"], false);
+    assert_ne!(answer["PATHWAY-PRIORITY"][0], first.as_str());
+    // The play's fallback URLs still work.
+    let fallback = answer["PATHWAY-PRIORITY"][0].as_str().unwrap().to_owned();
+    assert!(
+        fetch_all_hls(
+            &s,
+            client,
+            play["manifests"]["hls"].as_str().unwrap(),
+            &fallback
+        ) > 0
+    );
+    // New plays avoid it.
+    for _ in 0..5 {
+        let p = ok_play(&s, ISP_A, &alice);
+        let ids: Vec<&str> = p["appliances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap())
+            .collect();
+        assert!(!ids.contains(&first.as_str()), "{ids:?}");
+        stop(&s, &alice, &p);
+    }
+}
+
+#[test]
+fn a_saturated_isp_appliance_overflows_to_the_ixp() {
+    let mut fleet = stack::fleet();
+    // ISP B's box has 1 Mbit/s: a few segments saturate it.
+    fleet[2].capacity_mbps = 1;
+    let s = stack::start(&fleet, "");
+    let alice = s.token("alice");
+    let client = ip(ISP_B);
+    let p = ok_play(&s, ISP_B, &alice);
+    assert_eq!(primary(&p).0, "oca-b1");
+    let hls = p["manifests"]["hls"].as_str().unwrap().to_owned();
+    stop(&s, &alice, &p);
+    let overflowed = wait_for("ISP B's appliance saturates and plays overflow", || {
+        fetch_all_hls(&s, client, &hls, "oca-b1");
+        let p = ok_play(&s, ISP_B, &alice);
+        stop(&s, &alice, &p);
+        (primary(&p).1 == "region-ixp").then_some(p)
+    });
+    assert_eq!(primary(&overflowed).0, "oca-x1");
+    let saturated = overflowed["appliances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "oca-b1");
+    // When it appears at all, it is a last resort.
+    if let Some(b) = saturated {
+        assert_eq!(b["reason"], "saturated", "{overflowed}");
+    }
+}
+
+/// A stand-in recommendation backend: answers rows, or hangs.
+struct Reco {
+    addr: std::net::SocketAddr,
+    hang: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn reco() -> Reco {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hang = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let h = hang.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            if h.load(Ordering::SeqCst) {
+                held.push(conn); // never answered: the caller must time out
+                continue;
+            }
+            let mut conn = conn;
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let body = r#"{"rows":[{"title":"Because you watched patterns","items":["t1","t3","missing"]}]}"#;
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    Reco { addr, hang }
+}
+
+#[test]
+fn home_falls_back_and_bookmarks_resume_even_after_an_outage() {
+    let backend = reco();
+    let bm_dir = tempfile::tempdir().unwrap();
+    let bm_db = bm_dir.path().join("not-yet/bookmarks.db");
+    let s = stack::start(
+        &stack::fleet(),
+        &format!(
+            "[recommendations]\nurl = \"http://{}/rows\"\ntimeout = \"300ms\"\nfailures = 1\ncool_down = \"500ms\"\n\
+             [bookmarks]\ndatabase = \"{}\"\ntimeout = \"300ms\"\nfailures = 1\ncool_down = \"500ms\"\n",
+            backend.addr,
+            bm_db.display()
+        ),
+    );
+    let alice = s.token("alice");
+    let auth = format!("Bearer {alice}");
+    let home = |profile: &str| {
+        http(
+            s.addr,
+            "GET",
+            &format!("/v1/home?profile={profile}"),
+            &[("Authorization", &auth)],
+            b"",
+        )
+        .unwrap()
+        .json()
+    };
+    // Personalised rows, filtered to what the viewer's region may play.
+    let h = home("main");
+    assert_eq!(h["fallback"], false, "{h}");
+    let row = h["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "personalised")
+        .unwrap();
+    assert_eq!(row["items"].as_array().unwrap().len(), 1, "{row}");
+
+    // The bookmark store is unreachable: plays go ahead without a resume
+    // position, and say so.
+    let play = ok_play(&s, ISP_A, &alice);
+    assert_eq!(play["resume_position"], 0.0);
+    assert_eq!(play["degraded"][0], "bookmarks");
+    let mark = |position: f64| {
+        let body = serde_json::json!({"play_id": play["play_id"], "position": position});
+        http(
+            s.addr,
+            "POST",
+            "/v1/bookmarks",
+            &[("Authorization", &auth)],
+            body.to_string().as_bytes(),
+        )
+        .unwrap()
+    };
+    let r = mark(10.0);
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (503, Some("bookmarks_unavailable"))
+    );
+    let metrics =
+        String::from_utf8(http(s.addr, "GET", "/metrics", &[], b"").unwrap().body).unwrap();
+    assert!(
+        metrics.contains("steering_dependency_breaker_state{dependency=\"bookmarks\"} 1"),
+        "{metrics}"
+    );
+
+    // It comes back: after the breaker's cool-down a trial call reopens it.
+    std::fs::create_dir_all(bm_db.parent().unwrap()).unwrap();
+    wait_for("bookmarks accepted again", || {
+        (mark(42.5).status == 200).then_some(())
+    });
+    stop(&s, &alice, &play);
+    let again = ok_play(&s, ISP_A, &alice);
+    assert_eq!(again["resume_position"], 42.5);
+    assert!(again["degraded"].as_array().unwrap().is_empty());
+    let r = http(
+        s.addr,
+        "POST",
+        "/v1/bookmarks",
+        &[("Authorization", &auth)],
+        br#"{"play_id":"nope","position":1}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 404);
+    let r = http(
+        s.addr,
+        "POST",
+        "/v1/bookmarks",
+        &[("Authorization", &auth)],
+        br#"{"play_id":"x","position":-1}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 400);
+
+    // The recommendation backend hangs: home answers within the timeout with
+    // popular-in-region and continue-watching rows, marked as fallback.
+    backend
+        .hang
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = Instant::now();
+    let h = home("main");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(h["fallback"], true, "{h}");
+    assert_eq!(h["degraded"][0], "recommendations");
+    let kinds: Vec<&str> = h["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["continue-watching", "popular"], "{h}");
+    assert_eq!(h["rows"][0]["items"][0]["resume_position"], 42.5);
+    assert_eq!(
+        h["rows"][1]["items"][0]["id"], "t1",
+        "the most played title leads: {h}"
+    );
+    // While the breaker is open, answers do not even wait for the timeout.
+    let started = Instant::now();
+    assert_eq!(home("main")["fallback"], true);
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+}
