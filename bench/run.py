@@ -48,7 +48,7 @@ _spec = importlib.util.spec_from_file_location("bench_wrk", os.path.join(ROOT, "
 wrkmod = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(wrkmod)
 
-ALL = ["noise", "plain", "openloop", "idle", "cold", "wrk", "tls", "threading", "startup"]
+ALL = ["noise", "plain", "openloop", "idle", "cold", "wrk", "tls", "threading", "startup", "decide"]
 LAYOUTS = {"pinned": (1, "0", "1", 1), "spread": (2, None, None, 2)}  # workers, server cpus, client cpus, threads
 
 
@@ -367,6 +367,12 @@ def section_startup(ctx):
     return "\n".join(f"- {l}" for l in lines)
 
 
+def section_decide(ctx):
+    out = subprocess.run(["cargo", "bench", "-q", "-p", "steering", "--bench", "decide"], capture_output=True,
+                         text=True, cwd=ROOT, timeout=1800, check=True)
+    return "```\n" + out.stdout.strip() + "\n```"
+
+
 TITLES = {
     "noise": "Noise: nginx against itself",
     "plain": "Plaintext: oca against nginx (oca-bench)",
@@ -377,6 +383,7 @@ TITLES = {
     "tls": "HTTPS: oca against nginx (wrk)",
     "threading": "Threading model: per-core runtimes against one shared runtime",
     "startup": "Start-up index time, 100,000 objects",
+    "decide": "Steering decisions: 10,000 appliances, 100,000 prefixes",
 }
 
 PROSE = {
@@ -425,6 +432,14 @@ with one write.""",
 each, wrk with two threads. The default is per-core: with throughput and CPU equal
 within noise it has no task migration and no shared run queue, and scales with
 cores the way nginx's worker model does.""",
+    "decide": """`steer::decide` alone, in process, one core: a synthetic fleet of 10,000 appliances
+(8,000 embedded in 2,000 ISPs, 2,000 IXP appliances in 20 regions, 300 renditions
+held with popular titles more widely), 100,000 served prefixes (90% IPv4) and
+100,000 client networks. Each decision asks for 3 renditions and returns a primary
+and 2 fallbacks. ISP clients cost most (two trie lookups, their ISP's boxes, then
+the region's IXPs for fallbacks). Production plays use the thread-local ChaCha
+generator (`StdRng` row). The snapshot is rebuilt at most every
+`steer.snapshot_refresh` (500 ms), off the decision path.""",
     "startup": """Sparse 2 MiB files in `titles/tNNNN/vR/seg-NNNNN.m4s` (1,000 per directory) on one
 disk root; cold = after dropping dentries and inodes.""",
 }
@@ -434,6 +449,7 @@ COMMANDS = {
     "tls": "scripts/bench_wrk.py --tls; scripts/bench_wrk.py --tls --close --sizes 1k --conns 16",
     "threading": "scripts/bench_wrk.py --layouts spread --servers oca,oca-shared --conns 64|256",
     "startup": "scripts/bench_startup.py --objects 100000",
+    "decide": "cargo bench -p steering --bench decide",
 }
 
 STATIC_NOTES = """## Reading the figures against the bar (2026-11-22)

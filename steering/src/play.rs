@@ -286,11 +286,16 @@ async fn start(
         }
     };
     let primary = &issued.pathways[0];
+    // Metric labels are static: map the stored reason back onto the known set.
+    let steered_reason = ["isp-embedded", "region-ixp", "any-appliance", "saturated"]
+        .into_iter()
+        .find(|r| *r == primary.reason)
+        .unwrap_or("origin");
     state
         .metrics
         .steered
         .get_or_create(&crate::metrics::ReasonLabel {
-            reason: reason_label(&primary.reason),
+            reason: steered_reason,
         })
         .inc();
     tracing::info!(play = %play_id, user = %user.id, title = %title.id, %client,
@@ -328,16 +333,6 @@ impl Issued {
     }
 }
 
-fn reason_label(reason: &str) -> &'static str {
-    match reason {
-        "isp-embedded" => "isp-embedded",
-        "region-ixp" => "region-ixp",
-        "any-appliance" => "any-appliance",
-        "saturated" => "saturated",
-        _ => "origin",
-    }
-}
-
 pub fn load_title(state: &AppState, id: &str) -> Result<TitleRecord, ApiError> {
     let not_found = || {
         ApiError::new(
@@ -363,6 +358,9 @@ fn steer(
     let snap = state.fleet.current(state, now);
     let renditions = selection.all();
     let decision = crate::steer::decide(&snap, client, &renditions, now, &mut rand::rng());
+    if decision.overflowed {
+        tracing::info!(%client, network = ?decision.network, "preferred tier saturated; overflowed");
+    }
     let prefer_https = state.config.play.prefer_https;
     let mut out = Vec::with_capacity(decision.picks.len() + 1);
     {
@@ -380,10 +378,7 @@ fn steer(
                 id: node.id.clone(),
                 tier: a.info.tier,
                 site: a.info.site.clone(),
-                reason: serde_json::to_value(pick.reason)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                reason: pick.reason.as_str().to_owned(),
                 base_url: format!("{}/t/{token}/", url.trim_end_matches('/')),
             });
         }

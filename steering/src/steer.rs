@@ -97,6 +97,17 @@ pub enum Reason {
     Saturated,
 }
 
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::IspEmbedded => "isp-embedded",
+            Reason::RegionIxp => "region-ixp",
+            Reason::AnyAppliance => "any-appliance",
+            Reason::Saturated => "saturated",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pick {
     pub node: NodeId,

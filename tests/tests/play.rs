@@ -94,7 +94,7 @@ fn ffprobe_streams(url: &str) -> String {
 
 #[test]
 fn an_authorised_play_is_steered_and_every_url_works() {
-    let s = stack::start(&stack::fleet(), "");
+    let s = stack::start(&stack::fleet(), "trusted_proxies = [\"127.5.0.0/16\"]");
     let alice = s.token("alice");
 
     // ISP A's client gets one of ISP A's appliances, with fallbacks on other
@@ -195,6 +195,24 @@ fn an_authorised_play_is_steered_and_every_url_works() {
     // ISP B's client gets ISP B's appliance; a client of a network in the
     // region without an embedded appliance gets the region's IXP; an unknown
     // network gets any appliance, IXP before other ISPs' boxes.
+    // Behind a trusted proxy the client is the forwarded address; from
+    // anyone else X-Forwarded-For is ignored.
+    let body = br#"{"title":"t1","device":"browser","profile":"main"}"#;
+    let auth = format!("Bearer {alice}");
+    for (peer, want) in [("127.5.0.1", "oca-b1"), (ISP_A, "oca-a")] {
+        let r = http_from(
+            Some(ip(peer)),
+            s.addr,
+            "POST",
+            "/v1/play",
+            &[("Authorization", &auth), ("X-Forwarded-For", ISP_B)],
+            body,
+        )
+        .unwrap();
+        let p = r.json();
+        assert!(primary(&p).0.starts_with(want), "via {peer}: {p}");
+        stop(&s, &alice, &p);
+    }
     for (client, want, why) in [
         (ISP_B, "oca-b1", "isp-embedded"),
         (REGION_ONLY, "oca-x1", "region-ixp"),

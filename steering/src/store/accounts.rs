@@ -330,3 +330,79 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
         region: r.get(4)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(id: &str, user: &str, at: u64) -> StreamRow {
+        StreamRow {
+            id: id.into(),
+            user: user.into(),
+            profile: "main".into(),
+            title: "t1".into(),
+            client: "127.0.0.1".into(),
+            body: "{}".into(),
+            expires: at + 3600,
+            started: at,
+            last_seen: at,
+        }
+    }
+
+    #[test]
+    fn stream_limit_counts_only_live_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        let u = UserRow {
+            id: "u".into(),
+            plan: "basic".into(),
+            subscription: "active".into(),
+            country: "NL".into(),
+            region: "eu-west".into(),
+        };
+        s.add_user(&u, &[("main".into(), "Main".into())], 0)
+            .unwrap();
+        assert_eq!(
+            s.start_stream(&stream("a", "u", 1000), "eu-west", 1, 900)
+                .unwrap(),
+            Ok(())
+        );
+        assert_eq!(
+            s.start_stream(&stream("b", "u", 1010), "eu-west", 1, 910)
+                .unwrap(),
+            Err(1),
+            "one live stream already"
+        );
+        // No heartbeat since 1000: once the window moves past it, it stops counting.
+        assert_eq!(
+            s.start_stream(&stream("c", "u", 1200), "eu-west", 1, 1100)
+                .unwrap(),
+            Ok(())
+        );
+        // A bookmark keeps a stream alive; ending one frees its slot.
+        assert!(s.touch_stream("c", "u", 1300).unwrap());
+        assert!(!s.touch_stream("c", "someone-else", 1300).unwrap());
+        assert_eq!(
+            s.start_stream(&stream("d", "u", 1350), "eu-west", 1, 1250)
+                .unwrap(),
+            Err(1)
+        );
+        assert!(s.end_stream("c", "u", 1360).unwrap());
+        assert!(
+            !s.touch_stream("c", "u", 1370).unwrap(),
+            "ended streams stay ended"
+        );
+        assert_eq!(
+            s.start_stream(&stream("e", "u", 1380), "eu-west", 1, 1280)
+                .unwrap(),
+            Ok(())
+        );
+        // Every started play is recorded for popularity.
+        assert_eq!(s.plays_since("eu-west", 0, 10).unwrap().len(), 3);
+        assert!(s.plays_since("us-east", 0, 10).unwrap().is_empty());
+        // Tokens resolve by hash and only until they expire.
+        s.add_viewer_token("h", "u", 0, 100).unwrap();
+        assert_eq!(s.user_by_token("h", 99).unwrap(), Some(u));
+        assert_eq!(s.user_by_token("h", 100).unwrap(), None);
+    }
+}
