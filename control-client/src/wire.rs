@@ -34,6 +34,9 @@ pub struct ApplianceInfo {
     pub admin_url: String,
     /// Egress capacity in bits per second.
     pub capacity_bps: u64,
+    /// Size of the content disks in bytes (0: unknown); fill plans fit in it.
+    #[serde(default)]
+    pub storage_bytes: u64,
     /// Software version, for the registry.
     #[serde(default)]
     pub version: String,
@@ -129,6 +132,67 @@ pub struct KeyWire {
 pub struct KeySetWire {
     pub version: u64,
     pub keys: Vec<KeyWire>,
+}
+
+/// `GET /v1/appliances/{id}/fill-plan`: what the appliance should hold, in
+/// priority order, and where to fetch it from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FillPlan {
+    pub appliance: String,
+    /// Bumped whenever the plan's content changes.
+    pub version: u64,
+    /// Unix seconds.
+    pub generated_at: u64,
+    /// When the signed source URLs stop working (fetch a new plan before).
+    pub expires: u64,
+    pub window: FillWindow,
+    /// Bytes the planned items may occupy (storage minus headroom); 0: unknown.
+    pub budget_bytes: u64,
+    /// Highest priority first.
+    pub items: Vec<FillItem>,
+}
+
+/// The off-peak window in the appliance's local time, `HH:MM` each; a window
+/// whose end is before its start runs over midnight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FillWindow {
+    pub start: String,
+    pub end: String,
+    /// Local time = UTC + this.
+    pub utc_offset_minutes: i32,
+}
+
+/// One rendition to hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FillItem {
+    pub rendition: String,
+    pub title: String,
+    /// Predicted demand (popularity with decay, plus a launch boost).
+    pub score: f64,
+    /// Fill now, inside or outside the window (a launch within the horizon).
+    pub urgent: bool,
+    pub bytes: u64,
+    pub objects: Vec<FillObject>,
+    /// Where to fetch from, in order: peers, then the parent, then the origin.
+    pub sources: Vec<FillSource>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FillObject {
+    pub key: String,
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the content.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FillSource {
+    /// Appliance id, or `origin`.
+    pub id: String,
+    /// `peer`, `parent` or `origin`.
+    pub kind: String,
+    /// Signed base URL ending in `/`: an object's URL is this plus its key.
+    pub base_url: String,
 }
 
 /// Every error body: a stable machine-readable code and a human message.

@@ -116,6 +116,9 @@ pub struct ControlConfig {
     pub https_url: Option<String>,
     /// Admin base URL steering polls; default: the bound admin address.
     pub admin_url: Option<String>,
+    /// Content storage to declare to steering (fill plans fit in it); default:
+    /// the size of the filesystems holding the disk roots.
+    pub storage_bytes: Option<u64>,
 }
 
 fn default_cache_dir() -> PathBuf {

@@ -99,6 +99,9 @@ pub async fn run(
             .clone()
             .unwrap_or_else(|| format!("http://{}", bound.admin)),
         capacity_bps: admin.capacity_bps,
+        storage_bytes: cfg
+            .storage_bytes
+            .unwrap_or_else(|| admin.shared.store.storage_bytes()),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     let mut interval = Duration::from_secs(5);

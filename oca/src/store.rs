@@ -203,6 +203,28 @@ impl Store {
             .collect()
     }
 
+    /// Total size of the filesystems holding the usable disk roots, each
+    /// filesystem counted once.
+    pub fn storage_bytes(&self) -> u64 {
+        let mut seen = Vec::new();
+        let mut total = 0u64;
+        for d in self
+            .disks
+            .iter()
+            .filter(|d| d.state() != DiskState::Missing)
+        {
+            let (Ok(st), Ok(vfs)) = (rustix::fs::stat(&d.root), rustix::fs::statvfs(&d.root))
+            else {
+                continue;
+            };
+            if !seen.contains(&st.st_dev) {
+                seen.push(st.st_dev);
+                total = total.saturating_add(vfs.f_blocks.saturating_mul(vfs.f_frsize));
+            }
+        }
+        total
+    }
+
     /// Whether the index holds `key` (no I/O).
     pub fn contains(&self, key: &str) -> bool {
         self.read_index().contains_key(key)

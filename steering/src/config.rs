@@ -243,6 +243,7 @@ impl ApplianceConfig {
             https_url: self.https_url.clone(),
             admin_url: self.admin_url.clone(),
             capacity_bps: self.capacity_bps,
+            storage_bytes: 0,
             version: String::new(),
         }
     }

@@ -312,6 +312,7 @@ mod tests {
             https_url: None,
             admin_url: "http://x".into(),
             capacity_bps: 1,
+            storage_bytes: 0,
             version: String::new(),
         };
         reg.insert("a", info, "h".into());

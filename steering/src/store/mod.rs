@@ -452,6 +452,7 @@ mod tests {
             https_url: None,
             admin_url: "http://127.0.0.1:2".into(),
             capacity_bps: 10_000_000_000,
+            storage_bytes: 1 << 40,
             version: "0.1.0".into(),
         }
     }
