@@ -61,6 +61,8 @@ pub struct Admin {
     pub capacity_bps: u64,
     pub workers: usize,
     pub rate: Mutex<RateWindow>,
+    /// The fill agent's status file, if one runs beside this daemon.
+    pub fill_status: Option<std::path::PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -90,6 +92,8 @@ struct Health<'a> {
     access: &'a str,
     token_keys: Vec<String>,
     tls: TlsHealth,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fill: Option<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -103,7 +107,42 @@ struct TlsHealth {
     connections_kernel: u64,
 }
 
+/// The fill agent's status file as JSON, with how old it is (a stale status
+/// means the agent is not running).
+fn fill_status(path: &std::path::Path) -> serde_json::Value {
+    let read = std::fs::read(path).ok().and_then(|b| {
+        let age = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .map_or(0, |d| d.as_secs());
+        let mut v: serde_json::Value = serde_json::from_slice(&b).ok()?;
+        v.as_object_mut()?
+            .insert("age_secs".into(), serde_json::Value::from(age));
+        Some(v)
+    });
+    read.unwrap_or_else(|| serde_json::json!({"state": "unknown"}))
+}
+
 impl Admin {
+    /// `POST /store/refresh/<key>`: a local agent committed or removed `key`;
+    /// look again so it is served (or not) and reported at once.
+    fn refresh(&self, raw: &[u8]) -> (u16, String) {
+        let mut key = String::new();
+        match crate::path::object_key(raw, &mut key) {
+            Ok(_) if !key.is_empty() => {}
+            _ => return (400, r#"{"error":"bad key"}"#.to_owned()),
+        }
+        match self.shared.store.refresh(&key) {
+            Ok(size) => (
+                200,
+                serde_json::json!({"key": key, "present": size.is_some(), "size": size})
+                    .to_string(),
+            ),
+            Err(e) => (503, serde_json::json!({"error": e.to_string()}).to_string()),
+        }
+    }
+
     /// `ok`, `degraded` when any disk is missing or erroring, or `draining`
     /// once shutdown started (steering stops sending viewers).
     pub fn status(&self) -> &'static str {
@@ -174,6 +213,7 @@ impl Admin {
                 connections_userspace: shared.metrics.tls_connections_userspace.get(),
                 connections_kernel: shared.metrics.tls_connections_kernel.get(),
             },
+            fill: self.fill_status.as_deref().map(fill_status),
         };
         serde_json::to_string_pretty(&h).unwrap_or_default() + "\n"
     }
@@ -275,6 +315,21 @@ impl Admin {
         let now = SystemTime::now();
         let path = head.target.split(|&b| b == b'?').next().unwrap_or_default();
         let head_only = head.method == Method::Head;
+        if head.method == Method::Post
+            && let Some(raw) = path.strip_prefix(b"/store/refresh")
+        {
+            let (status, body) = self.refresh(raw);
+            response::admin(
+                out,
+                status,
+                "application/json",
+                body.as_bytes(),
+                head.keep_alive,
+                false,
+                now,
+            );
+            return;
+        }
         if !matches!(head.method, Method::Get | Method::Head) {
             response::admin(
                 out,
@@ -290,6 +345,19 @@ impl Admin {
         match path {
             b"/health" => {
                 let body = self.health_json();
+                response::admin(
+                    out,
+                    200,
+                    "application/json",
+                    body.as_bytes(),
+                    head.keep_alive,
+                    head_only,
+                    now,
+                );
+            }
+            b"/store/renditions" => {
+                let body =
+                    serde_json::to_string(&self.shared.store.rendition_stats()).unwrap_or_default();
                 response::admin(
                     out,
                     200,
@@ -317,7 +385,7 @@ impl Admin {
                 out,
                 404,
                 "text/plain",
-                b"try /health or /metrics\n",
+                b"try /health, /metrics or /store/renditions\n",
                 head.keep_alive,
                 head_only,
                 now,

@@ -89,6 +89,8 @@ pub struct Config {
     pub token_skew: Duration,
     /// The control plane this appliance registers with (optional).
     pub control: Option<ControlConfig>,
+    /// Status file the fill agent writes; shown as `fill` in /health.
+    pub fill_status: Option<PathBuf>,
 }
 
 /// `[control]`: how to reach steering and what to tell it about this appliance.
@@ -152,6 +154,7 @@ impl Default for Config {
             token_keys: None,
             token_skew: Duration::from_secs(30),
             control: None,
+            fill_status: None,
         }
     }
 }

@@ -3,6 +3,10 @@
 //! Each worker thread has its own cache (no lock, no cross-core traffic). Entries
 //! are trusted for `valid` and then reopened, so an object replaced or removed on
 //! disk stops being served within that time (as nginx's `open_file_cache_valid`).
+//!
+//! Each entry also counts its requests; the count goes to the store's access
+//! statistics when the entry is reopened or evicted, so those statistics cost
+//! the hot path one thread-local increment.
 
 use std::cell::RefCell;
 use std::num::NonZeroUsize;
@@ -14,7 +18,19 @@ use lru::LruCache;
 use crate::store::{LookupError, OpenObject, Store};
 
 thread_local! {
-    static CACHE: RefCell<Option<LruCache<Box<str>, Arc<OpenObject>>>> = const { RefCell::new(None) };
+    static CACHE: RefCell<Option<LruCache<Box<str>, Entry>>> = const { RefCell::new(None) };
+}
+
+struct Entry {
+    obj: Arc<OpenObject>,
+    /// Requests served from this entry not yet reported to the store.
+    hits: u64,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The open object for `key`, from this thread's cache or freshly opened.
@@ -30,22 +46,39 @@ pub fn open(
         let cache = slot.get_or_insert_with(|| {
             LruCache::new(NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN))
         });
-        if let Some(obj) = cache.get(key)
-            && now.saturating_duration_since(obj.opened_at) < valid
-        {
-            return Ok(Arc::clone(obj));
+        let mut pending = 0;
+        if let Some(e) = cache.get_mut(key) {
+            if now.saturating_duration_since(e.obj.opened_at) < valid {
+                e.hits += 1;
+                return Ok(Arc::clone(&e.obj));
+            }
+            pending = e.hits;
         }
-        match store.open_object(key) {
+        let result = match store.open_object(key) {
             Ok(obj) => {
                 let obj = Arc::new(obj);
-                cache.put(key.into(), Arc::clone(&obj));
+                let entry = Entry {
+                    obj: Arc::clone(&obj),
+                    hits: 0,
+                };
+                if let Some((old_key, old)) = cache.push(key.into(), entry)
+                    && *old_key != *key
+                    && old.hits > 0
+                {
+                    store.note_access(&old_key, old.hits, unix_now());
+                }
+                pending += 1;
                 Ok(obj)
             }
             Err(e) => {
                 cache.pop(key);
                 Err(e)
             }
+        };
+        if pending > 0 {
+            store.note_access(key, pending, unix_now());
         }
+        result
     })
 }
 

@@ -256,6 +256,7 @@ impl Server {
             capacity_bps: config.capacity_mbps.saturating_mul(1_000_000),
             workers,
             rate: Mutex::new(RateWindow::new(Duration::from_secs(5))),
+            fill_status: config.fill_status.clone(),
         });
         control.block_on(async {
             match TcpListener::from_std(admin) {

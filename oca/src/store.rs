@@ -109,10 +109,31 @@ pub struct ScanReport {
     pub elapsed: Duration,
 }
 
+/// Requests per rendition (directory) and when it was last requested, for the
+/// fill agent's eviction order. Fed in batches from the per-worker open-file
+/// caches, so the hot path never takes this lock.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    pub hits: u64,
+    /// Unix seconds.
+    pub last: u64,
+}
+
 /// The index of every disk's committed objects.
 pub struct Store {
     pub disks: Vec<Disk>,
     index: RwLock<HashMap<Box<str>, IndexEntry>>,
+    access: std::sync::Mutex<HashMap<Box<str>, Access>>,
+}
+
+/// One rendition as `/store/renditions` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RenditionStats {
+    pub rendition: String,
+    pub objects: u64,
+    pub bytes: u64,
+    pub hits: u64,
+    pub last_access: u64,
 }
 
 impl Store {
@@ -161,6 +182,7 @@ impl Store {
             Store {
                 disks,
                 index: RwLock::new(index),
+                access: std::sync::Mutex::new(HashMap::new()),
             },
             report,
         )
@@ -201,6 +223,65 @@ impl Store {
                 },
             )
             .collect()
+    }
+
+    /// Count `hits` requests for `key` at `now` (unix seconds).
+    pub fn note_access(&self, key: &str, hits: u64, now: u64) {
+        let Some((dir, _)) = key.rsplit_once('/') else {
+            return;
+        };
+        let mut access = self.access.lock().unwrap_or_else(|p| p.into_inner());
+        match access.get_mut(dir) {
+            Some(a) => {
+                a.hits += hits;
+                a.last = a.last.max(now);
+            }
+            None => {
+                access.insert(dir.into(), Access { hits, last: now });
+            }
+        }
+    }
+
+    /// Per-rendition holdings with their access statistics.
+    pub fn rendition_stats(&self) -> Vec<RenditionStats> {
+        let access = self
+            .access
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        self.renditions()
+            .into_iter()
+            .map(|r| {
+                let a = access
+                    .get(r.rendition.as_str())
+                    .copied()
+                    .unwrap_or_default();
+                RenditionStats {
+                    rendition: r.rendition,
+                    objects: r.objects,
+                    bytes: r.bytes,
+                    hits: a.hits,
+                    last_access: a.last,
+                }
+            })
+            .collect()
+    }
+
+    /// Look `key` up on disk again: index it if it is there (a fill agent just
+    /// committed it), drop it if not (evicted). Returns the size if present.
+    pub fn refresh(&self, key: &str) -> Result<Option<u64>, LookupError> {
+        self.forget(key);
+        for disk_no in 0..self.disks.len() as u16 {
+            match self.open_on(disk_no, key) {
+                Ok(obj) => {
+                    self.remember(key, disk_no, obj.size);
+                    return Ok(Some(obj.size));
+                }
+                Err(LookupError::NotFound) => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(None)
     }
 
     /// Total size of the filesystems holding the usable disk roots, each

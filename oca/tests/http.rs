@@ -476,3 +476,65 @@ fn cold_objects_are_loaded_off_the_serving_threads() {
         .unwrap();
     assert!(loads >= 2, "{loads} cold loads counted");
 }
+
+#[test]
+fn local_agents_refresh_objects_read_access_statistics_and_report_fill_status() {
+    let dir = store().object("titles/t1/v1/a.m4s", b"first").build();
+    let root = root_path(&dir);
+    let status = dir.path().join("fill-status.json");
+    let mut cfg = config(&[&root]);
+    cfg.fill_status = Some(status.clone());
+    let srv = serve(cfg);
+    let stats = |admin| -> serde_json::Value {
+        serde_json::from_slice(&get(admin, "/store/renditions").body).unwrap()
+    };
+    assert_eq!(stats(srv.admin)[0]["objects"], 1);
+    // A fill agent commits an object and says so: indexed (and so reported) at once.
+    put_object(&root, "titles/t1/v1/b.m4s", b"second!");
+    let mut c = connect(srv.admin);
+    let r = c.request(
+        "POST /store/refresh/titles/t1/v1/b.m4s HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        (v["present"].as_bool(), v["size"].as_u64()),
+        (Some(true), Some(7))
+    );
+    assert_eq!(stats(srv.admin)[0]["objects"], 2);
+    // Requests show up in the access statistics.
+    for _ in 0..3 {
+        assert_eq!(get(srv.http, "/titles/t1/v1/b.m4s").status, 200);
+    }
+    let s = stats(srv.admin);
+    assert!(s[0]["hits"].as_u64().unwrap() >= 1, "{s}");
+    assert!(s[0]["last_access"].as_u64().unwrap() > 0);
+    // Evicted: removed from disk, refreshed, gone from the index.
+    std::fs::remove_file(root.join("objects/titles/t1/v1/b.m4s")).unwrap();
+    let r = c.request(
+        "POST /store/refresh/titles/t1/v1/b.m4s HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(stats(srv.admin)[0]["objects"], 1);
+    let r = c.request(
+        "POST /store/refresh/../etc/passwd HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(r.status, 400);
+    // Objects are never POSTed to.
+    let mut o = connect(srv.http);
+    let r = o.request("POST /titles/t1/v1/a.m4s HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(r.status, 405);
+    // The fill agent's status appears in /health, with its age.
+    let h: serde_json::Value = serde_json::from_slice(&get(srv.admin, "/health").body).unwrap();
+    assert_eq!(h["fill"]["state"], "unknown");
+    std::fs::write(&status, br#"{"state":"filling","bytes_done":5}"#).unwrap();
+    let h: serde_json::Value = serde_json::from_slice(&get(srv.admin, "/health").body).unwrap();
+    assert_eq!(
+        (
+            h["fill"]["state"].as_str(),
+            h["fill"]["bytes_done"].as_u64()
+        ),
+        (Some("filling"), Some(5))
+    );
+    assert!(h["fill"]["age_secs"].as_u64().is_some());
+}

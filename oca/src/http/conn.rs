@@ -189,7 +189,7 @@ async fn respond<T: Transport>(
             response::preflight(out, framing);
             return send_short(stream, out, 204, framing, shared, started).await;
         }
-        Method::Other => {
+        Method::Post | Method::Other => {
             response::simple(out, 405, "method not allowed", framing, false);
             return send_short(stream, out, 405, framing, shared, started).await;
         }

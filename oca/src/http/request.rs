@@ -12,6 +12,8 @@ pub enum Method {
     Get,
     Head,
     Options,
+    /// Only the admin listener accepts it (for local agents); objects get 405.
+    Post,
     Other,
 }
 
@@ -90,6 +92,7 @@ pub fn parse(buf: &[u8], limits: Limits) -> Result<Option<RequestHead<'_>>, Head
         "GET" => Method::Get,
         "HEAD" => Method::Head,
         "OPTIONS" => Method::Options,
+        "POST" => Method::Post,
         _ => Method::Other,
     };
     let target = req.path.unwrap_or("").as_bytes();
