@@ -11,7 +11,8 @@ use serde::de::DeserializeOwned;
 
 use crate::retry::{Breaker, RetryPolicy};
 use crate::wire::{
-    API, ErrorBody, Heartbeat, HeartbeatResponse, KeySetWire, RegisterRequest, RegisterResponse,
+    API, ErrorBody, FillPlan, Heartbeat, HeartbeatResponse, KeySetWire, RegisterRequest,
+    RegisterResponse,
 };
 
 /// Why a call did not produce an answer.
@@ -105,6 +106,29 @@ impl ControlClient {
     /// before anything is served).
     pub fn cached_keys_in(cache_dir: &Path) -> Option<KeySetWire> {
         let bytes = std::fs::read(cache_dir.join("keys.json")).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Fetch this appliance's fill plan; on success it is also cached, so the
+    /// fill agent keeps working from it while the control plane is down.
+    pub async fn fill_plan(&self) -> Result<FillPlan, ClientError> {
+        let path = format!("{API}/appliances/{}/fill-plan", self.appliance_id);
+        let plan: FillPlan = self
+            .call::<(), _>(reqwest::Method::GET, &path, None)
+            .await?;
+        if let Err(e) = self.store("fill-plan.json", &plan) {
+            tracing::warn!(error = %e, "cannot cache the fill plan on disk");
+        }
+        Ok(plan)
+    }
+
+    /// The last fill plan fetched successfully.
+    pub fn cached_fill_plan(&self) -> Option<FillPlan> {
+        Self::cached_fill_plan_in(&self.cache_dir)
+    }
+
+    pub fn cached_fill_plan_in(cache_dir: &Path) -> Option<FillPlan> {
+        let bytes = std::fs::read(cache_dir.join("fill-plan.json")).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
@@ -214,6 +238,31 @@ pub fn http_client(
     timeout: std::time::Duration,
     ca_file: Option<&Path>,
 ) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .tls_backend_preconfigured(tls_config(ca_file)?)
+        .build()
+        .map_err(|e| format!("cannot build HTTP client: {e}"))
+}
+
+/// A client for long transfers (fills): no limit on a whole request, only on
+/// connecting and on each read, so a large object at a capped rate is fine and
+/// a stalled source is not.
+pub fn transfer_client(
+    connect_timeout: std::time::Duration,
+    read_timeout: std::time::Duration,
+    ca_file: Option<&Path>,
+) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .read_timeout(read_timeout)
+        .tls_backend_preconfigured(tls_config(ca_file)?)
+        .build()
+        .map_err(|e| format!("cannot build HTTP client: {e}"))
+}
+
+fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -244,12 +293,7 @@ pub fn http_client(
         .with_root_certificates(roots)
         .with_no_client_auth();
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    reqwest::Client::builder()
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .tls_backend_preconfigured(tls)
-        .build()
-        .map_err(|e| format!("cannot build HTTP client: {e}"))
+    Ok(tls)
 }
 
 /// A uniform number in [0, 1) for jitter; quality does not matter, spread does.

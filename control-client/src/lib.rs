@@ -6,5 +6,5 @@ pub mod client;
 pub mod retry;
 pub mod wire;
 
-pub use client::{ClientError, ControlClient, http_client};
+pub use client::{ClientError, ControlClient, http_client, transfer_client};
 pub use retry::{Breaker, RetryPolicy};

@@ -1,0 +1,166 @@
+//! fill-agent's configuration: TOML plus command-line overrides, validated
+//! with the offending field named.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub const EXIT_BAD_CONFIG: i32 = 64;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// oca's disk roots (objects go to `<root>/objects/<key>`, downloads in
+    /// progress to `<root>/tmp/`).
+    pub stores: Vec<PathBuf>,
+    /// oca's admin base URL, told about every object committed or evicted.
+    pub oca_admin: Option<String>,
+    /// Where the progress document goes (oca's `fill_status` shows it).
+    pub status_file: PathBuf,
+    /// Serve `/metrics` here (optional).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Global download rate cap, bits per second.
+    pub rate_bps: u64,
+    /// Objects downloaded at once.
+    pub concurrency: usize,
+    /// A source slower than this (after `slow_grace`) is dropped for a while.
+    pub min_throughput_bps: u64,
+    #[serde(with = "humantime_serde")]
+    pub slow_grace: Duration,
+    /// Most content bytes the stores may hold (planned or not); unset: the
+    /// filesystems' size less the headroom.
+    pub max_bytes: Option<u64>,
+    /// Percentage of each filesystem always left free.
+    pub headroom_percent: f64,
+    /// How often the plan is fetched again.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Connect and per-read timeout of a download.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// First backoff of a failing source (doubles, up to 64×).
+    #[serde(with = "humantime_serde")]
+    pub source_backoff: Duration,
+    pub control: ControlConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlConfig {
+    pub url: String,
+    pub appliance_id: String,
+    pub credential: String,
+    /// Last good plan, kept for when the control plane is down.
+    pub cache_dir: PathBuf,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            stores: Vec::new(),
+            oca_admin: Some("http://127.0.0.1:9090".into()),
+            status_file: PathBuf::from("/var/lib/fill-agent/status.json"),
+            metrics_listen: None,
+            rate_bps: 1_000_000_000,
+            concurrency: 4,
+            min_throughput_bps: 1_000_000,
+            slow_grace: Duration::from_secs(5),
+            max_bytes: None,
+            headroom_percent: 10.0,
+            poll_interval: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(10),
+            source_backoff: Duration::from_secs(5),
+            control: ControlConfig::default(),
+        }
+    }
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            url: String::new(),
+            appliance_id: String::new(),
+            credential: String::new(),
+            cache_dir: PathBuf::from("/var/cache/fill-agent"),
+            ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config field `{field}`: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.message().replace('\n', " ")
+                + &e.span()
+                    .map(|s| format!(" (line {})", text[..s.start].matches('\n').count() + 1))
+                    .unwrap_or_default(),
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field, reason: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.stores.is_empty() {
+            return bad("stores", "list at least one disk root");
+        }
+        if self.rate_bps < 8_000 {
+            return bad("rate_bps", "at least 8000 (1 kB/s)");
+        }
+        if self.concurrency == 0 || self.concurrency > 64 {
+            return bad("concurrency", "between 1 and 64");
+        }
+        if !(0.0..=90.0).contains(&self.headroom_percent) {
+            return bad("headroom_percent", "between 0 and 90");
+        }
+        if self.poll_interval.is_zero() || self.request_timeout.is_zero() {
+            return bad(
+                "poll_interval",
+                "poll_interval and request_timeout must be greater than zero",
+            );
+        }
+        if self.source_backoff.is_zero() {
+            return bad("source_backoff", "must be greater than zero");
+        }
+        if let Some(u) = &self.oca_admin
+            && !u.starts_with("http://")
+        {
+            return bad("oca_admin", "an http:// URL");
+        }
+        let c = &self.control;
+        if !(c.url.starts_with("http://") || c.url.starts_with("https://")) {
+            return bad("control.url", "an http:// or https:// URL");
+        }
+        if c.appliance_id.is_empty() {
+            return bad("control.appliance_id", "required");
+        }
+        if c.credential.len() < 16 {
+            return bad("control.credential", "at least 16 characters");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,104 @@
+//! `fill-agent` binary: config, logging, runtime, `run`.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use fill_agent::Clock;
+use fill_agent::config::{Config, EXIT_BAD_CONFIG};
+
+#[derive(Parser)]
+#[command(
+    name = "fill-agent",
+    version,
+    about = "Fills an appliance's disks from its fill plan, off-peak"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    /// Run on a simulated clock starting at this unix time (labs and tests).
+    #[arg(long, value_name = "UNIX", hide = true)]
+    clock_start: Option<f64>,
+    /// Speed of the simulated clock (with --clock-start).
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0, hide = true)]
+    clock_speed: f64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration and exit (0 if good, 64 with the reason if not).
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match cli
+        .config
+        .as_deref()
+        .map(Config::from_file)
+        .unwrap_or_else(|| Ok(Config::default()))
+        .and_then(|c| c.validate().map(|()| c))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fill-agent: bad config: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+        }
+    };
+    if let Some(Command::CheckConfig) = cli.command {
+        println!("fill-agent: config ok");
+        return ExitCode::SUCCESS;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FILL_AGENT_LOG")
+        .unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let clock = match cli.clock_start {
+        Some(start) if cli.clock_speed > 0.0 => Clock::starting_at(start, cli.clock_speed),
+        Some(_) => {
+            eprintln!("fill-agent: --clock-speed must be positive");
+            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+        }
+        None => Clock::real(),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fill-agent: cannot start runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(fill_agent::run(config, clock, shutdown())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fill-agent: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
