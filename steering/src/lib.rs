@@ -11,6 +11,7 @@ pub mod clientip;
 pub mod config;
 pub mod deps;
 pub mod entitle;
+pub mod fill;
 pub mod fillplan;
 pub mod fleet;
 pub mod health;
