@@ -105,8 +105,37 @@ impl ControlClient {
     /// The cached key set in `cache_dir`, without a client (for use at start,
     /// before anything is served).
     pub fn cached_keys_in(cache_dir: &Path) -> Option<KeySetWire> {
-        let bytes = std::fs::read(cache_dir.join("keys.json")).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        load(cache_dir, "keys.json")
+    }
+
+    /// Fetch this appliance's fill plan; on success it is also written to the
+    /// cache, so filling can go on from it while the control plane is down.
+    pub async fn fill_plan(&self) -> Result<FillPlan, ClientError> {
+        let path = format!("{API}/appliances/{}/fill-plan", self.appliance_id);
+        let plan: FillPlan = self
+            .call::<(), _>(reqwest::Method::GET, &path, None)
+            .await?;
+        if plan.appliance != self.appliance_id {
+            return Err(ClientError::BadAnswer(format!(
+                "fill plan is for {:?}, not this appliance",
+                plan.appliance
+            )));
+        }
+        if let Err(e) = self.store(FILL_PLAN, &plan) {
+            tracing::warn!(error = %e, "cannot cache the fill plan on disk");
+        }
+        Ok(plan)
+    }
+
+    /// The last fill plan fetched successfully, from disk (survives restarts).
+    /// Its source URLs stop working at `expires`; its items stay good.
+    pub fn cached_fill_plan(&self) -> Option<FillPlan> {
+        Self::cached_fill_plan_in(&self.cache_dir)
+    }
+
+    /// The cached fill plan in `cache_dir`, without a client.
+    pub fn cached_fill_plan_in(cache_dir: &Path) -> Option<FillPlan> {
+        load(cache_dir, FILL_PLAN)
     }
 
     /// Fetch this appliance's fill plan; on success it is also cached, so the
@@ -225,6 +254,16 @@ impl ControlClient {
     }
 }
 
+/// The cached fill plan's file name in the cache directory.
+const FILL_PLAN: &str = "fill-plan.json";
+
+/// A cached answer; none when absent or unreadable (a torn or foreign file is
+/// as good as no answer).
+fn load<T: DeserializeOwned>(cache_dir: &Path, name: &str) -> Option<T> {
+    let bytes = std::fs::read(cache_dir.join(name)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// Where Debian (and most distributions) keep the system's trusted CAs.
 const SYSTEM_CA_BUNDLES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
@@ -331,6 +370,130 @@ mod tests {
         // Without a CA file the system bundle is used (if the machine has one).
         http_client(std::time::Duration::from_secs(1), None).unwrap();
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A control plane that answers each connection with the next body (200,
+    /// JSON), then stops listening.
+    async fn canned(bodies: Vec<String>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            for body in bodies {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.ends_with(b"\r\n\r\n") {
+                    let n = conn.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                }
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                conn.write_all(resp.as_bytes()).await.unwrap();
+            }
+        });
+        url
+    }
+
+    fn plan_for(appliance: &str, version: u64) -> FillPlan {
+        use crate::wire::{FillItem, FillObject, FillSource, FillWindow};
+        FillPlan {
+            appliance: appliance.into(),
+            version,
+            generated_at: 1_800_000_000,
+            expires: 1_800_086_400,
+            window: FillWindow {
+                start: "02:00".into(),
+                end: "06:00".into(),
+                utc_offset_minutes: 60,
+            },
+            budget_bytes: 900,
+            items: vec![FillItem {
+                rendition: "titles/t1/v1".into(),
+                title: "t1".into(),
+                score: 1.5,
+                urgent: true,
+                bytes: 3,
+                objects: vec![FillObject {
+                    key: "titles/t1/v1/seg1.m4s".into(),
+                    size: 3,
+                    sha256: "ab".repeat(32),
+                }],
+                sources: vec![FillSource {
+                    id: "origin".into(),
+                    kind: "origin".into(),
+                    base_url: "http://origin/t/tok/".into(),
+                }],
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn fill_plan_is_cached_atomically_and_served_from_cache_when_down() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile_dir("cc-fill");
+        let good = plan_for("a1", 4);
+        let bodies = vec![
+            serde_json::to_string(&good).unwrap(),
+            serde_json::to_string(&plan_for("someone-else", 5)).unwrap(),
+        ];
+        let url = canned(bodies).await;
+        let policy = RetryPolicy {
+            attempts: 1,
+            base: std::time::Duration::from_millis(1),
+            max: std::time::Duration::from_millis(2),
+            timeout: std::time::Duration::from_secs(5),
+        };
+        let c = ControlClient::new(&url, "a1", "credential-xxxxxxxx", &dir, None, policy).unwrap();
+        assert!(c.cached_fill_plan().is_none(), "nothing cached yet");
+        assert_eq!(c.fill_plan().await.unwrap(), good);
+        assert_eq!(c.cached_fill_plan(), Some(good.clone()));
+        assert_eq!(ControlClient::cached_fill_plan_in(&dir), Some(good.clone()));
+        let mode = std::fs::metadata(dir.join("fill-plan.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(
+            !dir.join(".fill-plan.json.tmp").exists(),
+            "no temporary left behind"
+        );
+        // A plan for another appliance is refused and does not replace the cache.
+        assert!(matches!(
+            c.fill_plan().await,
+            Err(ClientError::BadAnswer(_))
+        ));
+        assert_eq!(c.cached_fill_plan(), Some(good.clone()));
+        // Control plane gone: the call fails, the last good plan is still there.
+        assert!(matches!(
+            c.fill_plan().await,
+            Err(ClientError::Unreachable { .. })
+        ));
+        assert_eq!(c.cached_fill_plan(), Some(good));
+        // A torn file reads as no plan rather than a wrong one.
+        std::fs::write(
+            dir.join("fill-plan.json"),
+            b"{\"appliance\": \"a1\", \"vers",
+        )
+        .unwrap();
+        assert!(ControlClient::cached_fill_plan_in(&dir).is_none());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A fresh directory of its own under the system temp dir.
+    fn tempfile_dir(prefix: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            jitter().to_bits()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
     }
 
     #[tokio::test]

@@ -125,6 +125,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/appliances/{id}/register", post(register))
         .route("/v1/appliances/{id}/heartbeat", post(heartbeat))
         .route("/v1/keys", get(keys))
+        .route("/v1/appliances/{id}/fill-plan", get(crate::fill::fill_plan))
         .route(
             "/health",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
@@ -215,7 +216,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Check `Authorization: Bearer <id>:<credential>`; returns the appliance id.
-fn authenticate(
+pub(crate) fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     expect_id: Option<&str>,

@@ -48,6 +48,33 @@ pub struct Config {
     /// outside every embedded appliance's prefixes.
     #[serde(rename = "network")]
     pub networks: Vec<NetworkConfig>,
+    pub fill: FillConfig,
+}
+
+/// Fill planning: what each appliance is told to hold (see `fillplan`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FillConfig {
+    /// Titles released within this long from now are launches: they rank first
+    /// and are filled at once, so a launch is on the disks before its viewers.
+    #[serde(with = "humantime_serde")]
+    pub horizon: Duration,
+    /// Fraction of an appliance's `storage_bytes` kept free (filesystem
+    /// overhead, objects in flight, eviction slack).
+    pub headroom: f64,
+    /// Off-peak window `HH:MM-HH:MM`, for appliances without their own
+    /// `fill_window` (in UTC unless the appliance sets `utc_offset`).
+    pub window: String,
+    /// How long the signed source URLs in a plan work; appliances fetch a new
+    /// plan well before.
+    #[serde(with = "humantime_serde")]
+    pub plan_ttl: Duration,
+    /// Popularity decay: a play this old counts half as much as one now.
+    #[serde(with = "humantime_serde")]
+    pub half_life: Duration,
+    /// Plays older than this are not considered at all.
+    #[serde(with = "humantime_serde")]
+    pub lookback: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -230,6 +257,16 @@ pub struct ApplianceConfig {
     pub serves: Vec<ipnet::IpNet>,
     /// `[latitude, longitude]` in degrees.
     pub location: Option<[f64; 2]>,
+    /// The appliance's own off-peak window, `HH:MM-HH:MM` in its local time
+    /// (unset: `fill.window`).
+    pub fill_window: Option<String>,
+    /// Local time = UTC + this, `+HH:MM` or `-HH:MM`.
+    #[serde(default = "utc")]
+    pub utc_offset: String,
+}
+
+fn utc() -> String {
+    "+00:00".into()
 }
 
 impl ApplianceConfig {
@@ -304,6 +341,20 @@ impl Default for Config {
                 },
             ],
             networks: Vec::new(),
+            fill: FillConfig::default(),
+        }
+    }
+}
+
+impl Default for FillConfig {
+    fn default() -> Self {
+        FillConfig {
+            horizon: Duration::from_secs(48 * 3600),
+            headroom: 0.10,
+            window: "02:00-06:00".into(),
+            plan_ttl: Duration::from_secs(24 * 3600),
+            half_life: Duration::from_secs(24 * 3600),
+            lookback: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -531,6 +582,47 @@ impl Config {
             if a.capacity_bps == 0 {
                 return bad("appliance.capacity_bps", "must be greater than zero");
             }
+            if let Some(w) = &a.fill_window
+                && let Err(e) = crate::fillplan::parse_window(w)
+            {
+                return bad("appliance.fill_window", &e.to_string());
+            }
+            if let Err(e) = crate::fillplan::parse_utc_offset(&a.utc_offset) {
+                return bad("appliance.utc_offset", &e.to_string());
+            }
+        }
+        self.validate_fill()
+    }
+
+    fn validate_fill(&self) -> Result<(), ConfigError> {
+        let bad = |field, reason: String| Err(ConfigError::Invalid { field, reason });
+        let f = &self.fill;
+        if !(0.0..1.0).contains(&f.headroom) {
+            return bad("fill.headroom", "a fraction in [0, 1)".into());
+        }
+        if let Err(e) = crate::fillplan::parse_window(&f.window) {
+            return bad("fill.window", e.to_string());
+        }
+        if f.plan_ttl < Duration::from_secs(60) {
+            return bad("fill.plan_ttl", "must be at least 1 minute".into());
+        }
+        // The newest key is at most `rotate_every` old, so it verifies for at
+        // least `lifetime - rotate_every` more: a plan's URLs must not outlive it.
+        let key_left = self.keys.lifetime.saturating_sub(self.keys.rotate_every);
+        if f.plan_ttl > key_left {
+            return bad(
+                "fill.plan_ttl",
+                format!(
+                    "must not exceed keys.lifetime - keys.rotate_every ({})",
+                    humantime::format_duration(key_left)
+                ),
+            );
+        }
+        if f.half_life.is_zero() {
+            return bad("fill.half_life", "must be greater than zero".into());
+        }
+        if f.lookback.is_zero() {
+            return bad("fill.lookback", "must be greater than zero".into());
         }
         Ok(())
     }

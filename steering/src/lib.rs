@@ -1,6 +1,7 @@
 //! `steering`: the thin central service: the appliance registry, health
 //! polling, heartbeats with inventory, the URL-signing key schedule, and plays:
-//! authorisation, steering, manifests with signed URLs, bookmarks, home rows.
+//! authorisation, steering, manifests with signed URLs, bookmarks, home rows;
+//! and fill plans telling each appliance what to hold.
 
 pub mod api;
 pub mod bookmarks;
@@ -10,6 +11,8 @@ pub mod clientip;
 pub mod config;
 pub mod deps;
 pub mod entitle;
+pub mod fill;
+pub mod fillplan;
 pub mod fleet;
 pub mod health;
 pub mod home;
@@ -35,8 +38,8 @@ use crate::registry::Registry;
 use crate::store::{Store, StoreError};
 
 /// Lowercase hex SHA-256, how credentials are stored and compared.
-pub(crate) fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
+pub(crate) fn sha256_hex(s: impl AsRef<[u8]>) -> String {
+    ring::digest::digest(&ring::digest::SHA256, s.as_ref())
         .as_ref()
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -46,6 +46,7 @@ pub struct Metrics {
     pub steered: Family<ReasonLabel, Counter>,
     pub steering_polls: Counter,
     pub home_fallbacks: Counter,
+    pub fill_plans_served: Counter,
 }
 
 impl Metrics {
@@ -64,6 +65,7 @@ impl Metrics {
             steered: Family::default(),
             steering_polls: Counter::default(),
             home_fallbacks: Counter::default(),
+            fill_plans_served: Counter::default(),
             registry: PromRegistry::default(),
         };
         registry.register("heartbeats", "Heartbeats accepted", m.heartbeats.clone());
@@ -117,6 +119,11 @@ impl Metrics {
             "home_fallbacks",
             "Home pages served from fallback rows",
             m.home_fallbacks.clone(),
+        );
+        registry.register(
+            "fill_plans_served",
+            "Fill plans handed to appliances",
+            m.fill_plans_served.clone(),
         );
         Metrics { registry, ..m }
     }

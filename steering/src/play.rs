@@ -16,7 +16,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use control_client::wire::Tier;
+use control_client::wire::{ApplianceInfo, Tier};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ApiError, AppState, json};
@@ -131,7 +131,8 @@ fn random_id() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn sign(
+/// A urlsign token for `prefix`, signed with the newest usable key.
+pub(crate) fn sign(
     state: &AppState,
     prefix: &str,
     expires: u64,
@@ -370,9 +371,8 @@ fn steer(
             let Some(a) = reg.appliances.get(&node.id) else {
                 continue;
             };
-            let url = match (prefer_https, &a.info.https_url, &a.info.http_url) {
-                (true, Some(u), _) | (_, None, Some(u)) | (false, _, Some(u)) => u,
-                _ => continue,
+            let Some(url) = appliance_url(&a.info, prefer_https) else {
+                continue;
             };
             out.push(IssuedPathway {
                 id: node.id.clone(),
@@ -393,6 +393,15 @@ fn steer(
         });
     }
     out
+}
+
+/// The URL objects are fetched from on an appliance: HTTPS when it has it and
+/// `prefer_https` is set, else whichever it has.
+pub(crate) fn appliance_url(info: &ApplianceInfo, prefer_https: bool) -> Option<&str> {
+    match (prefer_https, &info.https_url, &info.http_url) {
+        (true, Some(u), _) | (_, None, Some(u)) | (false, _, Some(u)) => Some(u),
+        _ => None,
+    }
 }
 
 fn native(title: &TitleRecord, issued: &Issued) -> Vec<NativeRendition> {

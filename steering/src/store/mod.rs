@@ -109,9 +109,18 @@ const MIGRATIONS: &[&str] = &[
          at INTEGER NOT NULL
      );
      CREATE INDEX plays_by_region ON plays(region, at);",
+    // 4: fill plans: the version an appliance was last handed, and what it covered.
+    "CREATE TABLE fill_plans (
+         appliance TEXT PRIMARY KEY,
+         version INTEGER NOT NULL,
+         digest TEXT NOT NULL,
+         generated INTEGER NOT NULL
+     );
+     CREATE INDEX plays_by_time ON plays(at);",
 ];
 
 mod accounts;
+mod fill;
 pub use accounts::{StreamRow, TitleRecord, TitleRendition, UserRow};
 
 #[derive(Debug, thiserror::Error)]
