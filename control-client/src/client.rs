@@ -138,29 +138,6 @@ impl ControlClient {
         load(cache_dir, FILL_PLAN)
     }
 
-    /// Fetch this appliance's fill plan; on success it is also cached, so the
-    /// fill agent keeps working from it while the control plane is down.
-    pub async fn fill_plan(&self) -> Result<FillPlan, ClientError> {
-        let path = format!("{API}/appliances/{}/fill-plan", self.appliance_id);
-        let plan: FillPlan = self
-            .call::<(), _>(reqwest::Method::GET, &path, None)
-            .await?;
-        if let Err(e) = self.store("fill-plan.json", &plan) {
-            tracing::warn!(error = %e, "cannot cache the fill plan on disk");
-        }
-        Ok(plan)
-    }
-
-    /// The last fill plan fetched successfully.
-    pub fn cached_fill_plan(&self) -> Option<FillPlan> {
-        Self::cached_fill_plan_in(&self.cache_dir)
-    }
-
-    pub fn cached_fill_plan_in(cache_dir: &Path) -> Option<FillPlan> {
-        let bytes = std::fs::read(cache_dir.join("fill-plan.json")).ok()?;
-        serde_json::from_slice(&bytes).ok()
-    }
-
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
