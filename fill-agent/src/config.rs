@@ -134,8 +134,8 @@ impl Config {
         if self.concurrency == 0 || self.concurrency > 64 {
             return bad("concurrency", "between 1 and 64");
         }
-        if !(0.0..=90.0).contains(&self.headroom_percent) {
-            return bad("headroom_percent", "between 0 and 90");
+        if !(0.0..=99.0).contains(&self.headroom_percent) {
+            return bad("headroom_percent", "between 0 and 99");
         }
         if self.poll_interval.is_zero() || self.request_timeout.is_zero() {
             return bad(

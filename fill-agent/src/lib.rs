@@ -593,6 +593,8 @@ async fn serve_metrics(
                 .unwrap_or(0);
             let head = String::from_utf8_lossy(&buf[..n]);
             let (code, body) = if head.starts_with("GET /metrics ") {
+                let received = agent.fetch.received.load(Ordering::Relaxed);
+                agent.metrics.received_bytes.set(received as i64);
                 ("200 OK", agent.metrics.render())
             } else {
                 ("404 Not Found", "try /metrics\n".to_owned())

@@ -65,6 +65,8 @@ pub struct Metrics {
     pub rate_bps: Gauge,
     pub window_open: Gauge,
     pub plan_version: Gauge,
+    /// Bytes received by this process, up to the moment of the scrape.
+    pub received_bytes: Gauge,
 }
 
 impl Metrics {
@@ -79,6 +81,7 @@ impl Metrics {
             rate_bps: Gauge::default(),
             window_open: Gauge::default(),
             plan_version: Gauge::default(),
+            received_bytes: Gauge::default(),
         };
         registry.register("bytes", "Bytes downloaded, by source", m.bytes.clone());
         registry.register(
@@ -110,6 +113,11 @@ impl Metrics {
             "plan_version",
             "Version of the plan being filled",
             m.plan_version.clone(),
+        );
+        registry.register(
+            "received_bytes",
+            "Bytes received since start (resumed bytes excluded)",
+            m.received_bytes.clone(),
         );
         Metrics { registry, ..m }
     }

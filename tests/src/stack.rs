@@ -71,6 +71,15 @@ pub struct ApplianceSpec {
     pub site: &'static str,
     pub serves: &'static [&'static str],
     pub capacity_mbps: u64,
+    /// Which of t1's renditions (directories under `titles/t1`) its disk starts
+    /// with: `None` = all of t1.
+    pub holds: Option<&'static [&'static str]>,
+}
+
+impl ApplianceSpec {
+    fn complete(&self) -> u64 {
+        self.holds.map_or(7, |h| h.len() as u64)
+    }
 }
 
 /// The fleet most tests use: two embedded appliances in ISP A (two sites), one
@@ -83,6 +92,7 @@ pub fn fleet() -> Vec<ApplianceSpec> {
             site: "isp-a-ams",
             serves: &["127.1.0.0/16"],
             capacity_mbps: 10_000,
+            holds: None,
         },
         ApplianceSpec {
             id: "oca-a2",
@@ -90,6 +100,7 @@ pub fn fleet() -> Vec<ApplianceSpec> {
             site: "isp-a-rtm",
             serves: &["127.1.0.0/16"],
             capacity_mbps: 10_000,
+            holds: None,
         },
         ApplianceSpec {
             id: "oca-b1",
@@ -97,6 +108,7 @@ pub fn fleet() -> Vec<ApplianceSpec> {
             site: "isp-b-1",
             serves: &["127.2.0.0/16"],
             capacity_mbps: 10_000,
+            holds: None,
         },
         ApplianceSpec {
             id: "oca-x1",
@@ -104,6 +116,7 @@ pub fn fleet() -> Vec<ApplianceSpec> {
             site: "ixp-ams",
             serves: &[],
             capacity_mbps: 40_000,
+            holds: None,
         },
     ]
 }
@@ -114,6 +127,8 @@ pub struct Stack {
     pub addr: SocketAddr,
     pub config: PathBuf,
     pub appliances: BTreeMap<&'static str, (Proc, SocketAddr)>,
+    /// The packaged tree steering imported (and an origin may serve).
+    pub packaged: PathBuf,
 }
 
 fn credential(id: &str) -> String {
@@ -124,7 +139,12 @@ fn credential(id: &str) -> String {
 /// until every appliance is registered, up and holding the whole title.
 /// `extra` is appended to steering's config.
 pub fn start(fleet: &[ApplianceSpec], extra: &str) -> Stack {
-    let packaged = content();
+    start_with(fleet, extra, &content())
+}
+
+/// Like `start`, importing the titles of `packaged`.
+pub fn start_with(fleet: &[ApplianceSpec], extra: &str, packaged: &Path) -> Stack {
+    let packaged = packaged.to_path_buf();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut cfg = format!(
@@ -265,10 +285,17 @@ serves = [{serves}]
     let mut appliances = BTreeMap::new();
     for a in fleet {
         let root = d.join(a.id);
-        copy_tree(
-            &packaged.join("titles/t1"),
-            &root.join("disk0/objects/titles/t1"),
-        );
+        let t1 = content().join("titles/t1");
+        let disk_t1 = root.join("disk0/objects/titles/t1");
+        std::fs::create_dir_all(&disk_t1).unwrap();
+        match a.holds {
+            None => copy_tree(&t1, &disk_t1),
+            Some(dirs) => {
+                for sub in dirs {
+                    copy_tree(&t1.join(sub), &disk_t1.join(sub));
+                }
+            }
+        }
         let ocfg = root.join("oca.toml");
         std::fs::write(
             &ocfg,
@@ -280,6 +307,7 @@ stores = ["{store}"]
 workers = 1
 max_connections = 1000
 capacity_mbps = {cap}
+fill_status = "{status}"
 [control]
 url = "http://{addr}"
 appliance_id = "{id}"
@@ -291,6 +319,7 @@ region = "eu-west"
 "#,
                 store = root.join("disk0").display(),
                 cap = a.capacity_mbps,
+                status = root.join("fill-status.json").display(),
                 id = a.id,
                 cred = credential(a.id),
                 cache = root.join("control-cache").display(),
@@ -313,17 +342,63 @@ region = "eu-west"
         addr,
         config,
         appliances,
+        packaged,
     };
     for a in fleet {
-        wait_for(&format!("{} up with the whole title", a.id), || {
+        wait_for(&format!("{} up with what it holds", a.id), || {
             let v = stack.appliance(a.id)?;
-            (v["eligible"] == true && v["renditions_complete"].as_u64()? >= 7).then_some(())
+            (v["eligible"] == true && v["renditions_complete"].as_u64()? >= a.complete())
+                .then_some(())
         });
     }
     stack
 }
 
+/// The appliance credential the stack configures for `id`.
+pub fn credential_of(id: &str) -> String {
+    credential(id)
+}
+
 impl Stack {
+    /// An appliance's working directory (its disk is `disk0/` in it).
+    pub fn root(&self, id: &str) -> PathBuf {
+        self.dir.path().join(id)
+    }
+
+    /// A token for `prefix`, signed with the keys steering hands appliances.
+    pub fn sign(&self, prefix: &str) -> String {
+        let auth = format!("Bearer oca-x1:{}", credential("oca-x1"));
+        let r = http(
+            self.addr,
+            "GET",
+            "/v1/keys",
+            &[("Authorization", &auth)],
+            b"",
+        )
+        .unwrap();
+        let set: control_client::wire::KeySetWire = serde_json::from_slice(&r.body).unwrap();
+        let keys = set.to_keyset().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = urlsign::Claims {
+            expires: now + 600,
+            path_prefix: prefix,
+            client: None,
+        };
+        urlsign::sign(keys.signing_key(now).unwrap(), &claims).unwrap()
+    }
+
+    /// An appliance's admin address.
+    pub fn admin(&self, id: &str) -> Option<SocketAddr> {
+        self.appliance(id)?["info"]["admin_url"]
+            .as_str()?
+            .strip_prefix("http://")?
+            .parse()
+            .ok()
+    }
+
     /// `/v1/appliances` entry of `id`.
     pub fn appliance(&self, id: &str) -> Option<serde_json::Value> {
         let r = http(self.addr, "GET", "/v1/appliances", &[], b"")?;
@@ -378,12 +453,7 @@ impl Stack {
 
     /// Bytes an appliance has sent, from its own metrics.
     pub fn sent_bytes(&self, id: &str) -> Option<u64> {
-        let admin = self.appliance(id)?["info"]["admin_url"]
-            .as_str()?
-            .strip_prefix("http://")?
-            .parse()
-            .ok()?;
-        let r = http(admin, "GET", "/metrics", &[], b"")?;
+        let r = http(self.admin(id)?, "GET", "/metrics", &[], b"")?;
         String::from_utf8_lossy(&r.body)
             .lines()
             .find_map(|l| l.strip_prefix("oca_http_sent_bytes_total "))
@@ -415,4 +485,87 @@ pub fn resolve(base: &str, uri: &str) -> String {
     }
     let dir = &base[..base.rfind('/').map_or(base.len(), |i| i + 1)];
     format!("{dir}{uri}")
+}
+
+/// nginx from Debian serving `root` as an origin, with the `/t/<token>/`
+/// prefix of signed URLs stripped (it checks no tokens). Killed on drop.
+pub struct Nginx {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn nginx(root: &Path) -> Nginx {
+    if Command::new("nginx").arg("-v").output().is_err() {
+        let _ = Command::new("apt-get")
+            .args(["install", "-y", "-qq", "nginx-light"])
+            .status();
+    }
+    // nginx cannot listen on port 0: take a free port and hand it over, retrying
+    // in the unlikely case another process grabs it in between.
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("tmp")).unwrap();
+        let conf = d.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log stderr error;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    client_body_temp_path {d}/tmp;
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location /t/ {{ rewrite ^/t/[^/]+/(.*)$ /$1 last; }}
+    }}
+}}
+"#,
+                d = d.display(),
+                root = root.display(),
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new("nginx")
+            .args(["-c", conf.to_str().unwrap(), "-p", d.to_str().unwrap()])
+            .spawn()
+            .expect("start nginx");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let until = std::time::Instant::now() + crate::DEADLINE;
+        while std::time::Instant::now() < until {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return Nginx {
+                    child,
+                    addr,
+                    _dir: dir,
+                };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("nginx did not start");
 }

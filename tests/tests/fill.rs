@@ -1,0 +1,466 @@
+//! Off-peak fill end to end: steering plans, an IXP oca as the parent, nginx as
+//! the origin, an empty embedded oca and its fill-agent, on loopback. The
+//! agent's clock is injected (`--clock-start`), never waited for.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use e2e::stack::{self, ApplianceSpec, Nginx, Stack};
+use e2e::*;
+
+/// Some midnight UTC: 02:00-06:00 is the embedded appliance's window.
+const MIDNIGHT: u64 = 1_795_046_400;
+const IN_WINDOW: u64 = MIDNIGHT + 3 * 3600;
+const OUTSIDE: u64 = MIDNIGHT + 12 * 3600;
+
+const HLS: &[&str] = &["v360", "v540", "v720"];
+
+fn fleet(ixp_holds: Option<&'static [&'static str]>) -> Vec<ApplianceSpec> {
+    vec![
+        ApplianceSpec {
+            id: "oca-x1",
+            tier: "ixp",
+            site: "ixp-ams",
+            serves: &[],
+            capacity_mbps: 40_000,
+            holds: ixp_holds,
+        },
+        ApplianceSpec {
+            id: "oca-e1",
+            tier: "embedded",
+            site: "isp-a-ams",
+            serves: &["127.1.0.0/16"],
+            capacity_mbps: 10_000,
+            holds: Some(&[]),
+        },
+    ]
+}
+
+/// Steering (origin = nginx over `packaged`), the fleet, and nginx.
+fn stack_with_origin(
+    ixp_holds: Option<&'static [&'static str]>,
+    packaged: &Path,
+) -> (Stack, Nginx) {
+    let origin = stack::nginx(packaged);
+    let extra = format!(
+        "origin_url = \"http://{}\"\n[fill]\nwindow = \"02:00-06:00\"\n",
+        origin.addr
+    );
+    (
+        stack::start_with(&fleet(ixp_holds), &extra, packaged),
+        origin,
+    )
+}
+
+struct Agent {
+    proc: Proc,
+    metrics: SocketAddr,
+}
+
+/// Start the embedded appliance's fill-agent with `extra` config lines.
+fn agent(s: &Stack, clock: u64, extra: &str) -> Agent {
+    let root = s.root("oca-e1");
+    let cfg = root.join("fill-agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"stores = ["{disk}"]
+oca_admin = "http://{admin}"
+status_file = "{status}"
+metrics_listen = "127.0.0.1:0"
+concurrency = 2
+poll_interval = "1s"
+source_backoff = "200ms"
+min_throughput_bps = 8000
+{extra}
+[control]
+url = "http://{steering}"
+appliance_id = "oca-e1"
+credential = "{cred}"
+cache_dir = "{cache}"
+"#,
+            disk = root.join("disk0").display(),
+            admin = s.admin("oca-e1").unwrap(),
+            status = root.join("fill-status.json").display(),
+            steering = s.addr,
+            cred = stack::credential_of("oca-e1"),
+            cache = root.join("fill-cache").display(),
+        ),
+    )
+    .unwrap();
+    let clock = clock.to_string();
+    let proc = Proc::start(
+        "fill-agent",
+        &["--config", cfg.to_str().unwrap(), "--clock-start", &clock],
+        &[("FILL_AGENT_LOG", "warn")],
+    );
+    let metrics = proc.addr("metrics=");
+    Agent { proc, metrics }
+}
+
+fn status(s: &Stack) -> serde_json::Value {
+    std::fs::read(s.root("oca-e1").join("fill-status.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn metric(a: &Agent, name: &str) -> f64 {
+    let r = http(a.metrics, "GET", "/metrics", &[], b"").unwrap();
+    String::from_utf8_lossy(&r.body)
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn wait_state(s: &Stack, state: &str) -> serde_json::Value {
+    wait_for(&format!("fill state {state}"), || {
+        let st = status(s);
+        (st["state"] == state).then_some(st)
+    })
+}
+
+/// The embedded appliance's fill plan, as steering serves it.
+fn plan(s: &Stack) -> serde_json::Value {
+    let auth = format!("Bearer oca-e1:{}", stack::credential_of("oca-e1"));
+    http(
+        s.addr,
+        "GET",
+        "/v1/appliances/oca-e1/fill-plan",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .unwrap()
+    .json()
+}
+
+/// Every planned object: key → (size, packaged bytes).
+fn planned(s: &Stack) -> BTreeMap<String, Vec<u8>> {
+    plan(s)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| i["objects"].as_array().unwrap().clone())
+        .map(|o| {
+            let key = o["key"].as_str().unwrap().to_owned();
+            let bytes = std::fs::read(s.packaged.join(&key)).unwrap();
+            (key, bytes)
+        })
+        .collect()
+}
+
+fn disk(s: &Stack) -> PathBuf {
+    s.root("oca-e1").join("disk0/objects")
+}
+
+/// Every file under the embedded appliance's objects matches the package: no
+/// partial or corrupt object is ever visible to players.
+fn assert_only_good_objects(s: &Stack) -> usize {
+    let mut n = 0;
+    let mut stack_dirs = vec![disk(s)];
+    while let Some(d) = stack_dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack_dirs.push(p);
+                continue;
+            }
+            let key = p.strip_prefix(disk(s)).unwrap();
+            if key.starts_with("titles/old") {
+                continue;
+            }
+            let want = std::fs::read(s.packaged.join(key)).unwrap();
+            assert!(
+                std::fs::read(&p).unwrap() == want,
+                "{} differs from the package",
+                key.display()
+            );
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn fills_from_the_parent_then_the_origin_under_the_rate_cap_and_steers_to_the_filled_box() {
+    let (s, _origin) = stack_with_origin(Some(HLS), &stack::content());
+    let objects = planned(&s);
+    let total: u64 = objects.values().map(|b| b.len() as u64).sum();
+    assert!(
+        objects.keys().any(|k| k.contains("/dash/")),
+        "DASH too (from the origin)"
+    );
+    let cap = 32_000_000u64; // 4 MB/s
+    let ixp_before = s.sent_bytes("oca-x1").unwrap();
+    let a = agent(&s, IN_WINDOW, &format!("rate_bps = {cap}"));
+
+    // Measure the rate between 10% and 90% of the transfer.
+    let mut samples: Vec<(Instant, f64)> = Vec::new();
+    wait_for("the fill to finish", || {
+        samples.push((Instant::now(), metric(&a, "fill_received_bytes")));
+        std::thread::sleep(Duration::from_millis(50));
+        (status(&s)["state"] == "complete").then_some(())
+    });
+    let at = |frac: f64| {
+        samples
+            .iter()
+            .find(|(_, b)| *b >= frac * total as f64)
+            .copied()
+            .unwrap()
+    };
+    let ((t0, b0), (t1, b1)) = (at(0.1), at(0.9));
+    let rate = (b1 - b0) * 8.0 / t1.duration_since(t0).as_secs_f64();
+    eprintln!("MEASURED rate {rate:.0} cap {cap} total {total}");
+    assert!(
+        (rate / cap as f64 - 1.0).abs() < 0.10,
+        "rate {rate:.0} bit/s against a cap of {cap}"
+    );
+
+    // Every planned object is there, byte for byte; the HLS renditions came
+    // from the parent, the DASH ones (which it lacks) from the origin.
+    assert_eq!(assert_only_good_objects(&s), objects.len());
+    let from_parent = metric(&a, "fill_bytes_total{source=\"oca-x1\",kind=\"parent\"}");
+    let from_origin = metric(&a, "fill_bytes_total{source=\"origin\",kind=\"origin\"}");
+    let hls_bytes: u64 = objects
+        .iter()
+        .filter(|(k, _)| !k.contains("/dash/"))
+        .map(|(_, b)| b.len() as u64)
+        .sum();
+    assert_eq!(from_parent as u64, hls_bytes);
+    assert_eq!(from_origin as u64, total - hls_bytes);
+    assert!(s.sent_bytes("oca-x1").unwrap() - ixp_before >= hls_bytes);
+
+    // oca reports it at once; steering sends ISP A's viewers to the filled box.
+    wait_for("the filled appliance holds the whole title", || {
+        (s.appliance("oca-e1")?["renditions_complete"].as_u64()? >= 7).then_some(())
+    });
+    let alice = s.token("alice");
+    let play = s
+        .play(
+            "127.1.0.9".parse().unwrap(),
+            &alice,
+            "t1",
+            "browser",
+            "main",
+        )
+        .json();
+    assert_eq!(play["appliances"][0]["id"], "oca-e1", "{play}");
+    assert_eq!(play["appliances"][0]["reason"], "isp-embedded");
+    // Progress shows in oca's /health.
+    let h = http(s.admin("oca-e1").unwrap(), "GET", "/health", &[], b"")
+        .unwrap()
+        .json();
+    assert_eq!(h["fill"]["state"], "complete", "{h}");
+    assert_eq!(h["fill"]["bytes_done"].as_u64(), Some(total));
+}
+
+#[test]
+fn outside_the_window_only_launches_fill() {
+    // A copy of the package with t5, released within the planning horizon.
+    let work = tempfile::tempdir().unwrap();
+    let packaged = work.path().join("packaged");
+    stack::copy_tree(&stack::content(), &packaged);
+    stack::copy_tree(&packaged.join("titles/t1"), &packaged.join("titles/t5"));
+    let soon = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    std::fs::write(
+        packaged.join("titles/t5/title.toml"),
+        format!("name = \"Launch\"\nregions = [\"*\"]\nrelease = {soon}\n"),
+    )
+    .unwrap();
+    let (s, _origin) = stack_with_origin(None, &packaged);
+    let p = plan(&s);
+    assert_eq!(p["items"][0]["title"], "t5", "the launch comes first");
+    assert_eq!(p["items"][0]["urgent"], true);
+
+    let mut a = agent(&s, OUTSIDE, "");
+    let st = wait_state(&s, "waiting-window");
+    assert_eq!(st["window_open"], false);
+    let present = |t: &str| {
+        disk(&s)
+            .join(format!("titles/{t}/v360/index.m3u8"))
+            .exists()
+    };
+    assert!(present("t5"), "the launch filled outside the window");
+    assert!(!present("t1"), "nothing else did");
+    assert_eq!(metric(&a, "fill_window_open"), 0.0);
+    a.proc.kill9();
+
+    // The same agent inside its window fills the rest.
+    let _a = agent(&s, IN_WINDOW, "");
+    wait_state(&s, "complete");
+    assert!(present("t1"));
+    assert_only_good_objects(&s);
+}
+
+#[test]
+fn corrupt_bytes_from_a_source_are_caught_and_fetched_elsewhere() {
+    let (s, _origin) = stack_with_origin(None, &stack::content());
+    // The parent's copy of one segment rots after it was reported: same size,
+    // wrong bytes.
+    let victim = "titles/t1/v540/seg-00001.m4s";
+    let on_ixp = s.root("oca-x1").join("disk0/objects").join(victim);
+    let mut bytes = std::fs::read(&on_ixp).unwrap();
+    for b in bytes.iter_mut().skip(1000).take(64) {
+        *b ^= 0xff;
+    }
+    std::fs::write(&on_ixp, &bytes).unwrap();
+    let a = agent(&s, IN_WINDOW, "");
+    wait_state(&s, "complete");
+    assert!(metric(&a, "fill_objects_total{outcome=\"corrupt\"}") >= 1.0);
+    assert!(
+        metric(&a, "fill_bytes_total{source=\"origin\",kind=\"origin\"}") > 0.0,
+        "refetched from the origin"
+    );
+    assert_only_good_objects(&s);
+    // And a player gets the right bytes from the filled appliance.
+    wait_for("the filled appliance holds the whole title", || {
+        (s.appliance("oca-e1")?["renditions_complete"].as_u64()? >= 7).then_some(())
+    });
+    let good = std::fs::read(s.packaged.join(victim)).unwrap();
+    let (_, http_addr) = &s.appliances["oca-e1"];
+    let play = s
+        .play(
+            "127.1.0.9".parse().unwrap(),
+            &s.token("alice"),
+            "t1",
+            "browser",
+            "main",
+        )
+        .json();
+    let base = play["appliances"][0]["base_url"].as_str().unwrap();
+    assert!(base.contains(&http_addr.to_string()), "{play}");
+    let r = get_url(None, &format!("{base}{victim}")).unwrap();
+    assert!(r.body == good);
+}
+
+#[test]
+fn kill_9_mid_transfer_then_restart_resumes_and_refetches_only_the_tail() {
+    let (s, _origin) = stack_with_origin(None, &stack::content());
+    let objects = planned(&s);
+    let total: u64 = objects.values().map(|b| b.len() as u64).sum();
+    let ixp_before = s.sent_bytes("oca-x1").unwrap();
+    let mut a = agent(&s, IN_WINDOW, "rate_bps = 16000000");
+    let before_kill = wait_for("a third of the bytes", || {
+        let got = metric(&a, "fill_received_bytes");
+        (got > total as f64 / 3.0).then_some(got)
+    });
+    a.proc.kill9();
+    // Nothing partial is visible; something is waiting to be resumed.
+    let committed = assert_only_good_objects(&s);
+    assert!(committed < objects.len());
+    let partials = std::fs::read_dir(s.root("oca-e1").join("disk0/tmp"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+        .count();
+    assert!(
+        partials > 0,
+        "an interrupted download left its partial file"
+    );
+
+    let a2 = agent(&s, IN_WINDOW, "");
+    wait_state(&s, "complete");
+    assert_eq!(assert_only_good_objects(&s), objects.len());
+    // The restart fetched only what was missing: the two runs together
+    // received the plan once (the first run's count was read just before the
+    // kill, so it can only be low).
+    let after = metric(&a2, "fill_received_bytes");
+    let both = before_kill + after;
+    eprintln!("MEASURED before_kill {before_kill} after {after} total {total}");
+    assert!(
+        both <= total as f64 + 64.0 * 1024.0,
+        "{both} received for {total}: resumed files were fetched again"
+    );
+    assert!(s.sent_bytes("oca-x1").unwrap() > ixp_before);
+}
+
+#[test]
+fn the_quota_makes_room_by_evicting_the_least_valuable_unplanned_content() {
+    let (s, _origin) = stack_with_origin(None, &stack::content());
+    let objects = planned(&s);
+    let total: u64 = objects.values().map(|b| b.len() as u64).sum();
+    // Two renditions the plan does not want: one watched, one never.
+    let junk = |r: &str| {
+        let d = disk(&s).join(format!("titles/old/{r}"));
+        std::fs::create_dir_all(&d).unwrap();
+        for i in 0..4 {
+            std::fs::write(d.join(format!("seg-{i}.m4s")), vec![7u8; 256 * 1024]).unwrap();
+        }
+    };
+    junk("watched");
+    junk("never");
+    let (_, http_addr) = &s.appliances["oca-e1"];
+    let admin = s.admin("oca-e1").unwrap();
+    let token = s.sign("/titles/old/");
+    for i in 0..4 {
+        let key = format!("titles/old/watched/seg-{i}.m4s");
+        let r = http(*http_addr, "GET", &format!("/t/{token}/{key}"), &[], b"").unwrap();
+        assert_eq!(r.status, 200);
+    }
+    let stats = http(admin, "GET", "/store/renditions", &[], b"")
+        .unwrap()
+        .json();
+    let watched = stats
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rendition"] == "titles/old/watched")
+        .unwrap();
+    assert!(watched["hits"].as_u64().unwrap() >= 4, "{stats}");
+    // Room for the plan and one junk rendition, not two.
+    let max = total + 1024 * 1024 + 512 * 1024;
+    let _a = agent(&s, IN_WINDOW, &format!("max_bytes = {max}"));
+    wait_state(&s, "complete");
+    assert_only_good_objects(&s);
+    let exists = |r: &str| disk(&s).join(format!("titles/old/{r}/seg-0.m4s")).exists();
+    assert!(!exists("never"), "the never-watched rendition went first");
+    assert!(exists("watched"), "the watched one stayed");
+    let used: u64 = {
+        let mut n = 0;
+        let mut dirs = vec![disk(&s)];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                if e.path().is_dir() {
+                    dirs.push(e.path());
+                } else {
+                    n += e.metadata().unwrap().len();
+                }
+            }
+        }
+        n
+    };
+    assert!(used <= max, "{used} > quota {max}");
+}
+
+#[test]
+fn the_headroom_is_never_eaten() {
+    let (s, _origin) = stack_with_origin(None, &stack::content());
+    // A headroom just above what is free now: nothing may be written.
+    let out = std::process::Command::new("df")
+        .args(["--output=size,avail", "-B1"])
+        .arg(s.root("oca-e1"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let nums: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let free_percent = nums[1] / nums[0] * 100.0;
+    let headroom = (free_percent + 1.0).min(99.0);
+    assert!(
+        headroom > free_percent,
+        "the disk is too empty for this test"
+    );
+    let _a = agent(&s, IN_WINDOW, &format!("headroom_percent = {headroom:.3}"));
+    let st = wait_state(&s, "blocked");
+    assert!(st["bytes_left_out"].as_u64().unwrap() > 0, "{st}");
+    assert_eq!(assert_only_good_objects(&s), 0);
+}
