@@ -451,6 +451,16 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// How long a fill plan's URLs work: `fill.plan_ttl`, shortened to what the
+    /// signing key is sure to live (the newest key is at most `rotate_every`
+    /// old, so it verifies for at least `lifetime - rotate_every` more).
+    pub fn fill_plan_ttl(&self) -> Duration {
+        self.fill
+            .plan_ttl
+            .min(self.keys.lifetime.saturating_sub(self.keys.rotate_every))
+            .max(Duration::from_secs(60))
+    }
+
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -606,18 +616,7 @@ impl Config {
         if f.plan_ttl < Duration::from_secs(60) {
             return bad("fill.plan_ttl", "must be at least 1 minute".into());
         }
-        // The newest key is at most `rotate_every` old, so it verifies for at
-        // least `lifetime - rotate_every` more: a plan's URLs must not outlive it.
-        let key_left = self.keys.lifetime.saturating_sub(self.keys.rotate_every);
-        if f.plan_ttl > key_left {
-            return bad(
-                "fill.plan_ttl",
-                format!(
-                    "must not exceed keys.lifetime - keys.rotate_every ({})",
-                    humantime::format_duration(key_left)
-                ),
-            );
-        }
+
         if f.half_life.is_zero() {
             return bad("fill.half_life", "must be greater than zero".into());
         }

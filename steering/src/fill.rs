@@ -54,7 +54,7 @@ pub async fn fill_plan(
             e.to_string(),
         )
     })?;
-    let expires = now.saturating_add(cfg.plan_ttl.as_secs());
+    let expires = now.saturating_add(state.config.fill_plan_ttl().as_secs());
     // One token for the whole catalogue prefix: a plan spans many titles, and
     // the appliance needs nothing else from its sources.
     let token = crate::play::sign(&state, "/titles/", expires, None, now)?;
@@ -68,6 +68,7 @@ pub async fn fill_plan(
         token: &token,
     };
     let mut plan = fillplan::plan(&input, now, cfg);
+    plan.expires = expires;
     plan.version = state
         .store
         .fill_plan_version(&id, &fillplan::digest(&plan), now)?;

@@ -48,7 +48,6 @@ fn check_config_names_the_bad_field_and_exits_64() {
         ),
         ("[fill]\nwindow = \"2:00-6:00\"\n", "fill.window"),
         ("[fill]\nheadroom = 1.0\n", "fill.headroom"),
-        ("[fill]\nplan_ttl = \"5d\"\n", "fill.plan_ttl"),
         ("[fill]\nhalf_life = \"0s\"\n", "fill.half_life"),
         (
             "[[appliance]]\nid = \"a\"\ncredential = \"0123456789abcdef\"\ntier = \"ixp\"\nsite = \"s\"\nregion = \"r\"\nadmin_url = \"http://x\"\ncapacity_bps = 1\nfill_window = \"22:00-22:00\"\n",
