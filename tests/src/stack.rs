@@ -74,6 +74,8 @@ pub struct ApplianceSpec {
     /// Which of t1's renditions (directories under `titles/t1`) its disk starts
     /// with: `None` = all of t1.
     pub holds: Option<&'static [&'static str]>,
+    /// Put its disk on a tmpfs of this many bytes (a small, fillable disk).
+    pub disk_bytes: Option<u64>,
 }
 
 impl ApplianceSpec {
@@ -93,6 +95,7 @@ pub fn fleet() -> Vec<ApplianceSpec> {
             serves: &["127.1.0.0/16"],
             capacity_mbps: 10_000,
             holds: None,
+            disk_bytes: None,
         },
         ApplianceSpec {
             id: "oca-a2",
@@ -101,6 +104,7 @@ pub fn fleet() -> Vec<ApplianceSpec> {
             serves: &["127.1.0.0/16"],
             capacity_mbps: 10_000,
             holds: None,
+            disk_bytes: None,
         },
         ApplianceSpec {
             id: "oca-b1",
@@ -109,6 +113,7 @@ pub fn fleet() -> Vec<ApplianceSpec> {
             serves: &["127.2.0.0/16"],
             capacity_mbps: 10_000,
             holds: None,
+            disk_bytes: None,
         },
         ApplianceSpec {
             id: "oca-x1",
@@ -117,6 +122,7 @@ pub fn fleet() -> Vec<ApplianceSpec> {
             serves: &[],
             capacity_mbps: 40_000,
             holds: None,
+            disk_bytes: None,
         },
     ]
 }
@@ -129,6 +135,19 @@ pub struct Stack {
     pub appliances: BTreeMap<&'static str, (Proc, SocketAddr)>,
     /// The packaged tree steering imported (and an origin may serve).
     pub packaged: PathBuf,
+    /// tmpfs disks, unmounted on drop.
+    mounts: Vec<PathBuf>,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for (p, _) in self.appliances.values_mut() {
+            p.kill9();
+        }
+        for m in &self.mounts {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+    }
 }
 
 fn credential(id: &str) -> String {
@@ -283,8 +302,24 @@ serves = [{serves}]
     );
     let addr = steering.addr("http=");
     let mut appliances = BTreeMap::new();
+    let mut mounts = Vec::new();
     for a in fleet {
         let root = d.join(a.id);
+        if let Some(bytes) = a.disk_bytes {
+            let disk = root.join("disk0");
+            std::fs::create_dir_all(&disk).unwrap();
+            let ok = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={bytes}")])
+                .arg("tmpfs")
+                .arg(&disk)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(
+                ok,
+                "mounting a tmpfs needs root (the test machines run as root)"
+            );
+            mounts.push(disk);
+        }
         let t1 = content().join("titles/t1");
         let disk_t1 = root.join("disk0/objects/titles/t1");
         std::fs::create_dir_all(&disk_t1).unwrap();
@@ -316,6 +351,7 @@ cache_dir = "{cache}"
 tier = "{tier}"
 site = "{site}"
 region = "eu-west"
+{declared}
 "#,
                 store = root.join("disk0").display(),
                 cap = a.capacity_mbps,
@@ -325,6 +361,11 @@ region = "eu-west"
                 cache = root.join("control-cache").display(),
                 tier = a.tier,
                 site = a.site,
+                // A tmpfs disk declares a big one, as an operator might by
+                // mistake: the fill agent must still stop at the real size.
+                declared = a
+                    .disk_bytes
+                    .map_or(String::new(), |_| "storage_bytes = 1000000000000".into()),
             ),
         )
         .unwrap();
@@ -343,6 +384,7 @@ region = "eu-west"
         config,
         appliances,
         packaged,
+        mounts,
     };
     for a in fleet {
         wait_for(&format!("{} up with what it holds", a.id), || {

@@ -26,6 +26,7 @@ fn fleet(ixp_holds: Option<&'static [&'static str]>) -> Vec<ApplianceSpec> {
             serves: &[],
             capacity_mbps: 40_000,
             holds: ixp_holds,
+            disk_bytes: None,
         },
         ApplianceSpec {
             id: "oca-e1",
@@ -34,6 +35,7 @@ fn fleet(ixp_holds: Option<&'static [&'static str]>) -> Vec<ApplianceSpec> {
             serves: &["127.1.0.0/16"],
             capacity_mbps: 10_000,
             holds: Some(&[]),
+            disk_bytes: None,
         },
     ]
 }
@@ -463,4 +465,57 @@ fn the_headroom_is_never_eaten() {
     let st = wait_state(&s, "blocked");
     assert!(st["bytes_left_out"].as_u64().unwrap() > 0, "{st}");
     assert_eq!(assert_only_good_objects(&s), 0);
+}
+
+#[test]
+fn a_small_disk_takes_whole_items_until_full_and_never_overflows() {
+    let origin = stack::nginx(&stack::content());
+    let mut fleet = fleet(None);
+    let disk_size = 6 * 1024 * 1024;
+    fleet[1].disk_bytes = Some(disk_size);
+    let extra = format!(
+        "origin_url = \"http://{}\"\n[fill]\nwindow = \"02:00-06:00\"\n",
+        origin.addr
+    );
+    let s = stack::start_with(&fleet, &extra, &stack::content());
+    let a = agent(&s, IN_WINDOW, "headroom_percent = 5");
+    let st = wait_state(&s, "blocked");
+    let left_out = st["bytes_left_out"].as_u64().unwrap();
+    assert!(left_out > 0, "{st}");
+    let n = assert_only_good_objects(&s);
+    assert!(n > 0, "what fits was filled");
+    assert_eq!(
+        metric(&a, "fill_objects_total{outcome=\"disk\"}"),
+        0.0,
+        "never ran out mid-write"
+    );
+    let out = std::process::Command::new("df")
+        .args(["--output=used", "-B1"])
+        .arg(s.root("oca-e1").join("disk0"))
+        .output()
+        .unwrap();
+    let used: u64 = String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .next()
+        .unwrap();
+    assert!(
+        used <= disk_size * 95 / 100,
+        "{used} bytes used of {disk_size}: the headroom was eaten"
+    );
+    // Whole items only: every rendition on disk is complete.
+    let plan = plan(&s);
+    for item in plan["items"].as_array().unwrap() {
+        let objects = item["objects"].as_array().unwrap();
+        let here = objects
+            .iter()
+            .filter(|o| disk(&s).join(o["key"].as_str().unwrap()).exists())
+            .count();
+        assert!(
+            here == 0 || here == objects.len(),
+            "{} is half there",
+            item["rendition"]
+        );
+    }
 }
