@@ -104,6 +104,26 @@ pub struct Heartbeat {
     pub health: HealthSummary,
     /// Absent when nothing changed since the last accepted report.
     pub inventory: Option<Inventory>,
+    /// Client prefixes learned over BGP; absent when unchanged (or no BGP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefixes: Option<PrefixReport>,
+}
+
+/// The client prefixes an appliance learned from the ISP's router, as a full
+/// set or as the change since `base_version`. Prefixes are CIDR strings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum PrefixReport {
+    Full {
+        version: u64,
+        prefixes: Vec<String>,
+    },
+    Delta {
+        base_version: u64,
+        version: u64,
+        announced: Vec<String>,
+        withdrawn: Vec<String>,
+    },
 }
 
 /// Answer to a heartbeat.
@@ -115,6 +135,12 @@ pub struct HeartbeatResponse {
     pub inventory_version: u64,
     /// Current key set version; fetch `/v1/keys` when it differs from yours.
     pub keys_version: u64,
+    /// Prefix-set version the control plane now holds.
+    #[serde(default)]
+    pub prefixes_version: u64,
+    /// The prefix delta did not apply: send the full set.
+    #[serde(default)]
+    pub prefixes_resync: bool,
 }
 
 /// One URL-signing key as served to appliances.

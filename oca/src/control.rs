@@ -161,6 +161,7 @@ pub async fn run(
                 })
             };
             let hb = Heartbeat {
+                prefixes: None,
                 health: health(&admin),
                 inventory: inventory.clone(),
             };

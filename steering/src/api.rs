@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::registry::{InventoryOutcome, Registry};
+use crate::registry::{InventoryOutcome, PrefixOutcome, Registry};
 use crate::store::{InventoryRow, Store};
 
 /// Everything handlers share.
@@ -32,6 +32,10 @@ pub struct AppState {
     pub catalog: RwLock<crate::registry::CatalogTotals>,
     pub metrics: Metrics,
     pub fleet: crate::fleet::Fleet,
+    /// Client networks (config plus the imported RIB), rebuilt only when those change.
+    pub networks: arc_swap::ArcSwap<crate::steer::Networks>,
+    /// Generation of the RIB import the networks were built from.
+    pub rib_generation: std::sync::atomic::AtomicU64,
     pub bookmarks: crate::bookmarks::Bookmarks,
     pub recommendations: crate::home::Recommendations,
 }
@@ -373,10 +377,33 @@ async fn heartbeat(
         state.metrics.resyncs.inc();
         tracing::info!(appliance = %id, "inventory delta did not apply; asking for a full resync");
     }
+    let (prefix_outcome, prefixes_version, learned) = {
+        let mut reg = state.registry();
+        let outcome = hb.prefixes.as_ref().map(|p| reg.take_prefixes(&id, p));
+        let a = &reg.appliances[&id];
+        let learned = (outcome == Some(PrefixOutcome::Applied))
+            .then(|| a.learned.iter().map(|p| p.to_string()).collect::<Vec<_>>());
+        (outcome, a.prefixes_version, learned)
+    };
+    if prefix_outcome == Some(PrefixOutcome::Invalid) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_prefix",
+            "a reported prefix is not an IPv4 or IPv6 CIDR",
+        ));
+    }
+    if let Some(prefixes) = learned {
+        state
+            .store
+            .put_learned_prefixes(&id, prefixes_version, &prefixes)?;
+        tracing::info!(appliance = %id, version = prefixes_version, prefixes = prefixes.len(), "BGP prefixes updated");
+    }
     Ok(axum::Json(HeartbeatResponse {
         resync: outcome == InventoryOutcome::ResyncNeeded,
         inventory_version: version,
         keys_version: state.keys.read().unwrap_or_else(|p| p.into_inner()).version,
+        prefixes_version,
+        prefixes_resync: prefix_outcome == Some(PrefixOutcome::ResyncNeeded),
     }))
 }
 

@@ -36,6 +36,11 @@ pub enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// BGP data for steering.
+    Bgp {
+        #[command(subcommand)]
+        command: BgpCommand,
+    },
     /// Manage viewer accounts.
     Users {
         #[command(subcommand)]
@@ -48,6 +53,15 @@ pub enum CatalogCommand {
     /// Import packaged titles (DIR/titles/<id>/{title.toml,master.m3u8,...}):
     /// hashes every object; re-importing replaces what an earlier import recorded.
     Import { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+pub enum BgpCommand {
+    /// Import a prefix → origin-ASN table from an MRT RIB dump (TABLE_DUMP_V2, as
+    /// route collectors publish): clients outside every embedded appliance's
+    /// prefixes are mapped by origin ASN (`[[asn]]` config) to a region.
+    /// Replaces the previous import; a running steering picks it up within a minute.
+    ImportRib { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -161,6 +175,29 @@ pub fn import(dir: &Path, overrides: &Overrides) -> ExitCode {
             store.catalog_counts().map_err(|e| (1, e.to_string()))?;
         Ok(format!(
             "catalog: {titles} titles, {renditions} renditions, {objects} objects, {bytes} bytes"
+        ))
+    })
+}
+
+pub fn import_rib(file: &Path, overrides: &Overrides) -> ExitCode {
+    offline(overrides, "RIB import", |config, store| {
+        let rib = crate::bgp::read_rib(file).map_err(|e| (EXIT_BAD_DATA, e.to_string()))?;
+        let rows: Vec<(String, u32)> = rib.iter().map(|(p, a)| (p.to_string(), *a)).collect();
+        store.put_rib(&rows).map_err(|e| (1, e.to_string()))?;
+        let v4 = rib
+            .iter()
+            .filter(|(p, _)| matches!(p, ipnet::IpNet::V4(_)))
+            .count();
+        let origins: std::collections::HashSet<u32> = rib.iter().map(|(_, a)| *a).collect();
+        let mapped = rib
+            .iter()
+            .filter(|(_, a)| config.asns.iter().any(|c| c.number == *a))
+            .count();
+        Ok(format!(
+            "rib: {} prefixes (IPv4 {v4}, IPv6 {}) from {} origin ASNs; {mapped} in a configured region",
+            rib.len(),
+            rib.len() - v4,
+            origins.len()
         ))
     })
 }

@@ -48,6 +48,10 @@ pub struct Config {
     /// outside every embedded appliance's prefixes.
     #[serde(rename = "network")]
     pub networks: Vec<NetworkConfig>,
+    /// Autonomous systems → region, for clients mapped by the origin ASN of
+    /// their prefix in an imported RIB (`steering bgp import-rib`).
+    #[serde(rename = "asn")]
+    pub asns: Vec<AsnConfig>,
     pub fill: FillConfig,
 }
 
@@ -204,6 +208,15 @@ fn both_protocols() -> Vec<String> {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct AsnConfig {
+    pub number: u32,
+    pub region: String,
+    /// `[latitude, longitude]` in degrees.
+    pub location: Option<[f64; 2]>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NetworkConfig {
     pub prefix: ipnet::IpNet,
     #[serde(default)]
@@ -341,6 +354,7 @@ impl Default for Config {
                 },
             ],
             networks: Vec::new(),
+            asns: Vec::new(),
             fill: FillConfig::default(),
         }
     }
@@ -566,6 +580,14 @@ impl Config {
                     "device.protocols",
                     "a non-empty list of \"hls\" and \"dash\"",
                 );
+            }
+        }
+        for (i, a) in self.asns.iter().enumerate() {
+            if a.region.is_empty() || self.asns[..i].iter().any(|o| o.number == a.number) {
+                return bad("asn", "each number once, with a region");
+            }
+            if a.location.is_some_and(|l| !valid_location(l)) {
+                return bad("asn.location", "[latitude, longitude] in degrees");
             }
         }
         for n in &self.networks {

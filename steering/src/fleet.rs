@@ -9,7 +9,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use crate::api::AppState;
-use crate::steer::{ClientNetwork, GeoPoint, Node, Policy, Snapshot};
+use crate::steer::{GeoPoint, Node, Policy, Snapshot};
 
 pub struct Fleet {
     snapshot: ArcSwap<Snapshot>,
@@ -47,6 +47,10 @@ impl Fleet {
             }
         };
         if due {
+            // A RIB import (made offline) is noticed here, within one refresh.
+            if let Err(e) = crate::refresh_networks(state) {
+                tracing::warn!(error = %e, "cannot read the RIB");
+            }
             self.snapshot.store(Arc::new(build(state, now)));
         }
         self.snapshot.load_full()
@@ -106,19 +110,23 @@ fn build(state: &AppState, _now: Instant) -> Snapshot {
             })
             .collect()
     };
-    let served = config
+    // What each embedded appliance serves: its configured prefixes (an
+    // override that always applies) plus what its ISP's router announced.
+    let mut served: Vec<(ipnet::IpNet, String)> = config
         .appliances
         .iter()
-        .flat_map(|a| a.serves.iter().map(move |p| (*p, a.id.clone())));
-    let networks = config
-        .networks
-        .iter()
-        .map(|n| ClientNetwork {
-            prefix: n.prefix,
-            asn: n.asn,
-            region: n.region.clone(),
-            location: point(n.location),
-        })
+        .flat_map(|a| a.serves.iter().map(move |p| (*p, a.id.clone())))
         .collect();
-    Snapshot::build(nodes, served, networks, policy(&config.steer))
+    {
+        let reg = state.registry();
+        for (id, a) in &reg.appliances {
+            served.extend(a.learned.iter().map(|p| (*p, id.clone())));
+        }
+    }
+    Snapshot::build_with(
+        nodes,
+        served,
+        state.networks.load_full(),
+        policy(&config.steer),
+    )
 }

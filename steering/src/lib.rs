@@ -4,6 +4,7 @@
 //! and fill plans telling each appliance what to hold.
 
 pub mod api;
+pub mod bgp;
 pub mod bookmarks;
 pub mod catalog;
 pub mod cli;
@@ -67,6 +68,12 @@ pub fn load_state(config: Config) -> Result<Arc<AppState>, StoreError> {
             registry.set_inventory(&row.id, inv.version, inv.renditions);
         }
     }
+    for (id, version, prefixes) in store.learned_prefixes()? {
+        let report = control_client::wire::PrefixReport::Full { version, prefixes };
+        registry.take_prefixes(&id, &report);
+    }
+    let rib_generation = store.rib_generation()?;
+    let rib = store.rib()?;
     let metrics = metrics::Metrics::new();
     let bookmarks = bookmarks::Bookmarks::new(
         config.bookmarks.database.clone(),
@@ -83,6 +90,8 @@ pub fn load_state(config: Config) -> Result<Arc<AppState>, StoreError> {
         catalog: RwLock::new(store.catalog_totals()?),
         registry: Mutex::new(registry),
         fleet: fleet::Fleet::new(fleet::policy(&config.steer)),
+        networks: arc_swap::ArcSwap::from_pointee(bgp::networks(&config, &rib)),
+        rib_generation: std::sync::atomic::AtomicU64::new(rib_generation),
         bookmarks,
         recommendations,
         metrics,
@@ -109,6 +118,26 @@ pub fn rotate_keys(state: &AppState) -> Result<(), StoreError> {
         .delete_keys_retired_before(plan.delete_retired_before)?;
     let set = keys::key_set(&state.store.keys()?);
     *state.keys.write().unwrap_or_else(|p| p.into_inner()) = set;
+    Ok(())
+}
+
+/// Rebuild the client networks if a RIB was imported since they were built.
+pub fn refresh_networks(state: &AppState) -> Result<(), StoreError> {
+    use std::sync::atomic::Ordering;
+    let generation = state.store.rib_generation()?;
+    if generation == state.rib_generation.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let rib = state.store.rib()?;
+    state
+        .networks
+        .store(Arc::new(bgp::networks(&state.config, &rib)));
+    state.rib_generation.store(generation, Ordering::Relaxed);
+    tracing::info!(
+        prefixes = rib.len(),
+        generation,
+        "client networks rebuilt from the RIB"
+    );
     Ok(())
 }
 
@@ -146,6 +175,10 @@ async fn key_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {
                 if let Err(e) = rotate_keys(&state) {
                     tracing::error!(error = %e, "key rotation failed; will retry");
+                }
+                // A RIB import (offline) changes the client networks.
+                if let Err(e) = refresh_networks(&state) {
+                    tracing::warn!(error = %e, "cannot read the RIB");
                 }
                 // Re-imports change totals: pick them up here too.
                 match state.store.catalog_totals() {

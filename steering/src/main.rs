@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use steering::cli::{CatalogCommand, Cli, Command, load};
+use steering::cli::{BgpCommand, CatalogCommand, Cli, Command, load};
 use steering::config::EXIT_BAD_CONFIG;
 
 fn main() -> ExitCode {
@@ -16,6 +16,9 @@ fn main() -> ExitCode {
             command: CatalogCommand::Import { dir },
         }) => return steering::cli::import(&dir, &overrides),
         Some(Command::Users { command }) => return steering::cli::users(command, &overrides),
+        Some(Command::Bgp {
+            command: BgpCommand::ImportRib { file },
+        }) => return steering::cli::import_rib(&file, &overrides),
         None => false,
     };
     let config = match load(&overrides) {

@@ -2,12 +2,13 @@
 //! hysteresis), last heartbeat, and inventory with an index rendition →
 //! appliances. The store holds the durable part; this is rebuilt from it at start.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
 use control_client::wire::{
-    ApplianceInfo, HealthSummary, Inventory, RenditionHolding, inventory_digest,
+    ApplianceInfo, HealthSummary, Inventory, PrefixReport, RenditionHolding, inventory_digest,
 };
+use ipnet::IpNet;
 use serde::Serialize;
 
 /// Catalog totals per rendition: (objects, bytes).
@@ -73,6 +74,9 @@ pub struct Appliance {
     pub inventory: BTreeMap<String, RenditionHolding>,
     pub inventory_version: u64,
     pub inventory_digest: String,
+    /// Client prefixes the appliance learned over BGP, and their version.
+    pub learned: BTreeSet<IpNet>,
+    pub prefixes_version: u64,
 }
 
 impl Appliance {
@@ -108,6 +112,15 @@ pub struct ApplianceView {
     pub renditions_complete: usize,
     /// Whether steering may send new viewers here.
     pub eligible: bool,
+}
+
+/// How a heartbeat's prefix report was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrefixOutcome {
+    Applied,
+    ResyncNeeded,
+    /// A prefix did not parse.
+    Invalid,
 }
 
 /// How a heartbeat's inventory was taken.
@@ -146,6 +159,8 @@ impl Registry {
                         inventory: BTreeMap::new(),
                         inventory_version: 0,
                         inventory_digest: inventory_digest([]),
+                        learned: BTreeSet::new(),
+                        prefixes_version: 0,
                     },
                 );
             }
@@ -222,6 +237,49 @@ impl Registry {
         }
     }
 
+    /// Take a report of BGP-learned prefixes (pure bookkeeping; the caller
+    /// validated the strings and persists the result). A delta must start from
+    /// the version held, else the appliance is asked for the full set.
+    pub fn take_prefixes(&mut self, id: &str, report: &PrefixReport) -> PrefixOutcome {
+        let Some(a) = self.appliances.get_mut(id) else {
+            return PrefixOutcome::ResyncNeeded;
+        };
+        let parse = |v: &[String]| -> Option<Vec<IpNet>> {
+            v.iter()
+                .map(|p| p.parse::<IpNet>().ok().map(|n| n.trunc()))
+                .collect()
+        };
+        match report {
+            PrefixReport::Full { version, prefixes } => {
+                let Some(set) = parse(prefixes) else {
+                    return PrefixOutcome::Invalid;
+                };
+                a.learned = set.into_iter().collect();
+                a.prefixes_version = *version;
+                PrefixOutcome::Applied
+            }
+            PrefixReport::Delta {
+                base_version,
+                version,
+                announced,
+                withdrawn,
+            } => {
+                let (Some(add), Some(remove)) = (parse(announced), parse(withdrawn)) else {
+                    return PrefixOutcome::Invalid;
+                };
+                if *base_version != a.prefixes_version {
+                    return PrefixOutcome::ResyncNeeded;
+                }
+                for p in remove {
+                    a.learned.remove(&p);
+                }
+                a.learned.extend(add);
+                a.prefixes_version = *version;
+                PrefixOutcome::Applied
+            }
+        }
+    }
+
     /// Appliances holding `rendition` (for steering).
     pub fn holders(&self, rendition: &str) -> impl Iterator<Item = &str> {
         self.index
@@ -274,6 +332,66 @@ impl Registry {
 mod tests {
     use super::*;
     use control_client::wire::Tier;
+
+    #[test]
+    fn prefixes_full_delta_resync_and_garbage() {
+        let mut reg = Registry::default();
+        let info = ApplianceInfo {
+            tier: Tier::Embedded,
+            site: "s".into(),
+            region: "r".into(),
+            asn: 1,
+            http_url: None,
+            https_url: None,
+            admin_url: "http://x".into(),
+            capacity_bps: 1,
+            storage_bytes: 0,
+            version: String::new(),
+        };
+        reg.insert("a", info, "h".into());
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let full = PrefixReport::Full {
+            version: 1,
+            prefixes: v(&["10.1.0.0/16", "2001:db8::/32", "10.2.3.4/16"]),
+        };
+        assert_eq!(reg.take_prefixes("a", &full), PrefixOutcome::Applied);
+        let got: Vec<String> = reg.appliances["a"]
+            .learned
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            ["10.1.0.0/16", "10.2.0.0/16", "2001:db8::/32"],
+            "host bits cleared"
+        );
+        let delta = PrefixReport::Delta {
+            base_version: 1,
+            version: 2,
+            announced: v(&["10.3.0.0/16"]),
+            withdrawn: v(&["10.1.0.0/16"]),
+        };
+        assert_eq!(reg.take_prefixes("a", &delta), PrefixOutcome::Applied);
+        assert_eq!(reg.appliances["a"].learned.len(), 3);
+        assert_eq!(
+            reg.take_prefixes("a", &delta),
+            PrefixOutcome::ResyncNeeded,
+            "stale base"
+        );
+        let junk = PrefixReport::Full {
+            version: 3,
+            prefixes: v(&["10.0.0.0/33"]),
+        };
+        assert_eq!(reg.take_prefixes("a", &junk), PrefixOutcome::Invalid);
+        assert_eq!(
+            reg.appliances["a"].prefixes_version, 2,
+            "garbage changes nothing"
+        );
+        assert_eq!(
+            reg.take_prefixes("nobody", &full),
+            PrefixOutcome::ResyncNeeded
+        );
+    }
 
     #[test]
     fn hysteresis() {

@@ -15,10 +15,10 @@ use rand::Rng;
 use serde::Serialize;
 
 mod snapshot;
-pub use snapshot::Snapshot;
 #[cfg(test)]
 use snapshot::unit_vector;
 use snapshot::{Need, distance_km};
+pub use snapshot::{Networks, Snapshot};
 
 /// Index into the snapshot's nodes: decisions carry indices, not strings, so they stay cheap.
 pub type NodeId = u32;
@@ -330,7 +330,7 @@ pub fn decide(
     rng: &mut (impl Rng + ?Sized),
 ) -> Decision {
     let net = snap.network_index(client);
-    let info = net.map(|i| snap.net_info[i]);
+    let info = net.map(|i| snap.net_info(i));
     let network = info.map(|n| (n.asn, snap.region_names[n.region as usize].clone()));
     let Some(need) = snap.need(renditions) else {
         return Decision {
@@ -418,7 +418,7 @@ pub fn pathway_priority(
     now: Instant,
 ) -> Vec<String> {
     let net = snap.network_index(client);
-    let info = net.map(|i| snap.net_info[i]);
+    let info = net.map(|i| snap.net_info(i));
     let region = info.map(|n| n.region);
     let served = snap.served_set(client).unwrap_or(&[]);
     let need = snap.need(renditions);

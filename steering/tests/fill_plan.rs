@@ -101,6 +101,7 @@ fn heartbeat(status: &str, version: u64, held: &[(&str, u64, u64)]) -> Heartbeat
         })
         .collect();
     Heartbeat {
+        prefixes: None,
         health: HealthSummary {
             status: status.into(),
             egress_bps: 0,
@@ -255,6 +256,7 @@ async fn fill_plan_versions_follow_content_and_urls_are_signed() {
 
     // A draining peer is no source.
     c2.heartbeat(&Heartbeat {
+        prefixes: None,
         inventory: None,
         ..heartbeat("draining", 2, &[])
     })

@@ -67,6 +67,7 @@ pub fn copy_tree(from: &Path, to: &Path) {
 /// One appliance of the stack.
 pub struct ApplianceSpec {
     pub id: &'static str,
+    pub region: &'static str,
     pub tier: &'static str,
     pub site: &'static str,
     pub serves: &'static [&'static str],
@@ -76,6 +77,21 @@ pub struct ApplianceSpec {
     pub holds: Option<&'static [&'static str]>,
     /// Put its disk on a tmpfs of this many bytes (a small, fillable disk).
     pub disk_bytes: Option<u64>,
+}
+
+impl Default for ApplianceSpec {
+    fn default() -> Self {
+        ApplianceSpec {
+            id: "oca",
+            region: "eu-west",
+            tier: "ixp",
+            site: "site",
+            serves: &[],
+            capacity_mbps: 10_000,
+            holds: None,
+            disk_bytes: None,
+        }
+    }
 }
 
 impl ApplianceSpec {
@@ -94,8 +110,7 @@ pub fn fleet() -> Vec<ApplianceSpec> {
             site: "isp-a-ams",
             serves: &["127.1.0.0/16"],
             capacity_mbps: 10_000,
-            holds: None,
-            disk_bytes: None,
+            ..ApplianceSpec::default()
         },
         ApplianceSpec {
             id: "oca-a2",
@@ -103,8 +118,7 @@ pub fn fleet() -> Vec<ApplianceSpec> {
             site: "isp-a-rtm",
             serves: &["127.1.0.0/16"],
             capacity_mbps: 10_000,
-            holds: None,
-            disk_bytes: None,
+            ..ApplianceSpec::default()
         },
         ApplianceSpec {
             id: "oca-b1",
@@ -112,8 +126,7 @@ pub fn fleet() -> Vec<ApplianceSpec> {
             site: "isp-b-1",
             serves: &["127.2.0.0/16"],
             capacity_mbps: 10_000,
-            holds: None,
-            disk_bytes: None,
+            ..ApplianceSpec::default()
         },
         ApplianceSpec {
             id: "oca-x1",
@@ -121,8 +134,7 @@ pub fn fleet() -> Vec<ApplianceSpec> {
             site: "ixp-ams",
             serves: &[],
             capacity_mbps: 40_000,
-            holds: None,
-            disk_bytes: None,
+            ..ApplianceSpec::default()
         },
     ]
 }
@@ -221,12 +233,13 @@ id = "{id}"
 credential = "{cred}"
 tier = "{tier}"
 site = "{site}"
-region = "eu-west"
+region = "{region}"
 admin_url = "http://127.0.0.1:1"
 capacity_bps = {cap}
 serves = [{serves}]
 "#,
             id = a.id,
+            region = a.region,
             cred = credential(a.id),
             tier = a.tier,
             site = a.site,
@@ -350,7 +363,7 @@ credential = "{cred}"
 cache_dir = "{cache}"
 tier = "{tier}"
 site = "{site}"
-region = "eu-west"
+region = "{region}"
 {declared}
 "#,
                 store = root.join("disk0").display(),
@@ -361,6 +374,7 @@ region = "eu-west"
                 cache = root.join("control-cache").display(),
                 tier = a.tier,
                 site = a.site,
+                region = a.region,
                 // A tmpfs disk declares a big one, as an operator might by
                 // mistake: the fill agent must still stop at the real size.
                 declared = a

@@ -26,7 +26,7 @@ fn fleet(ixp_holds: Option<&'static [&'static str]>) -> Vec<ApplianceSpec> {
             serves: &[],
             capacity_mbps: 40_000,
             holds: ixp_holds,
-            disk_bytes: None,
+            ..ApplianceSpec::default()
         },
         ApplianceSpec {
             id: "oca-e1",
@@ -35,7 +35,7 @@ fn fleet(ixp_holds: Option<&'static [&'static str]>) -> Vec<ApplianceSpec> {
             serves: &["127.1.0.0/16"],
             capacity_mbps: 10_000,
             holds: Some(&[]),
-            disk_bytes: None,
+            ..ApplianceSpec::default()
         },
     ]
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use control_client::wire::Tier;
@@ -106,6 +107,58 @@ pub(super) struct NetInfo {
     pub(super) pos: Option<[f64; 3]>,
 }
 
+/// Client networks indexed for longest-prefix match. Built apart from the
+/// fleet (and shared between snapshots) because it is large — a whole RIB — and
+/// changes only on import or reconfiguration, while the fleet changes every
+/// few hundred milliseconds.
+pub struct Networks {
+    v4: PrefixMap<Ipv4Net, u32>,
+    v6: PrefixMap<Ipv6Net, u32>,
+    list: Vec<ClientNetwork>,
+    /// Per network: asn, index into `region_names`, position.
+    info: Vec<(u32, u32, Option<[f64; 3]>)>,
+    region_names: Vec<String>,
+}
+
+impl Networks {
+    /// Of duplicate prefixes the last wins.
+    pub fn build(networks: Vec<ClientNetwork>) -> Networks {
+        let (mut v4, mut v6) = (PrefixMap::new(), PrefixMap::new());
+        let mut regions = HashMap::new();
+        let mut info = Vec::with_capacity(networks.len());
+        for (i, net) in networks.iter().enumerate() {
+            match net.prefix.trunc() {
+                IpNet::V4(p) => v4.insert(p, i as u32),
+                IpNet::V6(p) => v6.insert(p, i as u32),
+            };
+            info.push((
+                net.asn,
+                intern(&mut regions, &net.region),
+                unit_vector(net.location),
+            ));
+        }
+        let mut region_names = vec![String::new(); regions.len()];
+        for (name, id) in regions {
+            region_names[id as usize] = name;
+        }
+        Networks {
+            v4,
+            v6,
+            list: networks,
+            info,
+            region_names,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
 /// Immutable view of the fleet, built once per fleet change and shared by many decisions.
 pub struct Snapshot {
     nodes: Vec<Node>,
@@ -116,11 +169,9 @@ pub struct Snapshot {
     served6: PrefixMap<Ipv6Net, u32>,
     /// Live embedded nodes per distinct served set; an ISP's many prefixes share one entry.
     served_sets: Vec<Vec<NodeId>>,
-    nets4: PrefixMap<Ipv4Net, u32>,
-    nets6: PrefixMap<Ipv6Net, u32>,
-    networks: Vec<ClientNetwork>,
-    /// Per network, what a decision reads, kept apart from the cold `networks`.
-    pub(super) net_info: Vec<NetInfo>,
+    nets: Arc<Networks>,
+    /// `nets`' region indices translated to this snapshot's region ids.
+    net_region: Vec<u32>,
     /// Interned region names: cloning the decision's region from here hits a warm line.
     pub(super) region_names: Vec<String>,
     renditions: HashMap<String, u32>,
@@ -166,9 +217,19 @@ impl Snapshot {
     /// unknown ids and ids of non-embedded nodes are ignored. `networks`: client networks for
     /// region lookup; of duplicate prefixes the last wins. Of duplicate node ids the first wins.
     pub fn build(
-        mut nodes: Vec<Node>,
+        nodes: Vec<Node>,
         served: impl IntoIterator<Item = (IpNet, String)>,
         networks: Vec<ClientNetwork>,
+        policy: Policy,
+    ) -> Snapshot {
+        Snapshot::build_with(nodes, served, Arc::new(Networks::build(networks)), policy)
+    }
+
+    /// Like `build`, with client networks indexed beforehand (and shared).
+    pub fn build_with(
+        mut nodes: Vec<Node>,
+        served: impl IntoIterator<Item = (IpNet, String)>,
+        nets: Arc<Networks>,
         policy: Policy,
     ) -> Snapshot {
         nodes.truncate(NodeId::MAX as usize);
@@ -244,19 +305,11 @@ impl Snapshot {
             };
         }
 
-        let (mut nets4, mut nets6) = (PrefixMap::new(), PrefixMap::new());
-        let mut net_info = Vec::with_capacity(networks.len());
-        for (i, net) in networks.iter().enumerate() {
-            match net.prefix.trunc() {
-                IpNet::V4(p) => nets4.insert(p, i as u32),
-                IpNet::V6(p) => nets6.insert(p, i as u32),
-            };
-            net_info.push(NetInfo {
-                asn: net.asn,
-                region: intern(&mut regions, &net.region),
-                pos: unit_vector(net.location),
-            });
-        }
+        let net_region = nets
+            .region_names
+            .iter()
+            .map(|name| intern(&mut regions, name))
+            .collect();
 
         let mut region_names = vec![String::new(); regions.len()];
         for (name, id) in regions {
@@ -270,10 +323,8 @@ impl Snapshot {
             served4,
             served6,
             served_sets,
-            nets4,
-            nets6,
-            networks,
-            net_info,
+            nets,
+            net_region,
             region_names,
             renditions: rendition_ids,
             holders,
@@ -301,11 +352,21 @@ impl Snapshot {
 
     /// Longest-prefix match over the client networks.
     pub fn network(&self, client: IpAddr) -> Option<&ClientNetwork> {
-        self.network_index(client).map(|i| &self.networks[i])
+        self.network_index(client).map(|i| &self.nets.list[i])
     }
 
     pub(super) fn network_index(&self, client: IpAddr) -> Option<usize> {
-        lpm(&self.nets4, &self.nets6, client).map(|i| i as usize)
+        lpm(&self.nets.v4, &self.nets.v6, client).map(|i| i as usize)
+    }
+
+    /// What a decision reads of network `i`, in this snapshot's region ids.
+    pub(super) fn net_info(&self, i: usize) -> NetInfo {
+        let (asn, region, pos) = self.nets.info[i];
+        NetInfo {
+            asn,
+            region: self.net_region[region as usize],
+            pos,
+        }
     }
 
     pub(super) fn served_set(&self, client: IpAddr) -> Option<&[NodeId]> {

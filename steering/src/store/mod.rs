@@ -117,9 +117,25 @@ const MIGRATIONS: &[&str] = &[
          generated INTEGER NOT NULL
      );
      CREATE INDEX plays_by_time ON plays(at);",
+    // 5: client prefixes appliances learned over BGP; a prefix → origin-ASN
+    // table imported from an MRT RIB dump.
+    "CREATE TABLE learned_prefixes (
+         appliance TEXT PRIMARY KEY,
+         version INTEGER NOT NULL,
+         prefixes TEXT NOT NULL
+     );
+     CREATE TABLE rib (
+         prefix TEXT PRIMARY KEY,
+         origin_asn INTEGER NOT NULL
+     );
+     CREATE TABLE rib_meta (
+         id INTEGER PRIMARY KEY CHECK (id = 1),
+         generation INTEGER NOT NULL
+     );",
 ];
 
 mod accounts;
+mod bgp;
 mod fill;
 pub use accounts::{StreamRow, TitleRecord, TitleRendition, UserRow};
 
