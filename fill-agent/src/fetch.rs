@@ -85,7 +85,7 @@ pub async fn fetch(
     // fetching them) so the final check covers the whole object.
     let mut hash = digest::Context::new(&digest::SHA256);
     if have > 0 {
-        hash_prefix(&part_path, have, &mut hash)?;
+        blocking(|| hash_prefix(&part_path, have, &mut hash))?;
     }
     let resumed_from = have;
     let mut transferred = 0u64;
@@ -123,6 +123,25 @@ pub async fn fetch(
         let started = Instant::now();
         // Time spent pausing for our own rate cap is not the source's slowness.
         let mut paused = Duration::ZERO;
+        // Received bytes are written and hashed in batches off the async
+        // workers, so one download waiting on the disk does not stall the others.
+        let mut pending: Vec<u8> = Vec::with_capacity(FLUSH_AT + 64 * 1024);
+        let mut flush = |pending: &mut Vec<u8>, file: &mut std::fs::File| -> io::Result<()> {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            blocking(|| {
+                file.write_all(pending)?;
+                hash.update(pending);
+                Ok::<_, io::Error>(())
+            })?;
+            // Counted once on disk: a crash never loses counted bytes.
+            shared
+                .received
+                .fetch_add(pending.len() as u64, Ordering::Relaxed);
+            pending.clear();
+            Ok(())
+        };
         while let Some(chunk) = resp
             .chunk()
             .await
@@ -137,11 +156,12 @@ pub async fn fetch(
                     obj.size
                 )));
             }
-            file.write_all(&chunk)?;
-            hash.update(&chunk);
+            pending.extend_from_slice(&chunk);
+            if pending.len() >= FLUSH_AT {
+                flush(&mut pending, &mut file)?;
+            }
             have += n;
             transferred += n;
-            shared.received.fetch_add(n, Ordering::Relaxed);
             let pause = shared
                 .bucket
                 .lock()
@@ -156,12 +176,14 @@ pub async fn fetch(
                 let bps = (transferred as f64 * 8.0 / elapsed.as_secs_f64()) as u64;
                 if bps < shared.min_throughput_bps {
                     // Keep what arrived: the next source resumes from it.
-                    file.sync_data()?;
+                    flush(&mut pending, &mut file)?;
+                    blocking(|| file.sync_data())?;
                     return Err(FetchError::Slow { bps });
                 }
             }
         }
-        file.sync_all()?;
+        flush(&mut pending, &mut file)?;
+        blocking(|| file.sync_all())?;
     }
     if have != obj.size {
         return Err(FetchError::Transfer(format!(
@@ -178,11 +200,23 @@ pub async fn fetch(
             obj.sha256
         )));
     }
-    disks.commit(root, &obj.sha256, &obj.key)?;
+    blocking(|| disks.commit(root, &obj.sha256, &obj.key))?;
     Ok(Fetched {
         transferred,
         resumed_from,
     })
+}
+
+/// Write and hash in batches of this many bytes.
+const FLUSH_AT: usize = 256 * 1024;
+
+/// Run blocking file work without stalling the other tasks of this worker
+/// (on a current-thread runtime, as in unit tests, just run it).
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 fn hash_prefix(path: &std::path::Path, len: u64, hash: &mut digest::Context) -> io::Result<()> {

@@ -1,6 +1,7 @@
 //! Support for end-to-end tests: the workspace's binaries as real processes,
 //! and a minimal HTTP/1.1 client that shows exactly what was answered.
 
+pub mod bird;
 pub mod mrt;
 pub mod stack;
 
