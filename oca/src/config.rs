@@ -413,8 +413,10 @@ impl Config {
         }
         if let Some(b) = &self.bgp {
             b.validate()?;
-            if self.admin_listen == b.listen
-                || self.listen.contains(&b.listen) && b.listen.port() != 0
+            if b.listen.port() != 0
+                && (self.admin_listen == b.listen
+                    || self.listen.contains(&b.listen)
+                    || self.tls_listen.contains(&b.listen))
             {
                 return bad(
                     "bgp.listen",

@@ -317,20 +317,11 @@ fn update_attributes(body: &[u8]) -> Result<&[u8], DecodeError> {
 fn attribute_values(mut attrs: &[u8]) -> Result<Vec<(u8, &[u8])>, DecodeError> {
     let mut out = Vec::new();
     while !attrs.is_empty() {
-        let (flags, ty) = match attrs {
-            [f, t, ..] => (*f, *t),
+        // Flags, type, then a 1-byte length or, with the extended-length flag, 2 bytes.
+        let (ty, len, head) = match attrs {
+            [f, t, a, b, ..] if f & 0x10 != 0 => (*t, u16::from_be_bytes([*a, *b]) as usize, 4),
+            [f, t, a, ..] if f & 0x10 == 0 => (*t, *a as usize, 3),
             _ => return Err(DecodeError::AttributeList("truncated attribute".into())),
-        };
-        let (len, head) = if flags & 0x10 != 0 {
-            match attrs.get(2..4) {
-                Some(l) => (u16::from_be_bytes([l[0], l[1]]) as usize, 4),
-                None => return Err(DecodeError::AttributeList("truncated attribute".into())),
-            }
-        } else {
-            match attrs.get(2) {
-                Some(l) => (*l as usize, 3),
-                None => return Err(DecodeError::AttributeList("truncated attribute".into())),
-            }
         };
         let value = attrs
             .get(head..head + len)
