@@ -94,6 +94,8 @@ struct Health<'a> {
     tls: TlsHealth,
     #[serde(skip_serializing_if = "Option::is_none")]
     fill: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bgp: Option<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -214,6 +216,7 @@ impl Admin {
                 connections_kernel: shared.metrics.tls_connections_kernel.get(),
             },
             fill: self.fill_status.as_deref().map(fill_status),
+            bgp: shared.bgp.as_ref().map(|b| b.health()),
         };
         serde_json::to_string_pretty(&h).unwrap_or_default() + "\n"
     }
@@ -370,7 +373,11 @@ impl Admin {
             }
             b"/metrics" => {
                 let draining = self.shared.draining.load(Ordering::Acquire);
-                let body = self.shared.metrics.render(&self.shared.store, draining);
+                let body = self.shared.metrics.render(
+                    &self.shared.store,
+                    draining,
+                    self.shared.bgp.as_deref(),
+                );
                 response::admin(
                     out,
                     200,

@@ -1,7 +1,7 @@
 //! Typed configuration: TOML file, command-line overrides, and validation that
 //! names the offending field.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -91,6 +91,110 @@ pub struct Config {
     pub control: Option<ControlConfig>,
     /// Status file the fill agent writes; shown as `fill` in /health.
     pub fill_status: Option<PathBuf>,
+    /// Passive BGP session(s) from the ISP's router (optional).
+    pub bgp: Option<BgpConfig>,
+}
+
+/// `[bgp]`: learn client prefixes from the ISP's router. Passive: we accept
+/// sessions from the listed neighbours only and announce nothing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BgpConfig {
+    /// Address to accept BGP connections on.
+    pub listen: SocketAddr,
+    /// Our AS number (4-byte ASNs allowed).
+    pub local_asn: u32,
+    /// Our BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// Hold time we propose, in seconds: 0 (no keepalives) or at least 3.
+    pub hold_time: u16,
+    /// How long a lost session's prefixes are still used, so a router
+    /// restart does not empty steering.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+    /// Routers allowed to connect.
+    #[serde(rename = "neighbor")]
+    pub neighbors: Vec<BgpNeighbor>,
+}
+
+/// `[[bgp.neighbor]]`: a router allowed to open a session, and its AS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BgpNeighbor {
+    pub address: IpAddr,
+    pub asn: u32,
+}
+
+impl Default for BgpConfig {
+    fn default() -> Self {
+        BgpConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 179)),
+            local_asn: 0,
+            router_id: Ipv4Addr::UNSPECIFIED,
+            hold_time: 90,
+            grace: Duration::from_secs(300),
+            neighbors: Vec::new(),
+        }
+    }
+}
+
+impl BgpConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(field: &'static str, reason: impl Into<String>) -> Result<(), ConfigError> {
+            Err(ConfigError::Invalid {
+                field,
+                reason: reason.into(),
+            })
+        }
+        // AS 0 is reserved (RFC 7607) and AS_TRANS only stands in for a
+        // 4-byte AS on the wire (RFC 6793); neither can be a speaker's AS.
+        let usable = |asn: u32| asn != 0 && asn != u32::from(crate::bgp::codec::AS_TRANS);
+        if !usable(self.local_asn) {
+            return bad(
+                "bgp.local_asn",
+                "required: an AS number other than 0 and 23456",
+            );
+        }
+        if self.router_id.is_unspecified() || self.router_id.is_broadcast() {
+            return bad(
+                "bgp.router_id",
+                "required: an IPv4 address other than 0.0.0.0 and 255.255.255.255",
+            );
+        }
+        if self.hold_time == 1 || self.hold_time == 2 {
+            return bad(
+                "bgp.hold_time",
+                "0 (no keepalives) or at least 3 seconds (RFC 4271)",
+            );
+        }
+        if self.grace > Duration::from_secs(86_400) {
+            return bad("bgp.grace", "at most 24h");
+        }
+        if self.neighbors.is_empty() {
+            return bad("bgp.neighbor", "at least one [[bgp.neighbor]] is required");
+        }
+        for (i, n) in self.neighbors.iter().enumerate() {
+            if n.address.is_unspecified() || n.address.is_multicast() {
+                return bad(
+                    "bgp.neighbor.address",
+                    format!("{} is not a router address", n.address),
+                );
+            }
+            if self.neighbors[..i].iter().any(|m| m.address == n.address) {
+                return bad(
+                    "bgp.neighbor.address",
+                    format!("{} is listed twice", n.address),
+                );
+            }
+            if !usable(n.asn) {
+                return bad(
+                    "bgp.neighbor.asn",
+                    format!("{}: an AS number other than 0 and 23456", n.address),
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[control]`: how to reach steering and what to tell it about this appliance.
@@ -155,6 +259,7 @@ impl Default for Config {
             token_skew: Duration::from_secs(30),
             control: None,
             fill_status: None,
+            bgp: None,
         }
     }
 }
@@ -306,6 +411,19 @@ impl Config {
                 return bad("control.credential", "at least 16 characters");
             }
         }
+        if let Some(b) = &self.bgp {
+            b.validate()?;
+            if b.listen.port() != 0
+                && (self.admin_listen == b.listen
+                    || self.listen.contains(&b.listen)
+                    || self.tls_listen.contains(&b.listen))
+            {
+                return bad(
+                    "bgp.listen",
+                    "must differ from the HTTP and admin addresses",
+                );
+            }
+        }
         if self.token_skew > Duration::from_secs(3600) {
             return bad("token_skew", "at most 1h");
         }
@@ -418,5 +536,67 @@ mod tests {
             assert!(err.contains(field), "{field}: {err}");
         }
         valid().validate().unwrap();
+    }
+
+    #[test]
+    fn bgp_section_parses_with_defaults_and_names_bad_fields() {
+        let base = "stores = [\"/d\"]\naccess = \"open\"\n";
+        let good = format!(
+            "{base}[bgp]\nlocal_asn = 4200000001\nrouter_id = \"192.0.2.10\"\n\
+             [[bgp.neighbor]]\naddress = \"192.0.2.1\"\nasn = 64512\n\
+             [[bgp.neighbor]]\naddress = \"2001:db8::1\"\nasn = 64512\n"
+        );
+        let c = Config::from_toml(&good).unwrap();
+        c.validate().unwrap();
+        let b = c.bgp.as_ref().unwrap();
+        assert_eq!(b.listen, "0.0.0.0:179".parse().unwrap());
+        assert_eq!(b.hold_time, 90);
+        assert_eq!(b.grace, Duration::from_secs(300));
+        assert_eq!(b.neighbors.len(), 2);
+        let c = Config::from_toml(&good.replace(
+            "[bgp]\n",
+            "[bgp]\nlisten = \"127.0.0.1:1179\"\nhold_time = 0\ngrace = \"300ms\"\n",
+        ))
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.bgp.unwrap().grace, Duration::from_millis(300));
+
+        let e =
+            Config::from_toml(&good.replace("asn = 64512", "asn = 64512\nport = 1")).unwrap_err();
+        assert!(e.contains("port"), "{e}");
+        let cases = [
+            ("local_asn = 4200000001", "local_asn = 0", "bgp.local_asn"),
+            (
+                "local_asn = 4200000001",
+                "local_asn = 23456",
+                "bgp.local_asn",
+            ),
+            ("local_asn = 4200000001\n", "", "bgp.local_asn"),
+            (
+                "router_id = \"192.0.2.10\"",
+                "router_id = \"0.0.0.0\"",
+                "bgp.router_id",
+            ),
+            ("[bgp]\n", "[bgp]\nhold_time = 2\n", "bgp.hold_time"),
+            ("[bgp]\n", "[bgp]\ngrace = \"2d\"\n", "bgp.grace"),
+            ("\"2001:db8::1\"", "\"192.0.2.1\"", "bgp.neighbor.address"),
+            ("\"2001:db8::1\"", "\"::\"", "bgp.neighbor.address"),
+            ("asn = 64512\n[[", "asn = 0\n[[", "bgp.neighbor.asn"),
+            (
+                "[bgp]\n",
+                "[bgp]\nlisten = \"127.0.0.1:9090\"\n",
+                "bgp.listen",
+            ),
+        ];
+        for (from, to, field) in cases {
+            let text = good.replacen(from, to, 1);
+            assert_ne!(text, good, "{from}");
+            let c = Config::from_toml(&text).unwrap();
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(field), "{field}: {err}");
+        }
+        let none = format!("{base}[bgp]\nlocal_asn = 1\nrouter_id = \"192.0.2.10\"\n");
+        let err = Config::from_toml(&none).unwrap().validate().unwrap_err();
+        assert!(err.to_string().contains("bgp.neighbor"), "{err}");
     }
 }

@@ -87,7 +87,11 @@ fn main() -> ExitCode {
     if !server.https_addrs().is_empty() {
         line += &format!(" https={}", join(server.https_addrs()));
     }
-    println!("{line} admin={}", server.admin_addr());
+    line += &format!(" admin={}", server.admin_addr());
+    if let Some(bgp) = server.bgp_addr() {
+        line += &format!(" bgp={bgp}");
+    }
+    println!("{line}");
     let signals = oca::server::shutdown_signal(server.reloader());
     match server.run(signals) {
         Ok(()) => ExitCode::SUCCESS,

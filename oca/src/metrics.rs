@@ -112,6 +112,28 @@ struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FamilyLabel {
+    family: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: &'static str,
+}
+
+/// BGP metrics, registered only when `[bgp]` is configured. Gauges and
+/// counters are refreshed from the learned table at render time.
+#[derive(Default)]
+struct BgpMetrics {
+    sessions_established: Gauge,
+    prefixes: Family<FamilyLabel, Gauge>,
+    updates: Counter,
+    connections_refused: Counter,
+    notifications_sent: Family<CodeLabel, Counter>,
+    notifications_received: Family<CodeLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClassLabel {
     class: &'static str,
 }
@@ -140,6 +162,7 @@ pub struct Metrics {
     store_bytes: Family<DiskLabel, Gauge>,
     disk_up: Family<DiskLabel, Gauge>,
     disk_errors: Family<DiskLabel, Counter>,
+    bgp: Option<BgpMetrics>,
 }
 
 impl Metrics {
@@ -182,6 +205,7 @@ impl Metrics {
             store_bytes: Family::default(),
             disk_up: Family::default(),
             disk_errors: Family::default(),
+            bgp: None,
             registry,
         };
         let mut m = m;
@@ -262,6 +286,75 @@ impl Metrics {
         m
     }
 
+    /// Export the `oca_bgp_*` metrics (call once, before serving).
+    pub fn register_bgp(&mut self) {
+        let b = BgpMetrics::default();
+        let r = &mut self.registry;
+        r.register(
+            "bgp_sessions_established",
+            "BGP sessions in the Established state",
+            b.sessions_established.clone(),
+        );
+        r.register(
+            "bgp_prefixes",
+            "Prefixes learned over BGP (live and within their grace period), by family",
+            b.prefixes.clone(),
+        );
+        r.register(
+            "bgp_updates",
+            "BGP UPDATE messages received",
+            b.updates.clone(),
+        );
+        r.register(
+            "bgp_connections_refused",
+            "BGP connections closed because the address is not a configured neighbor",
+            b.connections_refused.clone(),
+        );
+        r.register(
+            "bgp_notifications_sent",
+            "BGP NOTIFICATION messages sent, by error code",
+            b.notifications_sent.clone(),
+        );
+        r.register(
+            "bgp_notifications_received",
+            "BGP NOTIFICATION messages received, by error code",
+            b.notifications_received.clone(),
+        );
+        self.bgp = Some(b);
+    }
+
+    fn refresh_bgp(&self, learned: &crate::bgp::Learned) {
+        let Some(b) = &self.bgp else { return };
+        let (established, v4, v6) = learned.gauges();
+        b.sessions_established.set(established as i64);
+        for (family, n) in [("ipv4", v4), ("ipv6", v6)] {
+            b.prefixes
+                .get_or_create(&FamilyLabel { family })
+                .set(n as i64);
+        }
+        // Counters mirrored from the table's own atomics, so they only rise.
+        let c = &learned.counters;
+        b.updates
+            .inner()
+            .store(c.updates.load(Ordering::Relaxed), Ordering::Relaxed);
+        b.connections_refused.inner().store(
+            c.connections_refused.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        for (family, counts) in [
+            (&b.notifications_sent, c.notifications_sent()),
+            (&b.notifications_received, c.notifications_received()),
+        ] {
+            for (code, n) in counts {
+                let code = crate::bgp::codec::code::name(code);
+                family
+                    .get_or_create(&CodeLabel { code })
+                    .inner()
+                    .store(n, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Count one response with `status`.
     #[inline]
     pub fn response(&self, status: u16) {
@@ -277,8 +370,16 @@ impl Metrics {
     }
 
     /// Render the text exposition, refreshing store gauges first.
-    pub fn render(&self, store: &Store, draining: bool) -> String {
+    pub fn render(
+        &self,
+        store: &Store,
+        draining: bool,
+        bgp: Option<&crate::bgp::Learned>,
+    ) -> String {
         self.draining.set(i64::from(draining));
+        if let Some(learned) = bgp {
+            self.refresh_bgp(learned);
+        }
         for d in &store.disks {
             let l = DiskLabel {
                 disk: d.root.display().to_string(),

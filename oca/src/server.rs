@@ -51,6 +51,8 @@ pub struct Server {
     admin: std::net::TcpListener,
     http_addrs: Vec<SocketAddr>,
     https_addrs: Vec<SocketAddr>,
+    /// The BGP listener and its bound address, when `[bgp]` is configured.
+    bgp: Option<(std::net::TcpListener, SocketAddr)>,
 }
 
 /// What a listener speaks.
@@ -145,6 +147,31 @@ impl Server {
         if config.access == AccessMode::Open {
             tracing::warn!("access = \"open\": objects are served without signed-URL tokens");
         }
+        let bgp = match &config.bgp {
+            Some(b) => {
+                let l = std::net::TcpListener::bind(b.listen)
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .and_then(|l| l.local_addr().map(|a| (l, a)))
+                    .map_err(|source| StartError::Bind {
+                        addr: b.listen,
+                        source,
+                    })?;
+                Some(l)
+            }
+            None => None,
+        };
+        let learned = config.bgp.as_ref().map(|b| {
+            let neighbors: Vec<_> = b
+                .neighbors
+                .iter()
+                .map(|n| (n.address.to_canonical(), n.asn))
+                .collect();
+            Arc::new(crate::bgp::Learned::new(&neighbors, b.grace))
+        });
+        let mut metrics = Metrics::new();
+        if learned.is_some() {
+            metrics.register_bgp();
+        }
         let kernel_tls = tls.is_some() && kernel_tls_available();
         if tls.is_some() {
             tracing::info!(kernel_tls, "HTTPS enabled");
@@ -154,10 +181,11 @@ impl Server {
             tls,
             access,
             store,
-            metrics: Metrics::new(),
+            metrics,
             settings: Settings::from_config(&config),
             draining: Default::default(),
             all_closed: Default::default(),
+            bgp: learned,
         });
         Ok(Server {
             config,
@@ -166,6 +194,7 @@ impl Server {
             admin,
             http_addrs,
             https_addrs,
+            bgp,
         })
     }
 
@@ -184,6 +213,11 @@ impl Server {
         &self.https_addrs
     }
 
+    /// The bound BGP address, when `[bgp]` is configured.
+    pub fn bgp_addr(&self) -> Option<SocketAddr> {
+        self.bgp.as_ref().map(|(_, a)| *a)
+    }
+
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin.local_addr().unwrap_or(self.config.admin_listen)
     }
@@ -199,6 +233,7 @@ impl Server {
             admin,
             http_addrs,
             https_addrs,
+            bgp,
         } = self;
         let bound = crate::control::Bound {
             admin: admin.local_addr().unwrap_or(config.admin_listen),
@@ -274,6 +309,21 @@ impl Server {
                 let admin = Arc::clone(&admin_state);
                 tokio::spawn(crate::control::run(admin, control, bound, stop_rx.clone()));
             }
+            let bgp_task = match (bgp, config.bgp.clone(), shared.bgp.clone()) {
+                (Some((l, _)), Some(cfg), Some(learned)) => match TcpListener::from_std(l) {
+                    Ok(l) => Some(tokio::spawn(crate::bgp::listener::run(
+                        l,
+                        cfg,
+                        learned,
+                        stop_rx.clone(),
+                    ))),
+                    Err(e) => {
+                        tracing::error!(error = %e, "BGP listener unusable");
+                        None
+                    }
+                },
+                _ => None,
+            };
             shutdown.await;
             let active = shared.metrics.connections_active.get();
             tracing::info!(
@@ -300,6 +350,14 @@ impl Server {
                 );
             }
             let _ = stop_tx.send(true);
+            // Let BGP sessions send their Cease before the runtime goes away.
+            if let Some(t) = bgp_task
+                && tokio::time::timeout(Duration::from_secs(2), t)
+                    .await
+                    .is_err()
+            {
+                tracing::warn!("BGP sessions did not close in time");
+            }
         });
         for t in threads {
             let _ = t.join();

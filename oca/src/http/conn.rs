@@ -361,6 +361,7 @@ mod size_probe {
                 settings: super::super::Settings::from_config(&crate::Config::default()),
                 draining: Default::default(),
                 all_closed: Default::default(),
+                bgp: None,
             });
             let guard = ConnGuard::admit(&shared).unwrap();
             let (_tx, rx) = watch::channel(false);

@@ -61,6 +61,8 @@ pub struct Shared {
     pub draining: AtomicBool,
     /// Signalled when the last connection closes during a drain.
     pub all_closed: Notify,
+    /// Prefixes learned over BGP, when `[bgp]` is configured.
+    pub bgp: Option<Arc<crate::bgp::Learned>>,
 }
 
 /// Counts a connection as active for as long as it lives.

@@ -71,6 +71,8 @@ pub fn config(roots: &[&Path]) -> Config {
 pub struct Running {
     pub http: SocketAddr,
     pub admin: SocketAddr,
+    /// The bound BGP address, when `[bgp]` is configured.
+    pub bgp: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -79,6 +81,7 @@ pub fn serve(config: Config) -> Running {
     let server = Server::bind(config).expect("bind");
     let http = server.http_addrs()[0];
     let admin = server.admin_addr();
+    let bgp = server.bgp_addr();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
         server
@@ -90,6 +93,7 @@ pub fn serve(config: Config) -> Running {
     Running {
         http,
         admin,
+        bgp,
         stop: Some(tx),
         thread: Some(thread),
     }
@@ -122,6 +126,7 @@ pub struct Daemon {
     pub http: SocketAddr,
     pub https: Option<SocketAddr>,
     pub admin: SocketAddr,
+    pub bgp: Option<SocketAddr>,
 }
 
 pub fn daemon(args: &[&str]) -> Daemon {
@@ -163,6 +168,7 @@ pub fn daemon(args: &[&str]) -> Daemon {
         http: field("http="),
         https: maybe("https="),
         admin: field("admin="),
+        bgp: maybe("bgp="),
         child,
     }
 }
