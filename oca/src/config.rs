@@ -542,8 +542,8 @@ mod tests {
     fn bgp_section_parses_with_defaults_and_names_bad_fields() {
         let base = "stores = [\"/d\"]\naccess = \"open\"\n";
         let good = format!(
-            "{base}[bgp]\nlocal_asn = 4200000001\nrouter_id = \"192.0.2.10\"\n\
-             [[bgp.neighbor]]\naddress = \"192.0.2.1\"\nasn = 64512\n\
+            "{base}[bgp]\nlocal_asn = 4200000001\nrouter_id = \"198.51.100.10\"\n\
+             [[bgp.neighbor]]\naddress = \"198.51.100.1\"\nasn = 64512\n\
              [[bgp.neighbor]]\naddress = \"2001:db8::1\"\nasn = 64512\n"
         );
         let c = Config::from_toml(&good).unwrap();
@@ -573,13 +573,17 @@ mod tests {
             ),
             ("local_asn = 4200000001\n", "", "bgp.local_asn"),
             (
-                "router_id = \"192.0.2.10\"",
+                "router_id = \"198.51.100.10\"",
                 "router_id = \"0.0.0.0\"",
                 "bgp.router_id",
             ),
             ("[bgp]\n", "[bgp]\nhold_time = 2\n", "bgp.hold_time"),
             ("[bgp]\n", "[bgp]\ngrace = \"2d\"\n", "bgp.grace"),
-            ("\"2001:db8::1\"", "\"192.0.2.1\"", "bgp.neighbor.address"),
+            (
+                "\"2001:db8::1\"",
+                "\"198.51.100.1\"",
+                "bgp.neighbor.address",
+            ),
             ("\"2001:db8::1\"", "\"::\"", "bgp.neighbor.address"),
             ("asn = 64512\n[[", "asn = 0\n[[", "bgp.neighbor.asn"),
             (
@@ -595,7 +599,7 @@ mod tests {
             let err = c.validate().unwrap_err().to_string();
             assert!(err.contains(field), "{field}: {err}");
         }
-        let none = format!("{base}[bgp]\nlocal_asn = 1\nrouter_id = \"192.0.2.10\"\n");
+        let none = format!("{base}[bgp]\nlocal_asn = 1\nrouter_id = \"198.51.100.10\"\n");
         let err = Config::from_toml(&none).unwrap().validate().unwrap_err();
         assert!(err.to_string().contains("bgp.neighbor"), "{err}");
     }

@@ -2,15 +2,16 @@
 //! (health and inventory deltas), and signing keys, which keep working from
 //! the last keys cached on disk while the control plane is unreachable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use control_client::wire::{
-    ApplianceInfo, HealthSummary, Heartbeat, Inventory, RegisterRequest, RenditionHolding,
-    inventory_digest,
+    ApplianceInfo, HealthSummary, Heartbeat, Inventory, PrefixReport, RegisterRequest,
+    RenditionHolding, inventory_digest,
 };
 use control_client::{ControlClient, RetryPolicy};
+use ipnet::IpNet;
 use tokio::sync::watch;
 
 use crate::admin::Admin;
@@ -113,6 +114,10 @@ pub async fn run(
     // left out of reports, and asked about again every ten minutes.
     let mut not_in_catalog: std::collections::HashSet<String> = Default::default();
     let mut not_in_catalog_since = std::time::Instant::now();
+    // BGP-learned prefixes: what steering acknowledged, at which version.
+    let mut prefixes_acked: BTreeSet<IpNet> = BTreeSet::new();
+    let mut prefixes_version = 0u64;
+    let mut prefixes_full = true;
     loop {
         if !registered {
             match client
@@ -160,13 +165,24 @@ pub async fn run(
                     removed,
                 })
             };
+            let learned = shared.bgp.as_ref().map(|b| b.snapshot().prefixes);
+            let prefixes = learned.as_ref().and_then(|now| {
+                prefix_report(&prefixes_acked, prefixes_version, now, prefixes_full)
+            });
             let hb = Heartbeat {
-                prefixes: None,
+                prefixes: prefixes.clone(),
                 health: health(&admin),
                 inventory: inventory.clone(),
             };
             match client.heartbeat(&hb).await {
                 Ok(resp) => {
+                    if resp.prefixes_resync {
+                        prefixes_full = true;
+                    } else if let (Some(_), Some(now)) = (&prefixes, learned) {
+                        prefixes_acked = now;
+                        prefixes_version = resp.prefixes_version;
+                        prefixes_full = false;
+                    }
                     if resp.resync {
                         send_full = true;
                     } else if inventory.is_some() {
@@ -213,6 +229,32 @@ pub async fn run(
     }
 }
 
+/// What to tell steering about BGP-learned prefixes: everything when `full`
+/// (first report, or steering asked), else what changed since the acknowledged
+/// set, or nothing when nothing did.
+fn prefix_report(
+    acked: &BTreeSet<IpNet>,
+    acked_version: u64,
+    now: &BTreeSet<IpNet>,
+    full: bool,
+) -> Option<PrefixReport> {
+    let text = |s: &mut dyn Iterator<Item = &IpNet>| s.map(|p| p.to_string()).collect::<Vec<_>>();
+    if full {
+        return Some(PrefixReport::Full {
+            version: acked_version + 1,
+            prefixes: text(&mut now.iter()),
+        });
+    }
+    let announced = text(&mut now.difference(acked));
+    let withdrawn = text(&mut acked.difference(now));
+    (!announced.is_empty() || !withdrawn.is_empty()).then(|| PrefixReport::Delta {
+        base_version: acked_version,
+        version: acked_version + 1,
+        announced,
+        withdrawn,
+    })
+}
+
 fn health(admin: &Admin) -> HealthSummary {
     HealthSummary {
         status: admin.status().to_owned(),
@@ -225,6 +267,36 @@ fn health(admin: &Admin) -> HealthSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefix_reports_full_then_deltas_then_nothing() {
+        let set = |v: &[&str]| {
+            v.iter()
+                .map(|p| p.parse::<IpNet>().unwrap())
+                .collect::<BTreeSet<_>>()
+        };
+        let (a, b) = (
+            set(&["10.0.0.0/8", "2001:db8::/32"]),
+            set(&["10.0.0.0/8", "100.64.0.0/10"]),
+        );
+        assert_eq!(
+            prefix_report(&BTreeSet::new(), 0, &a, true),
+            Some(PrefixReport::Full {
+                version: 1,
+                prefixes: vec!["10.0.0.0/8".into(), "2001:db8::/32".into()],
+            })
+        );
+        assert_eq!(
+            prefix_report(&a, 1, &b, false),
+            Some(PrefixReport::Delta {
+                base_version: 1,
+                version: 2,
+                announced: vec!["100.64.0.0/10".into()],
+                withdrawn: vec!["2001:db8::/32".into()],
+            })
+        );
+        assert_eq!(prefix_report(&b, 2, &b, false), None);
+    }
 
     fn r(n: &str, o: u64) -> RenditionHolding {
         RenditionHolding {

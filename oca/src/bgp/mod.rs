@@ -370,7 +370,7 @@ mod tests {
 
     #[test]
     fn snapshot_lists_every_neighbour_and_expires_stale_prefixes() {
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let a: IpAddr = "198.51.100.1".parse().unwrap();
         let b: IpAddr = "2001:db8::1".parse().unwrap();
         let l = Learned::new(&[(a, 65001), (b, 65002)], Duration::from_secs(60));
         let t = Instant::now();
