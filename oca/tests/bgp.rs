@@ -24,7 +24,7 @@ fn bgp_config(root: &std::path::Path) -> oca::Config {
     c.bgp = Some(BgpConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         local_asn: 4_200_000_001,
-        router_id: Ipv4Addr::new(192, 0, 2, 10),
+        router_id: Ipv4Addr::new(198, 51, 100, 10),
         hold_time: 90,
         grace: GRACE,
         neighbors: vec![
@@ -109,7 +109,7 @@ fn open(asn: u32) -> Open {
         version: 4,
         asn,
         hold_time: 90,
-        router_id: Ipv4Addr::new(192, 0, 2, 1),
+        router_id: Ipv4Addr::new(198, 51, 100, 1),
         four_octet_as: true,
         families: vec![Family::Ipv4, Family::Ipv6],
     }
@@ -184,7 +184,7 @@ fn learns_withdraws_and_keeps_prefixes_through_the_grace_period() {
         (Some(2), Some(1))
     );
     assert_eq!(s["asn"], 64512);
-    assert_eq!(s["router_id"], "192.0.2.1");
+    assert_eq!(s["router_id"], "198.51.100.1");
     assert_eq!(s["hold_time"], 90);
     assert!(s["last_update_secs"].is_u64() && s["uptime_secs"].is_u64());
     assert_eq!(
@@ -318,7 +318,7 @@ fn the_daemon_prints_the_bound_bgp_address() {
     std::fs::write(
         &cfg,
         format!(
-            "stores = [{:?}]\n[bgp]\nlisten = \"127.0.0.1:0\"\nlocal_asn = 64500\nrouter_id = \"192.0.2.10\"\n\
+            "stores = [{:?}]\n[bgp]\nlisten = \"127.0.0.1:0\"\nlocal_asn = 64500\nrouter_id = \"198.51.100.10\"\n\
              [[bgp.neighbor]]\naddress = \"127.0.0.1\"\nasn = 64512\n",
             root.path()
         ),

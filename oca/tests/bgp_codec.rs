@@ -37,9 +37,9 @@ fn update_body(withdrawn: &[u8], attrs: &[u8], nlri: &[u8]) -> Vec<u8> {
     b
 }
 
-/// ORIGIN IGP, AS_PATH [64512] (4-byte), NEXT_HOP 192.0.2.1.
+/// ORIGIN IGP, AS_PATH [64512] (4-byte), NEXT_HOP 198.51.100.1.
 const V4_ATTRS: &[u8] = &[
-    0x40, 1, 1, 0, 0x40, 2, 6, 2, 1, 0, 0, 0xfc, 0, 0x40, 3, 4, 192, 0, 2, 1,
+    0x40, 1, 1, 0, 0x40, 2, 6, 2, 1, 0, 0, 0xfc, 0, 0x40, 3, 4, 198, 51, 100, 1,
 ];
 
 fn open(asn: u32, four_octet_as: bool) -> Open {
@@ -47,7 +47,7 @@ fn open(asn: u32, four_octet_as: bool) -> Open {
         version: 4,
         asn,
         hold_time: 90,
-        router_id: Ipv4Addr::new(192, 0, 2, 1),
+        router_id: Ipv4Addr::new(198, 51, 100, 1),
         four_octet_as,
         families: vec![Family::Ipv4, Family::Ipv6],
     }
@@ -204,7 +204,7 @@ fn malformed_updates_and_opens_earn_the_right_notification() {
     let mp = [0x80, 14, 6, 0, 2, 1, 40, 0, 0];
     assert_eq!(code(&raw(2, &update_body(&[], &mp, &[]))), (3, 9));
     // OPEN with an optional parameter type other than capabilities.
-    let mut body = vec![4, 0xfc, 0, 0, 90, 192, 0, 2, 1, 3, 7, 1, 0];
+    let mut body = vec![4, 0xfc, 0, 0, 90, 198, 51, 100, 1, 3, 7, 1, 0];
     assert_eq!(code(&raw(1, &body)), (2, 4));
     // OPEN whose parameter length disagrees with the message.
     body[9] = 9;
@@ -247,7 +247,7 @@ impl Rng {
 fn established(t: Instant) -> Session {
     let mut s = Session::new(Settings {
         local_asn: 4_200_000_001,
-        router_id: Ipv4Addr::new(192, 0, 2, 10),
+        router_id: Ipv4Addr::new(198, 51, 100, 10),
         hold_time: 90,
         peer_asn: 64512,
     });
@@ -341,7 +341,7 @@ fn random_and_mutated_bytes_never_panic() {
         let mut s = if case % 3 == 0 {
             let mut s = Session::new(Settings {
                 local_asn: 64500,
-                router_id: Ipv4Addr::new(192, 0, 2, 10),
+                router_id: Ipv4Addr::new(198, 51, 100, 10),
                 hold_time: 90,
                 peer_asn: 64512,
             });

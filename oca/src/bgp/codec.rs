@@ -582,7 +582,7 @@ pub fn encode_update(
             }
             if !msg.announced_prefixes.is_empty() {
                 values.push(AttributeValue::NextHop(IpAddr::V4(Ipv4Addr::new(
-                    192, 0, 2, 1,
+                    198, 51, 100, 1,
                 ))));
             }
             if !v6_announced.is_empty() {

@@ -7,7 +7,7 @@ const HOLD: u16 = 90;
 fn session() -> Session {
     Session::new(Settings {
         local_asn: 4_200_000_001,
-        router_id: Ipv4Addr::new(192, 0, 2, 10),
+        router_id: Ipv4Addr::new(198, 51, 100, 10),
         hold_time: HOLD,
         peer_asn: 64512,
     })
@@ -18,7 +18,7 @@ fn peer_open() -> Open {
         version: 4,
         asn: 64512,
         hold_time: 180,
-        router_id: Ipv4Addr::new(192, 0, 2, 1),
+        router_id: Ipv4Addr::new(198, 51, 100, 1),
         four_octet_as: true,
         families: vec![Family::Ipv4, Family::Ipv6],
     }
@@ -123,7 +123,7 @@ fn ibgp_peer_with_our_router_id_is_refused() {
     let t = Instant::now();
     let mut s = Session::new(Settings {
         local_asn: 64512,
-        router_id: Ipv4Addr::new(192, 0, 2, 1),
+        router_id: Ipv4Addr::new(198, 51, 100, 1),
         hold_time: HOLD,
         peer_asn: 64512,
     });

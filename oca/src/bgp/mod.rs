@@ -377,7 +377,7 @@ mod tests {
         l.attach(a, 1, t);
         let peer = Peer {
             asn: 65001,
-            router_id: Ipv4Addr::new(192, 0, 2, 1),
+            router_id: Ipv4Addr::new(198, 51, 100, 1),
             hold_time: 90,
             four_octet_as: true,
         };

@@ -230,8 +230,8 @@ mod tests {
     fn set(r: &Rib) -> Vec<String> {
         r.prefixes().map(|p| p.to_string()).collect()
     }
-    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
-    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 1));
+    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 2));
     const GRACE: Duration = Duration::from_secs(300);
 
     #[test]
