@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test, on a fresh machine: installs what is missing, then formatting,
-# lints, and the whole test suite (unit, property, loopback, real-process, curl).
+# lints, and the whole test suite (unit, property, loopback, real-process, and
+# real peers: curl, ffprobe, nginx, BIRD).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +9,10 @@ missing=()
 command -v curl >/dev/null || missing+=(curl)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+command -v nginx >/dev/null || missing+=(nginx-light)   # the origin in fill tests
+command -v bird >/dev/null || missing+=(bird2)          # the ISP router in BGP tests
+command -v ip >/dev/null || missing+=(iproute2)         # its network namespace
+command -v mount >/dev/null || missing+=(mount)         # small tmpfs disks
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
     apt-get update -qq

@@ -1,25 +1,14 @@
-//! BIRD 2 (Debian `bird2`) as an ISP's router on loopback, for interop tests:
-//! it connects to an appliance's passive BGP listener and announces client
-//! prefixes from static protocols, one protocol per prefix so a test can
-//! withdraw one with `birdc disable`.
+//! BIRD 2 (Debian `bird2`) as an ISP's router, for interop tests. BIRD refuses
+//! loopback peers and 127/8 routes ("bogus"), so it runs in a network namespace
+//! of the test's own, joined to the host by a veth pair with a private /30
+//! (100.127.N.0/30); it announces client prefixes from static protocols, one per
+//! prefix, so a test can withdraw one with `birdc disable sN`.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use crate::wait_for;
-
-pub struct Bird {
-    child: Option<Child>,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Bird {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// Install BIRD if missing (the test command does this too).
 pub fn ensure_installed() {
@@ -35,9 +24,85 @@ pub fn ensure_installed() {
     );
 }
 
-/// Start BIRD as AS `asn` with router id `router_id`, peering with `peer`
-/// (whose AS is `peer_asn`), announcing each of `prefixes` (IPv4 and IPv6).
+fn ip(args: &[&str]) {
+    let ok = Command::new("ip")
+        .args(args)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "ip {}: network namespaces need root", args.join(" "));
+}
+
+/// A namespace for the router and the link to it; removed on drop.
+pub struct Link {
+    pub ns: String,
+    /// Our end (the appliance's BGP listener binds here).
+    pub host: IpAddr,
+    /// The router's end.
+    pub router: IpAddr,
+}
+
+impl Link {
+    pub fn new() -> Link {
+        let n = std::process::id() % 250 + 1;
+        let ns = format!("oca-bgp-{}", std::process::id());
+        let (vh, vn) = (
+            format!("vh{n}x{}", std::process::id() % 10_000),
+            format!("vn{n}"),
+        );
+        let _ = Command::new("ip")
+            .args(["netns", "del", &ns])
+            .stderr(Stdio::null())
+            .status();
+        ip(&["netns", "add", &ns]);
+        ip(&[
+            "link", "add", &vh, "type", "veth", "peer", "name", &vn, "netns", &ns,
+        ]);
+        let host = format!("100.127.{n}.1");
+        let router = format!("100.127.{n}.2");
+        ip(&["addr", "add", &format!("{host}/30"), "dev", &vh]);
+        ip(&["link", "set", &vh, "up"]);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{router}/30"),
+            "dev",
+            &vn,
+        ]);
+        ip(&["-n", &ns, "link", "set", &vn, "up"]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        Link {
+            ns,
+            host: host.parse().unwrap(),
+            router: router.parse().unwrap(),
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the veth pair, and so both.
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+pub struct Bird {
+    child: Option<Child>,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Bird {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Start BIRD in `link`'s namespace as AS `asn`, peering with the listener at
+/// `peer` (AS `peer_asn`), announcing each of `prefixes` (IPv4 and IPv6).
 pub fn start(
+    link: &Link,
     asn: u32,
     router_id: &str,
     peer: SocketAddr,
@@ -52,8 +117,8 @@ pub fn start(
         let family = if p.contains(':') { "ipv6" } else { "ipv4" };
         conf += &format!("protocol static s{i} {{ {family}; route {p} blackhole; }}\n");
     }
-    // IPv6 routes travel over the IPv4 session (MP-BGP); their next hop is
-    // an address BIRD is told to use, since the session has none of that family.
+    // IPv6 routes travel over the IPv4 session (MP-BGP): their next hop is an
+    // address BIRD is given, since the session has none of that family.
     conf += &format!(
         r#"protocol bgp oca {{
     local {local} as {asn};
@@ -63,18 +128,17 @@ pub fn start(
     connect retry time 1;
     error wait time 1, 2;
     ipv4 {{ import none; export all; }};
-    ipv6 {{ import none; export all; next hop address ::1; }};
+    ipv6 {{ import none; export all; next hop address 2001:db8::1; }};
 }}
 "#,
-        local = peer.ip(),
+        local = link.router,
         ip = peer.ip(),
         port = peer.port(),
     );
     std::fs::write(d.join("bird.conf"), &conf).unwrap();
     let socket = d.join("bird.ctl");
-    let child = Command::new("bird")
-        .arg("-f")
-        .arg("-c")
+    let child = Command::new("ip")
+        .args(["netns", "exec", &link.ns, "bird", "-f", "-c"])
         .arg(d.join("bird.conf"))
         .arg("-s")
         .arg(&socket)
@@ -98,24 +162,20 @@ pub fn start(
 impl Bird {
     /// Run a `birdc` command, returning its output.
     pub fn cli(&self, cmd: &str) -> String {
-        let out = Command::new("birdc")
+        Command::new("birdc")
             .arg("-s")
             .arg(&self.socket)
             .args(cmd.split_whitespace())
-            .output();
-        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
     }
 
-    /// Stop BIRD (the session drops without a NOTIFICATION if killed).
+    /// Stop BIRD abruptly (the session drops without a NOTIFICATION).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
-    }
-
-    pub fn config_dir(&self) -> &Path {
-        self._dir.path()
     }
 }

@@ -77,6 +77,8 @@ pub struct ApplianceSpec {
     pub holds: Option<&'static [&'static str]>,
     /// Put its disk on a tmpfs of this many bytes (a small, fillable disk).
     pub disk_bytes: Option<u64>,
+    /// More oca config (tables after `[control]`, e.g. `[bgp]`).
+    pub oca_extra: &'static str,
 }
 
 impl Default for ApplianceSpec {
@@ -90,6 +92,7 @@ impl Default for ApplianceSpec {
             capacity_mbps: 10_000,
             holds: None,
             disk_bytes: None,
+            oca_extra: "",
         }
     }
 }
@@ -365,6 +368,7 @@ tier = "{tier}"
 site = "{site}"
 region = "{region}"
 {declared}
+{extra}
 "#,
                 store = root.join("disk0").display(),
                 cap = a.capacity_mbps,
@@ -375,6 +379,7 @@ region = "{region}"
                 tier = a.tier,
                 site = a.site,
                 region = a.region,
+                extra = a.oca_extra,
                 // A tmpfs disk declares a big one, as an operator might by
                 // mistake: the fill agent must still stop at the real size.
                 declared = a

@@ -112,3 +112,140 @@ fn clients_are_mapped_by_origin_asn_from_an_imported_rib() {
     assert_eq!(code, 65, "{err}");
     assert_eq!(play("127.4.0.9").0, "oca-us");
 }
+
+/// BIRD 2 as ISP A's router, peering with the embedded appliance's passive
+/// listener: what it announces steers ISP A's viewers to that appliance, a
+/// withdrawal takes a prefix away, and when BIRD stops the prefixes last for
+/// the grace period, then go. (BIRD will not announce 127/8, so ISP A's
+/// viewers here are 100.65.0.0/16, reaching steering through a trusted proxy.)
+#[test]
+fn bird_announces_isp_prefixes_that_steer_viewers_to_the_appliance() {
+    let link = e2e::bird::Link::new();
+    let oca_bgp: &'static str = Box::leak(
+        format!(
+            "[bgp]\nlisten = \"{}:0\"\nlocal_asn = 64512\nrouter_id = \"10.255.0.1\"\n\
+             hold_time = 9\ngrace = \"3s\"\n[[bgp.neighbor]]\naddress = \"{}\"\nasn = 64500\n",
+            link.host, link.router
+        )
+        .into_boxed_str(),
+    );
+    let fleet = vec![
+        ApplianceSpec {
+            id: "oca-a1",
+            tier: "embedded",
+            site: "isp-a-ams",
+            // Nothing configured: everything it serves comes from BGP.
+            serves: &[],
+            oca_extra: oca_bgp,
+            ..ApplianceSpec::default()
+        },
+        ApplianceSpec {
+            id: "oca-x1",
+            tier: "ixp",
+            site: "ixp-ams",
+            ..ApplianceSpec::default()
+        },
+    ];
+    let s = stack::start(
+        &fleet,
+        "trusted_proxies = [\"127.0.0.1/32\"]\n[[asn]]\nnumber = 65020\nregion = \"eu-west\"\n",
+    );
+    let bgp_addr = s.appliances["oca-a1"].0.addr("bgp=");
+    let alice = s.token("alice");
+    let auth = format!("Bearer {alice}");
+    let play = |client: &str| {
+        let body = br#"{"title":"t1","device":"browser","profile":"main"}"#;
+        let r = http_from(
+            Some(ip("127.0.0.1")),
+            s.addr,
+            "POST",
+            "/v1/play",
+            &[("Authorization", &auth), ("X-Forwarded-For", client)],
+            body,
+        )
+        .unwrap();
+        let p = r.json();
+        http(
+            s.addr,
+            "DELETE",
+            &format!("/v1/plays/{}", p["play_id"].as_str().unwrap()),
+            &[("Authorization", &auth)],
+            b"",
+        )
+        .unwrap();
+        (
+            p["appliances"][0]["id"].as_str().unwrap().to_owned(),
+            p["appliances"][0]["reason"].as_str().unwrap().to_owned(),
+        )
+    };
+    let embedded = || ("oca-a1".to_owned(), "isp-embedded".to_owned());
+    assert_ne!(play("100.65.0.9"), embedded(), "nothing learned yet");
+
+    let mut bird = e2e::bird::start(
+        &link,
+        64500,
+        "10.255.0.2",
+        bgp_addr,
+        64512,
+        &["100.65.0.0/16", "100.66.0.0/16", "2001:db8:1::/48"],
+    );
+    let admin = s.admin("oca-a1").unwrap();
+    let health = || http(admin, "GET", "/health", &[], b"").unwrap().json();
+    let h = wait_for("the BGP session with BIRD and its three prefixes", || {
+        let h = health();
+        (h["bgp"]["sessions"][0]["state"] == "established"
+            && h["bgp"]["sessions"][0]["prefixes_ipv4"] == 2
+            && h["bgp"]["sessions"][0]["prefixes_ipv6"] == 1)
+            .then_some(h)
+    });
+    assert!(h["bgp"].to_string().contains("2001:db8:1::/48"), "{h}");
+    // Reported to steering: ISP A's viewers go to their ISP's appliance.
+    wait_for("steering to use the learned prefixes", || {
+        (play("100.65.0.9") == embedded()).then_some(())
+    });
+    assert_eq!(play("100.66.0.9"), embedded());
+
+    // BIRD withdraws one prefix: its viewers are no longer steered here.
+    assert!(bird.cli("disable s1").contains("disabled"), "birdc disable");
+    wait_for("the withdrawal to reach steering", || {
+        (play("100.66.0.9") != embedded()).then_some(())
+    });
+    assert_eq!(play("100.65.0.9"), embedded());
+
+    // The router goes away: its prefixes are kept for the grace period (a
+    // router restart must not empty steering), then withdrawn.
+    bird.stop();
+    let stopped = std::time::Instant::now();
+    wait_for("the session to drop", || {
+        (health()["bgp"]["sessions"][0]["state"] != "established").then_some(())
+    });
+    if stopped.elapsed() < std::time::Duration::from_secs(2) {
+        assert_eq!(
+            play("100.65.0.9"),
+            embedded(),
+            "kept during the grace period"
+        );
+    }
+    wait_for("the grace period to end", || {
+        (play("100.65.0.9") != embedded()).then_some(())
+    });
+    assert!(
+        stopped.elapsed() >= std::time::Duration::from_secs(3),
+        "not before the grace period"
+    );
+
+    // Outside every announced prefix, the RIB maps the client by origin AS to
+    // its region's IXP appliance.
+    let dir = tempfile::tempdir().unwrap();
+    let rib = dir.path().join("rib.mrt");
+    e2e::mrt::write_rib(
+        &rib,
+        &[("100.67.0.0/16", &[1299, 65020])],
+        &[("10.0.0.1", 64496)],
+    );
+    let (code, _, err) = steering(&s, &["bgp", "import-rib", rib.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    wait_for("the RIB in use", || {
+        (play("100.67.0.9") == ("oca-x1".to_owned(), "region-ixp".to_owned())).then_some(())
+    });
+}
