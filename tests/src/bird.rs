@@ -80,6 +80,12 @@ impl Link {
     }
 }
 
+impl Default for Link {
+    fn default() -> Self {
+        Link::new()
+    }
+}
+
 impl Drop for Link {
     fn drop(&mut self) {
         // Deleting the namespace deletes its end of the veth pair, and so both.
