@@ -112,6 +112,9 @@ pub struct ApplianceView {
     pub renditions_complete: usize,
     /// Whether steering may send new viewers here.
     pub eligible: bool,
+    /// Client prefixes learned over BGP (count), and their version.
+    pub bgp_prefixes: usize,
+    pub bgp_prefixes_version: u64,
 }
 
 /// How a heartbeat's prefix report was taken.
@@ -320,6 +323,8 @@ impl Registry {
                     inventory_version: a.inventory_version,
                     renditions: a.inventory.len(),
                     renditions_complete: self.complete(id, catalog),
+                    bgp_prefixes: a.learned.len(),
+                    bgp_prefixes_version: a.prefixes_version,
                 }
             })
             .collect();

@@ -200,6 +200,9 @@ fn bird_announces_isp_prefixes_that_steer_viewers_to_the_appliance() {
     });
     assert!(h["bgp"].to_string().contains("2001:db8:1::/48"), "{h}");
     // Reported to steering: ISP A's viewers go to their ISP's appliance.
+    wait_for("steering to hold the three prefixes", || {
+        (s.appliance("oca-a1")?["bgp_prefixes"] == 3).then_some(())
+    });
     wait_for("steering to use the learned prefixes", || {
         (play("100.65.0.9") == embedded()).then_some(())
     });
