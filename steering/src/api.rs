@@ -148,6 +148,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/bookmarks", post(crate::viewer::bookmark))
         .route("/v1/home", get(crate::viewer::home))
+        .route("/player/{*file}", get(player_file))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -161,6 +162,41 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(cors))
         .with_state(state)
+}
+
+/// `GET /player/<file>`: a file of `player_dir` (404 without one). Only plain
+/// names below the directory: no `..`, no hidden files.
+async fn player_file(
+    State(state): State<Arc<AppState>>,
+    Path(file): Path<String>,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such file");
+    let dir = state.config.player_dir.as_ref().ok_or_else(not_found)?;
+    if file.is_empty()
+        || file.len() > 256
+        || file
+            .split('/')
+            .any(|seg| seg.is_empty() || seg.starts_with('.'))
+        || !file
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+    {
+        return Err(not_found());
+    }
+    // Small files, read rarely (a page load): the blocking pool is plenty.
+    let path = dir.join(&file);
+    let body = tokio::task::spawn_blocking(move || std::fs::read(path))
+        .await
+        .map_err(|_| not_found())?
+        .map_err(|_| not_found())?;
+    let content_type = match file.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("json" | "map") => "application/json",
+        _ => "application/octet-stream",
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
 /// Browser players call the API from pages served elsewhere: allow any origin

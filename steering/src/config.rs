@@ -34,6 +34,9 @@ pub struct Config {
     pub origin_url: Option<String>,
     /// Peers whose `X-Forwarded-For` is believed (load balancers in front of us).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// A directory served read-only under `/player/` (a web player page and its
+    /// scripts), so a browser player shares steering's origin.
+    pub player_dir: Option<PathBuf>,
     pub play: PlayConfig,
     pub steer: SteerConfig,
     pub bookmarks: BookmarksConfig,
@@ -312,6 +315,7 @@ impl Default for Config {
             public_url: None,
             origin_url: None,
             trusted_proxies: Vec::new(),
+            player_dir: None,
             play: PlayConfig::default(),
             steer: SteerConfig::default(),
             bookmarks: BookmarksConfig::default(),

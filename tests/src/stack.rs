@@ -11,7 +11,9 @@ use std::process::Command;
 use crate::{Proc, binary, http, wait_for};
 
 /// Packaged titles: `t1` (12 s, eu-west and us-east), `t2` (the same content,
-/// released in the far future), `t3` (us-east only). Made once per target dir.
+/// released in the far future), `t3` (us-east only), `long` (40 s, us-east
+/// only, for players that must still be fetching when something breaks). Made
+/// once per target dir.
 pub fn content() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let target = exe
@@ -19,20 +21,32 @@ pub fn content() -> PathBuf {
         .nth(3)
         .expect("target directory")
         .to_path_buf();
-    let dir = target.join("tmp/e2e-content-v2");
+    let dir = target.join("tmp/e2e-content-v3");
     if dir.join("done").exists() {
         return dir;
     }
     let tmp = target.join(format!("tmp/e2e-content-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-content.sh");
-    let ok = Command::new(script)
+    let ok = Command::new(&script)
         .arg(&tmp)
         .args(["t1", "12"])
         .status()
         .expect("run make-content.sh")
         .success();
     assert!(ok, "make-content.sh failed");
+    let ok = Command::new(&script)
+        .arg(&tmp)
+        .args(["long", "40"])
+        .status()
+        .expect("run make-content.sh")
+        .success();
+    assert!(ok, "make-content.sh failed");
+    std::fs::write(
+        tmp.join("titles/long/title.toml"),
+        "name = \"Long test pattern\"\nregions = [\"us-east\"]\n",
+    )
+    .unwrap();
     for (id, sidecar) in [
         (
             "t2",
@@ -99,7 +113,7 @@ impl Default for ApplianceSpec {
 
 impl ApplianceSpec {
     fn complete(&self) -> u64 {
-        self.holds.map_or(7, |h| h.len() as u64)
+        self.holds.map_or(14, |h| h.len() as u64)
     }
 }
 
@@ -308,6 +322,17 @@ serves = [{serves}]
             "--subscription",
             "suspended",
         ],
+        &[
+            "users",
+            "add",
+            "erin",
+            "--plan",
+            "standard",
+            "--country",
+            "US",
+            "--region",
+            "us-east",
+        ],
     ] {
         steering_cmd(args);
     }
@@ -340,7 +365,11 @@ serves = [{serves}]
         let disk_t1 = root.join("disk0/objects/titles/t1");
         std::fs::create_dir_all(&disk_t1).unwrap();
         match a.holds {
-            None => copy_tree(&t1, &disk_t1),
+            None => {
+                copy_tree(&t1, &disk_t1);
+                let long = content().join("titles/long");
+                copy_tree(&long, &root.join("disk0/objects/titles/long"));
+            }
             Some(dirs) => {
                 for sub in dirs {
                     copy_tree(&t1.join(sub), &disk_t1.join(sub));
