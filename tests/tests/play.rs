@@ -566,3 +566,58 @@ fn home_falls_back_and_bookmarks_resume_even_after_an_outage() {
         started.elapsed()
     );
 }
+
+#[test]
+fn with_steering_down_issued_manifests_keep_playing_and_restarted_appliances_use_cached_keys() {
+    let mut s = stack::start(&stack::fleet(), "");
+    let alice = s.token("alice");
+    let client = ip(ISP_A);
+    let play = ok_play(&s, ISP_A, &alice);
+    let (first, _) = primary(&play);
+    // The master playlist comes from steering: the player has it before the outage.
+    let master = String::from_utf8(
+        get_url(Some(client), play["manifests"]["hls"].as_str().unwrap())
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    s.steering.kill9();
+    let variant = master
+        .lines()
+        .skip_while(|l| !l.contains(&format!("PATHWAY-ID=\"{first}\"")))
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let fetch_variant = |variant: &str| {
+        let media = get_url(Some(client), variant).unwrap();
+        assert_eq!(media.status, 200, "{variant}");
+        for uri in playlist_uris(&String::from_utf8(media.body).unwrap()) {
+            let r = get_url(Some(client), &resolve(variant, &uri)).unwrap();
+            assert_eq!(r.status, 200, "{uri}");
+        }
+    };
+    // Steering is gone; the appliance serves the issued URLs (tokens verify
+    // with keys it already holds).
+    fetch_variant(&variant);
+    // An appliance restarted while steering is down still serves: it starts
+    // from the keys it cached on disk.
+    let (proc, _) = s.appliances.get_mut(first.as_str()).unwrap();
+    let args: Vec<String> = std::fs::read_to_string(format!("/proc/{}/cmdline", proc.child.id()))
+        .unwrap()
+        .split('\0')
+        .filter(|a| !a.is_empty())
+        .skip(1)
+        .map(str::to_owned)
+        .collect();
+    proc.kill9();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let restarted = Proc::start("oca", &args, &[("OCA_LOG", "warn")]);
+    let new_http = restarted.addr("http=");
+    let old_base = play["appliances"][0]["base_url"].as_str().unwrap();
+    let old_host = old_base
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap();
+    fetch_variant(&variant.replace(old_host, &new_http.to_string()));
+}
