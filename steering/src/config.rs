@@ -469,6 +469,18 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The bookmark store's file: a relative path is relative to the main
+    /// database's directory (not to wherever steering was started from).
+    pub fn bookmarks_path(&self) -> PathBuf {
+        let b = &self.bookmarks.database;
+        if b.is_absolute() {
+            return b.clone();
+        }
+        self.database
+            .parent()
+            .map_or_else(|| b.clone(), |dir| dir.join(b))
+    }
+
     /// How long a fill plan's URLs work: `fill.plan_ttl`, shortened to what the
     /// signing key is sure to live (the newest key is at most `rotate_every`
     /// old, so it verifies for at least `lifetime - rotate_every` more).

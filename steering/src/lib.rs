@@ -76,7 +76,7 @@ pub fn load_state(config: Config) -> Result<Arc<AppState>, StoreError> {
     let rib = store.rib()?;
     let metrics = metrics::Metrics::new();
     let bookmarks = bookmarks::Bookmarks::new(
-        config.bookmarks.database.clone(),
+        config.bookmarks_path(),
         deps::Guard::new("bookmarks", &config.bookmarks.guard(), &metrics),
         config.bookmarks.timeout,
     );
