@@ -36,6 +36,10 @@ pub enum Command {
     /// Run the same workload against two servers alternately, round by round,
     /// and report medians and A/B ratios.
     Compare(CompareArgs),
+    /// Simulated viewers against a steering service: play, follow the HLS
+    /// playlists, fetch segments at playback pace, fail over; report startup
+    /// time, rebuffering and where the bytes came from.
+    Players(PlayersArgs),
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +79,71 @@ pub struct CompareArgs {
     pub rounds: usize,
     #[command(flatten)]
     pub workload: Workload,
+}
+
+#[derive(Debug, Args)]
+pub struct PlayersArgs {
+    /// Steering's base URL: http[s]://host[:port][/prefix].
+    #[arg(long, value_name = "URL")]
+    pub steering: String,
+    /// Viewer token (vt_…); repeatable: viewers take them round-robin. Keep
+    /// viewers per token within the account's stream limit.
+    #[arg(long = "token", value_name = "TOKEN", required = true, value_parser = token)]
+    pub tokens: Vec<String>,
+    /// Title to play.
+    #[arg(long, value_name = "ID")]
+    pub title: String,
+    #[arg(long, value_name = "NAME", default_value = "browser")]
+    pub device: String,
+    #[arg(long, value_name = "NAME", default_value = "main")]
+    pub profile: String,
+    /// Simultaneous viewers; each starts a new play when one ends.
+    #[arg(long, value_name = "N", default_value = "1", value_parser = positive::<usize>)]
+    pub viewers: usize,
+    /// Length of the run, e.g. 60s, 5m.
+    #[arg(long, value_name = "TIME", default_value = "60s", value_parser = nonzero_duration)]
+    pub duration: Duration,
+    /// End each play this long after pressing play (default: at the end of the title).
+    #[arg(long, value_name = "TIME", value_parser = nonzero_duration)]
+    pub watch: Option<Duration>,
+    /// Start the viewers evenly over this time.
+    #[arg(long, value_name = "TIME", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub ramp: Duration,
+    /// Local addresses viewers bind to, round-robin (comma-separated or repeated).
+    #[arg(
+        long = "source-ip",
+        value_name = "ADDR[,ADDR...]",
+        value_delimiter = ','
+    )]
+    pub source_ips: Vec<IpAddr>,
+    /// Buffer needed to start playing, and to resume after a stall (default:
+    /// two segments).
+    #[arg(long = "startup-buffer", value_name = "TIME", value_parser = humantime::parse_duration)]
+    pub startup_buffer: Option<Duration>,
+    /// Fetch segments while less than this is buffered.
+    #[arg(long = "max-buffer", value_name = "TIME", default_value = "30s", value_parser = nonzero_duration)]
+    pub max_buffer: Duration,
+    /// Save the position this often (POST /v1/bookmarks).
+    #[arg(long = "bookmark-every", value_name = "TIME", default_value = "10s", value_parser = nonzero_duration)]
+    pub bookmark_every: Duration,
+    /// Per-request timeout; a segment request that exceeds it fails over.
+    #[arg(long, value_name = "TIME", default_value = "5s", value_parser = nonzero_duration)]
+    pub timeout: Duration,
+    /// Worker threads (default: number of CPUs).
+    #[arg(long, value_name = "T", value_parser = positive::<usize>)]
+    pub threads: Option<usize>,
+    /// PEM file of CA certificates to trust for https (default: the system store).
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    pub ca: Option<PathBuf>,
+    /// https: accept any certificate (handshake signatures are still verified).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress lines on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// What to request and how: shared by `segments` and `compare`.
@@ -245,6 +314,15 @@ where
     }
 }
 
+/// Tokens go into an Authorization header: visible ASCII only.
+fn token(s: &str) -> Result<String, String> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(s.to_owned())
+    } else {
+        Err("a token is visible ASCII without spaces".to_owned())
+    }
+}
+
 fn zipf_exponent(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
@@ -376,6 +454,66 @@ mod tests {
             let line = one_line(&err.render().to_string());
             assert!(!line.is_empty() && !line.contains('\n'), "{args:?}: {line}");
             assert!(!line.contains("Usage"), "{line}");
+        }
+    }
+
+    #[test]
+    fn parses_players() {
+        let cli = Cli::try_parse_from([
+            "oca-bench",
+            "players",
+            "--steering",
+            "http://127.0.0.1:8080",
+            "--token",
+            "vt_a",
+            "--token",
+            "vt_b",
+            "--title",
+            "t1",
+            "--viewers",
+            "4",
+            "--duration",
+            "15s",
+            "--source-ip",
+            "127.1.0.9,127.2.0.9",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Players(a) = cli.command else {
+            panic!("not players")
+        };
+        assert_eq!(a.tokens, ["vt_a", "vt_b"]);
+        assert_eq!((a.device.as_str(), a.profile.as_str()), ("browser", "main"));
+        assert_eq!(a.viewers, 4);
+        assert_eq!(a.duration, Duration::from_secs(15));
+        assert_eq!(a.source_ips.len(), 2);
+        assert_eq!(a.max_buffer, Duration::from_secs(30));
+        assert_eq!(a.bookmark_every, Duration::from_secs(10));
+        assert_eq!((a.watch, a.startup_buffer), (None, None));
+        assert!(a.json);
+
+        let base = [
+            "oca-bench",
+            "players",
+            "--steering",
+            "http://h",
+            "--title",
+            "t1",
+        ];
+        for extra in [
+            &[][..],
+            &["--token", "vt a"],
+            &["--token", "x", "--viewers", "0"],
+            &["--token", "x", "--watch", "0s"],
+            &["--token", "x", "--source-ip", "nowhere"],
+            &["--token", "x", "--max-buffer", "soon"],
+        ] {
+            let err = Cli::try_parse_from(base.iter().chain(extra)).unwrap_err();
+            let line = one_line(&err.render().to_string());
+            assert!(
+                !line.is_empty() && !line.contains('\n'),
+                "{extra:?}: {line}"
+            );
         }
     }
 

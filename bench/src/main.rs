@@ -1,18 +1,30 @@
-//! oca-bench: a load generator for HTTP segment servers, and side-by-side
-//! comparisons of two of them. See `oca-bench --help`.
+//! oca-bench: a load generator for HTTP segment servers, side-by-side
+//! comparisons of two of them, and simulated viewers against a steering
+//! service. See `oca-bench --help`.
 
+mod abr;
+mod agent;
 mod catalogue;
+mod chunked;
 mod cli;
 mod client;
 mod compare;
 mod cpu;
+mod hls;
 mod http1;
+mod play_report;
+mod play_stats;
+mod playback;
+mod players;
 mod report;
 mod run;
 mod schedule;
+mod session;
 mod stats;
 mod target;
 mod tls;
+mod url;
+mod viewer;
 mod zipf;
 
 use std::process::ExitCode;
@@ -39,6 +51,14 @@ fn main() -> ExitCode {
                 println!("{}", serde_json::to_string(&c)?);
             } else {
                 print!("{}", c.table());
+            }
+            Ok(())
+        }),
+        Command::Players(args) => players::players(args).and_then(|r| {
+            if args.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print!("{}", r.table());
             }
             Ok(())
         }),

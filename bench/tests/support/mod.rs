@@ -3,6 +3,8 @@
 //! never shows (closing every connection, chunked bodies).
 #![allow(dead_code)]
 
+pub mod cdn;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,0 +1,330 @@
+//! One simulated viewer: presses play (POST /v1/play), opens the
+//! multivariant playlist, hands the play to [`Play`] (session.rs), then
+//! bookmarks and deletes it; and presses play again until the run ends.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::time::{Instant, sleep_until};
+
+use crate::agent::{Agent, FetchError, Reply, Request};
+use crate::hls::{self, Multivariant};
+use crate::play_stats::{Live, PlayStats};
+use crate::session::Play;
+use crate::url::Url;
+
+/// After a refused or failed play, wait this long before pressing play again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// What every viewer of a run shares, read-only.
+#[derive(Debug)]
+pub struct Setup {
+    pub play_url: Url,
+    pub bookmarks_url: Url,
+    /// `…/v1/plays/`: a play is deleted at this + its id.
+    pub plays_url: Url,
+    pub tokens: Vec<String>,
+    /// The body of POST /v1/play.
+    pub play_body: Vec<u8>,
+    pub watch: Option<Duration>,
+    /// Buffer to start with; `None`: two segments' worth.
+    pub startup: Option<Duration>,
+    pub max_buffer: Duration,
+    pub bookmark_every: Duration,
+    pub timeout: Duration,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// No play goes on past this.
+    pub end: Instant,
+    /// Closing requests (last bookmark, DELETE) give up at this.
+    pub grace_end: Instant,
+}
+
+/// Runs viewer `index` until the end of the run and returns what it measured.
+pub async fn viewer(
+    index: usize,
+    setup: Arc<Setup>,
+    source: Option<IpAddr>,
+    live: Arc<Live>,
+) -> PlayStats {
+    let token = &setup.tokens[index % setup.tokens.len()];
+    let mut v = Viewer {
+        auth: format!("Bearer {token}"),
+        source: source.map_or_else(|| "default".to_owned(), |ip| ip.to_string()),
+        agent: Agent::new(source, setup.tls.clone()),
+        stats: PlayStats::default(),
+        setup: setup.clone(),
+        live,
+    };
+    while Instant::now() < setup.end {
+        match v.play().await {
+            Next::Again => {}
+            Next::RetryLater => sleep_until((Instant::now() + RETRY_AFTER).min(setup.end)).await,
+            Next::Stop => break,
+        }
+    }
+    v.stats
+}
+
+/// A viewer's identity, connections and measurements; its plays borrow it.
+pub struct Viewer {
+    pub setup: Arc<Setup>,
+    auth: String,
+    source: String,
+    pub agent: Agent,
+    pub stats: PlayStats,
+    pub live: Arc<Live>,
+}
+
+enum Next {
+    Again,
+    RetryLater,
+    Stop,
+}
+
+/// How a play ended.
+pub enum End {
+    /// Played to the end of the title, or for `--watch`.
+    Completed,
+    /// The run ended first.
+    Cut,
+    /// Something failed: the error key and a message.
+    Failed(&'static str, String),
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    play_id: String,
+    #[serde(default)]
+    manifests: Urls,
+    #[serde(default)]
+    content_steering: Urls,
+    #[serde(default)]
+    appliances: Vec<ApplianceRef>,
+    #[serde(default)]
+    resume_position: Option<f64>,
+}
+
+#[derive(Deserialize, Default)]
+struct Urls {
+    hls: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ApplianceRef {
+    id: String,
+}
+
+impl Viewer {
+    async fn play(&mut self) -> Next {
+        let pressed = Instant::now();
+        let Some(answer) = self.press().await else {
+            return if Instant::now() >= self.setup.end {
+                Next::Stop
+            } else {
+                Next::RetryLater
+            };
+        };
+        self.stats.started += 1;
+        Live::bump(&self.live.plays, 1);
+        let stop = match self.setup.watch {
+            Some(w) => (pressed + w).min(self.setup.end),
+            None => self.setup.end,
+        };
+        match self.open(&answer, stop).await {
+            Ok((master, steering)) => {
+                let primary = answer.appliances.first().map(|a| a.id.clone());
+                let primary = primary.or_else(|| master.primary.clone());
+                let (source, primary) = (self.source.clone(), primary.unwrap_or_default());
+                self.stats.play_from(&source, &primary);
+                let id = answer.play_id.clone();
+                let mut p = Play::new(self, id, master, steering, pressed, stop);
+                let end = p.run(answer.resume_position).await;
+                let position = p.finish();
+                self.close(&answer.play_id, position, end).await
+            }
+            Err(end) => self.close(&answer.play_id, None, end).await,
+        }
+    }
+
+    /// POST /v1/play: the answer, or `None` (counted) if there is none.
+    async fn press(&mut self) -> Option<Answer> {
+        let headers = [
+            ("Authorization", self.auth.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        let setup = self.setup.clone();
+        let req = Request {
+            method: "POST",
+            url: &setup.play_url,
+            headers: &headers,
+            body: &setup.play_body,
+            keep: true,
+        };
+        let t0 = Instant::now();
+        let result = self
+            .agent
+            .fetch(&req, (t0 + setup.timeout).min(setup.end))
+            .await;
+        let reply = match result {
+            Err(FetchError::Timeout) if Instant::now() >= setup.end => return None,
+            Err(e) => {
+                self.refused(e.label(), || {
+                    format!("POST {}: {}", setup.play_url, e.label())
+                });
+                return None;
+            }
+            Ok(r) => r,
+        };
+        if reply.status != 200 {
+            let code = serde_json::from_slice::<serde_json::Value>(&reply.body)
+                .ok()
+                .and_then(|v| v["code"].as_str().map(str::to_owned));
+            let key = match &code {
+                Some(c) if valid_id(c) => format!("{} {c}", reply.status),
+                _ => reply.status.to_string(),
+            };
+            self.refused(&key, || body_text(&reply));
+            return None;
+        }
+        self.stats.answered(t0.elapsed());
+        match serde_json::from_slice::<Answer>(&reply.body) {
+            Ok(a) if valid_id(&a.play_id) => Some(a),
+            Ok(a) => {
+                self.refused("bad_answer", || format!("play_id {:?}", a.play_id));
+                None
+            }
+            Err(e) => {
+                self.refused("bad_answer", || format!("{e}: {}", body_text(&reply)));
+                None
+            }
+        }
+    }
+
+    fn refused(&mut self, key: &str, message: impl FnOnce() -> String) {
+        self.stats.refused(key, message);
+        Live::bump(&self.live.errors, 1);
+    }
+
+    /// Fetches the multivariant playlist from steering; finds the
+    /// content-steering URL (the answer's, else the playlist's).
+    async fn open(
+        &mut self,
+        answer: &Answer,
+        stop: Instant,
+    ) -> Result<(Multivariant, Option<Url>), End> {
+        let bad = |what: String| End::Failed("bad_answer", what);
+        let hls = answer
+            .manifests
+            .hls
+            .as_deref()
+            .ok_or_else(|| bad("no manifests.hls".into()))?;
+        let url = Url::parse(hls).map_err(|e| bad(format!("manifests.hls: {e:#}")))?;
+        let steering = match answer.content_steering.hls.as_deref() {
+            Some(s) => {
+                Some(Url::parse(s).map_err(|e| bad(format!("content_steering.hls: {e:#}")))?)
+            }
+            None => None,
+        };
+        let deadline = (Instant::now() + self.setup.timeout).min(stop);
+        let reply = match self.agent.fetch(&Request::get(&url, true), deadline).await {
+            Err(FetchError::Timeout) if Instant::now() >= stop => {
+                return Err(if stop >= self.setup.end {
+                    End::Cut
+                } else {
+                    End::Completed
+                });
+            }
+            Err(e) => return Err(End::Failed("master", format!("{url}: {}", e.label()))),
+            Ok(r) if !r.ok() => {
+                return Err(End::Failed("master", format!("{url}: status {}", r.status)));
+            }
+            Ok(r) => r,
+        };
+        let master = hls::parse_multivariant(&reply.body, &url)
+            .map_err(|e| End::Failed("bad_master", format!("{url}: {e:#}")))?;
+        let steering = steering.or_else(|| master.steering.clone());
+        Ok((master, steering))
+    }
+
+    /// Ends a play: records how, saves the position, and deletes the play so
+    /// it stops counting against the account's streams.
+    async fn close(&mut self, play_id: &str, position: Option<f64>, end: End) -> Next {
+        let next = match end {
+            End::Completed => {
+                self.stats.completed += 1;
+                Next::Again
+            }
+            End::Cut => {
+                self.stats.cut += 1;
+                Next::Stop
+            }
+            End::Failed(key, message) => {
+                self.stats.error(key, || message);
+                Live::bump(&self.live.errors, 1);
+                // A viewer that no appliance can serve gives up.
+                if key == "all_pathways_failed" {
+                    Next::Stop
+                } else {
+                    Next::RetryLater
+                }
+            }
+        };
+        let deadline = (Instant::now() + self.setup.timeout).min(self.setup.grace_end);
+        if let Some(position) = position {
+            let ok = self.bookmark(play_id, position, deadline).await;
+            self.stats.bookmarks.count(ok);
+        }
+        let setup = self.setup.clone();
+        // Play ids were checked to be URL-safe, so the join cannot fail.
+        if let Ok(url) = setup.plays_url.join(play_id) {
+            let headers = [("Authorization", self.auth.as_str())];
+            let req = Request {
+                method: "DELETE",
+                url: &url,
+                headers: &headers,
+                body: &[],
+                keep: false,
+            };
+            let ok = self.agent.fetch(&req, deadline).await.is_ok_and(|r| r.ok());
+            self.stats.deletes.count(ok);
+        }
+        next
+    }
+
+    pub async fn bookmark(&mut self, play_id: &str, position: f64, deadline: Instant) -> bool {
+        let body = serde_json::json!({"play_id": play_id, "position": position}).to_string();
+        let headers = [
+            ("Authorization", self.auth.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        let setup = self.setup.clone();
+        let req = Request {
+            method: "POST",
+            url: &setup.bookmarks_url,
+            headers: &headers,
+            body: body.as_bytes(),
+            keep: false,
+        };
+        self.agent.fetch(&req, deadline).await.is_ok_and(|r| r.ok())
+    }
+}
+
+/// Ids that can go in a URL path and a report key unescaped.
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s != "."
+        && s != ".."
+}
+
+/// A response body for a report message: its first line, truncated.
+fn body_text(r: &Reply) -> String {
+    let text = String::from_utf8_lossy(&r.body);
+    let line = text.lines().next().unwrap_or("");
+    let cut: String = line.chars().take(200).collect();
+    format!("status {}: {cut}", r.status)
+}
