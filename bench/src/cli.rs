@@ -40,6 +40,23 @@ pub enum Command {
     /// playlists, fetch segments at playback pace, fail over; report startup
     /// time, rebuffering and where the bytes came from.
     Players(PlayersArgs),
+    /// The whole stack on loopback, narrated: steering, an nginx origin, an IXP
+    /// appliance and two ISPs' embedded appliances, an off-peak fill on a
+    /// simulated clock, then viewers in each ISP. Stops everything it started.
+    Lab(LabCliArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabCliArgs {
+    /// How long the viewers watch.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub duration: std::time::Duration,
+    /// Viewers per ISP.
+    #[arg(long, default_value_t = 2)]
+    pub viewers: u32,
+    /// Each fill agent's download cap, bits per second.
+    #[arg(long, default_value_t = 200_000_000)]
+    pub fill_rate_bps: u64,
 }
 
 #[derive(Debug, Args)]

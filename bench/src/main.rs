@@ -12,6 +12,7 @@ mod compare;
 mod cpu;
 mod hls;
 mod http1;
+mod lab;
 mod play_report;
 mod play_stats;
 mod playback;
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Command::Lab(args) => lab(args),
         Command::Players(args) => players::players(args).and_then(|r| {
             if args.json {
                 println!("{}", serde_json::to_string(&r)?);
@@ -71,6 +73,34 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The lab runs its processes from plain threads; Ctrl-C only ends the
+/// viewing early (the processes it started get SIGINT too and drain).
+fn lab(args: &cli::LabCliArgs) -> Result<()> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    });
+    if args.viewers == 0 || args.viewers > 16 {
+        anyhow::bail!("--viewers must be between 1 and 16");
+    }
+    lab::run(
+        &lab::LabArgs {
+            duration: args.duration,
+            viewers: args.viewers,
+            fill_rate_bps: args.fill_rate_bps,
+        },
+        stop,
+    )
 }
 
 fn segments(args: &SegmentsArgs) -> Result<()> {

@@ -14,20 +14,23 @@ use std::time::{Duration, Instant};
 /// Upper bound for any single wait.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
-/// A workspace binary, built by `cargo test --workspace` next to the test executable.
+/// A workspace binary: next to the running executable (a binary such as
+/// `oca-bench`), or one directory up (a test in `target/<profile>/deps/`).
 pub fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target profile directory");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} not built; run the tests with --workspace",
-        path.display()
-    );
-    path
+    let exe = std::env::current_exe().expect("executable path");
+    let here = exe.parent().expect("executable directory");
+    let candidates = [Some(here), here.parent()];
+    let found = candidates
+        .iter()
+        .flatten()
+        .map(|d| d.join(name))
+        .find(|p| p.exists());
+    found.unwrap_or_else(|| {
+        panic!(
+            "{name} not built next to {}; build the workspace's binaries first",
+            exe.display()
+        )
+    })
 }
 
 /// A running process, killed on drop.

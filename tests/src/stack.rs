@@ -15,11 +15,13 @@ use crate::{Proc, binary, http, wait_for};
 /// only, for players that must still be fetching when something breaks). Made
 /// once per target dir.
 pub fn content() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
+    // Cargo's target directory (it holds CACHEDIR.TAG), from a test in
+    // target/<profile>/deps or a binary in target/<profile>.
+    let exe = std::env::current_exe().expect("executable path");
     let target = exe
         .ancestors()
-        .nth(3)
-        .expect("target directory")
+        .find(|d| d.join("CACHEDIR.TAG").exists())
+        .unwrap_or_else(|| exe.ancestors().nth(3).expect("target directory"))
         .to_path_buf();
     let dir = target.join("tmp/e2e-content-v3");
     if dir.join("done").exists() {
@@ -202,8 +204,8 @@ database = "{db}"
 heartbeat_interval = "200ms"
 [health]
 interval = "200ms"
-timeout = "500ms"
-down_after = 2
+timeout = "1s"
+down_after = 3
 up_after = 2
 [play]
 stream_timeout = "60s"
@@ -478,6 +480,47 @@ impl Stack {
             client: None,
         };
         urlsign::sign(keys.signing_key(now).unwrap(), &claims).unwrap()
+    }
+
+    /// Start appliance `id`'s fill-agent on its disk, on a clock starting at
+    /// unix time `clock`, with `extra` config lines (rate, quota, ...); its
+    /// status goes where the appliance's oca shows it.
+    pub fn fill_agent(&self, id: &str, clock: u64, extra: &str) -> Proc {
+        let root = self.root(id);
+        let cfg = root.join("fill-agent.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"stores = ["{disk}"]
+oca_admin = "http://{admin}"
+status_file = "{status}"
+metrics_listen = "127.0.0.1:0"
+concurrency = 2
+poll_interval = "1s"
+source_backoff = "200ms"
+min_throughput_bps = 8000
+{extra}
+[control]
+url = "http://{steering}"
+appliance_id = "{id}"
+credential = "{cred}"
+cache_dir = "{cache}"
+"#,
+                disk = root.join("disk0").display(),
+                admin = self.admin(id).unwrap(),
+                status = root.join("fill-status.json").display(),
+                steering = self.addr,
+                cred = credential(id),
+                cache = root.join("fill-cache").display(),
+            ),
+        )
+        .unwrap();
+        let clock = clock.to_string();
+        Proc::start(
+            "fill-agent",
+            &["--config", cfg.to_str().unwrap(), "--clock-start", &clock],
+            &[("FILL_AGENT_LOG", "warn")],
+        )
     }
 
     /// An appliance's admin address.

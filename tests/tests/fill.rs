@@ -63,41 +63,7 @@ struct Agent {
 
 /// Start the embedded appliance's fill-agent with `extra` config lines.
 fn agent(s: &Stack, clock: u64, extra: &str) -> Agent {
-    let root = s.root("oca-e1");
-    let cfg = root.join("fill-agent.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"stores = ["{disk}"]
-oca_admin = "http://{admin}"
-status_file = "{status}"
-metrics_listen = "127.0.0.1:0"
-concurrency = 2
-poll_interval = "1s"
-source_backoff = "200ms"
-min_throughput_bps = 8000
-{extra}
-[control]
-url = "http://{steering}"
-appliance_id = "oca-e1"
-credential = "{cred}"
-cache_dir = "{cache}"
-"#,
-            disk = root.join("disk0").display(),
-            admin = s.admin("oca-e1").unwrap(),
-            status = root.join("fill-status.json").display(),
-            steering = s.addr,
-            cred = stack::credential_of("oca-e1"),
-            cache = root.join("fill-cache").display(),
-        ),
-    )
-    .unwrap();
-    let clock = clock.to_string();
-    let proc = Proc::start(
-        "fill-agent",
-        &["--config", cfg.to_str().unwrap(), "--clock-start", &clock],
-        &[("FILL_AGENT_LOG", "warn")],
-    );
+    let proc = s.fill_agent("oca-e1", clock, extra);
     let metrics = proc.addr("metrics=");
     Agent { proc, metrics }
 }

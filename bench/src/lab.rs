@@ -1,0 +1,300 @@
+//! `oca-bench lab`: the whole stack on loopback with one command, narrated.
+//!
+//! steering with accounts and the catalog; nginx as the origin; an IXP
+//! appliance holding the catalogue; two embedded appliances in two ISPs
+//! (127.1.0.0/16 and 127.2.0.0/16) starting empty; an off-peak fill of both on a
+//! simulated clock (so the night window comes at once); then simulated viewers
+//! in each ISP (`oca-bench players`) while a browser may watch too. Every
+//! process it starts is stopped when it ends (duration, Ctrl-C, or an error).
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use e2e::stack::{self, ApplianceSpec, Stack};
+
+/// 03:00 UTC on the day of 1 January 2027: inside the default 02:00-06:00 window.
+const NIGHT: u64 = 1_798_772_400;
+
+#[derive(Debug, Clone)]
+pub struct LabArgs {
+    /// How long viewers watch.
+    pub duration: Duration,
+    /// Viewers per ISP.
+    pub viewers: u32,
+    /// Download cap of each fill agent, bits per second.
+    pub fill_rate_bps: u64,
+}
+
+fn say(msg: impl AsRef<str>) {
+    println!("lab: {}", msg.as_ref());
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// Run the lab; `stop` ends the viewing phase early (Ctrl-C).
+pub fn run(args: &LabArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    say("packaging test content with ffmpeg (cached after the first run) ...");
+    let content = stack::content();
+    let origin = stack::nginx(&content);
+    say(format!(
+        "origin: nginx serving the packaged titles at http://{}",
+        origin.addr
+    ));
+    let player = player_dir();
+    let mut extra = format!(
+        "origin_url = \"http://{}\"\n[fill]\nwindow = \"02:00-06:00\"\n",
+        origin.addr
+    );
+    if let Some(dir) = &player {
+        extra = format!("player_dir = \"{}\"\n{extra}", dir.path().display());
+    }
+    let fleet = vec![
+        ApplianceSpec {
+            id: "oca-x1",
+            tier: "ixp",
+            site: "ixp-ams",
+            ..ApplianceSpec::default()
+        },
+        ApplianceSpec {
+            id: "oca-a1",
+            tier: "embedded",
+            site: "isp-a",
+            serves: &["127.1.0.0/16"],
+            holds: Some(&[]),
+            ..ApplianceSpec::default()
+        },
+        ApplianceSpec {
+            id: "oca-b1",
+            tier: "embedded",
+            site: "isp-b",
+            serves: &["127.2.0.0/16"],
+            holds: Some(&[]),
+            ..ApplianceSpec::default()
+        },
+    ];
+    say("starting steering and three appliances ...");
+    let s = stack::start_with(&fleet, &extra, &content);
+    say(format!("steering: http://{}", s.addr));
+    for (id, (_, http)) in &s.appliances {
+        let what = match *id {
+            "oca-x1" => "IXP appliance, region eu-west, holds the catalogue",
+            "oca-a1" => "embedded in ISP A (clients 127.1.0.0/16), empty",
+            _ => "embedded in ISP B (clients 127.2.0.0/16), empty",
+        };
+        say(format!("  {id}: http://{http} — {what}"));
+    }
+
+    fill(&s, args)?;
+    let users = viewers(&s, args)?;
+    if player.is_some() {
+        say(format!(
+            "while the viewers run, a browser can play from the lab: http://{}/player/player.html?token={}&title=t1",
+            s.addr,
+            s.token("alice")
+        ));
+    }
+    if stop.load(Ordering::Relaxed) {
+        say("stopped");
+        return Ok(());
+    }
+    watch(&s, args, &users, &stop)?;
+    served(&s);
+    say(format!(
+        "done in {:.0} s; stopping every process",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// The web player (hls.js) when its npm packages are installed.
+fn player_dir() -> Option<tempfile::TempDir> {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
+    let hls = src.join("node_modules/hls.js/dist/hls.min.js");
+    if !hls.exists() {
+        say("(web player unavailable: run `npm ci` in tests/browser for hls.js)");
+        return None;
+    }
+    let dir = tempfile::tempdir().ok()?;
+    std::fs::copy(src.join("player.html"), dir.path().join("player.html")).ok()?;
+    std::fs::copy(hls, dir.path().join("hls.min.js")).ok()?;
+    Some(dir)
+}
+
+/// The off-peak fill of both embedded appliances, on a clock set to 03:00.
+fn fill(s: &Stack, args: &LabArgs) -> anyhow::Result<()> {
+    say(format!(
+        "off-peak fill: fill-agents on a clock starting at 03:00 UTC (window 02:00-06:00), {} Mbit/s each",
+        args.fill_rate_bps / 1_000_000
+    ));
+    let started = Instant::now();
+    let _agents: Vec<_> = ["oca-a1", "oca-b1"]
+        .iter()
+        .map(|id| s.fill_agent(id, NIGHT, &format!("rate_bps = {}", args.fill_rate_bps)))
+        .collect();
+    for id in ["oca-a1", "oca-b1"] {
+        let status = e2e::wait_for(&format!("{id}'s fill"), || {
+            let text = std::fs::read(s.root(id).join("fill-status.json")).ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
+            (v["state"] == "complete" && v["bytes_done"].as_u64()? > 0).then_some(v)
+        });
+        say(format!(
+            "  {id}: {} objects, {} filled in {:.1} s (from the IXP parent and the origin)",
+            status["objects_done"],
+            mb(status["bytes_done"].as_u64().unwrap_or(0)),
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    for id in ["oca-a1", "oca-b1"] {
+        e2e::wait_for(&format!("{id}'s inventory at steering"), || {
+            (s.appliance(id)?["renditions_complete"].as_u64()? >= 7).then_some(())
+        });
+    }
+    say("  inventory reported: steering now sends each ISP's viewers to its own appliance");
+    Ok(())
+}
+
+/// One account per viewer (each plan allows a few streams at most).
+fn viewers(s: &Stack, args: &LabArgs) -> anyhow::Result<BTreeMap<&'static str, Vec<String>>> {
+    let mut out = BTreeMap::new();
+    for (isp, _) in [("A", "127.1"), ("B", "127.2")] {
+        let mut tokens = Vec::new();
+        for i in 0..args.viewers {
+            let user = format!("lab-{}-{i}", isp.to_lowercase());
+            let ok = Command::new(e2e::binary("steering"))
+                .args([
+                    "users",
+                    "add",
+                    &user,
+                    "--plan",
+                    "standard",
+                    "--country",
+                    "NL",
+                ])
+                .args(["--region", "eu-west", "--config"])
+                .arg(&s.config)
+                .stdout(Stdio::null())
+                .status()?
+                .success();
+            anyhow::ensure!(ok, "cannot create viewer account {user}");
+            tokens.push(s.token(&user));
+        }
+        out.insert(isp, tokens);
+    }
+    Ok(out)
+}
+
+/// Viewers in both ISPs at once, through `oca-bench players`.
+fn watch(
+    s: &Stack,
+    args: &LabArgs,
+    users: &BTreeMap<&'static str, Vec<String>>,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    say(format!(
+        "viewers: {} in each ISP, watching t1 for {:.0} s ...",
+        args.viewers,
+        args.duration.as_secs_f64()
+    ));
+    let exe = std::env::current_exe()?;
+    let mut running = Vec::new();
+    for (isp, prefix) in [("A", "127.1"), ("B", "127.2")] {
+        let mut cmd = Command::new(&exe);
+        cmd.args(["players", "--steering", &format!("http://{}", s.addr)])
+            .args(["--title", "t1", "--device", "browser", "--profile", "main"])
+            .args(["--viewers", &args.viewers.to_string()])
+            .args([
+                "--duration",
+                &format!("{}s", args.duration.as_secs().max(1)),
+            ])
+            .arg("--json");
+        for (i, t) in users[isp].iter().enumerate() {
+            cmd.args(["--token", t])
+                .args(["--source-ip", &format!("{prefix}.0.{}", 10 + i)]);
+        }
+        cmd.arg("-q");
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        running.push((isp, child));
+    }
+    for (isp, mut child) in running {
+        // Ctrl-C reaches the players too (same process group); they report
+        // what they saw so far and exit.
+        while child.try_wait()?.is_none() {
+            if stop.load(Ordering::Relaxed) {
+                let _ = child.kill();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = child.wait_with_output()?;
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        describe(isp, &report);
+    }
+    Ok(())
+}
+
+/// One ISP's viewers, in a line or two.
+fn describe(isp: &str, r: &serde_json::Value) {
+    if r.is_null() {
+        say(format!("  ISP {isp}: the players reported nothing"));
+        return;
+    }
+    say(format!("  ISP {isp}: {}", summary(r)));
+}
+
+/// The report's key figures.
+fn summary(r: &serde_json::Value) -> String {
+    let ms = |v: &serde_json::Value| {
+        v.as_u64()
+            .map_or("?".into(), |us| format!("{} ms", us / 1000))
+    };
+    let by: Vec<String> = r["bytes_by_pathway"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {}", mb(v.as_u64().unwrap_or(0))))
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "{} plays ({} refused); startup p50 {} p99 {}; rebuffer ratio {:.3} ({} stalls); \
+         failovers {}; average bitrate {:.2} Mbit/s; served by {}",
+        r["plays"]["started"],
+        r["plays"]["failed"],
+        ms(&r["startup_us"]["p50"]),
+        ms(&r["startup_us"]["p99"]),
+        r["rebuffer_ratio"].as_f64().unwrap_or(0.0),
+        r["rebuffers"],
+        r["failovers"],
+        r["avg_bitrate_bps"].as_f64().unwrap_or(0.0) / 1e6,
+        if by.is_empty() {
+            "nothing".to_owned()
+        } else {
+            by.join(", ")
+        },
+    )
+}
+
+/// Bytes served per appliance and per tier, from the appliances' own metrics.
+fn served(s: &Stack) {
+    let mut tiers: BTreeMap<&str, u64> = BTreeMap::new();
+    for id in s.appliances.keys() {
+        let bytes = s.sent_bytes(id).unwrap_or(0);
+        let tier = if *id == "oca-x1" { "ixp" } else { "embedded" };
+        *tiers.entry(tier).or_default() += bytes;
+        say(format!("  {id} sent {}", mb(bytes)));
+    }
+    say(format!(
+        "bytes sent per tier (fills included): embedded {}, ixp {}",
+        mb(tiers.get("embedded").copied().unwrap_or(0)),
+        mb(tiers.get("ixp").copied().unwrap_or(0))
+    ));
+}
