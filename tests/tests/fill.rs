@@ -314,6 +314,36 @@ fn kill_9_mid_transfer_then_restart_resumes_and_refetches_only_the_tail() {
     let objects = planned(&s);
     let total: u64 = objects.values().map(|b| b.len() as u64).sum();
     let ixp_before = s.sent_bytes("oca-x1").unwrap();
+    // A player hammers the filling appliance all along: every object it is
+    // given must be the catalogue's bytes (a missing one is a 404, never a
+    // partial).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let player = {
+        let stop = std::sync::Arc::clone(&stop);
+        let http_addr = s.appliances["oca-e1"].1;
+        let token = s.sign("/titles/");
+        let objects = objects.clone();
+        std::thread::spawn(move || {
+            let mut served = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for (key, want) in &objects {
+                    let Some(r) = http(http_addr, "GET", &format!("/t/{token}/{key}"), &[], b"")
+                    else {
+                        continue;
+                    };
+                    match r.status {
+                        200 => {
+                            assert!(r.body == *want, "a player got wrong bytes for {key}");
+                            served += 1;
+                        }
+                        404 => {}
+                        other => panic!("{key}: HTTP {other}"),
+                    }
+                }
+            }
+            served
+        })
+    };
     let mut a = agent(&s, IN_WINDOW, "rate_bps = 16000000");
     let before_kill = wait_for("a third of the bytes", || {
         let got = metric(&a, "fill_received_bytes");
@@ -335,6 +365,9 @@ fn kill_9_mid_transfer_then_restart_resumes_and_refetches_only_the_tail() {
 
     let a2 = agent(&s, IN_WINDOW, "");
     wait_state(&s, "complete");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let served = player.join().expect("the player saw only good bytes");
+    assert!(served > 0, "the player was served during the fill");
     assert_eq!(assert_only_good_objects(&s), objects.len());
     // The restart fetched only what was missing: the two runs together
     // received the plan once (the first run's count was read just before the
