@@ -296,17 +296,14 @@ async fn one_pass(agent: &Arc<Agent>) -> Pass {
             bad[0]
         ));
     }
-    let wanted: Vec<work::Wanted<'_>> = work::missing(&plan, |k| agent.disks.present(k), open)
-        .into_iter()
-        .filter(|w| disk::safe_key(&w.object.key) && disk::safe_sha(&w.object.sha256))
-        .collect();
-    let later = !open
-        && plan.items.iter().any(|i| {
-            !i.urgent
-                && i.objects
-                    .iter()
-                    .any(|o| agent.disks.present(&o.key) != Some(o.size))
-        });
+    // Everything missing, window or not (one stat per planned object): what
+    // may be fetched now, and whether the rest waits for the window.
+    let (wanted, later): (Vec<work::Wanted<'_>>, Vec<work::Wanted<'_>>) =
+        work::missing(&plan, |k| agent.disks.present(k), true)
+            .into_iter()
+            .filter(|w| disk::safe_key(&w.object.key) && disk::safe_sha(&w.object.sha256))
+            .partition(|w| open || w.item.urgent);
+    let later = !later.is_empty();
     if wanted.is_empty() {
         agent.set(|s| {
             s.state = if later { "waiting-window" } else { "complete" };

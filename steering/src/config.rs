@@ -121,16 +121,14 @@ pub struct SteerConfig {
     pub snapshot_refresh: Duration,
 }
 
-/// How a dependency call is guarded: a timeout and a circuit breaker.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// How a dependency call is guarded: a timeout and a circuit breaker (read
+/// from the `[bookmarks]` and `[recommendations]` tables).
+#[derive(Debug, Clone, Copy)]
 pub struct GuardConfig {
-    #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// Consecutive failures that open the breaker.
     pub failures: u32,
     /// How long an open breaker fails fast before one trial call.
-    #[serde(with = "humantime_serde")]
     pub cool_down: Duration,
 }
 

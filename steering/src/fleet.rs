@@ -51,7 +51,7 @@ impl Fleet {
             if let Err(e) = crate::refresh_networks(state) {
                 tracing::warn!(error = %e, "cannot read the RIB");
             }
-            self.snapshot.store(Arc::new(build(state, now)));
+            self.snapshot.store(Arc::new(build(state)));
         }
         self.snapshot.load_full()
     }
@@ -59,7 +59,7 @@ impl Fleet {
     /// Rebuild now (after a change that must be seen at once, and in tests).
     pub fn refresh(&self, state: &AppState, now: Instant) {
         *self.built.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
-        self.snapshot.store(Arc::new(build(state, now)));
+        self.snapshot.store(Arc::new(build(state)));
     }
 }
 
@@ -77,7 +77,7 @@ fn point(l: Option<[f64; 2]>) -> Option<GeoPoint> {
     l.map(|[lat, lon]| GeoPoint { lat, lon })
 }
 
-fn build(state: &AppState, _now: Instant) -> Snapshot {
+fn build(state: &AppState) -> Snapshot {
     let config = &state.config;
     let located: HashMap<&str, Option<[f64; 2]>> = config
         .appliances
