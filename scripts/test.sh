@@ -33,4 +33,7 @@ cargo fmt --all --check
 # machine's kernel cannot run.
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 # Tests run with every feature too: the kernel-TLS build must fall back cleanly here.
+cargo nextest run --workspace --all-features --locked --profile ci --no-run
+# The packaged test content (ffmpeg) is made once, outside every test's time limit.
+"${CARGO_TARGET_DIR:-target}/debug/e2e-content"
 cargo nextest run --workspace --all-features --locked --profile ci

@@ -27,6 +27,15 @@ pub fn content() -> PathBuf {
     if dir.join("done").exists() {
         return dir;
     }
+    // One generator at a time: parallel tests on a fresh checkout would
+    // otherwise each run ffmpeg for the same content and starve one another.
+    // (scripts/test.sh makes it once, with `e2e-content`, before the suite.)
+    std::fs::create_dir_all(target.join("tmp")).expect("create target/tmp");
+    let lock = std::fs::File::create(target.join("tmp/e2e-content.lock")).expect("content lock");
+    lock.lock().expect("lock content");
+    if dir.join("done").exists() {
+        return dir;
+    }
     let tmp = target.join(format!("tmp/e2e-content-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-content.sh");
@@ -60,10 +69,9 @@ pub fn content() -> PathBuf {
         std::fs::write(tmp.join("titles").join(id).join("title.toml"), sidecar).unwrap();
     }
     std::fs::write(tmp.join("done"), b"").unwrap();
-    // Another test process may have won the race: either copy is complete.
-    if std::fs::rename(&tmp, &dir).is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
+    // A crashed generator may have left a partial copy behind (no `done`).
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&tmp, &dir).expect("move content into place");
     dir
 }
 
