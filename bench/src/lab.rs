@@ -90,7 +90,7 @@ pub fn run(args: &LabArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         say(format!("  {id}: http://{http} — {what}"));
     }
 
-    fill(&s, args)?;
+    fill(&s, args, &stop)?;
     let users = viewers(&s, args)?;
     if player.is_some() {
         say(format!(
@@ -127,7 +127,7 @@ fn player_dir() -> Option<tempfile::TempDir> {
 }
 
 /// The off-peak fill of both embedded appliances, on a clock set to 03:00.
-fn fill(s: &Stack, args: &LabArgs) -> anyhow::Result<()> {
+fn fill(s: &Stack, args: &LabArgs, stop: &AtomicBool) -> anyhow::Result<()> {
     say(format!(
         "off-peak fill: fill-agents on a clock starting at 03:00 UTC (window 02:00-06:00), {} Mbit/s each",
         args.fill_rate_bps / 1_000_000
@@ -138,11 +138,11 @@ fn fill(s: &Stack, args: &LabArgs) -> anyhow::Result<()> {
         .map(|id| s.fill_agent(id, NIGHT, &format!("rate_bps = {}", args.fill_rate_bps)))
         .collect();
     for id in ["oca-a1", "oca-b1"] {
-        let status = e2e::wait_for(&format!("{id}'s fill"), || {
+        let status = until(stop, &format!("{id}'s fill"), || {
             let text = std::fs::read(s.root(id).join("fill-status.json")).ok()?;
             let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
             (v["state"] == "complete" && v["bytes_done"].as_u64()? > 0).then_some(v)
-        });
+        })?;
         say(format!(
             "  {id}: {} objects, {} filled in {:.1} s (from the IXP parent and the origin)",
             status["objects_done"],
@@ -151,12 +151,50 @@ fn fill(s: &Stack, args: &LabArgs) -> anyhow::Result<()> {
         ));
     }
     for id in ["oca-a1", "oca-b1"] {
-        e2e::wait_for(&format!("{id}'s inventory at steering"), || {
+        until(stop, &format!("{id}'s inventory at steering"), || {
             (s.appliance(id)?["renditions_complete"].as_u64()? >= 7).then_some(())
-        });
+        })?;
     }
-    say("  inventory reported: steering now sends each ISP's viewers to its own appliance");
+    say("  inventory reported to steering");
+    // Steering answers from a fleet snapshot rebuilt every few hundred
+    // milliseconds: ask it, as a client inside each ISP would, until the
+    // answer is that ISP's own appliance (the probe play is ended at once).
+    let token = s.token("alice");
+    for (id, client) in [("oca-a1", "127.1.0.9"), ("oca-b1", "127.2.0.9")] {
+        let ip: std::net::IpAddr = client.parse()?;
+        let (primary, reason) = until(stop, &format!("steering to choose {id}"), || {
+            let r = s.play(ip, &token, "t1", "browser", "main");
+            let v = r.json();
+            if let Some(play) = v["play_id"].as_str() {
+                let auth = format!("Bearer {token}");
+                let path = format!("/v1/plays/{play}");
+                let _ = e2e::http(s.addr, "DELETE", &path, &[("Authorization", &auth)], b"");
+            }
+            let first = &v["appliances"][0];
+            let primary = first["id"].as_str()?.to_owned();
+            (primary == id).then(|| (primary, first["reason"].as_str().unwrap_or("").to_owned()))
+        })?;
+        say(format!(
+            "  steering sends a client at {client} to {primary} ({reason})"
+        ));
+    }
     Ok(())
+}
+
+/// Poll `f` until it answers, the lab is stopped, or a minute passes.
+fn until<T>(stop: &AtomicBool, what: &str, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        anyhow::ensure!(
+            !stop.load(Ordering::Relaxed),
+            "stopped while waiting for {what}"
+        );
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// One account per viewer (each plan allows a few streams at most).
@@ -225,8 +263,7 @@ fn watch(
         running.push((isp, child));
     }
     for (isp, mut child) in running {
-        // Ctrl-C reaches the players too (same process group); they report
-        // what they saw so far and exit.
+        // A stopped lab stops its players too (they report only at the end).
         while child.try_wait()?.is_none() {
             if stop.load(Ordering::Relaxed) {
                 let _ = child.kill();
@@ -234,6 +271,10 @@ fn watch(
             std::thread::sleep(Duration::from_millis(100));
         }
         let out = child.wait_with_output()?;
+        if stop.load(Ordering::Relaxed) {
+            say(format!("  ISP {isp}: stopped before the viewers finished"));
+            continue;
+        }
         let report: serde_json::Value =
             serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
         describe(isp, &report);
@@ -256,17 +297,19 @@ fn summary(r: &serde_json::Value) -> String {
         v.as_u64()
             .map_or("?".into(), |us| format!("{} ms", us / 1000))
     };
-    let by: Vec<String> = r["bytes_by_pathway"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k} {}", mb(v.as_u64().unwrap_or(0))))
-                .collect()
-        })
-        .unwrap_or_default();
+    let list = |key: &str, show: &dyn Fn(&serde_json::Value) -> String| -> Vec<String> {
+        r[key]
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| format!("{k} {}", show(v))).collect())
+            .unwrap_or_default()
+    };
+    let by = list("bytes_by_pathway", &|v| mb(v.as_u64().unwrap_or(0)));
+    let count = |v: &serde_json::Value| format!("×{}", v.as_u64().unwrap_or(0));
+    let primary = list("plays_by_primary", &count);
+    let why = list("plays_by_reason", &count);
     format!(
         "{} plays ({} refused); startup p50 {} p99 {}; rebuffer ratio {:.3} ({} stalls); \
-         failovers {}; average bitrate {:.2} Mbit/s; served by {}",
+         failovers {}; average bitrate {:.2} Mbit/s; steered to {} because {}; served by {}",
         r["plays"]["started"],
         r["plays"]["failed"],
         ms(&r["startup_us"]["p50"]),
@@ -275,6 +318,8 @@ fn summary(r: &serde_json::Value) -> String {
         r["rebuffers"],
         r["failovers"],
         r["avg_bitrate_bps"].as_f64().unwrap_or(0.0) / 1e6,
+        primary.join(", "),
+        why.join(", "),
         if by.is_empty() {
             "nothing".to_owned()
         } else {

@@ -75,9 +75,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// The lab runs its processes from plain threads; Ctrl-C only ends the
-/// viewing early (the processes it started get SIGINT too and drain).
+/// The lab runs its processes from plain threads; Ctrl-C or SIGTERM ends it
+/// early, and every process it started is stopped on the way out.
 fn lab(args: &cli::LabCliArgs) -> Result<()> {
+    use tokio::signal::unix::SignalKind;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = std::sync::Arc::clone(&stop);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -85,9 +86,15 @@ fn lab(args: &cli::LabCliArgs) -> Result<()> {
         .build()?;
     std::thread::spawn(move || {
         rt.block_on(async {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            // SIGTERM (a service manager, `kill`, `timeout`) ends it as Ctrl-C does.
+            let Ok(mut term) = tokio::signal::unix::signal(SignalKind::terminate()) else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
             }
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
         })
     });
     if args.viewers == 0 || args.viewers > 16 {

@@ -49,6 +49,9 @@ pub struct PlayersReport {
     pub bytes_by_pathway: BTreeMap<String, u64>,
     pub plays_by_source: BTreeMap<String, u64>,
     pub plays_by_primary: BTreeMap<String, u64>,
+    /// Steering's reason for each play's primary: "isp-embedded", "region-ixp",
+    /// "any-appliance", "saturated" or "origin".
+    pub plays_by_reason: BTreeMap<String, u64>,
     pub bookmarks: Outcomes,
     pub deletes: Outcomes,
     pub steering_polls: Outcomes,
@@ -120,6 +123,7 @@ impl PlayersReport {
             bytes_by_pathway: s.bytes_by_pathway.clone(),
             plays_by_source: s.plays_by_source.clone(),
             plays_by_primary: s.plays_by_primary.clone(),
+            plays_by_reason: s.plays_by_reason.clone(),
             bookmarks: s.bookmarks,
             deletes: s.deletes,
             steering_polls: s.steering_polls,
@@ -221,6 +225,7 @@ impl PlayersReport {
         let _ = writeln!(o, "by pathway  {}", by_pathway.join(", "));
         let _ = writeln!(o, "by source   {}", counts(&self.plays_by_source));
         let _ = writeln!(o, "by primary  {}", counts(&self.plays_by_primary));
+        let _ = writeln!(o, "why         {}", counts(&self.plays_by_reason));
         let _ = writeln!(
             o,
             "requests    bookmarks {}/{} ok, deletes {}/{} ok, steering polls {}/{} ok",
@@ -280,7 +285,7 @@ mod tests {
         s.error("all_pathways_failed", || {
             "segment http://x/s: connect".into()
         });
-        s.play_from("127.1.0.9", "oca-a1");
+        s.play_from("127.1.0.9", "oca-a1", "isp-embedded");
         s.bookmarks.count(true);
         let setup = Setup {
             steering: "http://127.0.0.1:1".into(),
@@ -329,6 +334,7 @@ mod tests {
             "bytes_by_pathway",
             "plays_by_source",
             "plays_by_primary",
+            "plays_by_reason",
             "bookmarks",
             "deletes",
             "steering_polls",

@@ -48,6 +48,8 @@ pub struct PlayStats {
     pub bytes_by_pathway: BTreeMap<String, u64>,
     pub plays_by_source: BTreeMap<String, u64>,
     pub plays_by_primary: BTreeMap<String, u64>,
+    /// Why steering chose each play's primary ("isp-embedded", "origin", ...).
+    pub plays_by_reason: BTreeMap<String, u64>,
     pub bookmarks: Outcomes,
     pub deletes: Outcomes,
     pub steering_polls: Outcomes,
@@ -100,6 +102,7 @@ impl Default for PlayStats {
             bytes_by_pathway: BTreeMap::new(),
             plays_by_source: BTreeMap::new(),
             plays_by_primary: BTreeMap::new(),
+            plays_by_reason: BTreeMap::new(),
             bookmarks: Outcomes::default(),
             deletes: Outcomes::default(),
             steering_polls: Outcomes::default(),
@@ -152,9 +155,10 @@ impl PlayStats {
         self.media += duration;
     }
 
-    pub fn play_from(&mut self, source: &str, primary: &str) {
+    pub fn play_from(&mut self, source: &str, primary: &str, reason: &str) {
         add(&mut self.plays_by_source, source, 1);
         add(&mut self.plays_by_primary, primary, 1);
+        add(&mut self.plays_by_reason, reason, 1);
     }
 
     /// Stall time over stall plus play time; 0 when nothing played.
@@ -213,6 +217,9 @@ impl PlayStats {
         for (k, n) in &o.plays_by_primary {
             add(&mut self.plays_by_primary, k, *n);
         }
+        for (k, n) in &o.plays_by_reason {
+            add(&mut self.plays_by_reason, k, *n);
+        }
         self.bookmarks.merge(o.bookmarks);
         self.deletes.merge(o.deletes);
         self.steering_polls.merge(o.steering_polls);
@@ -262,7 +269,7 @@ mod tests {
         a.appliance_bytes("oca-a1", 10);
         a.refused("403 stream_limit", || "first".into());
         a.refused("403 stream_limit", || "second".into());
-        a.play_from("127.1.0.9", "oca-a1");
+        a.play_from("127.1.0.9", "oca-a1", "isp-embedded");
         let mut b = PlayStats {
             played: Duration::from_secs(10),
             ..PlayStats::default()

@@ -114,6 +114,8 @@ struct Urls {
 #[derive(Deserialize)]
 struct ApplianceRef {
     id: String,
+    #[serde(default)]
+    reason: String,
 }
 
 impl Viewer {
@@ -134,10 +136,12 @@ impl Viewer {
         };
         match self.open(&answer, stop).await {
             Ok((master, steering)) => {
-                let primary = answer.appliances.first().map(|a| a.id.clone());
+                let first = answer.appliances.first();
+                let primary = first.map(|a| a.id.clone());
                 let primary = primary.or_else(|| master.primary.clone());
+                let reason = first.map_or("unknown", |a| a.reason.as_str());
                 let (source, primary) = (self.source.clone(), primary.unwrap_or_default());
-                self.stats.play_from(&source, &primary);
+                self.stats.play_from(&source, &primary, reason);
                 let id = answer.play_id.clone();
                 let mut p = Play::new(self, id, master, steering, pressed, stop);
                 let end = p.run(answer.resume_position).await;
