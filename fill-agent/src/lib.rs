@@ -84,6 +84,27 @@ impl Agent {
         f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
+    /// The one-line STATUS= for `systemctl status`.
+    fn status_line(&self) -> String {
+        let s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        let mut line = format!(
+            "{}: {}/{} objects, {:.1}/{:.1} GB",
+            s.state,
+            s.objects_done,
+            s.objects_total,
+            s.bytes_done as f64 / 1e9,
+            s.bytes_total as f64 / 1e9
+        );
+        if !s.sources.is_empty() {
+            line += &format!(
+                " from {} at {:.1} Mbit/s",
+                s.sources.join(", "),
+                s.rate_bps as f64 / 1e6
+            );
+        }
+        line
+    }
+
     fn fail(&self, msg: String) {
         tracing::warn!(error = %msg, "fill");
         self.set(|s| {
@@ -151,11 +172,12 @@ enum Pass {
     Again,
 }
 
-/// Run until `shutdown` completes.
+/// Run until `shutdown` completes; `wake` starts a pass at once (SIGHUP).
 pub async fn run(
     cfg: Config,
     clock: Clock,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    wake: Arc<tokio::sync::Notify>,
 ) -> anyhow::Result<()> {
     let c = &cfg.control;
     let control = ControlClient::new(
@@ -241,13 +263,23 @@ pub async fn run(
                 };
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
+                    _ = wake.notified() => tracing::info!("woken: fetching the plan now"),
                     _ = stop.changed() => return,
                 }
             }
         }
     };
     let worker = tokio::spawn(work);
+    // The runtime beats; the watchdog pings systemd while it does.
+    let liveness = service::Liveness::new(vec!["runtime".into()]);
+    let beat = tokio::spawn(Arc::clone(&liveness).heartbeat(0));
+    let status_of = Arc::clone(&agent);
+    let watchdog = service::Watchdog::start(liveness, move || status_of.status_line())?;
+    service::notify::ready(&agent.status_line());
     shutdown.await;
+    service::notify::stopping("stopping; downloads in progress resume next run");
+    drop(watchdog);
+    beat.abort();
     tracing::info!("stopping; downloads in progress resume next run");
     let _ = stop_tx.send(true);
     let _ = worker.await;

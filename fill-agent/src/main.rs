@@ -78,7 +78,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(fill_agent::run(config, clock, shutdown())) {
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let run = async {
+        let signals = service::signals::Signals::install()?;
+        fill_agent::run(config, clock, shutdown(signals, wake.clone()), wake.clone()).await
+    };
+    match rt.block_on(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fill-agent: {e}");
@@ -87,18 +92,17 @@ fn main() -> ExitCode {
     }
 }
 
-async fn shutdown() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut t), Ok(mut i)) => {
-            tokio::select! {
-                _ = t.recv() => {}
-                _ = i.recv() => {}
-            }
-        }
-        _ => std::future::pending().await,
-    }
+/// Completes on SIGTERM or SIGINT; SIGHUP starts a pass at once (a new plan
+/// or a disk swapped in need not wait for the poll interval).
+async fn shutdown(
+    mut signals: service::signals::Signals,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+) {
+    let name = signals
+        .until_stop(|| {
+            tracing::info!(signal = "SIGHUP", "starting a pass now");
+            wake.notify_one();
+        })
+        .await;
+    tracing::info!(signal = name, "shutdown requested");
 }

@@ -243,6 +243,15 @@ impl Server {
         let workers = config.effective_workers();
         let (drain_tx, drain_rx) = watch::channel(false);
         let (stop_tx, stop_rx) = watch::channel(false);
+        // Every event loop beats; the watchdog pings systemd only while all do.
+        let loops = match config.threading {
+            Threading::PerCore => listeners.len(),
+            Threading::Shared => 1,
+        };
+        let mut names: Vec<String> = (0..loops).map(|w| format!("worker-{w}")).collect();
+        names.push("control".into());
+        let liveness = service::Liveness::new(names);
+        let control_slot = loops;
 
         let mut threads = Vec::new();
         match config.threading {
@@ -254,10 +263,16 @@ impl Server {
                         .enable_all()
                         .build();
                     let rt = rt.map_err(StartError::Thread)?;
+                    let beat = Arc::clone(&liveness).heartbeat(w);
                     threads.push(
                         std::thread::Builder::new()
                             .name(format!("oca-worker-{w}"))
-                            .spawn(move || rt.block_on(worker(set, shared, drain, stop)))
+                            .spawn(move || {
+                                rt.block_on(async move {
+                                    tokio::spawn(beat);
+                                    worker(set, shared, drain, stop).await
+                                })
+                            })
                             .map_err(StartError::Thread)?,
                     );
                 }
@@ -272,10 +287,16 @@ impl Server {
                     .map_err(StartError::Thread)?;
                 let (shared, drain, stop) =
                     (Arc::clone(&shared), drain_rx.clone(), stop_rx.clone());
+                let beat = Arc::clone(&liveness).heartbeat(0);
                 threads.push(
                     std::thread::Builder::new()
                         .name("oca-workers".into())
-                        .spawn(move || rt.block_on(worker(set, shared, drain, stop)))
+                        .spawn(move || {
+                            rt.block_on(async move {
+                                tokio::spawn(beat);
+                                worker(set, shared, drain, stop).await
+                            })
+                        })
                         .map_err(StartError::Thread)?,
                 );
             }
@@ -293,7 +314,12 @@ impl Server {
             rate: Mutex::new(RateWindow::new(Duration::from_secs(5))),
             fill_status: config.fill_status.clone(),
         });
+        let status_of = Arc::clone(&shared);
+        let watchdog =
+            service::Watchdog::start(Arc::clone(&liveness), move || status_line(&status_of))
+                .map_err(StartError::Thread)?;
         control.block_on(async {
+            tokio::spawn(Arc::clone(&liveness).heartbeat(control_slot));
             match TcpListener::from_std(admin) {
                 Ok(l) => {
                     tokio::spawn(Arc::clone(&admin_state).serve(l, stop_rx.clone()));
@@ -324,6 +350,9 @@ impl Server {
                 },
                 _ => None,
             };
+            // Listeners are bound and the store is indexed (both in `bind`),
+            // the loops run: ready.
+            service::notify::ready(&status_line(&shared));
             shutdown.await;
             let active = shared.metrics.connections_active.get();
             tracing::info!(
@@ -332,6 +361,7 @@ impl Server {
                 "draining"
             );
             shared.draining.store(true, Ordering::Release);
+            service::notify::stopping(&status_line(&shared));
             let _ = drain_tx.send(true);
             let deadline = tokio::time::Instant::now() + config.shutdown_grace;
             while shared.metrics.connections_active.get() > 0 {
@@ -362,9 +392,26 @@ impl Server {
         for t in threads {
             let _ = t.join();
         }
+        drop(watchdog);
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The one-line STATUS= for `systemctl status`.
+fn status_line(shared: &Shared) -> String {
+    let (objects, bytes) = shared.store.totals();
+    let active = shared.metrics.connections_active.get();
+    let state = if shared.draining.load(Ordering::Acquire) {
+        "draining"
+    } else {
+        "serving"
+    };
+    format!(
+        "{state}: {active} connections; {objects} objects ({:.1} GB) on {} disks",
+        bytes as f64 / 1e9,
+        shared.store.disks.len()
+    )
 }
 
 /// Reloads what may change while serving. A reload that fails keeps what was in use.
@@ -374,8 +421,10 @@ pub struct Reloader(Arc<Shared>);
 impl Reloader {
     /// Reload everything now (SIGHUP).
     pub fn reload(&self) {
+        service::notify::reloading();
         self.reload_keys(true);
         self.reload_certificates();
+        service::notify::ready(&status_line(&self.0));
     }
 
     fn reload_certificates(&self) {
@@ -550,23 +599,15 @@ fn reject_at_cap(stream: tokio::net::TcpStream, shared: &Shared) {
 
 /// Completes on SIGTERM or SIGINT; SIGHUP reloads keys and certificates.
 pub async fn shutdown_signal(reloader: Reloader) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
+    let Ok(mut signals) = service::signals::Signals::install() else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };
-    loop {
-        tokio::select! {
-            _ = term.recv() => { tracing::info!(signal = "SIGTERM", "shutdown requested"); return }
-            _ = int.recv() => { tracing::info!(signal = "SIGINT", "shutdown requested"); return }
-            _ = hup.recv() => {
-                tracing::info!(signal = "SIGHUP", "reloading");
-                reloader.reload();
-            }
-        }
-    }
+    let name = signals
+        .until_stop(|| {
+            tracing::info!(signal = "SIGHUP", "reloading");
+            reloader.reload();
+        })
+        .await;
+    tracing::info!(signal = name, "shutdown requested");
 }

@@ -38,6 +38,8 @@ pub struct AppState {
     pub rib_generation: std::sync::atomic::AtomicU64,
     pub bookmarks: crate::bookmarks::Bookmarks,
     pub recommendations: crate::home::Recommendations,
+    /// Notified on SIGHUP: re-read the RIB, catalogue totals and keys now.
+    pub reload: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -66,6 +68,17 @@ impl AppState {
 
     pub fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The one-line STATUS= for `systemctl status`.
+    pub fn status_line(&self) -> String {
+        let (total, up) = {
+            let r = self.registry();
+            let up = r.appliances.values().filter(|a| a.health.up).count();
+            (r.appliances.len(), up)
+        };
+        let titles = self.catalog.read().unwrap_or_else(|p| p.into_inner()).len();
+        format!("serving: {up} of {total} appliances up; {titles} renditions in the catalogue")
     }
 }
 

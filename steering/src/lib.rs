@@ -97,6 +97,7 @@ pub fn load_state(config: Config) -> Result<Arc<AppState>, StoreError> {
         metrics,
         store,
         config,
+        reload: Default::default(),
     });
     rotate_keys(&state)?;
     Ok(state)
@@ -172,7 +173,12 @@ async fn key_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
-            _ = tick.tick() => {
+            reloading = async {
+                tokio::select! {
+                    _ = tick.tick() => false,
+                    _ = state.reload.notified() => true,
+                }
+            } => {
                 if let Err(e) = rotate_keys(&state) {
                     tracing::error!(error = %e, "key rotation failed; will retry");
                 }
@@ -184,6 +190,10 @@ async fn key_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                 match state.store.catalog_totals() {
                     Ok(t) => *state.catalog.write().unwrap_or_else(|p| p.into_inner()) = t,
                     Err(e) => tracing::warn!(error = %e, "cannot refresh catalog totals"),
+                }
+                if reloading {
+                    tracing::info!("reloaded: keys, RIB and catalogue totals");
+                    service::notify::ready(&state.status_line());
                 }
             }
             _ = stop.changed() => return,

@@ -50,6 +50,8 @@ fn main() -> ExitCode {
         }
     };
     let result: Result<(), String> = rt.block_on(async move {
+        let signals = service::signals::Signals::install()
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
         let listen = config.listen;
         let state = steering::load_state(config).map_err(|e| e.to_string())?;
         let listener = tokio::net::TcpListener::bind(listen)
@@ -57,7 +59,15 @@ fn main() -> ExitCode {
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         println!("steering listening http={addr}");
-        steering::run(state, listener, shutdown())
+        // The runtime beats; the watchdog pings systemd while it does.
+        let liveness = service::Liveness::new(vec!["runtime".into()]);
+        tokio::spawn(std::sync::Arc::clone(&liveness).heartbeat(0));
+        let status_of = std::sync::Arc::clone(&state);
+        let _watchdog = service::Watchdog::start(liveness, move || status_of.status_line())
+            .map_err(|e| format!("cannot start the watchdog: {e}"))?;
+        service::notify::ready(&state.status_line());
+        let reload = std::sync::Arc::clone(&state.reload);
+        steering::run(state, listener, shutdown(signals, reload))
             .await
             .map_err(|e| e.to_string())
     });
@@ -70,19 +80,19 @@ fn main() -> ExitCode {
     }
 }
 
-async fn shutdown() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut t), Ok(mut i)) => {
-            tokio::select! {
-                _ = t.recv() => {}
-                _ = i.recv() => {}
-            }
-        }
-        _ => std::future::pending().await,
-    }
-    tracing::info!("shutting down");
+/// Completes on SIGTERM or SIGINT; SIGHUP re-reads what other commands change
+/// (the RIB after `bgp import-rib`, catalogue totals after `catalog import`).
+async fn shutdown(
+    mut signals: service::signals::Signals,
+    reload: std::sync::Arc<tokio::sync::Notify>,
+) {
+    let name = signals
+        .until_stop(|| {
+            tracing::info!(signal = "SIGHUP", "reloading");
+            service::notify::reloading();
+            reload.notify_one();
+        })
+        .await;
+    tracing::info!(signal = name, "shutting down");
+    service::notify::stopping("shutting down");
 }
