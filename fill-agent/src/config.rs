@@ -84,7 +84,7 @@ impl Default for ControlConfig {
             url: String::new(),
             appliance_id: String::new(),
             credential: String::new(),
-            cache_dir: PathBuf::from("/var/cache/fill-agent"),
+            cache_dir: PathBuf::from("/var/lib/fill-agent/control"),
             ca_file: None,
         }
     }

@@ -236,8 +236,17 @@ pub fn is_cached(file: &File, file_len: u64, offset: u64, len: u64) -> Option<bo
         )
     };
     if rc != 0 {
-        if io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
-            CACHESTAT_AVAILABLE.store(false, Ordering::Relaxed);
+        // ENOSYS: an older kernel. EPERM: a seccomp filter (systemd's
+        // SystemCallFilter) that does not know the call. Either way it will
+        // not start working: stop asking.
+        let errno = io::Error::last_os_error().raw_os_error();
+        if matches!(errno, Some(libc::ENOSYS | libc::EPERM))
+            && CACHESTAT_AVAILABLE.swap(false, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                errno,
+                "cachestat(2) unavailable; cold disk reads block a serving thread"
+            );
         }
         return None;
     }

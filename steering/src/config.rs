@@ -249,6 +249,18 @@ pub struct KeysConfig {
     /// How long each key stays valid (must exceed `rotate_every` so keys overlap).
     #[serde(with = "humantime_serde")]
     pub lifetime: Duration,
+    /// A new key is published this long before it signs anything, so every
+    /// appliance has it (next heartbeat) before the first URL signed with it
+    /// arrives. At most half of `rotate_every`.
+    #[serde(with = "humantime_serde")]
+    pub publish_ahead: Duration,
+}
+
+impl KeysConfig {
+    /// `publish_ahead`, capped at half of `rotate_every`.
+    pub fn lead(&self) -> Duration {
+        self.publish_ahead.min(self.rotate_every / 2)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -449,6 +461,7 @@ impl Default for KeysConfig {
         KeysConfig {
             rotate_every: Duration::from_secs(24 * 3600),
             lifetime: Duration::from_secs(3 * 24 * 3600),
+            publish_ahead: Duration::from_secs(600),
         }
     }
 }

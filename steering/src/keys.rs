@@ -23,14 +23,25 @@ pub fn plan(keys: &[(KeyWire, u64)], now: u64, rotate_every: u64) -> Plan {
     }
 }
 
-/// A new key valid from `now`.
-pub fn new_key(now: u64, lifetime: u64) -> KeyWire {
+/// A new key created at `now`, valid from `now + lead` for `lifetime`.
+/// Appliances receive it at once, but it signs nothing until `now + lead`:
+/// by then every appliance has heartbeaten and holds it.
+pub fn new_key(now: u64, lead: u64, lifetime: u64) -> KeyWire {
     KeyWire {
         id: format!("k{now}"),
         secret: urlsign::generate_secret(),
-        not_before: Some(now),
-        not_after: Some(now + lifetime),
+        not_before: Some(now + lead),
+        not_after: Some(now + lead + lifetime),
     }
+}
+
+/// The lead a key created at `now` gets: none when no held key verifies at
+/// `now` (nothing else could sign), else `lead`.
+pub fn lead_for(keys: &[(KeyWire, u64)], now: u64, lead: u64) -> u64 {
+    let live = keys.iter().any(|(k, _)| {
+        k.not_before.is_none_or(|nb| nb <= now) && k.not_after.is_none_or(|na| now < na)
+    });
+    if live { lead } else { 0 }
 }
 
 /// The key set as appliances receive it; the version changes whenever the set does.
@@ -57,15 +68,27 @@ mod tests {
     fn rotation_schedule_overlaps() {
         let day = 86_400;
         assert!(plan(&[], 1000, day).create, "no keys: create one");
-        let k1 = (new_key(1000, 3 * day), 1000);
+        let k1 = (new_key(1000, 0, 3 * day), 1000);
         assert!(!plan(std::slice::from_ref(&k1), 1000 + day - 1, day).create);
         assert!(plan(std::slice::from_ref(&k1), 1000 + day, day).create);
-        let k2 = (new_key(1000 + day, 3 * day), 1000 + day);
+        let lead = lead_for(std::slice::from_ref(&k1), 1000 + day, 600);
+        assert_eq!(lead, 600);
+        let k2 = (new_key(1000 + day, lead, 3 * day), 1000 + day);
         let set = key_set(&[k1.clone(), k2.clone()]);
         assert_ne!(set.version, key_set(std::slice::from_ref(&k1)).version);
         let ks = set.to_keyset().unwrap();
-        // Around the rotation both keys verify; the newer one signs.
-        assert_eq!(ks.signing_key(1000 + day + 10).unwrap().id, k2.0.id);
-        assert!(ks.get(&k1.0.id).unwrap().usable_at(1000 + day + 10, 0));
+        // Published but not yet signing: appliances get it first.
+        assert_eq!(ks.signing_key(1000 + day + 10).unwrap().id, k1.0.id);
+        // After the lead the newer one signs, and both verify.
+        assert_eq!(ks.signing_key(1000 + day + 600).unwrap().id, k2.0.id);
+        assert!(ks.get(&k1.0.id).unwrap().usable_at(1000 + day + 600, 0));
+    }
+
+    #[test]
+    fn the_first_key_signs_at_once() {
+        assert_eq!(lead_for(&[], 1000, 600), 0);
+        // Every held key expired: no lead either.
+        let old = (new_key(0, 0, 100), 0);
+        assert_eq!(lead_for(&[old], 1000, 600), 0);
     }
 }

@@ -110,7 +110,8 @@ pub fn rotate_keys(state: &AppState) -> Result<(), StoreError> {
     let held = state.store.keys()?;
     let plan = keys::plan(&held, now, k.rotate_every.as_secs());
     if plan.create {
-        let key = keys::new_key(now, k.lifetime.as_secs());
+        let lead = keys::lead_for(&held, now, k.lead().as_secs());
+        let key = keys::new_key(now, lead, k.lifetime.as_secs());
         state.store.insert_key(&key, now)?;
         tracing::info!(key = %key.id, "signing key created");
     }
