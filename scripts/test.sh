@@ -15,6 +15,8 @@ command -v ip >/dev/null || missing+=(iproute2)         # its network namespace
 command -v mount >/dev/null || missing+=(mount)         # small tmpfs disks
 command -v chromium >/dev/null || missing+=(chromium)   # the browser player (hls.js)
 command -v npm >/dev/null || missing+=(npm)             # playwright-core and hls.js
+command -v systemd-analyze >/dev/null || missing+=(systemd)  # unit checks, the boot test
+command -v dpkg-deb >/dev/null || missing+=(dpkg)       # the .deb
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
     apt-get update -qq

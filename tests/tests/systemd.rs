@@ -2,6 +2,7 @@
 //! `NOTIFY_SOCKET`, as systemd does for `Type=notify`, with `WATCHDOG_USEC`.
 //! Each must say READY=1 once it serves, keep pinging the watchdog, show a
 //! STATUS= line, and say RELOADING=1 / STOPPING=1 around SIGHUP / SIGTERM.
+//! Then the shipped units themselves, booted under a real systemd.
 
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;
@@ -208,4 +209,105 @@ fn fill_agent_is_ready_without_a_control_plane_and_pings() {
     }
     signal(&agent, "-TERM");
     m.expect("STOPPING=1", |l| l == "STOPPING=1");
+}
+
+/// The package's units, users and example configs under a real systemd (PID 1
+/// of private namespaces; see tests/systemd/boot-test.sh): sandboxed services
+/// start, serve, register, reload, get restarted by the watchdog when wedged,
+/// and drain on stop.
+#[test]
+fn the_shipped_units_boot_serve_and_recover_under_a_real_systemd() {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/boot-test.sh");
+    let oca = e2e::binary("oca");
+    let out = Command::new("timeout")
+        .args(["50"])
+        .arg(&script)
+        .arg(oca.parent().unwrap())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("boot-test: all passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The Debian package: binaries, units, sysusers, docs, and the example configs
+/// as conffiles (an operator's edits survive upgrades).
+#[test]
+fn the_deb_carries_binaries_units_configs_and_user_setup() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out_dir = tempfile::tempdir().unwrap();
+    let oca = e2e::binary("oca");
+    let out = Command::new(repo.join("scripts/package-deb.sh"))
+        .arg("--bin-dir")
+        .arg(oca.parent().unwrap())
+        .arg("--out")
+        .arg(out_dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deb = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(deb.ends_with(".deb"), "{deb}");
+    let run = |args: &[&str]| {
+        let o = Command::new("dpkg-deb").args(args).output().unwrap();
+        assert!(o.status.success(), "dpkg-deb {args:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(run(&["--field", &deb, "Package"]).trim(), "oca-stack");
+    let contents = run(&["--contents", &deb]);
+    for path in [
+        "./usr/bin/oca",
+        "./usr/bin/fill-agent",
+        "./usr/bin/steering",
+        "./lib/systemd/system/oca.service",
+        "./lib/systemd/system/fill-agent.service",
+        "./lib/systemd/system/steering.service",
+        "./usr/lib/sysusers.d/oca-stack.conf",
+        "./etc/oca/oca.toml",
+        "./etc/oca/fill-agent.toml",
+        "./etc/steering/steering.toml",
+        "./usr/share/doc/oca-stack/OPERATIONS.md",
+    ] {
+        assert!(
+            contents.lines().any(|l| l.ends_with(path)),
+            "{path} missing:\n{contents}"
+        );
+    }
+    let control = out_dir.path().join("control");
+    run(&["--control", &deb, control.to_str().unwrap()]);
+    let conffiles = std::fs::read_to_string(control.join("conffiles")).unwrap();
+    for c in [
+        "/etc/oca/oca.toml",
+        "/etc/oca/fill-agent.toml",
+        "/etc/steering/steering.toml",
+    ] {
+        assert!(conffiles.lines().any(|l| l == c), "{conffiles}");
+    }
+    let postinst = std::fs::read_to_string(control.join("postinst")).unwrap();
+    assert!(postinst.contains("systemd-sysusers"), "{postinst}");
+    // The example configs it ships are valid as they stand.
+    let staged = out_dir.path().join("x");
+    run(&["-x", &deb, staged.to_str().unwrap()]);
+    for (bin, cfg) in [
+        ("oca", "etc/oca/oca.toml"),
+        ("fill-agent", "etc/oca/fill-agent.toml"),
+        ("steering", "etc/steering/steering.toml"),
+    ] {
+        let o = Command::new(staged.join("usr/bin").join(bin))
+            .args(["check-config", "--config"])
+            .arg(staged.join(cfg))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{bin} check-config {cfg}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
 }
