@@ -15,6 +15,9 @@ pub struct Config {
     /// oca's disk roots (objects go to `<root>/objects/<key>`, downloads in
     /// progress to `<root>/tmp/`).
     pub stores: Vec<PathBuf>,
+    /// Write only into roots that are mount points (as oca's `require_mount`):
+    /// an unmounted disk's empty mount point must not fill the root filesystem.
+    pub require_mount: bool,
     /// oca's admin base URL, told about every object committed or evicted.
     pub oca_admin: Option<String>,
     /// Where the progress document goes (oca's `fill_status` shows it).
@@ -61,6 +64,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             stores: Vec::new(),
+            require_mount: false,
             oca_admin: Some("http://127.0.0.1:9090".into()),
             status_file: PathBuf::from("/var/lib/fill-agent/status.json"),
             metrics_listen: None,

@@ -30,6 +30,8 @@ pub fn safe_sha(sha: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Disks {
     pub roots: Vec<PathBuf>,
+    /// Only roots that are mount points are written to.
+    require_mount: bool,
 }
 
 /// Space on one filesystem.
@@ -41,7 +43,31 @@ pub struct Space {
 
 impl Disks {
     pub fn new(roots: Vec<PathBuf>) -> Disks {
-        Disks { roots }
+        Disks {
+            roots,
+            require_mount: false,
+        }
+    }
+
+    pub fn requiring_mounts(mut self, require_mount: bool) -> Disks {
+        self.require_mount = require_mount;
+        self
+    }
+
+    /// Whether downloads may go to `root`: it is a directory with oca's layout
+    /// (`objects/`), and a mount point when that is required. A vanished or
+    /// unmounted disk is skipped, never recreated on another filesystem.
+    pub fn writable(&self, root: usize) -> bool {
+        let root = &self.roots[root];
+        let (Ok(meta), true) = (std::fs::metadata(root), root.join("objects").is_dir()) else {
+            return false;
+        };
+        if !self.require_mount {
+            return meta.is_dir();
+        }
+        // A mount point: its parent is on another device (or it is `/`).
+        std::fs::metadata(root.join(".."))
+            .is_ok_and(|p| p.dev() != meta.dev() || p.ino() == meta.ino())
     }
 
     pub fn object_path(&self, root: usize, key: &str) -> PathBuf {
@@ -85,7 +111,7 @@ impl Disks {
     pub fn room(&self, headroom_percent: f64) -> u64 {
         let mut seen = Vec::new();
         let mut room = 0u64;
-        for r in 0..self.roots.len() {
+        for r in (0..self.roots.len()).filter(|&r| self.writable(r)) {
             let Ok(dev) = std::fs::metadata(&self.roots[r]).map(|m| m.dev()) else {
                 continue;
             };
@@ -104,6 +130,7 @@ impl Disks {
     /// The root with the most room for a new download.
     pub fn pick_root(&self, headroom_percent: f64) -> Option<usize> {
         (0..self.roots.len())
+            .filter(|&r| self.writable(r))
             .filter_map(|r| {
                 let s = self.space(r)?;
                 let keep = (s.total as f64 * headroom_percent / 100.0) as u64;
@@ -188,6 +215,28 @@ mod tests {
         }
         assert!(safe_sha(&"ab".repeat(32)));
         assert!(!safe_sha("../x"));
+    }
+
+    #[test]
+    fn only_roots_with_the_layout_and_if_required_a_mount_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Disks::new(vec![dir.path().to_owned()]);
+        assert!(!d.writable(0), "no objects/: not a disk oca has seen");
+        std::fs::create_dir(dir.path().join("objects")).unwrap();
+        assert!(d.writable(0));
+        assert_eq!(d.pick_root(0.0), Some(0));
+        // A temp directory is not a mount point: an unmounted disk looks so.
+        let d = d.requiring_mounts(true);
+        assert!(!d.writable(0));
+        assert_eq!(d.pick_root(0.0), None);
+        assert_eq!(d.room(0.0), 0);
+        // `/` is a mount point.
+        assert!(
+            Disks::new(vec!["/".into()])
+                .requiring_mounts(true)
+                .writable(0)
+                == std::path::Path::new("/objects").is_dir()
+        );
     }
 
     #[test]

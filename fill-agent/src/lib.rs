@@ -204,7 +204,7 @@ pub async fn run(
         None => None,
     };
     let agent = Arc::new(Agent {
-        disks: Disks::new(cfg.stores.clone()),
+        disks: Disks::new(cfg.stores.clone()).requiring_mounts(cfg.require_mount),
         fetch: Arc::new(fetch::Shared {
             http,
             bucket: Mutex::new(rate::Bucket::new(cfg.rate_bps, Instant::now())),

@@ -72,8 +72,10 @@ struct DiskHealth<'a> {
     objects: u64,
     bytes: u64,
     io_errors: u64,
+    /// Damaged objects moved to `<root>/quarantine/` since start.
+    quarantined: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    problem: Option<&'a str>,
+    problem: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -181,7 +183,8 @@ impl Admin {
                 objects: d.objects.load(Ordering::Relaxed),
                 bytes: d.bytes.load(Ordering::Relaxed),
                 io_errors: d.io_errors.load(Ordering::Relaxed),
-                problem: d.problem.as_deref(),
+                quarantined: d.quarantined.load(Ordering::Relaxed),
+                problem: d.problem(),
             })
             .collect();
         let status = self.status();

@@ -48,6 +48,12 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// Disk roots, one per disk.
     pub stores: Vec<PathBuf>,
+    /// A disk root must be a mount point: an unmounted disk's empty mount point
+    /// is then "missing" rather than a disk on the wrong filesystem.
+    pub require_mount: bool,
+    /// How often every disk is checked (vanished, unreadable, unmounted, back).
+    #[serde(with = "humantime_serde")]
+    pub disk_check_interval: Duration,
     /// Worker threads; 0 means one per available CPU.
     pub workers: usize,
     pub threading: Threading,
@@ -240,6 +246,8 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             stores: Vec::new(),
+            require_mount: false,
+            disk_check_interval: Duration::from_secs(10),
             workers: 0,
             threading: Threading::PerCore,
             max_connections: 20_000,
@@ -322,6 +330,9 @@ impl Config {
                 field,
                 reason: reason.into(),
             })
+        }
+        if self.disk_check_interval < Duration::from_millis(100) {
+            return bad("disk_check_interval", "must be at least 100ms");
         }
         if self.listen.is_empty() && self.tls_listen.is_empty() {
             return bad(

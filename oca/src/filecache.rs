@@ -85,7 +85,11 @@ pub fn open(
 /// Drop `key` from this thread's cache (e.g. the file turned out shorter than indexed).
 pub fn forget(key: &str) {
     CACHE.with(|cell| {
-        if let Some(cache) = cell.borrow_mut().as_mut() {
+        // Never called with the cache borrowed (from inside `open`); if it
+        // were, the failed open pops the entry itself.
+        if let Ok(mut slot) = cell.try_borrow_mut()
+            && let Some(cache) = slot.as_mut()
+        {
             cache.pop(key);
         }
     });

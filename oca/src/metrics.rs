@@ -162,6 +162,7 @@ pub struct Metrics {
     store_bytes: Family<DiskLabel, Gauge>,
     disk_up: Family<DiskLabel, Gauge>,
     disk_errors: Family<DiskLabel, Counter>,
+    disk_quarantined: Family<DiskLabel, Counter>,
     bgp: Option<BgpMetrics>,
 }
 
@@ -205,6 +206,7 @@ impl Metrics {
             store_bytes: Family::default(),
             disk_up: Family::default(),
             disk_errors: Family::default(),
+            disk_quarantined: Family::default(),
             bgp: None,
             registry,
         };
@@ -282,6 +284,11 @@ impl Metrics {
             "disk_io_errors",
             "I/O errors while opening or reading objects, per disk",
             m.disk_errors.clone(),
+        );
+        r.register(
+            "disk_quarantined",
+            "Damaged objects (size changed underneath) moved to quarantine, per disk",
+            m.disk_quarantined.clone(),
         );
         m
     }
@@ -398,6 +405,10 @@ impl Metrics {
                 .get_or_create(&l)
                 .inner()
                 .store(d.io_errors.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.disk_quarantined
+                .get_or_create(&l)
+                .inner()
+                .store(d.quarantined.load(Ordering::Relaxed), Ordering::Relaxed);
         }
         let mut out = String::with_capacity(4096);
         // Writing into a String cannot fail.

@@ -78,7 +78,7 @@ impl Server {
                 "open-file limit is below max_connections + open_file_cache; raise LimitNOFILE"
             );
         }
-        let (store, report) = Store::open(&config.stores);
+        let (store, report) = Store::open_with(&config.stores, config.require_mount);
         tracing::info!(
             objects = report.objects,
             bytes = report.bytes,
@@ -327,6 +327,12 @@ impl Server {
                 Err(e) => tracing::error!(error = %e, "admin listener unusable"),
             }
             tokio::spawn(Arc::clone(&admin_state).sample_egress(stop_rx.clone()));
+            tokio::spawn(watch_disks(
+                Arc::clone(&shared),
+                config.disk_check_interval,
+                config.require_mount,
+                stop_rx.clone(),
+            ));
             tokio::spawn(watch_key_file(
                 Reloader(Arc::clone(&shared)),
                 stop_rx.clone(),
@@ -458,6 +464,28 @@ async fn watch_key_file(reloader: Reloader, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tick.tick() => reloader.reload_keys(false),
+            _ = crate::http::until_set(&mut stop) => return,
+        }
+    }
+}
+
+/// Check the disks every `every`, on the blocking pool (a check may walk a
+/// disk that came back).
+async fn watch_disks(
+    shared: Arc<Shared>,
+    every: Duration,
+    require_mount: bool,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let s = Arc::clone(&shared);
+                let _ = tokio::task::spawn_blocking(move || s.store.check_disks(require_mount)).await;
+            }
             _ = crate::http::until_set(&mut stop) => return,
         }
     }

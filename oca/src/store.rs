@@ -13,8 +13,10 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use arc_swap::ArcSwapOption;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::{mime, sys};
@@ -24,7 +26,9 @@ use crate::{mime, sys};
 pub enum DiskState {
     /// Indexed and serving.
     Ok,
-    /// Root missing or unreadable at start; its objects are not served.
+    /// Root missing, unreadable, not mounted (with `require_mount`) or failing
+    /// its periodic check; its objects are not served or reported until a
+    /// check finds it usable again.
     Missing,
     /// I/O errors seen while serving (still tried, but reported).
     Degraded,
@@ -47,23 +51,48 @@ impl DiskState {
     }
 }
 
+/// The open `<root>/objects` directory of a usable disk, the anchor for every
+/// lookup, with its identity so that a remount or a swapped disk is noticed.
+struct Handle {
+    dir: File,
+    dev: u64,
+    ino: u64,
+}
+
 /// One disk root.
 pub struct Disk {
     pub root: PathBuf,
     objects_path: PathBuf,
-    /// Open directory handle of `<root>/objects`, the anchor for every lookup.
-    objects_dir: Option<File>,
+    /// None while the disk is missing.
+    handle: ArcSwapOption<Handle>,
     state: AtomicU8,
     pub io_errors: AtomicU64,
+    /// `io_errors` at the last check, to tell whether a degraded disk still errs.
+    errors_at_check: AtomicU64,
     pub objects: AtomicU64,
     pub bytes: AtomicU64,
+    /// Objects found damaged (size changed underneath) and moved to
+    /// `<root>/quarantine/`.
+    pub quarantined: AtomicU64,
     /// Why the disk is missing, for /health.
-    pub problem: Option<String>,
+    problem: Mutex<Option<String>>,
 }
 
 impl Disk {
     pub fn state(&self) -> DiskState {
         DiskState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Why the disk is not served, if it is not.
+    pub fn problem(&self) -> Option<String> {
+        self.problem
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_problem(&self, problem: Option<String>) {
+        *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = problem;
     }
 }
 
@@ -140,13 +169,28 @@ impl Store {
     /// Open every disk root and index what is committed there. A root that is
     /// missing or unreadable is logged and skipped; the rest keep serving.
     pub fn open(roots: &[PathBuf]) -> (Store, ScanReport) {
+        Store::open_with(roots, false)
+    }
+
+    /// As `open`; with `require_mount`, a root that is not a mount point (an
+    /// unmounted disk's empty mount point) is treated as missing rather than
+    /// filled on the wrong filesystem.
+    pub fn open_with(roots: &[PathBuf], require_mount: bool) -> (Store, ScanReport) {
         let started = Instant::now();
-        let mut disks: Vec<Disk> = roots.iter().map(|r| prepare_disk(r)).collect();
+        let mut disks: Vec<Disk> = roots
+            .iter()
+            .map(|r| prepare_disk(r, require_mount))
+            .collect();
         // Scan disks in parallel: start-up time is bound by the slowest disk, not the sum.
         let scans: Vec<DiskScan> = std::thread::scope(|s| {
             let handles: Vec<_> = disks
                 .iter()
-                .map(|d| s.spawn(move || scan_disk(d)))
+                .map(|d| {
+                    s.spawn(move || match d.handle.load_full() {
+                        Some(h) => scan_disk(&h.dir, &d.objects_path),
+                        None => DiskScan::default(),
+                    })
+                })
                 .collect();
             handles
                 .into_iter()
@@ -320,6 +364,15 @@ impl Store {
         let entry = self.read_index().get(key).copied();
         match entry {
             Some(e) => match self.open_on(e.disk, key) {
+                // Objects are immutable: a size other than the indexed one means
+                // the file was truncated or overwritten underneath us. Never
+                // serve it; the fill agent fetches it again.
+                Ok(obj) if obj.size != e.size => {
+                    let why = format!("size {} where {} was indexed", obj.size, e.size);
+                    drop(obj);
+                    self.quarantine(e.disk, key, &why);
+                    Err(LookupError::NotFound)
+                }
                 Ok(obj) => Ok(obj),
                 Err(LookupError::NotFound) => {
                     self.forget(key);
@@ -356,12 +409,148 @@ impl Store {
         }
     }
 
+    /// Move a damaged object out of `objects/` (into `<root>/quarantine/`, for
+    /// inspection) and out of the index, so it is neither served nor reported.
+    pub fn quarantine(&self, disk_no: u16, key: &str, why: &str) {
+        let Some(disk) = self.disks.get(disk_no as usize) else {
+            return;
+        };
+        // (Per-worker open-file caches drop it themselves: on the failed open,
+        // or in the connection that saw it shrink.)
+        self.forget(key);
+        disk.quarantined.fetch_add(1, Ordering::Relaxed);
+        let dir = disk.root.join("quarantine");
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let to = dir.join(format!("{stamp}-{}", key.replace('/', "%2F")));
+        let from = disk.objects_path.join(key);
+        match std::fs::create_dir_all(&dir).and_then(|()| std::fs::rename(&from, &to)) {
+            Ok(()) => tracing::error!(
+                key, disk = %disk.root.display(), why, to = %to.display(),
+                "damaged object quarantined"
+            ),
+            // Left in place it would be indexed again as it is now: remove it.
+            Err(e) => {
+                let removed = std::fs::remove_file(&from);
+                tracing::error!(
+                    key, disk = %disk.root.display(), why, error = %e,
+                    removed = removed.is_ok(),
+                    "damaged object could not be quarantined"
+                );
+            }
+        }
+    }
+
+    /// Check every disk (run periodically, off the serving threads): a usable
+    /// disk that fails (vanished, unreadable, unmounted, I/O errors on its
+    /// directory) is taken out: its objects leave the index, so they are
+    /// neither served nor reported, and the control plane steers and fills
+    /// around them. A missing disk that is usable again (remounted, replaced,
+    /// permissions fixed) is indexed again and served. A degraded disk with no
+    /// new I/O errors since the last check is ok again.
+    pub fn check_disks(&self, require_mount: bool) {
+        for no in 0..self.disks.len() {
+            let disk = &self.disks[no];
+            let current = disk.handle.load_full();
+            match open_layout(&disk.root, &disk.objects_path, require_mount) {
+                Err(reason) => {
+                    if current.is_some() {
+                        self.take_out(no, reason);
+                    } else {
+                        disk.set_problem(Some(reason));
+                    }
+                }
+                Ok(found) => match current {
+                    Some(c) if c.dev == found.dev && c.ino == found.ino => {
+                        let errors = disk.io_errors.load(Ordering::Relaxed);
+                        let before = disk.errors_at_check.swap(errors, Ordering::Relaxed);
+                        if errors == before
+                            && disk
+                                .state
+                                .compare_exchange(
+                                    DiskState::Degraded as u8,
+                                    DiskState::Ok as u8,
+                                    Ordering::Relaxed,
+                                    Ordering::Relaxed,
+                                )
+                                .is_ok()
+                        {
+                            tracing::info!(disk = %disk.root.display(), "no new I/O errors; disk ok again");
+                        }
+                    }
+                    Some(_) => {
+                        self.take_out(no, "another filesystem is mounted there now".into());
+                        self.bring_back(no, found);
+                    }
+                    None => self.bring_back(no, found),
+                },
+            }
+        }
+    }
+
+    fn take_out(&self, no: usize, reason: String) {
+        let disk = &self.disks[no];
+        disk.handle.store(None);
+        disk.state
+            .store(DiskState::Missing as u8, Ordering::Relaxed);
+        let dropped = {
+            let mut index = self.write_index();
+            let before = index.len();
+            index.retain(|_, e| e.disk as usize != no);
+            before - index.len()
+        };
+        disk.objects.store(0, Ordering::Relaxed);
+        disk.bytes.store(0, Ordering::Relaxed);
+        tracing::error!(
+            disk = %disk.root.display(), problem = %reason, objects = dropped,
+            "disk taken out of service"
+        );
+        disk.set_problem(Some(reason));
+    }
+
+    fn bring_back(&self, no: usize, handle: Handle) {
+        let disk = &self.disks[no];
+        let scan = scan_disk(&handle.dir, &disk.objects_path);
+        let (mut objects, mut bytes, mut duplicates) = (0u64, 0u64, 0u64);
+        {
+            let mut index = self.write_index();
+            for (key, size) in scan.objects {
+                if index.contains_key(&key) {
+                    duplicates += 1;
+                    continue;
+                }
+                index.insert(
+                    key,
+                    IndexEntry {
+                        disk: no as u16,
+                        size,
+                    },
+                );
+                objects += 1;
+                bytes += size;
+            }
+        }
+        disk.objects.store(objects, Ordering::Relaxed);
+        disk.bytes.store(bytes, Ordering::Relaxed);
+        disk.errors_at_check
+            .store(disk.io_errors.load(Ordering::Relaxed), Ordering::Relaxed);
+        disk.handle.store(Some(Arc::new(handle)));
+        disk.set_problem(None);
+        disk.state.store(DiskState::Ok as u8, Ordering::Relaxed);
+        tracing::warn!(
+            disk = %disk.root.display(), objects, bytes, duplicates, skipped = scan.skipped,
+            "disk back in service"
+        );
+    }
+
     fn open_on(&self, disk_no: u16, key: &str) -> Result<OpenObject, LookupError> {
         let disk = &self.disks[disk_no as usize];
-        let Some(dir) = &disk.objects_dir else {
+        let handle = disk.handle.load();
+        let Some(handle) = handle.as_ref() else {
             return Err(LookupError::NotFound);
         };
-        let file = match sys::open_beneath(dir, &disk.objects_path, key) {
+        let file = match sys::open_beneath(&handle.dir, &disk.objects_path, key) {
             Ok(f) => f,
             Err(e) if sys::is_absent(&e) => return Err(LookupError::NotFound),
             Err(source) => {
@@ -428,53 +617,78 @@ impl Store {
     }
 }
 
-fn prepare_disk(root: &Path) -> Disk {
+fn prepare_disk(root: &Path, require_mount: bool) -> Disk {
     let objects_path = root.join("objects");
-    let mut problem = None;
-    let objects_dir = match std::fs::metadata(root) {
-        Ok(m) if m.is_dir() => {
-            // Create the layout on a fresh disk; an existing one is left alone.
-            for sub in ["objects", "tmp"] {
-                let p = root.join(sub);
-                if !p.exists()
-                    && let Err(e) = std::fs::create_dir(&p)
-                {
-                    tracing::warn!(path = %p.display(), error = %e, "cannot create store directory");
-                }
-            }
-            match File::open(&objects_path) {
-                Ok(f) => Some(f),
-                Err(e) => {
-                    problem = Some(format!("cannot open {}: {e}", objects_path.display()));
-                    None
-                }
-            }
-        }
-        Ok(_) => {
-            problem = Some(format!("{} is not a directory", root.display()));
-            None
-        }
-        Err(e) => {
-            problem = Some(format!("cannot access {}: {e}", root.display()));
-            None
+    let (handle, problem) = match open_layout(root, &objects_path, require_mount) {
+        Ok(h) => (Some(Arc::new(h)), None),
+        Err(p) => {
+            tracing::error!(root = %root.display(), problem = %p, "disk root skipped");
+            (None, Some(p))
         }
     };
-    if let Some(p) = &problem {
-        tracing::error!(root = %root.display(), problem = %p, "disk root skipped");
-    }
     Disk {
         root: root.to_owned(),
         objects_path,
-        state: AtomicU8::new(if objects_dir.is_some() {
+        state: AtomicU8::new(if handle.is_some() {
             DiskState::Ok as u8
         } else {
             DiskState::Missing as u8
         }),
-        objects_dir,
+        handle: ArcSwapOption::new(handle),
         io_errors: AtomicU64::new(0),
+        errors_at_check: AtomicU64::new(0),
         objects: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
-        problem,
+        quarantined: AtomicU64::new(0),
+        problem: Mutex::new(problem),
+    }
+}
+
+/// Open a disk root's `objects/` (making the layout on a fresh disk), or say
+/// why the disk cannot be used.
+fn open_layout(root: &Path, objects_path: &Path, require_mount: bool) -> Result<Handle, String> {
+    let meta =
+        std::fs::metadata(root).map_err(|e| format!("cannot access {}: {e}", root.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("{} is not a directory", root.display()));
+    }
+    if require_mount && !is_mount_point(root, &meta) {
+        return Err(format!(
+            "{} is not a mount point (disk not mounted?)",
+            root.display()
+        ));
+    }
+    // Create the layout on a fresh disk; an existing one is left alone.
+    for sub in ["objects", "tmp"] {
+        let p = root.join(sub);
+        if !p.exists()
+            && let Err(e) = std::fs::create_dir(&p)
+        {
+            tracing::warn!(path = %p.display(), error = %e, "cannot create store directory");
+        }
+    }
+    let dir = File::open(objects_path)
+        .map_err(|e| format!("cannot open {}: {e}", objects_path.display()))?;
+    // Reading the directory proves the disk answers (permissions, I/O).
+    std::fs::read_dir(objects_path)
+        .and_then(|mut entries| entries.next().transpose())
+        .map_err(|e| format!("cannot read {}: {e}", objects_path.display()))?;
+    let meta = dir
+        .metadata()
+        .map_err(|e| format!("cannot stat {}: {e}", objects_path.display()))?;
+    Ok(Handle {
+        dir,
+        dev: meta.dev(),
+        ino: meta.ino(),
+    })
+}
+
+/// Whether `root` is the top of a filesystem (its parent is on another
+/// device, or it is `/`).
+fn is_mount_point(root: &Path, meta: &std::fs::Metadata) -> bool {
+    match std::fs::metadata(root.join("..")) {
+        Ok(parent) => parent.dev() != meta.dev() || parent.ino() == meta.ino(),
+        Err(_) => false,
     }
 }
 
@@ -489,15 +703,12 @@ struct DiskScan {
 /// Walk `<root>/objects`, returning (key, size) for every regular file and the
 /// number of entries skipped (dot-files, names that are not valid keys, symlinks
 /// leading out of the root, unreadable entries).
-fn scan_disk(disk: &Disk) -> DiskScan {
+fn scan_disk(dir: &File, objects_path: &Path) -> DiskScan {
     let mut found = Vec::new();
     let mut skipped = 0;
-    let Some(dir) = &disk.objects_dir else {
-        return DiskScan::default();
-    };
     let mut stack = vec![String::new()];
     while let Some(prefix) = stack.pop() {
-        let path = disk.objects_path.join(&prefix);
+        let path = objects_path.join(&prefix);
         let entries = match std::fs::read_dir(&path) {
             Ok(e) => e,
             Err(e) => {
@@ -535,7 +746,7 @@ fn scan_disk(disk: &Disk) -> DiskScan {
             } else if ft.is_symlink() {
                 // Only symlinks that resolve inside the root count; serving goes through
                 // the same beneath-the-root open, so this keeps index and serving in step.
-                match sys::open_beneath(dir, &disk.objects_path, &key).and_then(|f| f.metadata()) {
+                match sys::open_beneath(dir, objects_path, &key).and_then(|f| f.metadata()) {
                     Ok(m) if m.is_file() => found.push((key.into_boxed_str(), m.len())),
                     _ => skipped += 1,
                 }

@@ -288,9 +288,13 @@ async fn respond<T: Transport>(
         Ok(()) => Next::Close,
         Err((_, e)) => {
             if e.kind() == io::ErrorKind::UnexpectedEof {
-                // The file is shorter than when it was opened: never serve it from cache again.
-                filecache::forget(key);
+                // The file is shorter than when it was opened: damaged underneath
+                // us. The client gets a cut response (and retries elsewhere).
                 tracing::error!(key = %key, "object shrank while being served; connection closed");
+                filecache::forget(key);
+                shared
+                    .store
+                    .quarantine(obj.disk, key, "shrank while being served");
             } else if rustix::io::Errno::from_io_error(&e) == Some(rustix::io::Errno::IO) {
                 shared.store.record_io_error(obj.disk);
                 tracing::error!(key = %key, disk = obj.disk, "disk read error while serving");

@@ -130,14 +130,21 @@ pub struct Daemon {
 }
 
 pub fn daemon(args: &[&str]) -> Daemon {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oca"))
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .args(if args.contains(&"--access") {
-            &[][..]
-        } else {
-            &["--access", "open"][..]
-        })
-        .args(args)
+    daemon_with(
+        Command::new(env!("CARGO_BIN_EXE_oca"))
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(if args.contains(&"--access") {
+                &[][..]
+            } else {
+                &["--access", "open"][..]
+            })
+            .args(args),
+    )
+}
+
+/// Start `cmd` (oca, perhaps behind a wrapper) and read back its addresses.
+pub fn daemon_with(cmd: &mut Command) -> Daemon {
+    let mut child = cmd
         .env("OCA_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
