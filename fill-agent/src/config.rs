@@ -43,6 +43,9 @@ pub struct Config {
     /// Connect and per-read timeout of a download.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Committed planned objects are read back and hash-checked at this rate,
+    /// bits per second (0: never).
+    pub scrub_rate_bps: u64,
     /// First backoff of a failing source (doubles, up to 64×).
     #[serde(with = "humantime_serde")]
     pub source_backoff: Duration,
@@ -75,6 +78,7 @@ impl Default for Config {
             max_bytes: None,
             headroom_percent: 10.0,
             poll_interval: Duration::from_secs(60),
+            scrub_rate_bps: 100_000_000,
             request_timeout: Duration::from_secs(10),
             source_backoff: Duration::from_secs(5),
             control: ControlConfig::default(),

@@ -88,6 +88,12 @@ impl Disks {
             .map(|m| m.len())
     }
 
+    /// The root holding committed object `key`, if any.
+    pub fn holder(&self, key: &str) -> Option<usize> {
+        (0..self.roots.len())
+            .find(|&r| std::fs::metadata(self.object_path(r, key)).is_ok_and(|m| m.is_file()))
+    }
+
     /// A download in progress for content `sha`: (root, bytes so far).
     pub fn partial(&self, sha: &str) -> Option<(usize, u64)> {
         (0..self.roots.len()).find_map(|r| {

@@ -12,6 +12,7 @@ pub mod disk;
 pub mod evict;
 pub mod fetch;
 pub mod rate;
+pub mod scrub;
 pub mod sources;
 pub mod status;
 pub mod window;
@@ -270,6 +271,7 @@ pub async fn run(
         }
     };
     let worker = tokio::spawn(work);
+    let scrubber = tokio::spawn(scrub_loop(Arc::clone(&agent), stop_rx.clone()));
     // The runtime beats; the watchdog pings systemd while it does.
     let liveness = service::Liveness::new(vec!["runtime".into()]);
     let beat = tokio::spawn(Arc::clone(&liveness).heartbeat(0));
@@ -283,6 +285,7 @@ pub async fn run(
     tracing::info!("stopping; downloads in progress resume next run");
     let _ = stop_tx.send(true);
     let _ = worker.await;
+    let _ = scrubber.await;
     let _ = reporter.await;
     if let Some(m) = metrics {
         let _ = m.await;
@@ -567,6 +570,85 @@ async fn fetch_one(
 }
 
 /// Once a second: the rate, then the status file.
+/// Read committed planned objects back at `scrub_rate_bps`, one at a time in
+/// plan order, round and round: a damaged one is quarantined, oca is told
+/// (it stops serving and reporting it), and the next pass fetches it again.
+async fn scrub_loop(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
+    let rate = agent.cfg.scrub_rate_bps;
+    if rate == 0 {
+        return;
+    }
+    let (mut objects, mut cursor) = (Vec::new(), 0usize);
+    loop {
+        if cursor >= objects.len() {
+            // A whole round done (or nothing to check yet): rest, then start
+            // over with the newest plan.
+            if !objects.is_empty() {
+                agent.set(|s| s.scrub_rounds += 1);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(agent.cfg.poll_interval) => {}
+                _ = stop.changed() => return,
+            }
+            objects = agent
+                .control
+                .cached_fill_plan()
+                .map(|p| {
+                    p.items
+                        .into_iter()
+                        .flat_map(|i| i.objects)
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            cursor = 0;
+            continue;
+        }
+        let obj = objects[cursor].clone();
+        cursor += 1;
+        if !disk::safe_key(&obj.key) || !disk::safe_sha(&obj.sha256) {
+            continue;
+        }
+        let Some(root) = agent.disks.holder(&obj.key) else {
+            continue;
+        };
+        let path = agent.disks.object_path(root, &obj.key);
+        let (size, sha) = (obj.size, obj.sha256.clone());
+        let check = tokio::task::spawn_blocking(move || scrub::verify(&path, size, &sha, rate));
+        let verdict = tokio::select! {
+            r = check => r,
+            _ = stop.changed() => return,
+        };
+        match verdict {
+            Ok(Ok(true)) => {
+                agent.metrics.scrub_bytes.inc_by(obj.size);
+                agent.set(|s| {
+                    s.scrub_objects += 1;
+                    s.scrub_bytes += obj.size;
+                });
+            }
+            Ok(Ok(false)) => {
+                agent.metrics.scrub_damaged.inc();
+                agent.set(|s| s.scrub_damaged += 1);
+                match scrub::quarantine(&agent.disks.roots[root], &obj.key) {
+                    Ok(to) => tracing::error!(
+                        key = %obj.key, to = %to.display(),
+                        "damaged object (hash mismatch) quarantined; it will be fetched again"
+                    ),
+                    Err(e) => {
+                        tracing::error!(key = %obj.key, error = %e, "damaged object could not be quarantined; removing it");
+                        let _ = agent.disks.remove(&obj.key);
+                    }
+                }
+                agent.tell_oca(&obj.key).await;
+            }
+            // Gone meanwhile (evicted, or oca quarantined it): nothing to check.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Ok(Err(e)) => tracing::warn!(key = %obj.key, error = %e, "cannot read an object back"),
+            Err(e) => tracing::warn!(error = %e, "scrub task failed"),
+        }
+    }
+}
+
 async fn report(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last = (Instant::now(), 0u64);

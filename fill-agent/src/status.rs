@@ -31,6 +31,12 @@ pub struct Status {
     pub evicted_bytes: u64,
     pub failures: u64,
     pub last_error: Option<String>,
+    /// Committed planned objects read back and found intact (and their bytes),
+    /// found damaged (quarantined and fetched again), and whole rounds done.
+    pub scrub_objects: u64,
+    pub scrub_bytes: u64,
+    pub scrub_damaged: u64,
+    pub scrub_rounds: u64,
     /// Unix seconds (on the agent's clock).
     pub updated: u64,
 }
@@ -67,6 +73,8 @@ pub struct Metrics {
     pub plan_version: Gauge,
     /// Bytes received by this process, up to the moment of the scrape.
     pub received_bytes: Gauge,
+    pub scrub_bytes: Counter,
+    pub scrub_damaged: Counter,
 }
 
 impl Metrics {
@@ -82,7 +90,19 @@ impl Metrics {
             window_open: Gauge::default(),
             plan_version: Gauge::default(),
             received_bytes: Gauge::default(),
+            scrub_bytes: Counter::default(),
+            scrub_damaged: Counter::default(),
         };
+        registry.register(
+            "scrub_bytes",
+            "Bytes of committed objects read back and found intact",
+            m.scrub_bytes.clone(),
+        );
+        registry.register(
+            "scrub_damaged",
+            "Committed objects found damaged (hash mismatch), quarantined and fetched again",
+            m.scrub_damaged.clone(),
+        );
         registry.register("bytes", "Bytes downloaded, by source", m.bytes.clone());
         registry.register(
             "objects",

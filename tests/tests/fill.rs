@@ -518,3 +518,84 @@ fn a_small_disk_takes_whole_items_until_full_and_never_overflows() {
         );
     }
 }
+
+#[test]
+fn an_object_damaged_on_disk_is_found_by_the_scrubber_quarantined_and_fetched_again() {
+    let (s, _origin) = stack_with_origin(None, &stack::content());
+    let a = agent(&s, IN_WINDOW, "scrub_rate_bps = 4000000000");
+    wait_state(&s, "complete");
+    // Bit rot on the filled appliance: same size, wrong bytes.
+    let victim = "titles/t1/v540/seg-00001.m4s";
+    let path = disk(&s).join(victim);
+    let good = std::fs::read(s.packaged.join(victim)).unwrap();
+    let mut bad = good.clone();
+    for b in bad.iter_mut().skip(500).take(16) {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&path, &bad).unwrap();
+    // The scrubber finds it, quarantines it and tells oca; the next pass
+    // fetches it again.
+    wait_for("the damage found and repaired", || {
+        let st = status(&s);
+        (st["scrub_damaged"].as_u64()? >= 1 && std::fs::read(&path).ok()? == good).then_some(())
+    });
+    assert_eq!(metric(&a, "fill_scrub_damaged_total"), 1.0);
+    let quarantined: Vec<_> = std::fs::read_dir(s.root("oca-e1").join("disk0/quarantine"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!(std::fs::read(quarantined[0].path()).unwrap(), bad);
+    assert_only_good_objects(&s);
+    // oca serves the repaired bytes.
+    let (_, http_addr) = &s.appliances["oca-e1"];
+    let url = format!(
+        "http://{http_addr}/{victim}?token={}",
+        s.sign("/titles/t1/")
+    );
+    wait_for("oca to serve the repaired object", || {
+        (get_url(None, &url)?.body == good).then_some(())
+    });
+    assert!(status(&s)["scrub_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn a_disk_that_fills_up_under_the_agent_corrupts_nothing_and_the_fill_resumes_when_space_returns() {
+    let origin = stack::nginx(&stack::content());
+    let mut fleet = fleet(None);
+    fleet[1].disk_bytes = Some(48 * 1024 * 1024);
+    let extra = format!(
+        "origin_url = \"http://{}\"\n[fill]\nwindow = \"02:00-06:00\"\n",
+        origin.addr
+    );
+    let s = stack::start_with(&fleet, &extra, &stack::content());
+    // Slow enough to be caught mid-fill.
+    let a = agent(&s, IN_WINDOW, "rate_bps = 16000000");
+    wait_for("the fill under way", || {
+        (status(&s)["bytes_done"].as_u64()? > 1_000_000).then_some(())
+    });
+    // Something else takes every free byte of the disk.
+    let junk = s.root("oca-e1").join("disk0/junk");
+    let ok = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "dd if=/dev/zero of='{}' bs=1M 2>/dev/null; true",
+            junk.display()
+        ))
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let stuck = wait_for("the agent to notice the full disk", || {
+        let st = status(&s);
+        let failed_writes = metric(&a, "fill_objects_total{outcome=\"disk\"}");
+        (st["state"] == "blocked" || failed_writes >= 1.0).then_some(st)
+    });
+    assert_ne!(stuck["state"], "complete");
+    assert_only_good_objects(&s);
+    // Space comes back: the fill finishes, every object whole and right.
+    std::fs::remove_file(&junk).unwrap();
+    wait_state(&s, "complete");
+    let n = assert_only_good_objects(&s);
+    assert_eq!(n, planned(&s).len());
+}

@@ -1,0 +1,96 @@
+//! Scrubbing: committed objects are read back, slowly, and checked against the
+//! plan's SHA-256, so a file damaged on disk with its size intact (bit rot, a
+//! stray write) is found, moved aside and fetched again. (oca itself checks
+//! sizes on every open; only the plan knows the hashes.)
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ring::digest;
+
+/// Whether the file at `path` is exactly `size` bytes hashing to `sha256`
+/// (lowercase hex), reading at most `rate_bps` bits per second.
+pub fn verify(path: &Path, size: u64, sha256: &str, rate_bps: u64) -> io::Result<bool> {
+    let mut file = std::fs::File::open(path)?;
+    if file.metadata()?.len() != size {
+        return Ok(false);
+    }
+    let mut hash = digest::Context::new(&digest::SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    let started = Instant::now();
+    let mut read = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        read += n as u64;
+        // Pace to the rate: never ahead of `read` bytes at `rate_bps`.
+        let due = Duration::from_secs_f64(read as f64 * 8.0 / rate_bps.max(1) as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    Ok(read == size && crate::fetch::hex(hash.finish().as_ref()) == sha256)
+}
+
+/// Move `<root>/objects/<key>` to `<root>/quarantine/<unix time>-<key>` (slashes
+/// as `%2F`), where an operator can look at it; the same place oca uses.
+pub fn quarantine(root: &Path, key: &str) -> io::Result<PathBuf> {
+    let dir = root.join("quarantine");
+    std::fs::create_dir_all(&dir)?;
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let to = dir.join(format!("{stamp}-{}", key.replace('/', "%2F")));
+    std::fs::rename(root.join("objects").join(key), &to)?;
+    Ok(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_byte_or_size_fails_and_the_original_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("objects/t/a.m4s");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let sha = crate::fetch::hex(digest::digest(&digest::SHA256, &bytes).as_ref());
+        let fast = u64::MAX / 16;
+        assert!(verify(&path, bytes.len() as u64, &sha, fast).unwrap());
+        assert!(!verify(&path, bytes.len() as u64 + 1, &sha, fast).unwrap());
+        let mut bad = bytes.clone();
+        bad[123_456] ^= 1;
+        std::fs::write(&path, &bad).unwrap();
+        assert!(!verify(&path, bytes.len() as u64, &sha, fast).unwrap());
+
+        let to = quarantine(dir.path(), "t/a.m4s").unwrap();
+        assert!(!path.exists());
+        assert!(to.ends_with(to.file_name().unwrap()));
+        assert!(
+            to.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .ends_with("-t%2Fa.m4s")
+        );
+    }
+
+    #[test]
+    fn reading_is_paced_to_the_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let bytes = vec![1u8; 2 << 20];
+        std::fs::write(&path, &bytes).unwrap();
+        let sha = crate::fetch::hex(digest::digest(&digest::SHA256, &bytes).as_ref());
+        let started = Instant::now();
+        // 2 MiB at 40 Mbit/s: about 0.42 s.
+        assert!(verify(&path, bytes.len() as u64, &sha, 40_000_000).unwrap());
+        assert!(started.elapsed() >= Duration::from_millis(380));
+    }
+}
