@@ -44,6 +44,48 @@ pub enum Command {
     /// appliance and two ISPs' embedded appliances, an off-peak fill on a
     /// simulated clock, then viewers in each ISP. Stops everything it started.
     Lab(LabCliArgs),
+    /// A well-behaved client's latency against one server, calm and then under
+    /// hostile clients (slowloris, a connection flood, readers that stall,
+    /// deep pipelines, resets); the server's memory and descriptors; whether it
+    /// still accepts afterwards.
+    Hostile(HostileCliArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HostileCliArgs {
+    /// The object the well-behaved client fetches (plain http://).
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// A large object the stalled readers and resets ask for (default: --url).
+    #[arg(long, value_name = "URL")]
+    pub big_url: Option<String>,
+    /// The server process, sampled for memory, descriptors and threads.
+    #[arg(long = "server-pid", value_name = "PID")]
+    pub server_pid: Option<u32>,
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub calm: std::time::Duration,
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub attack: std::time::Duration,
+    /// Connections trickling a request head (a header line a second).
+    #[arg(long, default_value_t = 10_000)]
+    pub slowloris: usize,
+    /// Idle connections held open (past the server's cap, with --slowloris).
+    #[arg(long, default_value_t = 3_000)]
+    pub flood: usize,
+    /// Connections that ask for --big-url and never read.
+    #[arg(long, default_value_t = 200)]
+    pub stalled: usize,
+    /// Connections sending --pipeline-depth requests in one write.
+    #[arg(long, default_value_t = 20)]
+    pub pipelines: usize,
+    #[arg(long, default_value_t = 500)]
+    pub pipeline_depth: usize,
+    /// Connections reset (RST) mid-response, per second.
+    #[arg(long, default_value_t = 200)]
+    pub resets_per_s: u32,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ mod client;
 mod compare;
 mod cpu;
 mod hls;
+mod hostile;
 mod http1;
 mod lab;
 mod play_report;
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Lab(args) => lab(args),
+        Command::Hostile(args) => hostile(args),
         Command::Players(args) => players::players(args).and_then(|r| {
             if args.json {
                 println!("{}", serde_json::to_string(&r)?);
@@ -108,6 +110,28 @@ fn lab(args: &cli::LabCliArgs) -> Result<()> {
         },
         stop,
     )
+}
+
+fn hostile(a: &cli::HostileCliArgs) -> Result<()> {
+    let report = hostile::run(&hostile::HostileArgs {
+        url: a.url.clone(),
+        big_url: a.big_url.clone(),
+        server_pid: a.server_pid,
+        calm: a.calm,
+        attack: a.attack,
+        slowloris: a.slowloris,
+        flood: a.flood,
+        stalled: a.stalled,
+        pipelines: a.pipelines,
+        pipeline_depth: a.pipeline_depth,
+        resets_per_s: a.resets_per_s,
+    })?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
 }
 
 fn segments(args: &SegmentsArgs) -> Result<()> {
