@@ -141,6 +141,11 @@ pub struct HeartbeatResponse {
     /// The prefix delta did not apply: send the full set.
     #[serde(default)]
     pub prefixes_resync: bool,
+    /// The control plane has not heard this appliance register since it
+    /// (re)started, so what it holds about it may be stale (from its own
+    /// config or database): register again.
+    #[serde(default)]
+    pub register: bool,
 }
 
 /// One URL-signing key as served to appliances.

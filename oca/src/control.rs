@@ -183,6 +183,11 @@ pub async fn run(
                         prefixes_version = resp.prefixes_version;
                         prefixes_full = false;
                     }
+                    if resp.register {
+                        // Steering restarted: tell it again who we are
+                        // (addresses, capacity, storage) before the next beat.
+                        registered = false;
+                    }
                     if resp.resync {
                         send_full = true;
                     } else if inventory.is_some() {

@@ -345,6 +345,9 @@ async fn register(
     let (version, digest) = {
         let mut reg = state.registry();
         reg.insert(&id, req.info.clone(), credential_sha256);
+        if let Some(a) = reg.appliances.get_mut(&id) {
+            a.registered = true;
+        }
         let a = &reg.appliances[&id];
         (a.inventory_version, a.inventory_digest.clone())
     };
@@ -398,12 +401,13 @@ async fn heartbeat(
         }
     }
     state.metrics.heartbeats.inc();
-    let (outcome, version, snapshot) = {
+    let (outcome, version, snapshot, register) = {
         let mut reg = state.registry();
         let a = reg
             .appliances
             .get_mut(&id)
             .expect("authenticated appliance exists");
+        let register = !a.registered;
         a.last = Some(hb.health.clone());
         a.last_seen = Some(Instant::now());
         let outcome = match &hb.inventory {
@@ -416,7 +420,7 @@ async fn heartbeat(
             digest: a.inventory_digest.clone(),
             renditions: a.inventory.values().cloned().collect(),
         });
-        (outcome, a.inventory_version, snapshot)
+        (outcome, a.inventory_version, snapshot, register)
     };
     if let Some(row) = snapshot {
         // Persisted before answering: an acknowledged inventory survives a crash.
@@ -453,6 +457,7 @@ async fn heartbeat(
         keys_version: state.keys.read().unwrap_or_else(|p| p.into_inner()).version,
         prefixes_version,
         prefixes_resync: prefix_outcome == Some(PrefixOutcome::ResyncNeeded),
+        register,
     }))
 }
 

@@ -77,6 +77,9 @@ pub struct Appliance {
     /// Client prefixes the appliance learned over BGP, and their version.
     pub learned: BTreeSet<IpNet>,
     pub prefixes_version: u64,
+    /// Registered since this process started (else `info` came from the
+    /// config or the database and may be stale).
+    pub registered: bool,
 }
 
 impl Appliance {
@@ -164,6 +167,7 @@ impl Registry {
                         inventory_digest: inventory_digest([]),
                         learned: BTreeSet::new(),
                         prefixes_version: 0,
+                        registered: false,
                     },
                 );
             }

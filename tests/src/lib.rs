@@ -138,7 +138,19 @@ pub fn http_from(
     s.read_to_end(&mut raw).ok()?;
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let status = head.get(9..12)?.parse().ok()?;
+    let status: u16 = head.get(9..12)?.parse().ok()?;
+    // A body cut short of its Content-Length (the server died mid-response) is
+    // an error, as for any HTTP client, not a short response.
+    let declared = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())?
+    });
+    let bodiless = method == "HEAD" || status == 304 || status == 204;
+    if !bodiless && declared.is_some_and(|n| raw.len() - end < n) {
+        return None;
+    }
     Some(Response {
         status,
         body: raw[end..].to_vec(),

@@ -490,6 +490,44 @@ impl Stack {
         urlsign::sign(keys.signing_key(now).unwrap(), &claims).unwrap()
     }
 
+    /// kill -9 appliance `id` and start it again on the same config; returns
+    /// its new object address.
+    pub fn restart_appliance(&mut self, id: &str) -> SocketAddr {
+        let cfg = self.root(id).join("oca.toml");
+        let (proc, addr) = self
+            .appliances
+            .iter_mut()
+            .find(|(k, _)| **k == id)
+            .map(|(_, v)| v)
+            .expect("no such appliance");
+        proc.kill9();
+        *proc = Proc::start(
+            "oca",
+            &["--config", cfg.to_str().unwrap()],
+            &[("OCA_LOG", "error")],
+        );
+        *addr = proc.addr("http=");
+        *addr
+    }
+
+    /// kill -9 steering and start it again on the same database and address
+    /// (appliances know it by address).
+    pub fn restart_steering(&mut self) {
+        self.steering.kill9();
+        let listen = self.addr.to_string();
+        self.steering = Proc::start(
+            "steering",
+            &[
+                "--config",
+                self.config.to_str().unwrap(),
+                "--listen",
+                &listen,
+            ],
+            &[("STEERING_LOG", "error")],
+        );
+        assert_eq!(self.steering.addr("http="), self.addr);
+    }
+
     /// Start appliance `id`'s fill-agent on its disk, on a clock starting at
     /// unix time `clock`, with `extra` config lines (rate, quota, ...); its
     /// status goes where the appliance's oca shows it.
