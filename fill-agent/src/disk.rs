@@ -260,7 +260,8 @@ mod tests {
         assert_eq!(d.objects(), vec![("t/r/x".to_owned(), 5)]);
         assert!(d.remove("t/r/x").unwrap());
         assert!(!d.remove("t/r/x").unwrap());
-        assert!(d.room(10.0) > 0);
-        assert_eq!(d.pick_root(10.0), Some(0));
+        // No headroom: the test machine's disk may be fuller than 90%.
+        assert!(d.room(0.0) > 0);
+        assert_eq!(d.pick_root(0.0), Some(0));
     }
 }
