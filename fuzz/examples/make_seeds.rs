@@ -21,7 +21,9 @@ use oca::bgp::codec::{Message, Notification, Open, Update, encode, encode_update
 use urlsign::{Claims, ClientPrefix, Key, sign};
 
 fn dir(target: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
+    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(target);
     fs::create_dir_all(&d).expect("mkdir");
     d
 }
@@ -150,11 +152,20 @@ Sec-Fetch-Site: cross-site\r\nSec-Fetch-Dest: empty\r\nReferer: https://player.e
         put("path", name, target.as_bytes());
     }
     for (name, target) in [
-        ("query-token", "/titles/t1/dash/r0/chunk-00001.m4s?token=abc.def&x=1"),
+        (
+            "query-token",
+            "/titles/t1/dash/r0/chunk-00001.m4s?token=abc.def&x=1",
+        ),
         ("percent-encoded", "/titles/caf%C3%A9/v720/seg%2D00001.m4s"),
         ("traversal-encoded", "/titles/t1/%2e%2e/%2e%2e/etc/passwd"),
-        ("absolute-https", "https://oca-ams-1.example.net:8443/titles/t1/master.m3u8#f"),
-        ("ipv6-authority", "http://[2001:db8::1]:8080/titles/t1/v360/init_0.mp4"),
+        (
+            "absolute-https",
+            "https://oca-ams-1.example.net:8443/titles/t1/master.m3u8#f",
+        ),
+        (
+            "ipv6-authority",
+            "http://[2001:db8::1]:8080/titles/t1/v360/init_0.mp4",
+        ),
     ] {
         put("path", name, target.as_bytes());
     }
@@ -172,7 +183,12 @@ fn tokens() -> Vec<String> {
     let claims = [
         (&k1, 1_800_000_000, "/titles/t1/", None),
         (&k2, 1_800_003_600, "/titles/t1", Some("203.0.113.0/24")),
-        (&k1, 1_799_999_000, "/titles/t2/v720/", Some("2001:db8:1::/48")),
+        (
+            &k1,
+            1_799_999_000,
+            "/titles/t2/v720/",
+            Some("2001:db8:1::/48"),
+        ),
         (&k2, u64::MAX, "/", Some("198.51.100.7/32")),
     ];
     claims
@@ -207,9 +223,21 @@ fn token(tokens: &[String]) {
     put("token", "verify-garbage", b"\0not.a-token\n/a");
     put("token", "verify-empty", b"\0");
     // Round-trip mode: arbitrary bytes read as claims; a few shapes.
-    put("token", "roundtrip-plain", b"\x01\x01\x00\x00\x00\x6b\x49\xd2\x00/titles/t1/\x00\x0b");
-    put("token", "roundtrip-client-v4", b"\x01\x00\x80\x00\x00\x6b\x49\xd2\x00/titles/t1\x01\x00\xcb\x00\x71\x07\x18\x0a");
-    put("token", "roundtrip-client-mapped", b"\x01\x00\x80\x00\x00\x6b\x49\xd2\x00/titles/t1\x01\x02\xcb\x00\x71\x07\x78\x0a");
+    put(
+        "token",
+        "roundtrip-plain",
+        b"\x01\x01\x00\x00\x00\x6b\x49\xd2\x00/titles/t1/\x00\x0b",
+    );
+    put(
+        "token",
+        "roundtrip-client-v4",
+        b"\x01\x00\x80\x00\x00\x6b\x49\xd2\x00/titles/t1\x01\x00\xcb\x00\x71\x07\x18\x0a",
+    );
+    put(
+        "token",
+        "roundtrip-client-mapped",
+        b"\x01\x00\x80\x00\x00\x6b\x49\xd2\x00/titles/t1\x01\x02\xcb\x00\x71\x07\x78\x0a",
+    );
 }
 
 /// Operation "bytes from the peer" of the bgp harness (tag 0, u16 length).
@@ -257,8 +285,12 @@ fn bgp() {
         };
         encode_update(&u, 64512, true).expect("EoR")
     };
-    let cease = encode(&Message::Notification(Notification::with_data(6, 2, vec![])))
-        .expect("NOTIFICATION");
+    let cease = encode(&Message::Notification(Notification::with_data(
+        6,
+        2,
+        vec![],
+    )))
+    .expect("NOTIFICATION");
     let hold_expired =
         encode(&Message::Notification(Notification::new(4, 0))).expect("NOTIFICATION");
 
@@ -274,7 +306,10 @@ fn bgp() {
     peer_bytes(&mut s, &eor(Family::Ipv6));
     tick(&mut s, 30);
     peer_bytes(&mut s, &keepalive);
-    peer_bytes(&mut s, &update(&["10.0.0.0/8"], &["198.51.100.0/24", "2001:db8:100::/40"]));
+    peer_bytes(
+        &mut s,
+        &update(&["10.0.0.0/8"], &["198.51.100.0/24", "2001:db8:100::/40"]),
+    );
     put("bgp", "full-feed", &s);
     let mut lost = s.clone();
     peer_bytes(&mut s, &cease);
@@ -303,7 +338,10 @@ fn bgp() {
         announced: nets(&["203.0.113.128/25"]),
         ..Update::default()
     };
-    peer_bytes(&mut two_byte, &encode_update(&u, 64512, false).expect("UPDATE"));
+    peer_bytes(
+        &mut two_byte,
+        &encode_update(&u, 64512, false).expect("UPDATE"),
+    );
     put("bgp", "two-byte-as-no-hold", &two_byte);
     // Raw UPDATE from oca/tests/bgp_codec.rs: ORIGIN IGP, AS_PATH [64512]
     // (4-byte), NEXT_HOP 198.51.100.1, NLRI 203.0.113.0/24 and a default route.

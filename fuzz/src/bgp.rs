@@ -92,7 +92,9 @@ impl<'a> Ops<'a> {
         let len = self.byte();
         if kind & 1 == 0 {
             let addr = Ipv4Addr::from(self.u32());
-            IpNet::new(IpAddr::V4(addr), len % 33).expect("valid length").trunc()
+            IpNet::new(IpAddr::V4(addr), len % 33)
+                .expect("valid length")
+                .trunc()
         } else {
             let mut o = [0u8; 16];
             let got = self.bytes(16);
@@ -276,7 +278,10 @@ impl Harness {
                 let overdue = self.session.state() != State::Idle
                     && self.session.next_deadline().is_some_and(|d| d <= now);
                 let actions = self.session.handle(Event::Tick { now });
-                assert!(!overdue || !actions.is_empty(), "an overdue timer did nothing");
+                assert!(
+                    !overdue || !actions.is_empty(),
+                    "an overdue timer did nothing"
+                );
                 self.take(actions);
                 if let Some(d) = self.session.next_deadline() {
                     assert!(d > now, "a timer is still overdue after a Tick");
@@ -346,6 +351,9 @@ impl Harness {
     /// Check a batch of actions and carry them out as the listener does.
     fn take(&mut self, actions: Vec<Action>) {
         let now = self.now;
+        if std::env::var_os("CDN_FUZZ_DEBUG").is_some() {
+            eprintln!("{:?} {actions:?}", self.session.state());
+        }
         let addr = neighbor();
         let mut closed = false;
         for (i, a) in actions.iter().enumerate() {
@@ -392,7 +400,11 @@ impl Harness {
             }
         }
         let state = self.session.state();
-        assert_eq!(state == State::Established, self.established, "state {state:?}");
+        assert_eq!(
+            state == State::Established,
+            self.established,
+            "state {state:?}"
+        );
         if closed {
             assert_eq!(state, State::Idle);
             assert_eq!(self.session.next_deadline(), None, "timers survive Close");
@@ -400,7 +412,11 @@ impl Harness {
         self.rib.expire(now);
         self.model.expire(now);
         let table: BTreeSet<IpNet> = self.rib.prefixes().copied().collect();
-        assert_eq!(table, self.model.merged(), "learned prefixes differ from the rules");
+        assert_eq!(
+            table,
+            self.model.merged(),
+            "learned prefixes differ from the rules"
+        );
     }
 }
 

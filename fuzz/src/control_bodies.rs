@@ -150,18 +150,25 @@ fn snapshot(reg: &Registry) -> (u64, String, Vec<String>) {
 
 fn inventory(reg: &mut Registry, inv: &Inventory) {
     // Start from a known inventory, so deltas have something to apply to.
-    let base = vec![
-        holding("titles/t1/v360", 4),
-        holding("titles/t1/v720", 4),
-    ];
+    let base = vec![holding("titles/t1/v360", 4), holding("titles/t1/v720", 4)];
     reg.set_inventory(ID, 7, base);
     let before = snapshot(reg);
     let outcome = reg.take_inventory(ID, inv);
     check_consistent(reg);
     let a = &reg.appliances[ID];
     match (outcome, inv) {
-        (InventoryOutcome::Applied, Inventory::Full { version, digest, .. })
-        | (InventoryOutcome::Applied, Inventory::Delta { version, digest, .. }) => {
+        (
+            InventoryOutcome::Applied,
+            Inventory::Full {
+                version, digest, ..
+            },
+        )
+        | (
+            InventoryOutcome::Applied,
+            Inventory::Delta {
+                version, digest, ..
+            },
+        ) => {
             assert_eq!(a.inventory_version, *version);
             assert_eq!(
                 &a.inventory_digest, digest,
@@ -169,7 +176,11 @@ fn inventory(reg: &mut Registry, inv: &Inventory) {
             );
         }
         (InventoryOutcome::Unchanged | InventoryOutcome::ResyncNeeded, _) => {
-            assert_eq!(snapshot(reg), before, "a refused report changed the inventory");
+            assert_eq!(
+                snapshot(reg),
+                before,
+                "a refused report changed the inventory"
+            );
         }
     }
     if outcome == InventoryOutcome::Applied {
@@ -178,15 +189,27 @@ fn inventory(reg: &mut Registry, inv: &Inventory) {
         let after = snapshot(reg);
         let again = reg.take_inventory(ID, inv);
         if matches!(inv, Inventory::Full { .. }) {
-            assert_eq!(again, InventoryOutcome::Applied, "a repeated full report refused");
+            assert_eq!(
+                again,
+                InventoryOutcome::Applied,
+                "a repeated full report refused"
+            );
         }
-        assert_eq!(snapshot(reg), after, "repeating a report changed the inventory");
+        assert_eq!(
+            snapshot(reg),
+            after,
+            "repeating a report changed the inventory"
+        );
     }
     // Renditions no longer held leave no trace in the index.
     let held: BTreeSet<&String> = reg.appliances[ID].inventory.keys().collect();
     for r in ["titles/t1/v360", "titles/t1/v720"] {
         let indexed = reg.holders(r).any(|h| h == ID);
-        assert_eq!(indexed, held.contains(&r.to_owned()), "index and inventory disagree on {r}");
+        assert_eq!(
+            indexed,
+            held.contains(&r.to_owned()),
+            "index and inventory disagree on {r}"
+        );
     }
 }
 
@@ -206,7 +229,9 @@ fn prefixes(reg: &mut Registry, report: &PrefixReport) {
     let outcome = reg.take_prefixes(ID, report);
     let a = &reg.appliances[ID];
     let parse = |v: &[String]| -> Option<Vec<IpNet>> {
-        v.iter().map(|p| p.parse::<IpNet>().ok().map(|n| n.trunc())).collect()
+        v.iter()
+            .map(|p| p.parse::<IpNet>().ok().map(|n| n.trunc()))
+            .collect()
     };
     match (outcome, report) {
         (PrefixOutcome::Applied, PrefixReport::Full { version, prefixes }) => {
@@ -214,14 +239,23 @@ fn prefixes(reg: &mut Registry, report: &PrefixReport) {
             assert_eq!(a.learned, expected);
             assert_eq!(a.prefixes_version, *version);
         }
-        (PrefixOutcome::Applied, PrefixReport::Delta { version, announced, .. }) => {
+        (
+            PrefixOutcome::Applied,
+            PrefixReport::Delta {
+                version, announced, ..
+            },
+        ) => {
             assert_eq!(a.prefixes_version, *version);
             for p in parse(announced).expect("applied") {
                 assert!(a.learned.contains(&p), "announced {p} not learned");
             }
         }
         (PrefixOutcome::Invalid | PrefixOutcome::ResyncNeeded, _) => {
-            assert_eq!((a.learned.clone(), a.prefixes_version), before, "refused report changed state");
+            assert_eq!(
+                (a.learned.clone(), a.prefixes_version),
+                before,
+                "refused report changed state"
+            );
         }
     }
     for p in &a.learned {

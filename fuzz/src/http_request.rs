@@ -77,7 +77,10 @@ fn check_head(data: &[u8], head: &RequestHead<'_>, limits: Limits) {
     assert!(head.len > 0 && head.len <= data.len(), "head length");
     assert!(head.len <= limits.max_header_bytes, "head over the limit");
     assert!(head.minor <= 1, "HTTP/1.{} accepted", head.minor);
-    assert!(!(head.keep_alive && head.has_body), "kept alive after a body");
+    assert!(
+        !(head.keep_alive && head.has_body),
+        "kept alive after a body"
+    );
     let own = &data[..head.len];
     assert!(
         own.ends_with(b"\n\n") || own.ends_with(b"\n\r\n"),
@@ -184,9 +187,8 @@ fn through_reader(data: &[u8], limits: Limits, sizes: &'static [usize]) -> Outco
         delivered: 0,
     };
     let mut reader = HeadReader::new();
-    let filled = RUNTIME.with(|rt| {
-        rt.block_on(reader.fill_head(&mut stream, &settings, &mut drain))
-    });
+    let filled =
+        RUNTIME.with(|rt| rt.block_on(reader.fill_head(&mut stream, &settings, &mut drain)));
     match filled {
         Ok(()) => {
             let buffered = reader.buffered();
@@ -215,11 +217,18 @@ fn check_reader(data: &[u8], limits: Limits) {
         // The head the reader delimits is the one the parser finds in the
         // input. The reader drops leading empty lines before parsing (so they
         // never count against the limits); do the same here.
-        let blank = data.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+        let blank = data
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
         let direct = request::parse(&data[blank..], limits)
             .expect("parses")
             .expect("complete");
-        assert_eq!(*end, blank + direct.len, "reader and parser disagree on the head's end");
+        assert_eq!(
+            *end,
+            blank + direct.len,
+            "reader and parser disagree on the head's end"
+        );
     }
 }
 
@@ -268,7 +277,13 @@ fn plan_against_objects(head: &RequestHead<'_>, tail: &[u8]) {
     }
 }
 
-fn check_plan(method: plan::Method, c: &Conditions<'_>, len: u64, modified: SystemTime, etag: &str) {
+fn check_plan(
+    method: plan::Method,
+    c: &Conditions<'_>,
+    len: u64,
+    modified: SystemTime,
+    etag: &str,
+) {
     let v = Validators {
         len,
         etag,
@@ -348,7 +363,9 @@ fn check_response_head(method: plan::Method, p: &Plan, len: u64, modified: Syste
                 .headers
                 .iter()
                 .filter(|h| h.name.eq_ignore_ascii_case(name));
-            let first = found.next().map(|h| std::str::from_utf8(h.value).expect("ASCII"));
+            let first = found
+                .next()
+                .map(|h| std::str::from_utf8(h.value).expect("ASCII"));
             assert!(found.next().is_none(), "{name} twice");
             first
         };
@@ -361,11 +378,24 @@ fn check_response_head(method: plan::Method, p: &Plan, len: u64, modified: Syste
                 let expect = (send_body && l > 0).then_some(response::Body { offset: 0, len: l });
                 assert_eq!(body, expect);
             }
-            Plan::Partial { start, len: n, total } => {
+            Plan::Partial {
+                start,
+                len: n,
+                total,
+            } => {
                 assert_eq!(content_length, Some(n));
                 let last = start + n - 1;
-                assert_eq!(content_range, Some(&*format!("bytes {start}-{last}/{total}")));
-                assert_eq!(body, Some(response::Body { offset: start, len: n }));
+                assert_eq!(
+                    content_range,
+                    Some(&*format!("bytes {start}-{last}/{total}"))
+                );
+                assert_eq!(
+                    body,
+                    Some(response::Body {
+                        offset: start,
+                        len: n
+                    })
+                );
             }
             Plan::RangeNotSatisfiable { total } => {
                 assert_eq!(content_length, Some(0));

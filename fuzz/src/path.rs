@@ -52,14 +52,21 @@ pub fn run(data: &[u8]) {
 }
 
 fn check_key(key: &str) {
-    assert!(!key.is_empty() && key.len() <= MAX_KEY_LEN, "key length {}", key.len());
+    assert!(
+        !key.is_empty() && key.len() <= MAX_KEY_LEN,
+        "key length {}",
+        key.len()
+    );
     assert!(!key.starts_with('/'), "absolute key {key:?}");
     assert!(
         !key.bytes().any(|b| b < 0x20 || b == 0x7f || b == b'\\'),
         "control byte or backslash in {key:?}"
     );
     for seg in key.split('/') {
-        assert!(!seg.is_empty() && seg != "." && seg != "..", "segment {seg:?} in {key:?}");
+        assert!(
+            !seg.is_empty() && seg != "." && seg != "..",
+            "segment {seg:?} in {key:?}"
+        );
         assert!(is_valid_segment(seg), "the store would not index {seg:?}");
     }
     let root = Path::new("/srv/oca/objects");

@@ -74,7 +74,11 @@ fn arbitrary_token(data: &[u8]) {
     let text = std::str::from_utf8(token).ok();
     let direct = text.map(|t| KEYS.with(|k| verify(k, t, path, ip, now, SKEW)));
     let via_oca = ACCESS.with(|a| a.check(Some(token), path, ip, now));
-    assert_eq!(via_oca, direct.unwrap_or(Err(Reject::Malformed)), "oca and urlsign disagree");
+    assert_eq!(
+        via_oca,
+        direct.unwrap_or(Err(Reject::Malformed)),
+        "oca and urlsign disagree"
+    );
     if let (Some(Ok(())), Some(t)) = (direct, text) {
         check_genuine(t, path, ip, now);
     }
@@ -86,7 +90,9 @@ fn check_genuine(token: &str, path: &str, ip: IpAddr, now: u64) {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let payload = token.split('.').next().expect("payload");
-    let payload = URL_SAFE_NO_PAD.decode(payload).expect("accepted payload is base64");
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("accepted payload is base64");
     let payload = String::from_utf8(payload).expect("accepted payload is UTF-8");
     let fields: Vec<&str> = payload.split('\n').collect();
     let [version, kid, expires, prefix, client] = fields[..] else {
@@ -99,9 +105,19 @@ fn check_genuine(token: &str, path: &str, ip: IpAddr, now: u64) {
         client: (!client.is_empty()).then(|| client.parse().expect("accepted client prefix")),
     };
     let resigned = KEYS.with(|k| sign(k.get(kid).expect("accepted kid is ours"), &claims));
-    assert_eq!(resigned.as_deref(), Ok(token), "accepted a token sign() would not make");
-    assert!(now <= claims.expires.saturating_add(SKEW), "accepted after expiry");
-    assert!(path.starts_with(prefix), "accepted {path:?} outside {prefix:?}");
+    assert_eq!(
+        resigned.as_deref(),
+        Ok(token),
+        "accepted a token sign() would not make"
+    );
+    assert!(
+        now <= claims.expires.saturating_add(SKEW),
+        "accepted after expiry"
+    );
+    assert!(
+        path.starts_with(prefix),
+        "accepted {path:?} outside {prefix:?}"
+    );
     if let Some(c) = claims.client {
         assert!(c.contains(ip), "accepted client {ip} outside {c}");
     }
@@ -129,19 +145,30 @@ fn round_trip(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     };
     // A client the claims cover: the address the prefix was made from.
     let inside = client_prefix.map_or(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)), |(_, a)| a);
-    let verify_at = |path: &str, ip: IpAddr, now: u64| {
-        KEYS.with(|k| verify(k, &token, path, ip, now, SKEW))
-    };
+    let verify_at =
+        |path: &str, ip: IpAddr, now: u64| KEYS.with(|k| verify(k, &token, path, ip, now, SKEW));
 
     // Valid up to expiry plus skew, and not a second after.
-    assert_eq!(verify_at(prefix, inside, 0), Ok(()), "fresh token refused: {claims:?}");
+    assert_eq!(
+        verify_at(prefix, inside, 0),
+        Ok(()),
+        "fresh token refused: {claims:?}"
+    );
     let last = expires.saturating_add(SKEW);
-    assert_eq!(verify_at(prefix, inside, last), Ok(()), "refused at its last second");
+    assert_eq!(
+        verify_at(prefix, inside, last),
+        Ok(()),
+        "refused at its last second"
+    );
     if last < u64::MAX {
         assert_eq!(verify_at(prefix, inside, last + 1), Err(Reject::Expired));
     }
     let now = u.arbitrary::<u64>()?;
-    let expected = if now > last { Err(Reject::Expired) } else { Ok(()) };
+    let expected = if now > last {
+        Err(Reject::Expired)
+    } else {
+        Ok(())
+    };
     assert_eq!(verify_at(prefix, inside, now), expected, "at {now}");
 
     // Paths: covered exactly when equal, below a prefix ending in '/', or
@@ -151,7 +178,11 @@ fn round_trip(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         || (path.starts_with(prefix)
             && (prefix.ends_with('/') || path[prefix.len()..].starts_with('/')));
     let r = verify_at(path, inside, 0);
-    assert_eq!(r.is_ok(), covered, "path {path:?} under prefix {prefix:?}: {r:?}");
+    assert_eq!(
+        r.is_ok(),
+        covered,
+        "path {path:?} under prefix {prefix:?}: {r:?}"
+    );
     if !covered {
         assert_eq!(r, Err(Reject::PathOutside));
     }
@@ -159,7 +190,11 @@ fn round_trip(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         true => format!("{prefix}seg-00001.m4s"),
         false => format!("{prefix}/seg-00001.m4s"),
     };
-    assert_eq!(verify_at(&below, inside, 0), Ok(()), "{below:?} under {prefix:?}");
+    assert_eq!(
+        verify_at(&below, inside, 0),
+        Ok(()),
+        "{below:?} under {prefix:?}"
+    );
 
     // Clients: outside the prefix is refused.
     let other = client(u)?;
@@ -180,14 +215,21 @@ fn round_trip(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         changed[pos] = byte;
         if let Ok(text) = std::str::from_utf8(&changed) {
             let r = KEYS.with(|k| verify(k, text, prefix, inside, 0, SKEW));
-            assert!(r.is_err(), "{token:?} changed at {pos} to {byte:#x} still verifies");
+            assert!(
+                r.is_err(),
+                "{token:?} changed at {pos} to {byte:#x} still verifies"
+            );
         }
         let r = ACCESS.with(|a| a.check(Some(&changed), prefix, inside, 0));
         assert!(r.is_err(), "oca accepted a changed token");
     }
 
     // The appliance's view: the token in the request-target, the path decoded.
-    if prefix.len() > 1 && prefix.bytes().all(|b| b == b'/' || b.is_ascii_alphanumeric() || b"-._~".contains(&b)) {
+    if prefix.len() > 1
+        && prefix
+            .bytes()
+            .all(|b| b == b'/' || b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    {
         let target = format!("/t/{token}{}", below);
         let (carried, rest) = oca::path::split_token(target.as_bytes());
         assert_eq!(carried, Some(token.as_bytes()));

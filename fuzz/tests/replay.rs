@@ -25,3 +25,16 @@ fn committed_inputs_pass_every_harness_check() {
     }
     assert!(replayed > 0, "no corpus found under {}", root.display());
 }
+
+/// `CDN_FUZZ_INPUT=<target>:<file> cargo test --test replay one_input`
+/// replays a single input, e.g. a crash libFuzzer left in artifacts/.
+#[test]
+fn one_input() {
+    let Ok(spec) = std::env::var("CDN_FUZZ_INPUT") else {
+        return;
+    };
+    let (target, file) = spec
+        .split_once(':')
+        .expect("CDN_FUZZ_INPUT=<target>:<file>");
+    cdn_fuzz::run(target, &std::fs::read(file).expect("readable input"));
+}
