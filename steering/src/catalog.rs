@@ -202,6 +202,11 @@ fn scan_hls(dir: &Path, tdir: &Path, master_path: &Path) -> Result<Vec<Rendition
             ));
         }
     };
+    // Plays rewrite this file with the stricter reader in `manifest` (m3u8-rs
+    // above skips a malformed EXT-X-STREAM-INF quietly); a playlist it refuses
+    // would import fine and then fail every play, so refuse it now (found by
+    // fuzzing: fuzz/regressions/manifest).
+    crate::manifest::parse_master(&bytes).map_err(|e| bad(master_path, e.to_string()))?;
     let mut renditions = Vec::new();
     for v in master.variants.iter().filter(|v| !v.is_i_frame) {
         let media = resolve(tdir, &v.uri, master_path)?;
@@ -634,5 +639,39 @@ mod tests {
             let err = scan(d.path()).unwrap_err().to_string();
             assert!(err.contains(needle), "{name}: {err}");
         }
+    }
+
+    /// A packaged title with one rendition and the given multivariant playlist.
+    fn packaged_with_master(master: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("titles/t1");
+        std::fs::create_dir_all(t.join("v360")).unwrap();
+        std::fs::write(t.join("title.toml"), "name = \"t1\"\n").unwrap();
+        std::fs::write(t.join("master.m3u8"), master).unwrap();
+        std::fs::write(
+            t.join("v360/index.m3u8"),
+            "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.0,\nseg-00000.m4s\n#EXT-X-ENDLIST\n",
+        )
+        .unwrap();
+        std::fs::write(t.join("v360/seg-00000.m4s"), b"moof").unwrap();
+        dir
+    }
+
+    /// Found by fuzzing (fuzz/regressions/manifest): m3u8-rs skipped a
+    /// malformed EXT-X-STREAM-INF, the title imported, and every play of it
+    /// then failed in the stricter per-play rewrite.
+    #[test]
+    fn a_playlist_plays_would_refuse_is_not_imported() {
+        let good =
+            "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=655600,RESOLUTION=640x360\nv360/index.m3u8\n";
+        let titles = scan(packaged_with_master(good).path()).unwrap();
+        assert_eq!(titles[0].renditions[0].id, "titles/t1/v360");
+
+        let broken = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=T-X-VERSION:7\n\
+#EXT-X-STREAM-INF:BANDWIDTH=655600,RESOLUTION=640x360\nv360/index.m3u8\n";
+        let err = scan(packaged_with_master(broken).path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("malformed #EXT-X-STREAM-INF"), "{err}");
     }
 }
