@@ -380,7 +380,13 @@ fn resolve(base: &Path, uri: &str, from: &Path) -> Result<PathBuf, CatalogError>
             format!("URI {uri:?} must be a relative path inside the title"),
         ));
     }
-    Ok(base.join(uri))
+    // `.` segments name the same directory: drop them, so the object keys and
+    // rendition id are the ones per-play manifests resolve to (and a rendition
+    // id an appliance may report), not `titles/t1/./v720` (found by fuzzing).
+    Ok(uri
+        .split('/')
+        .filter(|s| *s != ".")
+        .fold(base.to_path_buf(), |p, s| p.join(s)))
 }
 
 fn scan_media(
@@ -655,6 +661,23 @@ mod tests {
         .unwrap();
         std::fs::write(t.join("v360/seg-00000.m4s"), b"moof").unwrap();
         dir
+    }
+
+    /// Found by fuzzing (fuzz/regressions/manifest): a `./v360/index.m3u8`
+    /// URI gave the rendition id `titles/t1/./v360`, which no appliance may
+    /// report and no per-play manifest names.
+    #[test]
+    fn dot_segments_do_not_reach_rendition_ids_or_keys() {
+        let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=655600\n./v360/./index.m3u8\n";
+        let titles = scan(packaged_with_master(master).path()).unwrap();
+        let r = &titles[0].renditions[0];
+        assert_eq!(r.id, "titles/t1/v360");
+        assert!(crate::config::valid_rendition(&r.id));
+        let keys: Vec<&str> = r.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["titles/t1/v360/index.m3u8", "titles/t1/v360/seg-00000.m4s"]
+        );
     }
 
     /// Found by fuzzing (fuzz/regressions/manifest): m3u8-rs skipped a
