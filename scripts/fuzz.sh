@@ -4,7 +4,8 @@
 #   scripts/fuzz.sh [TARGET...] [--runs N | --time SECONDS | --smoke]
 #
 # No TARGET: every target. --runs N: N executions per target; --time S: S
-# seconds per target; --smoke: 10 s per target (CI). Default: --time 60.
+# seconds per target (both: whichever comes first); --smoke: 10 s per
+# target (CI). Default: --time 60.
 # Targets run one at a time, at low priority. Each starts from the committed
 # seeds in fuzz/corpus/<target>/ plus what earlier runs found (kept in
 # fuzz/corpus-work/<target>/, not committed). A crash leaves its input in
@@ -19,12 +20,12 @@ fuzz="$root/fuzz"
 all=(http_request path token bgp manifest control_bodies)
 
 targets=()
-limit=(-max_total_time=60)
+limit=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
-        --runs) limit=(-runs="$2"); shift 2 ;;
-        --time) limit=(-max_total_time="$2"); shift 2 ;;
-        --smoke) limit=(-max_total_time=10); shift ;;
+        --runs) limit+=(-runs="$2"); shift 2 ;;
+        --time) limit+=(-max_total_time="$2"); shift 2 ;;
+        --smoke) limit+=(-max_total_time=10); shift ;;
         -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}"; exit 0 ;;
         -*) echo "unknown option $1" >&2; exit 64 ;;
         *)
@@ -36,6 +37,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 [[ ${#targets[@]} -gt 0 ]] || targets=("${all[@]}")
+[[ ${#limit[@]} -gt 0 ]] || limit=(-max_total_time=60)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "installing cargo-fuzz" >&2
