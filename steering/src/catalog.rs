@@ -202,11 +202,6 @@ fn scan_hls(dir: &Path, tdir: &Path, master_path: &Path) -> Result<Vec<Rendition
             ));
         }
     };
-    // Plays rewrite this file with the stricter reader in `manifest` (m3u8-rs
-    // above skips a malformed EXT-X-STREAM-INF quietly); a playlist it refuses
-    // would import fine and then fail every play, so refuse it now (found by
-    // fuzzing: fuzz/regressions/manifest).
-    crate::manifest::parse_master(&bytes).map_err(|e| bad(master_path, e.to_string()))?;
     let mut renditions = Vec::new();
     for v in master.variants.iter().filter(|v| !v.is_i_frame) {
         let media = resolve(tdir, &v.uri, master_path)?;
@@ -242,6 +237,20 @@ fn scan_hls(dir: &Path, tdir: &Path, master_path: &Path) -> Result<Vec<Rendition
     if renditions.is_empty() {
         return Err(bad(master_path, "lists no renditions"));
     }
+    // Every play rewrites this file (`manifest::hls_multivariant`), more
+    // strictly than the reading above: m3u8-rs skips a malformed
+    // EXT-X-STREAM-INF quietly, and I-frame variants are not imported but
+    // are rewritten. A playlist the rewrite refuses would import fine and
+    // then fail every play, so try the rewrite now (found by fuzzing:
+    // fuzz/regressions/manifest).
+    let key = relative(dir, master_path)
+        .ok_or_else(|| bad(master_path, "outside the packaged directory"))?;
+    let probe = [crate::manifest::Pathway {
+        id: "import".into(),
+        base_url: "http://import.invalid/".into(),
+    }];
+    crate::manifest::hls_multivariant(&bytes, &key, &|_| true, &probe, None)
+        .map_err(|e| bad(master_path, e.to_string()))?;
     Ok(renditions)
 }
 
@@ -678,6 +687,18 @@ mod tests {
             keys,
             ["titles/t1/v360/index.m3u8", "titles/t1/v360/seg-00000.m4s"]
         );
+    }
+
+    /// Found by fuzzing (fuzz/regressions/manifest): an I-frame variant's
+    /// URI is not imported but is rewritten for plays, which refused it.
+    #[test]
+    fn a_playlist_with_an_unusable_iframe_uri_is_not_imported() {
+        let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=655600\nv360/index.m3u8\n\
+#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=30000,URI=\"v3\u{1b}60/iframes.m3u8\"\n";
+        let err = scan(packaged_with_master(master).path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not a path inside the title"), "{err}");
     }
 
     /// Found by fuzzing (fuzz/regressions/manifest): m3u8-rs skipped a

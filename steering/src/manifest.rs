@@ -289,9 +289,7 @@ pub fn hls_multivariant(
     String::from_utf8(buf).map_err(|_| unusable("playlist is not UTF-8"))
 }
 
-/// The strict reading every per-play rewrite starts from; the catalog applies
-/// it on import too, so a title is never imported that no play could use.
-pub(crate) fn parse_master(bytes: &[u8]) -> Result<MasterPlaylist> {
+fn parse_master(bytes: &[u8]) -> Result<MasterPlaylist> {
     let (rest, master) = match m3u8_rs::parse_playlist(bytes) {
         Ok((rest, Playlist::MasterPlaylist(m))) => (rest, m),
         Ok((_, Playlist::MediaPlaylist(_))) => {
