@@ -290,6 +290,20 @@ pub fn hls_multivariant(
 }
 
 fn parse_master(bytes: &[u8]) -> Result<MasterPlaylist> {
+    // RFC 8216 §4.1: no control characters but CR and LF. m3u8-rs reads
+    // them into attribute names and values and writes them back out, and
+    // what it writes then no longer parses as the same playlist (found by
+    // fuzzing: a NUL inside EXT-X-STREAM-INF came out as a media playlist).
+    let control = |l: &[u8]| {
+        let l = l.strip_suffix(b"\r").unwrap_or(l);
+        l.iter().any(|&b| b < 0x20 || b == 0x7f)
+    };
+    if let Some(line) = bytes.split(|&b| b == b'\n').position(control) {
+        return Err(unusable(format!(
+            "control character on playlist line {}",
+            line + 1
+        )));
+    }
     let (rest, master) = match m3u8_rs::parse_playlist(bytes) {
         Ok((rest, Playlist::MasterPlaylist(m))) => (rest, m),
         Ok((_, Playlist::MediaPlaylist(_))) => {

@@ -285,6 +285,12 @@ fn hls_errors() {
         b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nhttp://elsewhere/v/index.m3u8\n",
         b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n../t2/v/index.m3u8\n",
         b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n",
+        // Found by fuzzing (fuzz/regressions/manifest): control bytes in an
+        // attribute list were written back as a playlist that no longer
+        // parsed as a multivariant one.
+        b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,CO\0DECS=\"a\0\"\nv/index.m3u8\n",
+        b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\x1b\nv/index.m3u8\n",
+        b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,CODECS=\"a\rb\"\nv/index.m3u8\n",
     ] {
         let r = run(garbage, &all, &ps);
         assert!(
