@@ -286,6 +286,16 @@ pub fn hls_multivariant(
     let mut buf = Vec::new();
     out.write_to(&mut buf)
         .map_err(|e| unusable(format!("writing the playlist: {e}")))?;
+    // m3u8-rs writes attribute values back as it read them, and reads some
+    // malformed ones (an unbalanced quote, say) leniently: such a playlist can
+    // come out as a different one, with URIs under no pathway (found by
+    // fuzzing). Read the result back and refuse it unless it says what we wrote.
+    let again = parse_master(&buf)?;
+    if again.variants != out.variants || again.alternatives != out.alternatives {
+        return Err(unusable(
+            "the playlist does not read back as written (malformed attribute list?)",
+        ));
+    }
     String::from_utf8(buf).map_err(|_| unusable("playlist is not UTF-8"))
 }
 
