@@ -374,6 +374,17 @@ fn scan_dash(dir: &Path, mpd_path: &Path) -> Result<Vec<Rendition>, CatalogError
             }
         }
     }
+    // As for HLS: plays rewrite the MPD with their own reader
+    // (`manifest::dash_mpd`, quick-xml events), not dash-mpd-core's; an MPD
+    // it refuses must fail the import, not every play (found by fuzzing).
+    let key =
+        relative(dir, mpd_path).ok_or_else(|| bad(mpd_path, "outside the packaged directory"))?;
+    let probe = [crate::manifest::Pathway {
+        id: "import".into(),
+        base_url: "http://import.invalid/".into(),
+    }];
+    crate::manifest::dash_mpd(&xml, &key, &|_| true, &probe, None)
+        .map_err(|e| bad(mpd_path, e.to_string()))?;
     Ok(out)
 }
 
@@ -687,6 +698,29 @@ mod tests {
             keys,
             ["titles/t1/v360/index.m3u8", "titles/t1/v360/seg-00000.m4s"]
         );
+    }
+
+    /// Found by fuzzing (fuzz/regressions/manifest): dash-mpd-core read an
+    /// MPD with text after its root element, which the per-play rewrite refuses.
+    #[test]
+    fn an_mpd_plays_would_refuse_is_not_imported() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("titles/t1");
+        std::fs::create_dir_all(t.join("dash/r0")).unwrap();
+        std::fs::write(t.join("title.toml"), "name = \"t1\"\n").unwrap();
+        for f in ["init.m4s", "chunk-00001.m4s"] {
+            std::fs::write(t.join("dash/r0").join(f), b"moof").unwrap();
+        }
+        let mpd = "<MPD><Period><AdaptationSet><Representation id=\"0\" bandwidth=\"1\">\
+<SegmentTemplate initialization=\"r$RepresentationID$/init.m4s\" \
+media=\"r$RepresentationID$/chunk-$Number%05d$.m4s\" startNumber=\"1\"/>\
+</Representation></AdaptationSet></Period></MPD>";
+        std::fs::write(t.join("dash/manifest.mpd"), mpd).unwrap();
+        let titles = scan(dir.path()).unwrap();
+        assert_eq!(titles[0].renditions[0].id, "titles/t1/dash/r0");
+        std::fs::write(t.join("dash/manifest.mpd"), format!("{mpd}\ntrailing text")).unwrap();
+        let err = scan(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("text outside the XML root element"), "{err}");
     }
 
     /// Found by fuzzing (fuzz/regressions/manifest): an I-frame variant's
