@@ -184,6 +184,45 @@ fn default_route_next_to_other_prefixes_is_read_exactly() {
     assert_eq!(u.withdrawn, nets(&["0.0.0.0/0"]));
 }
 
+/// Found by fuzzing (fuzz/regressions/bgp): a default route after the first
+/// prefix of a list made bgpkit-parser's ADD-PATH guess fail, and the UPDATE
+/// was refused (NOTIFICATION, session reset) instead of read.
+#[test]
+fn default_route_anywhere_in_a_list_is_read_exactly() {
+    let lists: [&[&str]; 4] = [
+        &["10.0.0.0/24", "0.0.0.0/0", "10.0.1.0/24"],
+        &["203.0.113.0/24", "3.4.255.254/31", "0.0.0.0/0", "0.0.0.0/1"],
+        &["2001:db8::/32", "::/0", "2001:db8:1::/48"],
+        &[
+            "10.0.0.0/8",
+            "0.0.0.0/0",
+            "2001:db8::/32",
+            "::/0",
+            "2001:db8:ffff::/126",
+        ],
+    ];
+    for list in lists {
+        for four in [true, false] {
+            let u = Update {
+                announced: nets(list),
+                withdrawn: nets(list),
+                ..Update::default()
+            };
+            let bytes = encode_update(&u, 64512, four).unwrap();
+            let Ok(Message::Update(got)) = decode(&bytes, four) else {
+                panic!("{list:?} refused: {:?}", decode(&bytes, four));
+            };
+            let sorted = |mut v: Vec<IpNet>| {
+                v.sort();
+                v
+            };
+            assert_eq!(sorted(got.announced), sorted(nets(list)), "{list:?}");
+            assert_eq!(sorted(got.withdrawn), sorted(nets(list)), "{list:?}");
+            assert_eq!(got.treated_as_withdraw, None, "{list:?}");
+        }
+    }
+}
+
 #[test]
 fn malformed_updates_and_opens_earn_the_right_notification() {
     let code = |m: &[u8]| {

@@ -237,6 +237,20 @@ fn scan_hls(dir: &Path, tdir: &Path, master_path: &Path) -> Result<Vec<Rendition
     if renditions.is_empty() {
         return Err(bad(master_path, "lists no renditions"));
     }
+    // Every play rewrites this file (`manifest::hls_multivariant`), more
+    // strictly than the reading above: m3u8-rs skips a malformed
+    // EXT-X-STREAM-INF quietly, and I-frame variants are not imported but
+    // are rewritten. A playlist the rewrite refuses would import fine and
+    // then fail every play, so try the rewrite now (found by fuzzing:
+    // fuzz/regressions/manifest).
+    let key = relative(dir, master_path)
+        .ok_or_else(|| bad(master_path, "outside the packaged directory"))?;
+    let probe = [crate::manifest::Pathway {
+        id: "import".into(),
+        base_url: "http://import.invalid/".into(),
+    }];
+    crate::manifest::hls_multivariant(&bytes, &key, &|_| true, &probe, None)
+        .map_err(|e| bad(master_path, e.to_string()))?;
     Ok(renditions)
 }
 
@@ -360,6 +374,17 @@ fn scan_dash(dir: &Path, mpd_path: &Path) -> Result<Vec<Rendition>, CatalogError
             }
         }
     }
+    // As for HLS: plays rewrite the MPD with their own reader
+    // (`manifest::dash_mpd`, quick-xml events), not dash-mpd-core's; an MPD
+    // it refuses must fail the import, not every play (found by fuzzing).
+    let key =
+        relative(dir, mpd_path).ok_or_else(|| bad(mpd_path, "outside the packaged directory"))?;
+    let probe = [crate::manifest::Pathway {
+        id: "import".into(),
+        base_url: "http://import.invalid/".into(),
+    }];
+    crate::manifest::dash_mpd(&xml, &key, &|_| true, &probe, None)
+        .map_err(|e| bad(mpd_path, e.to_string()))?;
     Ok(out)
 }
 
@@ -375,7 +400,13 @@ fn resolve(base: &Path, uri: &str, from: &Path) -> Result<PathBuf, CatalogError>
             format!("URI {uri:?} must be a relative path inside the title"),
         ));
     }
-    Ok(base.join(uri))
+    // `.` segments name the same directory: drop them, so the object keys and
+    // rendition id are the ones per-play manifests resolve to (and a rendition
+    // id an appliance may report), not `titles/t1/./v720` (found by fuzzing).
+    Ok(uri
+        .split('/')
+        .filter(|s| *s != ".")
+        .fold(base.to_path_buf(), |p, s| p.join(s)))
 }
 
 fn scan_media(
@@ -634,5 +665,91 @@ mod tests {
             let err = scan(d.path()).unwrap_err().to_string();
             assert!(err.contains(needle), "{name}: {err}");
         }
+    }
+
+    /// A packaged title with one rendition and the given multivariant playlist.
+    fn packaged_with_master(master: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("titles/t1");
+        std::fs::create_dir_all(t.join("v360")).unwrap();
+        std::fs::write(t.join("title.toml"), "name = \"t1\"\n").unwrap();
+        std::fs::write(t.join("master.m3u8"), master).unwrap();
+        std::fs::write(
+            t.join("v360/index.m3u8"),
+            "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.0,\nseg-00000.m4s\n#EXT-X-ENDLIST\n",
+        )
+        .unwrap();
+        std::fs::write(t.join("v360/seg-00000.m4s"), b"moof").unwrap();
+        dir
+    }
+
+    /// Found by fuzzing (fuzz/regressions/manifest): a `./v360/index.m3u8`
+    /// URI gave the rendition id `titles/t1/./v360`, which no appliance may
+    /// report and no per-play manifest names.
+    #[test]
+    fn dot_segments_do_not_reach_rendition_ids_or_keys() {
+        let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=655600\n./v360/./index.m3u8\n";
+        let titles = scan(packaged_with_master(master).path()).unwrap();
+        let r = &titles[0].renditions[0];
+        assert_eq!(r.id, "titles/t1/v360");
+        assert!(crate::config::valid_rendition(&r.id));
+        let keys: Vec<&str> = r.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["titles/t1/v360/index.m3u8", "titles/t1/v360/seg-00000.m4s"]
+        );
+    }
+
+    /// Found by fuzzing (fuzz/regressions/manifest): dash-mpd-core read an
+    /// MPD with text after its root element, which the per-play rewrite refuses.
+    #[test]
+    fn an_mpd_plays_would_refuse_is_not_imported() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("titles/t1");
+        std::fs::create_dir_all(t.join("dash/r0")).unwrap();
+        std::fs::write(t.join("title.toml"), "name = \"t1\"\n").unwrap();
+        for f in ["init.m4s", "chunk-00001.m4s"] {
+            std::fs::write(t.join("dash/r0").join(f), b"moof").unwrap();
+        }
+        let mpd = "<MPD><Period><AdaptationSet><Representation id=\"0\" bandwidth=\"1\">\
+<SegmentTemplate initialization=\"r$RepresentationID$/init.m4s\" \
+media=\"r$RepresentationID$/chunk-$Number%05d$.m4s\" startNumber=\"1\"/>\
+</Representation></AdaptationSet></Period></MPD>";
+        std::fs::write(t.join("dash/manifest.mpd"), mpd).unwrap();
+        let titles = scan(dir.path()).unwrap();
+        assert_eq!(titles[0].renditions[0].id, "titles/t1/dash/r0");
+        std::fs::write(t.join("dash/manifest.mpd"), format!("{mpd}\ntrailing text")).unwrap();
+        let err = scan(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("text outside the XML root element"), "{err}");
+    }
+
+    /// Found by fuzzing (fuzz/regressions/manifest): an I-frame variant's
+    /// URI is not imported but is rewritten for plays, which refused it.
+    #[test]
+    fn a_playlist_with_an_unusable_iframe_uri_is_not_imported() {
+        let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=655600\nv360/index.m3u8\n\
+#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=30000,URI=\"http://elsewhere.example/iframes.m3u8\"\n";
+        let err = scan(packaged_with_master(master).path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not a path inside the title"), "{err}");
+    }
+
+    /// Found by fuzzing (fuzz/regressions/manifest): m3u8-rs skipped a
+    /// malformed EXT-X-STREAM-INF, the title imported, and every play of it
+    /// then failed in the stricter per-play rewrite.
+    #[test]
+    fn a_playlist_plays_would_refuse_is_not_imported() {
+        let good =
+            "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=655600,RESOLUTION=640x360\nv360/index.m3u8\n";
+        let titles = scan(packaged_with_master(good).path()).unwrap();
+        assert_eq!(titles[0].renditions[0].id, "titles/t1/v360");
+
+        let broken = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=T-X-VERSION:7\n\
+#EXT-X-STREAM-INF:BANDWIDTH=655600,RESOLUTION=640x360\nv360/index.m3u8\n";
+        let err = scan(packaged_with_master(broken).path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("malformed #EXT-X-STREAM-INF"), "{err}");
     }
 }

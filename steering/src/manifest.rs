@@ -286,10 +286,34 @@ pub fn hls_multivariant(
     let mut buf = Vec::new();
     out.write_to(&mut buf)
         .map_err(|e| unusable(format!("writing the playlist: {e}")))?;
+    // m3u8-rs writes attribute values back as it read them, and reads some
+    // malformed ones (an unbalanced quote, say) leniently: such a playlist can
+    // come out as a different one, with URIs under no pathway (found by
+    // fuzzing). Read the result back and refuse it unless it says what we wrote.
+    let again = parse_master(&buf)?;
+    if again.variants != out.variants || again.alternatives != out.alternatives {
+        return Err(unusable(
+            "the playlist does not read back as written (malformed attribute list?)",
+        ));
+    }
     String::from_utf8(buf).map_err(|_| unusable("playlist is not UTF-8"))
 }
 
 fn parse_master(bytes: &[u8]) -> Result<MasterPlaylist> {
+    // RFC 8216 §4.1: no control characters but CR and LF. m3u8-rs reads
+    // them into attribute names and values and writes them back out, and
+    // what it writes then no longer parses as the same playlist (found by
+    // fuzzing: a NUL inside EXT-X-STREAM-INF came out as a media playlist).
+    let control = |l: &[u8]| {
+        let l = l.strip_suffix(b"\r").unwrap_or(l);
+        l.iter().any(|&b| b < 0x20 || b == 0x7f)
+    };
+    if let Some(line) = bytes.split(|&b| b == b'\n').position(control) {
+        return Err(unusable(format!(
+            "control character on playlist line {}",
+            line + 1
+        )));
+    }
     let (rest, master) = match m3u8_rs::parse_playlist(bytes) {
         Ok((rest, Playlist::MasterPlaylist(m))) => (rest, m),
         Ok((_, Playlist::MediaPlaylist(_))) => {

@@ -156,8 +156,12 @@ pub(crate) fn sign(
     let key = keys
         .signing_key(now)
         .ok_or_else(|| unavailable("no key is valid now".into()))?;
-    let client =
-        client.and_then(|ip| urlsign::ClientPrefix::new(ip, if ip.is_ipv4() { 32 } else { 64 }));
+    // Canonical first: behind a dual-stack listener an IPv4 viewer arrives as
+    // ::ffff:a.b.c.d, and a /64 around that would bind the token to every
+    // IPv4 client instead of this one.
+    let client = client
+        .map(|ip| ip.to_canonical())
+        .and_then(|ip| urlsign::ClientPrefix::new(ip, if ip.is_ipv4() { 32 } else { 64 }));
     let claims = urlsign::Claims {
         expires,
         path_prefix: prefix,

@@ -20,23 +20,20 @@ impl ClientPrefix {
     /// Whether `ip` is inside this network. IPv4-mapped IPv6 clients
     /// (`::ffff:a.b.c.d`, as a dual-stack socket reports them) match IPv4 prefixes.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
+        // Compare in one address space, IPv4 as IPv4-mapped IPv6: mapping only
+        // the client (as this once did) made a prefix written in mapped form,
+        // e.g. `::ffff:203.0.113.0/120` from a dual-stack control plane,
+        // contain no client at all, so every token bound to it was refused.
+        let (net, len) = match self.addr {
+            IpAddr::V4(v4) => (v4.to_ipv6_mapped(), u32::from(self.len) + 96),
+            IpAddr::V6(v6) => (v6, u32::from(self.len)),
         };
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.len))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
+        let ip = match ip {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+            IpAddr::V6(v6) => v6,
+        };
+        let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+        u128::from(net) & mask == u128::from(ip) & mask
     }
 }
 
@@ -86,6 +83,14 @@ mod tests {
             ("::/0", "2001:db8::1", true),
             ("2001:db8::/32", "10.0.0.1", false),
             ("10.0.0.0/8", "2001:db8::1", false),
+            // Found by fuzzing (fuzz/regressions/token): a prefix in
+            // IPv4-mapped form contained no client, mapped or not.
+            ("::ffff:203.0.113.0/120", "::ffff:203.0.113.9", true),
+            ("::ffff:203.0.113.0/120", "203.0.113.9", true),
+            ("::ffff:203.0.113.0/120", "203.0.114.9", false),
+            ("::ffff:0.0.0.0/96", "198.51.100.1", true),
+            ("::ffff:203.0.113.9/128", "::ffff:203.0.113.9", true),
+            ("::/0", "198.51.100.1", true),
         ];
         for (net, ip, want) in cases {
             let p: ClientPrefix = net.parse().unwrap();

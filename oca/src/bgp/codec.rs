@@ -13,7 +13,7 @@ use bgpkit_parser::models::capabilities::{
     BgpCapabilityType, FourOctetAsCapability, MultiprotocolExtensionsCapability,
 };
 use bgpkit_parser::models::{
-    Afi, AsPath, Asn, AsnLength, AttributeValue, Attributes, BgpError, BgpMessage,
+    Afi, AsPath, Asn, AsnLength, AttrType, AttributeValue, Attributes, BgpError, BgpMessage,
     BgpNotificationMessage, BgpOpenMessage, BgpUpdateMessage, Capability, CapabilityValue,
     NetworkPrefix, NextHopAddress, Nlri, OptParam, Origin, ParamValue, Safi,
 };
@@ -339,25 +339,41 @@ fn decode_update(msg: &[u8], body: &[u8], four_octet_as: bool) -> Result<Update,
         Ok(_) => return Err(DecodeError::AttributeList("unexpected type".into())),
         Err(e) => return Err(DecodeError::AttributeList(e)),
     };
-    // Attributes bgpkit-parser could not read are kept raw: for the
-    // multiprotocol ones we cannot tell what was announced, so reset.
+    // bgpkit-parser guesses ADD-PATH encoding wherever an NLRI list has a
+    // zero byte where a prefix starts (a default route), and can then fail
+    // on a valid list: a classic NLRI field comes back as a MalformedNlri
+    // warning, a unicast MP_(UN)REACH_NLRI as a raw attribute. Such UPDATEs
+    // are re-read strictly below (found by fuzzing: a router announcing
+    // 0.0.0.0/0 among other prefixes had its session reset). Raw
+    // multiprotocol attributes of other families still reset: we cannot tell
+    // what was announced.
+    let mut reread = false;
     for a in update.attributes.iter() {
         if let AttributeValue::Raw(r) = a
             && (r.code == 14 || r.code == 15)
         {
-            return Err(DecodeError::Multiprotocol(format!("attribute {}", r.code)));
+            match r.bytes.get(..3) {
+                Some([0, 1 | 2, 1]) => reread = true,
+                _ => return Err(DecodeError::Multiprotocol(format!("attribute {}", r.code))),
+            }
         }
     }
     let mut warnings = Vec::new();
     for w in update.attributes.validation_warnings() {
         match w {
-            BgpValidationWarning::MalformedNlri { reason, .. } => {
-                return Err(DecodeError::Nlri(reason.clone()));
-            }
+            BgpValidationWarning::MalformedNlri { .. } => reread = true,
+            // A raw multiprotocol attribute is re-read or refused above, so
+            // its parse error is no reason to treat the UPDATE as withdraw.
+            BgpValidationWarning::OptionalAttributeError { attr_type, .. }
+            | BgpValidationWarning::PartialAttributeError { attr_type, .. }
+                if matches!(
+                    *attr_type,
+                    AttrType::MP_REACHABLE_NLRI | AttrType::MP_UNREACHABLE_NLRI
+                ) => {}
             other => warnings.push(format!("{other:?}")),
         }
     }
-    if update.is_end_of_rib() {
+    if !reread && update.is_end_of_rib() {
         let family = match update.attributes.get_unreachable_nlri() {
             None => Some(Family::Ipv4),
             Some(n) => unicast(n),
@@ -390,7 +406,7 @@ fn decode_update(msg: &[u8], body: &[u8], four_octet_as: bool) -> Result<Update,
             _ => {}
         }
     }
-    if guessed_add_path {
+    if guessed_add_path || reread {
         // bgpkit-parser guesses ADD-PATH encoding when an NLRI field starts
         // with a zero byte (a default route) and can then misread the rest.
         // We never negotiate ADD-PATH, so re-read the prefixes strictly.

@@ -160,7 +160,13 @@ impl Rib {
     /// The session with `neighbor` ended: its prefixes become stale until
     /// `now + grace`.
     pub fn session_down(&mut self, neighbor: IpAddr, now: Instant) {
-        let Some(a) = self.adj.get_mut(&neighbor) else {
+        let Some(a) = self.adj.get_mut(&neighbor).filter(|a| a.established) else {
+            // Only an established session has prefixes to lose. A connection
+            // that never got there (a refused OPEN, the hold timer in
+            // OpenSent) must not restart the grace period of an earlier
+            // session's stale prefixes, or a router that keeps failing to
+            // reconnect would keep them (even expired ones) alive for ever.
+            self.expire(now);
             return;
         };
         a.established = false;
@@ -370,6 +376,28 @@ mod tests {
         r.apply(A, &[n("192.168.0.0/16")], &[], t1);
         r.expire(t1 + GRACE);
         assert_eq!(set(&r), ["192.168.0.0/16"]);
+    }
+
+    /// Found by fuzzing (fuzz/regressions/bgp): a reconnect that failed in
+    /// OpenSent restarted the grace period of the stale prefixes.
+    #[test]
+    fn failed_reconnects_do_not_extend_the_grace_period() {
+        let t = Instant::now();
+        let mut r = Rib::new(GRACE);
+        r.session_up(A, t);
+        r.apply(A, &[n("10.0.0.0/8")], &[], t);
+        r.session_down(A, t);
+        // The router reconnects and fails before Established, twice: once
+        // within the grace period, once after it (before anything expired
+        // the stale set).
+        r.session_down(A, t + GRACE / 2);
+        assert_eq!(r.next_expiry(), Some(t + GRACE));
+        r.session_down(A, t + GRACE + Duration::from_secs(1));
+        assert!(
+            set(&r).is_empty(),
+            "stale prefixes outlived the grace period"
+        );
+        assert_eq!(r.next_expiry(), None);
     }
 
     #[test]

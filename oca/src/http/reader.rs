@@ -109,7 +109,13 @@ impl HeadReader {
             if line_end.map_or(self.filled, |e| e) > limits.max_request_line {
                 return Err(ReadEnd::Refused(HeadError::UriTooLong));
             }
-            if self.filled >= limits.max_header_bytes {
+            // Strictly more than the limit (the buffer has room for one byte
+            // over it): at exactly the limit, an unterminated request line of
+            // max_request_line == max_header_bytes bytes could still be too
+            // long (414) or fine (431 then), and a client whose bytes came in
+            // one read would be told 414; wait for the byte that decides
+            // (found by fuzzing).
+            if self.filled > limits.max_header_bytes {
                 return Err(ReadEnd::Refused(HeadError::HeadersTooLarge));
             }
             let n = if self.filled == 0 {
@@ -208,5 +214,93 @@ impl HeadReader {
         }
         self.scanned = self.filled;
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::http::request::Limits;
+
+    /// Hands out `data` in reads of at most `step` bytes, then EOF.
+    struct Script {
+        data: Vec<u8>,
+        at: usize,
+        step: usize,
+    }
+
+    impl Script {
+        fn next(&mut self, buf: &mut [u8]) -> usize {
+            let n = self.step.min(buf.len()).min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            n
+        }
+    }
+
+    impl Transport for Script {
+        async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            Ok(self.next(buf))
+        }
+        async fn readable(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            Ok(self.next(buf))
+        }
+        async fn write_all(&mut self, _: &[u8], _: bool, _: Duration) -> io::Result<()> {
+            Ok(())
+        }
+        async fn send_file(
+            &mut self,
+            _: &std::fs::File,
+            _: u64,
+            _: u64,
+            _: u64,
+            _: Duration,
+        ) -> Result<(), (u64, io::Error)> {
+            Ok(())
+        }
+        async fn close(&mut self) {}
+    }
+
+    /// Found by fuzzing (fuzz/regressions/http_request): with
+    /// max_request_line == max_header_bytes, an overlong request line got 414
+    /// when it came in one read and 431 when it trickled in.
+    #[tokio::test]
+    async fn the_refusal_does_not_depend_on_read_sizes() {
+        let limits = Limits {
+            max_request_line: 256,
+            max_header_bytes: 256,
+        };
+        let settings = Settings {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(10),
+            limits,
+            cache_control: "no-store".into(),
+            open_file_cache: 0,
+            open_file_cache_valid: Duration::from_secs(1),
+            max_connections: 1,
+        };
+        let (_tx, mut drain) = watch::channel(false);
+        let long_line = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(300));
+        for step in [1, 7, 255, 256, 257, 4096] {
+            let mut stream = Script {
+                data: long_line.clone().into_bytes(),
+                at: 0,
+                step,
+            };
+            let mut reader = HeadReader::new();
+            // As the connection loop does: a complete head is parsed next.
+            let refused = match reader.fill_head(&mut stream, &settings, &mut drain).await {
+                Ok(()) => crate::http::request::parse(reader.buffered(), limits).err(),
+                Err(ReadEnd::Refused(e)) => Some(e),
+                Err(other) => panic!("reads of {step}: {other:?}"),
+            };
+            assert_eq!(refused, Some(HeadError::UriTooLong), "reads of {step}");
+        }
     }
 }

@@ -69,6 +69,17 @@ pub fn parse(buf: &[u8], limits: Limits) -> Result<Option<RequestHead<'_>>, Head
         None if line.len() > limits.max_request_line => return Err(HeadError::UriTooLong),
         _ => {}
     }
+    // A head must end within the byte limit, whatever it holds: HeadReader
+    // refuses one that does not (431) as soon as that many bytes have come
+    // without a blank line, so a head that arrives in one read must get the
+    // same answer, not a 400 or 505 for what lies past the limit.
+    let over_limit = match head_end(line) {
+        Some(end) => end > limits.max_header_bytes,
+        None => line.len() >= limits.max_header_bytes,
+    };
+    if over_limit {
+        return Err(HeadError::HeadersTooLarge);
+    }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
@@ -158,6 +169,19 @@ pub fn parse(buf: &[u8], limits: Limits) -> Result<Option<RequestHead<'_>>, Head
         has_body,
         len,
     }))
+}
+
+/// Length of the head at the start of `buf` up to and including the blank
+/// line that ends it (the rule HeadReader waits for), if there is one.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.iter().enumerate().find_map(|(i, &b)| {
+        let rest = &buf[i + 1..];
+        match (b, rest) {
+            (b'\n', [b'\n', ..]) => Some(i + 2),
+            (b'\n', [b'\r', b'\n', ..]) => Some(i + 3),
+            _ => None,
+        }
+    })
 }
 
 /// Keep the first occurrence of a repeated header; later ones are ignored.
@@ -312,6 +336,42 @@ mod tests {
             ),
             Err(HeadError::BadRequest(_))
         ));
+    }
+
+    /// Found by fuzzing (fuzz/regressions/http_request): a head over the
+    /// limit with a bad header past it got 400 when it arrived in one read
+    /// but 431 when it trickled in; both must be 431.
+    #[test]
+    fn a_head_over_the_limit_is_431_whatever_it_holds() {
+        let tight = Limits {
+            max_request_line: 256,
+            max_header_bytes: 256,
+        };
+        let pad = "a".repeat(240);
+        for raw in [
+            format!("GET / HTTP/1.1\r\nHost: x\r\nX-Pad: {pad}\r\nNo-Colon\r\n\r\n"),
+            format!("GET / HTTP/1.1\r\nHost: x\r\nX-Pad: {pad}\r\nNo-Colon\r\n"),
+            format!("GET / HTTP/2.0\r\nHost: x\r\nX-Pad: {pad}\r\n\r\n"),
+        ] {
+            assert_eq!(
+                parse(raw.as_bytes(), tight).unwrap_err(),
+                HeadError::HeadersTooLarge,
+                "{raw:?}"
+            );
+        }
+        // Within the limit, the syntax error is what the client hears about.
+        let small = "GET / HTTP/1.1\r\nHost: x\r\nNo-Colon\r\n\r\n";
+        assert!(matches!(
+            parse(small.as_bytes(), tight),
+            Err(HeadError::BadRequest(_))
+        ));
+        // A head ending exactly at the limit is parsed.
+        let exact = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+            "b".repeat(256 - 32)
+        );
+        assert_eq!(exact.len(), 256);
+        assert!(parse(exact.as_bytes(), tight).unwrap().is_some());
     }
 
     #[test]

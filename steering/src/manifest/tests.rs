@@ -285,6 +285,20 @@ fn hls_errors() {
         b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nhttp://elsewhere/v/index.m3u8\n",
         b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n../t2/v/index.m3u8\n",
         b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n",
+        // Found by fuzzing (fuzz/regressions/manifest): control bytes in an
+        // attribute list were written back as a playlist that no longer
+        // parsed as a multivariant one.
+        b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,CO\0DECS=\"a\0\"\nv/index.m3u8\n",
+        b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\x1b\nv/index.m3u8\n",
+        b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,CODECS=\"a\rb\"\nv/index.m3u8\n",
+        // Found by fuzzing (fuzz/regressions/manifest): unbalanced quotes and
+        // stray lines were written back as a playlist with other variants and
+        // URIs (one under no pathway).
+        b"#EXTM3U\n#EXT-X-VERSION:7LANGUAGE\n\
+#EXT-X-STRE1M-INF:BANDWIDTH=655600,RESOLUTION=640x360,CODECS=\"avc1.4d401e,mp4a.40.2\"\n\
+v360/index.m3u8\n\n\
+#EXT-X-STREAM-INF:BANDWIDTH=1425600,UTRLOSEION=960x540,CODECS=\"avc1.4d401f,mp4a.40.2-TARG:URI=\"in#EXTINF:4.000000,\n\
+seg-00000.m4s\n#EXTINF:4.0AP:URI=\"in#EXTINF:4.000000,\nseg-00000.m4s\n#EXTINF:4.000index.m3u8\n\n",
     ] {
         let r = run(garbage, &all, &ps);
         assert!(

@@ -1,0 +1,4 @@
+//! See `cdn_fuzz::token` for what this target feeds and asserts.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cdn_fuzz::token::run(data));
