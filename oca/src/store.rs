@@ -572,7 +572,9 @@ impl Store {
             return Err(LookupError::NotFound);
         }
         sys::advise_sequential(&file);
-        let mtime_secs = meta.mtime().max(0) as u64;
+        // Clamped to 9999-12-31: an HTTP date cannot say later (and the
+        // formatter would panic), whatever timestamp a file was given.
+        let mtime_secs = (meta.mtime().max(0) as u64).min(253_402_300_799);
         let modified = UNIX_EPOCH + Duration::from_secs(mtime_secs);
         Ok(OpenObject {
             etag: format!("\"{:x}-{:x}\"", mtime_secs, meta.len()).into_boxed_str(),

@@ -291,7 +291,10 @@ pub fn hls_multivariant(
     // come out as a different one, with URIs under no pathway (found by
     // fuzzing). Read the result back and refuse it unless it says what we wrote.
     let again = parse_master(&buf)?;
-    if again.variants != out.variants || again.alternatives != out.alternatives {
+    if again.variants != out.variants
+        || again.alternatives != out.alternatives
+        || again.unknown_tags != out.unknown_tags
+    {
         return Err(unusable(
             "the playlist does not read back as written (malformed attribute list?)",
         ));
