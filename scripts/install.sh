@@ -44,6 +44,8 @@ for u in oca fill-agent steering; do
     install -m 0644 "systemd/$u.service" "$root/lib/systemd/system/$u.service"
 done
 install -m 0644 systemd/oca-stack.sysusers "$root/usr/lib/sysusers.d/oca-stack.conf"
+install -d -m 0755 "$root/usr/lib/oca-stack"
+install -m 0755 systemd/oca-stack-setup "$root/usr/lib/oca-stack/setup"
 for d in README.md docs/OPERATIONS.md docs/STEERING.md; do
     [ -f "$d" ] && install -m 0644 "$d" "$root/usr/share/doc/oca-stack/"
 done
@@ -71,21 +73,7 @@ if [ -n "$destdir" ]; then
     exit 0
 fi
 
-# Users, and ownership of what they must read or write.
-if command -v systemd-sysusers >/dev/null; then
-    systemd-sysusers /usr/lib/sysusers.d/oca-stack.conf
-else
-    getent group oca >/dev/null || groupadd --system oca
-    getent passwd oca >/dev/null || useradd --system --gid oca --home-dir /var/lib/oca --shell /usr/sbin/nologin oca
-    getent group steering >/dev/null || groupadd --system steering
-    getent passwd steering >/dev/null || useradd --system --gid steering --home-dir /var/lib/steering --shell /usr/sbin/nologin steering
-fi
-chgrp oca /etc/oca /etc/oca/oca.toml /etc/oca/fill-agent.toml
-chgrp steering /etc/steering /etc/steering/steering.toml
-install -d -m 0750 -o oca -g oca /srv/oca
-if [ -d /run/systemd/system ]; then
-    systemctl daemon-reload
-fi
+/usr/lib/oca-stack/setup
 echo "installed; next: edit /etc/oca/*.toml (or /etc/steering/steering.toml), mount disks under /srv/oca, then"
 echo "  systemctl enable --now oca fill-agent     # an appliance"
 echo "  systemctl enable --now steering           # the control plane"

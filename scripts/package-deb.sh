@@ -59,19 +59,8 @@ cat > "$stage/DEBIAN/postinst" <<'POSTINST'
 #!/bin/sh
 set -e
 if [ "$1" = configure ]; then
-    if command -v systemd-sysusers >/dev/null; then
-        systemd-sysusers /usr/lib/sysusers.d/oca-stack.conf
-    else
-        getent group oca >/dev/null || groupadd --system oca
-        getent passwd oca >/dev/null || useradd --system --gid oca --home-dir /var/lib/oca --shell /usr/sbin/nologin oca
-        getent group steering >/dev/null || groupadd --system steering
-        getent passwd steering >/dev/null || useradd --system --gid steering --home-dir /var/lib/steering --shell /usr/sbin/nologin steering
-    fi
-    chgrp oca /etc/oca /etc/oca/oca.toml /etc/oca/fill-agent.toml
-    chgrp steering /etc/steering /etc/steering/steering.toml
-    install -d -m 0750 -o oca -g oca /srv/oca
+    /usr/lib/oca-stack/setup
     if [ -d /run/systemd/system ]; then
-        systemctl daemon-reload
         # An upgrade restarts what was running: oca drains first (SIGTERM).
         for u in oca fill-agent steering; do
             if systemctl is-active --quiet "$u"; then systemctl restart "$u"; fi

@@ -47,10 +47,7 @@ pub fn run(args: &LabArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         origin.addr
     ));
     let player = player_dir();
-    let mut extra = format!(
-        "origin_url = \"http://{}\"\n[fill]\nwindow = \"02:00-06:00\"\n",
-        origin.addr
-    );
+    let mut extra = stack::origin_config(&origin);
     if let Some(dir) = &player {
         extra = format!("player_dir = \"{}\"\n{extra}", dir.path().display());
     }

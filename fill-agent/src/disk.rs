@@ -80,18 +80,17 @@ impl Disks {
             .join(format!("fill-{sha}.part"))
     }
 
-    /// Size of the committed object `key`, if any root has it.
-    pub fn present(&self, key: &str) -> Option<u64> {
-        (0..self.roots.len())
-            .find_map(|r| std::fs::metadata(self.object_path(r, key)).ok())
-            .filter(|m| m.is_file())
-            .map(|m| m.len())
+    /// The root holding committed object `key` and its size, if any root has it.
+    pub fn locate(&self, key: &str) -> Option<(usize, u64)> {
+        (0..self.roots.len()).find_map(|r| {
+            let m = std::fs::metadata(self.object_path(r, key)).ok()?;
+            m.is_file().then_some((r, m.len()))
+        })
     }
 
-    /// The root holding committed object `key`, if any.
-    pub fn holder(&self, key: &str) -> Option<usize> {
-        (0..self.roots.len())
-            .find(|&r| std::fs::metadata(self.object_path(r, key)).is_ok_and(|m| m.is_file()))
+    /// Size of the committed object `key`, if any root has it.
+    pub fn present(&self, key: &str) -> Option<u64> {
+        self.locate(key).map(|(_, size)| size)
     }
 
     /// A download in progress for content `sha`: (root, bytes so far).

@@ -608,7 +608,7 @@ async fn scrub_loop(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
         if !disk::safe_key(&obj.key) || !disk::safe_sha(&obj.sha256) {
             continue;
         }
-        let Some(root) = agent.disks.holder(&obj.key) else {
+        let Some((root, _)) = agent.disks.locate(&obj.key) else {
             continue;
         };
         let path = agent.disks.object_path(root, &obj.key);

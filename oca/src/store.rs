@@ -572,9 +572,7 @@ impl Store {
             return Err(LookupError::NotFound);
         }
         sys::advise_sequential(&file);
-        // Clamped to 9999-12-31: an HTTP date cannot say later (and the
-        // formatter would panic), whatever timestamp a file was given.
-        let mtime_secs = (meta.mtime().max(0) as u64).min(253_402_300_799);
+        let mtime_secs = validator_secs(meta.mtime());
         let modified = UNIX_EPOCH + Duration::from_secs(mtime_secs);
         Ok(OpenObject {
             etag: format!("\"{:x}-{:x}\"", mtime_secs, meta.len()).into_boxed_str(),
@@ -617,6 +615,13 @@ impl Store {
     fn write_index(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Box<str>, IndexEntry>> {
         self.index.write().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// A file's mtime as the seconds its validators (Last-Modified, ETag) use:
+/// 1970 to 9999-12-31 23:59:59, since an HTTP date cannot say earlier or later
+/// (and the formatter panics past 9999), whatever timestamp a file carries.
+fn validator_secs(mtime: i64) -> u64 {
+    (mtime.max(0) as u64).min(253_402_300_799)
 }
 
 fn prepare_disk(root: &Path, require_mount: bool) -> Disk {
@@ -760,5 +765,21 @@ fn scan_disk(dir: &File, objects_path: &Path) -> DiskScan {
     DiskScan {
         objects: found,
         skipped,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validator_dates_stay_within_what_http_can_say() {
+        assert_eq!(validator_secs(-5), 0);
+        assert_eq!(validator_secs(1_700_000_000), 1_700_000_000);
+        let latest = validator_secs(i64::MAX);
+        assert_eq!(latest, 253_402_300_799);
+        // The formatter takes the clamped value (it panics past 9999).
+        let date = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(latest));
+        assert_eq!(date, "Fri, 31 Dec 9999 23:59:59 GMT");
     }
 }

@@ -193,6 +193,46 @@ fn credential(id: &str) -> String {
     format!("{id}-credential-0123456789")
 }
 
+/// An IXP appliance holding `ixp_holds` of t1 (`None`: all of it) and an empty
+/// embedded appliance in ISP A (127.1.0.0/16): a fleet to fill.
+pub fn fill_fleet(ixp_holds: Option<&'static [&'static str]>) -> Vec<ApplianceSpec> {
+    vec![
+        ApplianceSpec {
+            id: "oca-x1",
+            tier: "ixp",
+            site: "ixp-ams",
+            serves: &[],
+            capacity_mbps: 40_000,
+            holds: ixp_holds,
+            ..ApplianceSpec::default()
+        },
+        ApplianceSpec {
+            id: "oca-e1",
+            tier: "embedded",
+            site: "isp-a-ams",
+            serves: &["127.1.0.0/16"],
+            capacity_mbps: 10_000,
+            holds: Some(&[]),
+            ..ApplianceSpec::default()
+        },
+    ]
+}
+
+/// Steering's config lines for `origin` as the origin, with the default
+/// 02:00-06:00 fill window.
+pub fn origin_config(origin: &Nginx) -> String {
+    format!(
+        "origin_url = \"http://{}\"\n[fill]\nwindow = \"02:00-06:00\"\n",
+        origin.addr
+    )
+}
+
+/// `start_with` plus nginx over `packaged` as the origin (see `origin_config`).
+pub fn start_with_origin(fleet: &[ApplianceSpec], packaged: &Path) -> (Stack, Nginx) {
+    let origin = nginx(packaged);
+    (start_with(fleet, &origin_config(&origin), packaged), origin)
+}
+
 /// Start steering (catalog imported, accounts created) and `fleet`, and wait
 /// until every appliance is registered, up and holding the whole title.
 /// `extra` is appended to steering's config.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::stack::{self, ApplianceSpec};
+use e2e::stack;
 use e2e::*;
 
 /// 03:00 UTC: inside the default 02:00-06:00 fill window.
@@ -49,30 +49,7 @@ impl Rng {
 
 #[test]
 fn kill_9_of_any_process_at_random_never_serves_wrong_bytes_or_loses_anything() {
-    let origin = stack::nginx(&stack::content());
-    let fleet = vec![
-        ApplianceSpec {
-            id: "oca-x1",
-            tier: "ixp",
-            site: "ixp-ams",
-            serves: &[],
-            capacity_mbps: 40_000,
-            ..ApplianceSpec::default()
-        },
-        ApplianceSpec {
-            id: "oca-e1",
-            tier: "embedded",
-            site: "isp-a-ams",
-            serves: &["127.1.0.0/16"],
-            holds: Some(&[]),
-            ..ApplianceSpec::default()
-        },
-    ];
-    let extra = format!(
-        "origin_url = \"http://{}\"\n[fill]\nwindow = \"02:00-06:00\"\n",
-        origin.addr
-    );
-    let mut s = stack::start_with(&fleet, &extra, &stack::content());
+    let (mut s, _origin) = stack::start_with_origin(&stack::fill_fleet(None), &stack::content());
 
     // A committed record: a bookmark, before anything is killed.
     let alice = s.token("alice");

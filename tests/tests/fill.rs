@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use e2e::stack::{self, ApplianceSpec, Nginx, Stack};
+use e2e::stack::{self, Nginx, Stack};
 use e2e::*;
 
 /// Some midnight UTC: 02:00-06:00 is the embedded appliance's window.
@@ -17,43 +17,13 @@ const OUTSIDE: u64 = MIDNIGHT + 12 * 3600;
 
 const HLS: &[&str] = &["v360", "v540", "v720"];
 
-fn fleet(ixp_holds: Option<&'static [&'static str]>) -> Vec<ApplianceSpec> {
-    vec![
-        ApplianceSpec {
-            id: "oca-x1",
-            tier: "ixp",
-            site: "ixp-ams",
-            serves: &[],
-            capacity_mbps: 40_000,
-            holds: ixp_holds,
-            ..ApplianceSpec::default()
-        },
-        ApplianceSpec {
-            id: "oca-e1",
-            tier: "embedded",
-            site: "isp-a-ams",
-            serves: &["127.1.0.0/16"],
-            capacity_mbps: 10_000,
-            holds: Some(&[]),
-            ..ApplianceSpec::default()
-        },
-    ]
-}
-
-/// Steering (origin = nginx over `packaged`), the fleet, and nginx.
+/// The fill tests' fleet (an IXP parent holding `ixp_holds` of t1 and an empty
+/// embedded appliance), steering with nginx over `packaged` as the origin.
 fn stack_with_origin(
     ixp_holds: Option<&'static [&'static str]>,
     packaged: &Path,
 ) -> (Stack, Nginx) {
-    let origin = stack::nginx(packaged);
-    let extra = format!(
-        "origin_url = \"http://{}\"\n[fill]\nwindow = \"02:00-06:00\"\n",
-        origin.addr
-    );
-    (
-        stack::start_with(&fleet(ixp_holds), &extra, packaged),
-        origin,
-    )
+    stack::start_with_origin(&stack::fill_fleet(ixp_holds), packaged)
 }
 
 struct Agent {
@@ -468,15 +438,10 @@ fn the_headroom_is_never_eaten() {
 
 #[test]
 fn a_small_disk_takes_whole_items_until_full_and_never_overflows() {
-    let origin = stack::nginx(&stack::content());
-    let mut fleet = fleet(None);
+    let mut fleet = stack::fill_fleet(None);
     let disk_size = 6 * 1024 * 1024;
     fleet[1].disk_bytes = Some(disk_size);
-    let extra = format!(
-        "origin_url = \"http://{}\"\n[fill]\nwindow = \"02:00-06:00\"\n",
-        origin.addr
-    );
-    let s = stack::start_with(&fleet, &extra, &stack::content());
+    let (s, _origin) = stack::start_with_origin(&fleet, &stack::content());
     let a = agent(&s, IN_WINDOW, "headroom_percent = 5");
     let st = wait_state(&s, "blocked");
     let left_out = st["bytes_left_out"].as_u64().unwrap();
@@ -561,14 +526,9 @@ fn an_object_damaged_on_disk_is_found_by_the_scrubber_quarantined_and_fetched_ag
 
 #[test]
 fn a_disk_that_fills_up_under_the_agent_corrupts_nothing_and_the_fill_resumes_when_space_returns() {
-    let origin = stack::nginx(&stack::content());
-    let mut fleet = fleet(None);
+    let mut fleet = stack::fill_fleet(None);
     fleet[1].disk_bytes = Some(48 * 1024 * 1024);
-    let extra = format!(
-        "origin_url = \"http://{}\"\n[fill]\nwindow = \"02:00-06:00\"\n",
-        origin.addr
-    );
-    let s = stack::start_with(&fleet, &extra, &stack::content());
+    let (s, _origin) = stack::start_with_origin(&fleet, &stack::content());
     // Slow enough to be caught mid-fill.
     let a = agent(&s, IN_WINDOW, "rate_bps = 16000000");
     wait_for("the fill under way", || {

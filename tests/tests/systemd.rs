@@ -269,6 +269,7 @@ fn the_deb_carries_binaries_units_configs_and_user_setup() {
         "./lib/systemd/system/fill-agent.service",
         "./lib/systemd/system/steering.service",
         "./usr/lib/sysusers.d/oca-stack.conf",
+        "./usr/lib/oca-stack/setup",
         "./etc/oca/oca.toml",
         "./etc/oca/fill-agent.toml",
         "./etc/steering/steering.toml",
@@ -290,10 +291,13 @@ fn the_deb_carries_binaries_units_configs_and_user_setup() {
         assert!(conffiles.lines().any(|l| l == c), "{conffiles}");
     }
     let postinst = std::fs::read_to_string(control.join("postinst")).unwrap();
-    assert!(postinst.contains("systemd-sysusers"), "{postinst}");
-    // The example configs it ships are valid as they stand.
+    assert!(postinst.contains("/usr/lib/oca-stack/setup"), "{postinst}");
+    // The example configs it ships are valid as they stand, and the setup
+    // postinst runs creates the users.
     let staged = out_dir.path().join("x");
     run(&["-x", &deb, staged.to_str().unwrap()]);
+    let setup = std::fs::read_to_string(staged.join("usr/lib/oca-stack/setup")).unwrap();
+    assert!(setup.contains("systemd-sysusers"), "{setup}");
     for (bin, cfg) in [
         ("oca", "etc/oca/oca.toml"),
         ("fill-agent", "etc/oca/fill-agent.toml"),
