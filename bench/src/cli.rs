@@ -99,6 +99,47 @@ pub struct LabCliArgs {
     /// Each fill agent's download cap, bits per second.
     #[arg(long, default_value_t = 200_000_000)]
     pub fill_rate_bps: u64,
+    /// Soak instead of narrating: mixed load for --duration (plays with every
+    /// segment verified, health and metrics polls, a fill that never ends),
+    /// every daemon's memory, open files, threads and tasks sampled, slopes
+    /// reported; exits 1 if a process exits, bytes are wrong or a series keeps growing.
+    #[arg(long, conflicts_with = "chaos")]
+    pub soak: bool,
+    /// Chaos instead of narrating: kill -9 a random process of the lab at
+    /// random intervals for --duration and start it again, checking bytes,
+    /// committed objects, bookmarks and steering's convergence; exits 1 on a violation.
+    #[arg(long)]
+    pub chaos: bool,
+    /// Soak: time between samples.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub sample_every: std::time::Duration,
+    /// Soak: write every sample to FILE as CSV.
+    #[arg(long, value_name = "FILE")]
+    pub samples: Option<PathBuf>,
+    /// Chaos: the seed of the victim and pause sequence (default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Chaos: the pause between a restart and the next kill, MIN..MAX (e.g. 2s..8s).
+    #[arg(long, default_value = "2s..8s", value_parser = pause_range)]
+    pub pause: (std::time::Duration, std::time::Duration),
+    /// Chaos: how long a killed process stays down, MIN..MAX.
+    #[arg(long, default_value = "0s..2s", value_parser = pause_range)]
+    pub down: (std::time::Duration, std::time::Duration),
+    /// Soak and chaos: print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn pause_range(s: &str) -> Result<(std::time::Duration, std::time::Duration), String> {
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("{s:?}: expected MIN..MAX, e.g. 2s..8s"))?;
+    let a = humantime::parse_duration(a).map_err(|e| format!("{a:?}: {e}"))?;
+    let b = humantime::parse_duration(b).map_err(|e| format!("{b:?}: {e}"))?;
+    if a > b {
+        return Err(format!("{s:?}: MIN must not exceed MAX"));
+    }
+    Ok((a, b))
 }
 
 #[derive(Debug, Args)]
@@ -197,6 +238,12 @@ pub struct PlayersArgs {
     /// https: accept any certificate (handshake signatures are still verified).
     #[arg(long)]
     pub insecure: bool,
+    /// Check every init and media segment against the packaged files under
+    /// DIR (the object key is the URL path after the token): a mismatch is
+    /// counted as wrong bytes and the player fails over, as a player whose
+    /// decoder choked would.
+    #[arg(long, value_name = "DIR")]
+    pub verify: Option<PathBuf>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,

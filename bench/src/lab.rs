@@ -8,12 +8,13 @@
 //! process it starts is stopped when it ends (duration, Ctrl-C, or an error).
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use e2e::stack::{self, ApplianceSpec, Stack};
+use e2e::Proc;
+use e2e::stack::{self, ApplianceSpec, Nginx, Stack};
 
 /// 03:00 UTC on the day of 1 January 2027: inside the default 02:00-06:00 window.
 const NIGHT: u64 = 1_798_772_400;
@@ -28,30 +29,45 @@ pub struct LabArgs {
     pub fill_rate_bps: u64,
 }
 
-fn say(msg: impl AsRef<str>) {
-    println!("lab: {}", msg.as_ref());
+/// Narration goes to stderr once a report is to be printed as JSON on stdout.
+static NARRATE_TO_STDERR: AtomicBool = AtomicBool::new(false);
+
+pub fn narrate_to_stderr() {
+    NARRATE_TO_STDERR.store(true, Ordering::Relaxed);
 }
 
-fn mb(bytes: u64) -> String {
+pub fn say(msg: impl AsRef<str>) {
+    if NARRATE_TO_STDERR.load(Ordering::Relaxed) {
+        eprintln!("lab: {}", msg.as_ref());
+    } else {
+        println!("lab: {}", msg.as_ref());
+    }
+}
+
+pub fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
-/// Run the lab; `stop` ends the viewing phase early (Ctrl-C).
-pub fn run(args: &LabArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
-    let started = Instant::now();
-    say("packaging test content with ffmpeg (cached after the first run) ...");
-    let content = stack::content();
-    let origin = stack::nginx(&content);
-    say(format!(
-        "origin: nginx serving the packaged titles at http://{}",
-        origin.addr
-    ));
-    let player = player_dir();
-    let mut extra = stack::origin_config(&origin);
-    if let Some(dir) = &player {
-        extra = format!("player_dir = \"{}\"\n{extra}", dir.path().display());
-    }
-    let fleet = vec![
+/// The ISPs of the lab: name, client range, embedded appliance.
+pub const ISPS: [(&str, &str, &str); 2] = [("A", "127.1", "oca-a1"), ("B", "127.2", "oca-b1")];
+
+/// The lab's processes, running: what `start` hands to the narrated run, the
+/// soak and the chaos run. Dropping it stops every one of them.
+pub struct Lab {
+    // Declared first so the agents stop before the appliances they fill.
+    pub agents: BTreeMap<&'static str, Proc>,
+    pub s: Stack,
+    /// Kept for its lifetime: dropping it stops nginx.
+    pub _origin: Nginx,
+    /// Viewer accounts' tokens per ISP.
+    pub users: BTreeMap<&'static str, Vec<String>>,
+    pub player: Option<tempfile::TempDir>,
+    pub fill_rate_bps: u64,
+}
+
+/// The IXP appliance and the two ISPs' embedded ones, plus `more`.
+fn fleet(more: &[ApplianceSpec]) -> Vec<ApplianceSpec> {
+    let mut fleet = vec![
         ApplianceSpec {
             id: "oca-x1",
             tier: "ixp",
@@ -75,21 +91,65 @@ pub fn run(args: &LabArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
             ..ApplianceSpec::default()
         },
     ];
-    say("starting steering and three appliances ...");
+    fleet.extend(more.iter().cloned());
+    fleet
+}
+
+/// Start the stack (steering, the origin, the fleet plus `more`), fill every
+/// embedded appliance off-peak, check steering sends each ISP to its own box,
+/// and create the viewers' accounts. The fill agents keep running.
+pub fn start(args: &LabArgs, more: &[ApplianceSpec], stop: &AtomicBool) -> anyhow::Result<Lab> {
+    say("packaging test content with ffmpeg (cached after the first run) ...");
+    let content = stack::content();
+    let origin = stack::nginx(&content);
+    say(format!(
+        "origin: nginx serving the packaged titles at http://{}",
+        origin.addr
+    ));
+    let player = player_dir();
+    let mut extra = stack::origin_config(&origin);
+    if let Some(dir) = &player {
+        extra = format!("player_dir = \"{}\"\n{extra}", dir.path().display());
+    }
+    let fleet = fleet(more);
+    say(format!(
+        "starting steering and {} appliances ...",
+        fleet.len()
+    ));
     let s = stack::start_with(&fleet, &extra, &content);
     say(format!("steering: http://{}", s.addr));
     for (id, (_, http)) in &s.appliances {
         let what = match *id {
             "oca-x1" => "IXP appliance, region eu-west, holds the catalogue",
             "oca-a1" => "embedded in ISP A (clients 127.1.0.0/16), empty",
-            _ => "embedded in ISP B (clients 127.2.0.0/16), empty",
+            "oca-b1" => "embedded in ISP B (clients 127.2.0.0/16), empty",
+            _ => "embedded, no viewers: its content is removed and filled again and again",
         };
         say(format!("  {id}: http://{http} — {what}"));
     }
-
-    fill(&s, args, &stop)?;
+    let embedded: Vec<&'static str> = fleet
+        .iter()
+        .filter(|a| a.tier == "embedded")
+        .map(|a| a.id)
+        .collect();
+    let agents = fill(&s, args, &embedded, stop)?;
     let users = viewers(&s, args)?;
-    if player.is_some() {
+    Ok(Lab {
+        agents,
+        s,
+        _origin: origin,
+        users,
+        player,
+        fill_rate_bps: args.fill_rate_bps,
+    })
+}
+
+/// Run the narrated lab; `stop` ends the viewing phase early (Ctrl-C).
+pub fn run(args: &LabArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let lab = start(args, &[], &stop)?;
+    let s = &lab.s;
+    if lab.player.is_some() {
         say(format!(
             "while the viewers run, a browser can play from the lab: http://{}/player/player.html?token={}&title=t1",
             s.addr,
@@ -100,8 +160,19 @@ pub fn run(args: &LabArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         say("stopped");
         return Ok(());
     }
-    watch(&s, args, &users, &stop)?;
-    served(&s);
+    say(format!(
+        "viewers: {} in each ISP, watching t1 for {:.0} s ...",
+        args.viewers,
+        args.duration.as_secs_f64()
+    ));
+    let running = spawn_players(&lab, args.duration, None)?;
+    for (isp, report) in collect_players(running, &stop)? {
+        match report {
+            None => say(format!("  ISP {isp}: stopped before the viewers finished")),
+            Some(r) => describe(isp, &r),
+        }
+    }
+    served(s);
     say(format!(
         "done in {:.0} s; stopping every process",
         started.elapsed().as_secs_f64()
@@ -123,18 +194,24 @@ fn player_dir() -> Option<tempfile::TempDir> {
     Some(dir)
 }
 
-/// The off-peak fill of both embedded appliances, on a clock set to 03:00.
-fn fill(s: &Stack, args: &LabArgs, stop: &AtomicBool) -> anyhow::Result<()> {
+/// The off-peak fill of the embedded appliances, on a clock set to 03:00;
+/// returns their agents, still running.
+fn fill(
+    s: &Stack,
+    args: &LabArgs,
+    embedded: &[&'static str],
+    stop: &AtomicBool,
+) -> anyhow::Result<BTreeMap<&'static str, Proc>> {
     say(format!(
         "off-peak fill: fill-agents on a clock starting at 03:00 UTC (window 02:00-06:00), {} Mbit/s each",
         args.fill_rate_bps / 1_000_000
     ));
     let started = Instant::now();
-    let _agents: Vec<_> = ["oca-a1", "oca-b1"]
+    let agents: BTreeMap<&'static str, Proc> = embedded
         .iter()
-        .map(|id| s.fill_agent(id, NIGHT, &format!("rate_bps = {}", args.fill_rate_bps)))
+        .map(|id| (*id, start_agent(s, id, args.fill_rate_bps)))
         .collect();
-    for id in ["oca-a1", "oca-b1"] {
+    for id in embedded {
         let status = until(stop, &format!("{id}'s fill"), || {
             let text = std::fs::read(s.root(id).join("fill-status.json")).ok()?;
             let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
@@ -147,7 +224,7 @@ fn fill(s: &Stack, args: &LabArgs, stop: &AtomicBool) -> anyhow::Result<()> {
             started.elapsed().as_secs_f64()
         ));
     }
-    for id in ["oca-a1", "oca-b1"] {
+    for id in embedded {
         until(stop, &format!("{id}'s inventory at steering"), || {
             (s.appliance(id)?["renditions_complete"].as_u64()? >= 7).then_some(())
         })?;
@@ -175,11 +252,20 @@ fn fill(s: &Stack, args: &LabArgs, stop: &AtomicBool) -> anyhow::Result<()> {
             "  steering sends a client at {client} to {primary} ({reason})"
         ));
     }
-    Ok(())
+    Ok(agents)
+}
+
+/// Appliance `id`'s fill agent, on the night clock, capped at `rate_bps`.
+pub fn start_agent(s: &Stack, id: &str, rate_bps: u64) -> Proc {
+    s.fill_agent(id, NIGHT, &format!("rate_bps = {rate_bps}"))
 }
 
 /// Poll `f` until it answers, the lab is stopped, or a minute passes.
-fn until<T>(stop: &AtomicBool, what: &str, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
+pub fn until<T>(
+    stop: &AtomicBool,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(v) = f() {
@@ -197,7 +283,7 @@ fn until<T>(stop: &AtomicBool, what: &str, mut f: impl FnMut() -> Option<T>) -> 
 /// One account per viewer (each plan allows a few streams at most).
 fn viewers(s: &Stack, args: &LabArgs) -> anyhow::Result<BTreeMap<&'static str, Vec<String>>> {
     let mut out = BTreeMap::new();
-    for (isp, _) in [("A", "127.1"), ("B", "127.2")] {
+    for (isp, _, _) in ISPS {
         let mut tokens = Vec::new();
         for i in 0..args.viewers {
             let user = format!("lab-{}-{i}", isp.to_lowercase());
@@ -224,31 +310,27 @@ fn viewers(s: &Stack, args: &LabArgs) -> anyhow::Result<BTreeMap<&'static str, V
     Ok(out)
 }
 
-/// Viewers in both ISPs at once, through `oca-bench players`.
-fn watch(
-    s: &Stack,
-    args: &LabArgs,
-    users: &BTreeMap<&'static str, Vec<String>>,
-    stop: &AtomicBool,
-) -> anyhow::Result<()> {
-    say(format!(
-        "viewers: {} in each ISP, watching t1 for {:.0} s ...",
-        args.viewers,
-        args.duration.as_secs_f64()
-    ));
+/// Viewers in both ISPs at once, each ISP's through an `oca-bench players`
+/// process watching t1 for `duration`; `verify`: check every segment against
+/// the packaged files under it.
+pub fn spawn_players(
+    lab: &Lab,
+    duration: Duration,
+    verify: Option<&std::path::Path>,
+) -> anyhow::Result<Vec<(&'static str, Child)>> {
     let exe = std::env::current_exe()?;
     let mut running = Vec::new();
-    for (isp, prefix) in [("A", "127.1"), ("B", "127.2")] {
+    for (isp, prefix, _) in ISPS {
         let mut cmd = Command::new(&exe);
-        cmd.args(["players", "--steering", &format!("http://{}", s.addr)])
+        cmd.args(["players", "--steering", &format!("http://{}", lab.s.addr)])
             .args(["--title", "t1", "--device", "browser", "--profile", "main"])
-            .args(["--viewers", &args.viewers.to_string()])
-            .args([
-                "--duration",
-                &format!("{}s", args.duration.as_secs().max(1)),
-            ])
+            .args(["--viewers", &lab.users[isp].len().to_string()])
+            .args(["--duration", &format!("{}s", duration.as_secs().max(1))])
             .arg("--json");
-        for (i, t) in users[isp].iter().enumerate() {
+        if let Some(dir) = verify {
+            cmd.arg("--verify").arg(dir);
+        }
+        for (i, t) in lab.users[isp].iter().enumerate() {
             cmd.args(["--token", t])
                 .args(["--source-ip", &format!("{prefix}.0.{}", 10 + i)]);
         }
@@ -259,28 +341,37 @@ fn watch(
             .spawn()?;
         running.push((isp, child));
     }
+    Ok(running)
+}
+
+/// Wait for the players and read their reports; `None` for an ISP whose
+/// players were stopped early (they report only at the end).
+pub fn collect_players(
+    running: Vec<(&'static str, Child)>,
+    stop: &AtomicBool,
+) -> anyhow::Result<Vec<(&'static str, Option<serde_json::Value>)>> {
+    let mut out = Vec::new();
     for (isp, mut child) in running {
-        // A stopped lab stops its players too (they report only at the end).
         while child.try_wait()?.is_none() {
             if stop.load(Ordering::Relaxed) {
                 let _ = child.kill();
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let out = child.wait_with_output()?;
+        let output = child.wait_with_output()?;
         if stop.load(Ordering::Relaxed) {
-            say(format!("  ISP {isp}: stopped before the viewers finished"));
+            out.push((isp, None));
             continue;
         }
         let report: serde_json::Value =
-            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-        describe(isp, &report);
+            serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+        out.push((isp, Some(report)));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// One ISP's viewers, in a line or two.
-fn describe(isp: &str, r: &serde_json::Value) {
+pub fn describe(isp: &str, r: &serde_json::Value) {
     if r.is_null() {
         say(format!("  ISP {isp}: the players reported nothing"));
         return;
@@ -289,7 +380,7 @@ fn describe(isp: &str, r: &serde_json::Value) {
 }
 
 /// The report's key figures.
-fn summary(r: &serde_json::Value) -> String {
+pub fn summary(r: &serde_json::Value) -> String {
     let ms = |v: &serde_json::Value| {
         v.as_u64()
             .map_or("?".into(), |us| format!("{} ms", us / 1000))

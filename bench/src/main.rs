@@ -5,6 +5,7 @@
 mod abr;
 mod agent;
 mod catalogue;
+mod chaos;
 mod chunked;
 mod cli;
 mod client;
@@ -22,10 +23,12 @@ mod report;
 mod run;
 mod schedule;
 mod session;
+mod soak;
 mod stats;
 mod target;
 mod tls;
 mod url;
+mod verify;
 mod viewer;
 mod zipf;
 
@@ -102,14 +105,53 @@ fn lab(args: &cli::LabCliArgs) -> Result<()> {
     if args.viewers == 0 || args.viewers > 16 {
         anyhow::bail!("--viewers must be between 1 and 16");
     }
-    lab::run(
-        &lab::LabArgs {
-            duration: args.duration,
-            viewers: args.viewers,
-            fill_rate_bps: args.fill_rate_bps,
-        },
-        stop,
-    )
+    let lab_args = lab::LabArgs {
+        duration: args.duration,
+        viewers: args.viewers,
+        fill_rate_bps: args.fill_rate_bps,
+    };
+    if args.json {
+        lab::narrate_to_stderr();
+    }
+    let (table, json, failures) = if args.soak {
+        let r = soak::run(
+            &soak::SoakArgs {
+                lab: lab_args,
+                sample_every: args.sample_every,
+                samples: args.samples.clone(),
+            },
+            stop,
+        )?;
+        (r.table(), serde_json::to_string_pretty(&r)?, r.failures())
+    } else if args.chaos {
+        let seed = args.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+        let r = chaos::run(
+            &chaos::ChaosArgs {
+                lab: lab_args,
+                seed,
+                pause: args.pause,
+                down: args.down,
+                health_interval: e2e::stack::HEALTH_INTERVAL,
+            },
+            stop,
+        )?;
+        (r.table(), serde_json::to_string_pretty(&r)?, r.failures())
+    } else {
+        return lab::run(&lab_args, stop);
+    };
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{table}");
+    }
+    if !failures.is_empty() {
+        anyhow::bail!("{}", failures.join("; "));
+    }
+    Ok(())
 }
 
 fn hostile(a: &cli::HostileCliArgs) -> Result<()> {

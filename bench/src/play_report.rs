@@ -55,6 +55,10 @@ pub struct PlayersReport {
     pub bookmarks: Outcomes,
     pub deletes: Outcomes,
     pub steering_polls: Outcomes,
+    /// Segments whose bytes matched the packaged files (`--verify`; else 0).
+    pub verified_segments: u64,
+    /// Segments whose bytes did not, by object key (`--verify`).
+    pub wrong_bytes: BTreeMap<String, u64>,
     /// Viewer tasks that did not report (always 0 unless a bug).
     pub viewers_lost: usize,
     /// The first message seen for each failure key.
@@ -127,6 +131,8 @@ impl PlayersReport {
             bookmarks: s.bookmarks,
             deletes: s.deletes,
             steering_polls: s.steering_polls,
+            verified_segments: s.verified,
+            wrong_bytes: s.wrong.clone(),
             viewers_lost,
             error_samples: s.samples.clone(),
             steering: setup.steering,
@@ -245,6 +251,17 @@ impl PlayersReport {
         if let Some(s) = self.error_samples.get("steering_poll") {
             let _ = writeln!(o, "steering    poll failed: {s}");
         }
+        if self.verified_segments > 0 || !self.wrong_bytes.is_empty() {
+            let wrong: u64 = self.wrong_bytes.values().sum();
+            let _ = writeln!(
+                o,
+                "verified    {} segments matched the packaged files, {wrong} did not",
+                self.verified_segments
+            );
+            for (k, n) in &self.wrong_bytes {
+                let _ = writeln!(o, "WRONG BYTES {k} ×{n}");
+            }
+        }
         if self.viewers_lost > 0 {
             let _ = writeln!(
                 o,
@@ -287,6 +304,8 @@ mod tests {
         });
         s.play_from("127.1.0.9", "oca-a1", "isp-embedded");
         s.bookmarks.count(true);
+        s.checked("titles/t1/v0/seg1.m4s", true);
+        s.checked("titles/t1/v0/seg2.m4s", false);
         let setup = Setup {
             steering: "http://127.0.0.1:1".into(),
             title: "t1".into(),
@@ -338,6 +357,8 @@ mod tests {
             "bookmarks",
             "deletes",
             "steering_polls",
+            "verified_segments",
+            "wrong_bytes",
             "viewers_lost",
             "error_samples",
         ] {
@@ -357,6 +378,8 @@ mod tests {
         assert_eq!(v["plays_by_source"]["127.1.0.9"], 1);
         assert_eq!(v["bookmarks"]["ok"], 1);
         assert_eq!(v["watch_s"], serde_json::Value::Null);
+        assert_eq!(v["verified_segments"], 1);
+        assert_eq!(v["wrong_bytes"]["titles/t1/v0/seg2.m4s"], 1);
     }
 
     #[test]
@@ -372,6 +395,8 @@ mod tests {
             "127.1.0.9 1",
             "403 stream_limit ×1: status 403",
             "all_pathways_failed ×1",
+            "verified    1 segments matched the packaged files, 1 did not",
+            "WRONG BYTES titles/t1/v0/seg2.m4s ×1",
             "to the end of the title",
         ] {
             assert!(t.contains(want), "{want:?} not in\n{t}");

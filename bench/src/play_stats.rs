@@ -53,6 +53,10 @@ pub struct PlayStats {
     pub bookmarks: Outcomes,
     pub deletes: Outcomes,
     pub steering_polls: Outcomes,
+    /// Segments (init and media) whose bytes matched the packaged file (`--verify`).
+    pub verified: u64,
+    /// Segments whose bytes did not match, by object key.
+    pub wrong: BTreeMap<String, u64>,
 }
 
 /// Requests of one kind that succeeded and failed.
@@ -106,6 +110,8 @@ impl Default for PlayStats {
             bookmarks: Outcomes::default(),
             deletes: Outcomes::default(),
             steering_polls: Outcomes::default(),
+            verified: 0,
+            wrong: BTreeMap::new(),
         }
     }
 }
@@ -155,6 +161,15 @@ impl PlayStats {
         self.media += duration;
     }
 
+    /// A segment checked against its packaged file.
+    pub fn checked(&mut self, key: &str, right: bool) {
+        if right {
+            self.verified += 1;
+        } else {
+            add(&mut self.wrong, key, 1);
+        }
+    }
+
     pub fn play_from(&mut self, source: &str, primary: &str, reason: &str) {
         add(&mut self.plays_by_source, source, 1);
         add(&mut self.plays_by_primary, primary, 1);
@@ -191,6 +206,10 @@ impl PlayStats {
         }
         for (k, m) in &o.samples {
             self.samples.entry(k.clone()).or_insert_with(|| m.clone());
+        }
+        self.verified += o.verified;
+        for (k, n) in &o.wrong {
+            add(&mut self.wrong, k, *n);
         }
         self.completed += o.completed;
         self.cut += o.cut;

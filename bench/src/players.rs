@@ -19,6 +19,7 @@ use crate::play_report::{self, PlayersReport};
 use crate::play_stats::{Live, PlayStats};
 use crate::tls::{self, Trust};
 use crate::url::Url;
+use crate::verify::Packaged;
 use crate::viewer::{self, Setup};
 
 /// Time after the end for closing requests (last bookmark, DELETE), at most
@@ -52,6 +53,12 @@ pub fn players(args: &PlayersArgs) -> Result<PlayersReport> {
     let body = serde_json::json!({
         "title": args.title, "device": args.device, "profile": args.profile,
     });
+    let verify = match &args.verify {
+        Some(dir) => Some(Arc::new(
+            Packaged::load(dir).with_context(|| format!("--verify {}", dir.display()))?,
+        )),
+        None => None,
+    };
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
@@ -74,6 +81,7 @@ pub fn players(args: &PlayersArgs) -> Result<PlayersReport> {
         bookmark_every: args.bookmark_every,
         timeout: args.timeout,
         tls,
+        verify,
         end,
         grace_end: end + GRACE.min(args.timeout),
     });

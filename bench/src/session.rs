@@ -19,6 +19,7 @@ use crate::hls::{self, Media, Multivariant};
 use crate::play_stats::Live;
 use crate::playback::{Event, Phase, Playback};
 use crate::url::Url;
+use crate::verify::Check;
 use crate::viewer::{End, Viewer};
 
 /// Content-steering re-poll interval after a failed poll.
@@ -281,17 +282,29 @@ impl<'v> Play<'v> {
     }
 
     /// GET from the current pathway's appliance, counting its bytes.
+    /// With `--verify`, init and media segments are kept and checked; wrong
+    /// bytes fail over like an error status.
     async fn get(&mut self, url: &Url, keep: bool, what: &str) -> Result<Reply, Step> {
         let deadline = (Instant::now() + self.v.setup.timeout).min(self.stop);
+        let verify = self.v.setup.verify.clone().filter(|_| !keep);
+        let keep = keep || verify.is_some();
         match self.v.agent.fetch(&Request::get(url, keep), deadline).await {
             Ok(r) => {
                 self.v.stats.appliance_bytes(&self.pathway, r.len);
                 Live::bump(&self.v.live.bytes, r.len);
-                if r.ok() {
-                    Ok(r)
-                } else {
-                    Err(Step::Pathway(format!("{what} {url}: status {}", r.status)))
+                if !r.ok() {
+                    return Err(Step::Pathway(format!("{what} {url}: status {}", r.status)));
                 }
+                if let Some(packaged) = verify {
+                    let (check, key) = packaged.check(&url.path, &r.body);
+                    if check != Check::Unknown {
+                        self.v.stats.checked(key, check == Check::Right);
+                    }
+                    if check == Check::Wrong {
+                        return Err(Step::Pathway(format!("{what} {url}: wrong bytes")));
+                    }
+                }
+                Ok(r)
             }
             Err(FetchError::Timeout) if Instant::now() >= self.stop => Err(Step::Stopped),
             Err(e) => Err(Step::Pathway(format!("{what} {url}: {}", e.label()))),

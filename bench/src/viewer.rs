@@ -35,6 +35,8 @@ pub struct Setup {
     pub bookmark_every: Duration,
     pub timeout: Duration,
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Packaged files to check segments against (`--verify`).
+    pub verify: Option<Arc<crate::verify::Packaged>>,
     /// No play goes on past this.
     pub end: Instant,
     /// Closing requests (last bookmark, DELETE) give up at this.

@@ -75,6 +75,7 @@ pub struct Metrics {
     pub received_bytes: Gauge,
     pub scrub_bytes: Counter,
     pub scrub_damaged: Counter,
+    runtime_tasks: Gauge,
 }
 
 impl Metrics {
@@ -92,7 +93,13 @@ impl Metrics {
             received_bytes: Gauge::default(),
             scrub_bytes: Counter::default(),
             scrub_damaged: Counter::default(),
+            runtime_tasks: Gauge::default(),
         };
+        registry.register(
+            "runtime_tasks",
+            "Tasks alive on the agent's runtime (downloads, scrubber, background loops)",
+            m.runtime_tasks.clone(),
+        );
         registry.register(
             "scrub_bytes",
             "Bytes of committed objects read back and found intact",
@@ -143,6 +150,9 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
+        let tasks = tokio::runtime::Handle::try_current()
+            .map_or(0, |h| h.metrics().num_alive_tasks() as i64);
+        self.runtime_tasks.set(tasks);
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out

@@ -164,6 +164,9 @@ pub struct Metrics {
     disk_errors: Family<DiskLabel, Counter>,
     disk_quarantined: Family<DiskLabel, Counter>,
     bgp: Option<BgpMetrics>,
+    /// oca's runtimes (workers and control), for the task gauge.
+    pub runtimes: service::Runtimes,
+    runtime_tasks: Gauge,
 }
 
 impl Metrics {
@@ -208,6 +211,8 @@ impl Metrics {
             disk_errors: Family::default(),
             disk_quarantined: Family::default(),
             bgp: None,
+            runtimes: service::Runtimes::default(),
+            runtime_tasks: Gauge::default(),
             registry,
         };
         let mut m = m;
@@ -280,6 +285,11 @@ impl Metrics {
             m.store_bytes.clone(),
         );
         r.register("disk_up", "1 if the disk root is usable", m.disk_up.clone());
+        r.register(
+            "runtime_tasks",
+            "Tasks alive on oca's runtimes: one per open connection plus background loops",
+            m.runtime_tasks.clone(),
+        );
         r.register(
             "disk_io_errors",
             "I/O errors while opening or reading objects, per disk",
@@ -384,6 +394,8 @@ impl Metrics {
         bgp: Option<&crate::bgp::Learned>,
     ) -> String {
         self.draining.set(i64::from(draining));
+        self.runtime_tasks
+            .set(i64::try_from(self.runtimes.alive_tasks()).unwrap_or(i64::MAX));
         if let Some(learned) = bgp {
             self.refresh_bgp(learned);
         }

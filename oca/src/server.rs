@@ -263,6 +263,7 @@ impl Server {
                         .enable_all()
                         .build();
                     let rt = rt.map_err(StartError::Thread)?;
+                    shared.metrics.runtimes.add(rt.handle().clone());
                     let beat = Arc::clone(&liveness).heartbeat(w);
                     threads.push(
                         std::thread::Builder::new()
@@ -285,6 +286,7 @@ impl Server {
                     .enable_all()
                     .build()
                     .map_err(StartError::Thread)?;
+                shared.metrics.runtimes.add(rt.handle().clone());
                 let (shared, drain, stop) =
                     (Arc::clone(&shared), drain_rx.clone(), stop_rx.clone());
                 let beat = Arc::clone(&liveness).heartbeat(0);
@@ -306,6 +308,7 @@ impl Server {
             .enable_all()
             .build()
             .map_err(StartError::Thread)?;
+        shared.metrics.runtimes.add(control.handle().clone());
         let admin_state = Arc::new(Admin {
             shared: Arc::clone(&shared),
             started: Instant::now(),

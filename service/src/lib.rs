@@ -8,6 +8,8 @@
 //!   busy task that never yields) stops the pings, and systemd restarts the
 //!   service after `WatchdogSec`.
 //! - [`signals`]: SIGTERM/SIGINT stop, SIGHUP reloads.
+//! - [`Runtimes`]: the daemon's tokio runtimes, so `/metrics` can say how
+//!   many tasks are alive (a leak of tasks shows as a rising count).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -266,6 +268,25 @@ fn run(
     }
 }
 
+/// The runtimes a daemon runs on; it adds each as it builds it.
+#[derive(Debug, Default)]
+pub struct Runtimes(std::sync::Mutex<Vec<tokio::runtime::Handle>>);
+
+impl Runtimes {
+    pub fn add(&self, handle: tokio::runtime::Handle) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(handle);
+    }
+
+    /// Tasks alive across every runtime added (spawned and not yet finished).
+    pub fn alive_tasks(&self) -> usize {
+        let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter().map(|h| h.metrics().num_alive_tasks()).sum()
+    }
+}
+
 pub mod signals {
     //! SIGTERM and SIGINT stop a daemon; SIGHUP asks it to reload.
 
@@ -322,6 +343,28 @@ pub mod signals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runtimes_count_the_tasks_alive_on_all_of_them() {
+        let a = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let b = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let all = Runtimes::default();
+        all.add(a.handle().clone());
+        all.add(b.handle().clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let waiting = a.spawn(async move {
+            let _ = rx.await;
+        });
+        let _idle = b.spawn(std::future::pending::<()>());
+        assert_eq!(all.alive_tasks(), 2);
+        tx.send(()).unwrap();
+        a.block_on(waiting).unwrap();
+        assert_eq!(all.alive_tasks(), 1);
+    }
 
     #[test]
     fn a_slot_is_stalled_only_past_the_maximum_age() {

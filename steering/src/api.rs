@@ -352,6 +352,10 @@ async fn register(
         (a.inventory_version, a.inventory_digest.clone())
     };
     tracing::info!(appliance = %id, tier = ?req.info.tier, site = %req.info.site, "appliance registered");
+    tokio::spawn(crate::health::poll_registered(
+        Arc::clone(&state),
+        id.clone(),
+    ));
     Ok(axum::Json(RegisterResponse {
         heartbeat_interval_ms: state.config.heartbeat_interval.as_millis() as u64,
         inventory_version: version,

@@ -64,6 +64,23 @@ pub async fn poll_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Poll appliance `id` once, now, outside the interval. Called when it
+/// registers (it has just started): with `up_after` = 2 it is back in
+/// rotation at the next tick instead of the one after, so a restarted
+/// appliance is in use again within one or two intervals.
+pub async fn poll_registered(state: Arc<AppState>, id: String) {
+    let url = match state.registry().appliances.get(&id) {
+        Some(a) => format!("{}/health", a.info.admin_url.trim_end_matches('/')),
+        None => return,
+    };
+    let client = match control_client::http_client(state.config.health.timeout, None) {
+        Ok(c) => c,
+        Err(_) => return,
+    };
+    let result = poll_one(&client, &url).await;
+    record(&state, &id, result);
+}
+
 /// One poll; the client's own timeout bounds the whole request, body included.
 async fn poll_one(client: &reqwest::Client, url: &str) -> Result<HealthSummary, String> {
     let resp = client.get(url).send().await.map_err(|e| e.to_string())?;

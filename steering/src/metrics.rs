@@ -47,6 +47,7 @@ pub struct Metrics {
     pub steering_polls: Counter,
     pub home_fallbacks: Counter,
     pub fill_plans_served: Counter,
+    runtime_tasks: Gauge,
 }
 
 impl Metrics {
@@ -66,9 +67,15 @@ impl Metrics {
             steering_polls: Counter::default(),
             home_fallbacks: Counter::default(),
             fill_plans_served: Counter::default(),
+            runtime_tasks: Gauge::default(),
             registry: PromRegistry::default(),
         };
         registry.register("heartbeats", "Heartbeats accepted", m.heartbeats.clone());
+        registry.register(
+            "runtime_tasks",
+            "Tasks alive on steering's runtime (requests, pollers, background loops)",
+            m.runtime_tasks.clone(),
+        );
         registry.register(
             "inventory_resyncs",
             "Inventory deltas refused and answered with a resync request",
@@ -142,10 +149,16 @@ impl Metrics {
         for (state, n) in [("up", up), ("down", down), ("draining", draining)] {
             self.appliances.get_or_create(&StateLabel { state }).set(n);
         }
+        self.runtime_tasks.set(current_runtime_tasks());
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// Tasks alive on the runtime rendering the metrics (0 outside one).
+fn current_runtime_tasks() -> i64 {
+    tokio::runtime::Handle::try_current().map_or(0, |h| h.metrics().num_alive_tasks() as i64)
 }
 
 impl Default for Metrics {

@@ -89,6 +89,7 @@ pub fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// One appliance of the stack.
+#[derive(Clone)]
 pub struct ApplianceSpec {
     pub id: &'static str,
     pub region: &'static str,
@@ -165,6 +166,9 @@ pub fn fleet() -> Vec<ApplianceSpec> {
         },
     ]
 }
+
+/// How often steering polls each appliance's health in the stack.
+pub const HEALTH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 pub struct Stack {
     pub dir: tempfile::TempDir,
@@ -251,7 +255,7 @@ listen = "127.0.0.1:0"
 database = "{db}"
 heartbeat_interval = "200ms"
 [health]
-interval = "200ms"
+interval = "{health_ms}ms"
 timeout = "1s"
 down_after = 3
 up_after = 2
@@ -290,6 +294,7 @@ asn = 64503
 region = "eu-west"
 "#,
         db = d.join("steering.db").display(),
+        health_ms = HEALTH_INTERVAL.as_millis(),
     );
     for a in fleet {
         let serves: Vec<String> = a.serves.iter().map(|s| format!("{s:?}")).collect();
@@ -548,6 +553,38 @@ impl Stack {
         );
         *addr = proc.addr("http=");
         *addr
+    }
+
+    /// kill -9 appliance `id` and start it again on the addresses it had, as
+    /// a service manager restarts a daemon with a fixed config: players'
+    /// URLs and its fill agent's admin address stay right.
+    pub fn restart_appliance_in_place(&mut self, id: &str) {
+        let admin = self.admin(id).expect("appliance known to steering");
+        let cfg = self.root(id).join("oca.toml");
+        let (proc, addr) = self
+            .appliances
+            .iter_mut()
+            .find(|(k, _)| **k == id)
+            .map(|(_, v)| v)
+            .expect("no such appliance");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        let text = text
+            .replace(
+                "listen = [\"127.0.0.1:0\"]",
+                &format!("listen = [\"{addr}\"]"),
+            )
+            .replace(
+                "admin_listen = \"127.0.0.1:0\"",
+                &format!("admin_listen = \"{admin}\""),
+            );
+        std::fs::write(&cfg, text).unwrap();
+        proc.kill9();
+        *proc = Proc::start(
+            "oca",
+            &["--config", cfg.to_str().unwrap()],
+            &[("OCA_LOG", "error")],
+        );
+        assert_eq!(proc.addr("http="), *addr);
     }
 
     /// kill -9 steering and start it again on the same database and address

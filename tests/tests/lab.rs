@@ -97,6 +97,113 @@ fn sigterm_stops_the_lab_and_everything_it_started() {
     assert_all_stopped(&text);
 }
 
+/// `oca-bench lab ARGS --json`: its exit status, its JSON report and its narration.
+fn lab_report(args: &[&str]) -> (bool, serde_json::Value, String) {
+    let out = Command::new(binary("oca-bench"))
+        .arg("lab")
+        .args(args)
+        .arg("--json")
+        .env("OCA_LOG", "error")
+        .env("STEERING_LOG", "error")
+        .output()
+        .expect("oca-bench runs");
+    let narration = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}): {}\n{narration}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    (out.status.success(), report, narration)
+}
+
+/// Both ISPs' viewers played, and every segment they got was the packaged one.
+fn assert_viewers_got_right_bytes(report: &serde_json::Value) {
+    for isp in ["A", "B"] {
+        let p = &report["players"][isp];
+        assert!(p["verified_segments"].as_u64() > Some(0), "ISP {isp}: {p}");
+        assert_eq!(p["wrong_bytes"], serde_json::json!({}), "ISP {isp}");
+        assert_eq!(
+            p["plays"]["errors"],
+            serde_json::json!({}),
+            "ISP {isp}: {p}"
+        );
+    }
+}
+
+#[test]
+fn a_short_soak_samples_every_daemon_while_viewers_and_fills_run() {
+    let (ok, r, narration) = lab_report(&[
+        "--soak",
+        "--duration",
+        "20s",
+        "--sample-every",
+        "1s",
+        "--viewers",
+        "1",
+        "--fill-rate-bps",
+        "50000000",
+    ]);
+    assert!(ok, "{r:#}\n{narration}");
+    assert_eq!(r["exited"], serde_json::json!([]));
+    let series = r["series"].as_array().unwrap();
+    let processes: std::collections::BTreeSet<&str> = series
+        .iter()
+        .filter_map(|s| s["process"].as_str())
+        .collect();
+    let want = [
+        "steering",
+        "oca-x1",
+        "oca-a1",
+        "oca-b1",
+        "oca-c1",
+        "fill-agent oca-a1",
+        "fill-agent oca-b1",
+        "fill-agent oca-c1",
+    ];
+    assert_eq!(processes, want.into_iter().collect(), "{r:#}");
+    // Memory, descriptors, threads and (from each daemon's metrics) tasks.
+    assert_eq!(series.len(), want.len() * 4, "{r:#}");
+    assert!(r["samples"].as_u64() >= Some(10), "{r:#}");
+    assert_eq!(r["polls"]["failed"], 0);
+    assert!(r["churn"]["cycles"].as_u64() >= Some(1), "{r:#}");
+    assert_eq!(r["churn"]["wrong"], serde_json::json!([]));
+    assert_viewers_got_right_bytes(&r);
+    assert_all_stopped(&narration);
+}
+
+#[test]
+fn a_short_chaos_run_keeps_bytes_objects_bookmarks_and_the_fleet() {
+    let (ok, r, narration) = lab_report(&[
+        "--chaos",
+        "--duration",
+        "25s",
+        "--pause",
+        "500ms..1500ms",
+        "--down",
+        "0s..1s",
+        "--viewers",
+        "1",
+        "--fill-rate-bps",
+        "50000000",
+    ]);
+    // Every invariant is checked by the lab; a violation fails it.
+    assert!(ok, "{r:#}\n{narration}");
+    let kills: u64 = r["kills"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|k| k["count"].as_u64())
+        .sum();
+    assert!(kills >= 8, "{r:#}");
+    assert_eq!(r["lost"], serde_json::json!([]));
+    assert_eq!(r["slow_convergence"], serde_json::json!([]));
+    assert_eq!(r["bookmark_kept"], true);
+    assert!(r["churn"]["cycles"].as_u64() >= Some(1), "{r:#}");
+    assert_viewers_got_right_bytes(&r);
+    assert_all_stopped(&narration);
+}
+
 /// Nothing answers on the addresses the lab printed: everything it started is gone.
 fn assert_all_stopped(text: &str) {
     let addrs: Vec<std::net::SocketAddr> = text
