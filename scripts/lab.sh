@@ -5,6 +5,8 @@
 # appliance, two ISPs' embedded appliances, an off-peak fill, viewers).
 #
 #   scripts/lab.sh [--duration 60s] [--viewers 2] [--fill-rate-bps N]
+#   scripts/lab.sh --soak --duration 30m [--sample-every 5s] [--samples FILE]
+#   scripts/lab.sh --chaos --duration 5m [--pause 2s..8s] [--down 0s..2s] [--seed N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()

@@ -58,7 +58,7 @@ pub(crate) fn unix_now() -> u64 {
 pub fn load_state(config: Config) -> Result<Arc<AppState>, StoreError> {
     let store = Store::open(&config.database)?;
     for a in &config.appliances {
-        store.upsert_appliance(&a.id, &a.info(), &sha256_hex(&a.credential), unix_now())?;
+        store.declare_appliance(&a.id, &a.info(), &sha256_hex(&a.credential), unix_now())?;
     }
     let mut registry = Registry::default();
     for row in store.appliances()? {

@@ -86,7 +86,16 @@ pub async fn serve<T: Transport>(
             },
         };
         match outcome {
-            Ok(Next::KeepAlive) => continue,
+            Ok(Next::KeepAlive) => {
+                // A pipelining client has its next request buffered already:
+                // let the worker's other connections go first, a response
+                // each, so a deep pipeline cannot hold a player's request
+                // back for a whole scheduler budget (128 operations).
+                if !reader.buffered().is_empty() {
+                    tokio::task::yield_now().await;
+                }
+                continue;
+            }
             Ok(Next::Close) => {
                 stream.close().await;
                 break;

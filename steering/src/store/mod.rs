@@ -132,6 +132,9 @@ const MIGRATIONS: &[&str] = &[
          id INTEGER PRIMARY KEY CHECK (id = 1),
          generation INTEGER NOT NULL
      );",
+    // 6: whether an appliance's info came from its own registration (then a
+    // restart keeps it over the config's declaration).
+    "ALTER TABLE appliances ADD COLUMN registered INTEGER NOT NULL DEFAULT 0;",
 ];
 
 mod accounts;
@@ -189,6 +192,8 @@ impl Store {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// What an appliance said of itself when it registered: kept over the
+    /// config's declaration from now on.
     pub fn upsert_appliance(
         &self,
         id: &str,
@@ -198,8 +203,31 @@ impl Store {
     ) -> Result<(), StoreError> {
         let info = serde_json::to_string(info).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.conn().execute(
+            "INSERT INTO appliances (id, info, credential_sha256, registered_at, registered)
+             VALUES (?1, ?2, ?3, ?4, 1)
+             ON CONFLICT(id) DO UPDATE SET info = excluded.info,
+                 credential_sha256 = excluded.credential_sha256, registered = 1",
+            params![id, info, credential_sha256, now as i64],
+        )?;
+        Ok(())
+    }
+
+    /// An appliance as the config declares it (at start): its credential
+    /// always applies; its info only until the appliance has registered, since
+    /// the appliance knows its own addresses better than a config written
+    /// before it last moved.
+    pub fn declare_appliance(
+        &self,
+        id: &str,
+        info: &ApplianceInfo,
+        credential_sha256: &str,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let info = serde_json::to_string(info).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.conn().execute(
             "INSERT INTO appliances (id, info, credential_sha256, registered_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(id) DO UPDATE SET info = excluded.info, credential_sha256 = excluded.credential_sha256",
+             ON CONFLICT(id) DO UPDATE SET credential_sha256 = excluded.credential_sha256,
+                 info = CASE WHEN appliances.registered = 1 THEN appliances.info ELSE excluded.info END",
             params![id, info, credential_sha256, now as i64],
         )?;
         Ok(())
@@ -480,6 +508,31 @@ mod tests {
             storage_bytes: 1 << 40,
             version: "0.1.0".into(),
         }
+    }
+
+    #[test]
+    fn a_registration_outlives_the_config_declaration_but_credentials_follow_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        let declared = info();
+        let moved = ApplianceInfo {
+            admin_url: "http://127.0.0.1:3".into(),
+            ..info()
+        };
+        let edited = ApplianceInfo {
+            site: "s2".into(),
+            ..info()
+        };
+        // Until it registers, the config's declaration applies, edits too.
+        s.declare_appliance("a1", &declared, "c1", 1).unwrap();
+        s.declare_appliance("a1", &edited, "c1", 2).unwrap();
+        assert_eq!(s.appliances().unwrap()[0].info, edited);
+        // It registers from a new address; a restart declares it again.
+        s.upsert_appliance("a1", &moved, "c1", 3).unwrap();
+        s.declare_appliance("a1", &declared, "c2", 4).unwrap();
+        let row = &s.appliances().unwrap()[0];
+        assert_eq!(row.info, moved);
+        assert_eq!(row.credential_sha256, "c2");
     }
 
     #[test]
