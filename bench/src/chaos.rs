@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use e2e::Rng;
 use serde::Serialize;
 
 use crate::lab::{self, LabArgs, say};
@@ -50,18 +51,6 @@ const VICTIMS: [&str; 8] = [
     "fill-agent oca-b1",
     "fill-agent oca-c1",
 ];
-
-/// xorshift64: reproducible from the seed printed at the start.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 #[derive(Debug, Default, Serialize)]
 pub struct Kills {
@@ -98,19 +87,7 @@ impl ChaosReport {
         if !self.bookmark_kept {
             out.push("the bookmark committed before the chaos is gone".into());
         }
-        if let Some(e) = &self.churn.error {
-            out.push(e.clone());
-        }
-        if !self.churn.wrong.is_empty() {
-            out.push(format!("fills wrote wrong bytes: {:?}", self.churn.wrong));
-        }
-        for (isp, r) in &self.players {
-            match r["wrong_bytes"].as_object() {
-                Some(w) if w.is_empty() => {}
-                Some(w) => out.push(format!("ISP {isp}'s viewers got wrong bytes: {w:?}")),
-                None => out.push(format!("ISP {isp}'s viewers reported nothing")),
-            }
-        }
+        out.extend(soak::byte_failures(&self.churn, &self.players));
         out
     }
 
@@ -182,14 +159,17 @@ pub fn run(args: &ChaosArgs, stop: Arc<AtomicBool>) -> Result<ChaosReport> {
         .as_str()
         .context("no play for the bookmark")?;
     let body = serde_json::json!({"play_id": id, "position": 33.0}).to_string();
-    let r = e2e::http(
-        lab.s.addr,
-        "POST",
-        "/v1/bookmarks",
-        &[("Authorization", &auth)],
-        body.as_bytes(),
-    );
-    anyhow::ensure!(r.is_some_and(|r| r.status == 200), "cannot bookmark");
+    // Committed means answered 200 (a slow bookmark store answers 503).
+    lab::until(&stop, "the bookmark committed", || {
+        let r = e2e::http(
+            lab.s.addr,
+            "POST",
+            "/v1/bookmarks",
+            &[("Authorization", &auth)],
+            body.as_bytes(),
+        )?;
+        (r.status == 200).then_some(())
+    })?;
     let path = format!("/v1/plays/{id}");
     e2e::http(
         lab.s.addr,

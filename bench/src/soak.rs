@@ -345,7 +345,9 @@ pub fn trend(points: &[(f64, f64)], warmup: f64) -> Option<Trend> {
 pub fn growing(t: &Trend, span_s: f64, floor: f64) -> bool {
     let limit = (0.1 * t.mean).max(floor);
     let hours = span_s / 3600.0;
-    t.slope_per_hour * hours > limit && t.late_slope_per_hour * hours / 2.0 > limit / 2.0
+    // The late slope, over the same span, must say so too: a bounded cache
+    // rises early and then flattens.
+    t.slope_per_hour * hours > limit && t.late_slope_per_hour * hours > limit
 }
 
 /// The measures sampled, their unit as shown, the scale from the sample and
@@ -376,6 +378,29 @@ pub struct Series {
     pub growing: bool,
 }
 
+/// What the churn and the viewers' reports say went wrong with bytes (shared
+/// by the soak and the chaos run).
+pub fn byte_failures(
+    churn: &ChurnReport,
+    players: &BTreeMap<String, serde_json::Value>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(e) = &churn.error {
+        out.push(e.clone());
+    }
+    if !churn.wrong.is_empty() {
+        out.push(format!("fills wrote wrong bytes: {:?}", churn.wrong));
+    }
+    for (isp, r) in players {
+        match r["wrong_bytes"].as_object() {
+            Some(w) if w.is_empty() => {}
+            Some(w) => out.push(format!("ISP {isp}'s viewers got wrong bytes: {w:?}")),
+            None => out.push(format!("ISP {isp}'s viewers reported nothing")),
+        }
+    }
+    out
+}
+
 #[derive(Debug, Serialize)]
 pub struct SoakReport {
     pub duration_s: f64,
@@ -403,19 +428,7 @@ impl SoakReport {
                 s.process, s.measure, s.trend.slope_per_hour, s.unit
             ));
         }
-        if let Some(e) = &self.churn.error {
-            out.push(e.clone());
-        }
-        if !self.churn.wrong.is_empty() {
-            out.push(format!("fills wrote wrong bytes: {:?}", self.churn.wrong));
-        }
-        for (isp, r) in &self.players {
-            match r["wrong_bytes"].as_object() {
-                Some(w) if w.is_empty() => {}
-                Some(w) => out.push(format!("ISP {isp}'s viewers got wrong bytes: {w:?}")),
-                None => out.push(format!("ISP {isp}'s viewers reported nothing")),
-            }
-        }
+        out.extend(byte_failures(&self.churn, &self.players));
         out
     }
 

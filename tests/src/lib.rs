@@ -16,6 +16,19 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A workspace binary: next to the running executable (a binary such as
 /// `oca-bench`), or one directory up (a test in `target/<profile>/deps/`).
+/// xorshift64: random enough to pick chaos victims and pauses, and
+/// reproducible from its (odd) seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("executable path");
     let here = exe.parent().expect("executable directory");

@@ -560,15 +560,10 @@ impl Stack {
     /// URLs and its fill agent's admin address stay right.
     pub fn restart_appliance_in_place(&mut self, id: &str) {
         let admin = self.admin(id).expect("appliance known to steering");
+        let addr = self.appliances.get(id).expect("no such appliance").1;
         let cfg = self.root(id).join("oca.toml");
-        let (proc, addr) = self
-            .appliances
-            .iter_mut()
-            .find(|(k, _)| **k == id)
-            .map(|(_, v)| v)
-            .expect("no such appliance");
-        let text = std::fs::read_to_string(&cfg).unwrap();
-        let text = text
+        let text = std::fs::read_to_string(&cfg)
+            .unwrap()
             .replace(
                 "listen = [\"127.0.0.1:0\"]",
                 &format!("listen = [\"{addr}\"]"),
@@ -578,13 +573,7 @@ impl Stack {
                 &format!("admin_listen = \"{admin}\""),
             );
         std::fs::write(&cfg, text).unwrap();
-        proc.kill9();
-        *proc = Proc::start(
-            "oca",
-            &["--config", cfg.to_str().unwrap()],
-            &[("OCA_LOG", "error")],
-        );
-        assert_eq!(proc.addr("http="), *addr);
+        assert_eq!(self.restart_appliance(id), addr);
     }
 
     /// kill -9 steering and start it again on the same database and address
