@@ -65,11 +65,10 @@ fn fields<'b>(h: &RequestHead<'b>) -> impl PartialEq + std::fmt::Debug + use<'b>
         [
             c.range,
             c.if_range,
-            c.if_match,
-            c.if_none_match,
             c.if_modified_since,
             c.if_unmodified_since,
         ],
+        [c.if_match, c.if_none_match],
     )
 }
 

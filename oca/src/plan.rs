@@ -1,8 +1,10 @@
 //! Deciding what a GET or HEAD response carries (RFC 9110 §13 and §14).
 //!
-//! Every body path (file, cache, upstream) asks this one planner, so that
+//! Every body path (plaintext sendfile in `http::transport`, TLS encrypting
+//! from pooled buffers in `tls::stream`, kernel TLS sendfile in `tls::ktls`)
+//! sends what this one planner decided, through `http::conn`, so that
 //! conditional requests and ranges behave identically whichever of them
-//! ends up producing the bytes. It is pure and allocation-free: it only
+//! ends up carrying the bytes. It is pure and allocation-free: it only
 //! looks at header values the caller already has and at the validators of
 //! the stored representation.
 
@@ -29,17 +31,70 @@ pub struct Validators<'a> {
     pub last_modified: SystemTime,
 }
 
-/// Raw request header values (`None` = header absent). If a header was
-/// repeated, the caller passes the first; for If-None-Match/If-Match the
-/// caller joins repeats with ", ".
+/// Raw request header values (`None` = header absent), as RFC 9110 §5.3
+/// reads repeated field lines: one value, the lines joined by commas.
+/// If-Match and If-None-Match are lists, so their lines are kept in order as
+/// [`FieldLines`] and mean the list of all of them. The others are
+/// singletons whose grammar has no comma-joined form, so a repeated one is
+/// invalid and passed as [`REPEATED`]: what each does with an invalid value
+/// is what happens (see there).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Conditions<'a> {
     pub range: Option<&'a [u8]>,
     pub if_range: Option<&'a [u8]>,
-    pub if_match: Option<&'a [u8]>,
-    pub if_none_match: Option<&'a [u8]>,
+    pub if_match: Option<FieldLines<'a>>,
+    pub if_none_match: Option<FieldLines<'a>>,
     pub if_modified_since: Option<&'a [u8]>,
     pub if_unmodified_since: Option<&'a [u8]>,
+}
+
+/// The value a repeated singleton field (Range, If-Range, If-Modified-Since,
+/// If-Unmodified-Since) stands as: its lines joined would be a list, which no
+/// singleton's grammar allows, so the field is invalid. Then the dates are
+/// ignored (RFC 9110 §13.1.3 names "more than one member" outright, §13.1.4
+/// "a list of dates"), If-Range matches nothing so Range is ignored
+/// (§13.1.5), and Range is ignored (§14.2): the whole object, `200`.
+pub const REPEATED: &[u8] = b",";
+
+/// Most lines one list field may take; more make it malformed (no client
+/// sends that many, and the planner keeps no heap).
+pub const MAX_FIELD_LINES: usize = 8;
+
+/// The field lines of one list-based field (If-Match, If-None-Match) in the
+/// order received: together one list, as if joined with ", " (RFC 9110 §5.3).
+/// Borrowed from the request, so planning allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldLines<'a> {
+    lines: [&'a [u8]; MAX_FIELD_LINES],
+    /// Lines received; past `MAX_FIELD_LINES` only counted.
+    count: usize,
+}
+
+impl<'a> FieldLines<'a> {
+    pub fn new(line: &'a [u8]) -> FieldLines<'a> {
+        let mut lines = [&[][..]; MAX_FIELD_LINES];
+        lines[0] = line;
+        FieldLines { lines, count: 1 }
+    }
+
+    /// Adds the next line of the same field.
+    pub fn push(&mut self, line: &'a [u8]) {
+        if let Some(slot) = self.lines.get_mut(self.count) {
+            *slot = line;
+        }
+        self.count = self.count.saturating_add(1);
+    }
+
+    /// The lines in order; `None` when there were more than fit.
+    pub fn lines(&self) -> Option<&[&'a [u8]]> {
+        self.lines.get(..self.count)
+    }
+}
+
+impl<'a> From<&'a [u8]> for FieldLines<'a> {
+    fn from(line: &'a [u8]) -> FieldLines<'a> {
+        FieldLines::new(line)
+    }
 }
 
 /// The response shape, leaving headers and IO to the caller so the same
@@ -105,7 +160,7 @@ pub enum RangeSpec {
 /// and If-None-Match not apply.
 pub fn plan(method: Method, cond: &Conditions<'_>, v: &Validators<'_>) -> Plan {
     let lm = whole_secs(v.last_modified);
-    if let Some(field) = cond.if_match {
+    if let Some(field) = &cond.if_match {
         if !etag_list_matches(field, v.etag, Comparison::Strong) {
             return Plan::PreconditionFailed;
         }
@@ -116,7 +171,7 @@ pub fn plan(method: Method, cond: &Conditions<'_>, v: &Validators<'_>) -> Plan {
     }
 
     // Both methods are GET or HEAD, so a failed If-None-Match is always 304.
-    if let Some(field) = cond.if_none_match {
+    if let Some(field) = &cond.if_none_match {
         if etag_list_matches(field, v.etag, Comparison::Weak) {
             return Plan::NotModified;
         }
@@ -362,16 +417,34 @@ fn parse_entity_tag(s: &[u8]) -> Option<(bool, &[u8], &[u8])> {
     Some((weak, &s[..close + 2], &body[close + 1..]))
 }
 
-/// `*` or a comma-separated list of entity-tags. A malformed list matches
-/// nothing at all, rather than whatever happened to precede the garbage.
-fn etag_list_matches(field: &[u8], etag: &str, cmp: Comparison) -> bool {
-    let field = trim_ows(field);
-    if field == b"*" {
+/// `*` or a comma-separated list of entity-tags, over all of the field's
+/// lines. A malformed list matches nothing at all, rather than whatever
+/// happened to precede the garbage; `*` is only valid as the whole value, so
+/// `*` on one of several lines is malformed too.
+fn etag_list_matches(field: &FieldLines<'_>, etag: &str, cmp: Comparison) -> bool {
+    let Some(lines) = field.lines() else {
+        return false;
+    };
+    if let [only] = lines
+        && trim_ows(only) == b"*"
+    {
         return true;
     }
+    let mut matched = false;
+    for line in lines {
+        match etag_line_matches(line, etag, cmp) {
+            Some(m) => matched |= m,
+            None => return false,
+        }
+    }
+    matched
+}
+
+/// Whether one line of entity-tags holds ours; `None` when it is malformed.
+fn etag_line_matches(line: &[u8], etag: &str, cmp: Comparison) -> Option<bool> {
     let (ours_weak, ours) = split_weak(etag.as_bytes());
     let mut matched = false;
-    let mut rest = field;
+    let mut rest = trim_ows(line);
     loop {
         while let [b, tail @ ..] = rest
             && (is_ows(*b) || *b == b',')
@@ -379,16 +452,14 @@ fn etag_list_matches(field: &[u8], etag: &str, cmp: Comparison) -> bool {
             rest = tail;
         }
         if rest.is_empty() {
-            return matched;
+            return Some(matched);
         }
-        let Some((weak, opaque, tail)) = parse_entity_tag(rest) else {
-            return false;
-        };
+        let (weak, opaque, tail) = parse_entity_tag(rest)?;
         let strong_ok = !weak && !ours_weak;
         matched |= opaque == ours && (cmp == Comparison::Weak || strong_ok);
         rest = trim_ows(tail);
         if !rest.is_empty() && rest[0] != b',' {
-            return false;
+            return None;
         }
     }
 }
@@ -434,20 +505,31 @@ mod tests {
     }
 
     /// Builds Conditions from `(header name, value)` pairs, so each table row
-    /// reads like the request it models.
+    /// reads like the request it models; a repeated name is taken as the
+    /// request parser takes it (list lines add up, a singleton is REPEATED).
     fn cond<'a>(headers: &[(&str, &'a str)]) -> Conditions<'a> {
         let mut c = Conditions::default();
         for &(name, value) in headers {
-            let slot = match name {
-                "range" => &mut c.range,
-                "if-range" => &mut c.if_range,
+            let value = value.as_bytes();
+            let list = match name {
                 "if-match" => &mut c.if_match,
                 "if-none-match" => &mut c.if_none_match,
-                "if-modified-since" => &mut c.if_modified_since,
-                "if-unmodified-since" => &mut c.if_unmodified_since,
-                other => panic!("unknown header {other}"),
+                _ => {
+                    let slot = match name {
+                        "range" => &mut c.range,
+                        "if-range" => &mut c.if_range,
+                        "if-modified-since" => &mut c.if_modified_since,
+                        "if-unmodified-since" => &mut c.if_unmodified_since,
+                        other => panic!("unknown header {other}"),
+                    };
+                    *slot = Some(if slot.is_some() { REPEATED } else { value });
+                    continue;
+                }
             };
-            *slot = Some(value.as_bytes());
+            match list {
+                Some(lines) => lines.push(value),
+                None => *list = Some(FieldLines::new(value)),
+            }
         }
         c
     }
@@ -595,6 +677,62 @@ mod tests {
             &[("if-none-match", ETAG), ("if-modified-since", BEFORE)],
             NM,
         );
+    }
+
+    /// RFC 9110 §5.3: repeated lines of a list field are one list; a repeated
+    /// singleton is invalid and handled as its invalid value is.
+    #[test]
+    fn repeated_fields() {
+        let inm = |v| ("if-none-match", v);
+        let im = |v| ("if-match", v);
+        let rows: &[(&[(&str, &str)], Plan)] = &[
+            // Our tag on any line of a list field counts.
+            (&[inm("\"a\""), inm(ETAG)], NM),
+            (&[inm("\"a\", \"b\""), inm("\"c\""), inm(ETAG)], NM),
+            (&[inm("\"a\""), inm("\"b\"")], FULL),
+            (&[im("\"a\""), im(ETAG)], FULL),
+            (&[im("\"a\""), im("\"b\"")], PF),
+            // A malformed line spoils the whole list, as in one line.
+            (&[inm(ETAG), inm("garbage")], FULL),
+            (&[im(ETAG), im("garbage")], PF),
+            // `*` is only valid alone: "*, *" and "*, tag" are malformed.
+            (&[inm("*"), inm("*")], FULL),
+            (&[inm("*"), inm(ETAG)], FULL),
+            (&[im("*"), im(ETAG)], PF),
+            // Empty lines are empty list elements.
+            (&[inm(""), inm(ETAG)], NM),
+            // Repeated dates are ignored, even when each alone would apply.
+            (
+                &[("if-modified-since", LM), ("if-modified-since", LM)],
+                FULL,
+            ),
+            (
+                &[
+                    ("if-unmodified-since", BEFORE),
+                    ("if-unmodified-since", BEFORE),
+                ],
+                FULL,
+            ),
+            // A repeated If-Range matches nothing: the Range is ignored.
+            (
+                &[
+                    ("range", "bytes=0-9"),
+                    ("if-range", ETAG),
+                    ("if-range", ETAG),
+                ],
+                FULL,
+            ),
+            // A repeated Range is ignored.
+            (&[("range", "bytes=0-9"), ("range", "bytes=0-9")], FULL),
+            (&[("range", "bytes=0-9")], part(0, 10)),
+        ];
+        for &(headers, expected) in rows {
+            check(Method::Get, headers, expected);
+        }
+        // More lines than the planner keeps make the list malformed.
+        let many = vec![inm("\"a\""); MAX_FIELD_LINES];
+        check(Method::Get, &[many.as_slice(), &[inm(ETAG)]].concat(), FULL);
+        check(Method::Get, &[&many[1..], &[inm(ETAG)][..]].concat(), NM);
     }
 
     #[test]
@@ -1143,8 +1281,8 @@ mod tests {
             let c = Conditions {
                 range: headers[0].as_deref(),
                 if_range: headers[1].as_deref(),
-                if_match: headers[2].as_deref(),
-                if_none_match: headers[3].as_deref(),
+                if_match: headers[2].as_deref().map(FieldLines::from),
+                if_none_match: headers[3].as_deref().map(FieldLines::from),
                 if_modified_since: headers[4].as_deref(),
                 if_unmodified_since: headers[5].as_deref(),
             };
@@ -1203,9 +1341,19 @@ mod tests {
             tags.insert(pos.index(tags.len() + 1), ours);
             let field = tags.join(&format!("{ws},{ws}"));
             let get = |c: Conditions<'_>| plan(Method::Get, &c, &v(10));
-            prop_assert_eq!(get(Conditions { if_none_match: Some(field.as_bytes()), ..Default::default() }), Plan::NotModified);
+            prop_assert_eq!(get(Conditions { if_none_match: Some(field.as_bytes().into()), ..Default::default() }), Plan::NotModified);
             let expected = if weak { Plan::PreconditionFailed } else { Plan::Full { len: 10 } };
-            prop_assert_eq!(get(Conditions { if_match: Some(field.as_bytes()), ..Default::default() }), expected);
+            prop_assert_eq!(get(Conditions { if_match: Some(field.as_bytes().into()), ..Default::default() }), expected);
+            // The same tags one to a line are the same list (RFC 9110 §5.3).
+            let mut lines: Option<FieldLines<'_>> = None;
+            for t in &tags {
+                match &mut lines {
+                    Some(l) => l.push(t.as_bytes()),
+                    None => lines = Some(FieldLines::new(t.as_bytes())),
+                }
+            }
+            prop_assert_eq!(get(Conditions { if_none_match: lines, ..Default::default() }), Plan::NotModified);
+            prop_assert_eq!(get(Conditions { if_match: lines, ..Default::default() }), expected);
         }
     }
 }

@@ -1,11 +1,16 @@
 //! Every syscall the serving path makes that std does not wrap, behind a safe API.
-//! This is the only module allowed `unsafe`: for `cachestat(2)` and the kernel-TLS
-//! socket options, which no safe wrapper offers yet.
-#![allow(unsafe_code)]
+//! This is the only module allowed `unsafe` (the workspace denies it elsewhere,
+//! and main.rs forbids it).
 //!
-//! We lean on `rustix` for the actual system calls so that no `unsafe` is needed
-//! anywhere in the crate; this module exists so that the set of raw kernel
-//! interfaces we depend on (and their fallbacks) is visible in one place.
+//! `rustix` makes most of the calls (openat2, sendfile, send, fadvise,
+//! rlimits) and `socket2` sets the listening sockets' options, with no
+//! `unsafe` here. Two calls have no safe wrapper yet and are raw libc calls in
+//! an `unsafe` block, each with its SAFETY note: `cachestat(2)` (a syscall
+//! number libc does not name) and, with the `ktls` feature, the kernel-TLS
+//! `setsockopt` calls that hand over session keys. Keeping them here makes
+//! the set of raw kernel interfaces we depend on (and their fallbacks)
+//! visible in one place.
+#![allow(unsafe_code)]
 
 use std::fs::File;
 use std::io;

@@ -119,6 +119,26 @@ fn whole_object_ranges_and_conditionals() {
     assert_eq!(r.status, 200);
     let r = c.request(&req("GET", path, "If-Match: \"other\"\r\n"));
     assert_eq!(r.status, 412);
+    // Repeated lines (RFC 9110 §5.3): a list field's lines are one list; a
+    // repeated singleton is invalid, so the date is ignored and so is Range.
+    let r = c.request(&req(
+        "GET",
+        path,
+        &format!("If-None-Match: \"x\"\r\nIf-None-Match: {etag}\r\n"),
+    ));
+    assert_eq!(r.status, 304);
+    let r = c.request(&req(
+        "GET",
+        path,
+        &format!("If-Modified-Since: {last_modified}\r\nIf-Modified-Since: {last_modified}\r\n"),
+    ));
+    assert_eq!((r.status, r.body.len()), (200, body.len()));
+    let r = c.request(&req(
+        "GET",
+        path,
+        "Range: bytes=0-9\r\nRange: bytes=0-9\r\n",
+    ));
+    assert_eq!((r.status, r.body.len()), (200, body.len()));
 
     // HEAD: same headers, no body, connection still usable.
     let r = c.request(&req("HEAD", path, ""));

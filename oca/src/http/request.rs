@@ -1,7 +1,7 @@
 //! Request-head parsing: httparse does the tokenising; this module applies our
 //! limits and pulls out the handful of headers the server acts on.
 
-use crate::plan::Conditions;
+use crate::plan::{self, Conditions, FieldLines};
 
 /// Most headers a request may carry; beyond it 431.
 pub const MAX_HEADERS: usize = 64;
@@ -119,9 +119,9 @@ pub fn parse(buf: &[u8], limits: Limits) -> Result<Option<RequestHead<'_>>, Head
         // Dispatch on length first: most headers are rejected by one comparison.
         match name.len() {
             4 if name.eq_ignore_ascii_case(b"host") => hosts += 1,
-            5 if name.eq_ignore_ascii_case(b"range") => first(&mut conditions.range, v),
-            8 if name.eq_ignore_ascii_case(b"if-range") => first(&mut conditions.if_range, v),
-            8 if name.eq_ignore_ascii_case(b"if-match") => first(&mut conditions.if_match, v),
+            5 if name.eq_ignore_ascii_case(b"range") => singleton(&mut conditions.range, v),
+            8 if name.eq_ignore_ascii_case(b"if-range") => singleton(&mut conditions.if_range, v),
+            8 if name.eq_ignore_ascii_case(b"if-match") => list(&mut conditions.if_match, v),
             10 if name.eq_ignore_ascii_case(b"connection") => {
                 for token in v.split(|&b| b == b',').map(trim) {
                     if token.eq_ignore_ascii_case(b"close") {
@@ -132,7 +132,7 @@ pub fn parse(buf: &[u8], limits: Limits) -> Result<Option<RequestHead<'_>>, Head
                 }
             }
             13 if name.eq_ignore_ascii_case(b"if-none-match") => {
-                first(&mut conditions.if_none_match, v)
+                list(&mut conditions.if_none_match, v)
             }
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 if content_length.is_some_and(|prev| prev != v) {
@@ -145,11 +145,11 @@ pub fn parse(buf: &[u8], limits: Limits) -> Result<Option<RequestHead<'_>>, Head
                 content_length = Some(v);
             }
             17 if name.eq_ignore_ascii_case(b"if-modified-since") => {
-                first(&mut conditions.if_modified_since, v)
+                singleton(&mut conditions.if_modified_since, v)
             }
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => has_body = true,
             19 if name.eq_ignore_ascii_case(b"if-unmodified-since") => {
-                first(&mut conditions.if_unmodified_since, v)
+                singleton(&mut conditions.if_unmodified_since, v)
             }
             _ => {}
         }
@@ -184,10 +184,18 @@ fn head_end(buf: &[u8]) -> Option<usize> {
     })
 }
 
-/// Keep the first occurrence of a repeated header; later ones are ignored.
-fn first<'b>(slot: &mut Option<&'b [u8]>, v: &'b [u8]) {
-    if slot.is_none() {
-        *slot = Some(v);
+/// A singleton field (Range, If-Range, the dates): a second line makes it
+/// invalid, [`plan::REPEATED`] (RFC 9110 §5.3: the lines would join into a
+/// list, which its grammar does not allow).
+fn singleton<'b>(slot: &mut Option<&'b [u8]>, v: &'b [u8]) {
+    *slot = Some(if slot.is_some() { plan::REPEATED } else { v });
+}
+
+/// A list field (If-Match, If-None-Match): every line belongs to the one list.
+fn list<'b>(slot: &mut Option<FieldLines<'b>>, v: &'b [u8]) {
+    match slot {
+        Some(lines) => lines.push(v),
+        None => *slot = Some(FieldLines::new(v)),
     }
 }
 
@@ -236,9 +244,34 @@ mod tests {
         assert_eq!(h.target, b"/a/b.m4s");
         assert!(h.keep_alive);
         assert_eq!(h.conditions.range, Some(&b"bytes=0-9"[..]));
-        assert_eq!(h.conditions.if_none_match, Some(&b"\"e\""[..]));
+        assert_eq!(h.conditions.if_none_match, Some(FieldLines::new(b"\"e\"")));
         assert_eq!(h.conditions.if_range, Some(&b"\"e\""[..]));
         assert_eq!(h.len, raw.len() - "GET /next".len());
+    }
+
+    #[test]
+    fn repeated_conditions_join_lists_and_spoil_singletons() {
+        let h = ok(concat!(
+            "GET / HTTP/1.1\r\nHost: x\r\n",
+            "If-None-Match: \"a\"\r\nRange: bytes=0-1\r\nIf-None-Match: \"b\", \"c\"\r\n",
+            "If-Match: \"d\"\r\nIf-Modified-Since: x\r\nIf-Modified-Since: y\r\n",
+            "If-Unmodified-Since: z\r\nIf-Range: \"e\"\r\n\r\n"
+        ));
+        let c = h.conditions;
+        fn lines<'b>(f: Option<FieldLines<'b>>) -> Option<Vec<&'b [u8]>> {
+            f?.lines().map(<[_]>::to_vec)
+        }
+        assert_eq!(
+            lines(c.if_none_match),
+            Some(vec![&b"\"a\""[..], &b"\"b\", \"c\""[..]])
+        );
+        assert_eq!(lines(c.if_match), Some(vec![&b"\"d\""[..]]));
+        assert_eq!(c.if_modified_since, Some(plan::REPEATED));
+        assert_eq!(c.range, Some(&b"bytes=0-1"[..]));
+        assert_eq!(c.if_unmodified_since, Some(&b"z"[..]));
+        assert_eq!(c.if_range, Some(&b"\"e\""[..]));
+        let twice = ok("GET / HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\nrange: bytes=2-3\r\n\r\n");
+        assert_eq!(twice.conditions.range, Some(plan::REPEATED));
     }
 
     #[test]
