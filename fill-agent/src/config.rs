@@ -172,3 +172,135 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key of the configuration reference, each set to something other
+    /// than its default.
+    const EVERY_KEY: &str = r#"
+        stores = ["/d0", "/d1"]
+        require_mount = true
+        oca_admin = "http://127.0.0.1:9191"
+        status_file = "/run/fill/status.json"
+        metrics_listen = "127.0.0.1:9200"
+        rate_bps = 24000000
+        concurrency = 2
+        min_throughput_bps = 64000
+        slow_grace = "2s"
+        max_bytes = 5000000000
+        headroom_percent = 5.5
+        poll_interval = "30s"
+        request_timeout = "3s"
+        source_backoff = "250ms"
+        scrub_rate_bps = 0
+
+        [control]
+        url = "https://steering.example:7000"
+        appliance_id = "isp-a-paris-1"
+        credential = "credential-of-isp-a-paris-1"
+        cache_dir = "/var/cache/fill"
+        ca_file = "/etc/oca/control-ca.pem"
+    "#;
+
+    #[test]
+    fn parses_every_key() {
+        let c: Config = toml::from_str(EVERY_KEY).unwrap();
+        c.validate().unwrap();
+        let d = Config::default();
+        // Destructured without `..`, so a new field does not compile until it
+        // is read back here too.
+        let Config {
+            stores,
+            require_mount,
+            oca_admin,
+            status_file,
+            metrics_listen,
+            rate_bps,
+            concurrency,
+            min_throughput_bps,
+            slow_grace,
+            max_bytes,
+            headroom_percent,
+            poll_interval,
+            request_timeout,
+            scrub_rate_bps,
+            source_backoff,
+            control,
+        } = c;
+        let secs = Duration::from_secs;
+        assert_eq!(stores, [PathBuf::from("/d0"), PathBuf::from("/d1")]);
+        assert!(require_mount && !d.require_mount);
+        assert_eq!(oca_admin.as_deref(), Some("http://127.0.0.1:9191"));
+        assert_ne!(oca_admin, d.oca_admin);
+        assert_eq!(status_file, PathBuf::from("/run/fill/status.json"));
+        assert_ne!(status_file, d.status_file);
+        assert_eq!(metrics_listen, Some("127.0.0.1:9200".parse().unwrap()));
+        assert_eq!((rate_bps, d.rate_bps), (24_000_000, 1_000_000_000));
+        assert_eq!((concurrency, d.concurrency), (2, 4));
+        assert_eq!(
+            (min_throughput_bps, d.min_throughput_bps),
+            (64_000, 1_000_000)
+        );
+        assert_eq!((slow_grace, d.slow_grace), (secs(2), secs(5)));
+        assert_eq!((max_bytes, d.max_bytes), (Some(5_000_000_000), None));
+        assert_eq!((headroom_percent, d.headroom_percent), (5.5, 10.0));
+        assert_eq!((poll_interval, d.poll_interval), (secs(30), secs(60)));
+        assert_eq!((request_timeout, d.request_timeout), (secs(3), secs(10)));
+        assert_eq!(
+            (source_backoff, d.source_backoff),
+            (Duration::from_millis(250), secs(5))
+        );
+        assert_eq!((scrub_rate_bps, d.scrub_rate_bps), (0, 100_000_000));
+        let ControlConfig {
+            url,
+            appliance_id,
+            credential,
+            cache_dir,
+            ca_file,
+        } = control;
+        assert_eq!(url, "https://steering.example:7000");
+        assert_eq!(appliance_id, "isp-a-paris-1");
+        assert_eq!(credential, "credential-of-isp-a-paris-1");
+        assert_eq!(cache_dir, PathBuf::from("/var/cache/fill"));
+        assert_ne!(cache_dir, d.control.cache_dir);
+        assert_eq!(ca_file, Some("/etc/oca/control-ca.pem".into()));
+    }
+
+    /// The README's fill-agent reference names every key `EVERY_KEY` sets,
+    /// and its table lists no key `EVERY_KEY` leaves out.
+    #[test]
+    fn every_key_is_in_the_readme_reference() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+        let start = readme
+            .find("## Running fill-agent")
+            .expect("fill-agent section");
+        let end = readme[start + 1..]
+            .find("\n## ")
+            .map_or(readme.len(), |e| start + 1 + e);
+        let section = &readme[start..end];
+        let every: toml::Table = toml::from_str(EVERY_KEY).unwrap();
+        let mut tested = Vec::new();
+        for (k, v) in &every {
+            match v.as_table() {
+                Some(t) => tested.extend(t.keys().map(|c| format!("{k}.{c}"))),
+                None => tested.push(k.clone()),
+            }
+        }
+        for key in &tested {
+            let leaf = key.rsplit('.').next().unwrap();
+            assert!(
+                section.contains(&format!("`{leaf}`")),
+                "README's fill-agent reference does not name `{key}`"
+            );
+        }
+        for row in section.lines().filter_map(|l| l.strip_prefix("| `")) {
+            let key = row.split('`').next().unwrap();
+            assert!(
+                key.starts_with('[') || tested.iter().any(|t| t == key),
+                "`{key}` is in the README but not set by the test"
+            );
+        }
+    }
+}

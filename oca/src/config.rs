@@ -454,6 +454,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     fn valid() -> Config {
         Config {
@@ -463,38 +464,250 @@ mod tests {
         }
     }
 
+    /// Every key of the configuration reference, each set to something other
+    /// than its default.
+    const EVERY_KEY: &str = r#"
+        listen = ["127.0.0.1:8081", "[::1]:8081"]
+        tls_listen = ["127.0.0.1:8443"]
+        tls_cert = "/etc/oca/cert.pem"
+        tls_key = "/etc/oca/key.pem"
+        access = "open"
+        token_keys = "/etc/oca/keys.toml"
+        token_skew = "10s"
+        admin_listen = "127.0.0.1:9091"
+        fill_status = "/var/lib/fill-agent/status.json"
+        stores = ["/d0", "/d1"]
+        require_mount = true
+        disk_check_interval = "3s"
+        workers = 2
+        threading = "shared"
+        max_connections = 100
+        header_timeout = "5s"
+        idle_timeout = "30s"
+        send_timeout = "20s"
+        shutdown_grace = "1m"
+        max_request_line = 4096
+        max_header_bytes = 8192
+        open_file_cache = 10
+        open_file_cache_valid = "5s"
+        capacity_mbps = 40000
+        cache_control = "public, max-age=60"
+        log_format = "json"
+
+        [control]
+        url = "http://steering.example:7000"
+        appliance_id = "isp-a-paris-1"
+        credential = "credential-of-isp-a-paris-1"
+        cache_dir = "/var/lib/oca/ctl"
+        ca_file = "/etc/oca/control-ca.pem"
+        tier = "ixp"
+        site = "isp-a-paris"
+        region = "eu-west"
+        asn = 64500
+        http_url = "http://198.51.100.10"
+        https_url = "https://oca1.isp-a.example"
+        admin_url = "http://10.0.0.10:9090"
+        storage_bytes = 8000000000000
+
+        [bgp]
+        listen = "127.0.0.1:1179"
+        local_asn = 4200000001
+        router_id = "198.51.100.10"
+        hold_time = 30
+        grace = "2m"
+
+        [[bgp.neighbor]]
+        address = "198.51.100.1"
+        asn = 64512
+    "#;
+
     #[test]
     fn parses_every_key() {
-        let c = Config::from_toml(
-            r#"
-            listen = ["127.0.0.1:8081", "[::1]:8081"]
-            admin_listen = "127.0.0.1:9091"
-            stores = ["/d0", "/d1"]
-            workers = 2
-            threading = "shared"
-            max_connections = 100
-            header_timeout = "5s"
-            idle_timeout = "30s"
-            send_timeout = "20s"
-            shutdown_grace = "1m"
-            max_request_line = 4096
-            max_header_bytes = 8192
-            open_file_cache = 10
-            open_file_cache_valid = "5s"
-            capacity_mbps = 40000
-            cache_control = "public, max-age=60"
-            log_format = "json"
-            access = "open"
-            token_keys = "/etc/oca/keys.toml"
-            token_skew = "10s"
-            "#,
-        )
-        .unwrap();
-        assert_eq!(c.listen.len(), 2);
-        assert_eq!(c.threading, Threading::Shared);
-        assert_eq!(c.shutdown_grace, Duration::from_secs(60));
-        assert_eq!(c.log_format, LogFormat::Json);
+        let c = Config::from_toml(EVERY_KEY).unwrap();
         c.validate().unwrap();
+        let d = Config::default();
+        // Destructured without `..`, so a new field does not compile until it
+        // is read back here too.
+        let Config {
+            listen,
+            tls_listen,
+            tls_cert,
+            tls_key,
+            admin_listen,
+            stores,
+            require_mount,
+            disk_check_interval,
+            workers,
+            threading,
+            max_connections,
+            header_timeout,
+            idle_timeout,
+            send_timeout,
+            shutdown_grace,
+            max_request_line,
+            max_header_bytes,
+            open_file_cache,
+            open_file_cache_valid,
+            capacity_mbps,
+            cache_control,
+            log_format,
+            access,
+            token_keys,
+            token_skew,
+            control,
+            fill_status,
+            bgp,
+        } = c;
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let secs = Duration::from_secs;
+        assert_eq!(listen, [addr("127.0.0.1:8081"), addr("[::1]:8081")]);
+        assert_eq!(tls_listen, [addr("127.0.0.1:8443")]);
+        assert_eq!(tls_cert, Some("/etc/oca/cert.pem".into()));
+        assert_eq!(tls_key, Some("/etc/oca/key.pem".into()));
+        assert_eq!((access, d.access), (AccessMode::Open, AccessMode::Token));
+        assert_eq!(token_keys, Some("/etc/oca/keys.toml".into()));
+        assert_eq!((token_skew, d.token_skew), (secs(10), secs(30)));
+        assert_eq!(admin_listen, addr("127.0.0.1:9091"));
+        assert_ne!(admin_listen, d.admin_listen);
+        assert_eq!(fill_status, Some("/var/lib/fill-agent/status.json".into()));
+        assert_eq!(stores, [PathBuf::from("/d0"), PathBuf::from("/d1")]);
+        assert!(require_mount && !d.require_mount);
+        assert_eq!(
+            (disk_check_interval, d.disk_check_interval),
+            (secs(3), secs(10))
+        );
+        assert_eq!((workers, d.workers), (2, 0));
+        assert_eq!(
+            (threading, d.threading),
+            (Threading::Shared, Threading::PerCore)
+        );
+        assert_eq!((max_connections, d.max_connections), (100, 20_000));
+        assert_eq!((header_timeout, d.header_timeout), (secs(5), secs(10)));
+        assert_eq!((idle_timeout, d.idle_timeout), (secs(30), secs(60)));
+        assert_eq!((send_timeout, d.send_timeout), (secs(20), secs(30)));
+        assert_eq!((shutdown_grace, d.shutdown_grace), (secs(60), secs(30)));
+        assert_eq!((max_request_line, d.max_request_line), (4096, 8192));
+        assert_eq!((max_header_bytes, d.max_header_bytes), (8192, 16_384));
+        assert_eq!((open_file_cache, d.open_file_cache), (10, 4096));
+        assert_eq!(
+            (open_file_cache_valid, d.open_file_cache_valid),
+            (secs(5), secs(30))
+        );
+        assert_eq!((capacity_mbps, d.capacity_mbps), (40_000, 10_000));
+        assert_eq!(cache_control, "public, max-age=60");
+        assert_ne!(cache_control, d.cache_control);
+        assert_eq!(
+            (log_format, d.log_format),
+            (LogFormat::Json, LogFormat::Text)
+        );
+
+        let ControlConfig {
+            url,
+            appliance_id,
+            credential,
+            ca_file,
+            cache_dir,
+            tier,
+            site,
+            region,
+            asn,
+            http_url,
+            https_url,
+            admin_url,
+            storage_bytes,
+        } = control.expect("[control]");
+        assert_eq!(url, "http://steering.example:7000");
+        assert_eq!(appliance_id, "isp-a-paris-1");
+        assert_eq!(credential, "credential-of-isp-a-paris-1");
+        assert_eq!(ca_file, Some("/etc/oca/control-ca.pem".into()));
+        assert_eq!(cache_dir, PathBuf::from("/var/lib/oca/ctl"));
+        assert_ne!(cache_dir, default_cache_dir());
+        assert_eq!(tier, control_client::wire::Tier::Ixp);
+        assert_eq!((site.as_str(), region.as_str()), ("isp-a-paris", "eu-west"));
+        assert_eq!(asn, 64_500);
+        assert_eq!(http_url.as_deref(), Some("http://198.51.100.10"));
+        assert_eq!(https_url.as_deref(), Some("https://oca1.isp-a.example"));
+        assert_eq!(admin_url.as_deref(), Some("http://10.0.0.10:9090"));
+        assert_eq!(storage_bytes, Some(8_000_000_000_000));
+
+        let BgpConfig {
+            listen,
+            local_asn,
+            router_id,
+            hold_time,
+            grace,
+            neighbors,
+        } = bgp.expect("[bgp]");
+        let bd = BgpConfig::default();
+        assert_eq!(listen, addr("127.0.0.1:1179"));
+        assert_ne!(listen, bd.listen);
+        assert_eq!(local_asn, 4_200_000_001);
+        assert_eq!(router_id, Ipv4Addr::new(198, 51, 100, 10));
+        assert_eq!((hold_time, bd.hold_time), (30, 90));
+        assert_eq!((grace, bd.grace), (secs(120), secs(300)));
+        let [BgpNeighbor { address, asn }] = neighbors.as_slice() else {
+            panic!("one neighbour: {neighbors:?}");
+        };
+        assert_eq!(
+            (*address, *asn),
+            ("198.51.100.1".parse::<IpAddr>().unwrap(), 64_512)
+        );
+    }
+
+    /// The keys the README's reference documents for oca (its tables and
+    /// TOML examples) are exactly the keys `EVERY_KEY` sets.
+    #[test]
+    fn every_key_is_the_readme_reference() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+        let mut documented = BTreeSet::new();
+        for heading in [
+            "### Configuration reference",
+            "### Control plane (`[control]`)",
+            "### BGP (`[bgp]`)",
+        ] {
+            let start = readme.find(heading).expect(heading) + heading.len();
+            let end = readme[start..]
+                .find("\n##")
+                .map_or(readme.len(), |e| start + e);
+            let section = &readme[start..end];
+            for row in section.lines().filter_map(|l| l.strip_prefix("| `")) {
+                documented.insert(row.split('`').next().unwrap().to_owned());
+            }
+            for block in section.split("```toml").skip(1) {
+                let block = block.split("```").next().unwrap();
+                let value: toml::Value = toml::from_str(block).expect(heading);
+                key_paths(&value, "", &mut documented);
+            }
+        }
+        let mut tested = BTreeSet::new();
+        key_paths(&toml::from_str(EVERY_KEY).unwrap(), "", &mut tested);
+        assert_eq!(documented, tested);
+    }
+
+    /// Dotted paths of the leaf keys in `v` (arrays of tables share one path).
+    fn key_paths(v: &toml::Value, prefix: &str, out: &mut BTreeSet<String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    key_paths(v, &path, out);
+                }
+            }
+            toml::Value::Array(items)
+                if items.iter().all(toml::Value::is_table) && !items.is_empty() =>
+            {
+                for item in items {
+                    key_paths(item, prefix, out);
+                }
+            }
+            _ => {
+                out.insert(prefix.to_owned());
+            }
+        }
     }
 
     #[test]
