@@ -17,13 +17,22 @@ use fill_agent::config::{Config, EXIT_BAD_CONFIG};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// TOML configuration file (keys in the README's fill-agent reference;
+    /// `stores` and `[control]` have no defaults, so one is needed).
     #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
-    /// Run on a simulated clock starting at this unix time (labs and tests).
-    #[arg(long, value_name = "UNIX", hide = true)]
+    /// Run on a simulated clock starting at this unix time, so fill windows
+    /// can be exercised at any hour (labs and tests).
+    #[arg(long, value_name = "UNIX")]
     clock_start: Option<f64>,
-    /// Speed of the simulated clock (with --clock-start).
-    #[arg(long, value_name = "FACTOR", default_value_t = 1.0, hide = true)]
+    /// Speed of the simulated clock, in seconds per real second (with
+    /// --clock-start).
+    #[arg(
+        long,
+        value_name = "FACTOR",
+        default_value_t = 1.0,
+        requires = "clock_start"
+    )]
     clock_speed: f64,
 }
 
@@ -81,7 +90,8 @@ fn main() -> ExitCode {
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
     let run = async {
         let signals = service::signals::Signals::install()?;
-        fill_agent::run(config, clock, shutdown(signals, wake.clone()), wake.clone()).await
+        fill_agent::run(config, clock, shutdown(signals, wake.clone()), wake.clone()).await?;
+        anyhow::Ok(())
     };
     match rt.block_on(run) {
         Ok(()) => ExitCode::SUCCESS,

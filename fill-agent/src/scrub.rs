@@ -5,9 +5,93 @@
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ring::digest;
+use tokio::sync::watch;
+
+use crate::agent::Agent;
+use crate::disk;
+
+/// Read committed planned objects back at `scrub_rate_bps`, one at a time in
+/// plan order, round and round: a damaged one is quarantined, oca is told
+/// (it stops serving and reporting it), and the next pass fetches it again.
+pub(crate) async fn run(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
+    let rate = agent.cfg.scrub_rate_bps;
+    if rate == 0 {
+        return;
+    }
+    let (mut objects, mut cursor) = (Vec::new(), 0usize);
+    loop {
+        if cursor >= objects.len() {
+            // A whole round done (or nothing to check yet): rest, then start
+            // over with the newest plan.
+            if !objects.is_empty() {
+                agent.set(|s| s.scrub_rounds += 1);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(agent.cfg.poll_interval) => {}
+                _ = stop.changed() => return,
+            }
+            objects = agent
+                .control
+                .cached_fill_plan()
+                .map(|p| {
+                    p.items
+                        .into_iter()
+                        .flat_map(|i| i.objects)
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            cursor = 0;
+            continue;
+        }
+        let obj = objects[cursor].clone();
+        cursor += 1;
+        if !disk::safe_key(&obj.key) || !disk::safe_sha(&obj.sha256) {
+            continue;
+        }
+        let Some((root, _)) = agent.disks.locate(&obj.key) else {
+            continue;
+        };
+        let path = agent.disks.object_path(root, &obj.key);
+        let (size, sha) = (obj.size, obj.sha256.clone());
+        let check = tokio::task::spawn_blocking(move || verify(&path, size, &sha, rate));
+        let verdict = tokio::select! {
+            r = check => r,
+            _ = stop.changed() => return,
+        };
+        match verdict {
+            Ok(Ok(true)) => {
+                agent.metrics.scrub_bytes.inc_by(obj.size);
+                agent.set(|s| {
+                    s.scrub_objects += 1;
+                    s.scrub_bytes += obj.size;
+                });
+            }
+            Ok(Ok(false)) => {
+                agent.metrics.scrub_damaged.inc();
+                agent.set(|s| s.scrub_damaged += 1);
+                match quarantine(&agent.disks.roots[root], &obj.key) {
+                    Ok(to) => tracing::error!(
+                        key = %obj.key, to = %to.display(),
+                        "damaged object (hash mismatch) quarantined; it will be fetched again"
+                    ),
+                    Err(e) => {
+                        tracing::error!(key = %obj.key, error = %e, "damaged object could not be quarantined; removing it");
+                        let _ = agent.disks.remove(&obj.key);
+                    }
+                }
+                agent.tell_oca(&obj.key).await;
+            }
+            // Gone meanwhile (evicted, or oca quarantined it): nothing to check.
+            Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => {}
+            Ok(Err(e)) => tracing::warn!(key = %obj.key, error = %e, "cannot read an object back"),
+            Err(e) => tracing::warn!(error = %e, "scrub task failed"),
+        }
+    }
+}
 
 /// Whether the file at `path` is exactly `size` bytes hashing to `sha256`
 /// (lowercase hex), reading at most `rate_bps` bits per second.

@@ -1,14 +1,14 @@
-//! Progress: a status document (written atomically for oca's /health and for
-//! operators) and Prometheus metrics (served on `metrics_listen`).
+//! Progress: a status document, written atomically once a second for oca's
+//! /health and for operators, with the download rate of the last second.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::agent::Agent;
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Status {
@@ -51,116 +51,99 @@ pub fn write(path: &Path, status: &Status) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SourceLabel {
-    pub source: String,
-    pub kind: String,
+impl Status {
+    /// One line for `systemctl status`.
+    pub fn summary(&self) -> String {
+        let mut line = format!(
+            "{}: {}/{} objects, {:.1}/{:.1} GB",
+            self.state,
+            self.objects_done,
+            self.objects_total,
+            self.bytes_done as f64 / 1e9,
+            self.bytes_total as f64 / 1e9
+        );
+        if !self.sources.is_empty() {
+            line += &format!(
+                " from {} at {:.1} Mbit/s",
+                self.sources.join(", "),
+                self.rate_bps as f64 / 1e6
+            );
+        }
+        line
+    }
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabel {
-    pub outcome: &'static str,
-}
-
-pub struct Metrics {
-    registry: Registry,
-    pub bytes: Family<SourceLabel, Counter>,
-    pub objects: Family<OutcomeLabel, Counter>,
-    pub evicted_bytes: Counter,
-    pub remaining_bytes: Gauge,
-    pub rate_bps: Gauge,
-    pub window_open: Gauge,
-    pub plan_version: Gauge,
-    /// Bytes received by this process, up to the moment of the scrape.
-    pub received_bytes: Gauge,
-    pub scrub_bytes: Counter,
-    pub scrub_damaged: Counter,
-    runtime_tasks: Gauge,
-}
-
-impl Metrics {
-    pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("fill");
-        let m = Metrics {
-            registry: Registry::default(),
-            bytes: Family::default(),
-            objects: Family::default(),
-            evicted_bytes: Counter::default(),
-            remaining_bytes: Gauge::default(),
-            rate_bps: Gauge::default(),
-            window_open: Gauge::default(),
-            plan_version: Gauge::default(),
-            received_bytes: Gauge::default(),
-            scrub_bytes: Counter::default(),
-            scrub_damaged: Counter::default(),
-            runtime_tasks: Gauge::default(),
+/// Once a second until `stop` (and once more then): the rate, then the
+/// status file.
+pub(crate) async fn report(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last = (Instant::now(), 0u64);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => {}
+        }
+        let received = agent.received();
+        let now = Instant::now();
+        let secs = now.duration_since(last.0).as_secs_f64().max(0.001);
+        let rate = ((received - last.1) as f64 * 8.0 / secs) as u64;
+        last = (now, received);
+        agent.metrics.rate_bps.set(rate as i64);
+        let snapshot = {
+            let mut s = agent.status.lock().unwrap_or_else(|p| p.into_inner());
+            s.rate_bps = rate;
+            s.received_bytes = received;
+            s.updated = agent.clock.now();
+            s.clone()
         };
-        registry.register(
-            "runtime_tasks",
-            "Tasks alive on the agent's runtime (downloads, scrubber, background loops)",
-            m.runtime_tasks.clone(),
-        );
-        registry.register(
-            "scrub_bytes",
-            "Bytes of committed objects read back and found intact",
-            m.scrub_bytes.clone(),
-        );
-        registry.register(
-            "scrub_damaged",
-            "Committed objects found damaged (hash mismatch), quarantined and fetched again",
-            m.scrub_damaged.clone(),
-        );
-        registry.register("bytes", "Bytes downloaded, by source", m.bytes.clone());
-        registry.register(
-            "objects",
-            "Object downloads by outcome (ok, corrupt, slow, failed, disk)",
-            m.objects.clone(),
-        );
-        registry.register(
-            "evicted_bytes",
-            "Bytes deleted to make room for planned content",
-            m.evicted_bytes.clone(),
-        );
-        registry.register(
-            "remaining_bytes",
-            "Planned bytes still to download in this pass",
-            m.remaining_bytes.clone(),
-        );
-        registry.register(
-            "rate_bps",
-            "Download rate, bits per second",
-            m.rate_bps.clone(),
-        );
-        registry.register(
-            "window_open",
-            "1 inside the fill window",
-            m.window_open.clone(),
-        );
-        registry.register(
-            "plan_version",
-            "Version of the plan being filled",
-            m.plan_version.clone(),
-        );
-        registry.register(
-            "received_bytes",
-            "Bytes received since start (resumed bytes excluded)",
-            m.received_bytes.clone(),
-        );
-        Metrics { registry, ..m }
-    }
-
-    pub fn render(&self) -> String {
-        let tasks = tokio::runtime::Handle::try_current()
-            .map_or(0, |h| h.metrics().num_alive_tasks() as i64);
-        self.runtime_tasks.set(tasks);
-        let mut out = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        if let Err(e) = write(&agent.cfg.status_file, &snapshot) {
+            tracing::warn!(error = %e, path = %agent.cfg.status_file.display(), "cannot write the status file");
+        }
+        if *stop.borrow() {
+            return;
+        }
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_names_state_progress_and_sources() {
+        let mut s = Status {
+            state: "filling",
+            objects_total: 10,
+            objects_done: 4,
+            bytes_total: 2_000_000_000,
+            bytes_done: 500_000_000,
+            ..Status::default()
+        };
+        assert_eq!(s.summary(), "filling: 4/10 objects, 0.5/2.0 GB");
+        s.sources = vec!["peer-1".into(), "origin".into()];
+        s.rate_bps = 24_000_000;
+        assert_eq!(
+            s.summary(),
+            "filling: 4/10 objects, 0.5/2.0 GB from peer-1, origin at 24.0 Mbit/s"
+        );
+    }
+
+    #[test]
+    fn the_status_file_is_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/status.json");
+        let s = Status {
+            state: "complete",
+            plan_version: 7,
+            ..Status::default()
+        };
+        write(&path, &s).unwrap();
+        let back: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            (back["state"].as_str(), back["plan_version"].as_u64()),
+            (Some("complete"), Some(7))
+        );
+        assert!(!path.with_extension("json.tmp").exists());
     }
 }

@@ -57,3 +57,24 @@ fn check_config_accepts_good_and_names_bad_fields() {
     assert_eq!(code, 64);
     assert!(err.contains("/nonexistent.toml"));
 }
+
+#[test]
+fn help_describes_every_option() {
+    let (code, out, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    for (option, words) in [
+        ("--config <FILE>", "TOML configuration file"),
+        ("--clock-start <UNIX>", "simulated clock"),
+        ("--clock-speed <FACTOR>", "seconds per real second"),
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(option))
+            .unwrap_or_else(|| panic!("{option} not in --help:\n{out}"));
+        assert!(line.contains(words), "{option}: {line}");
+    }
+    // A clock speed means nothing without a simulated clock.
+    let (code, _, err) = run(&["--clock-speed", "60", "check-config"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--clock-start"), "{err}");
+}
