@@ -227,22 +227,227 @@ fn attribute_lists() {
     }
 }
 
+/// A media playlist model's text, written with m3u8-rs (as steering writes):
+/// segments `(name, eighths of a second, EXT-X-MAP starting here)`.
+fn write_media(segments: &[(String, u32, Option<String>)]) -> Vec<u8> {
+    let pl = m3u8_rs::MediaPlaylist {
+        version: Some(7),
+        target_duration: segments
+            .iter()
+            .map(|s| u64::from(s.1).div_ceil(8))
+            .max()
+            .unwrap_or(1),
+        end_list: true,
+        segments: segments
+            .iter()
+            .map(|(name, eighths, map)| m3u8_rs::MediaSegment {
+                uri: name.clone(),
+                duration: *eighths as f32 / 8.0,
+                map: map.as_ref().map(|uri| m3u8_rs::Map {
+                    uri: uri.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    pl.write_to(&mut out).unwrap();
+    out
+}
+
+/// A multivariant playlist's text, written with m3u8-rs: each pathway's
+/// variants in the order given, and a content-steering tag when `primary`.
+fn write_multivariant(pathways: &[(String, Vec<(u64, String)>)], primary: Option<&str>) -> Vec<u8> {
+    let variants = pathways
+        .iter()
+        .flat_map(|(id, ladder)| {
+            ladder
+                .iter()
+                .map(move |(bandwidth, uri)| m3u8_rs::VariantStream {
+                    uri: uri.clone(),
+                    bandwidth: *bandwidth,
+                    other_attributes: (id != DEFAULT_PATHWAY).then(|| {
+                        [(
+                            "PATHWAY-ID".to_owned(),
+                            QuotedOrUnquoted::Quoted(id.clone()),
+                        )]
+                        .into()
+                    }),
+                    ..Default::default()
+                })
+        })
+        .collect();
+    let pl = m3u8_rs::MasterPlaylist {
+        version: Some(7),
+        variants,
+        unknown_tags: primary
+            .map(|p| m3u8_rs::ExtTag {
+                tag: "X-CONTENT-STEERING".into(),
+                rest: Some(format!("SERVER-URI=\"/steer/x/hls\",PATHWAY-ID=\"{p}\"")),
+            })
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    pl.write_to(&mut out).unwrap();
+    out
+}
+
+fn pathway_id() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9._-]{1,6}"
+}
+
 proptest! {
-    /// Whatever an appliance or steering sends, parsing ends in a value or an
-    /// error, never a panic.
+    /// A media playlist written from a model parses back to that model:
+    /// every segment, its duration, its URL resolved against where the
+    /// playlist came from, and the EXT-X-MAP in effect for it.
     #[test]
-    fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..400)) {
+    fn media_playlists_round_trip(segments in proptest::collection::vec(
+        ("[a-z0-9_-]{1,8}\\.m4s", 1..400u32, proptest::option::weighted(0.3, "[a-z0-9_]{1,6}\\.mp4")),
+        1..20,
+    )) {
+        let base = url("http://h:8080/t/tok/titles/t1/v1/index.m3u8");
+        let media = parse_media(&write_media(&segments), &base).unwrap();
+        let mut init = None;
+        let want: Vec<Segment> = segments
+            .iter()
+            .map(|(name, eighths, map)| {
+                if let Some(m) = map {
+                    init = Some(url(&format!("http://h:8080/t/tok/titles/t1/v1/{m}")));
+                }
+                Segment {
+                    url: url(&format!("http://h:8080/t/tok/titles/t1/v1/{name}")),
+                    duration: Duration::from_millis(u64::from(*eighths) * 125),
+                    init: init.clone(),
+                }
+            })
+            .collect();
+        prop_assert_eq!(&media.segments, &want);
+        let eighths: u64 = segments.iter().map(|s| u64::from(s.1)).sum();
+        prop_assert_eq!(media.total(), Duration::from_millis(eighths * 125));
+    }
+
+    /// Seeking anywhere lands on the segment holding the position, which
+    /// starts where the ones before it end; past the end, on none.
+    #[test]
+    fn seek_lands_on_the_segment_holding_the_position(
+        eighths in proptest::collection::vec(1..400u32, 1..20),
+        at in 0..4000u64,
+    ) {
+        let segments: Vec<_> = eighths.iter().enumerate().map(|(i, e)| (format!("s{i}.m4s"), *e, None)).collect();
+        let media = parse_media(&write_media(&segments), &url("http://h/m.m3u8")).unwrap();
+        let position = Duration::from_millis(at * 25);
+        let (i, start) = media.seek(position);
+        prop_assert!(i <= media.segments.len());
+        prop_assert_eq!(start, media.segments[..i].iter().map(|s| s.duration).sum::<Duration>());
+        if i == media.segments.len() {
+            prop_assert!(position >= media.total());
+        } else {
+            prop_assert!(start <= position && position < start + media.segments[i].duration);
+        }
+    }
+
+    /// A multivariant playlist written from a model parses back to it: the
+    /// pathways in playlist order, each ladder by ascending bandwidth however
+    /// the playlist listed it, URLs resolved, and the steering tag's primary
+    /// pathway and server.
+    #[test]
+    fn multivariant_playlists_round_trip(
+        ids in proptest::collection::btree_set(pathway_id(), 1..4),
+        default_pathway in any::<bool>(),
+        rungs in proptest::collection::btree_set(1..50_000_000u64, 1..6),
+        reversed in any::<bool>(),
+        primary in any::<proptest::sample::Index>(),
+    ) {
+        let mut ids: Vec<String> = ids.into_iter().collect();
+        if default_pathway {
+            ids = vec![DEFAULT_PATHWAY.to_owned()];
+        }
+        // Ascending bandwidths (a set), one URI per rung and pathway.
+        let model: Vec<(String, Vec<(u64, String)>)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), rungs.iter().map(|bw| (*bw, format!("p{i}/v{bw}/index.m3u8"))).collect()))
+            .collect();
+        let written: Vec<(String, Vec<(u64, String)>)> = model
+            .iter()
+            .map(|(id, ladder)| {
+                let mut l = ladder.clone();
+                if reversed {
+                    l.reverse();
+                }
+                (id.clone(), l)
+            })
+            .collect();
+        let primary = (!default_pathway).then(|| ids[primary.index(ids.len())].as_str());
+        let base = url("http://s:7000/v1/plays/p/master.m3u8");
+        let m = parse_multivariant(&write_multivariant(&written, primary), &base).unwrap();
+        let want: Vec<(String, Vec<Variant>)> = model
+            .iter()
+            .map(|(id, ladder)| {
+                let ladder = ladder
+                    .iter()
+                    .map(|(bw, uri)| Variant { bandwidth: *bw, url: url(&format!("http://s:7000/v1/plays/p/{uri}")) })
+                    .collect();
+                (id.clone(), ladder)
+            })
+            .collect();
+        prop_assert_eq!(&m.pathways, &want);
+        prop_assert_eq!(m.primary.as_deref(), primary);
+        prop_assert_eq!(
+            m.steering.map(|u| u.to_string()),
+            primary.map(|_| "http://s:7000/steer/x/hls".to_owned())
+        );
+    }
+
+    /// The chosen pathway is one the playlist has and that has not failed;
+    /// none only when every one has; steering's priority first, then the
+    /// primary, then playlist order.
+    #[test]
+    fn the_chosen_pathway_is_available_and_not_failed(
+        available in proptest::collection::btree_set(pathway_id(), 1..5),
+        priority in proptest::collection::vec(pathway_id(), 0..5),
+        primary in proptest::option::of(pathway_id()),
+        failed in proptest::collection::vec(pathway_id(), 0..5),
+        fail_all in any::<bool>(),
+    ) {
+        let available: Vec<String> = available.into_iter().collect();
+        let failed = if fail_all { available.clone() } else { failed };
+        let usable = |p: &str| available.iter().any(|a| a == p) && !failed.iter().any(|f| f == p);
+        let got = pick_pathway(available.iter().map(String::as_str), &priority, primary.as_deref(), &failed);
+        match got {
+            Some(p) => prop_assert!(usable(p), "{p} chosen"),
+            None => prop_assert!(!available.iter().any(|a| usable(a))),
+        }
+        let want = priority
+            .iter()
+            .map(String::as_str)
+            .chain(primary.as_deref())
+            .chain(available.iter().map(String::as_str))
+            .find(|p| usable(p));
+        prop_assert_eq!(got, want);
+    }
+
+    /// Whatever an appliance or steering sends, parsing ends in an error or
+    /// in a value a player can use: segments to fetch, ladders of variants in
+    /// ascending bandwidth on distinct pathways, a TTL no shorter than the floor.
+    #[test]
+    fn arbitrary_bytes_parse_to_usable_values_or_errors(body in proptest::collection::vec(any::<u8>(), 0..400)) {
         let base = url("http://h/p/m.m3u8");
         let mut text = b"#EXTM3U\n".to_vec();
         text.extend_from_slice(&body);
-        let _ = parse_media(&text, &base);
-        let _ = parse_multivariant(&text, &base);
-        let _ = parse_steering(&body, &base);
+        check_usable(&text, &base)?;
+        if let Ok(s) = parse_steering(&body, &base) {
+            prop_assert!(s.ttl >= MIN_TTL);
+        }
     }
 
     /// Playlist-shaped lines in any order and with any values.
     #[test]
-    fn arbitrary_tag_soup_never_panics(lines in proptest::collection::vec(
+    fn arbitrary_tag_soup_parses_to_usable_values_or_errors(lines in proptest::collection::vec(
         prop_oneof![
             Just("#EXTINF:4.0,".to_owned()),
             "#EXTINF:[0-9.e-]{0,8},?",
@@ -255,7 +460,29 @@ proptest! {
     )) {
         let base = url("http://h/p/m.m3u8");
         let text = format!("#EXTM3U\n{}\n", lines.join("\n"));
-        let _ = parse_media(text.as_bytes(), &base);
-        let _ = parse_multivariant(text.as_bytes(), &base);
+        check_usable(text.as_bytes(), &base)?;
     }
+}
+
+/// What a parsed playlist promises the player, whatever the input was.
+fn check_usable(text: &[u8], base: &Url) -> Result<(), TestCaseError> {
+    if let Ok(m) = parse_media(text, base) {
+        prop_assert!(!m.segments.is_empty());
+        prop_assert_eq!(
+            m.total(),
+            m.segments.iter().map(|s| s.duration).sum::<Duration>()
+        );
+    }
+    if let Ok(m) = parse_multivariant(text, base) {
+        prop_assert!(!m.pathways.is_empty());
+        let mut ids: Vec<&str> = m.pathway_ids().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        prop_assert_eq!(ids.len(), m.pathways.len(), "pathway ids repeat");
+        for (_, ladder) in &m.pathways {
+            prop_assert!(!ladder.is_empty());
+            prop_assert!(ladder.windows(2).all(|w| w[0].bandwidth <= w[1].bandwidth));
+        }
+    }
+    Ok(())
 }
