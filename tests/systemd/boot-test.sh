@@ -4,7 +4,9 @@
 # IPC and cgroup namespaces (as in a container), with
 # - only the host's targets and slices as units (no host service can start:
 #   no tmpfiles, sysctl, udev, getty...), no generators;
-# - private /run, /tmp, /var/lib, /var/cache, /var/log and /srv (tmpfs);
+# - private /run, /tmp, /var/lib, /var/cache, /var/log and /srv (tmpfs), with
+#   the test's work directory bound back at its path, so a checkout may live
+#   under any of them;
 # - /etc and /usr/bin as overlays: the package's users, configs and binaries
 #   exist only inside;
 # - the host's network namespace (loopback, ports chosen by the kernel).
