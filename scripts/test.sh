@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test, on a fresh machine: installs what is missing, then formatting,
 # lints, and the whole test suite (unit, property, loopback, real-process, and
-# real peers: curl, ffprobe, nginx, BIRD, hls.js in Chromium).
+# real peers: curl, ffprobe, nginx, BIRD, hls.js and dash.js in Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,8 +13,8 @@ command -v nginx >/dev/null || missing+=(nginx-light)   # the origin in fill tes
 command -v bird >/dev/null || missing+=(bird2)          # the ISP router in BGP tests
 command -v ip >/dev/null || missing+=(iproute2)         # its network namespace
 command -v mount >/dev/null || missing+=(mount)         # small tmpfs disks
-command -v chromium >/dev/null || missing+=(chromium)   # the browser player (hls.js)
-command -v npm >/dev/null || missing+=(npm)             # playwright-core and hls.js
+command -v chromium >/dev/null || missing+=(chromium)   # the browser players (hls.js, dash.js)
+command -v npm >/dev/null || missing+=(npm)             # playwright-core, hls.js, dash.js
 command -v systemd-analyze >/dev/null || missing+=(systemd)  # unit checks, the boot test
 command -v dpkg-deb >/dev/null || missing+=(dpkg)       # the .deb
 if ((${#missing[@]})); then
@@ -22,7 +22,8 @@ if ((${#missing[@]})); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/hls.js ]; then
+if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/hls.js ] ||
+    [ ! -d tests/browser/node_modules/dashjs ]; then
     (cd tests/browser && npm ci --no-audit --no-fund)
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
