@@ -107,8 +107,11 @@ fn browse(
     (child, rx)
 }
 
-/// The final result (after any number of progress lines).
-fn result(rx: &mpsc::Receiver<serde_json::Value>) -> serde_json::Value {
+/// The final result, handing each progress line before it to `progress`.
+fn result(
+    rx: &mpsc::Receiver<serde_json::Value>,
+    mut progress: impl FnMut(&serde_json::Value),
+) -> serde_json::Value {
     loop {
         let v = rx
             .recv_timeout(Duration::from_secs(90))
@@ -116,6 +119,7 @@ fn result(rx: &mpsc::Receiver<serde_json::Value>) -> serde_json::Value {
         if let Some(r) = v.get("result") {
             return r.clone();
         }
+        progress(&v);
     }
 }
 
@@ -132,7 +136,7 @@ fn host_of(base_url: &str) -> String {
 fn hls_js_in_chromium_plays_a_title_from_the_steered_appliance() {
     let (s, _player) = stack_with_player(&stack::fleet());
     let (mut child, rx) = browse(&s, "alice", "t1", "hls", 8, 30);
-    let r = result(&rx);
+    let r = result(&rx, |_| {});
     let _ = child.wait();
     assert_eq!(r["ok"], true, "{r}");
     assert!(r["played"].as_f64().unwrap() >= 8.0, "{r}");
@@ -153,13 +157,7 @@ fn playback_survives_the_serving_appliance_being_killed() {
     let (mut child, rx) = browse(&s, "erin", "long", "hls", 20, 6);
     // Wait until it plays, then kill whichever appliance serves it.
     let mut killed = None;
-    let r = loop {
-        let v = rx
-            .recv_timeout(Duration::from_secs(90))
-            .expect("the browser reports");
-        if let Some(r) = v.get("result") {
-            break r.clone();
-        }
+    let r = result(&rx, |v| {
         if killed.is_none()
             && v["played"].as_f64().unwrap_or(0.0) >= 1.0
             && let Some(id) = v["primary"].as_str()
@@ -168,7 +166,7 @@ fn playback_survives_the_serving_appliance_being_killed() {
             s.appliances.get_mut(id).unwrap().0.kill9();
             killed = Some(id.to_owned());
         }
-    };
+    });
     let _ = child.wait();
     let killed = killed.expect("playback started");
     assert_eq!(r["ok"], true, "playback continued to 20 s: {r}");
@@ -244,13 +242,7 @@ fn dash_js_in_chromium_is_steered_off_an_appliance_that_saturates_mid_play() {
     let (mut child, rx) = browse(&s, "erin", "long", "dash", 24, 6);
     let mut load = None;
     let (mut steered_after, mut moved_after) = (None, None);
-    let r = loop {
-        let v = rx
-            .recv_timeout(Duration::from_secs(90))
-            .expect("the browser reports");
-        if let Some(r) = v.get("result") {
-            break r.clone();
-        }
+    let r = result(&rx, |v| {
         let loaded = v["loaded"].as_u64().unwrap_or(0);
         if load.is_none()
             && v["played"].as_f64().unwrap_or(0.0) >= 1.0
@@ -274,14 +266,14 @@ fn dash_js_in_chromium_is_steered_off_an_appliance_that_saturates_mid_play() {
                 moved_after = Some(at.elapsed());
             }
         }
-    };
+    });
     let _ = child.wait();
     let (load, _, before, saturated) = load.expect("playback started");
     let load_failures = load.failed.load(Ordering::SeqCst);
     drop(load);
     eprintln!(
-        "MEASURED after the load on {saturated} began: steering answer changed {steered_after:?}, first fragment elsewhere {moved_after:?}; fragments {}",
-        r["fragHosts"]
+        "MEASURED after the load on {saturated} began: steering answer changed {steered_after:?}, first fragment elsewhere {moved_after:?}; stalls {}",
+        r["stalls"]
     );
     // What the player saw, short of the play answer.
     let seen = serde_json::json!({
@@ -291,6 +283,9 @@ fn dash_js_in_chromium_is_steered_off_an_appliance_that_saturates_mid_play() {
     });
     assert_eq!(r["ok"], true, "played 24 s: {seen}");
     assert_eq!(r["errors"], serde_json::json!([]), "{seen}");
+    let stalled = r["stalls"].as_array().unwrap().iter();
+    let worst = stalled.filter_map(|x| x.as_f64()).fold(0.0, f64::max);
+    assert!(worst < 6.0, "stalled {worst:.1} s: {seen}");
     // The saturated appliance kept serving: leaving it was steering's doing.
     assert_eq!(load_failures, 0, "the saturated appliance failed requests");
     // Each fragment's appliance, from the host of its request URL.
