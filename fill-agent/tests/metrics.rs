@@ -108,28 +108,27 @@ cache_dir = "{cache}"
     assert_eq!(r.status(), 404);
 
     // With the control plane unreachable and nothing cached, the agent says so.
-    let until = Instant::now() + DEADLINE;
-    loop {
-        let doc: Option<serde_json::Value> = std::fs::read(&status)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        if doc.is_some_and(|d| d["state"] == "no-plan") {
-            break;
-        }
-        assert!(Instant::now() < until, "no no-plan status");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for("a no-plan status", || {
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&status).ok()?).ok()?;
+        (doc["state"] == "no-plan").then_some(())
+    })
+    .await;
 
     // SIGTERM: the listener and every loop stop, and the agent exits 0.
     let pid = rustix::process::Pid::from_raw(agent.0.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let code = wait_for("the exit after SIGTERM", || agent.0.try_wait().unwrap()).await;
+    assert_eq!(code.code(), Some(0));
+}
+
+/// Polls `f` until it gives a value, for at most `DEADLINE`.
+async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let until = Instant::now() + DEADLINE;
-    let code = loop {
-        if let Some(s) = agent.0.try_wait().unwrap() {
-            break s.code();
+    loop {
+        if let Some(v) = f() {
+            return v;
         }
-        assert!(Instant::now() < until, "still running after SIGTERM");
+        assert!(Instant::now() < until, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(code, Some(0));
+    }
 }
