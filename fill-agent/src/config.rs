@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub const EXIT_BAD_CONFIG: i32 = 64;
+use service::config::reject;
+pub use service::config::{ConfigError, EXIT_BAD_CONFIG};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -98,76 +99,48 @@ impl Default for ControlConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("config field `{field}`: {reason}")]
-    Invalid { field: &'static str, reason: String },
-}
-
 impl Config {
+    /// Read and parse a TOML file (without validating it).
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.message().replace('\n', " ")
-                + &e.span()
-                    .map(|s| format!(" (line {})", text[..s.start].matches('\n').count() + 1))
-                    .unwrap_or_default(),
-        })
+        service::config::from_file(path)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |field, reason: &str| {
-            Err(ConfigError::Invalid {
-                field,
-                reason: reason.to_owned(),
-            })
-        };
         if self.stores.is_empty() {
-            return bad("stores", "list at least one disk root");
+            return reject("stores", "list at least one disk root");
         }
         if self.rate_bps < 8_000 {
-            return bad("rate_bps", "at least 8000 (1 kB/s)");
+            return reject("rate_bps", "at least 8000 (1 kB/s)");
         }
         if self.concurrency == 0 || self.concurrency > 64 {
-            return bad("concurrency", "between 1 and 64");
+            return reject("concurrency", "between 1 and 64");
         }
         if !(0.0..=99.0).contains(&self.headroom_percent) {
-            return bad("headroom_percent", "between 0 and 99");
+            return reject("headroom_percent", "between 0 and 99");
         }
         if self.poll_interval.is_zero() || self.request_timeout.is_zero() {
-            return bad(
+            return reject(
                 "poll_interval",
                 "poll_interval and request_timeout must be greater than zero",
             );
         }
         if self.source_backoff.is_zero() {
-            return bad("source_backoff", "must be greater than zero");
+            return reject("source_backoff", "must be greater than zero");
         }
         if let Some(u) = &self.oca_admin
             && !u.starts_with("http://")
         {
-            return bad("oca_admin", "an http:// URL");
+            return reject("oca_admin", "an http:// URL");
         }
         let c = &self.control;
         if !(c.url.starts_with("http://") || c.url.starts_with("https://")) {
-            return bad("control.url", "an http:// or https:// URL");
+            return reject("control.url", "an http:// or https:// URL");
         }
         if c.appliance_id.is_empty() {
-            return bad("control.appliance_id", "required");
+            return reject("control.appliance_id", "required");
         }
         if c.credential.len() < 16 {
-            return bad("control.credential", "at least 16 characters");
+            return reject("control.credential", "at least 16 characters");
         }
         Ok(())
     }

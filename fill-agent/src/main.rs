@@ -54,25 +54,19 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("fill-agent: bad config: {e}");
-            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+            return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
     if let Some(Command::CheckConfig) = cli.command {
         println!("fill-agent: config ok");
         return ExitCode::SUCCESS;
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FILL_AGENT_LOG")
-        .unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    service::logging::init("FILL_AGENT_LOG", service::logging::LogFormat::Text);
     let clock = match cli.clock_start {
         Some(start) if cli.clock_speed > 0.0 => Clock::starting_at(start, cli.clock_speed),
         Some(_) => {
             eprintln!("fill-agent: --clock-speed must be positive");
-            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+            return ExitCode::from(EXIT_BAD_CONFIG);
         }
         None => Clock::real(),
     };

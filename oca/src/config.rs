@@ -9,9 +9,9 @@ use serde::Deserialize;
 
 pub use crate::access::AccessMode;
 
-/// Exit code for a bad configuration (EX_CONFIG from sysexits.h is 78, but 64,
-/// EX_USAGE, is what operators' wrappers here expect for "you gave me bad input").
-pub const EXIT_BAD_CONFIG: i32 = 64;
+use service::config::reject;
+pub use service::config::{ConfigError, EXIT_BAD_CONFIG};
+pub use service::logging::LogFormat;
 
 /// How worker threads are arranged; chosen by measurement (see docs/BENCHMARKS.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -22,14 +22,6 @@ pub enum Threading {
     PerCore,
     /// One multi-threaded work-stealing runtime sharing one listener.
     Shared,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 /// The whole daemon configuration. Every key is optional; see README for each.
@@ -146,54 +138,48 @@ impl Default for BgpConfig {
 
 impl BgpConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        fn bad(field: &'static str, reason: impl Into<String>) -> Result<(), ConfigError> {
-            Err(ConfigError::Invalid {
-                field,
-                reason: reason.into(),
-            })
-        }
         // AS 0 is reserved (RFC 7607) and AS_TRANS only stands in for a
         // 4-byte AS on the wire (RFC 6793); neither can be a speaker's AS.
         let usable = |asn: u32| asn != 0 && asn != u32::from(crate::bgp::codec::AS_TRANS);
         if !usable(self.local_asn) {
-            return bad(
+            return reject(
                 "bgp.local_asn",
                 "required: an AS number other than 0 and 23456",
             );
         }
         if self.router_id.is_unspecified() || self.router_id.is_broadcast() {
-            return bad(
+            return reject(
                 "bgp.router_id",
                 "required: an IPv4 address other than 0.0.0.0 and 255.255.255.255",
             );
         }
         if self.hold_time == 1 || self.hold_time == 2 {
-            return bad(
+            return reject(
                 "bgp.hold_time",
                 "0 (no keepalives) or at least 3 seconds (RFC 4271)",
             );
         }
         if self.grace > Duration::from_secs(86_400) {
-            return bad("bgp.grace", "at most 24h");
+            return reject("bgp.grace", "at most 24h");
         }
         if self.neighbors.is_empty() {
-            return bad("bgp.neighbor", "at least one [[bgp.neighbor]] is required");
+            return reject("bgp.neighbor", "at least one [[bgp.neighbor]] is required");
         }
         for (i, n) in self.neighbors.iter().enumerate() {
             if n.address.is_unspecified() || n.address.is_multicast() {
-                return bad(
+                return reject(
                     "bgp.neighbor.address",
                     format!("{} is not a router address", n.address),
                 );
             }
             if self.neighbors[..i].iter().any(|m| m.address == n.address) {
-                return bad(
+                return reject(
                     "bgp.neighbor.address",
                     format!("{} is listed twice", n.address),
                 );
             }
             if !usable(n.asn) {
-                return bad(
+                return reject(
                     "bgp.neighbor.asn",
                     format!("{}: an AS number other than 0 and 23456", n.address),
                 );
@@ -272,111 +258,65 @@ impl Default for Config {
     }
 }
 
-/// A configuration problem, phrased for a one-line log or stderr message.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("config field `{field}`: {reason}")]
-    Invalid { field: &'static str, reason: String },
-}
-
 impl Config {
     /// Read and parse a TOML file (without validating it).
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Config::from_toml(&text).map_err(|message| ConfigError::Parse {
-            path: path.to_owned(),
-            message,
-        })
+        service::config::from_file(path)
     }
 
     /// Parse TOML text; the error is a single line naming the field where possible.
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| {
-            let msg = e.message().trim().replace('\n', " ");
-            match e.span() {
-                Some(span) => {
-                    let line = text[..span.start].matches('\n').count() + 1;
-                    // Name the key on that line: toml's type errors only give a position.
-                    let key = text
-                        .lines()
-                        .nth(line - 1)
-                        .and_then(|l| l.split_once('='))
-                        .map(|(k, _)| k.trim())
-                        .filter(|k| !k.is_empty() && !msg.contains(*k));
-                    match key {
-                        Some(k) => format!("line {line}, field `{k}`: {msg}"),
-                        None => format!("line {line}: {msg}"),
-                    }
-                }
-                None => msg,
-            }
-        })
+        service::config::from_toml(text)
     }
 
     /// Check values that parse but make no sense, naming the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        fn bad(field: &'static str, reason: impl Into<String>) -> Result<(), ConfigError> {
-            Err(ConfigError::Invalid {
-                field,
-                reason: reason.into(),
-            })
-        }
         if self.disk_check_interval < Duration::from_millis(100) {
-            return bad("disk_check_interval", "must be at least 100ms");
+            return reject("disk_check_interval", "must be at least 100ms");
         }
         if self.listen.is_empty() && self.tls_listen.is_empty() {
-            return bad(
+            return reject(
                 "listen",
                 "at least one address (listen or tls_listen) is required",
             );
         }
         for (i, a) in self.listen.iter().enumerate() {
             if self.listen[..i].contains(a) {
-                return bad("listen", format!("{a} is listed twice"));
+                return reject("listen", format!("{a} is listed twice"));
             }
         }
         for (i, a) in self.tls_listen.iter().enumerate() {
             if self.tls_listen[..i].contains(a) || (self.listen.contains(a) && a.port() != 0) {
-                return bad("tls_listen", format!("{a} is listed twice"));
+                return reject("tls_listen", format!("{a} is listed twice"));
             }
         }
         if !self.tls_listen.is_empty() {
             if self.tls_cert.is_none() {
-                return bad("tls_cert", "required with tls_listen");
+                return reject("tls_cert", "required with tls_listen");
             }
             if self.tls_key.is_none() {
-                return bad("tls_key", "required with tls_listen");
+                return reject("tls_key", "required with tls_listen");
             }
         }
         if self.listen.contains(&self.admin_listen) && self.admin_listen.port() != 0 {
-            return bad("admin_listen", "must differ from every `listen` address");
+            return reject("admin_listen", "must differ from every `listen` address");
         }
         if self.stores.is_empty() {
-            return bad("stores", "at least one disk root is required");
+            return reject("stores", "at least one disk root is required");
         }
         for (i, s) in self.stores.iter().enumerate() {
             if s.as_os_str().is_empty() {
-                return bad("stores", format!("entry {i} is empty"));
+                return reject("stores", format!("entry {i} is empty"));
             }
             if self.stores[..i].contains(s) {
-                return bad("stores", format!("{} is listed twice", s.display()));
+                return reject("stores", format!("{} is listed twice", s.display()));
             }
         }
         if self.workers > 1024 {
-            return bad("workers", "at most 1024");
+            return reject("workers", "at most 1024");
         }
         if self.max_connections == 0 {
-            return bad("max_connections", "must be at least 1");
+            return reject("max_connections", "must be at least 1");
         }
         for (field, d) in [
             ("header_timeout", self.header_timeout),
@@ -384,42 +324,42 @@ impl Config {
             ("send_timeout", self.send_timeout),
         ] {
             if d.is_zero() {
-                return bad(field, "must be greater than zero");
+                return reject(field, "must be greater than zero");
             }
         }
         if !(256..=1024 * 1024).contains(&self.max_request_line) {
-            return bad("max_request_line", "must be between 256 and 1048576 bytes");
+            return reject("max_request_line", "must be between 256 and 1048576 bytes");
         }
         if self.max_header_bytes < self.max_request_line || self.max_header_bytes > 1024 * 1024 {
-            return bad(
+            return reject(
                 "max_header_bytes",
                 "must be at least max_request_line and at most 1048576 bytes",
             );
         }
         if self.open_file_cache == 0 {
-            return bad("open_file_cache", "must be at least 1");
+            return reject("open_file_cache", "must be at least 1");
         }
         if self.capacity_mbps == 0 {
-            return bad("capacity_mbps", "must be greater than zero");
+            return reject("capacity_mbps", "must be greater than zero");
         }
         if self.cache_control.bytes().any(|b| b < 0x20 || b == 0x7f) {
-            return bad("cache_control", "must not contain control characters");
+            return reject("cache_control", "must not contain control characters");
         }
         if self.access == AccessMode::Token && self.token_keys.is_none() && self.control.is_none() {
-            return bad(
+            return reject(
                 "token_keys",
                 "required when access = \"token\" (the default) and no [control] plane supplies keys; set access = \"open\" to serve without tokens",
             );
         }
         if let Some(c) = &self.control {
             if !c.url.starts_with("http://") && !c.url.starts_with("https://") {
-                return bad("control.url", "must be an http:// or https:// URL");
+                return reject("control.url", "must be an http:// or https:// URL");
             }
             if c.appliance_id.is_empty() || c.appliance_id.len() > 64 {
-                return bad("control.appliance_id", "1 to 64 characters");
+                return reject("control.appliance_id", "1 to 64 characters");
             }
             if c.credential.len() < 16 {
-                return bad("control.credential", "at least 16 characters");
+                return reject("control.credential", "at least 16 characters");
             }
         }
         if let Some(b) = &self.bgp {
@@ -429,14 +369,14 @@ impl Config {
                     || self.listen.contains(&b.listen)
                     || self.tls_listen.contains(&b.listen))
             {
-                return bad(
+                return reject(
                     "bgp.listen",
                     "must differ from the HTTP and admin addresses",
                 );
             }
         }
         if self.token_skew > Duration::from_secs(3600) {
-            return bad("token_skew", "at most 1h");
+            return reject("token_skew", "at most 1h");
         }
         Ok(())
     }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use oca::cli::{Cli, Command, load};
-use oca::config::{EXIT_BAD_CONFIG, LogFormat};
+use oca::config::EXIT_BAD_CONFIG;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(reason) => {
             eprintln!("oca: bad config: {reason}");
-            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+            return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
     if check_only {
@@ -60,12 +60,12 @@ fn main() -> ExitCode {
             .or(tls.err().map(|e| e.to_string()))
         {
             eprintln!("oca: bad config: {e}");
-            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+            return ExitCode::from(EXIT_BAD_CONFIG);
         }
         println!("oca: config ok");
         return ExitCode::SUCCESS;
     }
-    init_tracing(config.log_format);
+    service::logging::init("OCA_LOG", config.log_format);
     let server = match oca::Server::bind(config) {
         Ok(s) => s,
         Err(e) => {
@@ -110,21 +110,7 @@ fn print_or_fail(r: Result<String, String>) -> ExitCode {
         }
         Err(e) => {
             eprintln!("oca: {e}");
-            ExitCode::from(EXIT_BAD_CONFIG as u8)
+            ExitCode::from(EXIT_BAD_CONFIG)
         }
-    }
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("OCA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
     }
 }

@@ -34,6 +34,11 @@ impl ConfigError {
     }
 }
 
+/// `Err` for a field that fails validation: `return reject("rate_bps", "at least 8000")`.
+pub fn reject<T>(field: &'static str, reason: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError::invalid(field, reason))
+}
+
 /// Read and parse a TOML file (without validating it).
 pub fn from_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -46,15 +51,25 @@ pub fn from_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     })
 }
 
-/// Parse TOML text; the error is one line, with the line number where TOML
-/// knows it.
+/// Parse TOML text; the error is one line, with the line and, where the
+/// line shows it, the field (toml's type errors give only a position).
 pub fn from_toml<T: DeserializeOwned>(text: &str) -> Result<T, String> {
     toml::from_str(text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| format!(" (line {})", text[..s.start].matches('\n').count() + 1))
-            .unwrap_or_default();
-        e.message().replace('\n', " ") + &line
+        let msg = e.message().trim().replace('\n', " ");
+        let Some(span) = e.span() else {
+            return msg;
+        };
+        let line = text[..span.start].matches('\n').count() + 1;
+        let key = text
+            .lines()
+            .nth(line - 1)
+            .and_then(|l| l.split_once('='))
+            .map(|(k, _)| k.trim())
+            .filter(|k| !k.is_empty() && !msg.contains(*k));
+        match key {
+            Some(k) => format!("line {line}, field `{k}`: {msg}"),
+            None => format!("line {line}: {msg}"),
+        }
     })
 }
 
@@ -73,9 +88,9 @@ mod tests {
     fn errors_are_one_line_with_the_line_number() {
         let e = from_toml::<Small>("\n\nport = \"x\"\n").unwrap_err();
         assert!(!e.contains('\n'), "{e}");
-        assert!(e.ends_with("(line 3)"), "{e}");
+        assert!(e.starts_with("line 3, field `port`: "), "{e}");
         let e = from_toml::<Small>("port = 1\nhost = 2\n").unwrap_err();
-        assert!(e.contains("host") && e.ends_with("(line 2)"), "{e}");
+        assert!(e.starts_with("line 2: ") && e.contains("host"), "{e}");
     }
 
     #[test]
