@@ -249,11 +249,7 @@ pub fn inventory_digest<'a>(renditions: impl IntoIterator<Item = &'a RenditionHo
     for l in &lines {
         ctx.update(l.as_bytes());
     }
-    ctx.finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(ctx.finish())
 }
 
 impl KeySetWire {

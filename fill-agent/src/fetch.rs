@@ -191,7 +191,7 @@ pub async fn fetch(
             obj.size
         )));
     }
-    let got = hex(hash.finish().as_ref());
+    let got = hex::encode(hash.finish());
     if got != obj.sha256 {
         // Discarded whole: which bytes were bad is unknowable.
         std::fs::remove_file(&part_path)?;
@@ -229,8 +229,4 @@ fn hash_prefix(path: &std::path::Path, len: u64, hash: &mut digest::Context) -> 
         }
         hash.update(&buf[..n]);
     }
-}
-
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
