@@ -1,19 +1,252 @@
-//! BGP-derived tables: prefixes each appliance learned, and the RIB import.
+//! The fleet half's part of the store: appliances, inventories, signing keys,
+//! BGP data and fill-plan versions; and what fill planning reads of the shared
+//! catalog and demand log.
 
-use rusqlite::params;
+use std::collections::HashMap;
 
-use super::{Store, StoreError};
+use control_client::wire::{ApplianceInfo, FillObject, KeyWire, RenditionHolding};
+use rusqlite::{OptionalExtension, params};
 
-impl Store {
+use crate::fleet::fillplan::{Play, Rendition, Title};
+use crate::store::{CatalogStore, Sqlite, StoreError, to_json};
+
+/// A persisted appliance.
+#[derive(Debug, Clone)]
+pub struct ApplianceRow {
+    pub id: String,
+    pub info: ApplianceInfo,
+    pub credential_sha256: String,
+}
+
+/// A persisted inventory.
+#[derive(Debug, Clone, Default)]
+pub struct InventoryRow {
+    pub version: u64,
+    pub digest: String,
+    pub renditions: Vec<RenditionHolding>,
+}
+
+/// What the fleet half persists, whichever backend holds it.
+pub trait FleetStore: CatalogStore {
+    /// What an appliance said of itself when it registered: kept over the
+    /// config's declaration from now on.
+    fn upsert_appliance(
+        &self,
+        id: &str,
+        info: &ApplianceInfo,
+        credential_sha256: &str,
+        now: u64,
+    ) -> Result<(), StoreError>;
+    /// An appliance as the config declares it (at start): its credential
+    /// always applies; its info only until the appliance has registered, since
+    /// the appliance knows its own addresses better than a config written
+    /// before it last moved.
+    fn declare_appliance(
+        &self,
+        id: &str,
+        info: &ApplianceInfo,
+        credential_sha256: &str,
+        now: u64,
+    ) -> Result<(), StoreError>;
+    fn appliances(&self) -> Result<Vec<ApplianceRow>, StoreError>;
+    /// Replace an appliance's whole inventory in one transaction.
+    fn put_inventory(&self, appliance: &str, inv: &InventoryRow) -> Result<(), StoreError>;
+    fn inventory(&self, appliance: &str) -> Result<InventoryRow, StoreError>;
+    fn insert_key(&self, key: &KeyWire, created: u64) -> Result<(), StoreError>;
+    /// Drop keys retired before `before` (they can verify nothing any more).
+    fn delete_keys_retired_before(&self, before: u64) -> Result<usize, StoreError>;
+    /// All keys, oldest first.
+    fn keys(&self) -> Result<Vec<(KeyWire, u64)>, StoreError>;
     /// Replace an appliance's learned prefixes (CIDR strings) and their version.
-    pub fn put_learned_prefixes(
+    fn put_learned_prefixes(
+        &self,
+        appliance: &str,
+        version: u64,
+        prefixes: &[String],
+    ) -> Result<(), StoreError>;
+    /// `(appliance, version, prefixes)` of every appliance that reported some.
+    fn learned_prefixes(&self) -> Result<Vec<(String, u64, Vec<String>)>, StoreError>;
+    /// Replace the RIB table wholesale, in one transaction.
+    fn put_rib(&self, entries: &[(String, u32)]) -> Result<(), StoreError>;
+    /// Bumped by every import (0: never imported), so a running steering can
+    /// tell a new import without reading the table.
+    fn rib_generation(&self) -> Result<u64, StoreError>;
+    /// Every `(prefix, origin ASN)` of the imported RIB.
+    fn rib(&self) -> Result<Vec<(String, u32)>, StoreError>;
+    /// Every title with its renditions and their objects, titles and renditions
+    /// by id, objects in import order (init segment, then segments in play
+    /// order, so a fill that stops early holds a playable start). One read
+    /// transaction: an import running meanwhile is seen whole or not at all.
+    fn fill_catalog(&self) -> Result<Vec<Title>, StoreError>;
+    /// Plays of every region since `since`, newest first, at most `limit` (the
+    /// oldest weigh least, so they are the ones a cap drops).
+    fn plays_all_since(&self, since: u64, limit: u32) -> Result<Vec<Play>, StoreError>;
+    /// The version of `appliance`'s plan whose content is `digest`: the stored
+    /// one when the content is unchanged, else the next (recorded with `now`).
+    /// Read and bump in one write transaction, so two concurrent requests for
+    /// the same new plan get one version.
+    fn fill_plan_version(&self, appliance: &str, digest: &str, now: u64)
+    -> Result<u64, StoreError>;
+}
+
+impl FleetStore for Sqlite {
+    fn upsert_appliance(
+        &self,
+        id: &str,
+        info: &ApplianceInfo,
+        credential_sha256: &str,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let info = to_json(info)?;
+        self.conn().execute(
+            "INSERT INTO appliances (id, info, credential_sha256, registered_at, registered)
+             VALUES (?1, ?2, ?3, ?4, 1)
+             ON CONFLICT(id) DO UPDATE SET info = excluded.info,
+                 credential_sha256 = excluded.credential_sha256, registered = 1",
+            params![id, info, credential_sha256, now as i64],
+        )?;
+        Ok(())
+    }
+
+    fn declare_appliance(
+        &self,
+        id: &str,
+        info: &ApplianceInfo,
+        credential_sha256: &str,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let info = to_json(info)?;
+        self.conn().execute(
+            "INSERT INTO appliances (id, info, credential_sha256, registered_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(id) DO UPDATE SET credential_sha256 = excluded.credential_sha256,
+                 info = CASE WHEN appliances.registered = 1 THEN appliances.info ELSE excluded.info END",
+            params![id, info, credential_sha256, now as i64],
+        )?;
+        Ok(())
+    }
+
+    fn appliances(&self) -> Result<Vec<ApplianceRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT id, info, credential_sha256 FROM appliances ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, info, credential_sha256) = row?;
+            let info = serde_json::from_str(&info)
+                .map_err(|e| StoreError::Corrupt(format!("{id}: {e}")))?;
+            out.push(ApplianceRow {
+                id,
+                info,
+                credential_sha256,
+            });
+        }
+        Ok(out)
+    }
+
+    fn put_inventory(&self, appliance: &str, inv: &InventoryRow) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM inventory WHERE appliance = ?1",
+            params![appliance],
+        )?;
+        {
+            let mut ins = tx.prepare("INSERT INTO inventory (appliance, rendition, objects, bytes) VALUES (?1, ?2, ?3, ?4)")?;
+            for r in &inv.renditions {
+                ins.execute(params![
+                    appliance,
+                    r.rendition,
+                    r.objects as i64,
+                    r.bytes as i64
+                ])?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO inventory_meta (appliance, version, digest) VALUES (?1, ?2, ?3)
+             ON CONFLICT(appliance) DO UPDATE SET version = excluded.version, digest = excluded.digest",
+            params![appliance, inv.version as i64, inv.digest],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn inventory(&self, appliance: &str) -> Result<InventoryRow, StoreError> {
+        let conn = self.conn();
+        let meta: Option<(i64, String)> = conn
+            .query_row(
+                "SELECT version, digest FROM inventory_meta WHERE appliance = ?1",
+                params![appliance],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((version, digest)) = meta else {
+            return Ok(InventoryRow::default());
+        };
+        let mut stmt = conn.prepare("SELECT rendition, objects, bytes FROM inventory WHERE appliance = ?1 ORDER BY rendition")?;
+        let renditions = stmt
+            .query_map(params![appliance], |r| {
+                Ok(RenditionHolding {
+                    rendition: r.get(0)?,
+                    objects: r.get::<_, i64>(1)? as u64,
+                    bytes: r.get::<_, i64>(2)? as u64,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(InventoryRow {
+            version: version as u64,
+            digest,
+            renditions,
+        })
+    }
+
+    fn insert_key(&self, key: &KeyWire, created: u64) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO signing_keys (id, secret, not_before, not_after, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![key.id, key.secret, key.not_before.map(|v| v as i64), key.not_after.map(|v| v as i64), created as i64],
+        )?;
+        Ok(())
+    }
+
+    fn delete_keys_retired_before(&self, before: u64) -> Result<usize, StoreError> {
+        Ok(self.conn().execute(
+            "DELETE FROM signing_keys WHERE not_after IS NOT NULL AND not_after < ?1",
+            params![before as i64],
+        )?)
+    }
+
+    fn keys(&self) -> Result<Vec<(KeyWire, u64)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id, secret, not_before, not_after, created FROM signing_keys ORDER BY created, id")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    KeyWire {
+                        id: r.get(0)?,
+                        secret: r.get(1)?,
+                        not_before: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+                        not_after: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+                    },
+                    r.get::<_, i64>(4)? as u64,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn put_learned_prefixes(
         &self,
         appliance: &str,
         version: u64,
         prefixes: &[String],
     ) -> Result<(), StoreError> {
-        let json =
-            serde_json::to_string(prefixes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let json = to_json(&prefixes)?;
         self.conn().execute(
             "INSERT INTO learned_prefixes (appliance, version, prefixes) VALUES (?1, ?2, ?3)
              ON CONFLICT(appliance) DO UPDATE SET version = excluded.version, prefixes = excluded.prefixes",
@@ -22,8 +255,7 @@ impl Store {
         Ok(())
     }
 
-    /// `(appliance, version, prefixes)` of every appliance that reported some.
-    pub fn learned_prefixes(&self) -> Result<Vec<(String, u64, Vec<String>)>, StoreError> {
+    fn learned_prefixes(&self) -> Result<Vec<(String, u64, Vec<String>)>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT appliance, version, prefixes FROM learned_prefixes")?;
         let rows = stmt.query_map([], |r| {
@@ -43,8 +275,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Replace the RIB table wholesale, in one transaction.
-    pub fn put_rib(&self, entries: &[(String, u32)]) -> Result<(), StoreError> {
+    fn put_rib(&self, entries: &[(String, u32)]) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute("DELETE FROM rib", [])?;
@@ -64,10 +295,7 @@ impl Store {
         Ok(())
     }
 
-    /// Bumped by every import (0: never imported), so a running steering can
-    /// tell a new import without reading the table.
-    pub fn rib_generation(&self) -> Result<u64, StoreError> {
-        use rusqlite::OptionalExtension;
+    fn rib_generation(&self) -> Result<u64, StoreError> {
         Ok(self
             .conn()
             .query_row("SELECT generation FROM rib_meta WHERE id = 1", [], |r| {
@@ -77,11 +305,317 @@ impl Store {
             .unwrap_or(0) as u64)
     }
 
-    /// Every `(prefix, origin ASN)` of the imported RIB.
-    pub fn rib(&self) -> Result<Vec<(String, u32)>, StoreError> {
+    fn rib(&self) -> Result<Vec<(String, u32)>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT prefix, origin_asn FROM rib")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u32)))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn fill_catalog(&self) -> Result<Vec<Title>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut titles = Vec::new();
+        let mut at: HashMap<String, usize> = HashMap::new();
+        {
+            let mut stmt =
+                tx.prepare("SELECT id, regions, release_time FROM titles ORDER BY id")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (id, regions, release) = row?;
+                let regions: Vec<String> = serde_json::from_str(&regions)
+                    .map_err(|e| StoreError::Corrupt(format!("title {id}: {e}")))?;
+                at.insert(id.clone(), titles.len());
+                titles.push(Title {
+                    id,
+                    regions,
+                    release: release.map(|v| v.max(0) as u64),
+                    renditions: Vec::new(),
+                });
+            }
+        }
+        // rendition id → (title index, rendition index)
+        let mut rendition_at: HashMap<String, (usize, usize)> = HashMap::new();
+        {
+            let mut stmt = tx.prepare("SELECT id, title FROM renditions ORDER BY title, id")?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (id, title) = row?;
+                let Some(&t) = at.get(&title) else { continue };
+                rendition_at.insert(id.clone(), (t, titles[t].renditions.len()));
+                titles[t].renditions.push(Rendition {
+                    id,
+                    objects: Vec::new(),
+                });
+            }
+        }
+        {
+            let mut stmt = tx.prepare(
+                "SELECT rendition, key, size, sha256 FROM objects ORDER BY rendition, rowid",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    FillObject {
+                        key: r.get(1)?,
+                        size: r.get::<_, i64>(2)?.max(0) as u64,
+                        sha256: r.get(3)?,
+                    },
+                ))
+            })?;
+            for row in rows {
+                let (rendition, object) = row?;
+                if let Some(&(t, r)) = rendition_at.get(&rendition) {
+                    titles[t].renditions[r].objects.push(object);
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(titles)
+    }
+
+    fn plays_all_since(&self, since: u64, limit: u32) -> Result<Vec<Play>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT title, region, at FROM plays WHERE at >= ?1 ORDER BY at DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![since as i64, limit], |r| {
+            Ok(Play {
+                title: r.get(0)?,
+                region: r.get(1)?,
+                at: r.get::<_, i64>(2)?.max(0) as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn fill_plan_version(
+        &self,
+        appliance: &str,
+        digest: &str,
+        now: u64,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let held: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT version, digest FROM fill_plans WHERE appliance = ?1",
+                params![appliance],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let version = match held {
+            Some((v, d)) if d == digest => return Ok(v.max(0) as u64),
+            Some((v, _)) => v.max(0) as u64 + 1,
+            None => 1,
+        };
+        tx.execute(
+            "INSERT INTO fill_plans (appliance, version, digest, generated) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(appliance) DO UPDATE SET version = excluded.version,
+                 digest = excluded.digest, generated = excluded.generated",
+            params![appliance, version as i64, digest, now as i64],
+        )?;
+        tx.commit()?;
+        Ok(version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Object, Rendition as CatalogRendition, Sidecar, Title as CatalogTitle};
+    use control_client::wire::Tier;
+
+    fn info() -> ApplianceInfo {
+        ApplianceInfo {
+            tier: Tier::Embedded,
+            site: "s1".into(),
+            region: "eu".into(),
+            asn: 64500,
+            http_url: Some("http://127.0.0.1:1".into()),
+            https_url: None,
+            admin_url: "http://127.0.0.1:2".into(),
+            capacity_bps: 10_000_000_000,
+            storage_bytes: 1 << 40,
+            version: "0.1.0".into(),
+        }
+    }
+
+    #[test]
+    fn a_registration_outlives_the_config_declaration_but_credentials_follow_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sqlite::open(&dir.path().join("s.db")).unwrap();
+        let declared = info();
+        let moved = ApplianceInfo {
+            admin_url: "http://127.0.0.1:3".into(),
+            ..info()
+        };
+        let edited = ApplianceInfo {
+            site: "s2".into(),
+            ..info()
+        };
+        // Until it registers, the config's declaration applies, edits too.
+        s.declare_appliance("a1", &declared, "c1", 1).unwrap();
+        s.declare_appliance("a1", &edited, "c1", 2).unwrap();
+        assert_eq!(s.appliances().unwrap()[0].info, edited);
+        // It registers from a new address; a restart declares it again.
+        s.upsert_appliance("a1", &moved, "c1", 3).unwrap();
+        s.declare_appliance("a1", &declared, "c2", 4).unwrap();
+        let row = &s.appliances().unwrap()[0];
+        assert_eq!(row.info, moved);
+        assert_eq!(row.credential_sha256, "c2");
+    }
+
+    #[test]
+    fn survives_reopen_and_migrates_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        {
+            let s = Sqlite::open(&path).unwrap();
+            s.upsert_appliance("a1", &info(), "abc", 1).unwrap();
+            let r = |n: &str, o| RenditionHolding {
+                rendition: n.into(),
+                objects: o,
+                bytes: o * 10,
+            };
+            s.put_inventory(
+                "a1",
+                &InventoryRow {
+                    version: 1,
+                    digest: "d1".into(),
+                    renditions: vec![r("t/1", 3), r("t/2", 4)],
+                },
+            )
+            .unwrap();
+            s.put_inventory(
+                "a1",
+                &InventoryRow {
+                    version: 2,
+                    digest: "d2".into(),
+                    renditions: vec![r("t/2", 4), r("t/3", 5)],
+                },
+            )
+            .unwrap();
+            s.insert_key(
+                &KeyWire {
+                    id: "k1".into(),
+                    secret: "s".into(),
+                    not_before: Some(1),
+                    not_after: Some(100),
+                },
+                1,
+            )
+            .unwrap();
+        }
+        let s = Sqlite::open(&path).unwrap();
+        assert_eq!(s.appliances().unwrap()[0].info, info());
+        let inv = s.inventory("a1").unwrap();
+        assert_eq!((inv.version, inv.digest.as_str()), (2, "d2"));
+        let names: Vec<_> = inv
+            .renditions
+            .iter()
+            .map(|r| r.rendition.as_str())
+            .collect();
+        assert_eq!(names, ["t/2", "t/3"]);
+        assert_eq!(s.keys().unwrap().len(), 1);
+        assert_eq!(s.delete_keys_retired_before(200).unwrap(), 1);
+        assert!(s.inventory("nobody").unwrap().renditions.is_empty());
+    }
+
+    fn rendition(id: &str, keys: &[(&str, u64)]) -> CatalogRendition {
+        CatalogRendition {
+            id: id.into(),
+            kind: "video".into(),
+            codec: Some("avc1.4d401f".into()),
+            width: Some(1280),
+            height: Some(720),
+            bandwidth: 1_000_000,
+            container: "fmp4".into(),
+            protocol: "hls".into(),
+            segment_duration: 4.0,
+            objects: keys
+                .iter()
+                .map(|(k, size)| Object {
+                    key: (*k).into(),
+                    size: *size,
+                    sha256: "ab".repeat(32),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn catalog_plays_and_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sqlite::open(&dir.path().join("s.db")).unwrap();
+        s.put_title(&CatalogTitle {
+            id: "t1".into(),
+            sidecar: Sidecar {
+                name: "One".into(),
+                regions: vec!["eu".into(), "*".into()],
+                release: Some(1234),
+            },
+            renditions: vec![
+                rendition(
+                    "titles/t1/v2",
+                    &[("titles/t1/v2/init.mp4", 5), ("titles/t1/v2/seg10.m4s", 7)],
+                ),
+                rendition("titles/t1/v1", &[("titles/t1/v1/seg2.m4s", 3)]),
+            ],
+            manifests: vec![],
+        })
+        .unwrap();
+        let catalog = s.fill_catalog().unwrap();
+        assert_eq!(catalog.len(), 1);
+        let t = &catalog[0];
+        assert_eq!(
+            (t.id.as_str(), t.regions.clone(), t.release),
+            ("t1", vec!["eu".to_owned(), "*".to_owned()], Some(1234))
+        );
+        let ids: Vec<&str> = t.renditions.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["titles/t1/v1", "titles/t1/v2"]);
+        let keys: Vec<&str> = t.renditions[1]
+            .objects
+            .iter()
+            .map(|o| o.key.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            ["titles/t1/v2/init.mp4", "titles/t1/v2/seg10.m4s"],
+            "import order, not key order"
+        );
+        assert_eq!(t.renditions[1].bytes(), 12);
+
+        // Plays of every region, newest first, capped.
+        let conn = s.conn();
+        for (title, region, at) in [("t1", "eu", 10), ("t1", "us", 20), ("t2", "eu", 5)] {
+            conn.execute(
+                "INSERT INTO plays (title, region, at) VALUES (?1, ?2, ?3)",
+                params![title, region, at],
+            )
+            .unwrap();
+        }
+        drop(conn);
+        let plays = s.plays_all_since(6, 10).unwrap();
+        let got: Vec<(&str, &str, u64)> = plays
+            .iter()
+            .map(|p| (p.title.as_str(), p.region.as_str(), p.at))
+            .collect();
+        assert_eq!(got, [("t1", "us", 20), ("t1", "eu", 10)]);
+        assert_eq!(s.plays_all_since(0, 1).unwrap().len(), 1);
+
+        // Versions: 1 for the first plan, unchanged for the same content, bumped for new.
+        assert_eq!(s.fill_plan_version("a", "d1", 100).unwrap(), 1);
+        assert_eq!(s.fill_plan_version("a", "d1", 200).unwrap(), 1);
+        assert_eq!(s.fill_plan_version("b", "d1", 200).unwrap(), 1);
+        assert_eq!(s.fill_plan_version("a", "d2", 300).unwrap(), 2);
+        assert_eq!(s.fill_plan_version("a", "d1", 400).unwrap(), 3);
     }
 }

@@ -1,232 +1,215 @@
-//! What fill planning reads (the catalog with every object, plays of all
-//! regions) and the plan versions it hands out.
+//! The catalog, shared by both halves: titles → renditions → objects and the
+//! packaged manifests, written by `catalog import` and read by plays (titles,
+//! home rows) and by the fleet (totals for inventory completeness, fill plans).
 
 use std::collections::HashMap;
 
-use control_client::wire::FillObject;
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError};
-use crate::fillplan::{Play, Rendition, Title};
+use super::{Sqlite, StoreError, to_json};
+use crate::catalog::Title;
 
-impl Store {
-    /// Every title with its renditions and their objects, titles and renditions
-    /// by id, objects in import order (init segment, then segments in play
-    /// order, so a fill that stops early holds a playable start). One read
-    /// transaction: an import running meanwhile is seen whole or not at all.
-    pub fn fill_catalog(&self) -> Result<Vec<Title>, StoreError> {
+/// A title with what a play needs of it.
+#[derive(Debug, Clone)]
+pub struct TitleRecord {
+    pub id: String,
+    pub name: String,
+    pub regions: Vec<String>,
+    pub release: Option<u64>,
+    pub renditions: Vec<TitleRendition>,
+    /// `(kind, key, body)` of each packaged manifest.
+    pub manifests: Vec<(String, String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TitleRendition {
+    pub id: String,
+    pub kind: String,
+    pub codec: Option<String>,
+    pub width: Option<u64>,
+    pub height: Option<u64>,
+    pub bandwidth: u64,
+    pub protocol: String,
+    pub segment_duration: f64,
+    /// Key of its media playlist (HLS renditions).
+    pub playlist: Option<String>,
+}
+
+/// What the catalog tables answer, whichever backend holds them.
+pub trait CatalogStore: Send + Sync {
+    /// Record a title with its renditions and objects, replacing what an earlier
+    /// import recorded for it (so re-importing is idempotent), in one transaction.
+    fn put_title(&self, t: &Title) -> Result<(), StoreError>;
+    /// A rendition's object count and total bytes, if it is in the catalog.
+    fn rendition_totals(&self, rendition: &str) -> Result<Option<(u64, u64)>, StoreError>;
+    /// Object count and bytes of every catalog rendition.
+    fn catalog_totals(&self) -> Result<HashMap<String, (u64, u64)>, StoreError>;
+    /// Titles, renditions, objects and bytes in the catalog.
+    fn catalog_counts(&self) -> Result<(u64, u64, u64, u64), StoreError>;
+    /// A title with its renditions and packaged manifests.
+    fn title(&self, id: &str) -> Result<Option<TitleRecord>, StoreError>;
+    /// `(id, name, regions)` of every title.
+    fn title_names(&self) -> Result<Vec<(String, String, Vec<String>)>, StoreError>;
+}
+
+impl CatalogStore for Sqlite {
+    fn put_title(&self, t: &Title) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let mut titles = Vec::new();
-        let mut at: HashMap<String, usize> = HashMap::new();
-        {
-            let mut stmt =
-                tx.prepare("SELECT id, regions, release_time FROM titles ORDER BY id")?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<i64>>(2)?,
-                ))
-            })?;
-            for row in rows {
-                let (id, regions, release) = row?;
-                let regions: Vec<String> = serde_json::from_str(&regions)
-                    .map_err(|e| StoreError::Corrupt(format!("title {id}: {e}")))?;
-                at.insert(id.clone(), titles.len());
-                titles.push(Title {
-                    id,
-                    regions,
-                    release: release.map(|v| v.max(0) as u64),
-                    renditions: Vec::new(),
-                });
-            }
-        }
-        // rendition id → (title index, rendition index)
-        let mut rendition_at: HashMap<String, (usize, usize)> = HashMap::new();
-        {
-            let mut stmt = tx.prepare("SELECT id, title FROM renditions ORDER BY title, id")?;
-            let rows =
-                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-            for row in rows {
-                let (id, title) = row?;
-                let Some(&t) = at.get(&title) else { continue };
-                rendition_at.insert(id.clone(), (t, titles[t].renditions.len()));
-                titles[t].renditions.push(Rendition {
-                    id,
-                    objects: Vec::new(),
-                });
-            }
-        }
-        {
-            let mut stmt = tx.prepare(
-                "SELECT rendition, key, size, sha256 FROM objects ORDER BY rendition, rowid",
+        let regions = to_json(&t.sidecar.regions)?;
+        tx.execute(
+            "INSERT INTO titles (id, name, regions, release_time) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(id) DO UPDATE SET name = excluded.name, regions = excluded.regions, release_time = excluded.release_time",
+            params![t.id, t.sidecar.name, regions, t.sidecar.release.map(|v| v as i64)],
+        )?;
+        tx.execute(
+            "DELETE FROM objects WHERE rendition IN (SELECT id FROM renditions WHERE title = ?1)",
+            params![t.id],
+        )?;
+        tx.execute("DELETE FROM renditions WHERE title = ?1", params![t.id])?;
+        tx.execute(
+            "DELETE FROM title_manifests WHERE title = ?1",
+            params![t.id],
+        )?;
+        for m in &t.manifests {
+            tx.execute(
+                "INSERT INTO title_manifests (title, kind, key, body) VALUES (?1, ?2, ?3, ?4)",
+                params![t.id, m.kind, m.key, m.body],
             )?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    FillObject {
-                        key: r.get(1)?,
-                        size: r.get::<_, i64>(2)?.max(0) as u64,
-                        sha256: r.get(3)?,
-                    },
-                ))
-            })?;
-            for row in rows {
-                let (rendition, object) = row?;
-                if let Some(&(t, r)) = rendition_at.get(&rendition) {
-                    titles[t].renditions[r].objects.push(object);
-                }
+        }
+        for r in &t.renditions {
+            tx.execute(
+                "INSERT INTO renditions (id, title, kind, codec, width, height, bandwidth, container, segment_duration, protocol)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![r.id, t.id, r.kind, r.codec, r.width.map(|v| v as i64), r.height.map(|v| v as i64), r.bandwidth as i64, r.container, r.segment_duration, r.protocol],
+            )?;
+            let mut ins = tx.prepare(
+                "INSERT INTO objects (key, rendition, size, sha256) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for o in &r.objects {
+                ins.execute(params![o.key, r.id, o.size as i64, o.sha256])?;
             }
         }
         tx.commit()?;
-        Ok(titles)
+        Ok(())
     }
 
-    /// Plays of every region since `since`, newest first, at most `limit` (the
-    /// oldest weigh least, so they are the ones a cap drops).
-    pub fn plays_all_since(&self, since: u64, limit: u32) -> Result<Vec<Play>, StoreError> {
+    fn rendition_totals(&self, rendition: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        let conn = self.conn();
+        let known: bool = conn
+            .query_row(
+                "SELECT 1 FROM renditions WHERE id = ?1",
+                params![rendition],
+                |_| Ok(true),
+            )
+            .optional()?
+            .unwrap_or(false);
+        if !known {
+            return Ok(None);
+        }
+        let (n, bytes): (i64, i64) = conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE rendition = ?1",
+            params![rendition],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(Some((n as u64, bytes as u64)))
+    }
+
+    fn catalog_totals(&self) -> Result<HashMap<String, (u64, u64)>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT title, region, at FROM plays WHERE at >= ?1 ORDER BY at DESC LIMIT ?2",
+            "SELECT r.id, COUNT(o.key), COALESCE(SUM(o.size), 0) FROM renditions r
+             LEFT JOIN objects o ON o.rendition = r.id GROUP BY r.id",
         )?;
-        let rows = stmt.query_map(params![since as i64, limit], |r| {
-            Ok(Play {
-                title: r.get(0)?,
-                region: r.get(1)?,
-                at: r.get::<_, i64>(2)?.max(0) as u64,
-            })
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                (r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64),
+            ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The version of `appliance`'s plan whose content is `digest`: the stored
-    /// one when the content is unchanged, else the next (recorded with `now`).
-    /// Read and bump in one write transaction, so two concurrent requests for
-    /// the same new plan get one version.
-    pub fn fill_plan_version(
-        &self,
-        appliance: &str,
-        digest: &str,
-        now: u64,
-    ) -> Result<u64, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let held: Option<(i64, String)> = tx
+    fn catalog_counts(&self) -> Result<(u64, u64, u64, u64), StoreError> {
+        let conn = self.conn();
+        let count = |sql: &str| {
+            conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+                .map(|v| v as u64)
+        };
+        Ok((
+            count("SELECT COUNT(*) FROM titles")?,
+            count("SELECT COUNT(*) FROM renditions")?,
+            count("SELECT COUNT(*) FROM objects")?,
+            count("SELECT COALESCE(SUM(size), 0) FROM objects")?,
+        ))
+    }
+
+    fn title(&self, id: &str) -> Result<Option<TitleRecord>, StoreError> {
+        let conn = self.conn();
+        let head: Option<(String, String, Option<i64>)> = conn
             .query_row(
-                "SELECT version, digest FROM fill_plans WHERE appliance = ?1",
-                params![appliance],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                "SELECT name, regions, release_time FROM titles WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        let version = match held {
-            Some((v, d)) if d == digest => return Ok(v.max(0) as u64),
-            Some((v, _)) => v.max(0) as u64 + 1,
-            None => 1,
+        let Some((name, regions, release)) = head else {
+            return Ok(None);
         };
-        tx.execute(
-            "INSERT INTO fill_plans (appliance, version, digest, generated) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(appliance) DO UPDATE SET version = excluded.version,
-                 digest = excluded.digest, generated = excluded.generated",
-            params![appliance, version as i64, digest, now as i64],
+        let regions: Vec<String> = serde_json::from_str(&regions)
+            .map_err(|e| StoreError::Corrupt(format!("title {id}: {e}")))?;
+        let mut stmt = conn.prepare(
+            "SELECT r.id, r.kind, r.codec, r.width, r.height, r.bandwidth, r.protocol, r.segment_duration,
+                 (SELECT key FROM objects o WHERE o.rendition = r.id AND o.key LIKE '%.m3u8' LIMIT 1)
+             FROM renditions r WHERE r.title = ?1 ORDER BY r.id",
         )?;
-        tx.commit()?;
-        Ok(version)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::catalog::{Object, Rendition as CatalogRendition, Sidecar, Title as CatalogTitle};
-
-    fn rendition(id: &str, keys: &[(&str, u64)]) -> CatalogRendition {
-        CatalogRendition {
-            id: id.into(),
-            kind: "video".into(),
-            codec: Some("avc1.4d401f".into()),
-            width: Some(1280),
-            height: Some(720),
-            bandwidth: 1_000_000,
-            container: "fmp4".into(),
-            protocol: "hls".into(),
-            segment_duration: 4.0,
-            objects: keys
-                .iter()
-                .map(|(k, size)| Object {
-                    key: (*k).into(),
-                    size: *size,
-                    sha256: "ab".repeat(32),
+        let renditions = stmt
+            .query_map(params![id], |r| {
+                Ok(TitleRendition {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    codec: r.get(2)?,
+                    width: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+                    height: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                    bandwidth: r.get::<_, i64>(5)? as u64,
+                    protocol: r.get(6)?,
+                    segment_duration: r.get(7)?,
+                    playlist: r.get(8)?,
                 })
-                .collect(),
-        }
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut stmt =
+            conn.prepare("SELECT kind, key, body FROM title_manifests WHERE title = ?1")?;
+        let manifests = stmt
+            .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(TitleRecord {
+            id: id.to_owned(),
+            name,
+            regions,
+            release: release.map(|v| v as u64),
+            renditions,
+            manifests,
+        }))
     }
 
-    #[test]
-    fn catalog_plays_and_versions() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("s.db")).unwrap();
-        s.put_title(&CatalogTitle {
-            id: "t1".into(),
-            sidecar: Sidecar {
-                name: "One".into(),
-                regions: vec!["eu".into(), "*".into()],
-                release: Some(1234),
-            },
-            renditions: vec![
-                rendition(
-                    "titles/t1/v2",
-                    &[("titles/t1/v2/init.mp4", 5), ("titles/t1/v2/seg10.m4s", 7)],
-                ),
-                rendition("titles/t1/v1", &[("titles/t1/v1/seg2.m4s", 3)]),
-            ],
-            manifests: vec![],
-        })
-        .unwrap();
-        let catalog = s.fill_catalog().unwrap();
-        assert_eq!(catalog.len(), 1);
-        let t = &catalog[0];
-        assert_eq!(
-            (t.id.as_str(), t.regions.clone(), t.release),
-            ("t1", vec!["eu".to_owned(), "*".to_owned()], Some(1234))
-        );
-        let ids: Vec<&str> = t.renditions.iter().map(|r| r.id.as_str()).collect();
-        assert_eq!(ids, ["titles/t1/v1", "titles/t1/v2"]);
-        let keys: Vec<&str> = t.renditions[1]
-            .objects
-            .iter()
-            .map(|o| o.key.as_str())
-            .collect();
-        assert_eq!(
-            keys,
-            ["titles/t1/v2/init.mp4", "titles/t1/v2/seg10.m4s"],
-            "import order, not key order"
-        );
-        assert_eq!(t.renditions[1].bytes(), 12);
-
-        // Plays of every region, newest first, capped.
-        let conn = s.conn();
-        for (title, region, at) in [("t1", "eu", 10), ("t1", "us", 20), ("t2", "eu", 5)] {
-            conn.execute(
-                "INSERT INTO plays (title, region, at) VALUES (?1, ?2, ?3)",
-                params![title, region, at],
-            )
-            .unwrap();
+    fn title_names(&self) -> Result<Vec<(String, String, Vec<String>)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id, name, regions FROM titles ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, name, regions) = row?;
+            let regions = serde_json::from_str(&regions)
+                .map_err(|e| StoreError::Corrupt(format!("title {id}: {e}")))?;
+            out.push((id, name, regions));
         }
-        drop(conn);
-        let plays = s.plays_all_since(6, 10).unwrap();
-        let got: Vec<(&str, &str, u64)> = plays
-            .iter()
-            .map(|p| (p.title.as_str(), p.region.as_str(), p.at))
-            .collect();
-        assert_eq!(got, [("t1", "us", 20), ("t1", "eu", 10)]);
-        assert_eq!(s.plays_all_since(0, 1).unwrap().len(), 1);
-
-        // Versions: 1 for the first plan, unchanged for the same content, bumped for new.
-        assert_eq!(s.fill_plan_version("a", "d1", 100).unwrap(), 1);
-        assert_eq!(s.fill_plan_version("a", "d1", 200).unwrap(), 1);
-        assert_eq!(s.fill_plan_version("b", "d1", 200).unwrap(), 1);
-        assert_eq!(s.fill_plan_version("a", "d2", 300).unwrap(), 2);
-        assert_eq!(s.fill_plan_version("a", "d1", 400).unwrap(), 3);
+        Ok(out)
     }
 }

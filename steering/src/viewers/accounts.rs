@@ -1,16 +1,16 @@
-//! Viewers: bearer-token authentication, profiles, bookmarks and the home page.
+//! Viewers: bearer-token authentication, profiles and bookmarks.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
-use crate::api::{ApiError, AppState, json};
-use crate::home::{Home, Item, Row};
-use crate::store::UserRow;
+use super::Viewers;
+use super::store::UserRow;
+use crate::http::{ApiError, bearer, json};
 
 /// An authenticated viewer.
 #[derive(Debug, Clone)]
@@ -36,11 +36,8 @@ pub fn new_token() -> (String, String) {
 }
 
 /// `Authorization: Bearer vt_...` → the account (401 otherwise).
-pub fn authenticate(state: &AppState, headers: &HeaderMap, now: u64) -> Result<Viewer, ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+pub fn authenticate(state: &Viewers, headers: &HeaderMap, now: u64) -> Result<Viewer, ApiError> {
+    let token = bearer(headers)
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
@@ -70,7 +67,7 @@ pub fn authenticate(state: &AppState, headers: &HeaderMap, now: u64) -> Result<V
     Ok(Viewer { user })
 }
 
-pub fn check_profile(state: &AppState, viewer: &Viewer, profile: &str) -> Result<(), ApiError> {
+pub fn check_profile(state: &Viewers, viewer: &Viewer, profile: &str) -> Result<(), ApiError> {
     if state
         .store
         .profiles(&viewer.user.id)?
@@ -99,7 +96,7 @@ pub struct BookmarkRequest {
 /// position. The stream is touched first and regardless, so a bookmark store
 /// outage never ends anyone's stream.
 pub async fn bookmark(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Viewers>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
@@ -147,122 +144,4 @@ pub async fn bookmark(
     Ok(axum::Json(
         serde_json::json!({"saved": true, "position": req.position}),
     ))
-}
-
-#[derive(Deserialize)]
-pub struct HomeQuery {
-    profile: String,
-}
-
-/// `GET /v1/home?profile=...`.
-pub async fn home(
-    State(state): State<Arc<AppState>>,
-    Query(q): Query<HomeQuery>,
-    headers: HeaderMap,
-) -> Result<axum::Json<Home>, ApiError> {
-    let now = crate::unix_now();
-    let viewer = authenticate(&state, &headers, now)?;
-    check_profile(&state, &viewer, &q.profile)?;
-    let u = &viewer.user;
-    let available: Vec<(String, String)> = state
-        .store
-        .title_names()?
-        .into_iter()
-        .filter(|(_, _, regions)| {
-            regions
-                .iter()
-                .any(|r| r == "*" || *r == u.region || *r == u.country)
-        })
-        .map(|(id, name, _)| (id, name))
-        .collect();
-    let item = |id: &str, resume_position: Option<f64>| {
-        available
-            .iter()
-            .find(|(t, _)| t == id)
-            .map(|(id, name)| Item {
-                id: id.clone(),
-                name: name.clone(),
-                resume_position,
-            })
-    };
-    let mut rows = Vec::new();
-    let mut degraded = Vec::new();
-    match state.bookmarks.recent(&u.id, &q.profile, 20).await {
-        Ok(marks) => {
-            let items: Vec<Item> = marks
-                .iter()
-                .filter_map(|b| item(&b.title, Some(b.position)))
-                .collect();
-            if !items.is_empty() {
-                rows.push(Row {
-                    title: "Continue watching".into(),
-                    kind: "continue-watching",
-                    items,
-                });
-            }
-        }
-        Err(_) => degraded.push("bookmarks"),
-    }
-    let personalised = if state.recommendations.configured() {
-        match state
-            .recommendations
-            .rows(&u.id, &q.profile, &u.region)
-            .await
-        {
-            Ok(r) => Some(r),
-            Err(_) => {
-                degraded.push("recommendations");
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let fallback = personalised.is_none();
-    match personalised {
-        Some(backend_rows) => {
-            for (title, ids) in backend_rows {
-                let items: Vec<Item> = ids.iter().filter_map(|id| item(id, None)).collect();
-                if !items.is_empty() {
-                    rows.push(Row {
-                        title,
-                        kind: "personalised",
-                        items,
-                    });
-                }
-            }
-        }
-        None => {
-            state.metrics.home_fallbacks.inc();
-            let week = 7 * 86_400;
-            let plays = state
-                .store
-                .plays_since(&u.region, now.saturating_sub(week), 50_000)?;
-            let ranked = crate::home::popularity(&plays, now, 86_400.0);
-            let mut items: Vec<Item> = ranked
-                .iter()
-                .filter_map(|(id, _)| item(id, None))
-                .take(20)
-                .collect();
-            // A region with no plays yet still gets a page: the catalog.
-            for (id, _) in &available {
-                if items.len() >= 20 {
-                    break;
-                }
-                if !items.iter().any(|i| &i.id == id) {
-                    items.extend(item(id, None));
-                }
-            }
-            rows.push(Row {
-                title: format!("Popular in {}", u.region),
-                kind: "popular",
-                items,
-            });
-        }
-    }
-    Ok(axum::Json(Home {
-        rows,
-        fallback,
-        degraded,
-    }))
 }

@@ -3,11 +3,16 @@
 //! from what steering has itself: popular titles in the viewer's region (recent
 //! plays with time decay) and a continue-watching row from bookmarks.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-use crate::deps::{DepError, Guard};
+use super::Viewers;
+use super::accounts;
+use super::deps::{DepError, Guard};
+use crate::http::ApiError;
 
 /// The backend's answer: `{"rows": [{"title": "...", "items": ["t1", ...]}]}`.
 #[derive(Debug, Deserialize)]
@@ -94,45 +99,120 @@ impl Recommendations {
     }
 }
 
-/// Titles ranked by plays with exponential time decay (`half_life` seconds):
-/// a play an hour ago counts more than one last week. Ties break by id so the
-/// order is stable.
-pub fn popularity(plays: &[(String, u64)], now: u64, half_life: f64) -> Vec<(String, f64)> {
-    let mut score: HashMap<&str, f64> = HashMap::new();
-    for (title, at) in plays {
-        let age = now.saturating_sub(*at) as f64;
-        *score.entry(title).or_default() += (-age * std::f64::consts::LN_2 / half_life).exp();
-    }
-    let mut ranked: Vec<(String, f64)> =
-        score.into_iter().map(|(t, s)| (t.to_owned(), s)).collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    ranked
+#[derive(Deserialize)]
+pub struct HomeQuery {
+    profile: String,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recent_plays_outweigh_old_ones() {
-        let day = 86_400;
-        let now = 10 * day;
-        let plays: Vec<(String, u64)> = [
-            ("old", now - 5 * day),
-            ("old", now - 5 * day),
-            ("old", now - 5 * day),
-            ("new", now - 100),
-            ("new", now - 200),
-            ("b", now),
-            ("a", now),
-        ]
-        .iter()
-        .map(|(t, at)| (t.to_string(), *at))
+/// `GET /v1/home?profile=...`.
+pub async fn home(
+    State(state): State<Arc<Viewers>>,
+    Query(q): Query<HomeQuery>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Home>, ApiError> {
+    let now = crate::unix_now();
+    let viewer = accounts::authenticate(&state, &headers, now)?;
+    accounts::check_profile(&state, &viewer, &q.profile)?;
+    let u = &viewer.user;
+    let available: Vec<(String, String)> = state
+        .store
+        .title_names()?
+        .into_iter()
+        .filter(|(_, _, regions)| {
+            regions
+                .iter()
+                .any(|r| r == "*" || *r == u.region || *r == u.country)
+        })
+        .map(|(id, name, _)| (id, name))
         .collect();
-        let ranked: Vec<String> = popularity(&plays, now, day as f64)
-            .into_iter()
-            .map(|(t, _)| t)
-            .collect();
-        assert_eq!(ranked, ["new", "a", "b", "old"]);
+    let item = |id: &str, resume_position: Option<f64>| {
+        available
+            .iter()
+            .find(|(t, _)| t == id)
+            .map(|(id, name)| Item {
+                id: id.clone(),
+                name: name.clone(),
+                resume_position,
+            })
+    };
+    let mut rows = Vec::new();
+    let mut degraded = Vec::new();
+    match state.bookmarks.recent(&u.id, &q.profile, 20).await {
+        Ok(marks) => {
+            let items: Vec<Item> = marks
+                .iter()
+                .filter_map(|b| item(&b.title, Some(b.position)))
+                .collect();
+            if !items.is_empty() {
+                rows.push(Row {
+                    title: "Continue watching".into(),
+                    kind: "continue-watching",
+                    items,
+                });
+            }
+        }
+        Err(_) => degraded.push("bookmarks"),
     }
+    let personalised = if state.recommendations.configured() {
+        match state
+            .recommendations
+            .rows(&u.id, &q.profile, &u.region)
+            .await
+        {
+            Ok(r) => Some(r),
+            Err(_) => {
+                degraded.push("recommendations");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let fallback = personalised.is_none();
+    match personalised {
+        Some(backend_rows) => {
+            for (title, ids) in backend_rows {
+                let items: Vec<Item> = ids.iter().filter_map(|id| item(id, None)).collect();
+                if !items.is_empty() {
+                    rows.push(Row {
+                        title,
+                        kind: "personalised",
+                        items,
+                    });
+                }
+            }
+        }
+        None => {
+            state.metrics.home_fallbacks.inc();
+            let week = 7 * 86_400;
+            let plays = state
+                .store
+                .plays_since(&u.region, now.saturating_sub(week), 50_000)?;
+            let ranked = crate::popularity::popularity(&plays, now, 86_400.0);
+            let mut items: Vec<Item> = ranked
+                .iter()
+                .filter_map(|(id, _)| item(id, None))
+                .take(20)
+                .collect();
+            // A region with no plays yet still gets a page: the catalog.
+            for (id, _) in &available {
+                if items.len() >= 20 {
+                    break;
+                }
+                if !items.iter().any(|i| &i.id == id) {
+                    items.extend(item(id, None));
+                }
+            }
+            rows.push(Row {
+                title: format!("Popular in {}", u.region),
+                kind: "popular",
+                items,
+            });
+        }
+    }
+    Ok(axum::Json(Home {
+        rows,
+        fallback,
+        degraded,
+    }))
 }
