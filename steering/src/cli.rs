@@ -114,10 +114,13 @@ pub enum UsersCommand {
 /// Accepted before or after any subcommand.
 #[derive(clap::Args, Clone, Default)]
 pub struct Overrides {
+    /// TOML configuration file (without one, every setting has its default)
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+    /// Address the API listens on, e.g. 127.0.0.1:7000 (overrides `listen`)
     #[arg(long, value_name = "ADDR", global = true)]
     pub listen: Option<SocketAddr>,
+    /// The store's SQLite file (overrides `database`)
     #[arg(long, value_name = "FILE", global = true)]
     pub database: Option<PathBuf>,
 }
