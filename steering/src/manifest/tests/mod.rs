@@ -194,10 +194,8 @@ fn top_level(xml: &str, name: &str) -> Vec<(Vec<(String, String)>, String)> {
                     current = Some((attrs(&e), String::new()));
                 }
             }
-            Event::Empty(e) => {
-                if depth == 1 && e.local_name().as_ref() == name {
-                    found.push((attrs(&e), String::new()));
-                }
+            Event::Empty(e) if depth == 1 && e.local_name().as_ref() == name => {
+                found.push((attrs(&e), String::new()));
             }
             Event::Text(t) => {
                 if let Some((_, text)) = current.as_mut() {
