@@ -1,5 +1,5 @@
 //! What a play hands out after it started: the per-play HLS and DASH
-//! manifests, content-steering answers, and the DRM licence stub.
+//! manifests and the DRM licence stub (content steering is in `play`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,36 +10,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::Viewers;
-use super::play::{Issued, client_of, load_title, public_base};
-use super::store::StreamRow;
+use super::play::{client_of, issued, load_title, public_base};
 use crate::http::ApiError;
 use crate::manifest::{self, ContentSteering, Pathway};
-
-/// A live stream and what it was issued; 404 for unknown ids, 410 once its
-/// URLs have expired.
-fn issued(state: &Viewers, id: &str, now: u64) -> Result<(StreamRow, Issued), ApiError> {
-    let unknown = || ApiError::new(StatusCode::NOT_FOUND, "unknown_play", "no such play");
-    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(unknown());
-    }
-    let row = state.store.stream(id)?.ok_or_else(unknown)?;
-    if row.expires <= now {
-        return Err(ApiError::new(
-            StatusCode::GONE,
-            "play_expired",
-            "this play's URLs have expired; start a new play",
-        ));
-    }
-    let issued: Issued = serde_json::from_str(&row.body).map_err(|e| {
-        tracing::error!(play = %id, error = %e, "stored play is unreadable");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "corrupt_play",
-            "stored play is unreadable",
-        )
-    })?;
-    Ok((row, issued))
-}
 
 /// `GET /v1/plays/{id}/master.m3u8` and `/manifest.mpd`.
 pub async fn manifest(
@@ -109,42 +82,6 @@ pub async fn manifest(
             (header::CACHE_CONTROL, "private, no-store"),
         ],
         text,
-    )
-        .into_response())
-}
-
-/// `GET /v1/steering/{id}/{hls|dash}`: the pathway priority for this play now.
-pub async fn content_steering(
-    State(state): State<Arc<Viewers>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path((id, protocol)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let list_key = match protocol.as_str() {
-        "hls" => "PATHWAY-PRIORITY",
-        "dash" => "SERVICE-LOCATION-PRIORITY",
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "use hls or dash",
-            ));
-        }
-    };
-    let (_, issued) = issued(&state, &id, crate::unix_now())?;
-    let client = client_of(&state, peer, &headers);
-    let priority = state
-        .steerer
-        .priority(client, &issued.selection.all(), &issued.pathways);
-    state.metrics.steering_polls.inc();
-    let body = serde_json::json!({
-        "VERSION": 1,
-        "TTL": state.config.play.steering_ttl.as_secs().max(1),
-        list_key: priority,
-    });
-    Ok((
-        [(header::CACHE_CONTROL, "private, no-store")],
-        axum::Json(body),
     )
         .into_response())
 }

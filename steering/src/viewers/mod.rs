@@ -87,10 +87,7 @@ pub fn router(viewers: Arc<Viewers>) -> Router {
         .route("/v1/play", post(play::play))
         .route("/v1/plays/{id}", delete(play::stop))
         .route("/v1/plays/{id}/{file}", get(manifests::manifest))
-        .route(
-            "/v1/steering/{id}/{protocol}",
-            get(manifests::content_steering),
-        )
+        .route("/v1/steering/{id}/{protocol}", get(play::content_steering))
         .route(
             "/v1/drm/{id}/license",
             get(manifests::drm_license).post(manifests::drm_license),

@@ -1,4 +1,5 @@
-//! `POST /v1/play` and `DELETE /v1/plays/{id}`.
+//! `POST /v1/play`, `DELETE /v1/plays/{id}` and content steering
+//! (`GET /v1/steering/{id}/{hls|dash}`).
 //!
 //! A play is authorised (account, entitlement, device, plan), steered (the
 //! fleet half picks a primary appliance and fallbacks), recorded as a stream,
@@ -14,6 +15,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::Viewers;
@@ -331,6 +333,68 @@ fn native(title: &TitleRecord, issued: &Issued) -> Vec<NativeRendition> {
                 .collect(),
         })
         .collect()
+}
+
+/// A live stream and what it was issued; 404 for unknown ids, 410 once its
+/// URLs have expired.
+pub(crate) fn issued(state: &Viewers, id: &str, now: u64) -> Result<(StreamRow, Issued), ApiError> {
+    let unknown = || ApiError::new(StatusCode::NOT_FOUND, "unknown_play", "no such play");
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(unknown());
+    }
+    let row = state.store.stream(id)?.ok_or_else(unknown)?;
+    if row.expires <= now {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "play_expired",
+            "this play's URLs have expired; start a new play",
+        ));
+    }
+    let issued: Issued = serde_json::from_str(&row.body).map_err(|e| {
+        tracing::error!(play = %id, error = %e, "stored play is unreadable");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "corrupt_play",
+            "stored play is unreadable",
+        )
+    })?;
+    Ok((row, issued))
+}
+
+/// `GET /v1/steering/{id}/{hls|dash}`: the pathway priority for this play now.
+pub async fn content_steering(
+    State(state): State<Arc<Viewers>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((id, protocol)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let list_key = match protocol.as_str() {
+        "hls" => "PATHWAY-PRIORITY",
+        "dash" => "SERVICE-LOCATION-PRIORITY",
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "use hls or dash",
+            ));
+        }
+    };
+    let (_, issued) = issued(&state, &id, crate::unix_now())?;
+    let client = client_of(&state, peer, &headers);
+    let priority = state
+        .steerer
+        .priority(client, &issued.selection.all(), &issued.pathways);
+    state.metrics.steering_polls.inc();
+    let body = serde_json::json!({
+        "VERSION": 1,
+        "TTL": state.config.play.steering_ttl.as_secs().max(1),
+        list_key: priority,
+    });
+    Ok((
+        [(header::CACHE_CONTROL, "private, no-store")],
+        axum::Json(body),
+    )
+        .into_response())
 }
 
 /// `DELETE /v1/plays/{id}`: the player stopped; the stream stops counting.
