@@ -1,29 +1,20 @@
 #!/usr/bin/env bash
 # Every test, on a fresh machine: installs what is missing, then formatting,
 # lints, and the whole test suite (unit, property, loopback, real-process, and
-# real peers: curl, ffprobe, nginx, BIRD, hls.js in Chromium).
+# real peers: curl, ffprobe, nginx, BIRD, hls.js and dash.js in Chromium).
+# Run as root: it installs missing Debian packages (scripts/packages.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-missing=()
-command -v curl >/dev/null || missing+=(curl)
-command -v openssl >/dev/null || missing+=(openssl)
-command -v ffmpeg >/dev/null || missing+=(ffmpeg)
-command -v nginx >/dev/null || missing+=(nginx-light)   # the origin in fill tests
-command -v bird >/dev/null || missing+=(bird2)          # the ISP router in BGP tests
-command -v ip >/dev/null || missing+=(iproute2)         # its network namespace
-command -v mount >/dev/null || missing+=(mount)         # small tmpfs disks
-command -v chromium >/dev/null || missing+=(chromium)   # the browser player (hls.js)
-command -v npm >/dev/null || missing+=(npm)             # playwright-core and hls.js
-command -v systemd-analyze >/dev/null || missing+=(systemd)  # unit checks, the boot test
-command -v dpkg-deb >/dev/null || missing+=(dpkg)       # the .deb
-if ((${#missing[@]})); then
-    echo "installing: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
-if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/hls.js ]; then
-    (cd tests/browser && npm ci --no-audit --no-fund)
+. scripts/packages.sh
+# curl, openssl: TLS and HTTP checks; ffmpeg: test content and ffprobe;
+# nginx-light: the origin; bird2: the ISP router (BGP); iproute2: its network
+# namespace; mount: small tmpfs disks; chromium, npm: the browser players
+# (hls.js, dash.js); systemd: unit checks and the boot test; dpkg: the .deb.
+install_missing curl openssl ffmpeg nginx-light bird2 iproute2 mount chromium npm systemd dpkg
+# The browser players' npm packages, again whenever package-lock.json changes.
+if ! cmp -s tests/browser/package-lock.json tests/browser/node_modules/.installed-lock; then
+    (cd tests/browser && npm ci --no-audit --no-fund --silent && cp package-lock.json node_modules/.installed-lock)
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install cargo-nextest --locked

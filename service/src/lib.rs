@@ -10,6 +10,11 @@
 //! - [`signals`]: SIGTERM/SIGINT stop, SIGHUP reloads.
 //! - [`Runtimes`]: the daemon's tokio runtimes, so `/metrics` can say how
 //!   many tasks are alive (a leak of tasks shows as a rising count).
+//! - [`config`]: reading the TOML file, one-line errors, exit status 64.
+//! - [`logging`]: the tracing subscriber (env filter, text or JSON, stderr).
+
+pub mod config;
+pub mod logging;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

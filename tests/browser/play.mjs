@@ -1,8 +1,11 @@
 // Drive the web player in headless Chromium (Debian's, via playwright-core)
 // until it has played `--seconds` of video, printing progress lines and then a
 // JSON summary: `node play.mjs URL [--seconds 8] [--timeout 60]`.
-//   progress: {"t": <wall s>, "played": <media s>, "phase", "primary": <appliance id>, "frags": {host: n}}
-//   result:   {"ok": bool, "played", "stalls": [s...], "errors": [...], "frags": {host: n}, "play": {...}}
+//   progress: {"t": <wall s>, "played": <media s>, "phase", "primary": <appliance id>,
+//              "frags": {host: n}, "loaded": <fragments so far>, "steering": [pathway...]}
+//   result:   {"ok": bool, "played", "stalls": [s...], "errors": [...], "frags": {host: n},
+//              "fragHosts": [host of each fragment, in load order], "steering", "play": {...}}
+// The page picks the player from the URL (player=hls|dash).
 import { chromium } from "playwright-core";
 
 const args = process.argv.slice(2);
@@ -20,8 +23,18 @@ if (!url) {
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   headless: true,
-  // Root in a container has no user namespace sandbox; autoplay without a gesture.
-  args: ["--no-sandbox", "--autoplay-policy=no-user-gesture-required", "--disable-gpu"],
+  // Root in a container has no user namespace sandbox; autoplay without a gesture;
+  // nothing but the page on the network (playwright gives each launch a fresh profile).
+  args: [
+    "--no-sandbox",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
 });
 let result = { ok: false };
 try {
@@ -33,7 +46,8 @@ try {
     const s = await page.evaluate(() => window.__player);
     const t = (Date.now() - started) / 1000;
     const primary = s.play && s.play.appliances[0].id;
-    console.log(JSON.stringify({ t, played: s.played, phase: s.phase, primary, frags: s.frags }));
+    const progress = { t, played: s.played, phase: s.phase, primary, frags: s.frags, loaded: s.fragHosts.length, steering: s.steering };
+    console.log(JSON.stringify(progress));
     if (s.phase === "failed" || s.played >= seconds || t > timeout) {
       result = { ok: s.played >= seconds, ...s };
       break;

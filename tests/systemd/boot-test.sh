@@ -4,7 +4,9 @@
 # IPC and cgroup namespaces (as in a container), with
 # - only the host's targets and slices as units (no host service can start:
 #   no tmpfiles, sysctl, udev, getty...), no generators;
-# - private /run, /tmp, /var/lib, /var/cache, /var/log and /srv (tmpfs);
+# - private /run, /tmp, /var/lib, /var/cache, /var/log and /srv (tmpfs), with
+#   the test's work directory bound back at its path, so a checkout may live
+#   under any of them;
 # - /etc and /usr/bin as overlays: the package's users, configs and binaries
 #   exist only inside;
 # - the host's network namespace (loopback, ports chosen by the kernel).
@@ -38,7 +40,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 143' TERM INT
 say() { echo "boot-test: $*"; }
-fail() { echo "boot-test: FAILED: $*" >&2; ctl status --no-pager -l steering oca fill-agent >&2 || true; echo "--- console:" >&2; tail -n 60 "$work/console.log" >&2 || true; exit 1; }
+# Commands inside the namespace of PID 1 (once it runs).
+inside() { nsenter -t "$init" -m -p -- "$@"; }
+ctl() { inside systemctl --no-pager "$@"; }
+fail() {
+    echo "boot-test: FAILED: $*" >&2
+    [ -z "$init" ] || ctl status -l steering oca fill-agent >&2 || true
+    echo "--- console:" >&2; tail -n 60 "$work/console.log" >&2 || true
+    exit 1
+}
 
 # The package's tree, and the units systemd will see.
 "$repo/scripts/install.sh" --destdir "$work/root" --bin-dir "$bin_dir" >/dev/null
@@ -84,8 +94,16 @@ set -euo pipefail
 mount --make-rprivate /
 # PID 1 writes to /dev/console: here, that is the test's log.
 mount --bind "$work/console.log" /dev/console
+# The work directory may lie under a directory masked next (a checkout in /tmp
+# or /srv): hold it open, mask, then bind it back at the same path (systemd and
+# this script name files in it). --no-canonicalize: resolved, the fd's path
+# would name the empty directory in the tmpfs.
+exec 3<"$work"
 for d in /run /tmp /var/tmp /var/lib /var/cache /var/log /srv; do mount -t tmpfs -o mode=0755 tmpfs "\$d"; done
 chmod 1777 /tmp /var/tmp
+mkdir -p "$work"
+mount --no-canonicalize --bind /proc/self/fd/3 "$work"
+exec 3<&-
 mount --bind "$work/units" /usr/lib/systemd/system
 mount --bind "$work/empty" /usr/lib/systemd/system-generators
 mount -t tmpfs tmpfs /etc/systemd/system
@@ -113,8 +131,6 @@ for _ in $(seq 100); do
     init=""; sleep 0.1
 done
 [ -n "$init" ] || fail "systemd did not start"
-inside() { nsenter -t "$init" -m -p -- "$@"; }
-ctl() { inside systemctl --no-pager "$@"; }
 # Wait for a condition with a deadline (seconds).
 until_ok() { # SECONDS WHAT COMMAND...
     local deadline=$((SECONDS + $1)) what="$2"; shift 2

@@ -1,26 +1,30 @@
-//! A real player nobody here wrote: hls.js in headless Chromium (Debian's,
-//! driven by playwright-core) loads a page served by steering, asks steering to
-//! play a title, and plays the HLS manifest from the steered appliance — then
-//! keeps playing through that appliance being killed.
+//! Real players nobody here wrote: hls.js and dash.js in headless Chromium
+//! (Debian's, driven by playwright-core) load a page served by steering, ask
+//! steering to play a title, and play its manifest from the steered appliance —
+//! then keep playing through that appliance being killed (hls.js), or follow
+//! content steering off it when it saturates (dash.js).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
-use e2e::stack::{self, Stack};
+use e2e::get_url;
+use e2e::stack::{self, ApplianceSpec, Stack};
 
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
 }
 
-/// playwright-core and hls.js from npm (the test command installs them; done
-/// here too so the test runs on its own), and Chromium from Debian.
+/// playwright-core, hls.js and dash.js from npm (the test command installs
+/// them; done here too so the test runs on its own), and Chromium from Debian.
 fn ensure_tools() {
     let dir = browser_dir();
-    if !dir.join("node_modules/playwright-core").exists()
-        || !dir.join("node_modules/hls.js").exists()
+    if ["playwright-core", "hls.js", "dashjs"]
+        .iter()
+        .any(|m| !dir.join("node_modules").join(m).exists())
     {
         let ok = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
@@ -46,38 +50,40 @@ fn ensure_tools() {
     );
 }
 
-/// The stack with steering serving the web player under /player/.
-fn stack_with_player() -> (Stack, tempfile::TempDir) {
+/// `fleet` with steering serving the web player (and both players' scripts)
+/// under /player/.
+fn stack_with_player(fleet: &[ApplianceSpec]) -> (Stack, tempfile::TempDir) {
     ensure_tools();
     let player = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        browser_dir().join("player.html"),
-        player.path().join("player.html"),
-    )
-    .unwrap();
-    std::fs::copy(
-        browser_dir().join("node_modules/hls.js/dist/hls.min.js"),
-        player.path().join("hls.min.js"),
-    )
-    .unwrap();
+    for (from, to) in [
+        ("player.html", "player.html"),
+        ("node_modules/hls.js/dist/hls.min.js", "hls.min.js"),
+        (
+            "node_modules/dashjs/dist/modern/umd/dash.all.min.js",
+            "dash.all.min.js",
+        ),
+    ] {
+        std::fs::copy(browser_dir().join(from), player.path().join(to)).unwrap();
+    }
     let s = stack::start(
-        &stack::fleet(),
+        fleet,
         &format!("player_dir = \"{}\"", player.path().display()),
     );
     (s, player)
 }
 
-/// Start the browser on the player page; progress lines and the final result
-/// arrive on the channel as JSON values.
+/// Start the browser on the player page with `player` (hls or dash); progress
+/// lines and the final result arrive on the channel as JSON values.
 fn browse(
     s: &Stack,
     user: &str,
     title: &str,
+    player: &str,
     seconds: u32,
     max_buffer: u32,
 ) -> (std::process::Child, mpsc::Receiver<serde_json::Value>) {
     let url = format!(
-        "http://{}/player/player.html?token={}&title={title}&maxbuf={max_buffer}",
+        "http://{}/player/player.html?token={}&title={title}&player={player}&maxbuf={max_buffer}",
         s.addr,
         s.token(user)
     );
@@ -101,8 +107,11 @@ fn browse(
     (child, rx)
 }
 
-/// The final result (after any number of progress lines).
-fn result(rx: &mpsc::Receiver<serde_json::Value>) -> serde_json::Value {
+/// The final result, handing each progress line before it to `progress`.
+fn result(
+    rx: &mpsc::Receiver<serde_json::Value>,
+    mut progress: impl FnMut(&serde_json::Value),
+) -> serde_json::Value {
     loop {
         let v = rx
             .recv_timeout(Duration::from_secs(90))
@@ -110,6 +119,7 @@ fn result(rx: &mpsc::Receiver<serde_json::Value>) -> serde_json::Value {
         if let Some(r) = v.get("result") {
             return r.clone();
         }
+        progress(&v);
     }
 }
 
@@ -124,9 +134,9 @@ fn host_of(base_url: &str) -> String {
 
 #[test]
 fn hls_js_in_chromium_plays_a_title_from_the_steered_appliance() {
-    let (s, _player) = stack_with_player();
-    let (mut child, rx) = browse(&s, "alice", "t1", 8, 30);
-    let r = result(&rx);
+    let (s, _player) = stack_with_player(&stack::fleet());
+    let (mut child, rx) = browse(&s, "alice", "t1", "hls", 8, 30);
+    let r = result(&rx, |_| {});
     let _ = child.wait();
     assert_eq!(r["ok"], true, "{r}");
     assert!(r["played"].as_f64().unwrap() >= 8.0, "{r}");
@@ -141,19 +151,13 @@ fn hls_js_in_chromium_plays_a_title_from_the_steered_appliance() {
 
 #[test]
 fn playback_survives_the_serving_appliance_being_killed() {
-    let (mut s, _player) = stack_with_player();
+    let (mut s, _player) = stack_with_player(&stack::fleet());
     // A 40 s title and a short buffer, so fragments are still being fetched
     // when the appliance dies.
-    let (mut child, rx) = browse(&s, "erin", "long", 20, 6);
+    let (mut child, rx) = browse(&s, "erin", "long", "hls", 20, 6);
     // Wait until it plays, then kill whichever appliance serves it.
     let mut killed = None;
-    let r = loop {
-        let v = rx
-            .recv_timeout(Duration::from_secs(90))
-            .expect("the browser reports");
-        if let Some(r) = v.get("result") {
-            break r.clone();
-        }
+    let r = result(&rx, |v| {
         if killed.is_none()
             && v["played"].as_f64().unwrap_or(0.0) >= 1.0
             && let Some(id) = v["primary"].as_str()
@@ -162,7 +166,7 @@ fn playback_survives_the_serving_appliance_being_killed() {
             s.appliances.get_mut(id).unwrap().0.kill9();
             killed = Some(id.to_owned());
         }
-    };
+    });
     let _ = child.wait();
     let killed = killed.expect("playback started");
     assert_eq!(r["ok"], true, "playback continued to 20 s: {r}");
@@ -180,4 +184,172 @@ fn playback_survives_the_serving_appliance_being_killed() {
     assert!(worst < 6.0, "stalled {worst:.1} s after {killed} died: {r}");
     // Fragments came from more than one appliance: the fallback took over.
     assert!(r["frags"].as_object().unwrap().len() >= 2, "{r}");
+}
+
+/// Fetches `url` over and over from another thread, about 8 MB/s, until
+/// dropped: enough egress to saturate an appliance of 40 Mbit/s while it keeps
+/// serving. Counts the fetches that were not answered 200.
+struct Load {
+    stop: Arc<AtomicBool>,
+    failed: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(url: String) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let failed = Arc::new(AtomicU64::new(0));
+        let (st, f) = (stop.clone(), failed.clone());
+        let thread = std::thread::spawn(move || {
+            // Bounded like every test: the play takes well under two minutes.
+            let until = Instant::now() + Duration::from_secs(120);
+            while !st.load(Ordering::SeqCst) && Instant::now() < until {
+                if get_url(None, &url).is_none_or(|r| r.status != 200) {
+                    f.fetch_add(1, Ordering::SeqCst);
+                }
+                // Pacing, not synchronisation: ~1.25 MB a fetch, ~8 a second.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Load {
+            stop,
+            failed,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn dash_js_in_chromium_is_steered_off_an_appliance_that_saturates_mid_play() {
+    // 40 Mbit/s appliances: the player alone keeps one well under
+    // `max_utilisation` (0.85), the test's extra load takes it over.
+    let mut fleet = stack::fleet();
+    for a in &mut fleet {
+        a.capacity_mbps = 40;
+    }
+    let (s, _player) = stack_with_player(&fleet);
+    // A 40 s title of 4 s segments and a short buffer: dash.js fetches a
+    // segment every few seconds for the whole play.
+    let (mut child, rx) = browse(&s, "erin", "long", "dash", 24, 6);
+    let mut load = None;
+    let (mut steered_after, mut moved_after) = (None, None);
+    let r = result(&rx, |v| {
+        let loaded = v["loaded"].as_u64().unwrap_or(0);
+        if load.is_none()
+            && v["played"].as_f64().unwrap_or(0.0) >= 1.0
+            && let Some(id) = v["primary"].as_str()
+        {
+            // Playing from the first pathway (dash.js starts on the MPD's
+            // defaultServiceLocation): saturate that appliance from here on.
+            let addr = s.appliances[id].1;
+            let seg = format!(
+                "http://{addr}/t/{}/titles/long/dash/r2/chunk-00001.m4s",
+                s.sign("/titles/long/")
+            );
+            eprintln!("saturating {id} after {loaded} fragments");
+            load = Some((Load::start(seg), Instant::now(), loaded, id.to_owned()));
+        }
+        if let Some((_, at, _, id)) = &load {
+            if steered_after.is_none() && v["steering"][0].as_str().is_some_and(|p| p != id) {
+                steered_after = Some(at.elapsed());
+            }
+            if moved_after.is_none() && v["frags"].as_object().is_some_and(|f| f.len() > 1) {
+                moved_after = Some(at.elapsed());
+            }
+        }
+    });
+    let _ = child.wait();
+    let (load, _, before, saturated) = load.expect("playback started");
+    let load_failures = load.failed.load(Ordering::SeqCst);
+    drop(load);
+    eprintln!(
+        "MEASURED after the load on {saturated} began: steering answer changed {steered_after:?}, first fragment elsewhere {moved_after:?}; stalls {}",
+        r["stalls"]
+    );
+    // What the player saw, short of the play answer.
+    let seen = serde_json::json!({
+        "played": r["played"], "errors": r["errors"], "stalls": r["stalls"],
+        "fragHosts": r["fragHosts"], "steering": r["steering"],
+        "appliances": r["play"]["appliances"],
+    });
+    assert_eq!(r["ok"], true, "played 24 s: {seen}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{seen}");
+    let stalled = r["stalls"].as_array().unwrap().iter();
+    let worst = stalled.filter_map(|x| x.as_f64()).fold(0.0, f64::max);
+    assert!(worst < 6.0, "stalled {worst:.1} s: {seen}");
+    // The saturated appliance kept serving: leaving it was steering's doing.
+    assert_eq!(load_failures, 0, "the saturated appliance failed requests");
+    // Each fragment's appliance, from the host of its request URL.
+    let pathways: Vec<(String, String)> = r["play"]["appliances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let host = host_of(a["base_url"].as_str().unwrap());
+            (host, a["id"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let from: Vec<&str> = r["fragHosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let h = h.as_str().unwrap();
+            let p = pathways.iter().find(|(host, _)| host == h);
+            p.map_or("elsewhere", |(_, id)| id.as_str())
+        })
+        .collect();
+    let before = usize::try_from(before).unwrap();
+    assert!(
+        from[..before].iter().all(|id| *id == saturated),
+        "before the load every fragment came from {saturated}: {from:?}"
+    );
+    // After the load began: the saturated appliance for a few seconds at most
+    // (the next steering poll), then the play's other pathways for every
+    // remaining fragment. Steering ranks those two alike, so dash.js may take
+    // either one at each poll.
+    let switch = from[before..]
+        .iter()
+        .position(|id| *id != saturated)
+        .map(|i| before + i)
+        .unwrap_or_else(|| panic!("dash.js stayed on {saturated}: {seen}"));
+    let after = &from[switch..];
+    assert!(
+        after
+            .iter()
+            .all(|id| *id != saturated && *id != "elsewhere"),
+        "after leaving {saturated}, fragments came from the other pathways: {from:?}"
+    );
+    assert!(after.len() >= 4, "fragments after the switch: {from:?}");
+    // Egress is sampled each second, the answer lives 1 s, segments are 4 s.
+    assert!(
+        moved_after.is_some_and(|d| d < Duration::from_secs(15)),
+        "left {saturated} {moved_after:?} after it saturated"
+    );
+    // The appliances it moved to sent them, by their own metrics (nothing
+    // else fetched from them).
+    let mut moved_to: Vec<&str> = after.to_vec();
+    moved_to.sort_unstable();
+    moved_to.dedup();
+    let sent: u64 = moved_to.iter().map(|id| s.sent_bytes(id).unwrap()).sum();
+    assert!(sent > 1_000_000, "{sent} bytes sent by {moved_to:?}");
+    // The last steering answer dash.js took put the saturated appliance last.
+    let steering: Vec<&str> = r["steering"]
+        .as_array()
+        .unwrap_or_else(|| panic!("dash.js polled content steering: {seen}"))
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    assert_eq!(steering.len(), pathways.len(), "{seen}");
+    assert_eq!(steering.last(), Some(&saturated.as_str()), "{seen}");
+    eprintln!("MEASURED fragments by appliance {from:?}");
 }

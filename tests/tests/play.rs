@@ -160,12 +160,15 @@ fn an_authorised_play_is_steered_and_every_url_works() {
     )
     .unwrap()
     .json();
+    // DASH (ETSI TS 103 998) answers with the same key, naming serviceLocations.
+    assert_eq!(
+        dash_answer["PATHWAY-PRIORITY"][0],
+        first.as_str(),
+        "{dash_answer}"
+    );
     assert!(
-        dash_answer["SERVICE-LOCATION-PRIORITY"]
-            .as_array()
-            .unwrap()
-            .len()
-            >= 3
+        dash_answer["PATHWAY-PRIORITY"].as_array().unwrap().len() >= 3,
+        "{dash_answer}"
     );
     // A token signed for this title does not open another title's objects.
     let base = pathways[0]["base_url"].as_str().unwrap();

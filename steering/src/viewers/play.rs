@@ -362,23 +362,21 @@ pub(crate) fn issued(state: &Viewers, id: &str, now: u64) -> Result<(StreamRow, 
 }
 
 /// `GET /v1/steering/{id}/{hls|dash}`: the pathway priority for this play now.
+/// Both answer alike: DASH content steering (ETSI TS 103 998) uses the HLS keys,
+/// `PATHWAY-PRIORITY` naming `serviceLocation`s, and that is what dash.js reads.
 pub async fn content_steering(
     State(state): State<Arc<Viewers>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((id, protocol)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let list_key = match protocol.as_str() {
-        "hls" => "PATHWAY-PRIORITY",
-        "dash" => "SERVICE-LOCATION-PRIORITY",
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "use hls or dash",
-            ));
-        }
-    };
+    if !matches!(protocol.as_str(), "hls" | "dash") {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "use hls or dash",
+        ));
+    }
     let (_, issued) = issued(&state, &id, crate::unix_now())?;
     let client = client_of(&state, peer, &headers);
     let priority = state
@@ -388,7 +386,7 @@ pub async fn content_steering(
     let body = serde_json::json!({
         "VERSION": 1,
         "TTL": state.config.play.steering_ttl.as_secs().max(1),
-        list_key: priority,
+        "PATHWAY-PRIORITY": priority,
     });
     Ok((
         [(header::CACHE_CONTROL, "private, no-store")],

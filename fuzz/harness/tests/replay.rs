@@ -6,7 +6,8 @@ use std::path::Path;
 
 #[test]
 fn committed_inputs_pass_every_harness_check() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The inputs live beside the libFuzzer crate: fuzz/corpus, fuzz/regressions.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut replayed = 0;
     for target in cdn_fuzz::TARGETS {
         for dir in ["corpus", "regressions"] {

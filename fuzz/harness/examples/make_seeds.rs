@@ -4,7 +4,8 @@
 //! signed by urlsign, and control-plane bodies serialised from the wire
 //! types. The manifest seeds are copied files (see docs/RELIABILITY.md).
 //!
-//! `cargo run --manifest-path fuzz/Cargo.toml --example make_seeds`
+//! `cargo run -p cdn-fuzz --example make_seeds` (the workspace builds it, so
+//! it keeps compiling as the wire types change)
 
 use std::fs;
 use std::net::Ipv4Addr;
@@ -22,7 +23,7 @@ use urlsign::{Claims, ClientPrefix, Key, sign};
 
 fn dir(target: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("corpus")
+        .join("../corpus")
         .join(target);
     fs::create_dir_all(&d).expect("mkdir");
     d
@@ -484,6 +485,7 @@ fn control() {
             keys_version: 2,
             prefixes_version: 2,
             prefixes_resync: false,
+            register: false,
         },
     );
     json(
