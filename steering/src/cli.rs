@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, EXIT_BAD_CONFIG};
-use crate::store::{CatalogStore, FleetStore, Sqlite, ViewerStore};
+use crate::store::Store;
 use crate::viewers::store::UserRow;
 
 /// Exit code for bad input data (sysexits EX_DATAERR).
@@ -145,7 +145,7 @@ pub fn load(o: &Overrides) -> Result<Config, String> {
 fn offline(
     overrides: &Overrides,
     what: &str,
-    f: impl FnOnce(&Config, &Sqlite) -> Result<String, (u8, String)>,
+    f: impl FnOnce(&Config, &dyn Store) -> Result<String, (u8, String)>,
 ) -> ExitCode {
     let config = match load(overrides) {
         Ok(c) => c,
@@ -154,9 +154,9 @@ fn offline(
             return ExitCode::from(EXIT_BAD_CONFIG as u8);
         }
     };
-    let result = Sqlite::open(&config.database)
+    let result = crate::store::open(&config.database)
         .map_err(|e| (1, e.to_string()))
-        .and_then(|store| f(&config, &store));
+        .and_then(|store| f(&config, store.as_ref()));
     match result {
         Ok(summary) => {
             println!("{summary}");

@@ -46,7 +46,7 @@ use crate::fleet::Fleet;
 use crate::http::ApiError;
 use crate::metrics::Metrics;
 use crate::signing::KeyRing;
-use crate::store::{Sqlite, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::viewers::Viewers;
 
 /// Lowercase hex SHA-256, how credentials are stored and compared.
@@ -88,25 +88,25 @@ impl App {
 /// (registry, inventories, keys), the viewers around the fleet's `Steerer`.
 pub fn load_state(config: Config) -> Result<Arc<App>, StoreError> {
     let config = Arc::new(config);
-    let sqlite = Arc::new(Sqlite::open(&config.database)?);
+    let store = store::open(&config.database)?;
     let metrics = Arc::new(Metrics::new());
     let keys = Arc::new(KeyRing::new(fleet::keys::key_set(&[])));
     let fleet = Fleet::load(
         Arc::clone(&config),
-        sqlite.clone(),
+        store.clone(),
         Arc::clone(&keys),
         Arc::clone(&metrics),
     )?;
     let viewers = Arc::new(Viewers::new(
         Arc::clone(&config),
-        sqlite.clone(),
+        store.clone(),
         keys,
         Arc::clone(&metrics),
         fleet.clone(),
     ));
     Ok(Arc::new(App {
         config,
-        store: sqlite,
+        store,
         metrics,
         fleet,
         viewers,

@@ -12,7 +12,7 @@
 //! `kill -9` and power loss. The methods block on IO, as they always have.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, params};
@@ -192,6 +192,12 @@ pub trait Probe: Send + Sync {
 pub trait Store: FleetStore + ViewerStore + Probe {}
 
 impl<T: FleetStore + ViewerStore + Probe> Store for T {}
+
+/// Open the store at `path`: where a second backend would be chosen (by the
+/// configuration), the one place that names SQLite.
+pub fn open(path: &Path) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(Sqlite::open(path)?))
+}
 
 /// The SQLite backend.
 pub struct Sqlite {
