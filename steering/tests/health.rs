@@ -105,3 +105,43 @@ async fn health_reports_each_check_and_fails_without_a_store() {
         .unwrap()
         .unwrap();
 }
+
+/// The router served without the fleet's background loops (as if the health
+/// poller and the snapshot rebuilds had stopped): `/health` turns 503 and
+/// names them, once their limits pass.
+#[tokio::test]
+async fn a_stopped_poller_and_a_stale_snapshot_fail_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config {
+        database: dir.path().join("steering.db"),
+        ..Config::default()
+    };
+    cfg.bookmarks.database = dir.path().join("bookmarks.db");
+    cfg.health.interval = Duration::from_millis(50);
+    cfg.health.timeout = Duration::from_millis(50);
+    cfg.steer.snapshot_refresh = Duration::from_millis(50);
+    cfg.validate().unwrap();
+    let app = steering::load_state(cfg).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, steering::router(app)).await.unwrap();
+    });
+    let client = control_client::http_client(Duration::from_secs(10), None).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (status, body) = health(&client, &base).await;
+        if status == 503 && state(&body, "snapshot") == "failed" {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(state(&body, "poller"), "failed", "{body}");
+    assert_eq!(state(&body, "store"), "ok", "{body}");
+    assert_eq!(state(&body, "keys"), "ok", "{body}");
+    server.abort();
+}
