@@ -23,7 +23,7 @@ use control_client::wire::Tier;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rand::rngs::{SmallRng, StdRng};
 use rand::{Rng, SeedableRng};
-use steering::steer::{ClientNetwork, GeoPoint, Node, Policy, Reason, Snapshot, decide};
+use steering::fleet::steer::{ClientNetwork, GeoPoint, Node, Policy, Reason, Snapshot, decide};
 
 const REGIONS: usize = 20;
 const ISPS: usize = 2_000;
@@ -293,7 +293,7 @@ fn main() {
 /// Decisions per second over at least one second of looping through `plays`.
 fn rate(
     plays: &[(IpAddr, usize)],
-    mut f: impl FnMut(IpAddr, usize) -> steering::steer::Decision,
+    mut f: impl FnMut(IpAddr, usize) -> steering::fleet::steer::Decision,
 ) -> f64 {
     for (c, t) in plays.iter().take(10_000) {
         black_box(f(*c, *t));

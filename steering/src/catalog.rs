@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::manifest;
+
 /// What the sidecar says.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -132,7 +134,7 @@ fn scan_title(dir: &Path, id: &str) -> Result<Title, CatalogError> {
     let mut manifests = Vec::new();
     let master_path = tdir.join("master.m3u8");
     if master_path.exists() {
-        renditions.extend(scan_hls(dir, &tdir, &master_path)?);
+        renditions.extend(scan_hls(dir, &master_path)?);
         manifests.push(packaged_manifest(dir, "hls", &master_path)?);
     }
     for mpd in [tdir.join("manifest.mpd"), tdir.join("dash/manifest.mpd")] {
@@ -174,7 +176,7 @@ fn packaged_manifest(
     path: &Path,
 ) -> Result<PackagedManifest, CatalogError> {
     let body = std::fs::read_to_string(path).map_err(io(path))?;
-    let key = relative(dir, path).ok_or_else(|| bad(path, "outside the packaged directory"))?;
+    let key = key_of(dir, path)?;
     Ok(PackagedManifest {
         kind: kind.to_owned(),
         key,
@@ -182,7 +184,7 @@ fn packaged_manifest(
     })
 }
 
-fn scan_hls(dir: &Path, tdir: &Path, master_path: &Path) -> Result<Vec<Rendition>, CatalogError> {
+fn scan_hls(dir: &Path, master_path: &Path) -> Result<Vec<Rendition>, CatalogError> {
     let bytes = std::fs::read(master_path).map_err(io(master_path))?;
     let master = match m3u8_rs::parse_playlist_res(&bytes) {
         Ok(m3u8_rs::Playlist::MasterPlaylist(m)) => m,
@@ -202,9 +204,11 @@ fn scan_hls(dir: &Path, tdir: &Path, master_path: &Path) -> Result<Vec<Rendition
             ));
         }
     };
+    let key = key_of(dir, master_path)?;
+    let resolve = |uri: &str| manifest::resolve(manifest::dir_of(&key), uri);
     let mut renditions = Vec::new();
     for v in master.variants.iter().filter(|v| !v.is_i_frame) {
-        let media = resolve(tdir, &v.uri, master_path)?;
+        let media = resolve(&v.uri).map_err(|e| bad(master_path, e.to_string()))?;
         let codec = v.codecs.clone();
         let kind = match (&v.resolution, codec.as_deref()) {
             (None, Some(c))
@@ -225,7 +229,7 @@ fn scan_hls(dir: &Path, tdir: &Path, master_path: &Path) -> Result<Vec<Rendition
     }
     for alt in &master.alternatives {
         if let Some(uri) = &alt.uri {
-            let media = resolve(tdir, uri, master_path)?;
+            let media = resolve(uri).map_err(|e| bad(master_path, e.to_string()))?;
             let kind = match alt.media_type {
                 m3u8_rs::AlternativeMediaType::Audio => "audio",
                 m3u8_rs::AlternativeMediaType::Subtitles => "text",
@@ -243,187 +247,129 @@ fn scan_hls(dir: &Path, tdir: &Path, master_path: &Path) -> Result<Vec<Rendition
     // are rewritten. A playlist the rewrite refuses would import fine and
     // then fail every play, so try the rewrite now (found by fuzzing:
     // fuzz/regressions/manifest).
-    let key = relative(dir, master_path)
-        .ok_or_else(|| bad(master_path, "outside the packaged directory"))?;
-    let probe = [crate::manifest::Pathway {
-        id: "import".into(),
-        base_url: "http://import.invalid/".into(),
-    }];
-    crate::manifest::hls_multivariant(&bytes, &key, &|_| true, &probe, None)
+    manifest::hls_multivariant(&bytes, &key, &|_| true, &probe_pathway(), None)
         .map_err(|e| bad(master_path, e.to_string()))?;
     Ok(renditions)
 }
 
-/// DASH: one rendition per Representation, whose segments (SegmentTemplate with
-/// `$RepresentationID$`, `$Bandwidth$` and `$Number$`) must live in a directory of
-/// their own, so that an appliance's per-directory inventory names them.
-fn scan_dash(dir: &Path, mpd_path: &Path) -> Result<Vec<Rendition>, CatalogError> {
-    let xml = std::fs::read_to_string(mpd_path).map_err(io(mpd_path))?;
-    let mpd = dash_mpd_core::parse(&xml).map_err(|e| bad(mpd_path, format!("not an MPD: {e}")))?;
-    let base = mpd_path.parent().unwrap_or(dir);
-    let total = mpd.mediaPresentationDuration.map(|d| d.as_secs_f64());
-    let mut out = Vec::new();
-    for period in &mpd.periods {
-        for set in &period.adaptations {
-            for rep in &set.representations {
-                let Some(tpl) = rep
-                    .SegmentTemplate
-                    .as_ref()
-                    .or(set.SegmentTemplate.as_ref())
-                else {
-                    return Err(bad(
-                        mpd_path,
-                        "only SegmentTemplate addressing is supported",
-                    ));
-                };
-                let rid = rep
-                    .id
-                    .clone()
-                    .ok_or_else(|| bad(mpd_path, "Representation without id"))?;
-                let bw = rep.bandwidth.unwrap_or(0);
-                let fill = |t: &str, number: Option<u64>| {
-                    crate::manifest::expand_template(t, &rid, bw, number)
-                };
-                let mut uris = Vec::new();
-                if let Some(init) = &tpl.initialization {
-                    uris.push(
-                        fill(init, None)
-                            .ok_or_else(|| bad(mpd_path, "unsupported initialization template"))?,
-                    );
-                }
-                let media = tpl
-                    .media
-                    .as_ref()
-                    .ok_or_else(|| bad(mpd_path, "SegmentTemplate without media"))?;
-                let seg_secs =
-                    tpl.duration.unwrap_or(0.0) / tpl.timescale.unwrap_or(1).max(1) as f64;
-                // Count the segments the presentation needs, then take every one the
-                // packager wrote (audio often runs a segment past the video).
-                let expected = match (total, seg_secs > 0.0) {
-                    (Some(t), true) => (t / seg_secs).floor() as u64,
-                    _ => 1,
-                };
-                let start = tpl.startNumber.unwrap_or(1);
-                let mut n = start;
-                loop {
-                    let uri = fill(media, Some(n))
-                        .ok_or_else(|| bad(mpd_path, "unsupported media template"))?;
-                    if !base.join(&uri).exists() {
-                        break;
-                    }
-                    uris.push(uri);
-                    n += 1;
-                }
-                if n - start < expected.max(1) {
-                    return Err(bad(
-                        mpd_path,
-                        format!(
-                            "representation {rid}: {} segment(s) on disk, {expected} expected",
-                            n - start
-                        ),
-                    ));
-                }
-                let mut objects = Vec::new();
-                let mut rdir = None;
-                for uri in uris {
-                    let path = resolve(base, &uri, mpd_path)?;
-                    let key = relative(dir, &path)
-                        .ok_or_else(|| bad(mpd_path, "segment outside the packaged directory"))?;
-                    let parent = key
-                        .rsplit_once('/')
-                        .map(|(d, _)| d.to_owned())
-                        .unwrap_or_default();
-                    if rdir.get_or_insert_with(|| parent.clone()) != &parent {
-                        return Err(bad(
-                            mpd_path,
-                            format!("representation {rid}: segments span several directories"),
-                        ));
-                    }
-                    let (size, sha256) = hash_file(&path)?;
-                    objects.push(Object { key, size, sha256 });
-                }
-                let content = rep
-                    .contentType
-                    .as_deref()
-                    .or(set.contentType.as_deref())
-                    .or(rep.mimeType.as_deref())
-                    .or(set.mimeType.as_deref())
-                    .unwrap_or("video");
-                let kind = if content.starts_with("audio") {
-                    "audio"
-                } else if content.starts_with("text")
-                    || content.contains("vtt")
-                    || content.contains("ttml")
-                {
-                    "text"
-                } else {
-                    "video"
-                };
-                out.push(Rendition {
-                    id: rdir.unwrap_or_default(),
-                    kind: kind.to_owned(),
-                    codec: rep.codecs.clone().or_else(|| set.codecs.clone()),
-                    width: rep.width,
-                    height: rep.height,
-                    bandwidth: bw,
-                    container: "fmp4".to_owned(),
-                    protocol: "dash".to_owned(),
-                    segment_duration: seg_secs,
-                    objects,
-                });
-            }
-        }
-    }
-    // As for HLS: plays rewrite the MPD with their own reader
-    // (`manifest::dash_mpd`, quick-xml events), not dash-mpd-core's; an MPD
-    // it refuses must fail the import, not every play (found by fuzzing).
-    let key =
-        relative(dir, mpd_path).ok_or_else(|| bad(mpd_path, "outside the packaged directory"))?;
-    let probe = [crate::manifest::Pathway {
+/// The pathway an import tries the per-play rewrite with.
+fn probe_pathway() -> [manifest::Pathway; 1] {
+    [manifest::Pathway {
         id: "import".into(),
         base_url: "http://import.invalid/".into(),
-    }];
-    crate::manifest::dash_mpd(&xml, &key, &|_| true, &probe, None)
-        .map_err(|e| bad(mpd_path, e.to_string()))?;
+    }]
+}
+
+/// The object key of a file under `dir`.
+fn key_of(dir: &Path, path: &Path) -> Result<String, CatalogError> {
+    relative(dir, path).ok_or_else(|| bad(path, "outside the packaged directory"))
+}
+
+/// DASH: one rendition per Representation, whose segments (SegmentTemplate with
+/// `$RepresentationID$`, `$Bandwidth$` and `$Number$`) must live in a directory of
+/// their own, so that an appliance's per-directory inventory names them. The MPD
+/// is read by `manifest::read_dash`, the reader plays use too.
+fn scan_dash(dir: &Path, mpd_path: &Path) -> Result<Vec<Rendition>, CatalogError> {
+    let xml = std::fs::read_to_string(mpd_path).map_err(io(mpd_path))?;
+    let key = key_of(dir, mpd_path)?;
+    let unusable = |e: manifest::ManifestError| bad(mpd_path, e.to_string());
+    let mpd = manifest::read_dash(&xml, &key).map_err(unusable)?;
+    let mut out = Vec::new();
+    for rep in &mpd.representations {
+        let rid = &rep.id;
+        let fill =
+            |t: &str, number: Option<u64>| manifest::expand_template(t, rid, rep.bandwidth, number);
+        let resolve = |uri: &str| manifest::resolve(manifest::dir_of(&key), uri);
+        let mut keys = Vec::new();
+        if let Some(init) = &rep.initialization {
+            let uri = fill(init, None)
+                .ok_or_else(|| bad(mpd_path, "unsupported initialization template"))?;
+            keys.push(resolve(&uri).map_err(unusable)?);
+        }
+        // Count the segments the presentation needs, then take every one the
+        // packager wrote (audio often runs a segment past the video).
+        let seg_secs = rep.segment_duration;
+        let expected = match (mpd.duration, seg_secs > 0.0) {
+            (Some(t), true) => (t / seg_secs).floor() as u64,
+            _ => 1,
+        };
+        let start = rep.start_number;
+        let mut n = start;
+        loop {
+            let uri = fill(&rep.media, Some(n))
+                .ok_or_else(|| bad(mpd_path, "unsupported media template"))?;
+            let key = resolve(&uri).map_err(unusable)?;
+            if !dir.join(&key).exists() {
+                break;
+            }
+            keys.push(key);
+            n += 1;
+        }
+        if n - start < expected.max(1) {
+            return Err(bad(
+                mpd_path,
+                format!(
+                    "representation {rid}: {} segment(s) on disk, {expected} expected",
+                    n - start
+                ),
+            ));
+        }
+        let mut objects = Vec::new();
+        for key in keys {
+            if manifest::dir_of(&key) != rep.rendition {
+                return Err(bad(
+                    mpd_path,
+                    format!("representation {rid}: segments span several directories"),
+                ));
+            }
+            let (size, sha256) = hash_file(&dir.join(&key))?;
+            objects.push(Object { key, size, sha256 });
+        }
+        let content = rep.content_type.as_deref().unwrap_or("video");
+        let kind = if content.starts_with("audio") {
+            "audio"
+        } else if content.starts_with("text") || content.contains("vtt") || content.contains("ttml")
+        {
+            "text"
+        } else {
+            "video"
+        };
+        out.push(Rendition {
+            id: rep.rendition.clone(),
+            kind: kind.to_owned(),
+            codec: rep.codecs.clone(),
+            width: rep.width,
+            height: rep.height,
+            bandwidth: rep.bandwidth,
+            container: "fmp4".to_owned(),
+            protocol: "dash".to_owned(),
+            segment_duration: seg_secs,
+            objects,
+        });
+    }
+    // As for HLS: an MPD the per-play rewrite refuses must fail the import,
+    // not every play.
+    manifest::dash_mpd(&xml, &key, &|_| true, &probe_pathway(), None).map_err(unusable)?;
     Ok(out)
 }
 
-/// A playlist URI relative to `base`, refusing anything absolute or outside the title.
-fn resolve(base: &Path, uri: &str, from: &Path) -> Result<PathBuf, CatalogError> {
-    if uri.contains("://")
-        || uri.starts_with('/')
-        || uri.split('/').any(|s| s == ".." || s.is_empty())
-        || uri.contains('?')
-    {
-        return Err(bad(
-            from,
-            format!("URI {uri:?} must be a relative path inside the title"),
-        ));
-    }
-    // `.` segments name the same directory: drop them, so the object keys and
-    // rendition id are the ones per-play manifests resolve to (and a rendition
-    // id an appliance may report), not `titles/t1/./v720` (found by fuzzing).
-    Ok(uri
-        .split('/')
-        .filter(|s| *s != ".")
-        .fold(base.to_path_buf(), |p, s| p.join(s)))
-}
-
+/// A rendition from its media playlist (object key `media`): the playlist, its
+/// init segment and segments, keyed by `manifest::resolve` as plays resolve them.
 fn scan_media(
     dir: &Path,
-    media: &Path,
+    media: &str,
     kind: &str,
     codec: Option<String>,
     size: Option<(u64, u64)>,
     bandwidth: u64,
 ) -> Result<Rendition, CatalogError> {
-    let bytes = std::fs::read(media).map_err(io(media))?;
+    let path = dir.join(media);
+    let bytes = std::fs::read(&path).map_err(io(&path))?;
     let playlist = match m3u8_rs::parse_playlist_res(&bytes) {
         Ok(m3u8_rs::Playlist::MediaPlaylist(m)) => m,
-        _ => return Err(bad(media, "not a media playlist")),
+        _ => return Err(bad(&path, "not a media playlist")),
     };
-    let mdir = media.parent().unwrap_or(dir);
-    let id = relative(dir, mdir).ok_or_else(|| bad(media, "outside the packaged directory"))?;
+    let id = manifest::dir_of(media).to_owned();
     let mut uris: Vec<String> = Vec::new();
     let mut container = "ts";
     for seg in &playlist.segments {
@@ -441,28 +387,20 @@ fn scan_media(
         }
     }
     if playlist.segments.is_empty() {
-        return Err(bad(media, "has no segments"));
+        return Err(bad(&path, "has no segments"));
     }
     // The media playlist is an object too: appliances serve it, and the
     // segment URIs in it resolve under the same signed prefix.
     let mut objects = Vec::with_capacity(uris.len() + 1);
-    let (playlist_size, sha256) = hash_file(media)?;
+    let (playlist_size, sha256) = hash_file(&path)?;
     objects.push(Object {
-        key: format!(
-            "{id}/{}",
-            media
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-        ),
+        key: media.to_owned(),
         size: playlist_size,
         sha256,
     });
     for uri in uris {
-        let path = resolve(mdir, &uri, media)?;
-        let key = relative(dir, &path)
-            .ok_or_else(|| bad(media, "segment outside the packaged directory"))?;
-        let (size, sha256) = hash_file(&path)?;
+        let key = manifest::resolve(&id, &uri).map_err(|e| bad(&path, e.to_string()))?;
+        let (size, sha256) = hash_file(&dir.join(&key))?;
         objects.push(Object { key, size, sha256 });
     }
     Ok(Rendition {
@@ -508,248 +446,4 @@ fn hash_file(path: &Path) -> Result<(u64, String), CatalogError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write(dir: &Path, rel: &str, text: &str) {
-        let p = dir.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-
-    fn packaged() -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path();
-        write(
-            p,
-            "titles/t1/title.toml",
-            "name = \"One\"\nregions = [\"eu\"]\nrelease = 1700000000\n",
-        );
-        write(
-            p,
-            "titles/t1/master.m3u8",
-            "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360,CODECS=\"avc1.4d401e,mp4a.40.2\"\nlo/index.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=64000,CODECS=\"mp4a.40.2\"\naudio/index.m3u8\n",
-        );
-        write(
-            p,
-            "titles/t1/lo/index.m3u8",
-            "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:4,\nseg-0.m4s\n#EXTINF:4,\nseg-1.m4s\n#EXT-X-ENDLIST\n",
-        );
-        write(p, "titles/t1/lo/init.mp4", "init");
-        write(p, "titles/t1/lo/seg-0.m4s", "zero");
-        write(p, "titles/t1/lo/seg-1.m4s", "one!");
-        write(
-            p,
-            "titles/t1/audio/index.m3u8",
-            "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6,\na-0.ts\n#EXT-X-ENDLIST\n",
-        );
-        write(p, "titles/t1/audio/a-0.ts", "audio");
-        d
-    }
-
-    #[test]
-    fn scans_titles_renditions_and_objects() {
-        let d = packaged();
-        let titles = scan(d.path()).unwrap();
-        assert_eq!(titles.len(), 1);
-        let t = &titles[0];
-        assert_eq!(
-            (t.id.as_str(), t.sidecar.name.as_str(), t.sidecar.release),
-            ("t1", "One", Some(1_700_000_000))
-        );
-        let ids: Vec<_> = t.renditions.iter().map(|r| r.id.as_str()).collect();
-        assert_eq!(ids, ["titles/t1/audio", "titles/t1/lo"]);
-        let lo = &t.renditions[1];
-        assert_eq!(
-            (
-                lo.kind.as_str(),
-                lo.width,
-                lo.height,
-                lo.container.as_str(),
-                lo.segment_duration
-            ),
-            ("video", Some(640), Some(360), "fmp4", 4.0)
-        );
-        let keys: Vec<_> = lo.objects.iter().map(|o| o.key.as_str()).collect();
-        assert_eq!(
-            keys,
-            [
-                "titles/t1/lo/index.m3u8",
-                "titles/t1/lo/init.mp4",
-                "titles/t1/lo/seg-0.m4s",
-                "titles/t1/lo/seg-1.m4s"
-            ]
-        );
-        assert_eq!(lo.objects[2].size, 4);
-        let expect: String = ring::digest::digest(&ring::digest::SHA256, b"zero")
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(lo.objects[2].sha256, expect);
-        assert_eq!(t.manifests[0].key, "titles/t1/master.m3u8");
-        let audio = &t.renditions[0];
-        assert_eq!(
-            (audio.kind.as_str(), audio.container.as_str()),
-            ("audio", "ts")
-        );
-    }
-
-    #[test]
-    fn dash_templates_expand() {
-        assert_eq!(
-            crate::manifest::expand_template(
-                "r$RepresentationID$/chunk-$Number%05d$.m4s",
-                "3",
-                1,
-                Some(7)
-            )
-            .unwrap(),
-            "r3/chunk-00007.m4s"
-        );
-        assert_eq!(
-            crate::manifest::expand_template("$Bandwidth$/$Number$.mp4", "a", 96000, Some(12))
-                .unwrap(),
-            "96000/12.mp4"
-        );
-        assert_eq!(
-            crate::manifest::expand_template("init-$RepresentationID$.m4s", "v1", 0, None).unwrap(),
-            "init-v1.m4s"
-        );
-        assert_eq!(
-            crate::manifest::expand_template("a$$b", "x", 0, None).unwrap(),
-            "a$b"
-        );
-        assert!(crate::manifest::expand_template("$Time$.m4s", "x", 0, Some(1)).is_none());
-        assert!(crate::manifest::expand_template("$Number$.m4s", "x", 0, None).is_none());
-        assert!(crate::manifest::expand_template("$RepresentationID", "x", 0, None).is_none());
-    }
-
-    #[test]
-    fn refuses_bad_packaging_naming_the_file() {
-        let cases: Vec<(&str, &str, &str, &str)> = vec![
-            ("missing sidecar", "titles/t1/title.toml", "", "title.toml"),
-            (
-                "sidecar without name",
-                "titles/t1/title.toml",
-                "regions = []\n",
-                "name",
-            ),
-            (
-                "escaping URI",
-                "titles/t1/master.m3u8",
-                "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n../../etc/index.m3u8\n",
-                "relative path",
-            ),
-            (
-                "absolute URI",
-                "titles/t1/master.m3u8",
-                "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nhttp://x/index.m3u8\n",
-                "relative path",
-            ),
-            (
-                "media playlist as master",
-                "titles/t1/master.m3u8",
-                "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\ns.ts\n",
-                "multivariant",
-            ),
-            ("missing segment", "titles/t1/lo/seg-1.m4s", "", "seg-1.m4s"),
-        ];
-        for (name, file, text, needle) in cases {
-            let d = packaged();
-            if text.is_empty() {
-                std::fs::remove_file(d.path().join(file)).unwrap();
-            } else {
-                write(d.path(), file, text);
-            }
-            let err = scan(d.path()).unwrap_err().to_string();
-            assert!(err.contains(needle), "{name}: {err}");
-        }
-    }
-
-    /// A packaged title with one rendition and the given multivariant playlist.
-    fn packaged_with_master(master: &str) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        let t = dir.path().join("titles/t1");
-        std::fs::create_dir_all(t.join("v360")).unwrap();
-        std::fs::write(t.join("title.toml"), "name = \"t1\"\n").unwrap();
-        std::fs::write(t.join("master.m3u8"), master).unwrap();
-        std::fs::write(
-            t.join("v360/index.m3u8"),
-            "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.0,\nseg-00000.m4s\n#EXT-X-ENDLIST\n",
-        )
-        .unwrap();
-        std::fs::write(t.join("v360/seg-00000.m4s"), b"moof").unwrap();
-        dir
-    }
-
-    /// Found by fuzzing (fuzz/regressions/manifest): a `./v360/index.m3u8`
-    /// URI gave the rendition id `titles/t1/./v360`, which no appliance may
-    /// report and no per-play manifest names.
-    #[test]
-    fn dot_segments_do_not_reach_rendition_ids_or_keys() {
-        let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=655600\n./v360/./index.m3u8\n";
-        let titles = scan(packaged_with_master(master).path()).unwrap();
-        let r = &titles[0].renditions[0];
-        assert_eq!(r.id, "titles/t1/v360");
-        assert!(crate::config::valid_rendition(&r.id));
-        let keys: Vec<&str> = r.objects.iter().map(|o| o.key.as_str()).collect();
-        assert_eq!(
-            keys,
-            ["titles/t1/v360/index.m3u8", "titles/t1/v360/seg-00000.m4s"]
-        );
-    }
-
-    /// Found by fuzzing (fuzz/regressions/manifest): dash-mpd-core read an
-    /// MPD with text after its root element, which the per-play rewrite refuses.
-    #[test]
-    fn an_mpd_plays_would_refuse_is_not_imported() {
-        let dir = tempfile::tempdir().unwrap();
-        let t = dir.path().join("titles/t1");
-        std::fs::create_dir_all(t.join("dash/r0")).unwrap();
-        std::fs::write(t.join("title.toml"), "name = \"t1\"\n").unwrap();
-        for f in ["init.m4s", "chunk-00001.m4s"] {
-            std::fs::write(t.join("dash/r0").join(f), b"moof").unwrap();
-        }
-        let mpd = "<MPD><Period><AdaptationSet><Representation id=\"0\" bandwidth=\"1\">\
-<SegmentTemplate initialization=\"r$RepresentationID$/init.m4s\" \
-media=\"r$RepresentationID$/chunk-$Number%05d$.m4s\" startNumber=\"1\"/>\
-</Representation></AdaptationSet></Period></MPD>";
-        std::fs::write(t.join("dash/manifest.mpd"), mpd).unwrap();
-        let titles = scan(dir.path()).unwrap();
-        assert_eq!(titles[0].renditions[0].id, "titles/t1/dash/r0");
-        std::fs::write(t.join("dash/manifest.mpd"), format!("{mpd}\ntrailing text")).unwrap();
-        let err = scan(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("text outside the XML root element"), "{err}");
-    }
-
-    /// Found by fuzzing (fuzz/regressions/manifest): an I-frame variant's
-    /// URI is not imported but is rewritten for plays, which refused it.
-    #[test]
-    fn a_playlist_with_an_unusable_iframe_uri_is_not_imported() {
-        let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=655600\nv360/index.m3u8\n\
-#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=30000,URI=\"http://elsewhere.example/iframes.m3u8\"\n";
-        let err = scan(packaged_with_master(master).path())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("is not a path inside the title"), "{err}");
-    }
-
-    /// Found by fuzzing (fuzz/regressions/manifest): m3u8-rs skipped a
-    /// malformed EXT-X-STREAM-INF, the title imported, and every play of it
-    /// then failed in the stricter per-play rewrite.
-    #[test]
-    fn a_playlist_plays_would_refuse_is_not_imported() {
-        let good =
-            "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=655600,RESOLUTION=640x360\nv360/index.m3u8\n";
-        let titles = scan(packaged_with_master(good).path()).unwrap();
-        assert_eq!(titles[0].renditions[0].id, "titles/t1/v360");
-
-        let broken = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=T-X-VERSION:7\n\
-#EXT-X-STREAM-INF:BANDWIDTH=655600,RESOLUTION=640x360\nv360/index.m3u8\n";
-        let err = scan(packaged_with_master(broken).path())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("malformed #EXT-X-STREAM-INF"), "{err}");
-    }
-}
+mod tests;

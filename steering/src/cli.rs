@@ -9,7 +9,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, EXIT_BAD_CONFIG};
-use crate::store::{Store, UserRow};
+use crate::store::Store;
+use crate::viewers::store::UserRow;
 
 /// Exit code for bad input data (sysexits EX_DATAERR).
 pub const EXIT_BAD_DATA: u8 = 65;
@@ -113,10 +114,13 @@ pub enum UsersCommand {
 /// Accepted before or after any subcommand.
 #[derive(clap::Args, Clone, Default)]
 pub struct Overrides {
+    /// TOML configuration file (without one, every setting has its default)
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+    /// Address the API listens on, e.g. 127.0.0.1:7000 (overrides `listen`)
     #[arg(long, value_name = "ADDR", global = true)]
     pub listen: Option<SocketAddr>,
+    /// The store's SQLite file (overrides `database`)
     #[arg(long, value_name = "FILE", global = true)]
     pub database: Option<PathBuf>,
 }
@@ -141,7 +145,7 @@ pub fn load(o: &Overrides) -> Result<Config, String> {
 fn offline(
     overrides: &Overrides,
     what: &str,
-    f: impl FnOnce(&Config, &Store) -> Result<String, (u8, String)>,
+    f: impl FnOnce(&Config, &dyn Store) -> Result<String, (u8, String)>,
 ) -> ExitCode {
     let config = match load(overrides) {
         Ok(c) => c,
@@ -150,9 +154,9 @@ fn offline(
             return ExitCode::from(EXIT_BAD_CONFIG as u8);
         }
     };
-    let result = Store::open(&config.database)
+    let result = crate::store::open(&config.database)
         .map_err(|e| (1, e.to_string()))
-        .and_then(|store| f(&config, &store));
+        .and_then(|store| f(&config, store.as_ref()));
     match result {
         Ok(summary) => {
             println!("{summary}");
@@ -181,7 +185,7 @@ pub fn import(dir: &Path, overrides: &Overrides) -> ExitCode {
 
 pub fn import_rib(file: &Path, overrides: &Overrides) -> ExitCode {
     offline(overrides, "RIB import", |config, store| {
-        let rib = crate::bgp::read_rib(file).map_err(|e| (EXIT_BAD_DATA, e.to_string()))?;
+        let rib = crate::fleet::bgp::read_rib(file).map_err(|e| (EXIT_BAD_DATA, e.to_string()))?;
         let rows: Vec<(String, u32)> = rib.iter().map(|(p, a)| (p.to_string(), *a)).collect();
         store.put_rib(&rows).map_err(|e| (1, e.to_string()))?;
         let v4 = rib
@@ -318,7 +322,7 @@ pub fn users(command: UsersCommand, overrides: &Overrides) -> ExitCode {
             }
             UsersCommand::Token { id, ttl } => {
                 existing(&id)?;
-                let (token, hash) = crate::viewer::new_token();
+                let (token, hash) = crate::viewers::accounts::new_token();
                 store
                     .add_viewer_token(&hash, &id, now, now.saturating_add(ttl.as_secs()))
                     .map_err(store_err)?;

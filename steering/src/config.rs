@@ -642,11 +642,11 @@ impl Config {
                 return bad("appliance.capacity_bps", "must be greater than zero");
             }
             if let Some(w) = &a.fill_window
-                && let Err(e) = crate::fillplan::parse_window(w)
+                && let Err(e) = crate::fleet::fillplan::parse_window(w)
             {
                 return bad("appliance.fill_window", &e.to_string());
             }
-            if let Err(e) = crate::fillplan::parse_utc_offset(&a.utc_offset) {
+            if let Err(e) = crate::fleet::fillplan::parse_utc_offset(&a.utc_offset) {
                 return bad("appliance.utc_offset", &e.to_string());
             }
         }
@@ -659,7 +659,7 @@ impl Config {
         if !(0.0..1.0).contains(&f.headroom) {
             return bad("fill.headroom", "a fraction in [0, 1)".into());
         }
-        if let Err(e) = crate::fillplan::parse_window(&f.window) {
+        if let Err(e) = crate::fleet::fillplan::parse_window(&f.window) {
             return bad("fill.window", e.to_string());
         }
         if f.plan_ttl < Duration::from_secs(60) {

@@ -1,42 +1,53 @@
-//! `steering`: the thin central service: the appliance registry, health
-//! polling, heartbeats with inventory, the URL-signing key schedule, and plays:
-//! authorisation, steering, manifests with signed URLs, bookmarks, home rows;
-//! and fill plans telling each appliance what to hold.
+//! `steering`: the thin central service, in two halves that share only a
+//! narrow interface (`steerer::Steerer`: a play asks where its bytes come
+//! from).
+//!
+//! - `fleet`: appliance-facing. The registry, health polling, heartbeats with
+//!   inventory and BGP prefixes, the URL-signing key schedule, fill plans, and
+//!   the steering decisions.
+//! - `viewers`: viewer-facing. Accounts, entitlement, plays, per-play
+//!   manifests, content steering, bookmarks, home rows.
+//!
+//! Shared: `config`, `catalog` (import), `manifest` (packaged-manifest
+//! rewrites), `metrics`, `signing` (the keys both halves sign with), `store`
+//! (opening, migrations, the catalog), `http` (error answers), `cli`; and this
+//! module, which builds both halves and serves their routers merged, with
+//! `/health` (`readiness`), `/metrics` and the fallbacks.
 
-pub mod api;
-pub mod bgp;
-pub mod bookmarks;
 pub mod catalog;
 pub mod cli;
-pub mod clientip;
 pub mod config;
-pub mod deps;
-pub mod entitle;
-pub mod fill;
-pub mod fillplan;
 pub mod fleet;
-pub mod health;
-pub mod home;
-pub mod keys;
+pub mod http;
 pub mod manifest;
 pub mod metrics;
-pub mod play;
-pub mod registry;
-pub mod steer;
+pub mod popularity;
+pub mod readiness;
+pub mod signing;
+pub mod steerer;
 pub mod store;
-pub mod viewer;
+pub mod viewers;
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
-use crate::api::AppState;
 use crate::config::Config;
-use crate::registry::Registry;
+use crate::fleet::Fleet;
+use crate::http::ApiError;
+use crate::metrics::Metrics;
+use crate::signing::KeyRing;
 use crate::store::{Store, StoreError};
+use crate::viewers::Viewers;
 
 /// Lowercase hex SHA-256, how credentials are stored and compared.
 pub(crate) fn sha256_hex(s: impl AsRef<[u8]>) -> String {
@@ -53,151 +64,111 @@ pub(crate) fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Open the store, merge configured appliances into it, and rebuild the
-/// in-memory registry (with inventories) from it.
-pub fn load_state(config: Config) -> Result<Arc<AppState>, StoreError> {
-    let store = Store::open(&config.database)?;
-    for a in &config.appliances {
-        store.declare_appliance(&a.id, &a.info(), &sha256_hex(&a.credential), unix_now())?;
+/// Both halves and what they share.
+pub struct App {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    pub fleet: Arc<Fleet>,
+    pub viewers: Arc<Viewers>,
+    /// Notified on SIGHUP: re-read the RIB, catalogue totals and keys now.
+    pub reload: Arc<Notify>,
+    /// A store probe is running (see `readiness`).
+    probing: Arc<AtomicBool>,
+}
+
+impl App {
+    /// The one-line STATUS= for `systemctl status`.
+    pub fn status_line(&self) -> String {
+        self.fleet.status_line()
     }
-    let mut registry = Registry::default();
-    for row in store.appliances()? {
-        registry.insert(&row.id, row.info, row.credential_sha256);
-        let inv = store.inventory(&row.id)?;
-        if inv.version > 0 {
-            registry.set_inventory(&row.id, inv.version, inv.renditions);
-        }
-    }
-    for (id, version, prefixes) in store.learned_prefixes()? {
-        let report = control_client::wire::PrefixReport::Full { version, prefixes };
-        registry.take_prefixes(&id, &report);
-    }
-    let rib_generation = store.rib_generation()?;
-    let rib = store.rib()?;
-    let metrics = metrics::Metrics::new();
-    let bookmarks = bookmarks::Bookmarks::new(
-        config.bookmarks_path(),
-        deps::Guard::new("bookmarks", &config.bookmarks.guard(), &metrics),
-        config.bookmarks.timeout,
-    );
-    let recommendations = home::Recommendations::new(
-        config.recommendations.url.clone(),
-        deps::Guard::new("recommendations", &config.recommendations.guard(), &metrics),
-        config.recommendations.timeout,
-    );
-    let state = Arc::new(AppState {
-        keys: RwLock::new(keys::key_set(&[])),
-        catalog: RwLock::new(store.catalog_totals()?),
-        registry: Mutex::new(registry),
-        fleet: fleet::Fleet::new(fleet::policy(&config.steer)),
-        networks: arc_swap::ArcSwap::from_pointee(bgp::networks(&config, &rib)),
-        rib_generation: std::sync::atomic::AtomicU64::new(rib_generation),
-        bookmarks,
-        recommendations,
-        metrics,
-        store,
+}
+
+/// Open the store and build both halves: the fleet from what the store holds
+/// (registry, inventories, keys), the viewers around the fleet's `Steerer`.
+pub fn load_state(config: Config) -> Result<Arc<App>, StoreError> {
+    let config = Arc::new(config);
+    let store = store::open(&config.database)?;
+    let metrics = Arc::new(Metrics::new());
+    let keys = Arc::new(KeyRing::new(fleet::keys::key_set(&[])));
+    let fleet = Fleet::load(
+        Arc::clone(&config),
+        store.clone(),
+        Arc::clone(&keys),
+        Arc::clone(&metrics),
+    )?;
+    let viewers = Arc::new(Viewers::new(
+        Arc::clone(&config),
+        store.clone(),
+        keys,
+        Arc::clone(&metrics),
+        fleet.clone(),
+    ));
+    Ok(Arc::new(App {
         config,
+        store,
+        metrics,
+        fleet,
+        viewers,
         reload: Default::default(),
-    });
-    rotate_keys(&state)?;
-    Ok(state)
+        probing: Default::default(),
+    }))
 }
 
-/// Apply the key schedule now: create a key when one is due, drop long-retired ones.
-pub fn rotate_keys(state: &AppState) -> Result<(), StoreError> {
-    let now = unix_now();
-    let k = &state.config.keys;
-    let held = state.store.keys()?;
-    let plan = keys::plan(&held, now, k.rotate_every.as_secs());
-    if plan.create {
-        let lead = keys::lead_for(&held, now, k.lead().as_secs());
-        let key = keys::new_key(now, lead, k.lifetime.as_secs());
-        state.store.insert_key(&key, now)?;
-        tracing::info!(key = %key.id, "signing key created");
-    }
-    state
-        .store
-        .delete_keys_retired_before(plan.delete_retired_before)?;
-    let set = keys::key_set(&state.store.keys()?);
-    *state.keys.write().unwrap_or_else(|p| p.into_inner()) = set;
-    Ok(())
+/// Both halves' routes, and what belongs to neither: `/health`, `/metrics`,
+/// the JSON fallbacks, the body limit and CORS.
+pub fn router(app: Arc<App>) -> Router {
+    let limit = app.config.max_body_bytes;
+    let shared = Router::new()
+        .route("/health", get(readiness::health))
+        .route("/metrics", get(metrics))
+        .with_state(Arc::clone(&app));
+    Router::new()
+        .merge(fleet::api::router(Arc::clone(&app.fleet)))
+        .merge(viewers::router(Arc::clone(&app.viewers)))
+        .merge(shared)
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here",
+            )
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(http::cors))
 }
 
-/// Rebuild the client networks if a RIB was imported since they were built.
-pub fn refresh_networks(state: &AppState) -> Result<(), StoreError> {
-    use std::sync::atomic::Ordering;
-    let generation = state.store.rib_generation()?;
-    if generation == state.rib_generation.load(Ordering::Relaxed) {
-        return Ok(());
-    }
-    let rib = state.store.rib()?;
-    state
-        .networks
-        .store(Arc::new(bgp::networks(&state.config, &rib)));
-    state.rib_generation.store(generation, Ordering::Relaxed);
-    tracing::info!(
-        prefixes = rib.len(),
-        generation,
-        "client networks rebuilt from the RIB"
-    );
-    Ok(())
+async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    let body = app.metrics.render(app.fleet.appliance_states());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
 }
 
-/// Serve the API on `listener` until `shutdown` completes.
+/// Serve the API on `listener` until `shutdown` completes, with the fleet's
+/// background loops running alongside.
 pub async fn run(
-    state: Arc<AppState>,
+    app: Arc<App>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let poller = tokio::spawn(health::poll_loop(Arc::clone(&state), stop_rx.clone()));
-    let keys_task = tokio::spawn(key_loop(Arc::clone(&state), stop_rx));
-    let app = api::router(Arc::clone(&state));
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let result = axum::serve(listener, app)
+    let loops = app.fleet.spawn_loops(Arc::clone(&app.reload), stop_rx);
+    let service =
+        router(Arc::clone(&app)).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let result = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await;
     let _ = stop_tx.send(true);
-    let _ = poller.await;
-    let _ = keys_task.await;
-    result
-}
-
-async fn key_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
-    // Checking once a minute keeps rotation within a minute of schedule.
-    let every = state
-        .config
-        .keys
-        .rotate_every
-        .min(Duration::from_secs(60))
-        .max(Duration::from_secs(1));
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            reloading = async {
-                tokio::select! {
-                    _ = tick.tick() => false,
-                    _ = state.reload.notified() => true,
-                }
-            } => {
-                if let Err(e) = rotate_keys(&state) {
-                    tracing::error!(error = %e, "key rotation failed; will retry");
-                }
-                // A RIB import (offline) changes the client networks.
-                if let Err(e) = refresh_networks(&state) {
-                    tracing::warn!(error = %e, "cannot read the RIB");
-                }
-                // Re-imports change totals: pick them up here too.
-                match state.store.catalog_totals() {
-                    Ok(t) => *state.catalog.write().unwrap_or_else(|p| p.into_inner()) = t,
-                    Err(e) => tracing::warn!(error = %e, "cannot refresh catalog totals"),
-                }
-                if reloading {
-                    tracing::info!("reloaded: keys, RIB and catalogue totals");
-                    service::notify::ready(&state.status_line());
-                }
-            }
-            _ = stop.changed() => return,
-        }
+    for task in loops {
+        let _ = task.await;
     }
+    result
 }

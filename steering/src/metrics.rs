@@ -6,8 +6,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry as PromRegistry;
 
-use crate::registry::Registry;
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
     state: &'static str,
@@ -135,17 +133,8 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    pub fn render(&self, reg: &Registry) -> String {
-        let (mut up, mut down, mut draining) = (0, 0, 0);
-        for a in reg.appliances.values() {
-            if !a.health.up {
-                down += 1;
-            } else if a.last.as_ref().is_some_and(|h| h.status == "draining") {
-                draining += 1;
-            } else {
-                up += 1;
-            }
-        }
+    /// The text exposition, with `appliances` = (up, down, draining) now.
+    pub fn render(&self, (up, down, draining): (i64, i64, i64)) -> String {
         for (state, n) in [("up", up), ("down", down), ("draining", draining)] {
             self.appliances.get_or_create(&StateLabel { state }).set(n);
         }

@@ -15,6 +15,23 @@ fn steering(args: &[&str]) -> (i32, String, String) {
 }
 
 #[test]
+fn help_explains_every_global_option() {
+    let (code, out, _) = steering(&["--help"]);
+    assert_eq!(code, 0);
+    for (flag, words) in [
+        ("--config <FILE>", "configuration file"),
+        ("--listen <ADDR>", "listens on"),
+        ("--database <FILE>", "SQLite file"),
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(flag))
+            .unwrap_or_else(|| panic!("{flag} missing: {out}"));
+        assert!(line.contains(words), "{flag} has no help: {line:?}");
+    }
+}
+
+#[test]
 fn check_config_names_the_bad_field_and_exits_64() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");

@@ -509,12 +509,25 @@ fn home_falls_back_and_bookmarks_resume_even_after_an_outage() {
         metrics.contains("steering_dependency_breaker_state{dependency=\"bookmarks\"} 1"),
         "{metrics}"
     );
+    // steering stays ready for its load balancer, saying what it misses.
+    let health = || http(s.addr, "GET", "/health", &[], b"").unwrap();
+    let h = health();
+    let body = h.json();
+    assert_eq!(
+        (h.status, &body["status"]),
+        (200, &"degraded".into()),
+        "{body}"
+    );
+    assert_eq!(body["checks"]["bookmarks"]["state"], "degraded", "{body}");
+    assert_eq!(body["checks"]["store"]["state"], "ok", "{body}");
 
     // It comes back: after the breaker's cool-down a trial call reopens it.
     std::fs::create_dir_all(bm_db.parent().unwrap()).unwrap();
     wait_for("bookmarks accepted again", || {
         (mark(42.5).status == 200).then_some(())
     });
+    let h = health();
+    assert_eq!((h.status, h.json()["status"].as_str()), (200, Some("ok")));
     stop(&s, &alice, &play);
     let again = ok_play(&s, ISP_A, &alice);
     assert_eq!(again["resume_position"], 42.5);

@@ -27,7 +27,7 @@ use control_client::wire::{
 use ipnet::IpNet;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use steering::registry::{InventoryOutcome, PrefixOutcome, Registry};
+use steering::fleet::registry::{InventoryOutcome, PrefixOutcome, Registry};
 
 const ID: &str = "oca-ams-1";
 

@@ -1,14 +1,34 @@
-//! The embedded store: one SQLite file (WAL, synchronous=FULL, so a committed
-//! write survives `kill -9` and power loss). Everything steering persists goes
-//! through this narrow module, so a shared SQL database can replace it later.
+//! The store, in parts. Each half of steering owns its part, a trait with
+//! backend-neutral rows next to the half's code (`fleet::store`,
+//! `viewers::store`); the catalog (`catalog`) is shared, written by
+//! `catalog import` and read by both halves. SQLite is the one backend today:
+//! this module opens the file and runs the schema migrations for every part
+//! (one database, one `user_version`), and each part's SQL sits below its
+//! trait. A second backend (PostgreSQL, for several instances sharing one
+//! database) implements the same traits; nothing outside `impl ... for Sqlite`
+//! blocks knows the backend.
+//!
+//! One SQLite file: WAL, synchronous=FULL, so a committed write survives
+//! `kill -9` and power loss. The methods block on IO, as they always have.
 
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use control_client::wire::{ApplianceInfo, KeyWire, RenditionHolding};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, params};
 
-/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+mod catalog;
+pub use catalog::{CatalogStore, TitleRecord, TitleRendition};
+
+pub use crate::fleet::store::FleetStore;
+pub use crate::viewers::store::ViewerStore;
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many
+/// ran. Tables by owner: fleet (appliances, inventory, inventory_meta,
+/// signing_keys, fill_plans, learned_prefixes, rib, rib_meta), viewers (users,
+/// profiles, viewer_tokens, streams), shared (the catalog: titles, renditions,
+/// objects, title_manifests; the demand log `plays`, written by plays and read
+/// by fill planning).
 const MIGRATIONS: &[&str] = &[
     // 1: registry, inventory, keys.
     "CREATE TABLE appliances (
@@ -135,43 +155,58 @@ const MIGRATIONS: &[&str] = &[
     // 6: whether an appliance's info came from its own registration (then a
     // restart keeps it over the config's declaration).
     "ALTER TABLE appliances ADD COLUMN registered INTEGER NOT NULL DEFAULT 0;",
+    // 7: the readiness probe's row (see `Probe`).
+    "CREATE TABLE health_probe (
+         id INTEGER PRIMARY KEY CHECK (id = 1),
+         at INTEGER NOT NULL
+     );",
 ];
-
-mod accounts;
-mod bgp;
-mod fill;
-pub use accounts::{StreamRow, TitleRecord, TitleRendition, UserRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The backend failed (SQLite: its error; another backend: its own).
     #[error("database: {0}")]
-    Sql(#[from] rusqlite::Error),
-    #[error("stored appliance record is unreadable: {0}")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("stored record is unreadable: {0}")]
     Corrupt(String),
 }
 
-/// A persisted appliance.
-#[derive(Debug, Clone)]
-pub struct ApplianceRow {
-    pub id: String,
-    pub info: ApplianceInfo,
-    pub credential_sha256: String,
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        StoreError::Database(Box::new(e))
+    }
 }
 
-/// A persisted inventory.
-#[derive(Debug, Clone, Default)]
-pub struct InventoryRow {
-    pub version: u64,
-    pub digest: String,
-    pub renditions: Vec<RenditionHolding>,
+/// JSON kept in a text column.
+pub(crate) fn to_json(v: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-pub struct Store {
+/// Whether the store takes writes now, for `/health`.
+pub trait Probe: Send + Sync {
+    /// One small write transaction, recording `now`. Blocks; the caller bounds it.
+    fn probe_write(&self, now: u64) -> Result<(), StoreError>;
+}
+
+/// Every part of the store as one object: what a backend provides.
+pub trait Store: FleetStore + ViewerStore + Probe {}
+
+impl<T: FleetStore + ViewerStore + Probe> Store for T {}
+
+/// Open the store at `path`: where a second backend would be chosen (by the
+/// configuration), the one place that names SQLite.
+pub fn open(path: &Path) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(Sqlite::open(path)?))
+}
+
+/// The SQLite backend.
+pub struct Sqlite {
+    path: PathBuf,
     conn: Mutex<Connection>,
 }
 
-impl Store {
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+impl Sqlite {
+    pub fn open(path: &Path) -> Result<Sqlite, StoreError> {
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -183,404 +218,51 @@ impl Store {
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
             tx.commit()?;
         }
-        Ok(Store {
+        Ok(Sqlite {
+            path: path.to_owned(),
             conn: Mutex::new(conn),
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
 
-    /// What an appliance said of itself when it registered: kept over the
-    /// config's declaration from now on.
-    pub fn upsert_appliance(
-        &self,
-        id: &str,
-        info: &ApplianceInfo,
-        credential_sha256: &str,
-        now: u64,
-    ) -> Result<(), StoreError> {
-        let info = serde_json::to_string(info).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.conn().execute(
-            "INSERT INTO appliances (id, info, credential_sha256, registered_at, registered)
-             VALUES (?1, ?2, ?3, ?4, 1)
-             ON CONFLICT(id) DO UPDATE SET info = excluded.info,
-                 credential_sha256 = excluded.credential_sha256, registered = 1",
-            params![id, info, credential_sha256, now as i64],
+impl Probe for Sqlite {
+    /// Through a connection of its own, opened by path without creating: the
+    /// serving connection would go on writing into a file that was deleted or
+    /// whose directory was removed (data lost at the next start), and would
+    /// wait behind a long request on its lock. A busy database (another
+    /// writer holding the lock) fails after a second instead of waiting.
+    fn probe_write(&self, now: u64) -> Result<(), StoreError> {
+        let mut conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        Ok(())
-    }
-
-    /// An appliance as the config declares it (at start): its credential
-    /// always applies; its info only until the appliance has registered, since
-    /// the appliance knows its own addresses better than a config written
-    /// before it last moved.
-    pub fn declare_appliance(
-        &self,
-        id: &str,
-        info: &ApplianceInfo,
-        credential_sha256: &str,
-        now: u64,
-    ) -> Result<(), StoreError> {
-        let info = serde_json::to_string(info).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.conn().execute(
-            "INSERT INTO appliances (id, info, credential_sha256, registered_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(id) DO UPDATE SET credential_sha256 = excluded.credential_sha256,
-                 info = CASE WHEN appliances.registered = 1 THEN appliances.info ELSE excluded.info END",
-            params![id, info, credential_sha256, now as i64],
-        )?;
-        Ok(())
-    }
-
-    pub fn appliances(&self) -> Result<Vec<ApplianceRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT id, info, credential_sha256 FROM appliances ORDER BY id")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, info, credential_sha256) = row?;
-            let info = serde_json::from_str(&info)
-                .map_err(|e| StoreError::Corrupt(format!("{id}: {e}")))?;
-            out.push(ApplianceRow {
-                id,
-                info,
-                credential_sha256,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Replace an appliance's whole inventory in one transaction.
-    pub fn put_inventory(&self, appliance: &str, inv: &InventoryRow) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        conn.busy_timeout(Duration::from_secs(1))?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
-            "DELETE FROM inventory WHERE appliance = ?1",
-            params![appliance],
-        )?;
-        {
-            let mut ins = tx.prepare("INSERT INTO inventory (appliance, rendition, objects, bytes) VALUES (?1, ?2, ?3, ?4)")?;
-            for r in &inv.renditions {
-                ins.execute(params![
-                    appliance,
-                    r.rendition,
-                    r.objects as i64,
-                    r.bytes as i64
-                ])?;
-            }
-        }
-        tx.execute(
-            "INSERT INTO inventory_meta (appliance, version, digest) VALUES (?1, ?2, ?3)
-             ON CONFLICT(appliance) DO UPDATE SET version = excluded.version, digest = excluded.digest",
-            params![appliance, inv.version as i64, inv.digest],
+            "INSERT INTO health_probe (id, at) VALUES (1, ?1)
+             ON CONFLICT(id) DO UPDATE SET at = excluded.at",
+            params![now as i64],
         )?;
         tx.commit()?;
         Ok(())
-    }
-
-    /// Apply a delta in one transaction.
-    pub fn apply_delta(
-        &self,
-        appliance: &str,
-        upserted: &[RenditionHolding],
-        removed: &[String],
-        version: u64,
-        digest: &str,
-    ) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        {
-            let mut up = tx.prepare(
-                "INSERT INTO inventory (appliance, rendition, objects, bytes) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(appliance, rendition) DO UPDATE SET objects = excluded.objects, bytes = excluded.bytes",
-            )?;
-            for r in upserted {
-                up.execute(params![
-                    appliance,
-                    r.rendition,
-                    r.objects as i64,
-                    r.bytes as i64
-                ])?;
-            }
-            let mut del =
-                tx.prepare("DELETE FROM inventory WHERE appliance = ?1 AND rendition = ?2")?;
-            for r in removed {
-                del.execute(params![appliance, r])?;
-            }
-        }
-        tx.execute(
-            "INSERT INTO inventory_meta (appliance, version, digest) VALUES (?1, ?2, ?3)
-             ON CONFLICT(appliance) DO UPDATE SET version = excluded.version, digest = excluded.digest",
-            params![appliance, version as i64, digest],
-        )?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    pub fn inventory(&self, appliance: &str) -> Result<InventoryRow, StoreError> {
-        let conn = self.conn();
-        let meta: Option<(i64, String)> = conn
-            .query_row(
-                "SELECT version, digest FROM inventory_meta WHERE appliance = ?1",
-                params![appliance],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let Some((version, digest)) = meta else {
-            return Ok(InventoryRow::default());
-        };
-        let mut stmt = conn.prepare("SELECT rendition, objects, bytes FROM inventory WHERE appliance = ?1 ORDER BY rendition")?;
-        let renditions = stmt
-            .query_map(params![appliance], |r| {
-                Ok(RenditionHolding {
-                    rendition: r.get(0)?,
-                    objects: r.get::<_, i64>(1)? as u64,
-                    bytes: r.get::<_, i64>(2)? as u64,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(InventoryRow {
-            version: version as u64,
-            digest,
-            renditions,
-        })
-    }
-
-    /// Record a title with its renditions and objects, replacing what an earlier
-    /// import recorded for it (so re-importing is idempotent), in one transaction.
-    pub fn put_title(&self, t: &crate::catalog::Title) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let regions = serde_json::to_string(&t.sidecar.regions)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        tx.execute(
-            "INSERT INTO titles (id, name, regions, release_time) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(id) DO UPDATE SET name = excluded.name, regions = excluded.regions, release_time = excluded.release_time",
-            params![t.id, t.sidecar.name, regions, t.sidecar.release.map(|v| v as i64)],
-        )?;
-        tx.execute(
-            "DELETE FROM objects WHERE rendition IN (SELECT id FROM renditions WHERE title = ?1)",
-            params![t.id],
-        )?;
-        tx.execute("DELETE FROM renditions WHERE title = ?1", params![t.id])?;
-        tx.execute(
-            "DELETE FROM title_manifests WHERE title = ?1",
-            params![t.id],
-        )?;
-        for m in &t.manifests {
-            tx.execute(
-                "INSERT INTO title_manifests (title, kind, key, body) VALUES (?1, ?2, ?3, ?4)",
-                params![t.id, m.kind, m.key, m.body],
-            )?;
-        }
-        for r in &t.renditions {
-            tx.execute(
-                "INSERT INTO renditions (id, title, kind, codec, width, height, bandwidth, container, segment_duration, protocol)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![r.id, t.id, r.kind, r.codec, r.width.map(|v| v as i64), r.height.map(|v| v as i64), r.bandwidth as i64, r.container, r.segment_duration, r.protocol],
-            )?;
-            let mut ins = tx.prepare(
-                "INSERT INTO objects (key, rendition, size, sha256) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for o in &r.objects {
-                ins.execute(params![o.key, r.id, o.size as i64, o.sha256])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// A rendition's object count and total bytes, if it is in the catalog.
-    pub fn rendition_totals(&self, rendition: &str) -> Result<Option<(u64, u64)>, StoreError> {
-        let conn = self.conn();
-        let known: bool = conn
-            .query_row(
-                "SELECT 1 FROM renditions WHERE id = ?1",
-                params![rendition],
-                |_| Ok(true),
-            )
-            .optional()?
-            .unwrap_or(false);
-        if !known {
-            return Ok(None);
-        }
-        let (n, bytes): (i64, i64) = conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE rendition = ?1",
-            params![rendition],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        Ok(Some((n as u64, bytes as u64)))
-    }
-
-    /// Object count and bytes of every catalog rendition.
-    pub fn catalog_totals(
-        &self,
-    ) -> Result<std::collections::HashMap<String, (u64, u64)>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT r.id, COUNT(o.key), COALESCE(SUM(o.size), 0) FROM renditions r
-             LEFT JOIN objects o ON o.rendition = r.id GROUP BY r.id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                (r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64),
-            ))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Titles, renditions, objects and bytes in the catalog.
-    pub fn catalog_counts(&self) -> Result<(u64, u64, u64, u64), StoreError> {
-        let conn = self.conn();
-        let count = |sql: &str| {
-            conn.query_row(sql, [], |r| r.get::<_, i64>(0))
-                .map(|v| v as u64)
-        };
-        Ok((
-            count("SELECT COUNT(*) FROM titles")?,
-            count("SELECT COUNT(*) FROM renditions")?,
-            count("SELECT COUNT(*) FROM objects")?,
-            count("SELECT COALESCE(SUM(size), 0) FROM objects")?,
-        ))
-    }
-
-    pub fn insert_key(&self, key: &KeyWire, created: u64) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT INTO signing_keys (id, secret, not_before, not_after, created) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![key.id, key.secret, key.not_before.map(|v| v as i64), key.not_after.map(|v| v as i64), created as i64],
-        )?;
-        Ok(())
-    }
-
-    /// Drop keys retired before `before` (they can verify nothing any more).
-    pub fn delete_keys_retired_before(&self, before: u64) -> Result<usize, StoreError> {
-        Ok(self.conn().execute(
-            "DELETE FROM signing_keys WHERE not_after IS NOT NULL AND not_after < ?1",
-            params![before as i64],
-        )?)
-    }
-
-    /// All keys, oldest first.
-    pub fn keys(&self) -> Result<Vec<(KeyWire, u64)>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT id, secret, not_before, not_after, created FROM signing_keys ORDER BY created, id")?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    KeyWire {
-                        id: r.get(0)?,
-                        secret: r.get(1)?,
-                        not_before: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
-                        not_after: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
-                    },
-                    r.get::<_, i64>(4)? as u64,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use control_client::wire::Tier;
-
-    fn info() -> ApplianceInfo {
-        ApplianceInfo {
-            tier: Tier::Embedded,
-            site: "s1".into(),
-            region: "eu".into(),
-            asn: 64500,
-            http_url: Some("http://127.0.0.1:1".into()),
-            https_url: None,
-            admin_url: "http://127.0.0.1:2".into(),
-            capacity_bps: 10_000_000_000,
-            storage_bytes: 1 << 40,
-            version: "0.1.0".into(),
-        }
-    }
 
     #[test]
-    fn a_registration_outlives_the_config_declaration_but_credentials_follow_the_config() {
+    fn the_probe_fails_once_the_file_is_gone() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("s.db")).unwrap();
-        let declared = info();
-        let moved = ApplianceInfo {
-            admin_url: "http://127.0.0.1:3".into(),
-            ..info()
-        };
-        let edited = ApplianceInfo {
-            site: "s2".into(),
-            ..info()
-        };
-        // Until it registers, the config's declaration applies, edits too.
-        s.declare_appliance("a1", &declared, "c1", 1).unwrap();
-        s.declare_appliance("a1", &edited, "c1", 2).unwrap();
-        assert_eq!(s.appliances().unwrap()[0].info, edited);
-        // It registers from a new address; a restart declares it again.
-        s.upsert_appliance("a1", &moved, "c1", 3).unwrap();
-        s.declare_appliance("a1", &declared, "c2", 4).unwrap();
-        let row = &s.appliances().unwrap()[0];
-        assert_eq!(row.info, moved);
-        assert_eq!(row.credential_sha256, "c2");
-    }
-
-    #[test]
-    fn survives_reopen_and_migrates_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        {
-            let s = Store::open(&path).unwrap();
-            s.upsert_appliance("a1", &info(), "abc", 1).unwrap();
-            let r = |n: &str, o| RenditionHolding {
-                rendition: n.into(),
-                objects: o,
-                bytes: o * 10,
-            };
-            s.put_inventory(
-                "a1",
-                &InventoryRow {
-                    version: 1,
-                    digest: "d1".into(),
-                    renditions: vec![r("t/1", 3), r("t/2", 4)],
-                },
-            )
-            .unwrap();
-            s.apply_delta("a1", &[r("t/3", 5)], &["t/1".into()], 2, "d2")
-                .unwrap();
-            s.insert_key(
-                &KeyWire {
-                    id: "k1".into(),
-                    secret: "s".into(),
-                    not_before: Some(1),
-                    not_after: Some(100),
-                },
-                1,
-            )
-            .unwrap();
-        }
-        let s = Store::open(&path).unwrap();
-        assert_eq!(s.appliances().unwrap()[0].info, info());
-        let inv = s.inventory("a1").unwrap();
-        assert_eq!((inv.version, inv.digest.as_str()), (2, "d2"));
-        let names: Vec<_> = inv
-            .renditions
-            .iter()
-            .map(|r| r.rendition.as_str())
-            .collect();
-        assert_eq!(names, ["t/2", "t/3"]);
-        assert_eq!(s.keys().unwrap().len(), 1);
-        assert_eq!(s.delete_keys_retired_before(200).unwrap(), 1);
-        assert!(s.inventory("nobody").unwrap().renditions.is_empty());
+        let s = Sqlite::open(&dir.path().join("s.db")).unwrap();
+        s.probe_write(1).unwrap();
+        s.probe_write(2).unwrap();
+        std::fs::remove_dir_all(dir.path()).unwrap();
+        assert!(s.probe_write(3).is_err(), "no store at the configured path");
     }
 }

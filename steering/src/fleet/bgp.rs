@@ -11,8 +11,8 @@ use bgpkit_parser::models::{MrtMessage, TableDumpV2Message};
 use bgpkit_parser::parser::ParserError;
 use ipnet::IpNet;
 
+use super::steer::{ClientNetwork, GeoPoint, Networks};
 use crate::config::Config;
-use crate::steer::{ClientNetwork, GeoPoint, Networks};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RibError {
@@ -82,7 +82,7 @@ pub fn read_rib(path: &Path) -> Result<Vec<(IpNet, u32)>, RibError> {
     Ok(out)
 }
 
-fn point(l: Option<[f64; 2]>) -> Option<GeoPoint> {
+pub(crate) fn point(l: Option<[f64; 2]>) -> Option<GeoPoint> {
     l.map(|[lat, lon]| GeoPoint { lat, lon })
 }
 

@@ -10,16 +10,18 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::api::{ApiError, AppState, authenticate};
-use crate::fillplan::{self, Appliance, Input};
-use crate::registry::CatalogTotals;
+use super::Fleet;
+use super::api::authenticate;
+use super::fillplan::{self, Appliance, Input};
+use super::registry::CatalogTotals;
+use crate::http::ApiError;
 
 /// Plays read per plan at most: about a week of a busy service's plays in a
 /// region; beyond it the oldest (least weighted) are left out.
 const MAX_PLAYS: u32 = 2_000_000;
 
 pub async fn fill_plan(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Fleet>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -57,7 +59,7 @@ pub async fn fill_plan(
     let expires = now.saturating_add(state.config.fill_plan_ttl().as_secs());
     // One token for the whole catalogue prefix: a plan spans many titles, and
     // the appliance needs nothing else from its sources.
-    let token = crate::play::sign(&state, "/titles/", expires, None, now)?;
+    let token = state.keys.sign("/titles/", expires, None, now)?;
     let input = Input {
         appliance: &me,
         fleet: &fleet,
@@ -84,15 +86,11 @@ pub async fn fill_plan(
 
 /// The appliance `id` and the appliances that could be its sources (same site
 /// or same region: nobody else is ever one), as the planner sees them.
-fn fleet(
-    state: &AppState,
-    id: &str,
-    totals: &CatalogTotals,
-) -> Option<(Appliance, Vec<Appliance>)> {
+fn fleet(state: &Fleet, id: &str, totals: &CatalogTotals) -> Option<(Appliance, Vec<Appliance>)> {
     let prefer_https = state.config.play.prefer_https;
     let reg = state.registry();
     let me = reg.appliances.get(id)?;
-    let view = |aid: &str, a: &crate::registry::Appliance, complete: HashSet<String>| Appliance {
+    let view = |aid: &str, a: &super::registry::Appliance, complete: HashSet<String>| Appliance {
         id: aid.to_owned(),
         tier: a.info.tier,
         site: a.info.site.clone(),
@@ -100,7 +98,7 @@ fn fleet(
         storage_bytes: a.info.storage_bytes,
         eligible: a.health.up && a.last.as_ref().is_none_or(|h| h.status != "draining"),
         complete,
-        url: crate::play::appliance_url(&a.info, prefer_https).map(str::to_owned),
+        url: super::api::appliance_url(&a.info, prefer_https).map(str::to_owned),
     };
     let fleet = reg
         .appliances

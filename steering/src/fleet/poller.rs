@@ -1,5 +1,6 @@
 //! Health polling: every appliance's admin `/health`, on an interval, with a
 //! timeout; up/down decided with hysteresis (see `registry::Hysteresis`).
+//! Each round is noted, so `/health` can tell a poller that stopped.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,7 +9,7 @@ use control_client::wire::HealthSummary;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::api::AppState;
+use super::Fleet;
 
 /// The fields of oca's /health that steering uses.
 #[derive(Deserialize)]
@@ -23,7 +24,7 @@ struct OcaHealth {
 }
 
 /// Poll until `stop` is set.
-pub async fn poll_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+pub async fn poll_loop(state: Arc<Fleet>, mut stop: watch::Receiver<bool>) {
     let cfg = state.config.health.clone();
     let client = match control_client::http_client(cfg.timeout, None) {
         Ok(c) => c,
@@ -39,6 +40,7 @@ pub async fn poll_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
+        state.poller_tick(Instant::now());
         let targets: Vec<(String, String)> = state
             .registry()
             .appliances
@@ -68,7 +70,7 @@ pub async fn poll_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
 /// registers (it has just started): with `up_after` = 2 it is back in
 /// rotation at the next tick instead of the one after, so a restarted
 /// appliance is in use again within one or two intervals.
-pub async fn poll_registered(state: Arc<AppState>, id: String) {
+pub async fn poll_registered(state: Arc<Fleet>, id: String) {
     let url = match state.registry().appliances.get(&id) {
         Some(a) => format!("{}/health", a.info.admin_url.trim_end_matches('/')),
         None => return,
@@ -96,7 +98,7 @@ async fn poll_one(client: &reqwest::Client, url: &str) -> Result<HealthSummary, 
     })
 }
 
-fn record(state: &AppState, id: &str, result: Result<HealthSummary, String>) {
+fn record(state: &Fleet, id: &str, result: Result<HealthSummary, String>) {
     let cfg = &state.config.health;
     let mut reg = state.registry();
     let Some(a) = reg.appliances.get_mut(id) else {

@@ -1,29 +1,30 @@
-//! `POST /v1/play` and what a play hands out: per-play HLS and DASH manifests,
-//! content-steering answers, and the DRM licence stub.
+//! `POST /v1/play`, `DELETE /v1/plays/{id}` and content steering
+//! (`GET /v1/steering/{id}/{hls|dash}`).
 //!
-//! A play is authorised (account, entitlement, device, plan), steered (a
-//! primary appliance and fallbacks), recorded as a stream, and answered with
-//! manifest URLs whose every object URL carries one token signed for the
-//! title's path prefix. The issued pathways are stored with the stream so the
-//! manifests can be rebuilt exactly, even after a restart.
+//! A play is authorised (account, entitlement, device, plan), steered (the
+//! fleet half picks a primary appliance and fallbacks), recorded as a stream,
+//! and answered with manifest URLs whose every object URL carries one token
+//! signed for the title's path prefix. The issued pathways are stored with the
+//! stream so the manifests (`manifests`) can be rebuilt exactly, even after a
+//! restart.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use control_client::wire::{ApplianceInfo, Tier};
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiError, AppState, json};
-use crate::entitle::{self, NoRendition, Selection};
-use crate::manifest::{self, ContentSteering, Pathway};
-use crate::store::{StreamRow, TitleRecord};
-use crate::viewer::{self, Viewer};
+use super::Viewers;
+use super::accounts;
+use super::entitle::{self, NoRendition, Selection};
+use super::store::StreamRow;
+use crate::http::{ApiError, json};
+use crate::steerer::IssuedPathway;
+use crate::store::TitleRecord;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,20 +33,6 @@ pub struct PlayRequest {
     /// A configured device profile (`browser`, `tv`, ...).
     pub device: String,
     pub profile: String,
-}
-
-/// One way to the content, as handed to the player.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct IssuedPathway {
-    /// Appliance id, or `origin`.
-    pub id: String,
-    pub tier: Tier,
-    pub site: String,
-    /// Why it was chosen (`isp-embedded`, `region-ixp`, `any-appliance`,
-    /// `saturated`, `origin`).
-    pub reason: String,
-    /// Signed base URL: object keys resolve under it.
-    pub base_url: String,
 }
 
 /// What a stream keeps of its play, to rebuild manifests and steer it later.
@@ -102,7 +89,7 @@ fn denied(code: &'static str, message: impl Into<String>) -> ApiError {
 }
 
 /// The base URL players reach this service at.
-pub fn public_base(state: &AppState, headers: &HeaderMap) -> String {
+pub fn public_base(state: &Viewers, headers: &HeaderMap) -> String {
     if let Some(u) = &state.config.public_url {
         return u.trim_end_matches('/').to_owned();
     }
@@ -119,9 +106,9 @@ pub fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-pub fn client_of(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+pub fn client_of(state: &Viewers, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
     let xff = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-    crate::clientip::client_ip(peer.ip(), xff, &state.config.trusted_proxies)
+    super::clientip::client_ip(peer.ip(), xff, &state.config.trusted_proxies)
 }
 
 fn random_id() -> String {
@@ -131,47 +118,8 @@ fn random_id() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// A urlsign token for `prefix`, signed with the newest usable key.
-pub(crate) fn sign(
-    state: &AppState,
-    prefix: &str,
-    expires: u64,
-    client: Option<IpAddr>,
-    now: u64,
-) -> Result<String, ApiError> {
-    let unavailable = |m: String| {
-        tracing::error!(error = %m, "cannot sign URLs");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_signing_key",
-            "no usable signing key",
-        )
-    };
-    let keys = state
-        .keys
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .to_keyset()
-        .map_err(unavailable)?;
-    let key = keys
-        .signing_key(now)
-        .ok_or_else(|| unavailable("no key is valid now".into()))?;
-    // Canonical first: behind a dual-stack listener an IPv4 viewer arrives as
-    // ::ffff:a.b.c.d, and a /64 around that would bind the token to every
-    // IPv4 client instead of this one.
-    let client = client
-        .map(|ip| ip.to_canonical())
-        .and_then(|ip| urlsign::ClientPrefix::new(ip, if ip.is_ipv4() { 32 } else { 64 }));
-    let claims = urlsign::Claims {
-        expires,
-        path_prefix: prefix,
-        client,
-    };
-    urlsign::sign(key, &claims).map_err(|e| unavailable(e.to_owned()))
-}
-
 pub async fn play(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Viewers>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -190,13 +138,13 @@ pub async fn play(
 }
 
 async fn start(
-    state: &AppState,
+    state: &Viewers,
     peer: SocketAddr,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<PlayResponse, ApiError> {
     let now = crate::unix_now();
-    let viewer = viewer::authenticate(state, headers, now)?;
+    let viewer = accounts::authenticate(state, headers, now)?;
     let req: PlayRequest = json(body)?;
     let user = &viewer.user;
     let device = state
@@ -211,7 +159,7 @@ async fn start(
                 format!("no device profile {:?}", req.device),
             )
         })?;
-    viewer::check_profile(state, &viewer, &req.profile)?;
+    accounts::check_profile(state, &viewer, &req.profile)?;
     let title = load_title(state, &req.title)?;
     entitle::entitle(user, &title, now).map_err(|d| denied(d.code(), d.message()))?;
     let plan = state
@@ -238,14 +186,13 @@ async fn start(
     })?;
     let client = client_of(state, peer, headers);
     let expires = now + state.config.play.token_lifetime.as_secs();
-    let token = sign(
-        state,
+    let token = state.keys.sign(
         &format!("/titles/{}/", title.id),
         expires,
         state.config.play.bind_client.then_some(client),
         now,
     )?;
-    let pathways = steer(state, client, &selection, &token);
+    let pathways = state.steerer.steer(client, &selection.all(), &token);
     if pathways.is_empty() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -307,7 +254,9 @@ async fn start(
         primary = %primary.id, reason = %primary.reason, fallbacks = issued.pathways.len() - 1, "play");
     let base = public_base(state, headers);
     let has = |p: &str| issued.selection_for(p).is_some();
-    let drm_token = sign(state, &format!("/v1/drm/{play_id}/"), expires, None, now)?;
+    let drm_token = state
+        .keys
+        .sign(&format!("/v1/drm/{play_id}/"), expires, None, now)?;
     Ok(PlayResponse {
         manifests: Formats {
             hls: has("hls").then(|| format!("{base}/v1/plays/{play_id}/master.m3u8")),
@@ -329,7 +278,7 @@ async fn start(
 }
 
 impl Issued {
-    fn selection_for(&self, protocol: &str) -> Option<&[String]> {
+    pub(crate) fn selection_for(&self, protocol: &str) -> Option<&[String]> {
         let s = match protocol {
             "hls" => &self.selection.hls,
             _ => &self.selection.dash,
@@ -338,7 +287,7 @@ impl Issued {
     }
 }
 
-pub fn load_title(state: &AppState, id: &str) -> Result<TitleRecord, ApiError> {
+pub fn load_title(state: &Viewers, id: &str) -> Result<TitleRecord, ApiError> {
     let not_found = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -350,62 +299,6 @@ pub fn load_title(state: &AppState, id: &str) -> Result<TitleRecord, ApiError> {
         return Err(not_found());
     }
     state.store.title(id)?.ok_or_else(not_found)
-}
-
-/// Steer, then turn the picks (and the origin, last) into signed pathways.
-fn steer(
-    state: &AppState,
-    client: IpAddr,
-    selection: &Selection,
-    token: &str,
-) -> Vec<IssuedPathway> {
-    let now = Instant::now();
-    let snap = state.fleet.current(state, now);
-    let renditions = selection.all();
-    let decision = crate::steer::decide(&snap, client, &renditions, now, &mut rand::rng());
-    if decision.overflowed {
-        tracing::info!(%client, network = ?decision.network, "preferred tier saturated; overflowed");
-    }
-    let prefer_https = state.config.play.prefer_https;
-    let mut out = Vec::with_capacity(decision.picks.len() + 1);
-    {
-        let reg = state.registry();
-        for pick in &decision.picks {
-            let node = snap.node(pick.node);
-            let Some(a) = reg.appliances.get(&node.id) else {
-                continue;
-            };
-            let Some(url) = appliance_url(&a.info, prefer_https) else {
-                continue;
-            };
-            out.push(IssuedPathway {
-                id: node.id.clone(),
-                tier: a.info.tier,
-                site: a.info.site.clone(),
-                reason: pick.reason.as_str().to_owned(),
-                base_url: format!("{}/t/{token}/", url.trim_end_matches('/')),
-            });
-        }
-    }
-    if let Some(origin) = &state.config.origin_url {
-        out.push(IssuedPathway {
-            id: "origin".into(),
-            tier: Tier::Origin,
-            site: "origin".into(),
-            reason: "origin".into(),
-            base_url: format!("{}/t/{token}/", origin.trim_end_matches('/')),
-        });
-    }
-    out
-}
-
-/// The URL objects are fetched from on an appliance: HTTPS when it has it and
-/// `prefer_https` is set, else whichever it has.
-pub(crate) fn appliance_url(info: &ApplianceInfo, prefer_https: bool) -> Option<&str> {
-    match (prefer_https, &info.https_url, &info.http_url) {
-        (true, Some(u), _) | (_, None, Some(u)) | (false, _, Some(u)) => Some(u),
-        _ => None,
-    }
 }
 
 fn native(title: &TitleRecord, issued: &Issued) -> Vec<NativeRendition> {
@@ -444,7 +337,7 @@ fn native(title: &TitleRecord, issued: &Issued) -> Vec<NativeRendition> {
 
 /// A live stream and what it was issued; 404 for unknown ids, 410 once its
 /// URLs have expired.
-fn issued(state: &AppState, id: &str, now: u64) -> Result<(StreamRow, Issued), ApiError> {
+pub(crate) fn issued(state: &Viewers, id: &str, now: u64) -> Result<(StreamRow, Issued), ApiError> {
     let unknown = || ApiError::new(StatusCode::NOT_FOUND, "unknown_play", "no such play");
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(unknown());
@@ -468,83 +361,11 @@ fn issued(state: &AppState, id: &str, now: u64) -> Result<(StreamRow, Issued), A
     Ok((row, issued))
 }
 
-/// `GET /v1/plays/{id}/master.m3u8` and `/manifest.mpd`.
-pub async fn manifest(
-    State(state): State<Arc<AppState>>,
-    Path((id, file)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let (protocol, content_type) = match file.as_str() {
-        "master.m3u8" => ("hls", "application/vnd.apple.mpegurl"),
-        "manifest.mpd" => ("dash", "application/dash+xml"),
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such manifest",
-            ));
-        }
-    };
-    let (row, issued) = issued(&state, &id, crate::unix_now())?;
-    let keep = issued.selection_for(protocol).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("this play has no {protocol} manifest"),
-        )
-    })?;
-    let title = load_title(&state, &row.title)?;
-    let Some((_, key, packaged)) = title.manifests.iter().find(|(k, _, _)| k == protocol) else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("the title has no {protocol} packaging"),
-        ));
-    };
-    let pathways: Vec<Pathway> = issued
-        .pathways
-        .iter()
-        .map(|p| Pathway {
-            id: p.id.clone(),
-            base_url: p.base_url.clone(),
-        })
-        .collect();
-    let steering = ContentSteering {
-        server_uri: format!(
-            "{}/v1/steering/{id}/{protocol}",
-            public_base(&state, &headers)
-        ),
-    };
-    let keep = |r: &str| keep.iter().any(|k| k == r);
-    let text = match protocol {
-        "hls" => {
-            manifest::hls_multivariant(packaged.as_bytes(), key, &keep, &pathways, Some(&steering))
-        }
-        _ => manifest::dash_mpd(packaged, key, &keep, &pathways, Some(&steering)),
-    }
-    .map_err(|e| {
-        tracing::error!(play = %id, error = %e, "cannot build manifest");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "manifest_failed",
-            e.to_string(),
-        )
-    })?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, "private, no-store"),
-        ],
-        text,
-    )
-        .into_response())
-}
-
 /// `GET /v1/steering/{id}/{hls|dash}`: the pathway priority for this play now.
 /// Both answer alike: DASH content steering (ETSI TS 103 998) uses the HLS keys,
 /// `PATHWAY-PRIORITY` naming `serviceLocation`s, and that is what dash.js reads.
 pub async fn content_steering(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Viewers>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((id, protocol)): Path<(String, String)>,
     headers: HeaderMap,
@@ -558,19 +379,9 @@ pub async fn content_steering(
     }
     let (_, issued) = issued(&state, &id, crate::unix_now())?;
     let client = client_of(&state, peer, &headers);
-    let now = Instant::now();
-    let snap = state.fleet.current(&state, now);
-    let appliances: Vec<String> = issued
-        .pathways
-        .iter()
-        .filter(|p| p.tier != Tier::Origin)
-        .map(|p| p.id.clone())
-        .collect();
-    let mut priority =
-        crate::steer::pathway_priority(&snap, client, &issued.selection.all(), &appliances, now);
-    if issued.pathways.iter().any(|p| p.tier == Tier::Origin) {
-        priority.push("origin".into());
-    }
+    let priority = state
+        .steerer
+        .priority(client, &issued.selection.all(), &issued.pathways);
     state.metrics.steering_polls.inc();
     let body = serde_json::json!({
         "VERSION": 1,
@@ -584,60 +395,14 @@ pub async fn content_steering(
         .into_response())
 }
 
-#[derive(Deserialize)]
-pub struct LicenseQuery {
-    #[serde(default)]
-    token: String,
-}
-
-/// `GET|POST /v1/drm/{id}/license`: checks the signed URL, then says plainly
-/// that no DRM system is configured (a licence server plugs in here).
-pub async fn drm_license(
-    State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(id): Path<String>,
-    Query(q): Query<LicenseQuery>,
-    headers: HeaderMap,
-) -> ApiError {
-    let keys = match state
-        .keys
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .to_keyset()
-    {
-        Ok(k) => k,
-        Err(_) => {
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_signing_key",
-                "no usable key",
-            );
-        }
-    };
-    let path = format!("/v1/drm/{id}/license");
-    let client = client_of(&state, peer, &headers);
-    if let Err(r) = urlsign::verify(&keys, &q.token, &path, client, crate::unix_now(), 30) {
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            r.code(),
-            "licence URL is not validly signed",
-        );
-    }
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "drm_not_configured",
-        "no DRM system is configured: this deployment issues no Widevine, PlayReady or FairPlay licences, so only clear content plays",
-    )
-}
-
 /// `DELETE /v1/plays/{id}`: the player stopped; the stream stops counting.
 pub async fn stop(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Viewers>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let now = crate::unix_now();
-    let viewer: Viewer = viewer::authenticate(&state, &headers, now)?;
+    let viewer = accounts::authenticate(&state, &headers, now)?;
     if state.store.end_stream(&id, &viewer.user.id, now)? {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -1,65 +1,71 @@
 //! The fleet as steering decisions see it: an immutable `steer::Snapshot`
-//! built from the registry and config, swapped in at most every
-//! `steer.snapshot_refresh`, so decisions never wait on the registry lock.
+//! built from the registry and config, rebuilt in the background every
+//! `steer.snapshot_refresh` and swapped in, so decisions never wait on the
+//! registry lock or the store. `/health` reports how old it is.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use tokio::sync::watch;
 
-use crate::api::AppState;
-use crate::steer::{GeoPoint, Node, Policy, Snapshot};
+use super::Fleet;
+use super::bgp::point;
+use super::steer::{Node, Policy, Snapshot};
 
-pub struct Fleet {
-    snapshot: ArcSwap<Snapshot>,
-    built: Mutex<Option<Instant>>,
+pub struct Snapshots {
+    current: ArcSwap<Snapshot>,
+    built: Mutex<Instant>,
 }
 
-impl Fleet {
-    pub fn new(policy: Policy) -> Fleet {
-        Fleet {
-            snapshot: ArcSwap::from_pointee(Snapshot::build(
+impl Snapshots {
+    /// An empty snapshot, counted as built at `now`.
+    pub fn new(policy: Policy, now: Instant) -> Snapshots {
+        Snapshots {
+            current: ArcSwap::from_pointee(Snapshot::build(
                 Vec::new(),
                 Vec::new(),
                 Vec::new(),
                 policy,
             )),
-            built: Mutex::new(None),
+            built: Mutex::new(now),
         }
     }
 
-    /// The current snapshot, rebuilt first when it is older than the refresh
-    /// interval. One caller rebuilds; the others use the previous one meanwhile.
-    pub fn current(&self, state: &AppState, now: Instant) -> Arc<Snapshot> {
-        let due = {
-            match self.built.try_lock() {
-                Ok(mut built) => {
-                    let due = built.is_none_or(|t| {
-                        now.saturating_duration_since(t) >= state.config.steer.snapshot_refresh
-                    });
-                    if due {
-                        *built = Some(now);
-                    }
-                    due
-                }
-                Err(_) => false,
-            }
-        };
-        if due {
-            // A RIB import (made offline) is noticed here, within one refresh.
-            if let Err(e) = crate::refresh_networks(state) {
-                tracing::warn!(error = %e, "cannot read the RIB");
-            }
-            self.snapshot.store(Arc::new(build(state)));
-        }
-        self.snapshot.load_full()
+    /// The snapshot decisions run on now.
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.current.load_full()
     }
 
-    /// Rebuild now (after a change that must be seen at once, and in tests).
-    pub fn refresh(&self, state: &AppState, now: Instant) {
-        *self.built.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
-        self.snapshot.store(Arc::new(build(state)));
+    /// When the current snapshot was built.
+    pub fn built(&self) -> Instant {
+        *self.built.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Rebuild the snapshot now (noticing a RIB import made offline on the way).
+pub fn rebuild(fleet: &Fleet, now: Instant) {
+    if let Err(e) = fleet.refresh_networks() {
+        tracing::warn!(error = %e, "cannot read the RIB");
+    }
+    fleet.snapshots.current.store(Arc::new(build(fleet)));
+    *fleet
+        .snapshots
+        .built
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = now;
+}
+
+/// Rebuild every `steer.snapshot_refresh` until `stop` is set.
+pub async fn refresh_loop(fleet: Arc<Fleet>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(fleet.config.steer.snapshot_refresh);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => rebuild(&fleet, Instant::now()),
+            _ = stop.changed() => return,
+        }
     }
 }
 
@@ -73,11 +79,7 @@ pub fn policy(cfg: &crate::config::SteerConfig) -> Policy {
     }
 }
 
-fn point(l: Option<[f64; 2]>) -> Option<GeoPoint> {
-    l.map(|[lat, lon]| GeoPoint { lat, lon })
-}
-
-fn build(state: &AppState) -> Snapshot {
+fn build(state: &Fleet) -> Snapshot {
     let config = &state.config;
     let located: HashMap<&str, Option<[f64; 2]>> = config
         .appliances

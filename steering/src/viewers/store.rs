@@ -1,8 +1,10 @@
-//! Accounts, viewer tokens, streams and plays; and titles as plays read them.
+//! The viewers half's part of the store: accounts, profiles, viewer tokens and
+//! streams; and the demand log (`plays`), which a started stream appends to and
+//! home rows read (fill planning reads it too, from the fleet's part).
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError};
+use crate::store::{CatalogStore, Sqlite, StoreError};
 
 /// A subscriber account: just enough to authorise a play.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,35 +33,60 @@ pub struct StreamRow {
     pub last_seen: u64,
 }
 
-/// A title with what a play needs of it.
-#[derive(Debug, Clone)]
-pub struct TitleRecord {
-    pub id: String,
-    pub name: String,
-    pub regions: Vec<String>,
-    pub release: Option<u64>,
-    pub renditions: Vec<TitleRendition>,
-    /// `(kind, key, body)` of each packaged manifest.
-    pub manifests: Vec<(String, String, String)>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct TitleRendition {
-    pub id: String,
-    pub kind: String,
-    pub codec: Option<String>,
-    pub width: Option<u64>,
-    pub height: Option<u64>,
-    pub bandwidth: u64,
-    pub protocol: String,
-    pub segment_duration: f64,
-    /// Key of its media playlist (HLS renditions).
-    pub playlist: Option<String>,
-}
-
-impl Store {
+/// What the viewers half persists, whichever backend holds it.
+pub trait ViewerStore: CatalogStore {
     /// Create a user with its profiles; fails if the id exists.
-    pub fn add_user(
+    fn add_user(
+        &self,
+        u: &UserRow,
+        profiles: &[(String, String)],
+        now: u64,
+    ) -> Result<(), StoreError>;
+    /// Change a user's plan, subscription or home; false if there is no such user.
+    fn update_user(&self, u: &UserRow) -> Result<bool, StoreError>;
+    fn add_profile(&self, user: &str, id: &str, name: &str) -> Result<(), StoreError>;
+    fn user(&self, id: &str) -> Result<Option<UserRow>, StoreError>;
+    fn users(&self) -> Result<Vec<UserRow>, StoreError>;
+    /// `(id, name)` of a user's profiles.
+    fn profiles(&self, user: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// Record a viewer token by its hash (the token itself is never stored).
+    fn add_viewer_token(
+        &self,
+        sha256: &str,
+        user: &str,
+        now: u64,
+        expires: u64,
+    ) -> Result<(), StoreError>;
+    /// The user a (hashed) viewer token belongs to, if it has not expired.
+    fn user_by_token(&self, sha256: &str, now: u64) -> Result<Option<UserRow>, StoreError>;
+    /// Start a stream if the user has fewer than `max_streams` active ones
+    /// (seen since `active_since`); the count and the insert are one
+    /// transaction, so two plays racing cannot both take the last slot. The play
+    /// is recorded for popularity in the same transaction.
+    /// Returns the active count when the limit is reached.
+    fn start_stream(
+        &self,
+        s: &StreamRow,
+        region: &str,
+        max_streams: u32,
+        active_since: u64,
+    ) -> Result<Result<(), u32>, StoreError>;
+    fn stream(&self, id: &str) -> Result<Option<StreamRow>, StoreError>;
+    /// Keep a stream counted as active; false if it is not the user's or has ended.
+    fn touch_stream(&self, id: &str, user: &str, now: u64) -> Result<bool, StoreError>;
+    /// End a stream (the player stopped); false if it is not the user's.
+    fn end_stream(&self, id: &str, user: &str, now: u64) -> Result<bool, StoreError>;
+    /// `(title, at)` of plays in `region` since `since`, newest first, at most `limit`.
+    fn plays_since(
+        &self,
+        region: &str,
+        since: u64,
+        limit: u32,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
+}
+
+impl ViewerStore for Sqlite {
+    fn add_user(
         &self,
         u: &UserRow,
         profiles: &[(String, String)],
@@ -81,15 +108,14 @@ impl Store {
         Ok(())
     }
 
-    /// Change a user's plan, subscription or home; false if there is no such user.
-    pub fn update_user(&self, u: &UserRow) -> Result<bool, StoreError> {
+    fn update_user(&self, u: &UserRow) -> Result<bool, StoreError> {
         Ok(self.conn().execute(
             "UPDATE users SET plan = ?2, subscription = ?3, country = ?4, region = ?5 WHERE id = ?1",
             params![u.id, u.plan, u.subscription, u.country, u.region],
         )? == 1)
     }
 
-    pub fn add_profile(&self, user: &str, id: &str, name: &str) -> Result<(), StoreError> {
+    fn add_profile(&self, user: &str, id: &str, name: &str) -> Result<(), StoreError> {
         self.conn().execute(
             "INSERT INTO profiles (user, id, name) VALUES (?1, ?2, ?3)",
             params![user, id, name],
@@ -97,7 +123,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn user(&self, id: &str) -> Result<Option<UserRow>, StoreError> {
+    fn user(&self, id: &str) -> Result<Option<UserRow>, StoreError> {
         Ok(self
             .conn()
             .query_row(
@@ -108,7 +134,7 @@ impl Store {
             .optional()?)
     }
 
-    pub fn users(&self) -> Result<Vec<UserRow>, StoreError> {
+    fn users(&self) -> Result<Vec<UserRow>, StoreError> {
         let conn = self.conn();
         let mut stmt =
             conn.prepare("SELECT id, plan, subscription, country, region FROM users ORDER BY id")?;
@@ -116,16 +142,14 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// `(id, name)` of a user's profiles.
-    pub fn profiles(&self, user: &str) -> Result<Vec<(String, String)>, StoreError> {
+    fn profiles(&self, user: &str) -> Result<Vec<(String, String)>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT id, name FROM profiles WHERE user = ?1 ORDER BY id")?;
         let rows = stmt.query_map(params![user], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Record a viewer token by its hash (the token itself is never stored).
-    pub fn add_viewer_token(
+    fn add_viewer_token(
         &self,
         sha256: &str,
         user: &str,
@@ -139,8 +163,7 @@ impl Store {
         Ok(())
     }
 
-    /// The user a (hashed) viewer token belongs to, if it has not expired.
-    pub fn user_by_token(&self, sha256: &str, now: u64) -> Result<Option<UserRow>, StoreError> {
+    fn user_by_token(&self, sha256: &str, now: u64) -> Result<Option<UserRow>, StoreError> {
         Ok(self
             .conn()
             .query_row(
@@ -152,12 +175,7 @@ impl Store {
             .optional()?)
     }
 
-    /// Start a stream if the user has fewer than `max_streams` active ones
-    /// (seen since `active_since`); the count and the insert are one
-    /// transaction, so two plays racing cannot both take the last slot. The play
-    /// is recorded for popularity in the same transaction.
-    /// Returns the active count when the limit is reached.
-    pub fn start_stream(
+    fn start_stream(
         &self,
         s: &StreamRow,
         region: &str,
@@ -193,7 +211,7 @@ impl Store {
         Ok(Ok(()))
     }
 
-    pub fn stream(&self, id: &str) -> Result<Option<StreamRow>, StoreError> {
+    fn stream(&self, id: &str) -> Result<Option<StreamRow>, StoreError> {
         Ok(self
             .conn()
             .query_row(
@@ -216,24 +234,21 @@ impl Store {
             .optional()?)
     }
 
-    /// Keep a stream counted as active; false if it is not the user's or has ended.
-    pub fn touch_stream(&self, id: &str, user: &str, now: u64) -> Result<bool, StoreError> {
+    fn touch_stream(&self, id: &str, user: &str, now: u64) -> Result<bool, StoreError> {
         Ok(self.conn().execute(
             "UPDATE streams SET last_seen = ?3 WHERE id = ?1 AND user = ?2 AND ended IS NULL",
             params![id, user, now as i64],
         )? == 1)
     }
 
-    /// End a stream (the player stopped); false if it is not the user's.
-    pub fn end_stream(&self, id: &str, user: &str, now: u64) -> Result<bool, StoreError> {
+    fn end_stream(&self, id: &str, user: &str, now: u64) -> Result<bool, StoreError> {
         Ok(self.conn().execute(
             "UPDATE streams SET ended = ?3 WHERE id = ?1 AND user = ?2 AND ended IS NULL",
             params![id, user, now as i64],
         )? == 1)
     }
 
-    /// `(title, at)` of plays in `region` since `since`, newest first, at most `limit`.
-    pub fn plays_since(
+    fn plays_since(
         &self,
         region: &str,
         since: u64,
@@ -247,77 +262,6 @@ impl Store {
             Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// A title with its renditions and packaged manifests.
-    pub fn title(&self, id: &str) -> Result<Option<TitleRecord>, StoreError> {
-        let conn = self.conn();
-        let head: Option<(String, String, Option<i64>)> = conn
-            .query_row(
-                "SELECT name, regions, release_time FROM titles WHERE id = ?1",
-                params![id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        let Some((name, regions, release)) = head else {
-            return Ok(None);
-        };
-        let regions: Vec<String> = serde_json::from_str(&regions)
-            .map_err(|e| StoreError::Corrupt(format!("title {id}: {e}")))?;
-        let mut stmt = conn.prepare(
-            "SELECT r.id, r.kind, r.codec, r.width, r.height, r.bandwidth, r.protocol, r.segment_duration,
-                 (SELECT key FROM objects o WHERE o.rendition = r.id AND o.key LIKE '%.m3u8' LIMIT 1)
-             FROM renditions r WHERE r.title = ?1 ORDER BY r.id",
-        )?;
-        let renditions = stmt
-            .query_map(params![id], |r| {
-                Ok(TitleRendition {
-                    id: r.get(0)?,
-                    kind: r.get(1)?,
-                    codec: r.get(2)?,
-                    width: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
-                    height: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
-                    bandwidth: r.get::<_, i64>(5)? as u64,
-                    protocol: r.get(6)?,
-                    segment_duration: r.get(7)?,
-                    playlist: r.get(8)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut stmt =
-            conn.prepare("SELECT kind, key, body FROM title_manifests WHERE title = ?1")?;
-        let manifests = stmt
-            .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(TitleRecord {
-            id: id.to_owned(),
-            name,
-            regions,
-            release: release.map(|v| v as u64),
-            renditions,
-            manifests,
-        }))
-    }
-
-    /// `(id, name, regions)` of every title.
-    pub fn title_names(&self) -> Result<Vec<(String, String, Vec<String>)>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT id, name, regions FROM titles ORDER BY id")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, name, regions) = row?;
-            let regions = serde_json::from_str(&regions)
-                .map_err(|e| StoreError::Corrupt(format!("title {id}: {e}")))?;
-            out.push((id, name, regions));
-        }
-        Ok(out)
     }
 }
 
@@ -352,7 +296,7 @@ mod tests {
     #[test]
     fn stream_limit_counts_only_live_streams() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        let s = Sqlite::open(&dir.path().join("s.db")).unwrap();
         let u = UserRow {
             id: "u".into(),
             plan: "basic".into(),

@@ -1,8 +1,9 @@
 //! Whether a viewer may play a title, and which renditions: pure functions of
 //! the account, the title, the device profile, the plan and `now`.
 
+use super::store::UserRow;
 use crate::config::{DeviceConfig, PlanConfig};
-use crate::store::{TitleRecord, UserRow};
+use crate::store::TitleRecord;
 
 /// Why a play is refused; `code()` is the machine-readable reason in the 403.
 #[derive(Debug, Clone, PartialEq, Eq)]

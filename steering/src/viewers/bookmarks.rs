@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::deps::{DepError, Guard};
+use super::deps::{DepError, Guard};
 
 pub struct Bookmarks {
     path: PathBuf,

@@ -156,7 +156,7 @@ fn rank<'a>(input: &Input<'a>, now: u64, cfg: &FillConfig) -> Vec<Ranked<'a>> {
         .map(|p| (p.title.clone(), p.at))
         .collect();
     let half_life = cfg.half_life.as_secs_f64().max(1.0);
-    let scores: HashMap<String, f64> = crate::home::popularity(&plays, now, half_life)
+    let scores: HashMap<String, f64> = crate::popularity::popularity(&plays, now, half_life)
         .into_iter()
         .collect();
     let mut ranked: Vec<Ranked<'a>> = input

@@ -158,7 +158,7 @@ mod tests {
             "the half-open trial"
         );
         assert_eq!(g.state(), "closed");
-        let text = metrics.render(&crate::registry::Registry::default());
+        let text = metrics.render((0, 0, 0));
         assert!(
             text.contains(
                 "steering_dependency_calls_total{dependency=\"test\",outcome=\"timeout\"} 1"

@@ -2,7 +2,14 @@
 //! `lifetime`, so there are always at least two live keys around a rotation and
 //! tokens signed just before it keep verifying after it.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use control_client::wire::{KeySetWire, KeyWire};
+use tokio::sync::{Notify, watch};
+
+use super::Fleet;
+use crate::config::KeysConfig;
 
 /// What the schedule says to do at `now`, given the keys held (key, created).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +65,48 @@ pub fn key_set(keys: &[(KeyWire, u64)]) -> KeySetWire {
         version: u64::from_be_bytes(v) >> 1,
         keys: keys.iter().map(|(k, _)| k.clone()).collect(),
     }
+}
+
+/// Apply the schedule about once a minute (so rotation keeps within a minute of
+/// it) and on SIGHUP (`reload`), which also re-reads what offline commands
+/// change: the RIB after `bgp import-rib`, catalogue totals after `catalog
+/// import`. Ends when `stop` turns true.
+pub async fn key_loop(fleet: Arc<Fleet>, reload: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(check_every(&fleet.config.keys));
+    loop {
+        tokio::select! {
+            reloading = async {
+                tokio::select! {
+                    _ = tick.tick() => false,
+                    _ = reload.notified() => true,
+                }
+            } => {
+                if let Err(e) = fleet.rotate_keys() {
+                    tracing::error!(error = %e, "key rotation failed; will retry");
+                }
+                // A RIB import (offline) changes the client networks.
+                if let Err(e) = fleet.refresh_networks() {
+                    tracing::warn!(error = %e, "cannot read the RIB");
+                }
+                // Re-imports change totals: pick them up here too.
+                if let Err(e) = fleet.refresh_catalog() {
+                    tracing::warn!(error = %e, "cannot refresh catalog totals");
+                }
+                if reloading {
+                    tracing::info!("reloaded: keys, RIB and catalogue totals");
+                    service::notify::ready(&fleet.status_line());
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// How often the key loop applies the schedule.
+pub fn check_every(cfg: &KeysConfig) -> Duration {
+    cfg.rotate_every
+        .min(Duration::from_secs(60))
+        .max(Duration::from_secs(1))
 }
 
 #[cfg(test)]

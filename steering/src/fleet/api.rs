@@ -1,0 +1,256 @@
+//! The fleet half's HTTP API: appliances register and heartbeat (health,
+//! inventory, BGP prefixes), fetch signing keys and fill plans; anyone may
+//! list the appliances.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use control_client::wire::{
+    ApplianceInfo, Heartbeat, HeartbeatResponse, Inventory, KeySetWire, RegisterRequest,
+    RegisterResponse,
+};
+
+use super::Fleet;
+use super::registry::{InventoryOutcome, PrefixOutcome};
+use super::store::InventoryRow;
+use crate::http::{ApiError, bearer, json};
+
+pub fn router(fleet: Arc<Fleet>) -> Router {
+    Router::new()
+        .route("/v1/appliances", get(list_appliances))
+        .route("/v1/appliances/{id}/register", post(register))
+        .route("/v1/appliances/{id}/heartbeat", post(heartbeat))
+        .route("/v1/keys", get(keys))
+        .route("/v1/appliances/{id}/fill-plan", get(super::fill::fill_plan))
+        .with_state(fleet)
+}
+
+/// The URL objects are fetched from on an appliance: HTTPS when it has it and
+/// `prefer_https` is set, else whichever it has.
+pub(crate) fn appliance_url(info: &ApplianceInfo, prefer_https: bool) -> Option<&str> {
+    match (prefer_https, &info.https_url, &info.http_url) {
+        (true, Some(u), _) | (_, None, Some(u)) | (false, _, Some(u)) => Some(u),
+        _ => None,
+    }
+}
+
+/// Constant-time equality, so a credential check leaks nothing through timing.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Check `Authorization: Bearer <id>:<credential>`; returns the appliance id.
+pub(crate) fn authenticate(
+    state: &Fleet,
+    headers: &HeaderMap,
+    expect_id: Option<&str>,
+) -> Result<String, ApiError> {
+    let value = bearer(headers).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "missing Bearer credential",
+        )
+    })?;
+    let (id, credential) = value.split_once(':').ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "credential must be <id>:<secret>",
+        )
+    })?;
+    if let Some(expect) = expect_id
+        && expect != id
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_appliance",
+            "credential is for another appliance",
+        ));
+    }
+    let reg = state.registry();
+    let a = reg.appliances.get(id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_appliance",
+            format!("no appliance {id:?}"),
+        )
+    })?;
+    if !same(
+        crate::sha256_hex(credential).as_bytes(),
+        a.credential_sha256.as_bytes(),
+    ) {
+        state.metrics.auth_failures.inc();
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_credential",
+            "credential does not match",
+        ));
+    }
+    Ok(id.to_owned())
+}
+
+async fn register(
+    State(state): State<Arc<Fleet>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<RegisterResponse>, ApiError> {
+    let id = authenticate(&state, &headers, Some(&id))?;
+    let req: RegisterRequest = json(body)?;
+    if req.info.capacity_bps == 0 || req.info.admin_url.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_info",
+            "capacity_bps and admin_url are required",
+        ));
+    }
+    let credential_sha256 = state.registry().appliances[&id].credential_sha256.clone();
+    state
+        .store
+        .upsert_appliance(&id, &req.info, &credential_sha256, crate::unix_now())?;
+    let (version, digest) = {
+        let mut reg = state.registry();
+        reg.insert(&id, req.info.clone(), credential_sha256);
+        if let Some(a) = reg.appliances.get_mut(&id) {
+            a.registered = true;
+        }
+        let a = &reg.appliances[&id];
+        (a.inventory_version, a.inventory_digest.clone())
+    };
+    tracing::info!(appliance = %id, tier = ?req.info.tier, site = %req.info.site, "appliance registered");
+    tokio::spawn(super::poller::poll_registered(
+        Arc::clone(&state),
+        id.clone(),
+    ));
+    Ok(axum::Json(RegisterResponse {
+        heartbeat_interval_ms: state.config.heartbeat_interval.as_millis() as u64,
+        inventory_version: version,
+        inventory_digest: digest,
+        keys_version: state.keys.version(),
+    }))
+}
+
+async fn heartbeat(
+    State(state): State<Arc<Fleet>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<HeartbeatResponse>, ApiError> {
+    let id = authenticate(&state, &headers, Some(&id))?;
+    let hb: Heartbeat = json(body)?;
+    if let Some(inv) = &hb.inventory {
+        let reported = match inv {
+            Inventory::Full { renditions, .. } => renditions,
+            Inventory::Delta { upserted, .. } => upserted,
+        };
+        let renditions = reported.iter().map(|r| r.rendition.as_str());
+        let mut unknown = Vec::new();
+        for r in renditions {
+            if !crate::config::valid_rendition(r) {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "bad_rendition",
+                    format!("rendition {r:?} is not a valid path prefix"),
+                ));
+            }
+            if !state.knows_rendition(r)? {
+                unknown.push(r.to_owned());
+            }
+        }
+        if !unknown.is_empty() {
+            let e = ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_rendition",
+                format!(
+                    "{} rendition(s) not in the catalog; see details",
+                    unknown.len()
+                ),
+            );
+            return Err(e.with_details(unknown));
+        }
+    }
+    state.metrics.heartbeats.inc();
+    let (outcome, version, snapshot, register) = {
+        let mut reg = state.registry();
+        let a = reg
+            .appliances
+            .get_mut(&id)
+            .expect("authenticated appliance exists");
+        let register = !a.registered;
+        a.last = Some(hb.health.clone());
+        a.last_seen = Some(Instant::now());
+        let outcome = match &hb.inventory {
+            Some(inv) => reg.take_inventory(&id, inv),
+            None => InventoryOutcome::Unchanged,
+        };
+        let a = &reg.appliances[&id];
+        let snapshot = (outcome == InventoryOutcome::Applied).then(|| InventoryRow {
+            version: a.inventory_version,
+            digest: a.inventory_digest.clone(),
+            renditions: a.inventory.values().cloned().collect(),
+        });
+        (outcome, a.inventory_version, snapshot, register)
+    };
+    if let Some(row) = snapshot {
+        // Persisted before answering: an acknowledged inventory survives a crash.
+        state.store.put_inventory(&id, &row)?;
+    }
+    if outcome == InventoryOutcome::ResyncNeeded {
+        state.metrics.resyncs.inc();
+        tracing::info!(appliance = %id, "inventory delta did not apply; asking for a full resync");
+    }
+    let (prefix_outcome, prefixes_version, learned) = {
+        let mut reg = state.registry();
+        let outcome = hb.prefixes.as_ref().map(|p| reg.take_prefixes(&id, p));
+        let a = &reg.appliances[&id];
+        let learned = (outcome == Some(PrefixOutcome::Applied))
+            .then(|| a.learned.iter().map(|p| p.to_string()).collect::<Vec<_>>());
+        (outcome, a.prefixes_version, learned)
+    };
+    if prefix_outcome == Some(PrefixOutcome::Invalid) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_prefix",
+            "a reported prefix is not an IPv4 or IPv6 CIDR",
+        ));
+    }
+    if let Some(prefixes) = learned {
+        state
+            .store
+            .put_learned_prefixes(&id, prefixes_version, &prefixes)?;
+        tracing::info!(appliance = %id, version = prefixes_version, prefixes = prefixes.len(), "BGP prefixes updated");
+    }
+    Ok(axum::Json(HeartbeatResponse {
+        resync: outcome == InventoryOutcome::ResyncNeeded,
+        inventory_version: version,
+        keys_version: state.keys.version(),
+        prefixes_version,
+        prefixes_resync: prefix_outcome == Some(PrefixOutcome::ResyncNeeded),
+        register,
+    }))
+}
+
+async fn keys(
+    State(state): State<Arc<Fleet>>,
+    headers: HeaderMap,
+) -> Result<axum::Json<KeySetWire>, ApiError> {
+    authenticate(&state, &headers, None)?;
+    Ok(axum::Json(state.keys.wire()))
+}
+
+async fn list_appliances(State(state): State<Arc<Fleet>>) -> impl IntoResponse {
+    let catalog = state
+        .catalog
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    axum::Json(state.registry().view(Instant::now(), &catalog))
+}

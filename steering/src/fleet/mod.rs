@@ -1,0 +1,288 @@
+//! The appliance-facing half: the registry of appliances with their health
+//! (polled) and inventories (heartbeats), the URL-signing key schedule, BGP
+//! data, fill plans, and the steering decisions the viewers half asks for
+//! through `Steerer`, made on a snapshot rebuilt in the background.
+
+pub mod api;
+pub mod bgp;
+pub mod fill;
+pub mod fillplan;
+pub mod keys;
+pub mod poller;
+pub mod registry;
+pub mod snapshot;
+pub mod steer;
+pub mod store;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use control_client::wire::{PrefixReport, Tier};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::signing::KeyRing;
+use crate::steerer::{IssuedPathway, Steerer};
+use crate::store::StoreError;
+use registry::{CatalogTotals, Registry};
+use store::FleetStore;
+
+/// The fleet half's state, shared by its handlers and background loops.
+pub struct Fleet {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn FleetStore>,
+    pub registry: Mutex<Registry>,
+    /// Where the key schedule publishes; shared with the viewers half.
+    pub keys: Arc<KeyRing>,
+    /// Catalog totals, refreshed periodically and on a miss (imports run offline).
+    pub catalog: RwLock<CatalogTotals>,
+    pub metrics: Arc<Metrics>,
+    /// The decision snapshot, rebuilt every `steer.snapshot_refresh`.
+    pub snapshots: snapshot::Snapshots,
+    /// Client networks (config plus the imported RIB), rebuilt only when those change.
+    networks: ArcSwap<steer::Networks>,
+    /// Generation of the RIB import the networks were built from.
+    rib_generation: AtomicU64,
+    /// When the health poller last started a round (for `/health`).
+    poller_tick: Mutex<Instant>,
+}
+
+impl Fleet {
+    /// Merge configured appliances into the store, rebuild the registry (with
+    /// inventories and learned prefixes) from it, and apply the key schedule.
+    pub fn load(
+        config: Arc<Config>,
+        store: Arc<dyn FleetStore>,
+        keys: Arc<KeyRing>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Fleet>, StoreError> {
+        for a in &config.appliances {
+            store.declare_appliance(
+                &a.id,
+                &a.info(),
+                &crate::sha256_hex(&a.credential),
+                crate::unix_now(),
+            )?;
+        }
+        let mut registry = Registry::default();
+        for row in store.appliances()? {
+            registry.insert(&row.id, row.info, row.credential_sha256);
+            let inv = store.inventory(&row.id)?;
+            if inv.version > 0 {
+                registry.set_inventory(&row.id, inv.version, inv.renditions);
+            }
+        }
+        for (id, version, prefixes) in store.learned_prefixes()? {
+            let report = PrefixReport::Full { version, prefixes };
+            registry.take_prefixes(&id, &report);
+        }
+        let rib_generation = store.rib_generation()?;
+        let rib = store.rib()?;
+        let now = Instant::now();
+        let fleet = Arc::new(Fleet {
+            catalog: RwLock::new(store.catalog_totals()?),
+            registry: Mutex::new(registry),
+            snapshots: snapshot::Snapshots::new(snapshot::policy(&config.steer), now),
+            networks: ArcSwap::from_pointee(bgp::networks(&config, &rib)),
+            rib_generation: AtomicU64::new(rib_generation),
+            poller_tick: Mutex::new(now),
+            keys,
+            metrics,
+            store,
+            config,
+        });
+        fleet.rotate_keys()?;
+        snapshot::rebuild(&fleet, now);
+        Ok(fleet)
+    }
+
+    /// The background loops: health polling, the key schedule (and SIGHUP
+    /// reloads), snapshot rebuilds. Each ends when `stop` turns true.
+    pub fn spawn_loops(
+        self: &Arc<Self>,
+        reload: Arc<Notify>,
+        stop: watch::Receiver<bool>,
+    ) -> Vec<JoinHandle<()>> {
+        vec![
+            tokio::spawn(poller::poll_loop(Arc::clone(self), stop.clone())),
+            tokio::spawn(keys::key_loop(Arc::clone(self), reload, stop.clone())),
+            tokio::spawn(snapshot::refresh_loop(Arc::clone(self), stop)),
+        ]
+    }
+
+    pub fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Apply the key schedule now: create a key when one is due, drop
+    /// long-retired ones, and publish the set.
+    pub fn rotate_keys(&self) -> Result<(), StoreError> {
+        let now = crate::unix_now();
+        let k = &self.config.keys;
+        let held = self.store.keys()?;
+        let plan = keys::plan(&held, now, k.rotate_every.as_secs());
+        if plan.create {
+            let lead = keys::lead_for(&held, now, k.lead().as_secs());
+            let key = keys::new_key(now, lead, k.lifetime.as_secs());
+            self.store.insert_key(&key, now)?;
+            tracing::info!(key = %key.id, "signing key created");
+        }
+        self.store
+            .delete_keys_retired_before(plan.delete_retired_before)?;
+        let held = self.store.keys()?;
+        let newest = held.iter().map(|(_, created)| *created).max();
+        self.keys.set(keys::key_set(&held), newest);
+        Ok(())
+    }
+
+    /// Rebuild the client networks if a RIB was imported since they were built.
+    pub fn refresh_networks(&self) -> Result<(), StoreError> {
+        let generation = self.store.rib_generation()?;
+        if generation == self.rib_generation.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let rib = self.store.rib()?;
+        self.networks
+            .store(Arc::new(bgp::networks(&self.config, &rib)));
+        self.rib_generation.store(generation, Ordering::Relaxed);
+        tracing::info!(
+            prefixes = rib.len(),
+            generation,
+            "client networks rebuilt from the RIB"
+        );
+        Ok(())
+    }
+
+    /// Re-read the catalog totals (re-imports change them).
+    pub fn refresh_catalog(&self) -> Result<(), StoreError> {
+        let totals = self.store.catalog_totals()?;
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = totals;
+        Ok(())
+    }
+
+    /// Whether the catalog has `rendition`, from memory or, on a miss, the store
+    /// (so an import made while steering runs is seen at once).
+    pub fn knows_rendition(&self, rendition: &str) -> Result<bool, StoreError> {
+        if self
+            .catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(rendition)
+        {
+            return Ok(true);
+        }
+        match self.store.rendition_totals(rendition)? {
+            Some(t) => {
+                self.catalog
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(rendition.to_owned(), t);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Appliances (up, down, draining), for the metrics.
+    pub fn appliance_states(&self) -> (i64, i64, i64) {
+        let (mut up, mut down, mut draining) = (0, 0, 0);
+        for a in self.registry().appliances.values() {
+            if !a.health.up {
+                down += 1;
+            } else if a.last.as_ref().is_some_and(|h| h.status == "draining") {
+                draining += 1;
+            } else {
+                up += 1;
+            }
+        }
+        (up, down, draining)
+    }
+
+    /// The one-line STATUS= for `systemctl status`.
+    pub fn status_line(&self) -> String {
+        let (total, up) = {
+            let r = self.registry();
+            let up = r.appliances.values().filter(|a| a.health.up).count();
+            (r.appliances.len(), up)
+        };
+        let titles = self.catalog.read().unwrap_or_else(|p| p.into_inner()).len();
+        format!("serving: {up} of {total} appliances up; {titles} renditions in the catalogue")
+    }
+
+    /// When the health poller last started a round.
+    pub fn poller_ticked(&self) -> Instant {
+        *self.poller_tick.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn poller_tick(&self, now: Instant) {
+        *self.poller_tick.lock().unwrap_or_else(|p| p.into_inner()) = now;
+    }
+}
+
+impl Steerer for Fleet {
+    /// Steer, then turn the picks (and the origin, last) into signed pathways.
+    fn steer(&self, client: IpAddr, renditions: &[&str], token: &str) -> Vec<IssuedPathway> {
+        let now = Instant::now();
+        let snap = self.snapshots.current();
+        let decision = steer::decide(&snap, client, renditions, now, &mut rand::rng());
+        if decision.overflowed {
+            tracing::info!(%client, network = ?decision.network, "preferred tier saturated; overflowed");
+        }
+        let prefer_https = self.config.play.prefer_https;
+        let mut out = Vec::with_capacity(decision.picks.len() + 1);
+        {
+            let reg = self.registry();
+            for pick in &decision.picks {
+                let node = snap.node(pick.node);
+                let Some(a) = reg.appliances.get(&node.id) else {
+                    continue;
+                };
+                let Some(url) = api::appliance_url(&a.info, prefer_https) else {
+                    continue;
+                };
+                out.push(IssuedPathway {
+                    id: node.id.clone(),
+                    tier: a.info.tier,
+                    site: a.info.site.clone(),
+                    reason: pick.reason.as_str().to_owned(),
+                    base_url: format!("{}/t/{token}/", url.trim_end_matches('/')),
+                });
+            }
+        }
+        if let Some(origin) = &self.config.origin_url {
+            out.push(IssuedPathway {
+                id: "origin".into(),
+                tier: Tier::Origin,
+                site: "origin".into(),
+                reason: "origin".into(),
+                base_url: format!("{}/t/{token}/", origin.trim_end_matches('/')),
+            });
+        }
+        out
+    }
+
+    fn priority(
+        &self,
+        client: IpAddr,
+        renditions: &[&str],
+        pathways: &[IssuedPathway],
+    ) -> Vec<String> {
+        let snap = self.snapshots.current();
+        let appliances: Vec<String> = pathways
+            .iter()
+            .filter(|p| p.tier != Tier::Origin)
+            .map(|p| p.id.clone())
+            .collect();
+        let mut priority =
+            steer::pathway_priority(&snap, client, renditions, &appliances, Instant::now());
+        if pathways.iter().any(|p| p.tier == Tier::Origin) {
+            priority.push("origin".into());
+        }
+        priority
+    }
+}

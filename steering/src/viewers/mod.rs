@@ -1,0 +1,134 @@
+//! The viewer-facing half: accounts and viewer tokens, plays (entitlement,
+//! renditions, manifests, content steering, the DRM licence stub), bookmarks
+//! and home rows, and the web player's files. Where a play's bytes come from
+//! it asks the fleet half, through `Steerer`, and nothing else.
+
+pub mod accounts;
+pub mod bookmarks;
+pub mod clientip;
+pub mod deps;
+pub mod entitle;
+pub mod home;
+pub mod manifests;
+pub mod play;
+pub mod store;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+
+use crate::config::Config;
+use crate::http::ApiError;
+use crate::metrics::Metrics;
+use crate::signing::KeyRing;
+use crate::steerer::Steerer;
+use store::ViewerStore;
+
+/// The viewers half's state, shared by its handlers.
+pub struct Viewers {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn ViewerStore>,
+    /// URL signing (play tokens, licence URLs), with the fleet's keys.
+    pub keys: Arc<KeyRing>,
+    pub metrics: Arc<Metrics>,
+    /// The one way into the fleet half.
+    pub steerer: Arc<dyn Steerer>,
+    pub bookmarks: bookmarks::Bookmarks,
+    pub recommendations: home::Recommendations,
+}
+
+impl Viewers {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn ViewerStore>,
+        keys: Arc<KeyRing>,
+        metrics: Arc<Metrics>,
+        steerer: Arc<dyn Steerer>,
+    ) -> Viewers {
+        let bookmarks = bookmarks::Bookmarks::new(
+            config.bookmarks_path(),
+            deps::Guard::new("bookmarks", &config.bookmarks.guard(), &metrics),
+            config.bookmarks.timeout,
+        );
+        let recommendations = home::Recommendations::new(
+            config.recommendations.url.clone(),
+            deps::Guard::new("recommendations", &config.recommendations.guard(), &metrics),
+            config.recommendations.timeout,
+        );
+        Viewers {
+            config,
+            store,
+            keys,
+            metrics,
+            steerer,
+            bookmarks,
+            recommendations,
+        }
+    }
+
+    /// Each guarded dependency's name and breaker state, for `/health`.
+    pub fn breakers(&self) -> [(&'static str, &'static str); 2] {
+        [
+            (self.bookmarks.guard.name(), self.bookmarks.guard.state()),
+            (
+                self.recommendations.guard.name(),
+                self.recommendations.guard.state(),
+            ),
+        ]
+    }
+}
+
+pub fn router(viewers: Arc<Viewers>) -> Router {
+    Router::new()
+        .route("/v1/play", post(play::play))
+        .route("/v1/plays/{id}", delete(play::stop))
+        .route("/v1/plays/{id}/{file}", get(manifests::manifest))
+        .route("/v1/steering/{id}/{protocol}", get(play::content_steering))
+        .route(
+            "/v1/drm/{id}/license",
+            get(manifests::drm_license).post(manifests::drm_license),
+        )
+        .route("/v1/bookmarks", post(accounts::bookmark))
+        .route("/v1/home", get(home::home))
+        .route("/player/{*file}", get(player_file))
+        .with_state(viewers)
+}
+
+/// `GET /player/<file>`: a file of `player_dir` (404 without one). Only plain
+/// names below the directory: no `..`, no hidden files.
+async fn player_file(
+    State(state): State<Arc<Viewers>>,
+    Path(file): Path<String>,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such file");
+    let dir = state.config.player_dir.as_ref().ok_or_else(not_found)?;
+    if file.is_empty()
+        || file.len() > 256
+        || file
+            .split('/')
+            .any(|seg| seg.is_empty() || seg.starts_with('.'))
+        || !file
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+    {
+        return Err(not_found());
+    }
+    // Small files, read rarely (a page load): the blocking pool is plenty.
+    let path = dir.join(&file);
+    let body = tokio::task::spawn_blocking(move || std::fs::read(path))
+        .await
+        .map_err(|_| not_found())?
+        .map_err(|_| not_found())?;
+    let content_type = match file.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("json" | "map") => "application/json",
+        _ => "application/octet-stream",
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
