@@ -436,13 +436,7 @@ fn hash_file(path: &Path) -> Result<(u64, String), CatalogError> {
         size += n as u64;
         ctx.update(&buf[..n]);
     }
-    let hex = ctx
-        .finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok((size, hex))
+    Ok((size, hex::encode(ctx.finish())))
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use std::time::Duration;
 use control_client::wire::{ApplianceInfo, Tier};
 use serde::Deserialize;
 
-pub const EXIT_BAD_CONFIG: i32 = 64;
+use service::config::reject;
+pub use service::config::{ConfigError, EXIT_BAD_CONFIG};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -466,19 +467,6 @@ impl Default for KeysConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("config field `{field}`: {reason}")]
-    Invalid { field: &'static str, reason: String },
-}
-
 impl Config {
     /// The bookmark store's file: a relative path is relative to the main
     /// database's directory (not to wherever steering was started from).
@@ -502,44 +490,29 @@ impl Config {
             .max(Duration::from_secs(60))
     }
 
+    /// Read and parse a TOML file (without validating it).
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.message().replace('\n', " ")
-                + &e.span()
-                    .map(|s| format!(" (line {})", text[..s.start].matches('\n').count() + 1))
-                    .unwrap_or_default(),
-        })
+        service::config::from_file(path)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |field, reason: &str| {
-            Err(ConfigError::Invalid {
-                field,
-                reason: reason.to_owned(),
-            })
-        };
         if self.database.as_os_str().is_empty() {
-            return bad("database", "must name a file");
+            return reject("database", "must name a file");
         }
         if self.heartbeat_interval.is_zero() {
-            return bad("heartbeat_interval", "must be greater than zero");
+            return reject("heartbeat_interval", "must be greater than zero");
         }
         if self.max_body_bytes < 1024 {
-            return bad("max_body_bytes", "must be at least 1024");
+            return reject("max_body_bytes", "must be at least 1024");
         }
         if self.health.interval.is_zero() || self.health.timeout.is_zero() {
-            return bad("health", "interval and timeout must be greater than zero");
+            return reject("health", "interval and timeout must be greater than zero");
         }
         if self.health.down_after == 0 || self.health.up_after == 0 {
-            return bad("health", "down_after and up_after must be at least 1");
+            return reject("health", "down_after and up_after must be at least 1");
         }
         if self.keys.lifetime <= self.keys.rotate_every {
-            return bad(
+            return reject(
                 "keys.lifetime",
                 "must be longer than keys.rotate_every, so keys overlap",
             );
@@ -552,58 +525,58 @@ impl Config {
             if let Some(u) = url
                 && !(u.starts_with("http://") || u.starts_with("https://"))
             {
-                return bad(field, "must be an http:// or https:// URL");
+                return reject(field, "must be an http:// or https:// URL");
             }
         }
         if self.play.token_lifetime < Duration::from_secs(60) {
-            return bad("play.token_lifetime", "must be at least 1 minute");
+            return reject("play.token_lifetime", "must be at least 1 minute");
         }
         if self.play.stream_timeout.is_zero() || self.play.steering_ttl.is_zero() {
-            return bad(
+            return reject(
                 "play",
                 "stream_timeout and steering_ttl must be greater than zero",
             );
         }
         if !(self.steer.max_utilisation > 0.0 && self.steer.max_utilisation <= 1.0) {
-            return bad("steer.max_utilisation", "must be in (0, 1]");
+            return reject("steer.max_utilisation", "must be in (0, 1]");
         }
         if self.steer.km_per_utilisation <= 0.0 || !self.steer.km_per_utilisation.is_finite() {
-            return bad("steer.km_per_utilisation", "must be a positive number");
+            return reject("steer.km_per_utilisation", "must be a positive number");
         }
         for (field, g) in [
             ("bookmarks", self.bookmarks.guard()),
             ("recommendations", self.recommendations.guard()),
         ] {
             if g.timeout.is_zero() || g.failures == 0 {
-                return bad(
+                return reject(
                     field,
                     "timeout must be greater than zero and failures at least 1",
                 );
             }
         }
         if self.bookmarks.database.as_os_str().is_empty() {
-            return bad("bookmarks.database", "must name a file");
+            return reject("bookmarks.database", "must name a file");
         }
         for (i, p) in self.plans.iter().enumerate() {
             if !valid_id(&p.name) || self.plans[..i].iter().any(|o| o.name == p.name) {
-                return bad("plan.name", "plain and unique (A-Z a-z 0-9 - _ .)");
+                return reject("plan.name", "plain and unique (A-Z a-z 0-9 - _ .)");
             }
             if p.max_streams == 0 || p.max_height == 0 {
-                return bad("plan", "max_streams and max_height must be at least 1");
+                return reject("plan", "max_streams and max_height must be at least 1");
             }
         }
         for (i, d) in self.devices.iter().enumerate() {
             if !valid_id(&d.name) || self.devices[..i].iter().any(|o| o.name == d.name) {
-                return bad("device.name", "plain and unique (A-Z a-z 0-9 - _ .)");
+                return reject("device.name", "plain and unique (A-Z a-z 0-9 - _ .)");
             }
             if d.codecs.is_empty() || d.max_height == 0 {
-                return bad(
+                return reject(
                     "device",
                     "codecs must not be empty and max_height at least 1",
                 );
             }
             if d.protocols.is_empty() || d.protocols.iter().any(|p| p != "hls" && p != "dash") {
-                return bad(
+                return reject(
                     "device.protocols",
                     "a non-empty list of \"hls\" and \"dash\"",
                 );
@@ -611,66 +584,65 @@ impl Config {
         }
         for (i, a) in self.asns.iter().enumerate() {
             if a.region.is_empty() || self.asns[..i].iter().any(|o| o.number == a.number) {
-                return bad("asn", "each number once, with a region");
+                return reject("asn", "each number once, with a region");
             }
             if a.location.is_some_and(|l| !valid_location(l)) {
-                return bad("asn.location", "[latitude, longitude] in degrees");
+                return reject("asn.location", "[latitude, longitude] in degrees");
             }
         }
         for n in &self.networks {
             if n.region.is_empty() {
-                return bad("network.region", "must not be empty");
+                return reject("network.region", "must not be empty");
             }
             if n.location.is_some_and(|l| !valid_location(l)) {
-                return bad("network.location", "[latitude, longitude] in degrees");
+                return reject("network.location", "[latitude, longitude] in degrees");
             }
         }
         for (i, a) in self.appliances.iter().enumerate() {
             if a.location.is_some_and(|l| !valid_location(l)) {
-                return bad("appliance.location", "[latitude, longitude] in degrees");
+                return reject("appliance.location", "[latitude, longitude] in degrees");
             }
             if !valid_id(&a.id) {
-                return bad("appliance.id", "use 1-64 of A-Z a-z 0-9 - _ .");
+                return reject("appliance.id", "use 1-64 of A-Z a-z 0-9 - _ .");
             }
             if self.appliances[..i].iter().any(|o| o.id == a.id) {
-                return bad("appliance.id", "listed twice");
+                return reject("appliance.id", "listed twice");
             }
             if a.credential.len() < 16 {
-                return bad("appliance.credential", "at least 16 characters");
+                return reject("appliance.credential", "at least 16 characters");
             }
             if a.capacity_bps == 0 {
-                return bad("appliance.capacity_bps", "must be greater than zero");
+                return reject("appliance.capacity_bps", "must be greater than zero");
             }
             if let Some(w) = &a.fill_window
                 && let Err(e) = crate::fleet::fillplan::parse_window(w)
             {
-                return bad("appliance.fill_window", &e.to_string());
+                return reject("appliance.fill_window", &e.to_string());
             }
             if let Err(e) = crate::fleet::fillplan::parse_utc_offset(&a.utc_offset) {
-                return bad("appliance.utc_offset", &e.to_string());
+                return reject("appliance.utc_offset", &e.to_string());
             }
         }
         self.validate_fill()
     }
 
     fn validate_fill(&self) -> Result<(), ConfigError> {
-        let bad = |field, reason: String| Err(ConfigError::Invalid { field, reason });
         let f = &self.fill;
         if !(0.0..1.0).contains(&f.headroom) {
-            return bad("fill.headroom", "a fraction in [0, 1)".into());
+            return reject("fill.headroom", "a fraction in [0, 1)");
         }
         if let Err(e) = crate::fleet::fillplan::parse_window(&f.window) {
-            return bad("fill.window", e.to_string());
+            return reject("fill.window", e.to_string());
         }
         if f.plan_ttl < Duration::from_secs(60) {
-            return bad("fill.plan_ttl", "must be at least 1 minute".into());
+            return reject("fill.plan_ttl", "must be at least 1 minute");
         }
 
         if f.half_life.is_zero() {
-            return bad("fill.half_life", "must be greater than zero".into());
+            return reject("fill.half_life", "must be greater than zero");
         }
         if f.lookback.is_zero() {
-            return bad("fill.lookback", "must be greater than zero".into());
+            return reject("fill.lookback", "must be greater than zero");
         }
         Ok(())
     }

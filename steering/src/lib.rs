@@ -51,11 +51,7 @@ use crate::viewers::Viewers;
 
 /// Lowercase hex SHA-256, how credentials are stored and compared.
 pub(crate) fn sha256_hex(s: impl AsRef<[u8]>) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_ref())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, s.as_ref()))
 }
 
 pub(crate) fn unix_now() -> u64 {

@@ -30,11 +30,14 @@ pub trait Steerer: Send + Sync {
     fn steer(&self, client: IpAddr, renditions: &[&str], token: &str) -> Vec<IssuedPathway>;
 
     /// The ids of a play's `pathways` in the order its player should try them
-    /// now (content steering), from live health and load.
+    /// now (content steering), from live health and load. `sticky`: the
+    /// pathway this play was last told to use first, kept first while it is
+    /// as good a choice (so the player does not flip between equals).
     fn priority(
         &self,
         client: IpAddr,
         renditions: &[&str],
         pathways: &[IssuedPathway],
+        sticky: Option<&str>,
     ) -> Vec<String>;
 }

@@ -70,11 +70,7 @@ fn scans_titles_renditions_and_objects() {
         ]
     );
     assert_eq!(lo.objects[2].size, 4);
-    let expect: String = ring::digest::digest(&ring::digest::SHA256, b"zero")
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let expect = hex::encode(ring::digest::digest(&ring::digest::SHA256, b"zero"));
     assert_eq!(lo.objects[2].sha256, expect);
     assert_eq!(t.manifests[0].key, "titles/t1/master.m3u8");
     let audio = &t.renditions[0];

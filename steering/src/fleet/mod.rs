@@ -271,6 +271,7 @@ impl Steerer for Fleet {
         client: IpAddr,
         renditions: &[&str],
         pathways: &[IssuedPathway],
+        sticky: Option<&str>,
     ) -> Vec<String> {
         let snap = self.snapshots.current();
         let appliances: Vec<String> = pathways
@@ -278,8 +279,14 @@ impl Steerer for Fleet {
             .filter(|p| p.tier != Tier::Origin)
             .map(|p| p.id.clone())
             .collect();
-        let mut priority =
-            steer::pathway_priority(&snap, client, renditions, &appliances, Instant::now());
+        let mut priority = steer::pathway_priority(
+            &snap,
+            client,
+            renditions,
+            &appliances,
+            sticky,
+            Instant::now(),
+        );
         if pathways.iter().any(|p| p.tier == Tier::Origin) {
             priority.push("origin".into());
         }

@@ -410,11 +410,17 @@ fn add_saturated(ctx: &Ctx<'_>, picks: &mut Vec<Pick>) {
 /// and repeats, are omitted — unless that would leave nothing, in which case return the input
 /// unchanged (a player with no pathway is worse off).
 /// Deterministic (no rng) so repeated polls agree; ties keep the input order.
+///
+/// `sticky` is the pathway this player was last told to use first. It keeps first place while
+/// it is eligible and in the best tier class present, even if another scores a little better:
+/// scores follow load reports, and the load moves with the player, so without this two equal
+/// appliances would swap places on every poll and the player with them.
 pub fn pathway_priority(
     snap: &Snapshot,
     client: IpAddr,
     renditions: &[&str],
     pathways: &[String],
+    sticky: Option<&str>,
     now: Instant,
 ) -> Vec<String> {
     let net = snap.network_index(client);
@@ -456,6 +462,14 @@ pub fn pathway_priority(
         return pathways.to_vec();
     }
     ranked.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let best_class = ranked[0].0;
+    if let Some(at) = sticky.and_then(|s| {
+        ranked
+            .iter()
+            .position(|r| pathways[r.2] == s && r.0 == best_class && r.0 < 4)
+    }) {
+        ranked[..=at].rotate_right(1);
+    }
     ranked.into_iter().map(|r| pathways[r.2].clone()).collect()
 }
 

@@ -39,6 +39,8 @@ pub struct Viewers {
     pub steerer: Arc<dyn Steerer>,
     pub bookmarks: bookmarks::Bookmarks,
     pub recommendations: home::Recommendations,
+    /// What each play's content-steering poll last put first.
+    pub steered: play::LastSteered,
 }
 
 impl Viewers {
@@ -67,6 +69,7 @@ impl Viewers {
             steerer,
             bookmarks,
             recommendations,
+            steered: play::LastSteered::default(),
         }
     }
 

@@ -9,7 +9,10 @@
 //! restart.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+use lru::LruCache;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -115,7 +118,7 @@ fn random_id() -> String {
     let mut b = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
         .expect("the system RNG works");
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 pub async fn play(
@@ -379,9 +382,16 @@ pub async fn content_steering(
     }
     let (_, issued) = issued(&state, &id, crate::unix_now())?;
     let client = client_of(&state, peer, &headers);
-    let priority = state
-        .steerer
-        .priority(client, &issued.selection.all(), &issued.pathways);
+    let last = state.steered.get(&id);
+    let priority = state.steerer.priority(
+        client,
+        &issued.selection.all(),
+        &issued.pathways,
+        last.as_deref(),
+    );
+    if let Some(first) = priority.first() {
+        state.steered.put(&id, first);
+    }
     state.metrics.steering_polls.inc();
     let body = serde_json::json!({
         "VERSION": 1,
@@ -393,6 +403,44 @@ pub async fn content_steering(
         axum::Json(body),
     )
         .into_response())
+}
+
+/// The pathway each play's last content-steering answer put first, so the
+/// next answer can keep it there (see `fleet::steer::pathway_priority`).
+/// Bounded: the least recently polled plays are forgotten first, and a
+/// forgotten play only loses that preference once.
+pub struct LastSteered(Mutex<LruCache<String, String>>);
+
+impl LastSteered {
+    const PLAYS: NonZeroUsize = NonZeroUsize::new(65_536).unwrap();
+
+    fn get(&self, play: &str) -> Option<String> {
+        self.lock().get(play).cloned()
+    }
+
+    fn put(&self, play: &str, first: &str) {
+        let mut plays = self.lock();
+        match plays.get_mut(play) {
+            Some(p) if p == first => {}
+            Some(p) => first.clone_into(p),
+            None => {
+                plays.put(play.to_owned(), first.to_owned());
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<String, String>> {
+        // The map holds only preferences: one left half-updated by a panic is still usable.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Default for LastSteered {
+    fn default() -> Self {
+        LastSteered(Mutex::new(LruCache::new(Self::PLAYS)))
+    }
 }
 
 /// `DELETE /v1/plays/{id}`: the player stopped; the stream stops counting.

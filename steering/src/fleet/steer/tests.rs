@@ -500,15 +500,37 @@ fn pathway_priority_orders_and_never_empties() {
         ),
     ];
     for (client, renditions, want) in cases {
-        let got = pathway_priority(&snap, ip(client), renditions, &input, now);
+        let got = pathway_priority(&snap, ip(client), renditions, &input, None, now);
         assert_eq!(got, ids(want), "{client} {renditions:?}");
     }
     let hopeless = ids("down nope");
     assert_eq!(
-        pathway_priority(&snap, ip("10.1.0.1"), &[], &hopeless, now),
+        pathway_priority(&snap, ip("10.1.0.1"), &[], &hopeless, None, now),
         hopeless
     );
-    assert!(pathway_priority(&snap, ip("10.1.0.1"), &[], &[], now).is_empty());
+    assert!(pathway_priority(&snap, ip("10.1.0.1"), &[], &[], None, now).is_empty());
+
+    // The pathway a player was last sent to stays first while it is in the best
+    // class present; a worse class, a saturated one or an unknown id changes nothing.
+    let sticky = |client: &str, renditions: &[&str], sticky: &str| {
+        pathway_priority(&snap, ip(client), renditions, &input, Some(sticky), now)
+    };
+    assert_eq!(
+        sticky("40.0.0.1", &[], "ixp-eu-1"),
+        ids("ixp-eu-1 old-content ixp-us-1 isp-b-1 isp-a-2 isp-a-1")
+    );
+    for (client, renditions, stays_second) in [
+        ("40.0.0.1", &[][..], "isp-b-1"),
+        ("10.1.0.1", &["t1/v720"][..], "ixp-eu-1"),
+        ("10.1.0.1", &["t1/v720"][..], "isp-a-1"),
+        ("10.1.0.1", &["t1/v720"][..], "nope"),
+    ] {
+        assert_eq!(
+            sticky(client, renditions, stays_second),
+            pathway_priority(&snap, ip(client), renditions, &input, None, now),
+            "{client} sticky {stays_second}"
+        );
+    }
 }
 
 #[test]
@@ -630,7 +652,7 @@ fn invariants_on_random_fleets() {
                     Saturated => {}
                 }
             }
-            let order = pathway_priority(&snap, client, &renditions, &pathways, now);
+            let order = pathway_priority(&snap, client, &renditions, &pathways, None, now);
             assert_eq!(order.is_empty(), pathways.is_empty(), "round {round}");
             assert!(
                 order.iter().all(|id| pathways.contains(id)),
