@@ -22,8 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::conn::{self, Conn};
-use crate::sampler::Sampler;
 use crate::http1::{self, ByteRange, RequestHead};
+use crate::sampler::Sampler;
 use crate::url::Url;
 
 /// Read buffer of each connection that reads responses.
