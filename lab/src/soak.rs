@@ -5,8 +5,8 @@
 //! files), steering's own health polls plus this tool's `/health` and
 //! `/metrics` scrapes of every daemon, and a fill that never ends: a third
 //! embedded appliance (`oca-c1`, no viewers) has its content removed and its
-//! agent fills it again, over and over, from the sources its plan names
-//! (the other embedded appliances, as peers, before the IXP parent).
+//! agent fills it again, over and over, from the sources its plan names, in
+//! its order (peers that hold the content, the IXP parent, the origin).
 //!
 //! What a leak looks like: a series that keeps rising. Each series gets a
 //! least-squares slope after a warm-up, and a second slope over its last half;
