@@ -243,13 +243,13 @@ impl Connection {
             let outcome = timeout_at(deadline, exchange)
                 .await
                 .unwrap_or_else(|_| failed(ErrorKind::Timeout));
-            // A keep-alive connection the server closed just before our request
-            // arrived yields nothing at all: retry once on a fresh connection, as
-            // any HTTP client does for an idempotent GET.
             let kept = matches!(
                 outcome,
                 Outcome::Ok { keep: true, .. } | Outcome::Failed { keep: true, .. }
             );
+            // A keep-alive connection the server closed just before our request
+            // arrived yields nothing at all: retry once on a fresh connection, as
+            // any HTTP client does for an idempotent GET.
             let stale = matches!(outcome, Outcome::Failed { nothing: true, .. })
                 && c.responses() > 0
                 && !retried;
