@@ -67,8 +67,10 @@ fn megabytes(line: &str) -> Vec<f64> {
 
 /// `id`'s fill, as its fill-agent measured it: a line per kind of source,
 /// each `none` or bytes above zero, adding up to what the agent received
-/// and to what was filled (a fresh fill resumes nothing); the IXP parent,
-/// which holds the catalogue and comes before the origin, gave some of it.
+/// and to what was filled (a fresh fill resumes nothing). Which sources gave
+/// how much is not asserted: the IXP parent usually gives it all, but a
+/// parent that refuses a request is skipped for a moment, and the origin
+/// fills in (a release-build lab measured 6.9 MB parent, 6.3 MB origin).
 fn assert_fill_by_source(text: &str, id: &str) {
     let header = text
         .lines()
@@ -78,7 +80,6 @@ fn assert_fill_by_source(text: &str, id: &str) {
         panic!("{header}");
     };
     let mut sum = 0.0;
-    let mut parent = 0.0;
     for what in ["peers", "the IXP parent", "the origin"] {
         let prefix = format!("{id} from {what}");
         let line = text
@@ -91,11 +92,8 @@ fn assert_fill_by_source(text: &str, id: &str) {
             "{line}"
         );
         sum += mb.iter().sum::<f64>();
-        if what == "the IXP parent" {
-            parent = mb.iter().sum();
-        }
     }
-    assert!(received > 0.0 && parent > 0.0, "{header}");
+    assert!(received > 0.0, "{header}");
     // Each figure is rounded to 0.1 MB.
     assert!(
         (sum - received).abs() <= 0.2,
