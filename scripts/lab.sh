@@ -1,25 +1,26 @@
 #!/usr/bin/env bash
-# The whole stack on this machine, one command: builds the binaries (release),
-# installs what the lab uses if missing (ffmpeg, nginx, npm packages for the web
-# player), then runs `oca-bench lab` (steering, an nginx origin, an IXP
-# appliance, two ISPs' embedded appliances, an off-peak fill, viewers).
+# The whole stack on this machine, one command: installs what the lab uses if
+# missing (ffmpeg, nginx, npm packages for the web player; their output goes to
+# target/install.log; needs root for that), builds the binaries (release, with cargo's progress),
+# then runs `oca-lab` (steering, an nginx origin, an IXP appliance, two ISPs'
+# embedded appliances, an off-peak fill, viewers run as `oca-bench players`).
 #
 #   scripts/lab.sh [--duration 60s] [--viewers 2] [--fill-rate-bps N]
 #   scripts/lab.sh --soak --duration 30m [--sample-every 5s] [--samples FILE]
 #   scripts/lab.sh --chaos --duration 5m [--pause 2s..8s] [--down 0s..2s] [--seed N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-missing=()
-command -v ffmpeg >/dev/null || missing+=(ffmpeg)
-command -v nginx >/dev/null || missing+=(nginx-light)
-command -v npm >/dev/null || missing+=(npm)
-if ((${#missing[@]})); then
-    echo "installing: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+mkdir -p target
+. scripts/packages.sh
+# ffmpeg: the test content; nginx-light: the origin; npm: the web player's
+# packages. Quiet: one line, apt's output in target/install.log.
+install_missing ffmpeg nginx-light npm
+if ! cmp -s tests/browser/package-lock.json tests/browser/node_modules/.installed-lock; then
+    echo "installing the web player's npm packages (log: target/install.log)"
+    (cd tests/browser && npm ci --no-audit --no-fund >>../../target/install.log 2>&1 &&
+        cp package-lock.json node_modules/.installed-lock) ||
+        { echo "lab.sh: npm ci failed; see target/install.log" >&2; exit 1; }
 fi
-if [ ! -d tests/browser/node_modules/hls.js ]; then
-    (cd tests/browser && npm ci --no-audit --no-fund --silent)
-fi
-cargo build --release --locked -q -p steering -p oca -p fill-agent -p bench
-exec target/release/oca-bench lab "$@"
+# Cargo's own progress (stderr): the first build takes minutes.
+cargo build --release --locked -p steering -p oca -p fill-agent -p bench -p lab
+exec target/release/oca-lab "$@"

@@ -40,10 +40,6 @@ pub enum Command {
     /// playlists, fetch segments at playback pace, fail over; report startup
     /// time, rebuffering and where the bytes came from.
     Players(PlayersArgs),
-    /// The whole stack on loopback, narrated: steering, an nginx origin, an IXP
-    /// appliance and two ISPs' embedded appliances, an off-peak fill on a
-    /// simulated clock, then viewers in each ISP. Stops everything it started.
-    Lab(LabCliArgs),
     /// A well-behaved client's latency against one server, calm and then under
     /// hostile clients (slowloris, a connection flood, readers that stall,
     /// deep pipelines, resets); the server's memory and descriptors; whether it
@@ -86,60 +82,6 @@ pub struct HostileCliArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct LabCliArgs {
-    /// How long the viewers watch.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    pub duration: std::time::Duration,
-    /// Viewers per ISP.
-    #[arg(long, default_value_t = 2)]
-    pub viewers: u32,
-    /// Each fill agent's download cap, bits per second.
-    #[arg(long, default_value_t = 200_000_000)]
-    pub fill_rate_bps: u64,
-    /// Soak instead of narrating: mixed load for --duration (plays with every
-    /// segment verified, health and metrics polls, a fill that never ends),
-    /// every daemon's memory, open files, threads and tasks sampled, slopes
-    /// reported; exits 1 if a process exits, bytes are wrong or a series keeps growing.
-    #[arg(long, conflicts_with = "chaos")]
-    pub soak: bool,
-    /// Chaos instead of narrating: kill -9 a random process of the lab at
-    /// random intervals for --duration and start it again, checking bytes,
-    /// committed objects, bookmarks and steering's convergence; exits 1 on a violation.
-    #[arg(long)]
-    pub chaos: bool,
-    /// Soak: time between samples.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-    pub sample_every: std::time::Duration,
-    /// Soak: write every sample to FILE as CSV.
-    #[arg(long, value_name = "FILE")]
-    pub samples: Option<PathBuf>,
-    /// Chaos: the seed of the victim and pause sequence (default: from the clock).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Chaos: the pause between a restart and the next kill, MIN..MAX (e.g. 2s..8s).
-    #[arg(long, default_value = "2s..8s", value_parser = pause_range)]
-    pub pause: (std::time::Duration, std::time::Duration),
-    /// Chaos: how long a killed process stays down, MIN..MAX.
-    #[arg(long, default_value = "0s..2s", value_parser = pause_range)]
-    pub down: (std::time::Duration, std::time::Duration),
-    /// Soak and chaos: print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-fn pause_range(s: &str) -> Result<(std::time::Duration, std::time::Duration), String> {
-    let (a, b) = s
-        .split_once("..")
-        .ok_or_else(|| format!("{s:?}: expected MIN..MAX, e.g. 2s..8s"))?;
-    let a = humantime::parse_duration(a).map_err(|e| format!("{a:?}: {e}"))?;
-    let b = humantime::parse_duration(b).map_err(|e| format!("{b:?}: {e}"))?;
-    if a > b {
-        return Err(format!("{s:?}: MIN must not exceed MAX"));
-    }
-    Ok((a, b))
 }
 
 #[derive(Debug, Args)]

@@ -1,10 +1,12 @@
-//! One keep-alive connection's request loop: choose an object, send, read and
-//! verify the response, record.
+//! One keep-alive connection's request loop (segments and compare): choose an
+//! object, send, read and verify the response, record. The connection itself
+//! is conn.rs, which players and hostile use too.
 //!
 //! Efficiency matters (the client must not be the ceiling at tens of Gbit/s):
 //! per connection there is one reused request-head Vec and one 256 KiB buffer
 //! that heads and bodies are read into and discarded from (or fed to the
-//! hasher). Nothing per request is allocated in proportion to the body.
+//! hasher), handed from each connection to the next on a reconnect. Nothing
+//! per request is allocated.
 
 use std::cell::RefCell;
 use std::io;
@@ -16,14 +18,11 @@ use std::time::Duration;
 
 use rand::{RngExt, SeedableRng, rngs::SmallRng};
 use ring::digest;
-use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpSocket;
 use tokio::time::{Instant, sleep_until, timeout_at};
-use tokio_rustls::TlsConnector;
 
 use crate::catalogue::Catalogue;
-use crate::http1::{self, ByteRange, Verdict};
+use crate::conn::{self, Broken, Conn, Tls};
+use crate::http1::{self, ByteRange, Framing, RequestHead, Verdict};
 use crate::schedule::Schedule;
 use crate::stats::{ErrorKind, Stats};
 use crate::target::Target;
@@ -50,7 +49,7 @@ pub struct Plan {
     pub addr: SocketAddr,
     /// Source addresses, assigned to connections round-robin.
     pub binds: Vec<IpAddr>,
-    pub tls: Option<(TlsConnector, ServerName<'static>)>,
+    pub tls: Option<Tls>,
     pub items: Vec<Item>,
     pub popularity: Popularity,
     pub range_size: Option<u64>,
@@ -98,15 +97,6 @@ pub struct Live {
     pub errors: AtomicU64,
 }
 
-trait Io: AsyncRead + AsyncWrite + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
-
-/// An open connection and how many responses it has carried.
-struct Conn {
-    io: Box<dyn Io>,
-    served: u64,
-}
-
 /// How one request ended.
 enum Outcome {
     Ok {
@@ -150,7 +140,7 @@ pub async fn connection(
         conn: None,
         opened: 0,
         head: Vec::with_capacity(512),
-        buf: vec![0u8; READ_BUF],
+        spare: Some(vec![0u8; READ_BUF]),
         plan,
         phases,
         stats,
@@ -173,8 +163,8 @@ struct Connection {
     opened: u64,
     /// The request head, rewritten in place for each request.
     head: Vec<u8>,
-    /// Where response heads and bodies are read to.
-    buf: Vec<u8>,
+    /// The read buffer while no connection holds it.
+    spare: Option<Vec<u8>>,
 }
 
 impl Connection {
@@ -222,7 +212,11 @@ impl Connection {
         let range = plan
             .range_size
             .and_then(|len| choose_range(item.size, len, &mut self.rng));
-        http1::write_request(&mut self.head, &item.path, &plan.target.authority, range);
+        let head = RequestHead {
+            range,
+            ..RequestHead::get(&item.path, &plan.target.authority)
+        };
+        http1::write_request(&mut self.head, &head);
         let verify = (plan.verify_hash && range.is_none())
             .then_some(item.sha256)
             .flatten();
@@ -241,7 +235,6 @@ impl Connection {
             let exchange = exchange(
                 &mut c,
                 &self.head,
-                &mut self.buf,
                 item.size,
                 range,
                 verify,
@@ -250,19 +243,24 @@ impl Connection {
             let outcome = timeout_at(deadline, exchange)
                 .await
                 .unwrap_or_else(|_| failed(ErrorKind::Timeout));
+            let kept = matches!(
+                outcome,
+                Outcome::Ok { keep: true, .. } | Outcome::Failed { keep: true, .. }
+            );
             // A keep-alive connection the server closed just before our request
             // arrived yields nothing at all: retry once on a fresh connection, as
             // any HTTP client does for an idempotent GET.
-            if let Outcome::Failed { nothing: true, .. } = outcome
-                && c.served > 0
-                && !retried
-            {
+            let stale = matches!(outcome, Outcome::Failed { nothing: true, .. })
+                && c.responses() > 0
+                && !retried;
+            if kept {
+                self.conn = Some(c);
+            } else {
+                self.spare = Some(c.into_buffer());
+            }
+            if stale {
                 retried = true;
                 continue;
-            }
-            if let Outcome::Ok { keep: true, .. } | Outcome::Failed { keep: true, .. } = outcome {
-                c.served += 1;
-                self.conn = Some(c);
             }
             return (outcome, body_bytes);
         }
@@ -270,13 +268,16 @@ impl Connection {
 
     async fn connect(&mut self, measured: bool) -> Option<Conn> {
         let deadline = (Instant::now() + self.plan.timeout).min(self.phases.hard_stop);
-        match timeout_at(deadline, connect(&self.plan, self.bind)).await {
+        let plan = &self.plan;
+        let connect = conn::connect(plan.addr, self.bind, plan.tls.as_ref());
+        match timeout_at(deadline, connect).await {
             Ok(Ok(io)) => {
                 self.opened += 1;
                 if self.opened > 1 && measured {
                     self.stats.borrow_mut().reconnects += 1;
                 }
-                Some(Conn { io, served: 0 })
+                let buf = self.spare.take().unwrap_or_else(|| vec![0u8; READ_BUF]);
+                Some(Conn::new(io, buf))
             }
             Ok(Err(_)) | Err(_) => None,
         }
@@ -341,113 +342,64 @@ pub fn choose_range(size: u64, len: u64, rng: &mut SmallRng) -> Option<ByteRange
     })
 }
 
-/// Opens a TCP connection (bound to `bind` if given) and, for https, does the
-/// TLS handshake.
-async fn connect(plan: &Plan, bind: Option<IpAddr>) -> io::Result<Box<dyn Io>> {
-    let socket = if plan.addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    if let Some(ip) = bind {
-        socket.bind(SocketAddr::new(ip, 0))?;
-    }
-    let stream = socket.connect(plan.addr).await?;
-    stream.set_nodelay(true)?;
-    match &plan.tls {
-        None => Ok(Box::new(stream)),
-        Some((connector, name)) => Ok(Box::new(connector.connect(name.clone(), stream).await?)),
-    }
-}
-
 /// Sends one request and reads its whole response. `body_bytes` counts body
 /// bytes as they arrive, so a response cut off by the timeout still counts
 /// what it delivered.
 async fn exchange(
     c: &mut Conn,
     head: &[u8],
-    buf: &mut [u8],
     size: u64,
     range: Option<ByteRange>,
     verify: Option<[u8; 32]>,
     body_bytes: &mut u64,
 ) -> Outcome {
-    if let Err(e) = send(&mut c.io, head).await {
+    if let Err(e) = c.send(head, &[]).await {
         return Outcome::Failed {
-            kind: io_kind(&e),
+            kind: io_kind(e.kind()),
             status: None,
             keep: false,
             nothing: true,
         };
     }
-
-    // Read until the head is complete.
-    let mut filled = 0;
-    let mut first_byte = None;
-    let parsed = loop {
-        let n = match c.io.read(&mut buf[filled..]).await {
-            Ok(0) => {
-                return Outcome::Failed {
-                    kind: ErrorKind::Reset,
-                    status: None,
-                    keep: false,
-                    nothing: filled == 0,
-                };
-            }
-            Ok(n) => n,
-            Err(e) => {
-                return Outcome::Failed {
-                    kind: io_kind(&e),
-                    status: None,
-                    keep: false,
-                    nothing: filled == 0,
-                };
-            }
-        };
-        first_byte.get_or_insert_with(Instant::now);
-        filled += n;
-        match http1::parse_head(&buf[..filled]) {
-            Ok(Some(h)) => break h,
-            Ok(None) if filled < buf.len() => {}
-            Ok(None) | Err(_) => return failed(ErrorKind::Protocol),
+    let (parsed, first_byte) = match c.read_head().await {
+        Ok(h) => h,
+        Err(e) => {
+            return Outcome::Failed {
+                kind: match e.broken {
+                    Broken::Closed => ErrorKind::Reset,
+                    Broken::Io(k) => io_kind(k),
+                    Broken::Protocol => ErrorKind::Protocol,
+                },
+                status: None,
+                keep: false,
+                nothing: e.nothing,
+            };
         }
     };
-    let first_byte = first_byte.unwrap_or_else(Instant::now);
-
     let (body_len, error) = match http1::check(&parsed, size, range) {
         Verdict::Good { body_len } => (body_len, None),
         Verdict::Bad { kind, body_len } => (body_len, Some(kind)),
         Verdict::Fatal { kind } => return failed(kind),
     };
-
-    // Bytes after the head are the start of the body. There is no pipelining,
-    // so anything beyond the body is a server bug.
-    let early = filled - parsed.len;
-    if early as u64 > body_len {
-        return failed(ErrorKind::Protocol);
-    }
     let mut hasher = verify.map(|_| digest::Context::new(&digest::SHA256));
-    if let Some(h) = &mut hasher {
-        h.update(&buf[parsed.len..filled]);
-    }
-    *body_bytes += early as u64;
-    let mut remaining = body_len - early as u64;
-    while remaining > 0 {
-        let want = buf
-            .len()
-            .min(usize::try_from(remaining).unwrap_or(usize::MAX));
-        match c.io.read(&mut buf[..want]).await {
-            Ok(0) => return failed(ErrorKind::Length),
-            Ok(n) => {
-                if let Some(h) = &mut hasher {
-                    h.update(&buf[..n]);
-                }
-                *body_bytes += n as u64;
-                remaining -= n as u64;
+    let read = c
+        .read_body(Framing::Length(body_len), |bytes| {
+            if let Some(h) = &mut hasher {
+                h.update(bytes);
             }
-            Err(e) if io_kind(&e) == ErrorKind::Reset => return failed(ErrorKind::Length),
-            Err(e) => return failed(io_kind(&e)),
-        }
+            *body_bytes += bytes.len() as u64;
+        })
+        .await;
+    if let Err(e) = read {
+        // Cut short: the length was not delivered.
+        return failed(match e.broken {
+            Broken::Io(k) if io_kind(k) != ErrorKind::Reset => io_kind(k),
+            _ => ErrorKind::Length,
+        });
+    }
+    // There is no pipelining, so anything beyond the body is a server bug.
+    if c.pending() > 0 {
+        return failed(ErrorKind::Protocol);
     }
     let done = Instant::now();
 
@@ -478,16 +430,10 @@ async fn exchange(
     }
 }
 
-async fn send(io: &mut Box<dyn Io>, head: &[u8]) -> io::Result<()> {
-    io.write_all(head).await?;
-    // TLS buffers records until flushed; for plain TCP this is a no-op.
-    io.flush().await
-}
-
 /// Maps an IO error to the error kind it is reported as.
-fn io_kind(e: &io::Error) -> ErrorKind {
+fn io_kind(e: io::ErrorKind) -> ErrorKind {
     use io::ErrorKind as K;
-    match e.kind() {
+    match e {
         K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
             ErrorKind::Reset
         }

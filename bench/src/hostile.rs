@@ -5,7 +5,12 @@
 //! abrupt resets. Reports the well-behaved client's percentiles in both phases,
 //! the server's memory, descriptors and threads over time, and whether it still
 //! accepts new connections afterwards.
+//!
+//! The well-behaved client and every attacker that reads responses do so with
+//! the connections of every other mode (conn.rs); the attacks themselves
+//! (partial heads, silence, resets) are written to raw sockets.
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -16,7 +21,13 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::conn::{self, Conn};
+use crate::http1::{self, ByteRange, RequestHead};
+use crate::sampler::Sampler;
 use crate::url::Url;
+
+/// Read buffer of each connection that reads responses.
+const READ_BUF: usize = 16 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct HostileArgs {
@@ -127,7 +138,11 @@ pub fn run(args: &HostileArgs) -> Result<HostileReport> {
     if limit < needed {
         bail!("open-file limit {limit} is below the {needed} connections asked for");
     }
-    let addr = format!("{}:{}", url.host, url.port);
+    let addr = (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {}", url.host))?
+        .next()
+        .with_context(|| format!("{} has no address", url.host))?;
     // The well-behaved client has a thread and runtime of its own, so the
     // attackers' work does not delay its measurements on our side.
     let probe_rt = tokio::runtime::Builder::new_current_thread()
@@ -141,29 +156,28 @@ pub fn run(args: &HostileArgs) -> Result<HostileReport> {
     // Calm.
     let calm_end = Instant::now() + args.calm;
     let mut player = None;
-    let calm = probe_rt.block_on(probe(&addr, &url, calm_end, &mut player))?;
+    let calm = probe_rt.block_on(probe(addr, &url, calm_end, &mut player))?;
     let calm_server = sampler.as_ref().map(Sampler::take);
 
     // Attack.
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
     let attack_thread = {
-        let (stop, tally, addr, url, big) = (
+        let (stop, tally, url, big) = (
             Arc::clone(&stop),
             Arc::clone(&tally),
-            addr.clone(),
             url.clone(),
             big.clone(),
         );
         let args = args.clone();
         std::thread::spawn(move || {
-            attack_rt.block_on(attack(&args, &addr, &url, &big, &stop, &tally));
+            attack_rt.block_on(attack(&args, addr, &url, &big, &stop, &tally));
         })
     };
     // Let the attack build up before measuring it.
     std::thread::sleep(Duration::from_secs(3).min(args.attack / 4));
     let attack_end = Instant::now() + args.attack;
-    let attacked = probe_rt.block_on(probe(&addr, &url, attack_end, &mut player))?;
+    let attacked = probe_rt.block_on(probe(addr, &url, attack_end, &mut player))?;
     let attack_server = sampler.as_ref().map(Sampler::take);
     stop.store(true, Relaxed);
     let _ = attack_thread.join();
@@ -173,7 +187,7 @@ pub fn run(args: &HostileArgs) -> Result<HostileReport> {
     let mut accepts_after = false;
     while started.elapsed() < Duration::from_secs(30) {
         let ok = probe_rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(2), one_new(&addr, &url))
+            tokio::time::timeout(Duration::from_secs(2), one_new(addr, &url))
                 .await
                 .is_ok_and(|r| matches!(r, Ok(200)))
         });
@@ -223,63 +237,54 @@ pub fn run(args: &HostileArgs) -> Result<HostileReport> {
 }
 
 fn request(url: &Url, close: bool) -> Vec<u8> {
-    format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: oca-bench-hostile\r\n{}\r\n",
-        url.path,
-        url.authority,
-        if close { "Connection: close\r\n" } else { "" }
-    )
-    .into_bytes()
+    let headers: &[(&str, &str)] = if close {
+        &[("Connection", "close")]
+    } else {
+        &[]
+    };
+    let mut buf = Vec::new();
+    let head = RequestHead {
+        headers,
+        ..RequestHead::get(&url.path, &url.authority)
+    };
+    http1::write_request(&mut buf, &head);
+    buf
 }
 
-/// Read one response; returns its status. `buf` keeps bytes read past it.
-async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<u16> {
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut resp = httparse::Response::new(&mut headers);
-        if let httparse::Status::Complete(head) = resp.parse(buf)? {
-            let status = resp.code.unwrap_or(0);
-            let len: usize = resp
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
-                .unwrap_or(0);
-            while buf.len() < head + len {
-                let mut chunk = [0u8; 65536];
-                let n = s.read(&mut chunk).await?;
-                if n == 0 {
-                    bail!("closed mid-body");
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            buf.drain(..head + len);
-            return Ok(status);
-        }
-        let mut chunk = [0u8; 16384];
-        let n = s.read(&mut chunk).await?;
-        if n == 0 {
-            bail!("closed before a response");
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
+/// A new plain-HTTP connection that reads responses.
+async fn open(addr: SocketAddr) -> Result<Conn> {
+    let io = conn::connect(addr, None, None).await?;
+    Ok(Conn::new(io, vec![0; READ_BUF]))
+}
+
+/// Reads one response (its body discarded); returns its status. Bytes read
+/// past it stay on `c` for the next (pipelining).
+async fn read_response(c: &mut Conn) -> Result<u16> {
+    let (head, _) = c.read_head().await?;
+    let framing = http1::framing(&head, false)
+        .map_err(|_| anyhow::anyhow!("interim response {}", head.status))?;
+    c.read_body(framing, |_| {}).await?;
+    Ok(head.status)
 }
 
 /// One GET on a new connection; its status.
-async fn one_new(addr: &str, url: &Url) -> Result<u16> {
-    let mut s = TcpStream::connect(addr).await?;
-    s.write_all(&request(url, true)).await?;
-    let mut buf = Vec::new();
-    read_response(&mut s, &mut buf).await
+async fn one_new(addr: SocketAddr, url: &Url) -> Result<u16> {
+    let mut c = open(addr).await?;
+    c.send(&request(url, true), &[]).await?;
+    read_response(&mut c).await
 }
 
 /// The well-behaved client until `end`, on `conn`: a player's connection,
 /// opened in the calm and kept into the attack (a player already watching).
-async fn probe(addr: &str, url: &Url, end: Instant, conn: &mut Option<TcpStream>) -> Result<Probe> {
+async fn probe(
+    addr: SocketAddr,
+    url: &Url,
+    end: Instant,
+    conn: &mut Option<Conn>,
+) -> Result<Probe> {
     let mut keep = Histogram::<u64>::new(3)?;
     let mut fresh = Histogram::<u64>::new(3)?;
     let mut p = Probe::default();
-    let mut buf = Vec::new();
     let req = request(url, false);
     let mut n = 0u64;
     while Instant::now() < end {
@@ -287,12 +292,11 @@ async fn probe(addr: &str, url: &Url, end: Instant, conn: &mut Option<TcpStream>
         let t0 = Instant::now();
         let r = tokio::time::timeout(Duration::from_secs(5), async {
             if conn.is_none() {
-                *conn = Some(TcpStream::connect(addr).await?);
-                buf.clear();
+                *conn = Some(open(addr).await?);
             }
-            let s = conn.as_mut().context("no connection")?;
-            s.write_all(&req).await?;
-            read_response(s, &mut buf).await
+            let c = conn.as_mut().context("no connection")?;
+            c.send(&req, &[]).await?;
+            read_response(c).await
         })
         .await;
         match r {
@@ -336,7 +340,7 @@ async fn probe(addr: &str, url: &Url, end: Instant, conn: &mut Option<TcpStream>
 
 async fn attack(
     args: &HostileArgs,
-    addr: &str,
+    addr: SocketAddr,
     url: &Url,
     big: &Url,
     stop: &Arc<AtomicBool>,
@@ -347,55 +351,55 @@ async fn attack(
     // the listen backlog.
     let ramp = |i: usize, n: usize| Duration::from_millis((2000 * i / n.max(1)) as u64);
     for i in 0..args.slowloris {
-        let (stop, tally, addr, url) = (stop.clone(), tally.clone(), addr.to_owned(), url.clone());
+        let (stop, tally, addr, url) = (stop.clone(), tally.clone(), addr, url.clone());
         let delay = ramp(i, args.slowloris);
         tasks.spawn(async move {
             tokio::time::sleep(delay).await;
             while !stop.load(Relaxed) {
-                slowloris(&addr, &url, &stop, &tally).await;
+                slowloris(addr, &url, &stop, &tally).await;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         });
     }
     for i in 0..args.flood {
-        let (stop, tally, addr) = (stop.clone(), tally.clone(), addr.to_owned());
+        let (stop, tally, addr) = (stop.clone(), tally.clone(), addr);
         let delay = ramp(i, args.flood);
         tasks.spawn(async move {
             tokio::time::sleep(delay).await;
             while !stop.load(Relaxed) {
-                idle(&addr, &stop, &tally).await;
+                idle(addr, &stop, &tally).await;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
     }
     for _ in 0..args.stalled {
-        let (stop, tally, addr, big) = (stop.clone(), tally.clone(), addr.to_owned(), big.clone());
+        let (stop, tally, addr, big) = (stop.clone(), tally.clone(), addr, big.clone());
         tasks.spawn(async move {
             while !stop.load(Relaxed) {
-                stalled(&addr, &big, &stop, &tally).await;
+                stalled(addr, &big, &stop, &tally).await;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
     }
     for _ in 0..args.pipelines {
-        let (stop, tally, addr, url) = (stop.clone(), tally.clone(), addr.to_owned(), url.clone());
+        let (stop, tally, addr, url) = (stop.clone(), tally.clone(), addr, url.clone());
         let depth = args.pipeline_depth;
         tasks.spawn(async move {
             while !stop.load(Relaxed) {
-                let _ = pipeline(&addr, &url, depth, &tally).await;
+                let _ = pipeline(addr, &url, depth, &tally).await;
             }
         });
     }
     if args.resets_per_s > 0 {
-        let (stop, tally, addr, big) = (stop.clone(), tally.clone(), addr.to_owned(), big.clone());
+        let (stop, tally, addr, big) = (stop.clone(), tally.clone(), addr, big.clone());
         let every = Duration::from_secs_f64(1.0 / f64::from(args.resets_per_s));
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(every);
             while !stop.load(Relaxed) {
                 tick.tick().await;
-                let (tally, addr, big) = (tally.clone(), addr.clone(), big.clone());
+                let (tally, addr, big) = (tally.clone(), addr, big.clone());
                 tokio::spawn(async move {
-                    if reset(&addr, &big).await.is_ok() {
+                    if reset(addr, &big).await.is_ok() {
                         tally.resets.fetch_add(1, Relaxed);
                     }
                 });
@@ -414,7 +418,7 @@ async fn attack(
 }
 
 /// Trickle a request head, a header line a second, until the server gives up.
-async fn slowloris(addr: &str, url: &Url, stop: &AtomicBool, tally: &Tally) {
+async fn slowloris(addr: SocketAddr, url: &Url, stop: &AtomicBool, tally: &Tally) {
     let Ok(mut s) = TcpStream::connect(addr).await else {
         return;
     };
@@ -438,16 +442,17 @@ async fn slowloris(addr: &str, url: &Url, stop: &AtomicBool, tally: &Tally) {
 }
 
 /// Connect and say nothing, until closed (or refused at the cap with a 503).
-async fn idle(addr: &str, stop: &AtomicBool, tally: &Tally) {
-    let Ok(mut s) = TcpStream::connect(addr).await else {
+async fn idle(addr: SocketAddr, stop: &AtomicBool, tally: &Tally) {
+    let Ok(s) = TcpStream::connect(addr).await else {
         return;
     };
     up(&tally.flood_open, &tally.flood_open_max);
-    let mut buf = [0u8; 512];
+    let mut c = Conn::new(Box::new(s), vec![0; 4096]);
     loop {
         tokio::select! {
-            r = s.read(&mut buf) => {
-                if let Ok(k) = r && k > 0 && buf[..k].starts_with(b"HTTP/1.1 503") {
+            // Anything from the server ends it (reading a head is cancel-safe).
+            r = c.read_head() => {
+                if let Ok((head, _)) = r && head.status == 503 {
                     tally.flood_refused.fetch_add(1, Relaxed);
                 }
                 break;
@@ -461,7 +466,7 @@ async fn idle(addr: &str, stop: &AtomicBool, tally: &Tally) {
 }
 
 /// Ask for a large object and never read it.
-async fn stalled(addr: &str, big: &Url, stop: &AtomicBool, tally: &Tally) {
+async fn stalled(addr: SocketAddr, big: &Url, stop: &AtomicBool, tally: &Tally) {
     let Ok(mut s) = TcpStream::connect(addr).await else {
         return;
     };
@@ -479,29 +484,26 @@ async fn stalled(addr: &str, big: &Url, stop: &AtomicBool, tally: &Tally) {
 }
 
 /// `depth` range requests in one write, then every response read.
-async fn pipeline(addr: &str, url: &Url, depth: usize, tally: &Tally) -> Result<()> {
-    let mut s = TcpStream::connect(addr).await?;
+async fn pipeline(addr: SocketAddr, url: &Url, depth: usize, tally: &Tally) -> Result<()> {
+    let mut c = open(addr).await?;
     // Tiny ranges: the depth is the attack (queueing, memory), not bandwidth.
-    let one = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nRange: bytes=0-99\r\n\r\n",
-        url.path, url.authority
-    )
-    .into_bytes();
-    let mut all = Vec::with_capacity(one.len() * depth);
+    let mut one = Vec::new();
+    let head = RequestHead {
+        range: Some(ByteRange { first: 0, last: 99 }),
+        ..RequestHead::get(&url.path, &url.authority)
+    };
+    http1::write_request(&mut one, &head);
+    let all = one.repeat(depth);
+    c.send(&all, &[]).await?;
     for _ in 0..depth {
-        all.extend_from_slice(&one);
-    }
-    s.write_all(&all).await?;
-    let mut buf = Vec::new();
-    for _ in 0..depth {
-        read_response(&mut s, &mut buf).await?;
+        read_response(&mut c).await?;
         tally.pipelined.fetch_add(1, Relaxed);
     }
     Ok(())
 }
 
 /// Ask for an object, then reset the connection (RST, no FIN) mid-response.
-async fn reset(addr: &str, big: &Url) -> Result<()> {
+async fn reset(addr: SocketAddr, big: &Url) -> Result<()> {
     let mut s = TcpStream::connect(addr).await?;
     s.write_all(&request(big, false)).await?;
     let mut first = [0u8; 1024];
@@ -520,67 +522,6 @@ fn raise_fd_limit() -> u64 {
         let _ = setrlimit(Resource::Nofile, lim);
     }
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
-}
-
-/// Samples a process's resident memory, descriptors and threads once a second.
-struct Sampler {
-    stats: Arc<std::sync::Mutex<Sample>>,
-    pid: u32,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Sample {
-    rss_max: u64,
-    fds_max: u64,
-    threads_max: u64,
-}
-
-impl Sampler {
-    fn start(pid: u32) -> Sampler {
-        let stats = Arc::new(std::sync::Mutex::new(Sample::default()));
-        let s = Arc::clone(&stats);
-        std::thread::spawn(move || {
-            loop {
-                let now = read_sample(pid);
-                let Some(now) = now else { return };
-                let mut m = s.lock().unwrap_or_else(|p| p.into_inner());
-                m.rss_max = m.rss_max.max(now.rss_max);
-                m.fds_max = m.fds_max.max(now.fds_max);
-                m.threads_max = m.threads_max.max(now.threads_max);
-                drop(m);
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        });
-        Sampler { stats, pid }
-    }
-
-    /// The maxima since the last take, and start again.
-    fn take(&self) -> Sample {
-        let mut m = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::take(&mut *m)
-    }
-
-    /// One reading now.
-    fn sample(&self) -> Sample {
-        read_sample(self.pid).unwrap_or_default()
-    }
-}
-
-fn read_sample(pid: u32) -> Option<Sample> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64);
-    Some(Sample {
-        rss_max: field("VmRSS:"),
-        fds_max: fds,
-        threads_max: field("Threads:"),
-    })
 }
 
 impl HostileReport {

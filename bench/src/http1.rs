@@ -1,9 +1,9 @@
-//! HTTP/1.1 without IO: request heads, response head parsing, and the check of
-//! a response against what was asked for.
+//! HTTP/1.1 without IO: request heads, response head parsing (httparse), how a
+//! body is delimited, and the check of a response against what was asked for.
 //!
-//! The connection code only moves bytes; every decision about a response
-//! (expected status, body length, Content-Range) is made here, where it can be
-//! tested with literal bytes.
+//! The connection code (conn.rs) only moves bytes; every decision about a
+//! response (framing, expected status, body length, Content-Range) is made
+//! here, where it can be tested with literal bytes.
 
 use std::io::Write as _;
 
@@ -25,17 +25,52 @@ impl ByteRange {
     }
 }
 
-/// Appends a GET request head to `buf` (cleared first; the Vec is reused).
-pub fn write_request(buf: &mut Vec<u8>, path: &str, authority: &str, range: Option<ByteRange>) {
+/// A request head; every mode writes its requests with [`write_request`].
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    pub method: &'a str,
+    /// Already escaped, with any query.
+    pub path: &'a str,
+    pub authority: &'a str,
+    pub range: Option<ByteRange>,
+    pub headers: &'a [(&'a str, &'a str)],
+    /// `Content-Length` to send: the body's length for a request with a body
+    /// (POST and PUT always have one, if empty); `None` for none.
+    pub body_len: Option<usize>,
+}
+
+impl<'a> RequestHead<'a> {
+    pub fn get(path: &'a str, authority: &'a str) -> RequestHead<'a> {
+        RequestHead {
+            method: "GET",
+            path,
+            authority,
+            range: None,
+            headers: &[],
+            body_len: None,
+        }
+    }
+}
+
+/// Writes request head `r` into `buf` (cleared first: the Vec is reused, and
+/// nothing is allocated once it has grown to a head's size).
+pub fn write_request(buf: &mut Vec<u8>, r: &RequestHead<'_>) {
     buf.clear();
-    buf.extend_from_slice(b"GET ");
-    buf.extend_from_slice(path.as_bytes());
+    buf.extend_from_slice(r.method.as_bytes());
+    buf.push(b' ');
+    buf.extend_from_slice(r.path.as_bytes());
     buf.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    buf.extend_from_slice(authority.as_bytes());
+    buf.extend_from_slice(r.authority.as_bytes());
     buf.extend_from_slice(b"\r\nUser-Agent: oca-bench\r\n");
-    if let Some(r) = range {
-        // Writing to a Vec cannot fail.
-        let _ = write!(buf, "Range: bytes={}-{}\r\n", r.first, r.last);
+    // Writing to a Vec cannot fail.
+    if let Some(range) = r.range {
+        let _ = write!(buf, "Range: bytes={}-{}\r\n", range.first, range.last);
+    }
+    for (k, v) in r.headers {
+        let _ = write!(buf, "{k}: {v}\r\n");
+    }
+    if let Some(n) = r.body_len {
+        let _ = write!(buf, "Content-Length: {n}\r\n");
     }
     buf.extend_from_slice(b"\r\n");
 }
@@ -104,6 +139,30 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, ErrorKind> {
         }
     }
     Ok(Some(head))
+}
+
+/// How a response body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body: 204, 304, or the answer to HEAD.
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the server closes the connection (no length given).
+    Close,
+}
+
+/// The framing of the body that follows `head`; `head_request`: it answers
+/// a HEAD. An interim (1xx) response is an error: no mode asks for one.
+pub fn framing(head: &Head, head_request: bool) -> Result<Framing, ErrorKind> {
+    Ok(match (head.status, head.chunked, head.content_length) {
+        (0..=199, _, _) => return Err(ErrorKind::Protocol),
+        (204 | 304, _, _) => Framing::Empty,
+        _ if head_request => Framing::Empty,
+        (_, true, _) => Framing::Chunked,
+        (_, false, Some(n)) => Framing::Length(n),
+        (_, false, None) => Framing::Close,
+    })
 }
 
 /// Parses `bytes first-last/complete`. `*` for the complete length (allowed
@@ -184,23 +243,77 @@ mod tests {
     #[test]
     fn request_heads() {
         let mut buf = b"stale".to_vec();
-        write_request(&mut buf, "/a%20b", "h:81", None);
+        write_request(&mut buf, &RequestHead::get("/a%20b", "h:81"));
         assert_eq!(
             buf,
             b"GET /a%20b HTTP/1.1\r\nHost: h:81\r\nUser-Agent: oca-bench\r\n\r\n"
         );
+        let range = Some(ByteRange {
+            first: 10,
+            last: 19,
+        });
         write_request(
             &mut buf,
-            "/k",
-            "h",
-            Some(ByteRange {
-                first: 10,
-                last: 19,
-            }),
+            &RequestHead {
+                range,
+                ..RequestHead::get("/k", "h")
+            },
         );
         assert_eq!(
             buf,
             b"GET /k HTTP/1.1\r\nHost: h\r\nUser-Agent: oca-bench\r\nRange: bytes=10-19\r\n\r\n"
+        );
+        let post = RequestHead {
+            method: "POST",
+            headers: &[("Authorization", "Bearer vt_x")],
+            body_len: Some(2),
+            ..RequestHead::get("/v1/play?x=1", "h:81")
+        };
+        write_request(&mut buf, &post);
+        assert_eq!(
+            String::from_utf8(buf.clone()).unwrap(),
+            "POST /v1/play?x=1 HTTP/1.1\r\nHost: h:81\r\nUser-Agent: oca-bench\r\n\
+             Authorization: Bearer vt_x\r\nContent-Length: 2\r\n\r\n"
+        );
+        let close = RequestHead {
+            method: "DELETE",
+            headers: &[("Connection", "close")],
+            ..RequestHead::get("/v1/plays/p", "h")
+        };
+        write_request(&mut buf, &close);
+        assert!(buf.starts_with(b"DELETE /v1/plays/p HTTP/1.1\r\n"));
+        assert!(buf.ends_with(b"Connection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn bodies_are_framed_by_status_coding_and_length() {
+        let f = |raw: &str, head_request| framing(&head(raw), head_request);
+        let len = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(f(len, false), Ok(Framing::Length(5)));
+        assert_eq!(f(len, true), Ok(Framing::Empty));
+        assert_eq!(
+            f(
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+                false
+            ),
+            Ok(Framing::Empty)
+        );
+        assert_eq!(
+            f("HTTP/1.1 204 No Content\r\n\r\n", false),
+            Ok(Framing::Empty)
+        );
+        assert_eq!(
+            f(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+                false
+            ),
+            Ok(Framing::Chunked),
+            "chunked wins over a length"
+        );
+        assert_eq!(f("HTTP/1.0 200 OK\r\n\r\n", false), Ok(Framing::Close));
+        assert_eq!(
+            f("HTTP/1.1 100 Continue\r\n\r\n", false),
+            Err(ErrorKind::Protocol)
         );
     }
 

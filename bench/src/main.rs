@@ -5,25 +5,24 @@
 mod abr;
 mod agent;
 mod catalogue;
-mod chaos;
 mod chunked;
 mod cli;
 mod client;
 mod compare;
+mod conn;
 mod cpu;
 mod hls;
 mod hostile;
 mod http1;
-mod lab;
 mod play_report;
 mod play_stats;
 mod playback;
 mod players;
 mod report;
 mod run;
+mod sampler;
 mod schedule;
 mod session;
-mod soak;
 mod stats;
 mod target;
 mod tls;
@@ -59,7 +58,6 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
-        Command::Lab(args) => lab(args),
         Command::Hostile(args) => hostile(args),
         Command::Players(args) => players::players(args).and_then(|r| {
             if args.json {
@@ -78,80 +76,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The lab runs its processes from plain threads; Ctrl-C or SIGTERM ends it
-/// early, and every process it started is stopped on the way out.
-fn lab(args: &cli::LabCliArgs) -> Result<()> {
-    use tokio::signal::unix::SignalKind;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = std::sync::Arc::clone(&stop);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    std::thread::spawn(move || {
-        rt.block_on(async {
-            // SIGTERM (a service manager, `kill`, `timeout`) ends it as Ctrl-C does.
-            let Ok(mut term) = tokio::signal::unix::signal(SignalKind::terminate()) else {
-                return;
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            flag.store(true, std::sync::atomic::Ordering::Relaxed);
-        })
-    });
-    if args.viewers == 0 || args.viewers > 16 {
-        anyhow::bail!("--viewers must be between 1 and 16");
-    }
-    let lab_args = lab::LabArgs {
-        duration: args.duration,
-        viewers: args.viewers,
-        fill_rate_bps: args.fill_rate_bps,
-    };
-    if args.json {
-        lab::narrate_to_stderr();
-    }
-    let (table, json, failures) = if args.soak {
-        let r = soak::run(
-            &soak::SoakArgs {
-                lab: lab_args,
-                sample_every: args.sample_every,
-                samples: args.samples.clone(),
-            },
-            stop,
-        )?;
-        (r.table(), serde_json::to_string_pretty(&r)?, r.failures())
-    } else if args.chaos {
-        let seed = args.seed.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-        let r = chaos::run(
-            &chaos::ChaosArgs {
-                lab: lab_args,
-                seed,
-                pause: args.pause,
-                down: args.down,
-                health_interval: e2e::stack::HEALTH_INTERVAL,
-            },
-            stop,
-        )?;
-        (r.table(), serde_json::to_string_pretty(&r)?, r.failures())
-    } else {
-        return lab::run(&lab_args, stop);
-    };
-    if args.json {
-        println!("{json}");
-    } else {
-        print!("{table}");
-    }
-    if !failures.is_empty() {
-        anyhow::bail!("{}", failures.join("; "));
-    }
-    Ok(())
 }
 
 fn hostile(a: &cli::HostileCliArgs) -> Result<()> {

@@ -1,5 +1,5 @@
-//! The README's main command: `oca-bench lab` runs the whole stack, narrates
-//! it, and stops every process it started.
+//! The README's main command: `oca-lab` (what `scripts/lab.sh` runs) starts
+//! the whole stack, narrates it, and stops every process it started.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -10,13 +10,13 @@ use e2e::binary;
 
 #[test]
 fn the_lab_fills_both_isps_steers_their_viewers_home_and_cleans_up() {
-    let out = Command::new(binary("oca-bench"))
-        .args(["lab", "--duration", "8s", "--viewers", "1"])
+    let out = Command::new(binary("oca-lab"))
+        .args(["--duration", "8s", "--viewers", "1"])
         .env("OCA_LOG", "error")
         .env("STEERING_LOG", "error")
         .env("FILL_AGENT_LOG", "error")
         .output()
-        .expect("oca-bench runs");
+        .expect("oca-lab runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -46,20 +46,73 @@ fn the_lab_fills_both_isps_steers_their_viewers_home_and_cleans_up() {
         "{text}"
     );
     assert!(line("A").contains("rebuffer ratio 0.0"), "{}", line("A"));
+    // Plays outnumber viewers (the title is short): the narration says why.
+    assert!(text.contains("presses play again"), "{text}");
+    assert!(line("A").contains("plays by 1 viewer ("), "{}", line("A"));
+    for id in ["oca-a1", "oca-b1"] {
+        assert_fill_by_source(&text, id);
+    }
     assert_all_stopped(&text);
+}
+
+/// Megabytes in `… 13.1 MB …` words: every `X MB` of a narration line.
+fn megabytes(line: &str) -> Vec<f64> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    words
+        .windows(2)
+        .filter(|w| w[1].trim_end_matches([',', ':', ';']) == "MB")
+        .filter_map(|w| w[0].parse().ok())
+        .collect()
+}
+
+/// `id`'s fill, as its fill-agent measured it: a line per kind of source,
+/// each `none` or bytes above zero, adding up to what the agent received
+/// and to what was filled (a fresh fill resumes nothing). Which sources gave
+/// how much is not asserted: the IXP parent usually gives it all, but a
+/// parent that refuses a request is skipped for a moment, and the origin
+/// fills in (a release-build lab measured 6.9 MB parent, 6.3 MB origin).
+fn assert_fill_by_source(text: &str, id: &str) {
+    let header = text
+        .lines()
+        .find(|l| l.contains(&format!("{id}: ")) && l.contains(" objects, "))
+        .unwrap_or_else(|| panic!("no fill line for {id} in:\n{text}"));
+    let [filled, received] = megabytes(header)[..] else {
+        panic!("{header}");
+    };
+    let mut sum = 0.0;
+    for what in ["peers", "the IXP parent", "the origin"] {
+        let prefix = format!("{id} from {what}");
+        let line = text
+            .lines()
+            .find(|l| l.contains(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{text}"));
+        let mb = megabytes(line);
+        assert!(
+            line.ends_with(": none") || (!mb.is_empty() && mb.iter().all(|m| *m > 0.0)),
+            "{line}"
+        );
+        sum += mb.iter().sum::<f64>();
+    }
+    assert!(received > 0.0, "{header}");
+    // Each figure is rounded to 0.1 MB.
+    assert!(
+        (sum - received).abs() <= 0.2,
+        "{sum} MB by source: {header}"
+    );
+    assert!((received - filled).abs() <= 0.1, "{header}");
 }
 
 #[test]
 fn sigterm_stops_the_lab_and_everything_it_started() {
-    let mut lab = Command::new(binary("oca-bench"))
-        .args(["lab", "--duration", "120s", "--viewers", "1"])
+    let mut lab = Command::new(binary("oca-lab"))
+        .args(["--duration", "120s", "--viewers", "1"])
         .env("OCA_LOG", "error")
         .env("STEERING_LOG", "error")
         .env("FILL_AGENT_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("oca-bench runs");
+        .expect("oca-lab runs");
     let (tx, rx) = mpsc::channel();
     let stdout = lab.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
@@ -97,16 +150,15 @@ fn sigterm_stops_the_lab_and_everything_it_started() {
     assert_all_stopped(&text);
 }
 
-/// `oca-bench lab ARGS --json`: its exit status, its JSON report and its narration.
+/// `oca-lab ARGS --json`: its exit status, its JSON report and its narration.
 fn lab_report(args: &[&str]) -> (bool, serde_json::Value, String) {
-    let out = Command::new(binary("oca-bench"))
-        .arg("lab")
+    let out = Command::new(binary("oca-lab"))
         .args(args)
         .arg("--json")
         .env("OCA_LOG", "error")
         .env("STEERING_LOG", "error")
         .output()
-        .expect("oca-bench runs");
+        .expect("oca-lab runs");
     let narration = String::from_utf8_lossy(&out.stderr).into_owned();
     let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(

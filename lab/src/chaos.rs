@@ -1,4 +1,4 @@
-//! `oca-bench lab --chaos`: the lab while a random process of it is killed
+//! `oca-lab --chaos`: the lab while a random process of it is killed
 //! with SIGKILL at random intervals and started again, as a service manager
 //! would (same config, same addresses).
 //!

@@ -1,11 +1,12 @@
-//! `oca-bench lab --soak`: the lab under mixed load for a long time, with
+//! `oca-lab --soak`: the lab under mixed load for a long time, with
 //! every daemon's memory, open files, threads and tasks sampled throughout.
 //!
 //! The load: viewers in both ISPs (every segment checked against the packaged
 //! files), steering's own health polls plus this tool's `/health` and
 //! `/metrics` scrapes of every daemon, and a fill that never ends: a third
 //! embedded appliance (`oca-c1`, no viewers) has its content removed and its
-//! agent fills it again, over and over, from the IXP parent and the origin.
+//! agent fills it again, over and over, from the sources its plan names, in
+//! its order (peers that hold the content, the IXP parent, the origin).
 //!
 //! What a leak looks like: a series that keeps rising. Each series gets a
 //! least-squares slope after a warm-up, and a second slope over its last half;

@@ -1,4 +1,4 @@
-//! `oca-bench lab`: the whole stack on loopback with one command, narrated.
+//! `oca-lab`: the whole stack on loopback with one command, narrated.
 //!
 //! steering with accounts and the catalog; nginx as the origin; an IXP
 //! appliance holding the catalogue; two embedded appliances in two ISPs
@@ -6,8 +6,13 @@
 //! simulated clock (so the night window comes at once); then simulated viewers
 //! in each ISP (`oca-bench players`) while a browser may watch too. Every
 //! process it starts is stopped when it ends (duration, Ctrl-C, or an error).
+//!
+//! The viewers are `oca-bench players` processes, one per ISP, whose JSON
+//! reports the lab reads: the load generator stays a program of its own,
+//! bound to each ISP's source addresses, with no library API to keep.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use e2e::Proc;
 use e2e::stack::{self, ApplianceSpec, Nginx, Stack};
+
+use crate::fill;
 
 /// 03:00 UTC on the day of 1 January 2027: inside the default 02:00-06:00 window.
 const NIGHT: u64 = 1_798_772_400;
@@ -48,6 +55,33 @@ pub fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
+/// The programs the lab starts, built next to `oca-lab`.
+const BINARIES: [&str; 4] = ["steering", "oca", "fill-agent", "oca-bench"];
+
+/// A workspace program next to this one (`target/<profile>/`).
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    Ok(exe.with_file_name(name))
+}
+
+/// Every program the lab starts is built: one line now rather than a panic
+/// with half the stack running.
+pub fn check_binaries() -> anyhow::Result<()> {
+    let mut missing = Vec::new();
+    for name in BINARIES {
+        if !sibling(name)?.exists() {
+            missing.push(name);
+        }
+    }
+    anyhow::ensure!(
+        missing.is_empty(),
+        "not built next to oca-lab: {} (build them with `cargo build -p steering -p oca -p fill-agent -p bench -p lab`, \
+         or run scripts/lab.sh)",
+        missing.join(", ")
+    );
+    Ok(())
+}
+
 /// The ISPs of the lab: name, client range, embedded appliance.
 pub const ISPS: [(&str, &str, &str); 2] = [("A", "127.1", "oca-a1"), ("B", "127.2", "oca-b1")];
 
@@ -63,6 +97,14 @@ pub struct Lab {
     pub users: BTreeMap<&'static str, Vec<String>>,
     pub player: Option<tempfile::TempDir>,
     pub fill_rate_bps: u64,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Steering first: stopped after the appliances, it would log each of
+        // them going down below the report.
+        self.s.steering.kill9();
+    }
 }
 
 /// The IXP appliance and the two ISPs' embedded ones, plus `more`.
@@ -160,10 +202,10 @@ pub fn run(args: &LabArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         say("stopped");
         return Ok(());
     }
-    say(format!(
-        "viewers: {} in each ISP, watching t1 for {:.0} s ...",
+    say(viewers_line(
         args.viewers,
-        args.duration.as_secs_f64()
+        args.duration,
+        title_length(&s.packaged, "t1"),
     ));
     let running = spawn_players(&lab, args.duration, None)?;
     for (isp, report) in collect_players(running, &stop)? {
@@ -180,9 +222,44 @@ pub fn run(args: &LabArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the viewing phase will do, in a line. The title is short, so a viewer
+/// plays it several times: the plays counted later outnumber the viewers.
+pub fn viewers_line(viewers: u32, duration: Duration, title: Option<Duration>) -> String {
+    let watch = duration.as_secs_f64();
+    let again = match title {
+        Some(t) if !t.is_zero() => {
+            let each = (watch / t.as_secs_f64()).ceil().max(1.0);
+            format!(
+                "t1 is {:.0} s long and a viewer presses play again when it ends, \
+                 so each plays it about {each:.0} times",
+                t.as_secs_f64()
+            )
+        }
+        _ => "a viewer presses play again when the title ends".to_owned(),
+    };
+    format!("viewers: {viewers} in each ISP, watching t1 for {watch:.0} s; {again} ...")
+}
+
+/// A packaged title's length: the sum of its first variant's segment durations.
+pub fn title_length(packaged: &Path, title: &str) -> Option<Duration> {
+    let dir = packaged.join("titles").join(title);
+    let master = std::fs::read_to_string(dir.join("master.m3u8")).ok()?;
+    let variant = master
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))?;
+    let media = std::fs::read_to_string(dir.join(variant)).ok()?;
+    let seconds: f64 = media
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .filter_map(|v| v.split(',').next()?.trim().parse::<f64>().ok())
+        .sum();
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
 /// The web player (hls.js) when its npm packages are installed.
 fn player_dir() -> Option<tempfile::TempDir> {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
     let hls = src.join("node_modules/hls.js/dist/hls.min.js");
     if !hls.exists() {
         say("(web player unavailable: run `npm ci` in tests/browser for hls.js)");
@@ -217,12 +294,27 @@ fn fill(
             let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
             (v["state"] == "complete" && v["bytes_done"].as_u64()? > 0).then_some(v)
         })?;
+        // The agent counts an object's bytes before it marks the fill
+        // complete, so its counters are final once the status says so.
+        let metrics = agents[id].addr("metrics=");
+        let by = e2e::http(metrics, "GET", "/metrics", &[], b"")
+            .filter(|r| r.status == 200)
+            .map(|r| fill::parse(&String::from_utf8_lossy(&r.body)));
+        let received = by.as_ref().map_or("?".to_owned(), |b| mb(fill::total(b)));
         say(format!(
-            "  {id}: {} objects, {} filled in {:.1} s (from the IXP parent and the origin)",
+            "  {id}: {} objects, {} filled in {:.1} s; its fill-agent received {received}:",
             status["objects_done"],
             mb(status["bytes_done"].as_u64().unwrap_or(0)),
             started.elapsed().as_secs_f64()
         ));
+        match by {
+            Some(by) => {
+                for line in fill::lines(id, &by, mb) {
+                    say(format!("    {line}"));
+                }
+            }
+            None => say(format!("    {id}: its fill-agent's metrics did not answer")),
+        }
     }
     for id in embedded {
         until(stop, &format!("{id}'s inventory at steering"), || {
@@ -316,9 +408,9 @@ fn viewers(s: &Stack, args: &LabArgs) -> anyhow::Result<BTreeMap<&'static str, V
 pub fn spawn_players(
     lab: &Lab,
     duration: Duration,
-    verify: Option<&std::path::Path>,
+    verify: Option<&Path>,
 ) -> anyhow::Result<Vec<(&'static str, Child)>> {
-    let exe = std::env::current_exe()?;
+    let exe = sibling("oca-bench")?;
     let mut running = Vec::new();
     for (isp, prefix, _) in ISPS {
         let mut cmd = Command::new(&exe);
@@ -396,9 +488,16 @@ pub fn summary(r: &serde_json::Value) -> String {
     let primary = list("plays_by_primary", &count);
     let why = list("plays_by_reason", &count);
     format!(
-        "{} plays ({} refused); startup p50 {} p99 {}; rebuffer ratio {:.3} ({} stalls); \
+        "{} plays by {} ({} to the end, {} cut by the end of the run, {} refused); \
+         startup p50 {} p99 {}; rebuffer ratio {:.3} ({} stalls); \
          failovers {}; average bitrate {:.2} Mbit/s; steered to {} because {}; served by {}",
         r["plays"]["started"],
+        match r["viewers"].as_u64() {
+            Some(1) => "1 viewer".to_owned(),
+            n => format!("{} viewers", n.unwrap_or(0)),
+        },
+        r["plays"]["completed"],
+        r["plays"]["cut"],
         r["plays"]["failed"],
         ms(&r["startup_us"]["p50"]),
         ms(&r["startup_us"]["p99"]),
@@ -430,4 +529,43 @@ fn served(s: &Stack) {
         mb(tiers.get("embedded").copied().unwrap_or(0)),
         mb(tiers.get("ixp").copied().unwrap_or(0))
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_viewers_line_says_why_plays_outnumber_viewers() {
+        let line = viewers_line(2, Duration::from_secs(60), Some(Duration::from_secs(12)));
+        assert_eq!(
+            line,
+            "viewers: 2 in each ISP, watching t1 for 60 s; t1 is 12 s long and a viewer presses \
+             play again when it ends, so each plays it about 5 times ..."
+        );
+        let unknown = viewers_line(1, Duration::from_secs(8), None);
+        assert!(unknown.contains("presses play again"), "{unknown}");
+    }
+
+    #[test]
+    fn title_length_sums_the_first_variant() {
+        let dir = tempfile::tempdir().unwrap();
+        let t1 = dir.path().join("titles/t1/v360");
+        std::fs::create_dir_all(&t1).unwrap();
+        std::fs::write(
+            dir.path().join("titles/t1/master.m3u8"),
+            "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv360/index.m3u8\n",
+        )
+        .unwrap();
+        std::fs::write(
+            t1.join("index.m3u8"),
+            "#EXTM3U\n#EXTINF:4.000000,\na.m4s\n#EXTINF:4.5,\nb.m4s\n#EXT-X-ENDLIST\n",
+        )
+        .unwrap();
+        assert_eq!(
+            title_length(dir.path(), "t1"),
+            Some(Duration::from_secs_f64(8.5))
+        );
+        assert_eq!(title_length(dir.path(), "t9"), None);
+    }
 }

@@ -1,0 +1,89 @@
+//! `oca-lab`'s options: the narrated lab by default, `--soak` or `--chaos`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// The whole stack on loopback: steering, an nginx origin, an IXP appliance
+/// and two ISPs' embedded appliances, an off-peak fill on a simulated clock,
+/// then viewers (`oca-bench players`) in each ISP. Narrated by default; soaked
+/// or in chaos on request. Stops everything it started.
+#[derive(Debug, Parser)]
+#[command(name = "oca-lab", version)]
+pub struct Cli {
+    /// How long the viewers watch.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Viewers per ISP (each account allows a few streams; 1 to 16).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub viewers: u32,
+    /// Each fill agent's download cap, bits per second.
+    #[arg(long, default_value_t = 200_000_000)]
+    pub fill_rate_bps: u64,
+    /// Soak instead of narrating: mixed load for --duration (plays with every
+    /// segment verified, health and metrics polls, a fill that never ends),
+    /// every daemon's memory, open files, threads and tasks sampled, slopes
+    /// reported; exits 1 if a process exits, bytes are wrong or a series keeps growing.
+    #[arg(long, conflicts_with = "chaos")]
+    pub soak: bool,
+    /// Chaos instead of narrating: kill -9 a random process of the lab at
+    /// random intervals for --duration and start it again, checking bytes,
+    /// committed objects, bookmarks and steering's convergence; exits 1 on a violation.
+    #[arg(long)]
+    pub chaos: bool,
+    /// Soak: time between samples.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub sample_every: Duration,
+    /// Soak: write every sample to FILE as CSV.
+    #[arg(long, value_name = "FILE")]
+    pub samples: Option<PathBuf>,
+    /// Chaos: the seed of the victim and pause sequence (default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Chaos: the pause between a restart and the next kill, MIN..MAX (e.g. 2s..8s).
+    #[arg(long, default_value = "2s..8s", value_parser = pause_range)]
+    pub pause: (Duration, Duration),
+    /// Chaos: how long a killed process stays down, MIN..MAX.
+    #[arg(long, default_value = "0s..2s", value_parser = pause_range)]
+    pub down: (Duration, Duration),
+    /// Soak and chaos: print the report as JSON on stdout (narration goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn pause_range(s: &str) -> Result<(Duration, Duration), String> {
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("{s:?}: expected MIN..MAX, e.g. 2s..8s"))?;
+    let a = humantime::parse_duration(a).map_err(|e| format!("{a:?}: {e}"))?;
+    let b = humantime::parse_duration(b).map_err(|e| format!("{b:?}: {e}"))?;
+    if a > b {
+        return Err(format!("{s:?}: MIN must not exceed MAX"));
+    }
+    Ok((a, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pause_ranges() {
+        let s = Duration::from_secs;
+        assert_eq!(pause_range("2s..8s"), Ok((s(2), s(8))));
+        assert_eq!(pause_range("1s..1s"), Ok((s(1), s(1))));
+        assert!(pause_range("8s..2s").is_err());
+        assert!(pause_range("2s").is_err());
+        assert!(pause_range("2x..3s").is_err());
+    }
+
+    #[test]
+    fn viewers_are_bounded_and_soak_excludes_chaos() {
+        assert!(Cli::try_parse_from(["oca-lab", "--viewers", "0"]).is_err());
+        assert!(Cli::try_parse_from(["oca-lab", "--viewers", "17"]).is_err());
+        assert!(Cli::try_parse_from(["oca-lab", "--soak", "--chaos"]).is_err());
+        let c = Cli::try_parse_from(["oca-lab", "--chaos", "--seed", "7"]).unwrap();
+        assert!(c.chaos && c.seed == Some(7) && c.viewers == 2);
+    }
+}
