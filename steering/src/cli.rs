@@ -151,7 +151,7 @@ fn offline(
         Ok(c) => c,
         Err(e) => {
             eprintln!("steering: bad config: {e}");
-            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+            return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
     let result = crate::store::open(&config.database)

@@ -617,10 +617,10 @@ impl Config {
             if let Some(w) = &a.fill_window
                 && let Err(e) = crate::fleet::fillplan::parse_window(w)
             {
-                return reject("appliance.fill_window", &e.to_string());
+                return reject("appliance.fill_window", e.to_string());
             }
             if let Err(e) = crate::fleet::fillplan::parse_utc_offset(&a.utc_offset) {
-                return reject("appliance.utc_offset", &e.to_string());
+                return reject("appliance.utc_offset", e.to_string());
             }
         }
         self.validate_fill()
