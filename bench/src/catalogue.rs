@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
+use hex::FromHex;
 use serde::Deserialize;
 
 /// One object that can be requested.
@@ -195,25 +196,7 @@ fn object(key: &str, size: u64, sha256: Option<[u8; 32]>) -> Result<Object> {
 
 /// Parses 64 hex digits into a SHA-256 digest.
 pub fn parse_hex32(s: &str) -> Result<[u8; 32]> {
-    if s.len() != 64 {
-        bail!("{s:?} is not 64 hex digits");
-    }
-    let mut out = [0u8; 32];
-    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-        let hex = std::str::from_utf8(chunk).unwrap_or("zz");
-        out[i] = u8::from_str_radix(hex, 16).map_err(|_| anyhow!("{s:?} is not hex"))?;
-    }
-    Ok(out)
-}
-
-/// Lowercase hex of a digest.
-#[cfg(test)]
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    <[u8; 32]>::from_hex(s).map_err(|e| anyhow!("{s:?} is not 64 hex digits: {e}"))
 }
 
 #[cfg(test)]
@@ -233,7 +216,7 @@ mod tests {
         assert_eq!(c.objects[0].size, 123);
         assert_eq!(c.objects[0].sha256, None);
         assert_eq!(c.objects[1].key, "a/b");
-        assert_eq!(hex(&c.objects[1].sha256.unwrap()), SHA);
+        assert_eq!(hex::encode(c.objects[1].sha256.unwrap()), SHA);
         assert_eq!(c.objects[2].size, 7);
     }
 
@@ -314,9 +297,9 @@ mod tests {
 
     #[test]
     fn hex_round_trip() {
-        assert_eq!(hex(&parse_hex32(SHA).unwrap()), SHA);
+        assert_eq!(hex::encode(parse_hex32(SHA).unwrap()), SHA);
         assert_eq!(
-            hex(&parse_hex32(&SHA.to_uppercase()).unwrap()),
+            hex::encode(parse_hex32(&SHA.to_uppercase()).unwrap()),
             SHA,
             "uppercase accepted"
         );
