@@ -15,10 +15,6 @@ use tokio::sync::watch;
 
 use crate::agent::Agent;
 
-/// What prometheus-client's text encoder writes: OpenMetrics 1.0 (it ends
-/// with `# EOF`), which Prometheus negotiates and parses as such.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabel {
     pub source: String,
@@ -118,12 +114,9 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let tasks = tokio::runtime::Handle::try_current()
-            .map_or(0, |h| h.metrics().num_alive_tasks() as i64);
-        self.runtime_tasks.set(tasks);
-        let mut out = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        self.runtime_tasks
+            .set(service::metrics::current_runtime_tasks());
+        service::metrics::render(&self.registry)
     }
 }
 
@@ -153,7 +146,7 @@ pub(crate) async fn serve(
 async fn scrape(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
     agent.metrics.received_bytes.set(agent.received() as i64);
     (
-        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        [(header::CONTENT_TYPE, service::metrics::CONTENT_TYPE)],
         agent.metrics.render(),
     )
 }

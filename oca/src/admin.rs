@@ -1,5 +1,6 @@
 //! The admin listener: `/health` for steering and operators, `/metrics` for Prometheus.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -318,61 +319,37 @@ impl Admin {
     }
 
     fn route(&self, head: &request::RequestHead<'_>, out: &mut Vec<u8>) {
-        let now = SystemTime::now();
         let path = head.target.split(|&b| b == b'?').next().unwrap_or_default();
-        let head_only = head.method == Method::Head;
-        if head.method == Method::Post
+        let (status, content_type, body) = self.answer(head.method, path);
+        response::admin(
+            out,
+            status,
+            content_type,
+            body.as_bytes(),
+            head.keep_alive,
+            head.method == Method::Head,
+            SystemTime::now(),
+        );
+    }
+
+    /// Status, content type and body of the answer to `method` on `path`.
+    fn answer(&self, method: Method, path: &[u8]) -> (u16, &'static str, Cow<'static, str>) {
+        const JSON: &str = "application/json";
+        if method == Method::Post
             && let Some(raw) = path.strip_prefix(b"/store/refresh")
         {
             let (status, body) = self.refresh(raw);
-            response::admin(
-                out,
-                status,
-                "application/json",
-                body.as_bytes(),
-                head.keep_alive,
-                false,
-                now,
-            );
-            return;
+            return (status, JSON, body.into());
         }
-        if !matches!(head.method, Method::Get | Method::Head) {
-            response::admin(
-                out,
-                405,
-                "text/plain",
-                b"method not allowed\n",
-                head.keep_alive,
-                head_only,
-                now,
-            );
-            return;
+        if !matches!(method, Method::Get | Method::Head) {
+            return (405, "text/plain", "method not allowed\n".into());
         }
         match path {
-            b"/health" => {
-                let body = self.health_json();
-                response::admin(
-                    out,
-                    200,
-                    "application/json",
-                    body.as_bytes(),
-                    head.keep_alive,
-                    head_only,
-                    now,
-                );
-            }
+            b"/health" => (200, JSON, self.health_json().into()),
             b"/store/renditions" => {
                 let body =
                     serde_json::to_string(&self.shared.store.rendition_stats()).unwrap_or_default();
-                response::admin(
-                    out,
-                    200,
-                    "application/json",
-                    body.as_bytes(),
-                    head.keep_alive,
-                    head_only,
-                    now,
-                );
+                (200, JSON, body.into())
             }
             b"/metrics" => {
                 let draining = self.shared.draining.load(Ordering::Acquire);
@@ -381,24 +358,12 @@ impl Admin {
                     draining,
                     self.shared.bgp.as_deref(),
                 );
-                response::admin(
-                    out,
-                    200,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    body.as_bytes(),
-                    head.keep_alive,
-                    head_only,
-                    now,
-                );
+                (200, service::metrics::CONTENT_TYPE, body.into())
             }
-            _ => response::admin(
-                out,
+            _ => (
                 404,
                 "text/plain",
-                b"try /health, /metrics or /store/renditions\n",
-                head.keep_alive,
-                head_only,
-                now,
+                "try /health, /metrics or /store/renditions\n".into(),
             ),
         }
     }

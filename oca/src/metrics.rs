@@ -422,10 +422,7 @@ impl Metrics {
                 .inner()
                 .store(d.quarantined.load(Ordering::Relaxed), Ordering::Relaxed);
         }
-        let mut out = String::with_capacity(4096);
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        service::metrics::render(&self.registry)
     }
 }
 

@@ -12,9 +12,11 @@
 //!   many tasks are alive (a leak of tasks shows as a rising count).
 //! - [`config`]: reading the TOML file, one-line errors, exit status 64.
 //! - [`logging`]: the tracing subscriber (env filter, text or JSON, stderr).
+//! - [`metrics`]: `/metrics` as OpenMetrics text.
 
 pub mod config;
 pub mod logging;
+pub mod metrics;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

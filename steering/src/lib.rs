@@ -140,10 +140,7 @@ pub fn router(app: Arc<App>) -> Router {
 async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
     let body = app.metrics.render(app.fleet.appliance_states());
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, service::metrics::CONTENT_TYPE)],
         body,
     )
 }

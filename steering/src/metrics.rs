@@ -138,16 +138,10 @@ impl Metrics {
         for (state, n) in [("up", up), ("down", down), ("draining", draining)] {
             self.appliances.get_or_create(&StateLabel { state }).set(n);
         }
-        self.runtime_tasks.set(current_runtime_tasks());
-        let mut out = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        self.runtime_tasks
+            .set(service::metrics::current_runtime_tasks());
+        service::metrics::render(&self.registry)
     }
-}
-
-/// Tasks alive on the runtime rendering the metrics (0 outside one).
-fn current_runtime_tasks() -> i64 {
-    tokio::runtime::Handle::try_current().map_or(0, |h| h.metrics().num_alive_tasks() as i64)
 }
 
 impl Default for Metrics {

@@ -25,7 +25,7 @@ use oca::http::Settings;
 use oca::http::reader::{HeadReader, ReadEnd};
 use oca::http::request::{self, Limits, Method, RequestHead};
 use oca::http::response::{self, Framing};
-use oca::http::transport::Transport;
+use oca::http::testing::Scripted;
 use oca::plan::{self, Conditions, Plan, RangeSpec, Validators};
 use oca::store::OpenObject;
 
@@ -93,56 +93,6 @@ fn check_head(data: &[u8], head: &RequestHead<'_>, limits: Limits) {
 
 // ----- HeadReader: the same outcome whatever the read sizes -----
 
-/// Feeds `data` to the reader in reads of the given sizes (cycled), then EOF.
-struct Script<'a> {
-    data: &'a [u8],
-    sizes: &'static [usize],
-    reads: usize,
-    delivered: usize,
-}
-
-impl Script<'_> {
-    fn next(&mut self, buf: &mut [u8]) -> usize {
-        let want = self.sizes[self.reads % self.sizes.len()];
-        self.reads += 1;
-        let n = want.min(buf.len()).min(self.data.len() - self.delivered);
-        buf[..n].copy_from_slice(&self.data[self.delivered..self.delivered + n]);
-        self.delivered += n;
-        n
-    }
-}
-
-impl Transport for Script<'_> {
-    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        Ok(self.next(buf))
-    }
-
-    async fn readable(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        Ok(self.next(buf))
-    }
-
-    async fn write_all(&mut self, _: &[u8], _: bool, _: Duration) -> io::Result<()> {
-        Ok(())
-    }
-
-    async fn send_file(
-        &mut self,
-        _: &std::fs::File,
-        _: u64,
-        _: u64,
-        _: u64,
-        _: Duration,
-    ) -> Result<(), (u64, io::Error)> {
-        Ok(())
-    }
-
-    async fn close(&mut self) {}
-}
-
 /// What the connection loop would do with the bytes.
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
@@ -179,19 +129,14 @@ fn settings(limits: Limits) -> Settings {
 fn through_reader(data: &[u8], limits: Limits, sizes: &'static [usize]) -> Outcome {
     let settings = settings(limits);
     let (_drain_tx, mut drain) = tokio::sync::watch::channel(false);
-    let mut stream = Script {
-        data,
-        sizes,
-        reads: 0,
-        delivered: 0,
-    };
+    let mut stream = Scripted::new(data, sizes);
     let mut reader = HeadReader::new();
     let filled =
         RUNTIME.with(|rt| rt.block_on(reader.fill_head(&mut stream, &settings, &mut drain)));
     match filled {
         Ok(()) => {
             let buffered = reader.buffered();
-            let skipped = stream.delivered - buffered.len();
+            let skipped = stream.delivered() - buffered.len();
             match request::parse(buffered, limits) {
                 Ok(Some(h)) => Outcome::Head(skipped + h.len, format!("{:?}", fields(&h))),
                 Ok(None) => panic!(

@@ -4,6 +4,7 @@ pub mod conn;
 pub mod reader;
 pub mod request;
 pub mod response;
+pub mod testing;
 pub mod transport;
 
 use std::sync::Arc;

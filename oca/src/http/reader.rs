@@ -223,48 +223,7 @@ mod tests {
 
     use super::*;
     use crate::http::request::Limits;
-
-    /// Hands out `data` in reads of at most `step` bytes, then EOF.
-    struct Script {
-        data: Vec<u8>,
-        at: usize,
-        step: usize,
-    }
-
-    impl Script {
-        fn next(&mut self, buf: &mut [u8]) -> usize {
-            let n = self.step.min(buf.len()).min(self.data.len() - self.at);
-            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
-            self.at += n;
-            n
-        }
-    }
-
-    impl Transport for Script {
-        async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            Ok(self.next(buf))
-        }
-        async fn readable(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-        fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            Ok(self.next(buf))
-        }
-        async fn write_all(&mut self, _: &[u8], _: bool, _: Duration) -> io::Result<()> {
-            Ok(())
-        }
-        async fn send_file(
-            &mut self,
-            _: &std::fs::File,
-            _: u64,
-            _: u64,
-            _: u64,
-            _: Duration,
-        ) -> Result<(), (u64, io::Error)> {
-            Ok(())
-        }
-        async fn close(&mut self) {}
-    }
+    use crate::http::testing::Scripted;
 
     /// Found by fuzzing (fuzz/regressions/http_request): with
     /// max_request_line == max_header_bytes, an overlong request line got 414
@@ -288,11 +247,8 @@ mod tests {
         let (_tx, mut drain) = watch::channel(false);
         let long_line = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(300));
         for step in [1, 7, 255, 256, 257, 4096] {
-            let mut stream = Script {
-                data: long_line.clone().into_bytes(),
-                at: 0,
-                step,
-            };
+            let sizes = [step];
+            let mut stream = Scripted::new(long_line.as_bytes(), &sizes);
             let mut reader = HeadReader::new();
             // As the connection loop does: a complete head is parsed next.
             let refused = match reader.fill_head(&mut stream, &settings, &mut drain).await {
