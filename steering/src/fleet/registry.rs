@@ -342,11 +342,11 @@ mod tests {
     use super::*;
     use control_client::wire::Tier;
 
-    #[test]
-    fn prefixes_full_delta_resync_and_garbage() {
+    /// A registry holding appliance "a" of `tier`.
+    fn with_one(tier: Tier) -> Registry {
         let mut reg = Registry::default();
         let info = ApplianceInfo {
-            tier: Tier::Embedded,
+            tier,
             site: "s".into(),
             region: "r".into(),
             asn: 1,
@@ -358,6 +358,12 @@ mod tests {
             version: String::new(),
         };
         reg.insert("a", info, "h".into());
+        reg
+    }
+
+    #[test]
+    fn prefixes_full_delta_resync_and_garbage() {
+        let mut reg = with_one(Tier::Embedded);
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let full = PrefixReport::Full {
             version: 1,
@@ -429,20 +435,7 @@ mod tests {
 
     #[test]
     fn inventory_full_delta_and_resync() {
-        let mut reg = Registry::default();
-        let info = ApplianceInfo {
-            tier: Tier::Ixp,
-            site: "s".into(),
-            region: "r".into(),
-            asn: 1,
-            http_url: None,
-            https_url: None,
-            admin_url: "http://x".into(),
-            capacity_bps: 1,
-            storage_bytes: 0,
-            version: String::new(),
-        };
-        reg.insert("a", info, "h".into());
+        let mut reg = with_one(Tier::Ixp);
         let full = vec![r("t1/v1", 10), r("t1/v2", 10)];
         let inv = Inventory::Full {
             version: 1,

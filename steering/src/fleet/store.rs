@@ -8,7 +8,7 @@ use control_client::wire::{ApplianceInfo, FillObject, KeyWire, RenditionHolding}
 use rusqlite::{OptionalExtension, params};
 
 use crate::fleet::fillplan::{Play, Rendition, Title};
-use crate::store::{CatalogStore, Sqlite, StoreError, to_json};
+use crate::store::{CatalogStore, Sqlite, StoreError, from_json, text_rows, to_json};
 
 /// A persisted appliance.
 #[derive(Debug, Clone)]
@@ -126,28 +126,17 @@ impl FleetStore for Sqlite {
     }
 
     fn appliances(&self) -> Result<Vec<ApplianceRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT id, info, credential_sha256 FROM appliances ORDER BY id")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, info, credential_sha256) = row?;
-            let info = serde_json::from_str(&info)
-                .map_err(|e| StoreError::Corrupt(format!("{id}: {e}")))?;
-            out.push(ApplianceRow {
-                id,
-                info,
-                credential_sha256,
-            });
-        }
-        Ok(out)
+        let sql = "SELECT id, info, credential_sha256 FROM appliances ORDER BY id";
+        text_rows(&self.conn(), sql)?
+            .into_iter()
+            .map(|[id, info, credential_sha256]| {
+                Ok(ApplianceRow {
+                    info: from_json(&info, &id)?,
+                    id,
+                    credential_sha256,
+                })
+            })
+            .collect()
     }
 
     fn put_inventory(&self, appliance: &str, inv: &InventoryRow) -> Result<(), StoreError> {
@@ -268,8 +257,7 @@ impl FleetStore for Sqlite {
         let mut out = Vec::new();
         for row in rows {
             let (a, v, json) = row?;
-            let list = serde_json::from_str(&json)
-                .map_err(|e| StoreError::Corrupt(format!("prefixes of {a}: {e}")))?;
+            let list = from_json(&json, format_args!("prefixes of {a}"))?;
             out.push((a, v, list));
         }
         Ok(out)
@@ -329,8 +317,7 @@ impl FleetStore for Sqlite {
             })?;
             for row in rows {
                 let (id, regions, release) = row?;
-                let regions: Vec<String> = serde_json::from_str(&regions)
-                    .map_err(|e| StoreError::Corrupt(format!("title {id}: {e}")))?;
+                let regions: Vec<String> = from_json(&regions, format_args!("title {id}"))?;
                 at.insert(id.clone(), titles.len());
                 titles.push(Title {
                     id,

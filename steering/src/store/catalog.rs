@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Sqlite, StoreError, to_json};
+use super::{Sqlite, StoreError, from_json, text_rows, to_json};
 use crate::catalog::Title;
 
 /// A title with what a play needs of it.
@@ -156,8 +156,7 @@ impl CatalogStore for Sqlite {
         let Some((name, regions, release)) = head else {
             return Ok(None);
         };
-        let regions: Vec<String> = serde_json::from_str(&regions)
-            .map_err(|e| StoreError::Corrupt(format!("title {id}: {e}")))?;
+        let regions: Vec<String> = from_json(&regions, format_args!("title {id}"))?;
         let mut stmt = conn.prepare(
             "SELECT r.id, r.kind, r.codec, r.width, r.height, r.bandwidth, r.protocol, r.segment_duration,
                  (SELECT key FROM objects o WHERE o.rendition = r.id AND o.key LIKE '%.m3u8' LIMIT 1)
@@ -194,22 +193,15 @@ impl CatalogStore for Sqlite {
     }
 
     fn title_names(&self) -> Result<Vec<(String, String, Vec<String>)>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT id, name, regions FROM titles ORDER BY id")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, name, regions) = row?;
-            let regions = serde_json::from_str(&regions)
-                .map_err(|e| StoreError::Corrupt(format!("title {id}: {e}")))?;
-            out.push((id, name, regions));
-        }
-        Ok(out)
+        text_rows(
+            &self.conn(),
+            "SELECT id, name, regions FROM titles ORDER BY id",
+        )?
+        .into_iter()
+        .map(|[id, name, regions]| {
+            let regions = from_json(&regions, format_args!("title {id}"))?;
+            Ok((id, name, regions))
+        })
+        .collect()
     }
 }

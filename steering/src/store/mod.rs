@@ -182,6 +182,30 @@ pub(crate) fn to_json(v: &impl serde::Serialize) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// A text column's JSON read back; `of` names the record in the error.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
+    json: &str,
+    of: impl std::fmt::Display,
+) -> Result<T, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("{of}: {e}")))
+}
+
+/// Every row `sql` (no parameters) selects, as its `N` text columns.
+pub(crate) fn text_rows<const N: usize>(
+    conn: &Connection,
+    sql: &str,
+) -> Result<Vec<[String; N]>, StoreError> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map([], |r| {
+        let mut row: [String; N] = std::array::from_fn(|_| String::new());
+        for (i, col) in row.iter_mut().enumerate() {
+            *col = r.get(i)?;
+        }
+        Ok(row)
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Whether the store takes writes now, for `/health`.
 pub trait Probe: Send + Sync {
     /// One small write transaction, recording `now`. Blocks; the caller bounds it.
