@@ -156,22 +156,11 @@ impl Viewer {
 
     /// POST /v1/play: the answer, or `None` (counted) if there is none.
     async fn press(&mut self) -> Option<Answer> {
-        let headers = [
-            ("Authorization", self.auth.as_str()),
-            ("Content-Type", "application/json"),
-        ];
         let setup = self.setup.clone();
-        let req = Request {
-            method: "POST",
-            url: &setup.play_url,
-            headers: &headers,
-            body: &setup.play_body,
-            keep: true,
-        };
         let t0 = Instant::now();
+        let deadline = (t0 + setup.timeout).min(setup.end);
         let result = self
-            .agent
-            .fetch(&req, (t0 + setup.timeout).min(setup.end))
+            .post_json(&setup.play_url, &setup.play_body, true, deadline)
             .await;
         let reply = match result {
             Err(FetchError::Timeout) if Instant::now() >= setup.end => return None,
@@ -301,19 +290,32 @@ impl Viewer {
 
     pub async fn bookmark(&mut self, play_id: &str, position: f64, deadline: Instant) -> bool {
         let body = serde_json::json!({"play_id": play_id, "position": position}).to_string();
+        let setup = self.setup.clone();
+        self.post_json(&setup.bookmarks_url, body.as_bytes(), false, deadline)
+            .await
+            .is_ok_and(|r| r.ok())
+    }
+
+    /// POST a JSON `body` to steering as this viewer; `keep`: keep the answer's body.
+    async fn post_json(
+        &mut self,
+        url: &Url,
+        body: &[u8],
+        keep: bool,
+        deadline: Instant,
+    ) -> Result<Reply, FetchError> {
         let headers = [
             ("Authorization", self.auth.as_str()),
             ("Content-Type", "application/json"),
         ];
-        let setup = self.setup.clone();
         let req = Request {
             method: "POST",
-            url: &setup.bookmarks_url,
+            url,
             headers: &headers,
-            body: body.as_bytes(),
-            keep: false,
+            body,
+            keep,
         };
-        self.agent.fetch(&req, deadline).await.is_ok_and(|r| r.ok())
+        self.agent.fetch(&req, deadline).await
     }
 }
 
