@@ -12,18 +12,9 @@ use crate::report::Percentiles;
 /// Field names are part of the interface (scripts and tests read them).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PlayersReport {
-    pub steering: String,
-    pub title: String,
-    pub device: String,
-    pub profile: String,
-    pub viewers: usize,
-    pub tokens: usize,
-    /// Source addresses viewers were bound to (round-robin); empty: the default.
-    pub sources: Vec<String>,
-    pub duration_s: f64,
-    /// Longest play, from pressing play; `null`: to the end of the title.
-    pub watch_s: Option<f64>,
-    pub ramp_s: f64,
+    /// The run's parameters, at the top level of the JSON.
+    #[serde(flatten)]
+    pub setup: Setup,
     pub plays: Plays,
     /// POST /v1/play until the answer, accepted plays only.
     pub play_answer_us: Percentiles,
@@ -84,7 +75,7 @@ pub struct Plays {
 }
 
 /// Run parameters echoed in the report.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Setup {
     pub steering: String,
     pub title: String,
@@ -92,8 +83,10 @@ pub struct Setup {
     pub profile: String,
     pub viewers: usize,
     pub tokens: usize,
+    /// Source addresses viewers were bound to (round-robin); empty: the default.
     pub sources: Vec<String>,
     pub duration_s: f64,
+    /// Longest play, from pressing play; `null`: to the end of the title.
     pub watch_s: Option<f64>,
     pub ramp_s: f64,
 }
@@ -135,16 +128,7 @@ impl PlayersReport {
             wrong_bytes: s.wrong.clone(),
             viewers_lost,
             error_samples: s.samples.clone(),
-            steering: setup.steering,
-            title: setup.title,
-            device: setup.device,
-            profile: setup.profile,
-            viewers: setup.viewers,
-            tokens: setup.tokens,
-            sources: setup.sources,
-            duration_s: setup.duration_s,
-            watch_s: setup.watch_s,
-            ramp_s: setup.ramp_s,
+            setup,
         }
     }
 
@@ -153,25 +137,26 @@ impl PlayersReport {
         let mut o = String::new();
         let p = &self.plays;
         let watch = self
+            .setup
             .watch_s
             .map_or("to the end of the title".to_owned(), |w| {
                 format!("at most {w} s")
             });
-        let sources = if self.sources.is_empty() {
+        let sources = if self.setup.sources.is_empty() {
             "default source address".to_owned()
         } else {
-            format!("from {}", self.sources.join(", "))
+            format!("from {}", self.setup.sources.join(", "))
         };
-        let _ = writeln!(o, "steering    {}", self.steering);
+        let _ = writeln!(o, "steering    {}", self.setup.steering);
         let _ = writeln!(
             o,
             "viewers     {} for {} s (ramp {} s), {} token(s), {sources}",
-            self.viewers, self.duration_s, self.ramp_s, self.tokens
+            self.setup.viewers, self.setup.duration_s, self.setup.ramp_s, self.setup.tokens
         );
         let _ = writeln!(
             o,
             "plays of    {} on {} as {}, each {watch}",
-            self.title, self.device, self.profile
+            self.setup.title, self.setup.device, self.setup.profile
         );
         let _ = writeln!(o);
         let _ = writeln!(
