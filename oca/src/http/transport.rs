@@ -56,7 +56,7 @@ pub const WARM_WINDOW: u64 = 4 << 20;
 /// thread reads it. If it is not, the read happens on the blocking pool and this
 /// connection waits for it while the serving thread keeps serving the others: a
 /// cold object must not stall hot ones. Counts the cold loads in `cold`.
-pub async fn ensure_cached(
+async fn ensure_cached(
     file: &File,
     file_len: u64,
     offset: u64,
@@ -71,6 +71,39 @@ pub async fn ensure_cached(
             .map_err(io::Error::other)??;
     }
     Ok(())
+}
+
+/// Keeps the body ahead of a sender in the page cache, a [`WARM_WINDOW`] at a
+/// time, so every transport warms the same way.
+#[derive(Debug)]
+pub struct Warmer {
+    until: u64,
+}
+
+impl Warmer {
+    /// For a body starting at `offset`: nothing of it is warm yet.
+    pub fn new(offset: u64) -> Warmer {
+        Warmer { until: offset }
+    }
+
+    /// Before sending from `offset`, with `len` bytes of the body left: once
+    /// the sender has reached the end of the warm window, warm the next one.
+    /// Returns where the warm window ends.
+    pub async fn ahead(
+        &mut self,
+        file: &File,
+        file_len: u64,
+        offset: u64,
+        len: u64,
+        cold: &Counter,
+    ) -> io::Result<u64> {
+        if offset >= self.until {
+            let piece = len.min(WARM_WINDOW);
+            ensure_cached(file, file_len, offset, piece, cold).await?;
+            self.until = offset + piece;
+        }
+        Ok(self.until)
+    }
 }
 
 /// Plain TCP: heads with send(2), bodies with sendfile(2), no user-space copy.
@@ -116,15 +149,12 @@ impl Transport for Plain {
         // worker for a whole object while the others wait.
         const FAIR_CHUNK: u64 = 512 * 1024;
         let stream = &self.stream;
-        let mut warm_until = offset;
+        let mut warm = Warmer::new(offset);
         while len > 0 {
-            if offset >= warm_until {
-                let piece = len.min(WARM_WINDOW);
-                ensure_cached(file, file_len, offset, piece, &self.cold_loads)
-                    .await
-                    .map_err(|e| (len, e))?;
-                warm_until = offset + piece;
-            }
+            let warm_until = warm
+                .ahead(file, file_len, offset, len, &self.cold_loads)
+                .await
+                .map_err(|e| (len, e))?;
             let chunk = len.min(FAIR_CHUNK).min(warm_until - offset) as usize;
             let op = stream.async_io(Interest::WRITABLE, || {
                 sys::sendfile(stream, file, &mut offset, chunk)
@@ -179,4 +209,34 @@ pub async fn send_all(
         buf = &buf[n..];
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The window moves only when the sender reaches its end, and never past the body.
+    #[tokio::test]
+    async fn the_warm_window_moves_when_the_sender_reaches_its_end() {
+        let len = WARM_WINDOW + 1000;
+        let mut f = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut f, &vec![7u8; len as usize]).unwrap();
+        let cold = Counter::default();
+        let mut warm = Warmer::new(0);
+        assert_eq!(
+            warm.ahead(&f, len, 0, len, &cold).await.unwrap(),
+            WARM_WINDOW
+        );
+        let mid = WARM_WINDOW / 2;
+        assert_eq!(
+            warm.ahead(&f, len, mid, len - mid, &cold).await.unwrap(),
+            WARM_WINDOW,
+            "still inside the warm window"
+        );
+        assert_eq!(
+            warm.ahead(&f, len, WARM_WINDOW, 1000, &cold).await.unwrap(),
+            len,
+            "the next window is what is left of the body"
+        );
+    }
 }

@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 
 use prometheus_client::metrics::counter::Counter;
 
-use crate::http::transport::{Transport, WARM_WINDOW, ensure_cached, read_some, send_all};
+use crate::http::transport::{Transport, Warmer, read_some, send_all};
 
 /// Plaintext per encryption call: four full 16 KiB records, so one socket write
 /// carries 64 KiB.
@@ -397,17 +397,13 @@ impl Transport for TlsStream {
                 result = Err((len, e));
             }
         }
-        let mut warm_until = offset;
+        let mut warm = Warmer::new(offset);
         let mut since_yield = 0usize;
         while result.is_ok() && len > 0 {
-            if offset >= warm_until {
-                let piece = len.min(WARM_WINDOW);
-                if let Err(e) = ensure_cached(file, file_len, offset, piece, &self.cold_loads).await
-                {
-                    result = Err((len, e));
-                    break;
-                }
-                warm_until = offset + piece;
+            let warmed = warm.ahead(file, file_len, offset, len, &self.cold_loads);
+            if let Err(e) = warmed.await {
+                result = Err((len, e));
+                break;
             }
             let n = (len as usize).min(BODY_CHUNK - lead);
             let chunk = &mut plain[lead..lead + n];
