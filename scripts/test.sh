@@ -27,6 +27,9 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 # Tests run with every feature too: the kernel-TLS build must fall back cleanly here.
 cargo nextest run --workspace --all-features --locked --profile ci --no-run
+# Every binary the end-to-end tests start (steering, oca, fill-agent, oca-bench, oca-lab, …),
+# whichever package's tests start it.
+cargo build --workspace --all-features --locked --bins
 # The packaged test content (ffmpeg) is made once, outside every test's time limit.
 "${CARGO_TARGET_DIR:-target}/debug/e2e-content"
 cargo nextest run --workspace --all-features --locked --profile ci

@@ -6,11 +6,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use e2e::binary;
-
 #[test]
 fn the_lab_fills_both_isps_steers_their_viewers_home_and_cleans_up() {
-    let out = Command::new(binary("oca-lab"))
+    let out = Command::new(env!("CARGO_BIN_EXE_oca-lab"))
         .args(["--duration", "8s", "--viewers", "1"])
         .env("OCA_LOG", "error")
         .env("STEERING_LOG", "error")
@@ -104,7 +102,7 @@ fn assert_fill_by_source(text: &str, id: &str) {
 
 #[test]
 fn sigterm_stops_the_lab_and_everything_it_started() {
-    let mut lab = Command::new(binary("oca-lab"))
+    let mut lab = Command::new(env!("CARGO_BIN_EXE_oca-lab"))
         .args(["--duration", "120s", "--viewers", "1"])
         .env("OCA_LOG", "error")
         .env("STEERING_LOG", "error")
@@ -152,7 +150,7 @@ fn sigterm_stops_the_lab_and_everything_it_started() {
 
 /// `oca-lab ARGS --json`: its exit status, its JSON report and its narration.
 fn lab_report(args: &[&str]) -> (bool, serde_json::Value, String) {
-    let out = Command::new(binary("oca-lab"))
+    let out = Command::new(env!("CARGO_BIN_EXE_oca-lab"))
         .args(args)
         .arg("--json")
         .env("OCA_LOG", "error")
