@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::{ArgGroup, Args, Parser, Subcommand};
+use serde::Serialize;
 
 use crate::catalogue::Catalogue;
 use crate::client::Plan;
@@ -51,7 +52,8 @@ pub enum Command {
     Hostile(HostileCliArgs),
 }
 
-#[derive(Debug, Args)]
+/// Serialised into `--results` files: every option in effect.
+#[derive(Debug, Args, Serialize)]
 pub struct HostileCliArgs {
     /// The object the well-behaved client fetches (plain http://).
     #[arg(long, value_name = "URL")]
@@ -63,8 +65,10 @@ pub struct HostileCliArgs {
     #[arg(long = "server-pid", value_name = "PID")]
     pub server_pid: Option<u32>,
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "crate::results::secs")]
     pub calm: std::time::Duration,
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "crate::results::secs")]
     pub attack: std::time::Duration,
     /// Connections trickling a request head (a header line a second).
     #[arg(long, default_value_t = 10_000)]
@@ -86,12 +90,19 @@ pub struct HostileCliArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also write the report, the options, the command line, the date and the
+    /// machine to FILE as JSON (docs/RELIABILITY.md is rendered from such files).
+    #[arg(long, value_name = "FILE")]
+    pub results: Option<PathBuf>,
 }
 
-#[derive(Debug, Args)]
+/// Serialised into `--results` files: every option in effect.
+#[derive(Debug, Args, Serialize)]
+#[command(group(ArgGroup::new("soak_or_chaos").args(["soak", "chaos"])))]
 pub struct LabCliArgs {
     /// How long the viewers watch.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "crate::results::secs")]
     pub duration: std::time::Duration,
     /// Viewers per ISP.
     #[arg(long, default_value_t = 2)]
@@ -112,6 +123,7 @@ pub struct LabCliArgs {
     pub chaos: bool,
     /// Soak: time between samples.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "crate::results::secs")]
     pub sample_every: std::time::Duration,
     /// Soak: write every sample to FILE as CSV.
     #[arg(long, value_name = "FILE")]
@@ -121,13 +133,19 @@ pub struct LabCliArgs {
     pub seed: Option<u64>,
     /// Chaos: the pause between a restart and the next kill, MIN..MAX (e.g. 2s..8s).
     #[arg(long, default_value = "2s..8s", value_parser = pause_range)]
+    #[serde(serialize_with = "crate::results::secs_range")]
     pub pause: (std::time::Duration, std::time::Duration),
     /// Chaos: how long a killed process stays down, MIN..MAX.
     #[arg(long, default_value = "0s..2s", value_parser = pause_range)]
+    #[serde(serialize_with = "crate::results::secs_range")]
     pub down: (std::time::Duration, std::time::Duration),
     /// Soak and chaos: print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Soak and chaos: also write the report, the options, the command line,
+    /// the date and the machine to FILE as JSON (see docs/RELIABILITY.md).
+    #[arg(long, value_name = "FILE", requires = "soak_or_chaos")]
+    pub results: Option<PathBuf>,
 }
 
 fn pause_range(s: &str) -> Result<(std::time::Duration, std::time::Duration), String> {
@@ -621,6 +639,32 @@ mod tests {
                 "{extra:?}: {line}"
             );
         }
+    }
+
+    #[test]
+    fn results_files_for_hostile_soak_and_chaos_only() {
+        let parse = |args: &[&str]| Cli::try_parse_from(["oca-bench"].iter().chain(args));
+        let cli = parse(&["hostile", "--url", "http://h/x", "--results", "h.json"]).unwrap();
+        let Command::Hostile(h) = cli.command else {
+            panic!("not hostile")
+        };
+        assert_eq!(h.results, Some(PathBuf::from("h.json")));
+        // Every option in effect goes into the file, durations as seconds.
+        let v = serde_json::to_value(&h).unwrap();
+        assert_eq!(
+            (v["calm"].as_f64(), v["slowloris"].as_u64()),
+            (Some(10.0), Some(10_000))
+        );
+        for mode in ["--soak", "--chaos"] {
+            let cli = parse(&["lab", mode, "--results", "r.json"]).unwrap();
+            let Command::Lab(l) = cli.command else {
+                panic!("not lab")
+            };
+            let v = serde_json::to_value(&l).unwrap();
+            assert_eq!(v["pause"], serde_json::json!([2.0, 8.0]));
+        }
+        // The narrated lab writes no report.
+        assert!(parse(&["lab", "--results", "r.json"]).is_err());
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod play_stats;
 mod playback;
 mod players;
 mod report;
+mod results;
 mod run;
 mod schedule;
 mod session;
@@ -84,6 +85,7 @@ fn main() -> ExitCode {
 /// early, and every process it started is stopped on the way out.
 fn lab(args: &cli::LabCliArgs) -> Result<()> {
     use tokio::signal::unix::SignalKind;
+    let run = results::Run::start();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = std::sync::Arc::clone(&stop);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -113,7 +115,7 @@ fn lab(args: &cli::LabCliArgs) -> Result<()> {
     if args.json {
         lab::narrate_to_stderr();
     }
-    let (table, json, failures) = if args.soak {
+    let (kind, table, report, failures) = if args.soak {
         let r = soak::run(
             &soak::SoakArgs {
                 lab: lab_args,
@@ -122,7 +124,7 @@ fn lab(args: &cli::LabCliArgs) -> Result<()> {
             },
             stop,
         )?;
-        (r.table(), serde_json::to_string_pretty(&r)?, r.failures())
+        ("soak", r.table(), serde_json::to_value(&r)?, r.failures())
     } else if args.chaos {
         let seed = args.seed.unwrap_or_else(|| {
             std::time::SystemTime::now()
@@ -139,12 +141,16 @@ fn lab(args: &cli::LabCliArgs) -> Result<()> {
             },
             stop,
         )?;
-        (r.table(), serde_json::to_string_pretty(&r)?, r.failures())
+        ("chaos", r.table(), serde_json::to_value(&r)?, r.failures())
     } else {
         return lab::run(&lab_args, stop);
     };
+    // Written whatever the verdict: a failed run is a measurement too.
+    if let Some(path) = &args.results {
+        run.write(path, kind, args, &report)?;
+    }
     if args.json {
-        println!("{json}");
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{table}");
     }
@@ -155,6 +161,7 @@ fn lab(args: &cli::LabCliArgs) -> Result<()> {
 }
 
 fn hostile(a: &cli::HostileCliArgs) -> Result<()> {
+    let run = results::Run::start();
     let report = hostile::run(&hostile::HostileArgs {
         url: a.url.clone(),
         big_url: a.big_url.clone(),
@@ -168,6 +175,9 @@ fn hostile(a: &cli::HostileCliArgs) -> Result<()> {
         pipeline_depth: a.pipeline_depth,
         resets_per_s: a.resets_per_s,
     })?;
+    if let Some(path) = &a.results {
+        run.write(path, "hostile", a, &report)?;
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -1,0 +1,168 @@
+"""The summary at the top of BENCHMARKS.md: every sentence computed from the
+sections' data, every comparison judged against the noise section."""
+
+from . import data
+from . import text as t
+from .benchmarks import (CLIENT_CEILING, COLD_P99_GOAL, cold_rows, fill_rows, idle_body, sustained)
+from .noise import compared
+
+
+def _ratios(comparisons, key):
+    """[(layout, case, median ratio)] over comparisons."""
+    out = []
+    for c in comparisons:
+        s = compared(c["rounds"], key)["ratio"]
+        if s:
+            out.append((c["layout"], c["case"], s[0]))
+    return out
+
+
+def _range(rs):
+    vals = [r for _, _, r in rs]
+    return t.span(min(vals), max(vals)) if vals else "–"
+
+
+def _noise_words(rs, key, noise):
+    """'beyond noise in all 4', 'within noise in 3 of 4 (pinned 64k c64, …)'."""
+    verdicts = [(layout, case, noise.within(layout, key, r)) for layout, case, r in rs]
+    known = [v for v in verdicts if v[2] is not None]
+    if not known:
+        return "noise not measured"
+    within = [f"{layout} {case}" for layout, case, w in known if w]
+    if not within:
+        return f"beyond noise in all {len(known)}"
+    if len(within) == len(known):
+        return f"within noise in all {len(known)}"
+    return f"within noise in {len(within)} of {len(known)} ({', '.join(within)})"
+
+
+def _plain(rec, noise):
+    out = []
+    cs = rec["comparisons"]
+    big = [c for c in cs if c["case"].startswith("2m ")]
+    if big:
+        cpu, rps, p99 = (_ratios(big, k) for k in ("server_cpu_s_per_gib", "req_per_s", "latency_p99_us"))
+        cases = t.listing(sorted({c["case"] for c in big}))
+        out.append(f"- 2 MiB objects ({cases}, both layouts): oca's server CPU per GiB is {_range(cpu)} nginx's "
+                   f"({_noise_words(cpu, 'server_cpu_s_per_gib', noise)}), its req/s {_range(rps)} "
+                   f"({_noise_words(rps, 'req_per_s', noise)}), its p99 {_range(p99)} "
+                   f"({_noise_words(p99, 'latency_p99_us', noise)}).")
+    small = [c for c in cs if c["case"].startswith("64k")]
+    if small:
+        cpu, rps = _ratios(small, "server_cpu_us_per_req"), _ratios(small, "req_per_s")
+        util = [compared(c["rounds"], "client_cpu_utilisation") for c in small]
+        busy = [max(u["a"], u["b"]) for u in util]
+        ceiling = (f"oca-bench kept its threads {min(busy):.0%}–{max(busy):.0%} busy, "
+                   + ("so the load generator is the ceiling at this size" if min(busy) >= CLIENT_CEILING
+                      else "below its ceiling"))
+        out.append(f"- 64 KiB objects: oca's CPU per request is {_range(cpu)} nginx's "
+                   f"({_noise_words(cpu, 'server_cpu_us_per_req', noise)}); req/s {_range(rps)} "
+                   f"({_noise_words(rps, 'req_per_s', noise)}); {ceiling}.")
+    ranges = [c for c in cs if "ranges" in c["case"]]
+    if ranges:
+        rps, p99 = _ratios(ranges, "req_per_s"), _ratios(ranges, "latency_p99_us")
+        out.append(f"- 2 MiB ranges of a 1 GiB file: req/s {_range(rps)} nginx's "
+                   f"({_noise_words(rps, 'req_per_s', noise)}), p99 {_range(p99)} "
+                   f"({_noise_words(p99, 'latency_p99_us', noise)}).")
+    return out
+
+
+def _openloop(rec, noise):
+    parts = []
+    for c in rec["comparisons"]:
+        ok, got = sustained(c)
+        if ok:
+            p99 = compared(c["rounds"], "latency_p99_us")["ratio"]
+            parts.append(f"`{c['layout']}` p99 {p99[0]:.2f}× nginx's "
+                         f"({noise.verdict(c['layout'], 'latency_p99_us', p99[0])})")
+        else:
+            parts.append(f"in `{c['layout']}` the client did not sustain the offered rate (oca {got['a']:,.0f}, "
+                         f"nginx {got['b']:,.0f} of {c['rate_req_per_s']:,} req/s), so that row measures an "
+                         f"overloaded client, not the servers")
+    return [f"- Open loop at {rec['comparisons'][0]['load_fraction']:.0%} of nginx's saturation: "
+            + "; ".join(parts) + "."]
+
+
+def _idle(rec):
+    _, per = idle_body(rec)
+    lower = "below" if per["oca_with"] < per["nginx_with"] else "above"
+    return [f"- {rec['connections']:,} idle connections: oca's total RSS is {lower} nginx's "
+            f"({t.mib(per['oca_with']):.1f} against {t.mib(per['nginx_with']):.1f} MiB); "
+            f"{per['oca']:,.0f} bytes per connection for oca, {per['nginx']:,.0f} for nginx."]
+
+
+def _cold(rec):
+    rows = cold_rows(rec)
+    out = []
+    for kind in ("oca", "nginx"):
+        rs = [v["ratio"][0] for (_, k), v in rows.items() if k == kind]
+        if rs:
+            met = "met" if max(rs) <= COLD_P99_GOAL else "not met"
+            out.append(f"{kind} {t.span(min(rs), max(rs))} ({'goal' if kind == 'oca' else 'for reference'}: "
+                       f"{COLD_P99_GOAL:g}×{', ' + met if kind == 'oca' else ''})")
+    return [f"- Cold reads: the hot client's p99 with the cold set on disk against all hot, median over rounds "
+            f"per layout: {'; '.join(out)}."]
+
+
+def _wrk_ratios(run, noise, key):
+    kinds, pairs = noise.wrk_pairs(run)
+    out = []
+    for (layout, size), rounds in pairs.items():
+        s = compared(rounds, key)["ratio"]
+        if s:
+            out.append((layout, size, s[0]))
+    return out
+
+
+def _tls(rec, noise):
+    runs = {r["label"]: r for r in rec["runs"]}
+    out = []
+    if "throughput" in runs:
+        for size in ("2m", "64k"):
+            sub = dict(runs["throughput"], rounds=[r for r in runs["throughput"]["rounds"] if r["size"] == size])
+            rps, cpu = _wrk_ratios(sub, noise, "req_per_s"), _wrk_ratios(sub, noise, "server_cpu_s_per_gib")
+            if rps:
+                out.append(f"{size} throughput {_range(rps)} nginx's ({_noise_words(rps, 'req_per_s', noise)}) "
+                           f"at {_range(cpu)} of its CPU per GiB")
+    if "handshakes" in runs:
+        rps = _wrk_ratios(runs["handshakes"], noise, "req_per_s")
+        cpu = _wrk_ratios(runs["handshakes"], noise, "server_cpu_s_per_gib")
+        out.append(f"full handshakes per second {_range(rps)} ({_noise_words(rps, 'req_per_s', noise)}) at "
+                   f"{_range(cpu)} of the CPU")
+    return [f"- HTTPS (wrk): {'; '.join(out)}."] if out else []
+
+
+def _threading(rec, noise):
+    parts = []
+    for run in rec["runs"]:
+        for key, what in (("req_per_s", "req/s"), ("server_cpu_s_per_gib", "CPU per GiB")):
+            rs = _wrk_ratios(run, noise, key)
+            parts.append(f"{what} {_range(rs)} at {run['options']['conns']} connections "
+                         f"({_noise_words(rs, key, noise)})")
+    return [f"- Threading: per-core against shared, {'; '.join(parts)}."]
+
+
+def _fill(rec):
+    rows = fill_rows(rec["runs"][0])
+    thr = data.median(r["ratio_commit"] for r in rows)
+    cpu = data.median(r["cpu_ratio"] for r in rows)
+    return [f"- Fill: fill-agent's throughput to its last commit is {thr:.2f}× curl's from the same origin, at "
+            f"{cpu:.2f}× curl's CPU per GiB (it hashes and fsyncs; curl does neither)."]
+
+
+def summary(records, noise):
+    out = ["## Summary", "", "Computed from the sections below when this file was rendered.", ""]
+    parts = [("plain", lambda r: _plain(r, noise)), ("openloop", lambda r: _openloop(r, noise)),
+             ("idle", _idle), ("cold", _cold), ("tls", lambda r: _tls(r, noise)),
+             ("threading", lambda r: _threading(r, noise)), ("fill", _fill)]
+    missing = []
+    for name, fn in parts:
+        if records.get(name):
+            out += fn(records[name])
+        else:
+            missing.append(name)
+    if not records.get("noise"):
+        out.append("- The noise section is not measured yet, so no ratio is judged against noise.")
+    if missing:
+        out.append(f"- Not measured yet: {', '.join(missing)}.")
+    return out + [""]
