@@ -309,7 +309,8 @@ def tool(cmd, timeout=3600):
         out = subprocess.run(cmd + ["--json", path], capture_output=True, text=True, cwd=ROOT, timeout=timeout)
         if out.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stderr[-2000:]}")
-        return data.load(path)
+        # The temporary --json path is how the data came here, not part of the measurement.
+        return dict(data.load(path), command=shlex.join(cmd))
     finally:
         os.unlink(path)
 
@@ -334,7 +335,7 @@ def section_tls(ctx):
 def section_threading(ctx):
     return {"runs": [dict(tool(["scripts/bench_wrk.py", "--layouts", "spread", "--servers", "oca,oca-shared",
                                 "--rounds", str(ctx.rounds), "--duration", wrk_secs(ctx), "--conns", c]),
-                          label=f"{c} connections") for c in ("64", "256")]}
+                          label="per-core against shared") for c in ("64", "256")]}
 
 
 def section_startup(ctx):

@@ -153,7 +153,7 @@ def noise_body(rec, noise):
             band = noise.band(c["layout"], key)
             rows.append([label, t.num(f["a"], digits), t.num(f["b"], digits), t.ratio_cell(f["ratio"]),
                          "–" if band is None else f"±{band:.2f}"])
-        out += [f"**{c['layout']}**, {c['case']}, {len(c['rounds'])} rounds:", "",
+        out += [f"**{c['layout']}**, {c['case']}, {t.count(len(c['rounds']), 'round')}:", "",
                 t.table(["figure", "nginx", "nginx (second instance)", "ratio (min–max over rounds)",
                          "noise band"], rows, "lrrrr"), ""]
     return out
@@ -162,14 +162,14 @@ def noise_body(rec, noise):
 def compare_body(rec, noise, title=None):
     out = []
     for c in rec["comparisons"]:
-        head = title(c) if title else f"**{c['layout']}**, {c['case']}, {len(c['rounds'])} rounds:"
+        head = title(c) if title else f"**{c['layout']}**, {c['case']}, {t.count(len(c['rounds']), 'round')}:"
         out += [head, "", ratio_rows(c, noise), ""]
     return out
 
 
 def openloop_title(c):
     return (f"**{c['layout']}**, 64 KiB at {c['rate_req_per_s']:,} req/s ({c['load_fraction']:.0%} of nginx's "
-            f"{c['saturation_req_per_s']:,.0f}, from {c['saturation_from']}), {len(c['rounds'])} rounds:")
+            f"{c['saturation_req_per_s']:,.0f}, from {c['saturation_from']}), {t.count(len(c['rounds']), 'round')}:")
 
 
 def sustained(c):
@@ -188,7 +188,7 @@ def idle_body(rec):
         per[kind] = data.median((r["rss_kib_with"] - r["rss_kib_before"]) * 1024 / n for r in rs)
         rows.append([kind, t.num(n), t.num(t.mib(before), 1), t.num(t.mib(with_), 1), t.num(per[kind])])
         per[kind + "_with"] = with_
-    return [f"Medians of {len(rec['rounds']) // 2} rounds ({rec['layout']} layout):", "",
+    return [f"Medians of {t.count(len(rec['rounds']) // 2, 'round')} ({rec['layout']} layout):", "",
             t.table(["server", "idle connections", "RSS before MiB", "RSS with connections MiB",
                      "bytes per connection"], rows, "lrrrr"), ""], per
 
@@ -222,7 +222,8 @@ def cold_body(rec):
     hot, cold = rec["hot"], rec["cold"]
     return [f"Hot client: {hot['objects']} objects of {hot['bytes'] // hot['objects'] >> 20} MiB; cold client: "
             f"{cold['objects']:,} objects, {cold['bytes'] / (1 << 30):.0f} GiB in all; {rec['connections_each']} "
-            f"connections each. Medians of {max(v['rounds'] for v in rows.values())} rounds per layout and server:",
+            f"connections each. Medians of {t.count(max(v['rounds'] for v in rows.values()), 'round')} per layout "
+            f"and server:",
             "", t.table(["layout", "server", "hot p99 ms, all hot", "hot p99 ms, cold set evicted",
                          "p99 ratio (min–max)", "hot req/s, all hot", "hot req/s, evicted",
                          "cold client Gbit/s (evicted)", "errors"], table_rows, "llrrrrrrr"), ""]
@@ -253,8 +254,9 @@ def decide_body(rec):
                      f"{sc['picks_per_decision']:.2f}"])
     return [f"Fleet: {first['appliances']:,} appliances, {first['served_pairs']:,} served (prefix, appliance) "
             f"pairs, {first['client_networks']:,} client networks. Snapshot build: {build[0]:.0f} ms "
-            f"({t.span(build[1], build[2], 0, '')} over {len(runs)} runs). Decisions per second, millions: "
-            f"median of {len(runs)} runs (min–max); the primary's reason and the picks from the first run.", "",
+            f"({t.span(build[1], build[2], 0, '')} over {t.count(len(runs), 'run')}). Decisions per second, "
+            f"millions: median of {t.count(len(runs), 'run')} (min–max); the primary's reason and the picks from "
+            f"the first run.", "",
             t.table(["clients", "M decisions/s (StdRng)", "M decisions/s (SmallRng)", "primary chosen as",
                      "overflowed", "picks/decision"], rows, "lrrlrr"), ""]
 
@@ -312,9 +314,10 @@ def wrk_body(rec, noise):
     out = []
     for run in rec["runs"]:
         o = run["options"]
-        out += [f"{run['label'].capitalize()}: {o['conns']} connections{', a new connection per request' if o['close'] else ' (keep-alive)'}, "
-                f"{o['rounds']} rounds of {o['duration']} s, medians; `{run['command']}`:", "",
-                noise.wrk_table(run), ""]
+        how = "a new connection per request" if o["close"] else "keep-alive"
+        label = run["label"][0].upper() + run["label"][1:]
+        out += [f"{label}: {o['conns']} connections, {how}, {t.count(o['rounds'], 'round')} of {o['duration']} s, "
+                f"medians; `{run['command']}`:", "", noise.wrk_table(run), ""]
     return out
 
 

@@ -87,6 +87,11 @@ def table(head, rows, align=None):
     return "\n".join(out)
 
 
+def count(n, noun, plural=None):
+    """'1 round', '3 rounds'."""
+    return f"{n:,} {noun if n == 1 else (plural or noun + 's')}"
+
+
 def listing(items, last="and"):
     """a, b and c."""
     items = list(items)
