@@ -310,7 +310,9 @@ def tool(cmd, timeout=3600):
         if out.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stderr[-2000:]}")
         # The temporary --json path is how the data came here, not part of the measurement.
-        return dict(data.load(path), command=shlex.join(cmd))
+        got = data.load(path)
+        got.get("options", {}).pop("json", None)
+        return dict(got, command=shlex.join(cmd))
     finally:
         os.unlink(path)
 

@@ -8,6 +8,7 @@ everything outside the blocks is prose and is left as it is.
 import glob
 import os
 import re
+import shlex
 
 from . import data
 from . import text as t
@@ -45,9 +46,7 @@ def _ran(rec):
 
 def _command(rec):
     cmd = rec.get("via") or rec["command"]
-    if isinstance(cmd, list):
-        cmd = " ".join(["oca-bench"] + cmd[1:])
-    return cmd
+    return shlex.join(cmd) if isinstance(cmd, list) else cmd
 
 
 def _regressions(root, target):
@@ -99,7 +98,8 @@ def _hostile_row(rec):
     cap = _cap(rec)
     held = o["slowloris"] + o["flood"]
     where = "past" if cap is not None and held > cap else "under"
-    label = f"{held:,} held open, {where} the cap" + (f" of {cap:,}" if cap else "")
+    label = (f"{o['slowloris']:,} slowloris + {o['flood']:,} idle = {held:,}, {where} the cap"
+             + (f" of {cap:,}" if cap else ""))
     c, a = r["calm"], r["attack"]
     s = r.get("server") or {}
     mib = lambda k: f"{s[k] / 1024:.0f}" if k in s else "–"  # noqa: E731
@@ -107,7 +107,7 @@ def _hostile_row(rec):
             t.num(c["errors"] + a["errors"]),
             f"{a['new_ok']:,} served, {a['new_refused']:,} refused 503, {a['new_failed']:,} failed",
             f"{mib('rss_kib_calm_max')} → {mib('rss_kib_attack_max')} → {mib('rss_kib_after')} MiB",
-            f"{s.get('fds_calm_max', '–')} → {s.get('fds_attack_max', '–')} → {s.get('fds_after', '–')}",
+            " → ".join(t.num(s.get(k)) for k in ("fds_calm_max", "fds_attack_max", "fds_after")),
             f"yes, {r['accept_after_ms']:,} ms" if r["accepts_after"] else "**no**"]
 
 
@@ -115,13 +115,20 @@ def hostile(recs):
     rows = [_hostile_row(r) for r in recs]
     first = recs[0]
     o = first["options"]
-    out = [f"{_ran(first)}. Attackers, client and server share the machine's cores. Each run, in order:", ""]
+    out = [f"{_ran(first)} (the first of {len(recs)}). Attackers, client and server share the machine's cores. "
+           f"The runs, in order:", ""]
     for r in recs:
         out.append(f"- `{_command(r)}`")
-    out += ["", f"Attack (every run): {o['slowloris']:,} slowloris and {o['flood']:,} idle connections "
-            f"(varied per run: see the first column), {o['stalled']:,} stalled readers of the large object, "
-            f"{o['pipelines']:,} connections pipelining {o['pipeline_depth']:,} range requests at a time, "
-            f"{o['resets_per_s']:,} resets a second; calm {o['calm']:g} s, attack {o['attack']:g} s.", "",
+    def same(key, text):
+        vals = {r["options"][key] for r in recs}
+        return text(o[key]) if len(vals) == 1 else f"{key.replace('_', ' ')} varying per run"
+    out += ["", "Attackers besides the slowloris and idle connections of the first column: "
+            + ", ".join([same("stalled", lambda v: f"{v:,} stalled readers of the large object"),
+                         same("pipelines", lambda v: f"{v:,} connections pipelining"),
+                         same("pipeline_depth", lambda v: f"{v:,} range requests at a time"),
+                         same("resets_per_s", lambda v: f"{v:,} resets a second")])
+            + "; " + ", ".join([same("calm", lambda v: f"calm {v:g} s"), same("attack", lambda v: f"attack {v:g} s")])
+            + ".", "",
             t.table(["run", "player p99 calm → attack (ratio)", "player errors", "new viewers under attack",
                      "oca RSS calm → attack → after", "descriptors calm → attack → after", "accepts after"],
                     rows, "lrrlrrl"), ""]
@@ -131,9 +138,8 @@ def hostile(recs):
              + (" (never refused or dropped)" if errors == 0 else "")]
     servers = [r.get("server") for r in reps if r.get("server")]
     if servers:
-        grew = [s for s in servers if s["rss_kib_after"] > s["rss_kib_attack_max"]]
         holds.append(f"oca's memory peaked at {max(s['rss_kib_attack_max'] for s in servers) / 1024:.0f} MiB under "
-                     f"attack and was {'higher' if grew else 'no higher'} after it")
+                     f"attack and was at most {max(s['rss_kib_after'] for s in servers) / 1024:.0f} MiB after it")
         left = [s["fds_after"] - s["fds_calm_max"] for s in servers]
         holds.append("no descriptor was left behind (as many after as in the calm)" if max(left) <= 0 else
                      f"up to {max(left)} more descriptors after the attack than in the calm")
@@ -158,6 +164,10 @@ def hostile(recs):
     return out
 
 
+def _measure(s):
+    return {"rss": "RSS", "fds": "descriptors"}.get(s["measure"], s["measure"])
+
+
 def _series_text(s):
     unit = f" {s['unit']}" if s["unit"] else ""
     if s["min"] == s["max"]:
@@ -175,7 +185,7 @@ def soak(rec):
         by.setdefault(s["process"], {})[s["measure"]] = s
     rows = [[p] + [(_series_text(m[k]) + (" **growing**" if m[k]["growing"] else "")) if k in m else "–"
                    for k in ("rss", "fds", "threads", "tasks")] for p, m in by.items()]
-    growing = [f"{s['process']} {s['measure']}" for s in r["series"] if s["growing"]]
+    growing = [f"{s['process']} {_measure(s)}" for s in r["series"] if s["growing"]]
     churn = r["churn"]
     out = [f"{_ran(rec)}: {t.duration(r['duration_s'])}, {r['samples']:,} samples per daemon every "
            f"{r['sample_every_s']:g} s, {o['viewers']} viewers per ISP, fill cap {o['fill_rate_bps'] / 1e6:g} Mbit/s; "
@@ -190,7 +200,7 @@ def soak(rec):
               and s["late_slope_per_hour"] > 0 and s["max"] > s["first"]]
     if rising:
         out += ["", "Rising, but under the rule's threshold (worth watching in a longer soak): " + "; ".join(
-            f"{s['process']} {s['measure']} {s['first']:.1f} → {s['last']:.1f} {s['unit']} "
+            f"{s['process']} {_measure(s)} {s['first']:.1f} → {s['last']:.1f} {s['unit']} "
             f"({s['slope_per_hour']:+.1f}/h, late {s['late_slope_per_hour']:+.1f}/h)" for s in rising) + "."]
     return out
 
