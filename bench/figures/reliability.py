@@ -18,6 +18,8 @@ BLOCK = re.compile(r"(<!-- generated: (?P<name>[a-z-]+) [^>]*-->\n)(?P<body>.*?)
 
 # Goals read against (requirements, not measurements).
 HOSTILE_P99_GOAL = 2.0
+# A soak series that rose this much (MiB) and is still rising is named as worth watching.
+WATCH_RISE = 0.5
 
 # Why a target is slow, for the slowest ones (what the harness does per input).
 SLOW_BECAUSE = {
@@ -196,12 +198,13 @@ def soak(rec):
              "no daemon exited" if not r["exited"] else f"exited: {', '.join(r['exited'])}",
              f"{r['polls']['ok'] + r['polls']['failed']:,} health and metrics polls, {r['polls']['failed']:,} failed"]
     out.append("; ".join(facts) + ". " + _churn_text(churn) + " " + _viewers_text(r["players"]))
-    rising = [s for s in r["series"] if not s["growing"] and s["unit"] and s["slope_per_hour"] > 0
-              and s["late_slope_per_hour"] > 0 and s["max"] > s["first"]]
+    rising = [s for s in r["series"] if not s["growing"] and s["unit"] and s["last"] - s["first"] >= WATCH_RISE
+              and s["late_slope_per_hour"] >= 0.5 * s["slope_per_hour"] > 0]
     if rising:
-        out += ["", "Rising, but under the rule's threshold (worth watching in a longer soak): " + "; ".join(
-            f"{s['process']} {_measure(s)} {s['first']:.1f} → {s['last']:.1f} {s['unit']} "
-            f"({s['slope_per_hour']:+.1f}/h, late {s['late_slope_per_hour']:+.1f}/h)" for s in rising) + "."]
+        out += ["", f"Worth watching in a longer soak (not growing by the rule, but up by {WATCH_RISE:g} MiB or more "
+                f"and still rising in the last half at least half as fast as over the run): " + "; ".join(
+                    f"{s['process']} {_measure(s)} {s['first']:.1f} → {s['last']:.1f} {s['unit']} "
+                    f"({s['slope_per_hour']:+.1f}/h, late {s['late_slope_per_hour']:+.1f}/h)" for s in rising) + "."]
     return out
 
 
