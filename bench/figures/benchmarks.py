@@ -90,7 +90,7 @@ use the thread-local ChaCha generator (`StdRng` column). The snapshot is rebuilt
 most every `steer.snapshot_refresh`, off the decision path.""",
     "fill": """The whole fill path on loopback: steering (its own config and database, `origin_url`
 = nginx, one embedded appliance `e1` with a fill window), nginx serving a synthetic
-packaged title (HLS variants of 2 MiB segments of random bytes) as the origin, an oca
+packaged title (HLS variants, segments of random bytes) as the origin, an oca
 for `e1` with an empty disk, and fill-agent with the rate cap out of the way and its
 clock started inside the window. Against it, curl downloads the same objects from the
 same nginx (`curl --parallel --parallel-max N`, the same N) into an empty directory
