@@ -75,7 +75,7 @@ def fuzz(rec, root):
            t.table(["target", "executions", "time (s)", "exec/s", "corpus", "crashes in this run",
                     "inputs kept from earlier crashes (fixed)"], rows, "lrrrrrr"), "", verdict]
     if why:
-        out += ["", f"The slowest targets per execution: {why}."]
+        out += ["", f"The slowest targets by executions per second: {why}."]
     out += ["", "Executions per second is libFuzzer's average over the run. Corpus is the number of inputs "
             "libFuzzer kept in `fuzz/corpus-work/<target>/` after the run (earlier runs' included); the last "
             "column counts the inputs in `fuzz/regressions/<target>/`, below."]
