@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measure oca against nginx, side by side, and render docs/BENCHMARKS.md from the measurements.
 
-    bench/run.py                      # every section (about 40 minutes), then render
+    bench/run.py                      # every section, then render (each data file has its wall time)
     bench/run.py --sections plain,idle --rounds 3 --duration 8s
     bench/run.py --render             # re-render docs/BENCHMARKS.md and RELIABILITY.md, no measuring
     bench/run.py --check              # exit 1 if a rendered doc differs from its data

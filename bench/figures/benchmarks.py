@@ -350,7 +350,8 @@ def render(records):
            "round by round), never absolute numbers from different runs: this machine is shared and",
            "noisy. Every ratio is read against the noise section: a ratio is *within noise* when its",
            "distance from 1 is no larger than the largest distance from 1 that nginx measured against",
-           "itself for the same figure in the same layout.", ""]
+           "itself for the same figure in the same layout. A ratio outside that band whose rounds fall on",
+           "both sides of 1 is not counted as a difference either, and is marked so.", ""]
     out += summary(records, noise)
     for name in SECTIONS:
         rec = records.get(name)

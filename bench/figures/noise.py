@@ -3,7 +3,9 @@
 The noise section measures nginx against a second nginx, round by round. For
 each figure and layout, the noise band is the largest distance from 1 of those
 A/A per-round ratios; an A/B ratio whose median lies inside the band of the same
-figure and layout is *within noise*. Nothing else is called within noise.
+figure and layout is *within noise*. Nothing else is called within noise. A
+ratio outside the band whose rounds fall on both sides of 1 is not called a
+difference either: it is reported as such ("rounds on both sides of 1").
 """
 
 from . import data
@@ -51,11 +53,23 @@ class Noise:
             return None
         return abs(ratio - 1) <= band
 
-    def verdict(self, layout, key, ratio):
-        w = self.within(layout, key, ratio)
+    def judge(self, layout, key, s):
+        """'within', 'beyond', 'unsettled' (outside the band, rounds on both sides of 1),
+        or None without a band; `s` is (median, min, max) of the per-round ratios."""
+        w = self.within(layout, key, s and s[0])
         if w is None:
+            return None
+        if w:
+            return "within"
+        return "unsettled" if s[1] < 1 < s[2] else "beyond"
+
+    def verdict(self, layout, key, s):
+        j = self.judge(layout, key, s)
+        if j is None:
             return "noise not measured"
-        return f"{'within' if w else 'beyond'} ±{self.band(layout, key):.2f}"
+        band = f"±{self.band(layout, key):.2f}"
+        return {"within": f"within {band}", "beyond": f"beyond {band}",
+                "unsettled": f"beyond {band}, rounds on both sides of 1"}[j]
 
     def wrk_pairs(self, run):
         """{(layout, size): [(round a, round b)]} for the first two servers of a bench_wrk run."""
@@ -79,7 +93,7 @@ class Noise:
                 rows.append([layout, size, kind] + [t.num(f[side], d) for f, (_, _, d, _) in zip(figs, WRK_FIGS)])
             rows.append([layout, size, f"**{kinds[0]}/{kinds[1]}**"] + [t.ratio_cell(f["ratio"]) for f in figs])
             rows.append([layout, size, "against noise"] +
-                        [self.verdict(layout, key, f["ratio"] and f["ratio"][0]) for f, (_, key, _, _) in
+                        [self.verdict(layout, key, f["ratio"]) for f, (_, key, _, _) in
                          zip(figs, WRK_FIGS)])
         return t.table(["layout", "size", "server"] + [label for label, _, _, _ in WRK_FIGS], rows, "lll" + "r" * 4)
 
@@ -90,7 +104,7 @@ def ratio_rows(c, noise):
     for label, key, digits, scale in COMPARE_FIGS:
         f = compared(c["rounds"], key, scale)
         rows.append([label, t.num(f["a"], digits), t.num(f["b"], digits), t.ratio_cell(f["ratio"]),
-                     noise.verdict(c["layout"], key, f["ratio"] and f["ratio"][0])])
+                     noise.verdict(c["layout"], key, f["ratio"])])
     util = compared(c["rounds"], "client_cpu_utilisation", 100)
     rows.append(["client CPU %", t.num(util["a"]), t.num(util["b"]), "", ""])
     errs = [sum(r[s]["errors"] for r in c["rounds"]) for s in ("a", "b")]

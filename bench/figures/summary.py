@@ -10,33 +10,38 @@ SIZES = {"2m": "2 MiB", "64k": "64 KiB", "1k": "1 KiB"}
 
 
 def _ratios(comparisons, key):
-    """[(layout, case, median ratio)] over comparisons."""
+    """[(layout, case, (median, min, max) of the per-round ratios)] over comparisons."""
     out = []
     for c in comparisons:
         s = compared(c["rounds"], key)["ratio"]
         if s:
-            out.append((c["layout"], c["case"], s[0]))
+            out.append((c["layout"], c["case"], s))
     return out
 
 
 def _range(rs):
-    vals = [r for _, _, r in rs]
+    """The span of the median ratios."""
+    vals = [s[0] for _, _, s in rs]
     return t.span(min(vals), max(vals)) if vals else "–"
 
 
 def _noise_words(rs, key, noise):
-    """'beyond noise in all 4', 'within noise in 3 of 4 (pinned 64k c64, …)'."""
-    verdicts = [(layout, case, noise.within(layout, key, r)) for layout, case, r in rs]
-    known = [v for v in verdicts if v[2] is not None]
+    """'beyond noise in all 4', 'within noise in 1 of 4: pinned 64k c64; rounds on both sides of 1 in …'."""
+    judged = [(f"{layout} {case}", noise.judge(layout, key, s)) for layout, case, s in rs]
+    known = [(name, j) for name, j in judged if j is not None]
     if not known:
         return "noise not measured"
-    within = [f"{layout} {case}" for layout, case, w in known if w]
     every = "both" if len(known) == 2 else f"all {len(known)}"
-    if not within:
-        return f"beyond noise in {every}" if len(known) > 1 else "beyond noise"
-    if len(within) == len(known):
-        return f"within noise in {every}" if len(known) > 1 else "within noise"
-    return f"within noise in {len(within)} of {len(known)}: {', '.join(within)}"
+    by = {j: [name for name, jj in known if jj == j] for j in ("within", "beyond", "unsettled")}
+    for j, words in (("within", "within noise"), ("beyond", "beyond noise")):
+        if len(by[j]) == len(known):
+            return f"{words} in {every}" if len(known) > 1 else words
+    parts = [f"within noise in {len(by['within'])} of {len(known)}: {', '.join(by['within'])}"] if by["within"] else []
+    if by["unsettled"]:
+        parts.append(f"outside the noise band but with rounds on both sides of 1 in {', '.join(by['unsettled'])}")
+    if by["beyond"]:
+        parts.append(f"beyond noise in {', '.join(by['beyond'])}")
+    return "; ".join(parts)
 
 
 def _plain(rec, noise):
@@ -77,7 +82,7 @@ def _openloop(rec, noise):
         if ok:
             p99 = compared(c["rounds"], "latency_p99_us")["ratio"]
             parts.append(f"`{c['layout']}` p99 {p99[0]:.2f}× nginx's "
-                         f"({noise.verdict(c['layout'], 'latency_p99_us', p99[0])})")
+                         f"({noise.verdict(c['layout'], 'latency_p99_us', p99)})")
             continue
         unsent = {side: data.median(r[side]["unsent"] for r in c["rounds"]) for side in ("a", "b")}
         short = [name for side, name in (("a", "oca"), ("b", "nginx"))
@@ -119,7 +124,7 @@ def _wrk_ratios(run, noise, key):
     for (layout, size), rounds in pairs.items():
         s = compared(rounds, key)["ratio"]
         if s:
-            out.append((layout, size, s[0]))
+            out.append((layout, size, s))
     return out
 
 

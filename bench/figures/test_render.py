@@ -35,14 +35,21 @@ class NoiseBands(unittest.TestCase):
         self.assertTrue(noise.within("pinned", "req_per_s", 0.95))
         self.assertFalse(noise.within("pinned", "req_per_s", 0.89))
         self.assertFalse(noise.within("pinned", "req_per_s", 1.06))
-        self.assertEqual(noise.verdict("pinned", "req_per_s", 1.06), "beyond ±0.05")
-        self.assertEqual(noise.verdict("pinned", "req_per_s", 0.97), "within ±0.05")
+        self.assertEqual(noise.verdict("pinned", "req_per_s", (1.06, 1.02, 1.09)), "beyond ±0.05")
+        self.assertEqual(noise.verdict("pinned", "req_per_s", (0.97, 0.80, 1.2)), "within ±0.05")
+
+    def test_rounds_on_both_sides_of_1_are_not_a_difference(self):
+        noise = Noise({"comparisons": [aa("spread", [0.97, 1.02])]})
+        self.assertEqual(noise.judge("spread", "req_per_s", (0.80, 0.51, 2.03)), "unsettled")
+        self.assertEqual(noise.judge("spread", "req_per_s", (0.80, 0.70, 0.95)), "beyond")
+        self.assertEqual(noise.verdict("spread", "req_per_s", (0.80, 0.51, 2.03)),
+                         "beyond ±0.03, rounds on both sides of 1")
 
     def test_without_a_band_nothing_is_called_within_noise(self):
         noise = Noise({"comparisons": [aa("pinned", [1.0, 1.02])]})
         self.assertIsNone(noise.within("spread", "req_per_s", 1.0))
         self.assertIsNone(noise.within("pinned", "server_cpu_s_per_gib", 1.0))
-        self.assertEqual(noise.verdict("spread", "req_per_s", 1.0), "noise not measured")
+        self.assertEqual(noise.verdict("spread", "req_per_s", (1.0, 1.0, 1.0)), "noise not measured")
         self.assertIsNone(Noise(None).within("pinned", "req_per_s", 1.0))
 
 
