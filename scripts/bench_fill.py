@@ -35,7 +35,10 @@ commit" (the newest ctime of a committed object, set by the rename), which has n
 such granularity.
 
     scripts/bench_fill.py [--mib 400] [--rounds 3] [--concurrency 4]
-                          [--segment-mib 2] [--build] [--keep]
+                          [--segment-mib 2] [--build] [--keep] [--json FILE]
+
+--json FILE keeps every round's raw figures (seconds, bytes, CPU seconds), the
+machine, the date and this command line, for bench/run.py.
 
 Needs the release binaries of steering, oca and fill-agent (built with
 `cargo build --release -p steering -p oca -p fill-agent` if one is missing, or
@@ -48,7 +51,6 @@ import argparse
 import json
 import os
 import resource
-import shlex
 import shutil
 import signal
 import socket
@@ -62,6 +64,8 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = os.path.join(ROOT, "target", "release")
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from figures import data  # noqa: E402  (measurement files: machine facts, command, date)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # A midnight UTC; the window is 02:00-06:00 and fill-agent's clock starts at 03:00.
 MIDNIGHT = 1_795_046_400
@@ -544,10 +548,11 @@ def main():
     ap.add_argument("--concurrency", type=int, default=4, help="downloads at once (fill-agent and curl)")
     ap.add_argument("--build", action="store_true", help="run cargo build --release first even if binaries exist")
     ap.add_argument("--keep", action="store_true", help="keep the temp directory (logs) for inspection")
+    ap.add_argument("--json", help="write every round, the machine and the command here")
     args = ap.parse_args()
     global KEEP
     KEEP = args.keep
-    command = shlex.join([os.path.relpath(os.path.abspath(sys.argv[0]), ROOT)] + sys.argv[1:])
+    started, command, host = data.now(), data.command(), data.machine()
 
     ensure_tools()
     ensure_binaries(args.build)
@@ -583,6 +588,15 @@ def main():
             curls.append(c)
             log(f"round {n} curl: {c['secs']:.2f} s ({mbps(c):,.0f} MB/s), CPU {c['cpu']:.2f} s")
         print(report(fills, curls, args, len(objects), command), flush=True)
+        if args.json:
+            data.write(args.json, {
+                "tool": "scripts/bench_fill.py", "command": command, "date": started, "machine": host,
+                "options": vars(args), "objects": len(objects), "variants": len(VARIANTS),
+                "warmup_curl": {"seconds": w["secs"], "bytes": w["bytes"], "cpu_s": w["cpu"]},
+                "rounds": [{"fill_agent": {"seconds_to_complete": f["secs"], "seconds_to_last_commit": f["secs_commit"],
+                                           "bytes": f["bytes"], "cpu_s": f["cpu"], "failures": f["failures"]},
+                            "curl": {"seconds": c["secs"], "bytes": c["bytes"], "cpu_s": c["cpu"]}}
+                           for f, c in zip(fills, curls)]})
     finally:
         for p in reversed(procs):
             p.stop()

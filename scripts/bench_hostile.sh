@@ -5,8 +5,19 @@
 # connections, 3,000 idle connections (together past a 12,000-connection cap),
 # 200 readers that stall, 20 pipelines 500 deep and 200 resets a second.
 #
-#   scripts/bench_hostile.sh [oca-bench hostile options...]
+#   scripts/bench_hostile.sh [oca-bench hostile options...] [--results FILE]
+#
+# --results FILE: the report as JSON with the options, the date, the machine,
+# this command line and the oca configuration (docs/RELIABILITY.md's table is
+# rendered from such files by bench/run.py --render).
 set -euo pipefail
+invocation="scripts/bench_hostile.sh${*:+ $*}"
+results=""
+prev=""
+for a in "$@"; do
+    [ "$prev" = "--results" ] && results="$a"
+    prev="$a"
+done
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p oca -p bench >&2
 work=$(mktemp -d "${TMPDIR:-/tmp}/oca-hostile.XXXXXX")
@@ -32,3 +43,6 @@ http=$(grep -o 'http=[^ ]*' "$work/banner" | cut -d= -f2)
 # resets/s) unless given; e.g. --flood 0 stays under the cap.
 target/release/oca-bench hostile --server-pid "$oca_pid" \
     --url "http://$http/titles/x/seg.m4s" --big-url "http://$http/titles/x/big.m4s" "$@"
+if [ -n "$results" ]; then
+    python3 bench/figures/data.py annotate "$results" --via "$invocation" --server-config "$work/oca.toml"
+fi

@@ -6,11 +6,13 @@ disk), spread as a packager would: titles/tNNN/vRUNG/seg-NNNNN.m4s. Reports the
 `store indexed` time oca logs, warm (dentries and inodes cached) and, when the
 kernel lets us drop caches, cold.
 
-    scripts/bench_startup.py [--objects 100000] [--disks 1]
+    scripts/bench_startup.py [--objects 100000] [--disks 1] [--json FILE]
+
+--json FILE keeps every start (index and ready times), the machine, the date
+and this command line, for bench/run.py.
 """
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -19,6 +21,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from figures import data  # noqa: E402  (measurement files: machine facts, command, date)
 
 
 def populate(root, count, disks):
@@ -62,22 +66,25 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--objects", type=int, default=100_000)
     ap.add_argument("--disks", type=int, default=1)
+    ap.add_argument("--json", help="write every start, the machine and the command here")
     args = ap.parse_args()
+    started, command, host = data.now(), data.command(), data.machine()
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "oca"], cwd=ROOT, check=True)
+    runs = []
     with tempfile.TemporaryDirectory(prefix="oca-startup-") as root:
         populate(root, args.objects, args.disks)
-        results = {}
         for label in ("warm", "warm", "warm"):
             n, ms, ready = start_once(root, args.disks)
-            results.setdefault(label, []).append((ms, ready))
+            runs.append({"cache": label, "objects": n, "index_ms": ms, "ready_ms": ready * 1000})
         if drop_caches():
             n, ms, ready = start_once(root, args.disks)
-            results["cold"] = [(ms, ready)]
-        for label, runs in results.items():
-            for ms, ready in runs:
-                print(f"{label}: {n} objects on {args.disks} disk(s): index {ms} ms, ready (exec to listening) {ready * 1000:.0f} ms")
-        print(json.dumps({k: [r[0] for r in v] for k, v in results.items()}))
-
+            runs.append({"cache": "cold", "objects": n, "index_ms": ms, "ready_ms": ready * 1000})
+    for r in runs:
+        print(f"{r['cache']}: {r['objects']} objects on {args.disks} disk(s): index {r['index_ms']} ms, "
+              f"ready (exec to listening) {r['ready_ms']:.0f} ms")
+    if args.json:
+        data.write(args.json, {"tool": "scripts/bench_startup.py", "command": command, "date": started,
+                               "machine": host, "options": vars(args), "runs": runs})
 
 if __name__ == "__main__":
     sys.exit(main())

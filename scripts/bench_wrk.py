@@ -8,15 +8,18 @@ On loopback wrk itself is often the ceiling, so CPU per GiB is the figure that
 separates the servers.
 
     scripts/bench_wrk.py [--duration 10] [--rounds 3] [--layouts pinned,spread]
-                         [--sizes 2m,64k] [--servers oca,nginx,oca-shared]
+                         [--sizes 2m,64k] [--servers oca,nginx,oca-shared] [--json FILE]
+
+--json FILE keeps every round (unit in each key), the machine, the date and this
+command line, for bench/run.py to render docs/BENCHMARKS.md from.
 
 Layouts: `pinned` = each server gets one worker on CPU 0 and wrk runs on CPU 1;
 `spread` = two workers, nothing pinned. Needs nginx and wrk (installed if missing).
 """
 
 import argparse
-import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -27,6 +30,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from figures import data  # noqa: E402  (measurement files: machine facts, command, date)
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SIZES = {"2m": (2 << 20, 64), "64k": (64 << 10, 2000), "1m": (1 << 20, 128), "1k": (1 << 10, 1000)}
 
@@ -198,6 +204,7 @@ http {{
 
 
 def run_wrk(server, size, conns, duration, cpus, work, close=False):
+    """One wrk run against `server`; figures with their unit in the key."""
     lua = os.path.join(work, "bench.lua")
     with open(lua, "w") as f:
         f.write(LUA)
@@ -205,9 +212,9 @@ def run_wrk(server, size, conns, duration, cpus, work, close=False):
     threads = 1 if cpus else 2
     pids = server.pids()
     before = cpu_ticks(pids)
-    out = subprocess.run(pin + ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--latency", "-s", lua,
-                                f"{server.scheme}://127.0.0.1:{server.port}/"],
-                         capture_output=True, text=True, timeout=duration + 60,
+    argv = pin + ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--latency", "-s", lua,
+                  f"{server.scheme}://127.0.0.1:{server.port}/"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60,
                          env={**os.environ, "BENCH_PATHS": os.path.join(server.root, f"paths-{size}.txt"),
                               "BENCH_CLOSE": "1" if close else "0"})
     after = cpu_ticks(pids)
@@ -218,9 +225,10 @@ def run_wrk(server, size, conns, duration, cpus, work, close=False):
     secs = dur_us / 1e6
     cpu = (after - before) / CLK_TCK
     gib = nbytes / (1 << 30)
-    return {"rps": reqs / secs, "gbps": nbytes * 8 / secs / 1e9, "cpu_s": cpu,
-            "cpu_per_gib": cpu / gib if gib else float("nan"), "p99_ms": p99_us / 1000, "errors": errors,
-            "rss_kib": rss_kib(pids)}
+    return {"requests": reqs, "bytes": nbytes, "duration_s": secs, "req_per_s": reqs / secs,
+            "gbit_per_s": nbytes * 8 / secs / 1e9, "server_cpu_s": cpu,
+            "server_cpu_s_per_gib": cpu / gib if gib else None, "latency_p99_us": p99_us, "errors": errors,
+            "rss_kib": rss_kib(pids), "wrk_command": shlex.join(argv[:-3] + ["-s", "bench.lua", argv[-1]])}
 
 
 def main():
@@ -234,8 +242,9 @@ def main():
     ap.add_argument("--tls", action="store_true", help="HTTPS (same self-signed certificate for both servers)")
     ap.add_argument("--close", action="store_true",
                     help="a new connection per request (with --tls: handshakes/s)")
-    ap.add_argument("--json", help="write all results here")
+    ap.add_argument("--json", help="write every round, the machine and the command here")
     args = ap.parse_args()
+    started, command, host = data.now(), data.command(), data.machine()
     ensure_tools()
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "oca"], cwd=ROOT, check=True)
     work = tempfile.mkdtemp(prefix="oca-bench-")
@@ -259,9 +268,9 @@ def main():
                             r = run_wrk(s, size, args.conns, args.duration, client_cpus, work, args.close)
                             r.update(server=s.kind, layout=layout, size=size, round=rnd, conns=args.conns)
                             results.append(r)
-                            print(f"{layout:6} {size:4} round {rnd} {s.kind:10} {r['rps']:10.0f} req/s "
-                                  f"{r['gbps']:6.2f} Gbit/s  cpu {r['cpu_per_gib']:.3f} s/GiB  "
-                                  f"p99 {r['p99_ms']:.2f} ms  errors {r['errors']}", flush=True)
+                            print(f"{layout:6} {size:4} round {rnd} {s.kind:10} {r['req_per_s']:10.0f} req/s "
+                                  f"{r['gbit_per_s']:6.2f} Gbit/s  cpu {r['server_cpu_s_per_gib'] or 0:.3f} s/GiB  "
+                                  f"p99 {r['latency_p99_us'] / 1000:.2f} ms  errors {r['errors']}", flush=True)
             finally:
                 for s in servers:
                     s.stop()
@@ -269,24 +278,24 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
     print("\nmedians over rounds; ratio = first server / second server")
     kinds = args.servers.split(",")
-    print(f"| layout | size | server | req/s | Gbit/s | server CPU s/GiB | p99 ms |")
-    print(f"|---|---|---|---|---|---|---|")
+    figs = ("req_per_s", "gbit_per_s", "server_cpu_s_per_gib", "latency_p99_us")
+    print("| layout | size | server | req/s | Gbit/s | server CPU s/GiB | p99 ms |")
+    print("|---|---|---|---|---|---|---|")
     for layout in args.layouts.split(","):
         for size in args.sizes.split(","):
             med = {}
             for k in kinds:
                 rs = [r for r in results if r["layout"] == layout and r["size"] == size and r["server"] == k]
-                med[k] = {m: statistics.median(r[m] for r in rs) for m in ("rps", "gbps", "cpu_per_gib", "p99_ms")}
-                print(f"| {layout} | {size} | {k} | {med[k]['rps']:.0f} | {med[k]['gbps']:.2f} | "
-                      f"{med[k]['cpu_per_gib']:.3f} | {med[k]['p99_ms']:.2f} |")
-            a, b = kinds[0], kinds[1]
-            print(f"| {layout} | {size} | **{a}/{b}** | {med[a]['rps'] / med[b]['rps']:.2f}x | "
-                  f"{med[a]['gbps'] / med[b]['gbps']:.2f}x | {med[a]['cpu_per_gib'] / med[b]['cpu_per_gib']:.2f}x | "
-                  f"{med[a]['p99_ms'] / med[b]['p99_ms']:.2f}x |")
+                med[k] = {m: data.median(r[m] for r in rs) or 0 for m in figs}
+                print(f"| {layout} | {size} | {k} | {med[k]['req_per_s']:.0f} | {med[k]['gbit_per_s']:.2f} | "
+                      f"{med[k]['server_cpu_s_per_gib']:.3f} | {med[k]['latency_p99_us'] / 1000:.2f} |")
+            if len(kinds) > 1:
+                a, b = med[kinds[0]], med[kinds[1]]
+                print(f"| {layout} | {size} | **{kinds[0]}/{kinds[1]}** | "
+                      + " | ".join(f"{a[m] / b[m]:.2f}x" if b[m] else "–" for m in figs) + " |")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
-
+        data.write(args.json, {"tool": "scripts/bench_wrk.py", "command": command, "date": started,
+                               "machine": host, "options": vars(args), "rounds": results})
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,6 +22,8 @@ fi
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy || true
 
 cargo fmt --all --check
+# docs/BENCHMARKS.md and RELIABILITY.md's tables are what their data gives (bench/figures/).
+python3 -m unittest discover -s bench/figures -t bench
 # --all-features also compiles the kernel-TLS path (oca's `ktls`), which this
 # machine's kernel cannot run.
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings

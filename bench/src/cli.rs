@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::{ArgGroup, Args, Parser, Subcommand};
+use serde::Serialize;
 
 use crate::catalogue::Catalogue;
 use crate::client::Plan;
@@ -47,7 +48,8 @@ pub enum Command {
     Hostile(HostileCliArgs),
 }
 
-#[derive(Debug, Args)]
+/// Serialised into `--results` files: every option in effect.
+#[derive(Debug, Args, Serialize)]
 pub struct HostileCliArgs {
     /// The object the well-behaved client fetches (plain http://).
     #[arg(long, value_name = "URL")]
@@ -59,8 +61,10 @@ pub struct HostileCliArgs {
     #[arg(long = "server-pid", value_name = "PID")]
     pub server_pid: Option<u32>,
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "bench::results::secs")]
     pub calm: std::time::Duration,
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "bench::results::secs")]
     pub attack: std::time::Duration,
     /// Connections trickling a request head (a header line a second).
     #[arg(long, default_value_t = 10_000)]
@@ -82,6 +86,10 @@ pub struct HostileCliArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also write the report, the options, the command line, the date and the
+    /// machine to FILE as JSON (docs/RELIABILITY.md is rendered from such files).
+    #[arg(long, value_name = "FILE")]
+    pub results: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -563,6 +571,22 @@ mod tests {
                 "{extra:?}: {line}"
             );
         }
+    }
+
+    #[test]
+    fn hostile_writes_a_results_file_with_every_option() {
+        let parse = |args: &[&str]| Cli::try_parse_from(["oca-bench"].iter().chain(args));
+        let cli = parse(&["hostile", "--url", "http://h/x", "--results", "h.json"]).unwrap();
+        let Command::Hostile(h) = cli.command else {
+            panic!("not hostile")
+        };
+        assert_eq!(h.results, Some(PathBuf::from("h.json")));
+        // Every option in effect goes into the file, durations as seconds.
+        let v = serde_json::to_value(&h).unwrap();
+        assert_eq!(
+            (v["calm"].as_f64(), v["slowloris"].as_u64()),
+            (Some(10.0), Some(10_000))
+        );
     }
 
     #[test]

@@ -71,6 +71,7 @@ pub struct Server {
     pub rss_kib_calm_max: u64,
     pub rss_kib_attack_max: u64,
     pub rss_kib_after: u64,
+    pub fds_calm_max: u64,
     pub fds_attack_max: u64,
     pub fds_after: u64,
     pub threads_max: u64,
@@ -208,6 +209,7 @@ pub fn run(args: &HostileArgs) -> Result<HostileReport> {
             rss_kib_calm_max: calm.rss_max,
             rss_kib_attack_max: attack.rss_max,
             rss_kib_after: after.rss_max,
+            fds_calm_max: calm.fds_max,
             fds_attack_max: attack.fds_max,
             fds_after: after.fds_max,
             threads_max: calm.threads_max.max(attack.threads_max),
@@ -564,10 +566,11 @@ impl HostileReport {
         if let Some(s) = &self.server {
             let _ = writeln!(
                 o,
-                "server       RSS max {} MiB calm, {} MiB attack, {} MiB after; descriptors {} max, {} after; threads {}",
+                "server       RSS max {} MiB calm, {} MiB attack, {} MiB after; descriptors {} calm, {} attack, {} after; threads {}",
                 s.rss_kib_calm_max / 1024,
                 s.rss_kib_attack_max / 1024,
                 s.rss_kib_after / 1024,
+                s.fds_calm_max,
                 s.fds_attack_max,
                 s.fds_after,
                 s.threads_max

@@ -33,6 +33,7 @@ mod zipf;
 
 use std::process::ExitCode;
 
+use bench::results;
 use anyhow::Result;
 use clap::Parser;
 
@@ -79,6 +80,7 @@ fn main() -> ExitCode {
 }
 
 fn hostile(a: &cli::HostileCliArgs) -> Result<()> {
+    let run = results::Run::start();
     let report = hostile::run(&hostile::HostileArgs {
         url: a.url.clone(),
         big_url: a.big_url.clone(),
@@ -92,6 +94,9 @@ fn hostile(a: &cli::HostileCliArgs) -> Result<()> {
         pipeline_depth: a.pipeline_depth,
         resets_per_s: a.resets_per_s,
     })?;
+    if let Some(path) = &a.results {
+        run.write(path, "hostile", a, &report)?;
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

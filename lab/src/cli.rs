@@ -3,17 +3,23 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use bench::results::{secs, secs_range};
+use clap::{ArgGroup, Parser};
+use serde::Serialize;
 
 /// The whole stack on loopback: steering, an nginx origin, an IXP appliance
 /// and two ISPs' embedded appliances, an off-peak fill on a simulated clock,
 /// then viewers (`oca-bench players`) in each ISP. Narrated by default; soaked
 /// or in chaos on request. Stops everything it started.
-#[derive(Debug, Parser)]
+///
+/// Serialised into `--results` files: every option in effect.
+#[derive(Debug, Parser, Serialize)]
 #[command(name = "oca-lab", version)]
+#[command(group(ArgGroup::new("soak_or_chaos").args(["soak", "chaos"])))]
 pub struct Cli {
     /// How long the viewers watch.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "secs")]
     pub duration: Duration,
     /// Viewers per ISP (each account allows a few streams; 1 to 16).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
@@ -34,6 +40,7 @@ pub struct Cli {
     pub chaos: bool,
     /// Soak: time between samples.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "secs")]
     pub sample_every: Duration,
     /// Soak: write every sample to FILE as CSV.
     #[arg(long, value_name = "FILE")]
@@ -43,13 +50,20 @@ pub struct Cli {
     pub seed: Option<u64>,
     /// Chaos: the pause between a restart and the next kill, MIN..MAX (e.g. 2s..8s).
     #[arg(long, default_value = "2s..8s", value_parser = pause_range)]
+    #[serde(serialize_with = "secs_range")]
     pub pause: (Duration, Duration),
     /// Chaos: how long a killed process stays down, MIN..MAX.
     #[arg(long, default_value = "0s..2s", value_parser = pause_range)]
+    #[serde(serialize_with = "secs_range")]
     pub down: (Duration, Duration),
     /// Soak and chaos: print the report as JSON on stdout (narration goes to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Soak and chaos: also write the report, the options, the command line,
+    /// the date and the machine to FILE as JSON (docs/RELIABILITY.md is
+    /// rendered from such files: `bench/run.py --render`).
+    #[arg(long, value_name = "FILE", requires = "soak_or_chaos")]
+    pub results: Option<PathBuf>,
 }
 
 fn pause_range(s: &str) -> Result<(Duration, Duration), String> {
@@ -85,5 +99,19 @@ mod tests {
         assert!(Cli::try_parse_from(["oca-lab", "--soak", "--chaos"]).is_err());
         let c = Cli::try_parse_from(["oca-lab", "--chaos", "--seed", "7"]).unwrap();
         assert!(c.chaos && c.seed == Some(7) && c.viewers == 2);
+    }
+
+    #[test]
+    fn results_files_for_soak_and_chaos_only() {
+        for mode in ["--soak", "--chaos"] {
+            let c = Cli::try_parse_from(["oca-lab", mode, "--results", "r.json"]).unwrap();
+            assert_eq!(c.results, Some(PathBuf::from("r.json")));
+            // Every option in effect goes into the file, durations as seconds.
+            let v = serde_json::to_value(&c).unwrap();
+            assert_eq!(v["pause"], serde_json::json!([2.0, 8.0]));
+            assert_eq!(v["duration"], 60.0);
+        }
+        // The narrated lab writes no report.
+        assert!(Cli::try_parse_from(["oca-lab", "--results", "r.json"]).is_err());
     }
 }

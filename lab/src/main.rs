@@ -30,6 +30,7 @@ fn main() -> ExitCode {
 /// early, and every process it started is stopped on the way out.
 fn run(args: &cli::Cli) -> Result<()> {
     lab::check_binaries()?;
+    let measured = bench::results::Run::start();
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(Arc::clone(&stop))?;
     let lab_args = lab::LabArgs {
@@ -40,7 +41,7 @@ fn run(args: &cli::Cli) -> Result<()> {
     if args.json {
         lab::narrate_to_stderr();
     }
-    let (table, json, failures) = if args.soak {
+    let (kind, table, report, failures) = if args.soak {
         let r = soak::run(
             &soak::SoakArgs {
                 lab: lab_args,
@@ -49,7 +50,7 @@ fn run(args: &cli::Cli) -> Result<()> {
             },
             stop,
         )?;
-        (r.table(), serde_json::to_string_pretty(&r)?, r.failures())
+        ("soak", r.table(), serde_json::to_value(&r)?, r.failures())
     } else if args.chaos {
         let seed = args.seed.unwrap_or_else(|| {
             std::time::SystemTime::now()
@@ -66,12 +67,16 @@ fn run(args: &cli::Cli) -> Result<()> {
             },
             stop,
         )?;
-        (r.table(), serde_json::to_string_pretty(&r)?, r.failures())
+        ("chaos", r.table(), serde_json::to_value(&r)?, r.failures())
     } else {
         return lab::run(&lab_args, stop);
     };
+    // Written whatever the verdict: a failed run is a measurement too.
+    if let Some(path) = &args.results {
+        measured.write(path, kind, args, &report)?;
+    }
     if args.json {
-        println!("{json}");
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{table}");
     }

@@ -1,0 +1,53 @@
+"""Render docs/BENCHMARKS.md (wholly) and the generated blocks of
+docs/RELIABILITY.md from the measurements in docs/data/.
+
+Deterministic: the same data gives the same bytes, so a test can insist that
+the committed docs are what their committed data gives (bench/figures/test_render.py).
+"""
+
+import os
+
+from . import benchmarks, reliability
+from .data import DATA, ROOT, load
+
+BENCHMARKS_MD = os.path.join(ROOT, "docs", "BENCHMARKS.md")
+RELIABILITY_MD = os.path.join(ROOT, "docs", "RELIABILITY.md")
+
+
+def benchmark_file(section, data_dir=DATA):
+    return os.path.join(data_dir, "benchmarks", f"{section}.json")
+
+
+def benchmark_records(data_dir=DATA):
+    out = {}
+    for name in benchmarks.SECTIONS:
+        path = benchmark_file(name, data_dir)
+        out[name] = load(path) if os.path.exists(path) else None
+    return out
+
+
+def rendered(data_dir=DATA, reliability_md=None):
+    """{path: text} of every rendered doc, from `data_dir`."""
+    if reliability_md is None:
+        with open(RELIABILITY_MD) as f:
+            reliability_md = f.read()
+    return {
+        BENCHMARKS_MD: benchmarks.render(benchmark_records(data_dir)),
+        RELIABILITY_MD: reliability.render(reliability_md, os.path.join(data_dir, "reliability"), ROOT),
+    }
+
+
+def write_all():
+    for path, text in rendered().items():
+        with open(path, "w") as f:
+            f.write(text)
+
+
+def check():
+    """The docs that differ from what their data gives."""
+    stale = []
+    for path, text in rendered().items():
+        with open(path) as f:
+            if f.read() != text:
+                stale.append(path)
+    return stale
