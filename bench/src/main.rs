@@ -33,8 +33,8 @@ mod zipf;
 
 use std::process::ExitCode;
 
-use bench::results;
 use anyhow::Result;
+use bench::results;
 use clap::Parser;
 
 use cli::{Cli, Command, SegmentsArgs};
