@@ -14,7 +14,7 @@ mkdir -p target
 . scripts/packages.sh
 # ffmpeg: the test content; nginx-light: the origin; npm: the web player's
 # packages. Quiet: one line, apt's output in target/install.log.
-install_missing ffmpeg nginx-light npm
+install_missing ffmpeg:ffmpeg nginx:nginx-light npm:npm
 if ! cmp -s tests/browser/package-lock.json tests/browser/node_modules/.installed-lock; then
     echo "installing the web player's npm packages (log: target/install.log)"
     (cd tests/browser && npm ci --no-audit --no-fund >>../../target/install.log 2>&1 &&

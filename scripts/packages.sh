@@ -8,11 +8,14 @@
 # again. Tests and the lab start their own bird and nginx, on loopback, with
 # their own configs.
 
-# install_missing PACKAGE... : install those not already installed.
+# install_missing COMMAND:PACKAGE... : install PACKAGE where COMMAND is not on
+# the PATH. The command decides, not dpkg: a tool may come from elsewhere (npm
+# inside NodeSource's nodejs package, say), and asking apt for Debian's package
+# then would conflict with it.
 install_missing() {
-    local missing=() pkg
-    for pkg in "$@"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+    local missing=() pair
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
     done
     ((${#missing[@]})) || return 0
     if [ "$(id -u)" -ne 0 ]; then

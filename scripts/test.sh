@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 # nginx-light: the origin; bird2: the ISP router (BGP); iproute2: its network
 # namespace; mount: small tmpfs disks; chromium, npm: the browser players
 # (hls.js, dash.js); systemd: unit checks and the boot test; dpkg: the .deb.
-install_missing curl openssl ffmpeg nginx-light bird2 iproute2 mount chromium npm systemd dpkg
+install_missing curl:curl openssl:openssl ffmpeg:ffmpeg nginx:nginx-light bird:bird2 ip:iproute2 \
+    mount:mount chromium:chromium npm:npm systemd-analyze:systemd dpkg-deb:dpkg
 # The browser players' npm packages, again whenever package-lock.json changes.
 if ! cmp -s tests/browser/package-lock.json tests/browser/node_modules/.installed-lock; then
     (cd tests/browser && npm ci --no-audit --no-fund --silent && cp package-lock.json node_modules/.installed-lock)
