@@ -1,0 +1,7 @@
+//! oca-pack: per-title encoding. Trial encodes measure a title's rate–quality
+//! curves (`analyze`), a pure function picks its ladder from them (`ladder`),
+//! and `encode` encodes that ladder and packages it as fMP4 HLS and DASH in the
+//! layout `steering catalog import` reads.
+#![forbid(unsafe_code)]
+
+pub mod ladder;
