@@ -85,7 +85,81 @@ pub fn package(
         .args(["-media_seg_name", "r$RepresentationID$/chunk-$Number%05d$.m4s"])
         .arg("dash/manifest.mpd");
     run("package DASH", &mut cmd)?;
-    Ok(())
+    rewrite_master(stage, report)
+}
+
+/// ffmpeg's multivariant playlist, with what it leaves out when it copies
+/// streams: CODECS (taken from the MPD it wrote for the same streams) and
+/// BANDWIDTH as the HLS spec means it, the peak segment bitrate, with the
+/// mean as AVERAGE-BANDWIDTH (ffmpeg writes the mean plus 10 %).
+fn rewrite_master(stage: &Path, report: &Report) -> Result<(), PackError> {
+    let mpd_path = stage.join("dash/manifest.mpd");
+    let mpd = std::fs::read_to_string(&mpd_path).map_err(io(&mpd_path))?;
+    let codecs = representation_codecs(&mpd);
+    let audio = report
+        .audio
+        .then(|| codecs.get(report.rungs.len()).cloned().flatten())
+        .flatten();
+    let mut master = String::from("#EXTM3U\n#EXT-X-VERSION:7\n");
+    for (i, r) in report.rungs.iter().enumerate() {
+        let dir = stage.join(&r.name);
+        let (peak, mean) = segment_rates(&dir.join("index.m3u8"))?;
+        let mut inf = format!(
+            "#EXT-X-STREAM-INF:BANDWIDTH={peak},AVERAGE-BANDWIDTH={mean},RESOLUTION={}x{}",
+            r.width, r.height
+        );
+        let list: Vec<String> = [codecs.get(i).cloned().flatten(), audio.clone()]
+            .into_iter()
+            .flatten()
+            .collect();
+        if !list.is_empty() {
+            inf += &format!(",CODECS=\"{}\"", list.join(","));
+        }
+        master += &format!("{inf}\n{}/index.m3u8\n", r.name);
+    }
+    let path = stage.join("master.m3u8");
+    std::fs::write(&path, master).map_err(io(&path))
+}
+
+/// The `codecs` of each Representation, by its numeric id.
+fn representation_codecs(mpd: &str) -> Vec<Option<String>> {
+    let mut out: Vec<Option<String>> = Vec::new();
+    for tag in mpd.split('<').filter(|t| t.starts_with("Representation ")) {
+        let attr = |name: &str| {
+            let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+            let len = tag[start..].find('"')?;
+            Some(tag[start..start + len].to_owned())
+        };
+        if let Some(id) = attr("id").and_then(|i| i.parse::<usize>().ok()) {
+            if out.len() <= id {
+                out.resize(id + 1, None);
+            }
+            out[id] = attr("codecs");
+        }
+    }
+    out
+}
+
+/// Peak and mean bits per second over a media playlist's segments.
+fn segment_rates(playlist: &Path) -> Result<(u64, u64), PackError> {
+    let bytes = std::fs::read(playlist).map_err(io(playlist))?;
+    let Ok(m3u8_rs::Playlist::MediaPlaylist(list)) = m3u8_rs::parse_playlist_res(&bytes) else {
+        return Err(PackError::ToolFailed {
+            step: "package HLS".into(),
+            detail: format!("{}: not a media playlist", playlist.display()),
+        });
+    };
+    let dir = playlist.parent().expect("in a directory");
+    let (mut peak, mut bits, mut secs) = (0f64, 0f64, 0f64);
+    for seg in &list.segments {
+        let path = dir.join(&seg.uri);
+        let b = std::fs::metadata(&path).map_err(io(&path))?.len() as f64 * 8.0;
+        let d = f64::from(seg.duration).max(1e-3);
+        peak = peak.max(b / d);
+        bits += b;
+        secs += d;
+    }
+    Ok((peak.ceil() as u64, (bits / secs.max(1e-3)).ceil() as u64))
 }
 
 /// The sidecar and title.toml, then the staged title into place (replacing
