@@ -110,6 +110,9 @@ struct Measured {
     bits: f64,
     secs: f64,
     raw_quality: f64,
+    /// Read back from an earlier (killed) run rather than measured now.
+    #[serde(skip)]
+    kept: bool,
 }
 
 /// Where an analysis runs.
@@ -155,10 +158,11 @@ pub fn analyze(
         |t| trial(env, path, source, plan, t, par.threads),
         |t, m| {
             format!(
-                "{} {:.0} kb/s {name} {:.2}",
+                "{} {:.0} kb/s {name} {:.2}{}",
                 t.name(),
                 m.bits / m.secs / 1e3,
-                env.metric.scale(m.raw_quality)
+                env.metric.scale(m.raw_quality),
+                if m.kept { " (kept from an earlier run)" } else { "" }
             )
         },
     )?;
@@ -215,7 +219,7 @@ fn trial(
         .ok()
         .and_then(|b| serde_json::from_slice::<Measured>(&b).ok())
     {
-        return Ok(m);
+        return Ok(Measured { kept: true, ..m });
     }
     let encoded = env.work.join(format!("{}.h264", t.name()));
     let mut cmd = ffmpeg(env.ffmpeg);
@@ -250,6 +254,7 @@ fn trial(
         bits,
         secs: t.secs,
         raw_quality,
+        kept: false,
     };
     write_atomic(&done, &serde_json::to_vec(&m).expect("serialisable"))?;
     Ok(m)

@@ -158,9 +158,7 @@ impl Common {
     }
 
     pub fn metric(&self) -> Result<Metric, PackError> {
-        let m = Metric::find(self.metric, &self.ffmpeg)?;
-        eprintln!("oca-pack: quality metric: {}", m.label().description);
-        Ok(m)
+        Metric::find(self.metric, &self.ffmpeg)
     }
 }
 
@@ -255,6 +253,7 @@ fn dispatch(cli: Cli) -> Result<(), PackError> {
 fn analyze_cmd(c: &Common, source: &Path) -> Result<(), PackError> {
     let src = probe(&ffprobe_for(&c.ffmpeg), source)?;
     let metric = c.metric()?;
+    eprintln!("oca-pack: quality metric: {}", metric.label().description);
     let work = tempfile::tempdir().map_err(crate::tool::io(Path::new("temporary directory")))?;
     let a = analyze::analyze(
         &analyze::Env {

@@ -50,6 +50,9 @@ pub struct Rung {
     pub bitrate: f64,
     /// Quality over the whole title, in the analysis's metric.
     pub quality: f64,
+    /// Read back from an earlier (killed) run rather than encoded now.
+    #[serde(skip)]
+    pub kept: bool,
 }
 
 /// What a finished encode did (also the sidecar, `ladder.json`).
@@ -112,6 +115,7 @@ pub fn encode(env: &Env, source: &Path, out: &Path, opts: &Options) -> Result<Re
         )));
     }
     let src = probe(&ffprobe_for(env.ffmpeg), source)?;
+    eprintln!("oca-pack: quality metric: {}", env.metric.label().description);
     let work = work_dir(out, &opts.title);
     resume_or_start(&work, source, &src, opts, env.metric)?;
 
@@ -151,12 +155,13 @@ pub fn encode(env: &Env, source: &Path, out: &Path, opts: &Options) -> Result<Re
         |t| run_task(env, source, &src, opts, &rung_dir, t, par.threads),
         |t, r| match (t, r) {
             (Task::Video(_), Some(r)) => format!(
-                "{} {}x{} {:.0} kb/s {label} {:.2}",
+                "{} {}x{} {:.0} kb/s {label} {:.2}{}",
                 r.name,
                 r.width,
                 r.height,
                 r.bitrate / 1e3,
-                r.quality
+                r.quality,
+                if r.kept { " (kept from an earlier run)" } else { "" }
             ),
             _ => "audio".into(),
         },
@@ -206,6 +211,7 @@ pub fn planned_rungs(chosen: &[Point]) -> Vec<Rung> {
                 predicted_quality: p.quality,
                 bitrate: 0.0,
                 quality: 0.0,
+                kept: false,
             }
         })
         .collect()
@@ -302,7 +308,7 @@ fn run_task(
         .and_then(|b| serde_json::from_slice::<Rung>(&b).ok())
         .filter(|_| out.exists())
     {
-        return Ok(Some(r));
+        return Ok(Some(Rung { kept: true, ..r }));
     }
     if !out.exists() {
         let part = dir.join(format!("{}.mp4.part", rung.name));
