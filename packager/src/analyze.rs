@@ -162,13 +162,20 @@ pub fn analyze(
                 t.name(),
                 m.bits / m.secs / 1e3,
                 env.metric.scale(m.raw_quality),
-                if m.kept { " (kept from an earlier run)" } else { "" }
+                if m.kept {
+                    " (kept from an earlier run)"
+                } else {
+                    ""
+                }
             )
         },
     )?;
     let mut points: Vec<Point> = Vec::new();
     for t in &trials {
-        if !points.iter().any(|p| p.height == t.height && p.crf == t.crf) {
+        if !points
+            .iter()
+            .any(|p| p.height == t.height && p.crf == t.crf)
+        {
             points.push(Point {
                 width: t.width,
                 height: t.height,
@@ -247,7 +254,6 @@ fn trial(
         Some(source.fps),
         (source.width, source.height),
         threads,
-        &env.work.join(format!("{}.log", t.name())),
     )?;
     let _ = std::fs::remove_file(&encoded);
     let m = Measured {

@@ -98,7 +98,12 @@ mod tests {
         // The test ladder covers 75..95: compared over 75..90 only, where it
         // needs the same bits as the anchor.
         let anchor = [(500e3, 70.0), (1000e3, 80.0), (2000e3, 90.0)];
-        let test = [(707_106.78, 75.0), (1000e3, 80.0), (2000e3, 90.0), (8e6, 95.0)];
+        let test = [
+            (707_106.78, 75.0),
+            (1000e3, 80.0),
+            (2000e3, 90.0),
+            (8e6, 95.0),
+        ];
         let (bd, range) = bd_rate(&anchor, &test).unwrap();
         assert!(bd.abs() < 1e-6, "{bd}");
         assert_eq!(range, (75.0, 90.0));
@@ -108,7 +113,12 @@ mod tests {
 
     #[test]
     fn rungs_that_buy_nothing_are_ignored() {
-        let anchor = [(500e3, 70.0), (1000e3, 80.0), (3000e3, 79.0), (2000e3, 90.0)];
+        let anchor = [
+            (500e3, 70.0),
+            (1000e3, 80.0),
+            (3000e3, 79.0),
+            (2000e3, 90.0),
+        ];
         assert_eq!(
             climbing(&anchor),
             [(500e3, 70.0), (1000e3, 80.0), (2000e3, 90.0)]

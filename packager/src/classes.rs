@@ -8,12 +8,30 @@ use crate::tool::{PackError, ffmpeg, io, run};
 
 /// The classes, easiest first.
 pub const CLASSES: [(&str, &str); 6] = [
-    ("flat", "flat graphics, little motion (a box gliding over a plain background)"),
-    ("testpattern", "test pattern (testsrc2: colour bars, moving shapes, counters)"),
-    ("mandelbrot", "fractal zoom (mandelbrot): fine detail, all of the picture changing"),
-    ("life", "cellular automaton (Conway's life, 4x4-pixel cells): sharp edges, busy motion"),
-    ("noise", "noise with motion (moving gradients under temporal noise): grain-like, hardest"),
-    ("mix", "shots of flat, test pattern, fractal zoom and noise, a quarter each"),
+    (
+        "flat",
+        "flat graphics, little motion (a box gliding over a plain background)",
+    ),
+    (
+        "testpattern",
+        "test pattern (testsrc2: colour bars, moving shapes, counters)",
+    ),
+    (
+        "mandelbrot",
+        "fractal zoom (mandelbrot): fine detail, all of the picture changing",
+    ),
+    (
+        "life",
+        "cellular automaton (Conway's life, 4x4-pixel cells): sharp edges, busy motion",
+    ),
+    (
+        "noise",
+        "noise with motion (moving gradients under temporal noise): grain-like, hardest",
+    ),
+    (
+        "mix",
+        "shots of flat, test pattern, fractal zoom and noise, a quarter each",
+    ),
 ];
 
 /// The lavfi graph making `class` at `w`x`h`, `fps`, for `secs` seconds;
@@ -69,7 +87,10 @@ pub fn make_source(
 ) -> Result<(), PackError> {
     let g = graph(class, w, h, fps, secs).ok_or_else(|| {
         let names: Vec<&str> = CLASSES.iter().map(|c| c.0).collect();
-        PackError::Usage(format!("unknown class {class:?}; one of {}", names.join(", ")))
+        PackError::Usage(format!(
+            "unknown class {class:?}; one of {}",
+            names.join(", ")
+        ))
     })?;
     if let Some(d) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(d).map_err(io(d))?;

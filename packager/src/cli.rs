@@ -48,10 +48,20 @@ pub struct PlanArgs {
     #[arg(long, global = true, default_value = "veryfast")]
     pub preset: String,
     /// Trial CRF values (comma-separated).
-    #[arg(long, global = true, value_delimiter = ',', default_value = "18,23,28,33,38")]
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        default_value = "18,23,28,33,38"
+    )]
     pub crfs: Vec<f64>,
     /// Trial heights (comma-separated; the source's own is always tried).
-    #[arg(long, global = true, value_delimiter = ',', default_value = "1080,720,540,360,240")]
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        default_value = "1080,720,540,360,240"
+    )]
     pub heights: Vec<u32>,
     /// Chunks sampled for the analysis, and seconds each.
     #[arg(long, global = true, default_value_t = 4)]
@@ -120,7 +130,10 @@ pub enum Command {
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let (w, h) = s.split_once('x').ok_or("WIDTHxHEIGHT")?;
-    let (w, h) = (w.parse().map_err(|_| "width")?, h.parse().map_err(|_| "height")?);
+    let (w, h) = (
+        w.parse().map_err(|_| "width")?,
+        h.parse().map_err(|_| "height")?,
+    );
     if w < 16 || h < 16 || w % 2 == 1 || h % 2 == 1 {
         return Err("even sizes of at least 16x16".into());
     }

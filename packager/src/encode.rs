@@ -95,6 +95,18 @@ pub fn valid_title(id: &str) -> bool {
 
 /// Encode and package `source` as `OUT/titles/<title>`.
 pub fn encode(env: &Env, source: &Path, out: &Path, opts: &Options) -> Result<Report, PackError> {
+    encode_inner(env, source, out, opts).map_err(|e| match e {
+        // ffmpeg rarely says why a write failed (or says it in a line
+        // before its last): a full output disk is named as such.
+        PackError::ToolFailed { step, .. } if crate::tool::disk_full(out) => PackError::DiskFull {
+            path: out.to_owned(),
+            step,
+        },
+        e => e,
+    })
+}
+
+fn encode_inner(env: &Env, source: &Path, out: &Path, opts: &Options) -> Result<Report, PackError> {
     if !valid_title(&opts.title) {
         return Err(PackError::Usage(format!(
             "title id {:?}: use 1-64 of A-Z a-z 0-9 - _ .",
@@ -115,7 +127,10 @@ pub fn encode(env: &Env, source: &Path, out: &Path, opts: &Options) -> Result<Re
         )));
     }
     let src = probe(&ffprobe_for(env.ffmpeg), source)?;
-    eprintln!("oca-pack: quality metric: {}", env.metric.label().description);
+    eprintln!(
+        "oca-pack: quality metric: {}",
+        env.metric.label().description
+    );
     let work = work_dir(out, &opts.title);
     resume_or_start(&work, source, &src, opts, env.metric)?;
 
@@ -161,7 +176,11 @@ pub fn encode(env: &Env, source: &Path, out: &Path, opts: &Options) -> Result<Re
                 r.height,
                 r.bitrate / 1e3,
                 r.quality,
-                if r.kept { " (kept from an earlier run)" } else { "" }
+                if r.kept {
+                    " (kept from an earlier run)"
+                } else {
+                    ""
+                }
             ),
             _ => "audio".into(),
         },
@@ -267,7 +286,10 @@ fn resume_or_start(
     }
     std::fs::create_dir_all(work).map_err(io(work))?;
     if !same {
-        write_atomic(&path, &serde_json::to_vec_pretty(&job).expect("serialisable"))?;
+        write_atomic(
+            &path,
+            &serde_json::to_vec_pretty(&job).expect("serialisable"),
+        )?;
     }
     Ok(())
 }
@@ -291,10 +313,19 @@ fn run_task(
                 let mut cmd = ffmpeg(env.ffmpeg);
                 cmd.arg("-i")
                     .arg(source)
-                    .args(["-map", "0:a:0", "-vn", "-c:a", "aac", "-b:a", "96k", "-ac", "2"])
+                    .args([
+                        "-map", "0:a:0", "-vn", "-c:a", "aac", "-b:a", "96k", "-ac", "2",
+                    ])
                     .args(["-f", "mp4"])
                     .arg(&part);
                 run("encode audio", &mut cmd)?;
+                // ffmpeg can exit 0 having written a truncated MP4 to a full
+                // disk: read it back before it counts as done.
+                let mut check = std::process::Command::new(ffprobe_for(env.ffmpeg));
+                check
+                    .args(["-v", "error", "-show_entries", "format=duration"])
+                    .arg(&part);
+                run("check audio", &mut check)?;
                 std::fs::rename(&part, &out).map_err(io(&out))?;
             }
             return Ok(None);
@@ -317,6 +348,8 @@ fn run_task(
         cmd.args(video_args(rung, src.fps, opts, threads));
         cmd.args(["-f", "mp4"]).arg(&part);
         run(&format!("encode {}", rung.name), &mut cmd)?;
+        // Read back before it counts as done (see the audio above).
+        video_bits(env.ffmpeg, &part)?;
         std::fs::rename(&part, &out).map_err(io(&out))?;
     }
     let raw = env.metric.measure(
@@ -327,7 +360,6 @@ fn run_task(
         None,
         (src.width, src.height),
         threads,
-        &dir.join(format!("{}.log", rung.name)),
     )?;
     let bits = video_bits(env.ffmpeg, &out)?;
     let done = Rung {
@@ -446,7 +478,10 @@ mod tests {
         let r = &planned_rungs(&[pt(360, 400e3)])[0];
         let a = video_args(r, 29.97, &opts, 1).join(" ");
         assert!(a.contains("-g 120 -keyint_min 120 -sc_threshold 0"), "{a}");
-        assert!(a.contains("-force_key_frames expr:gte(t,n_forced*4)"), "{a}");
+        assert!(
+            a.contains("-force_key_frames expr:gte(t,n_forced*4)"),
+            "{a}"
+        );
         assert!(a.contains("-maxrate 800000 -bufsize 1600000"), "{a}");
     }
 }

@@ -68,7 +68,11 @@ where
                             let line = done(task, &r);
                             bar.inc(1);
                             if plain {
-                                eprintln!("oca-pack: {what} {}/{}: {line}", bar.position(), tasks.len());
+                                eprintln!(
+                                    "oca-pack: {what} {}/{}: {line}",
+                                    bar.position(),
+                                    tasks.len()
+                                );
                             } else {
                                 bar.set_message(line);
                             }

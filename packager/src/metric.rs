@@ -13,7 +13,7 @@ use std::process::Command;
 use serde::Serialize;
 
 use crate::ladder::Params;
-use crate::tool::{PackError, ffmpeg, run};
+use crate::tool::{PackError, ffmpeg, io, run};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Choice {
@@ -52,7 +52,10 @@ impl Metric {
         }
         candidates.push(encoder.to_owned());
         if let Ok(out) = Command::new("python3")
-            .args(["-c", "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())"])
+            .args([
+                "-c",
+                "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())",
+            ])
             .stderr(std::process::Stdio::null())
             .output()
             && out.status.success()
@@ -116,7 +119,6 @@ impl Metric {
     /// size `w`x`h`), over the reference's span `start` + `secs` (both inputs
     /// are timed from zero). Returns the raw mean: VMAF, or linear SSIM (see
     /// `scale`).
-    #[allow(clippy::too_many_arguments)]
     pub fn measure(
         &self,
         encoder: &Path,
@@ -126,8 +128,15 @@ impl Metric {
         raw_h264_fps: Option<f64>,
         (w, h): (u32, u32),
         threads: usize,
-        log: &Path,
     ) -> Result<f64, PackError> {
+        // The score log goes to the system's temporary directory, not the
+        // output: ffmpeg's filters write it without checking, so a full
+        // output disk would otherwise read as a missing score.
+        let log_file = tempfile::Builder::new()
+            .prefix("oca-pack-score-")
+            .tempfile()
+            .map_err(io(&std::env::temp_dir()))?;
+        let log = log_file.path();
         let bin = match self {
             Metric::Vmaf { ffmpeg } => ffmpeg.as_path(),
             Metric::SsimDb => encoder,
@@ -156,8 +165,7 @@ impl Metric {
             .arg(threads.to_string())
             .args(["-lavfi", &graph, "-f", "null", "-"]);
         run("measure quality", &mut cmd)?;
-        let text = std::fs::read_to_string(log).map_err(crate::tool::io(log))?;
-        let _ = std::fs::remove_file(log);
+        let text = std::fs::read_to_string(log).map_err(io(log))?;
         match self {
             Metric::Vmaf { .. } => vmaf_mean(&text),
             Metric::SsimDb => ssim_mean(&text),

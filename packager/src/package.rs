@@ -82,7 +82,10 @@ pub fn package(
     cmd.args(["-c", "copy", "-f", "dash", "-seg_duration", &seg])
         .args(["-use_template", "1", "-use_timeline", "0"])
         .args(["-init_seg_name", "r$RepresentationID$/init.m4s"])
-        .args(["-media_seg_name", "r$RepresentationID$/chunk-$Number%05d$.m4s"])
+        .args([
+            "-media_seg_name",
+            "r$RepresentationID$/chunk-$Number%05d$.m4s",
+        ])
         .arg("dash/manifest.mpd");
     run("package DASH", &mut cmd)?;
     rewrite_master(stage, report)

@@ -30,8 +30,16 @@ pub enum PackError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{path}: no space left on device (while: {step})")]
+    DiskFull { path: PathBuf, step: String },
     #[error("{0}")]
     Usage(String),
+}
+
+/// Whether the filesystem holding `path` has (next to) no room left: under
+/// 1 MiB for an unprivileged writer.
+pub fn disk_full(path: &Path) -> bool {
+    rustix::fs::statvfs(path).is_ok_and(|s| s.f_bavail.saturating_mul(s.f_frsize) < 1 << 20)
 }
 
 /// An IO error on `path`, for `map_err`.
@@ -150,9 +158,11 @@ fn parse_probe(path: &Path, json: &[u8]) -> Result<Source, PackError> {
         .streams
         .iter()
         .any(|s| s.codec_type.as_deref() == Some("audio"));
-    let Some(v) = p.streams.iter().find(|s| {
-        s.codec_type.as_deref() == Some("video") && s.width.unwrap_or(0) > 0
-    }) else {
+    let Some(v) = p
+        .streams
+        .iter()
+        .find(|s| s.codec_type.as_deref() == Some("video") && s.width.unwrap_or(0) > 0)
+    else {
         return Err(if p.streams.is_empty() {
             not_video("no streams")
         } else {
@@ -237,7 +247,10 @@ mod tests {
             let e = parse_probe(Path::new("x"), json).unwrap_err().to_string();
             assert!(e.contains(needle), "{e}");
         }
-        assert_eq!(ratio("30000/1001").map(|f| (f * 100.0).round()), Some(2997.0));
+        assert_eq!(
+            ratio("30000/1001").map(|f| (f * 100.0).round()),
+            Some(2997.0)
+        );
         assert_eq!(ratio("1/0"), None);
     }
 }
