@@ -332,6 +332,23 @@ fn run_task(
         }
         Task::Video(r) => r,
     };
+    encode_measured(env, source, src, opts, dir, rung, None, threads).map(Some)
+}
+
+/// Encode `rung` into `dir` (capped CRF, or `target` bits per second on
+/// average as a fixed ladder would), then measure it over the whole title;
+/// what is already finished in `dir` is kept.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_measured(
+    env: &Env,
+    source: &Path,
+    src: &Source,
+    opts: &Options,
+    dir: &Path,
+    rung: &Rung,
+    target: Option<u64>,
+    threads: usize,
+) -> Result<Rung, PackError> {
     let out = dir.join(format!("{}.mp4", rung.name));
     let measured = dir.join(format!("{}.json", rung.name));
     if let Some(r) = std::fs::read(&measured)
@@ -339,13 +356,13 @@ fn run_task(
         .and_then(|b| serde_json::from_slice::<Rung>(&b).ok())
         .filter(|_| out.exists())
     {
-        return Ok(Some(Rung { kept: true, ..r }));
+        return Ok(Rung { kept: true, ..r });
     }
     if !out.exists() {
         let part = dir.join(format!("{}.mp4.part", rung.name));
         let mut cmd = ffmpeg(env.ffmpeg);
         cmd.arg("-i").arg(source);
-        cmd.args(video_args(rung, src.fps, opts, threads));
+        cmd.args(video_args(rung, target, src.fps, opts, threads));
         cmd.args(["-f", "mp4"]).arg(&part);
         run(&format!("encode {}", rung.name), &mut cmd)?;
         // Read back before it counts as done (see the audio above).
@@ -368,16 +385,34 @@ fn run_task(
         ..rung.clone()
     };
     write_atomic(&measured, &serde_json::to_vec(&done).expect("serialisable"))?;
-    Ok(Some(done))
+    Ok(done)
 }
 
-/// x264 for one rung: capped CRF, closed GOPs exactly one segment long and
-/// keyframes at the same instants in every rung (forced by time, so rungs
-/// align whatever the frame rate), no scene-cut keyframes in between.
-pub fn video_args(rung: &Rung, fps: f64, opts: &Options, threads: usize) -> Vec<String> {
+/// x264 for one rung: capped CRF (or an average bitrate `target`), closed
+/// GOPs exactly one segment long and keyframes at the same instants in every
+/// rung (forced by time, so rungs align whatever the frame rate), no
+/// scene-cut keyframes in between.
+pub fn video_args(
+    rung: &Rung,
+    target: Option<u64>,
+    fps: f64,
+    opts: &Options,
+    threads: usize,
+) -> Vec<String> {
     let gop = (fps * opts.segment_secs).round().max(1.0) as u64;
     let seg = opts.segment_secs;
-    [
+    let rate: Vec<String> = match target {
+        Some(b) => vec!["-b:v".into(), b.to_string()],
+        None => vec![
+            "-crf".into(),
+            rung.crf.to_string(),
+            "-maxrate".into(),
+            rung.maxrate.to_string(),
+            "-bufsize".into(),
+            (rung.maxrate * 2).to_string(),
+        ],
+    };
+    let mut args: Vec<String> = [
         "-map",
         "0:v:0",
         "-an",
@@ -393,12 +428,6 @@ pub fn video_args(rung: &Rung, fps: f64, opts: &Options, threads: usize) -> Vec<
         &opts.plan.preset,
         "-profile:v",
         "high",
-        "-crf",
-        &rung.crf.to_string(),
-        "-maxrate",
-        &rung.maxrate.to_string(),
-        "-bufsize",
-        &(rung.maxrate * 2).to_string(),
         "-g",
         &gop.to_string(),
         "-keyint_min",
@@ -414,7 +443,9 @@ pub fn video_args(rung: &Rung, fps: f64, opts: &Options, threads: usize) -> Vec<
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect()
+    .collect();
+    args.extend(rate);
+    args
 }
 
 /// The video stream's bits, as the MP4's sample sizes add up.
@@ -476,7 +507,12 @@ mod tests {
             force: false,
         };
         let r = &planned_rungs(&[pt(360, 400e3)])[0];
-        let a = video_args(r, 29.97, &opts, 1).join(" ");
+        let a = video_args(r, None, 29.97, &opts, 1).join(" ");
+        let abr = video_args(r, Some(500_000), 25.0, &opts, 1).join(" ");
+        assert!(
+            abr.contains("-b:v 500000") && !abr.contains("-crf"),
+            "{abr}"
+        );
         assert!(a.contains("-g 120 -keyint_min 120 -sc_threshold 0"), "{a}");
         assert!(
             a.contains("-force_key_frames expr:gte(t,n_forced*4)"),
