@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::jobs::{self, Parallel};
 use crate::ladder::{self, Point};
-use crate::metric::{Label, Metric};
+use crate::metric::{Label, Metric, Reference};
 use crate::tool::{PackError, Source, ffmpeg, io, run};
 
 /// What to try.
@@ -246,15 +246,14 @@ fn trial(
         .arg(&encoded);
     run(&format!("trial encode {}", t.name()), &mut cmd)?;
     let bits = std::fs::metadata(&encoded).map_err(io(&encoded))?.len() as f64 * 8.0;
-    let raw_quality = env.metric.measure(
-        env.ffmpeg,
+    let reference = Reference {
         path,
-        Some((t.start, t.secs)),
-        &encoded,
-        Some(source.fps),
-        (source.width, source.height),
-        threads,
-    )?;
+        span: Some((t.start, t.secs)),
+        size: (source.width, source.height),
+    };
+    let raw_quality =
+        env.metric
+            .measure(env.ffmpeg, &reference, &encoded, Some(source.fps), threads)?;
     let _ = std::fs::remove_file(&encoded);
     let m = Measured {
         bits,

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::analyze::{self, Analysis, Plan, write_atomic};
 use crate::jobs::{self, Parallel};
 use crate::ladder::{self, Params, Point};
-use crate::metric::Metric;
+use crate::metric::{Metric, Reference};
 use crate::package;
 use crate::tool::{PackError, Source, ffmpeg, ffprobe_for, io, probe, run};
 
@@ -369,15 +369,14 @@ pub fn encode_measured(
         video_bits(env.ffmpeg, &part)?;
         std::fs::rename(&part, &out).map_err(io(&out))?;
     }
-    let raw = env.metric.measure(
-        env.ffmpeg,
-        source,
-        None,
-        &out,
-        None,
-        (src.width, src.height),
-        threads,
-    )?;
+    let reference = Reference {
+        path: source,
+        span: None,
+        size: (src.width, src.height),
+    };
+    let raw = env
+        .metric
+        .measure(env.ffmpeg, &reference, &out, None, threads)?;
     let bits = video_bits(env.ffmpeg, &out)?;
     let done = Rung {
         bitrate: bits / src.duration,

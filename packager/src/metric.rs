@@ -23,6 +23,15 @@ pub enum Choice {
     Ssim,
 }
 
+/// The source a quality is measured against: its path, the span of it
+/// (start, seconds; `None`: all of it), and its (display) size.
+#[derive(Debug, Clone, Copy)]
+pub struct Reference<'a> {
+    pub path: &'a Path,
+    pub span: Option<(f64, f64)>,
+    pub size: (u32, u32),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Metric {
     /// VMAF 0–100, measured by this ffmpeg (which has libvmaf).
@@ -115,18 +124,16 @@ impl Metric {
         }
     }
 
-    /// Mean quality of `distorted` (any size) against `reference` (at display
-    /// size `w`x`h`), over the reference's span `start` + `secs` (both inputs
-    /// are timed from zero). Returns the raw mean: VMAF, or linear SSIM (see
+    /// Mean quality of `distorted` (any size; raw H.264 at that frame rate
+    /// when `raw_h264_fps` says so) against `reference` (both inputs are
+    /// timed from zero). Returns the raw mean: VMAF, or linear SSIM (see
     /// `scale`).
     pub fn measure(
         &self,
         encoder: &Path,
-        reference: &Path,
-        span: Option<(f64, f64)>,
+        reference: &Reference,
         distorted: &Path,
         raw_h264_fps: Option<f64>,
-        (w, h): (u32, u32),
         threads: usize,
     ) -> Result<f64, PackError> {
         // The score log goes to the system's temporary directory, not the
@@ -146,10 +153,11 @@ impl Metric {
             cmd.args(["-f", "h264", "-framerate"]).arg(fps.to_string());
         }
         cmd.arg("-i").arg(distorted);
-        if let Some((start, secs)) = span {
+        let (w, h) = reference.size;
+        if let Some((start, secs)) = reference.span {
             cmd.args(["-ss", &start.to_string(), "-t", &secs.to_string()]);
         }
-        cmd.arg("-i").arg(reference);
+        cmd.arg("-i").arg(reference.path);
         let compare = match self {
             Metric::Vmaf { .. } => format!(
                 "libvmaf=n_threads={threads}:log_fmt=json:log_path={}",
