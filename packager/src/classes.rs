@@ -37,14 +37,24 @@ pub const CLASSES: [(&str, &str); 6] = [
 /// The lavfi graph making `class` at `w`x`h`, `fps`, for `secs` seconds;
 /// `None` for an unknown class.
 pub fn graph(class: &str, w: u32, h: u32, fps: u32, secs: f64) -> Option<String> {
+    let even = |x: u32| (x / 2).max(1) * 2;
     let one = |c: &str, d: f64| -> Option<String> {
         Some(match c {
             "flat" => format!(
-                "color=c=0x2a4d69:s={w}x{h}:r={fps}:d={d}[bg{c}];\
+                "gradients=s={w}x{h}:r={fps}:d={d}:speed=0.01:c0=0x203a5a:c1=0x6fa3c8:\
+                 x0=0:y0=0:x1={w}:y1={h}[bg{c}];\
                  color=c=0xf4a259:s={}x{}:r={fps}:d={d}[fg{c}];\
-                 [bg{c}][fg{c}]overlay=x='(W-w)*(0.5+0.4*sin(t/2))':y='(H-h)/2':shortest=1,format=yuv420p",
-                w / 6 * 2 / 2,
-                h / 5 * 2 / 2
+                 color=c=0xe63946:s={}x{}:r={fps}:d={d}[bar{c}];\
+                 [bg{c}][fg{c}]overlay=x='(W-w)*(0.5+0.4*sin(t/2))':y='(H-h)/2':shortest=1[a{c}];\
+                 [a{c}][bar{c}]overlay=x={}:y={},drawgrid=w={}:h={}:t=2:c=white@0.3,format=yuv420p",
+                even(w / 6),
+                even(h / 5),
+                even(w * 15 / 64),
+                even(h / 12),
+                w / 16,
+                h * 7 / 9,
+                w / 8,
+                w / 8
             ),
             "testpattern" => format!("testsrc2=s={w}x{h}:r={fps}:d={d},format=yuv420p"),
             "mandelbrot" => {
