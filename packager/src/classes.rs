@@ -67,7 +67,7 @@ pub fn graph(class: &str, w: u32, h: u32, fps: u32, secs: f64) -> Option<String>
                 h / 4
             ),
             "noise" => format!(
-                "gradients=s={w}x{h}:r={fps}:d={d}:speed=0.03,noise=alls=20:allf=t+u,format=yuv420p"
+                "gradients=s={w}x{h}:r={fps}:d={d}:speed=0.03,format=yuv420p,noise=alls=20:allf=t+u"
             ),
             _ => return None,
         })
