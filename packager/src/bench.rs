@@ -206,6 +206,12 @@ fn one_class(
     };
     eprintln!("oca-pack: {class}: per-title encode");
     let out = args.work.join("out");
+    // From scratch, so that the times are whole (an interrupted bench would
+    // otherwise resume, and time only what was left).
+    let stale = encode::work_dir(&out, class);
+    if stale.exists() {
+        std::fs::remove_dir_all(&stale).map_err(io(&stale))?;
+    }
     let report = encode::encode(&env, &src_path, &out, &opts)?;
     let ladder: Vec<Measured> = report.rungs.iter().map(Measured::from).collect();
 
