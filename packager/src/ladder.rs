@@ -162,14 +162,8 @@ mod tests {
         }
     }
 
-    const VMAF: Params = Params {
-        min_bitrate: 150e3,
-        max_bitrate: 8e6,
-        saturation: 95.0,
-        min_gain_per_doubling: 1.0,
-        quality_step: 6.0,
-        min_ratio: 1.5,
-    };
+    /// The selection's defaults for VMAF.
+    const VMAF: Params = crate::metric::VMAF_PARAMS;
 
     /// A resolution's rate–quality curve: quality climbs with log bitrate
     /// and levels off at a ceiling that is lower for smaller pictures; a

@@ -32,6 +32,16 @@ pub struct Reference<'a> {
     pub size: (u32, u32),
 }
 
+/// The selection's defaults for VMAF (see `Metric::default_params`).
+pub const VMAF_PARAMS: Params = Params {
+    min_bitrate: 150e3,
+    max_bitrate: 8e6,
+    saturation: 95.0,
+    min_gain_per_doubling: 1.0,
+    quality_step: 6.0,
+    min_ratio: 1.5,
+};
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Metric {
     /// VMAF 0–100, measured by this ffmpeg (which has libvmaf).
@@ -105,14 +115,7 @@ impl Metric {
     /// most viewers. SSIM dB: 20 dB is SSIM 0.99; a 1.5 dB step.
     pub fn default_params(&self) -> Params {
         match self {
-            Metric::Vmaf { .. } => Params {
-                min_bitrate: 150e3,
-                max_bitrate: 8e6,
-                saturation: 95.0,
-                min_gain_per_doubling: 1.0,
-                quality_step: 6.0,
-                min_ratio: 1.5,
-            },
+            Metric::Vmaf { .. } => VMAF_PARAMS,
             Metric::SsimDb => Params {
                 min_bitrate: 150e3,
                 max_bitrate: 8e6,
