@@ -123,6 +123,46 @@ fn a_packaged_title_resumes_after_a_kill_and_imports() {
         "name = \"Packed\"\nregions = [\"eu-west\"]\n"
     );
 
+    // A player (ffmpeg's HLS and DASH readers) finds every rung and the audio.
+    for manifest in ["master.m3u8", "dash/manifest.mpd"] {
+        let url = format!("file:{}", title.join(manifest).display());
+        let o = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=index,codec_type",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&url)
+            .output()
+            .unwrap();
+        let streams = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{url}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        // Streams are listed under each HLS program and again on their own.
+        let distinct: std::collections::BTreeSet<&str> = streams
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let video = distinct.iter().filter(|l| l.ends_with(",video")).count();
+        assert_eq!(
+            video,
+            rungs.len(),
+            "{url}: {streams} {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            distinct.iter().any(|l| l.ends_with(",audio")),
+            "{url}: {streams}"
+        );
+    }
+
     let o = import(d.path(), &out);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
