@@ -10,7 +10,7 @@
 //! bandwidth gets from the per-title ladder; bytes per hour add up all rungs.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -78,7 +78,9 @@ struct Measured {
     height: u32,
     /// x264 CRF, or none for a fixed (target-bitrate) rung.
     crf: Option<f64>,
+    #[serde(rename = "target_bitrate_bps")]
     target_bitrate: Option<u64>,
+    #[serde(rename = "bitrate_bps")]
     bitrate: f64,
     quality: f64,
 }
@@ -114,7 +116,7 @@ pub fn run(c: &Common, args: &BenchArgs) -> Result<(), PackError> {
         args.classes.clone()
     };
     let cores = c.cores();
-    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load_at_start = load_1m();
     let mut rows = Vec::new();
     for class in &classes {
         rows.push(one_class(c, args, &metric, class, (w, h), cores)?);
@@ -127,10 +129,9 @@ pub fn run(c: &Common, args: &BenchArgs) -> Result<(), PackError> {
     let summary = summarise(&rows);
     let doc = json!({
         "what": "per-title ladders (oca-pack) against fixed ladders, per content class",
-        "date_unix": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         "date": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         "command": std::env::args().collect::<Vec<_>>().join(" "),
-        "machine": machine(load_before, cores),
+        "machine": machine(load_at_start, cores),
         "tool": format!("oca-pack {}", env!("CARGO_PKG_VERSION")),
         "encoder": tool_version(&c.ffmpeg),
         "metric": metric.label(),
@@ -292,7 +293,7 @@ fn one_class(
             .iter()
             .map(|f| {
                 json!({
-                    "bandwidth": f.bitrate,
+                    "bandwidth_bps": f.bitrate,
                     "fixed_quality": f.quality,
                     "per_title_quality": bdrate::quality_at(&rate_points(&ladder), f.bitrate),
                 })
@@ -402,24 +403,49 @@ fn summarise(rows: &[Value]) -> Value {
     Value::Object(out)
 }
 
-fn machine(load_before: String, cores: usize) -> Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-            })
-        })
+/// What the figures ran on: the fields bench/figures (and `oca-bench
+/// --results`) write.
+fn machine(load_at_start: f64, cores: usize) -> Value {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let cpus = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let mem_kib: f64 = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    let os = read("/etc/os-release")
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_owned())
         .unwrap_or_default();
     json!({
-        "cpu": cpu,
-        "cores_available": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "cpu_model": cpu_model,
+        "cpus": cpus,
+        "mem_gib": (mem_kib / f64::from(1 << 20) * 10.0).round() / 10.0,
+        "os": os,
+        "kernel": read("/proc/sys/kernel/osrelease").trim(),
         "cores_used": cores,
-        "loadavg_before": load_before.trim(),
-        "loadavg_after": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
-        "os": std::fs::read_to_string("/etc/debian_version").map(|v| format!("Debian {}", v.trim())).unwrap_or_default(),
+        "load_avg_1m_at_start": load_at_start,
+        "load_avg_1m_at_end": load_1m(),
     })
+}
+
+/// The 1-minute load average: the machine is shared, and busy neighbours
+/// stretch the times.
+fn load_1m() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 fn tool_version(bin: &Path) -> String {

@@ -43,10 +43,13 @@ pub struct Rung {
     pub height: u32,
     pub crf: f64,
     /// Cap on the encoder's rate (bits/s; VBV), twice the predicted average.
+    #[serde(rename = "maxrate_bps")]
     pub maxrate: u64,
+    #[serde(rename = "predicted_bitrate_bps")]
     pub predicted_bitrate: f64,
     pub predicted_quality: f64,
     /// Video bits per second over the whole title.
+    #[serde(rename = "bitrate_bps")]
     pub bitrate: f64,
     /// Quality over the whole title, in the analysis's metric.
     pub quality: f64,

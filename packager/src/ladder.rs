@@ -27,6 +27,7 @@ pub struct Point {
     /// The encoder's quality setting (x264 CRF).
     pub crf: f64,
     /// Bits per second, measured.
+    #[serde(rename = "bitrate_bps")]
     pub bitrate: f64,
     /// Quality against the source at display resolution (see `metric`).
     pub quality: f64,
@@ -37,8 +38,10 @@ pub struct Point {
 pub struct Params {
     /// Bits per second: the cheapest rung is the first hull point at or above
     /// this, unless the title saturates below it (then it gets one rung).
+    #[serde(rename = "min_bitrate_bps")]
     pub min_bitrate: f64,
     /// Bits per second: no rung above.
+    #[serde(rename = "max_bitrate_bps")]
     pub max_bitrate: f64,
     /// Quality past which more bits are not worth paying for.
     pub saturation: f64,

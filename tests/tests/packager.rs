@@ -105,7 +105,7 @@ fn a_packaged_title_resumes_after_a_kill_and_imports() {
     assert!(!rungs.is_empty());
     for r in rungs {
         assert!(r["quality"].as_f64().unwrap() > 5.0, "{r}");
-        assert!(r["bitrate"].as_f64().unwrap() > 1000.0, "{r}");
+        assert!(r["bitrate_bps"].as_f64().unwrap() > 1000.0, "{r}");
         // Aligned, fixed-length segments: every rung cut at 2 s, 4 s.
         let list =
             std::fs::read_to_string(title.join(r["name"].as_str().unwrap()).join("index.m3u8"))
