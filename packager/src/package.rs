@@ -216,6 +216,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn codecs_come_from_the_mpd_by_representation_id() {
+        let mpd = r#"<MPD><Period><AdaptationSet>
+<Representation id="0" mimeType="video/mp4" codecs="avc1.64001f" bandwidth="1">
+<Representation id="2" mimeType="audio/mp4" codecs="mp4a.40.2" bandwidth="1">
+<Representation id="1" mimeType="video/mp4" bandwidth="1">
+</AdaptationSet></Period></MPD>"#;
+        assert_eq!(
+            representation_codecs(mpd),
+            [Some("avc1.64001f".into()), None, Some("mp4a.40.2".into())]
+        );
+    }
+
+    #[test]
     fn title_toml_quotes_what_it_is_given() {
         let opts = Options {
             title: "t1".into(),
