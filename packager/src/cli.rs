@@ -85,6 +85,8 @@ pub struct LadderArgs {
     pub quality_step: Option<f64>,
     #[arg(long, global = true)]
     pub min_ratio: Option<f64>,
+    #[arg(long, global = true)]
+    pub max_ratio: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -166,6 +168,7 @@ impl Common {
             saturation: l.saturation.unwrap_or(d.saturation),
             quality_step: l.quality_step.unwrap_or(d.quality_step),
             min_ratio: l.min_ratio.unwrap_or(d.min_ratio),
+            max_ratio: l.max_ratio.unwrap_or(d.max_ratio),
             ..d
         }
     }

@@ -5,14 +5,17 @@
 //!    across resolutions. A point under it is beaten by a mix of two others,
 //!    so no rung should sit there; where the hull moves from one resolution
 //!    to the next is where the ladder should switch resolution.
+//!    Where two neighbouring hull points of one resolution are more than
+//!    `max_ratio` apart, points on the edge between them are added (`densify`).
 //! 2. The top: the first hull point at or above the saturation quality (the
-//!    top quality worth paying for), or where the next hull point buys less
-//!    than `min_gain_per_doubling` per doubling of bits, within the bitrate
-//!    bounds.
+//!    top quality worth paying for), or from which the best point within
+//!    `max_bitrate` is less than `min_gain_per_doubling` better per doubling
+//!    of bits.
 //! 3. The rungs: from the cheapest hull point at or above `min_bitrate`
-//!    upwards, each next rung the first hull point at least `quality_step`
-//!    better and `min_ratio` times dearer than the last; then the top, which
-//!    replaces the last rung when it is less than `min_ratio` dearer.
+//!    upwards, each next rung the first hull point at least `min_ratio` times
+//!    dearer than the last that is `quality_step` better, or is the top, or
+//!    is the last before the gap would pass `max_ratio`; the top replaces the
+//!    last rung when it is less than `min_ratio` above it.
 //!
 //! An easier title (the same quality for fewer bits) therefore starts higher
 //! up its curve and reaches the top sooner: fewer, cheaper rungs.
@@ -49,8 +52,10 @@ pub struct Params {
     pub min_gain_per_doubling: f64,
     /// Neighbouring rungs differ by at least this much quality ...
     pub quality_step: f64,
-    /// ... and by at least this bitrate ratio.
+    /// ... and by at least this bitrate ratio;
     pub min_ratio: f64,
+    /// but by no more than this one where the hull has a point in between.
+    pub max_ratio: f64,
 }
 
 /// The upper convex hull of `points` in (bitrate, quality): the points no mix
@@ -92,7 +97,7 @@ pub fn hull(points: &[Point]) -> Vec<Point> {
 
 /// The rungs, cheapest first (empty only when no point is usable).
 pub fn select(points: &[Point], params: &Params) -> Vec<Point> {
-    let h = hull(points);
+    let h = densify(&hull(points), params.max_ratio);
     // The hull ascends in bitrate: the points within the maximum are a prefix.
     let within = h.partition_point(|p| p.bitrate <= params.max_bitrate);
     if within == 0 {
@@ -108,46 +113,81 @@ pub fn select(points: &[Point], params: &Params) -> Vec<Point> {
         return vec![h[top]];
     };
     let mut rungs = vec![bottom];
-    loop {
-        let cur = *rungs.last().expect("never empty");
-        let next = (cur + 1..=top).find(|&j| {
-            h[j].quality >= h[cur].quality + params.quality_step
-                && h[j].bitrate >= h[cur].bitrate * params.min_ratio
-        });
-        match next {
-            Some(j) => rungs.push(j),
-            None => break,
-        }
+    while let Some(next) = next_rung(&h, *rungs.last().expect("never empty"), top, params) {
+        rungs.push(next);
     }
     let last = rungs.len() - 1;
     if rungs[last] != top {
-        if h[top].bitrate >= h[rungs[last]].bitrate * params.min_ratio {
-            // Less than a quality step up, but far enough apart in bits that
-            // dropping either would leave a hole for players to fall into.
-            rungs.push(top);
-        } else {
-            // Too close for both: keep the top.
-            rungs[last] = top;
-        }
+        // The top is less than `min_ratio` above the last rung: too close
+        // for both, keep the top.
+        rungs[last] = top;
     }
     rungs.into_iter().map(|i| h[i]).collect()
 }
 
-/// Where the climb stops: saturated, or the next doubling buys too little.
+/// The rung after `cur`: the first point at least `min_ratio` dearer that is
+/// a quality step better, or is the top, or is the last before the gap from
+/// `cur` would pass `max_ratio` (a hole players would fall into).
+fn next_rung(h: &[Point], cur: usize, top: usize, params: &Params) -> Option<usize> {
+    let c = h[cur];
+    (cur + 1..=top).find(|&j| {
+        h[j].bitrate >= c.bitrate * params.min_ratio
+            && (h[j].quality >= c.quality + params.quality_step
+                || j == top
+                || h[j + 1].bitrate > c.bitrate * params.max_ratio)
+    })
+}
+
+/// Where the climb stops: saturated, or what is left within reach buys too
+/// little per doubling of bits.
 fn top_index(cand: &[Point], params: &Params) -> usize {
-    for i in 0..cand.len() {
-        if cand[i].quality >= params.saturation {
+    let last = cand.len() - 1;
+    let best = cand[last];
+    for (i, p) in cand.iter().enumerate() {
+        if p.quality >= params.saturation || i == last {
             return i;
         }
-        if let Some(next) = cand.get(i + 1) {
-            let doublings = (next.bitrate / cand[i].bitrate).log2();
-            let gain = (next.quality - cand[i].quality) / doublings;
-            if gain < params.min_gain_per_doubling {
-                return i;
-            }
+        let gain = (best.quality - p.quality) / (best.bitrate / p.bitrate).log2();
+        if gain < params.min_gain_per_doubling {
+            return i;
         }
     }
-    cand.len() - 1
+    last
+}
+
+/// Points along the hull's edges where two neighbouring vertices of the same
+/// resolution are more than `max_ratio` apart (a coarse CRF grid on a title
+/// whose bits climb steeply): evenly spaced in log bitrate, the CRF
+/// interpolated likewise (x264 takes fractional CRFs; bits fall about
+/// exponentially with CRF), the quality on the edge itself (concave curves
+/// lie above it, so it is what the encode will at least reach).
+pub fn densify(hull: &[Point], max_ratio: f64) -> Vec<Point> {
+    let mut out: Vec<Point> = Vec::with_capacity(hull.len());
+    for (i, &a) in hull.iter().enumerate() {
+        out.push(a);
+        let Some(&b) = hull.get(i + 1) else { break };
+        let ratio = b.bitrate / a.bitrate;
+        if (a.width, a.height) != (b.width, b.height)
+            || max_ratio.is_nan()
+            || max_ratio <= 1.0
+            || ratio <= max_ratio
+        {
+            continue;
+        }
+        let n = (ratio.ln() / max_ratio.ln()).ceil().min(16.0) as u32;
+        for k in 1..n {
+            let t = f64::from(k) / f64::from(n);
+            let bitrate = a.bitrate * ratio.powf(t);
+            let along = (bitrate - a.bitrate) / (b.bitrate - a.bitrate);
+            out.push(Point {
+                crf: ((a.crf + t * (b.crf - a.crf)) * 10.0).round() / 10.0,
+                bitrate,
+                quality: a.quality + along * (b.quality - a.quality),
+                ..a
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -292,6 +332,74 @@ mod tests {
         assert_eq!(l[0].bitrate, 150e3);
     }
 
+    /// A hull vertex, or a point on an edge between two of one resolution.
+    fn on_hull(h: &[Point], r: &Point) -> bool {
+        h.contains(r)
+            || h.windows(2).any(|w| {
+                let (a, b) = (w[0], w[1]);
+                let along = (r.bitrate - a.bitrate) / (b.bitrate - a.bitrate);
+                (a.height, b.height) == (r.height, r.height)
+                    && a.bitrate < r.bitrate
+                    && r.bitrate < b.bitrate
+                    && (r.quality - (a.quality + along * (b.quality - a.quality))).abs() < 1e-6
+            })
+    }
+
+    #[test]
+    fn wide_gaps_on_one_resolution_are_filled() {
+        // A coarse CRF grid on a steep title: nothing between 770k and 6.3M.
+        let pts = vec![
+            Point {
+                crf: 33.0,
+                ..p(540, 268e3, 69.0)
+            },
+            Point {
+                crf: 28.0,
+                ..p(720, 770e3, 76.5)
+            },
+            Point {
+                crf: 23.0,
+                ..p(720, 6.3e6, 86.7)
+            },
+        ];
+        let l = select(&pts, &VMAF);
+        let rates: Vec<f64> = l.iter().map(|r| r.bitrate).collect();
+        assert!(l.len() >= 5, "{l:#?}");
+        // 540p to 720p has no point between (different resolutions); the
+        // 720p edge does.
+        for w in l[1..].windows(2) {
+            assert!(
+                w[1].bitrate <= w[0].bitrate * VMAF.max_ratio + 1.0,
+                "{rates:?}"
+            );
+        }
+        let filled: Vec<f64> = l[2..l.len() - 1].iter().map(|r| r.crf).collect();
+        assert!(filled.iter().all(|c| *c > 23.0 && *c < 28.0), "{filled:?}");
+        assert!(h_on(&pts, &l));
+    }
+
+    fn h_on(pts: &[Point], rungs: &[Point]) -> bool {
+        let h = hull(pts);
+        rungs.iter().all(|r| on_hull(&h, r))
+    }
+
+    #[test]
+    fn a_flat_curve_still_gets_rungs_up_to_what_is_in_reach() {
+        // Grain-like: quality creeps up with bits. The climb stops at the
+        // best within the maximum, not at the first small step.
+        let pts = vec![
+            p(240, 12e3, 40.6),
+            p(540, 35e3, 41.3),
+            p(240, 511e3, 45.5),
+            p(540, 898e3, 47.4),
+            p(360, 3.99e6, 56.7),
+            p(540, 17.4e6, 70.0),
+        ];
+        let l = select(&pts, &VMAF);
+        let got: Vec<(u32, f64)> = l.iter().map(|r| (r.height, r.bitrate)).collect();
+        assert_eq!(got, [(240, 511e3), (540, 898e3), (360, 3.99e6)]);
+    }
+
     fn arb_points() -> impl Strategy<Value = Vec<Point>> {
         prop::collection::vec(
             (
@@ -312,14 +420,16 @@ mod tests {
             0f64..5.0,
             0f64..10.0,
             1f64..3.0,
+            1f64..3.0,
         )
-            .prop_map(|(min, span, sat, gain, step, ratio)| Params {
+            .prop_map(|(min, span, sat, gain, step, ratio, more)| Params {
                 min_bitrate: min,
                 max_bitrate: min * span,
                 saturation: sat,
                 min_gain_per_doubling: gain,
                 quality_step: step,
                 min_ratio: ratio,
+                max_ratio: ratio * more,
             })
     }
 
@@ -334,7 +444,7 @@ mod tests {
                 prop_assert!(w[0].quality < w[1].quality);
             }
             for r in &rungs {
-                prop_assert!(h.contains(r), "{:?} not on the hull", r);
+                prop_assert!(on_hull(&h, r), "{:?} not on the hull", r);
             }
             // Within the maximum whenever the hull has a point there; below
             // the minimum only as a single rung that is already saturated.

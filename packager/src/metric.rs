@@ -40,6 +40,7 @@ pub const VMAF_PARAMS: Params = Params {
     min_gain_per_doubling: 1.0,
     quality_step: 6.0,
     min_ratio: 1.5,
+    max_ratio: 2.0,
 };
 
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +124,7 @@ impl Metric {
                 min_gain_per_doubling: 0.3,
                 quality_step: 1.5,
                 min_ratio: 1.5,
+                max_ratio: 2.0,
             },
         }
     }
