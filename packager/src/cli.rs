@@ -92,11 +92,17 @@ pub struct LadderArgs {
 #[derive(Subcommand)]
 pub enum Command {
     /// Trial-encode sampled chunks and print the rate–quality points, the hull and the ladder.
-    Analyze { source: PathBuf },
+    Analyze {
+        /// The source: any file ffmpeg reads with a video stream.
+        source: PathBuf,
+    },
     /// Analyse, encode the chosen ladder, package HLS and DASH as OUT/titles/<ID>/.
     Encode {
+        /// The source: any file ffmpeg reads with a video stream.
         source: PathBuf,
+        /// The packaged directory (`steering catalog import OUT` reads it).
         out: PathBuf,
+        /// Title id: 1-64 of A-Z a-z 0-9 - _ . (the directory under OUT/titles/).
         #[arg(long)]
         title: String,
         /// Display name (default: the id).
@@ -117,7 +123,9 @@ pub enum Command {
     },
     /// Write a source of a content class made by ffmpeg's generators.
     Source {
+        /// flat, testpattern, mandelbrot, life, noise or mix.
         class: String,
+        /// The file to write (Matroska).
         out: PathBuf,
         #[arg(long, default_value_t = 12.0)]
         seconds: f64,
