@@ -10,7 +10,7 @@ use crate::tool::{PackError, ffmpeg, io, run};
 pub const CLASSES: [(&str, &str); 6] = [
     (
         "flat",
-        "flat graphics, little motion (a box gliding over a plain background)",
+        "flat graphics, little motion (boxes and a grid over a slowly shifting gradient; one box glides)",
     ),
     (
         "testpattern",
