@@ -1,0 +1,248 @@
+//! Packaging the encoded rungs (stream copy, no re-encode) in the layout
+//! `steering catalog import` reads, the same scripts/make-content.sh writes:
+//!
+//! ```text
+//! titles/<id>/master.m3u8           HLS multivariant playlist
+//! titles/<id>/v<height>/…           per rung: index.m3u8, init.mp4, seg-NNNNN.m4s (fMP4)
+//! titles/<id>/dash/manifest.mpd     DASH, SegmentTemplate, $Number$
+//! titles/<id>/dash/r<N>/…           one directory per Representation (video rungs, then audio)
+//! titles/<id>/ladder.json           the ladder, its analysis and measured qualities
+//! titles/<id>/title.toml            name, regions, release (written last)
+//! ```
+//!
+//! It is all written into a staging directory beside the output and renamed
+//! into `titles/` whole, so an import never sees half a title.
+
+use std::path::Path;
+
+use crate::encode::{Options, Report};
+use crate::tool::{PackError, ffmpeg, io, run};
+
+/// Write HLS, DASH, the sidecar and title.toml into `stage` (emptied first).
+pub fn package(
+    ffmpeg_bin: &Path,
+    rungs: &Path,
+    report: &Report,
+    stage: &Path,
+) -> Result<(), PackError> {
+    if stage.exists() {
+        std::fs::remove_dir_all(stage).map_err(io(stage))?;
+    }
+    std::fs::create_dir_all(stage).map_err(io(stage))?;
+    let n = report.rungs.len();
+    let audio_input = report.audio.then_some(n);
+    let inputs = |cmd: &mut std::process::Command| {
+        for r in &report.rungs {
+            cmd.arg("-i").arg(rungs.join(format!("{}.mp4", r.name)));
+        }
+        if report.audio {
+            cmd.arg("-i").arg(rungs.join("audio.m4a"));
+        }
+    };
+    let seg = report.segment_secs.to_string();
+
+    // HLS: each rung with the audio muxed in, as make-content.sh does.
+    let mut cmd = ffmpeg(ffmpeg_bin);
+    cmd.current_dir(stage);
+    inputs(&mut cmd);
+    let mut streams = Vec::new();
+    for (i, r) in report.rungs.iter().enumerate() {
+        cmd.args(["-map", &format!("{i}:v:0")]);
+        if let Some(a) = audio_input {
+            cmd.args(["-map", &format!("{a}:a:0")]);
+            streams.push(format!("v:{i},a:{i},name:{}", &r.name[1..]));
+        } else {
+            streams.push(format!("v:{i},name:{}", &r.name[1..]));
+        }
+    }
+    cmd.args(["-c", "copy", "-f", "hls", "-hls_time", &seg])
+        .args(["-hls_playlist_type", "vod", "-hls_segment_type", "fmp4"])
+        .args(["-hls_fmp4_init_filename", "init.mp4"])
+        .args(["-hls_segment_filename", "v%v/seg-%05d.m4s"])
+        .args(["-master_pl_name", "master.m3u8"])
+        .args(["-var_stream_map", &streams.join(" ")])
+        .arg("v%v/index.m3u8");
+    run("package HLS", &mut cmd)?;
+
+    // DASH: every video rung and the audio once, a directory each.
+    let reps = n + usize::from(report.audio);
+    for i in 0..reps {
+        let d = stage.join(format!("dash/r{i}"));
+        std::fs::create_dir_all(&d).map_err(io(&d))?;
+    }
+    let mut cmd = ffmpeg(ffmpeg_bin);
+    cmd.current_dir(stage);
+    inputs(&mut cmd);
+    for i in 0..n {
+        cmd.args(["-map", &format!("{i}:v:0")]);
+    }
+    if let Some(a) = audio_input {
+        cmd.args(["-map", &format!("{a}:a:0")]);
+    }
+    cmd.args(["-c", "copy", "-f", "dash", "-seg_duration", &seg])
+        .args(["-use_template", "1", "-use_timeline", "0"])
+        .args(["-init_seg_name", "r$RepresentationID$/init.m4s"])
+        .args([
+            "-media_seg_name",
+            "r$RepresentationID$/chunk-$Number%05d$.m4s",
+        ])
+        .arg("dash/manifest.mpd");
+    run("package DASH", &mut cmd)?;
+    rewrite_master(stage, report)
+}
+
+/// ffmpeg's multivariant playlist, with what it leaves out when it copies
+/// streams: CODECS (taken from the MPD it wrote for the same streams) and
+/// BANDWIDTH as the HLS spec means it, the peak segment bitrate, with the
+/// mean as AVERAGE-BANDWIDTH (ffmpeg writes the mean plus 10 %).
+fn rewrite_master(stage: &Path, report: &Report) -> Result<(), PackError> {
+    let mpd_path = stage.join("dash/manifest.mpd");
+    let mpd = std::fs::read_to_string(&mpd_path).map_err(io(&mpd_path))?;
+    let codecs = representation_codecs(&mpd);
+    let audio = report
+        .audio
+        .then(|| codecs.get(report.rungs.len()).cloned().flatten())
+        .flatten();
+    let mut master = String::from("#EXTM3U\n#EXT-X-VERSION:7\n");
+    for (i, r) in report.rungs.iter().enumerate() {
+        let dir = stage.join(&r.name);
+        let (peak, mean) = segment_rates(&dir.join("index.m3u8"))?;
+        let mut inf = format!(
+            "#EXT-X-STREAM-INF:BANDWIDTH={peak},AVERAGE-BANDWIDTH={mean},RESOLUTION={}x{}",
+            r.width, r.height
+        );
+        let list: Vec<String> = [codecs.get(i).cloned().flatten(), audio.clone()]
+            .into_iter()
+            .flatten()
+            .collect();
+        if !list.is_empty() {
+            inf += &format!(",CODECS=\"{}\"", list.join(","));
+        }
+        master += &format!("{inf}\n{}/index.m3u8\n", r.name);
+    }
+    let path = stage.join("master.m3u8");
+    std::fs::write(&path, master).map_err(io(&path))
+}
+
+/// The `codecs` of each Representation, by its numeric id.
+fn representation_codecs(mpd: &str) -> Vec<Option<String>> {
+    let mut out: Vec<Option<String>> = Vec::new();
+    for tag in mpd.split('<').filter(|t| t.starts_with("Representation ")) {
+        let attr = |name: &str| {
+            let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+            let len = tag[start..].find('"')?;
+            Some(tag[start..start + len].to_owned())
+        };
+        if let Some(id) = attr("id").and_then(|i| i.parse::<usize>().ok()) {
+            if out.len() <= id {
+                out.resize(id + 1, None);
+            }
+            out[id] = attr("codecs");
+        }
+    }
+    out
+}
+
+/// Peak and mean bits per second over a media playlist's segments.
+fn segment_rates(playlist: &Path) -> Result<(u64, u64), PackError> {
+    let bytes = std::fs::read(playlist).map_err(io(playlist))?;
+    let Ok(m3u8_rs::Playlist::MediaPlaylist(list)) = m3u8_rs::parse_playlist_res(&bytes) else {
+        return Err(PackError::ToolFailed {
+            step: "package HLS".into(),
+            detail: format!("{}: not a media playlist", playlist.display()),
+        });
+    };
+    let dir = playlist.parent().expect("in a directory");
+    let (mut peak, mut bits, mut secs) = (0f64, 0f64, 0f64);
+    for seg in &list.segments {
+        let path = dir.join(&seg.uri);
+        let b = std::fs::metadata(&path).map_err(io(&path))?.len() as f64 * 8.0;
+        let d = f64::from(seg.duration).max(1e-3);
+        peak = peak.max(b / d);
+        bits += b;
+        secs += d;
+    }
+    Ok((peak.ceil() as u64, (bits / secs.max(1e-3)).ceil() as u64))
+}
+
+/// The sidecar and title.toml, then the staged title into place (replacing
+/// an old one only when asked), then the work directory away.
+pub fn finish(
+    stage: &Path,
+    report: &Report,
+    opts: &Options,
+    dest: &Path,
+    work: &Path,
+) -> Result<(), PackError> {
+    let sidecar = stage.join("ladder.json");
+    let json = serde_json::to_vec_pretty(report).expect("serialisable");
+    std::fs::write(&sidecar, json).map_err(io(&sidecar))?;
+    let toml_path = stage.join("title.toml");
+    std::fs::write(&toml_path, title_toml(opts)).map_err(io(&toml_path))?;
+    let parent = dest.parent().expect("titles/<id>");
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    if dest.exists() {
+        // --force: the old title out of the way in one rename, the new one
+        // in with another; only then is the old one deleted.
+        let old = work.join("replaced");
+        std::fs::rename(dest, &old).map_err(io(dest))?;
+    }
+    std::fs::rename(stage, dest).map_err(io(dest))?;
+    std::fs::remove_dir_all(work).map_err(io(work))?;
+    // The work root goes too once no other title is in progress.
+    if let Some(root) = work.parent() {
+        let _ = std::fs::remove_dir(root);
+    }
+    Ok(())
+}
+
+/// title.toml as steering's catalog reads it (name, regions, release).
+pub fn title_toml(opts: &Options) -> String {
+    let q = |s: &str| serde_json::to_string(s).expect("a string");
+    let regions: Vec<String> = opts.regions.iter().map(|r| q(r)).collect();
+    let mut t = format!(
+        "name = {}\nregions = [{}]\n",
+        q(&opts.name),
+        regions.join(", ")
+    );
+    if let Some(r) = opts.release {
+        t += &format!("release = {r}\n");
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codecs_come_from_the_mpd_by_representation_id() {
+        let mpd = r#"<MPD><Period><AdaptationSet>
+<Representation id="0" mimeType="video/mp4" codecs="avc1.64001f" bandwidth="1">
+<Representation id="2" mimeType="audio/mp4" codecs="mp4a.40.2" bandwidth="1">
+<Representation id="1" mimeType="video/mp4" bandwidth="1">
+</AdaptationSet></Period></MPD>"#;
+        assert_eq!(
+            representation_codecs(mpd),
+            [Some("avc1.64001f".into()), None, Some("mp4a.40.2".into())]
+        );
+    }
+
+    #[test]
+    fn title_toml_quotes_what_it_is_given() {
+        let opts = Options {
+            title: "t1".into(),
+            name: "A \"quoted\" name".into(),
+            regions: vec!["eu-west".into(), "us-east".into()],
+            release: Some(1_700_000_000),
+            segment_secs: 4.0,
+            plan: crate::analyze::Plan::default(),
+            params: crate::metric::Metric::SsimDb.default_params(),
+            force: false,
+        };
+        assert_eq!(
+            title_toml(&opts),
+            "name = \"A \\\"quoted\\\" name\"\nregions = [\"eu-west\", \"us-east\"]\nrelease = 1700000000\n"
+        );
+    }
+}
