@@ -403,40 +403,15 @@ fn summarise(rows: &[Value]) -> Value {
     Value::Object(out)
 }
 
-/// What the figures ran on: the fields bench/figures (and `oca-bench
-/// --results`) write.
+/// What the figures ran on: the machine as `oca-bench --results` describes
+/// it (the fields bench/figures reads), plus the cores used and the load at
+/// both ends.
 fn machine(load_at_start: f64, cores: usize) -> Value {
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let cpuinfo = read("/proc/cpuinfo");
-    let cpu_model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-        .unwrap_or_else(|| "unknown".into());
-    let cpus = cpuinfo
-        .lines()
-        .filter(|l| l.starts_with("processor"))
-        .count();
-    let mem_kib: f64 = read("/proc/meminfo")
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0);
-    let os = read("/etc/os-release")
-        .lines()
-        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-        .map(|v| v.trim_matches('"').to_owned())
-        .unwrap_or_default();
-    json!({
-        "cpu_model": cpu_model,
-        "cpus": cpus,
-        "mem_gib": (mem_kib / f64::from(1 << 20) * 10.0).round() / 10.0,
-        "os": os,
-        "kernel": read("/proc/sys/kernel/osrelease").trim(),
-        "cores_used": cores,
-        "load_avg_1m_at_start": load_at_start,
-        "load_avg_1m_at_end": load_1m(),
-    })
+    let mut m = serde_json::to_value(bench::results::Machine::here()).unwrap_or_default();
+    m["load_avg_1m_at_start"] = json!(load_at_start);
+    m["cores_used"] = json!(cores);
+    m["load_avg_1m_at_end"] = json!(load_1m());
+    m
 }
 
 /// The 1-minute load average: the machine is shared, and busy neighbours
