@@ -24,19 +24,12 @@ pub enum ConfigError {
     Invalid { field: &'static str, reason: String },
 }
 
-impl ConfigError {
-    /// A field that fails validation.
-    pub fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            field,
-            reason: reason.into(),
-        }
-    }
-}
-
 /// `Err` for a field that fails validation: `return reject("rate_bps", "at least 8000")`.
 pub fn reject<T>(field: &'static str, reason: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError::invalid(field, reason))
+    Err(ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    })
 }
 
 /// Read and parse a TOML file (without validating it).
@@ -104,7 +97,7 @@ mod tests {
 
     #[test]
     fn invalid_names_the_field() {
-        let e = ConfigError::invalid("rate_bps", "at least 8000");
+        let e = reject::<()>("rate_bps", "at least 8000").unwrap_err();
         assert_eq!(e.to_string(), "config field `rate_bps`: at least 8000");
     }
 }
