@@ -199,6 +199,7 @@ async fn heartbeat(
         });
         (outcome, a.inventory_version, snapshot, register)
     };
+    let inventory_changed = snapshot.is_some();
     if let Some(row) = snapshot {
         // Persisted before answering: an acknowledged inventory survives a crash.
         state.store.put_inventory(&id, &row)?;
@@ -227,6 +228,11 @@ async fn heartbeat(
             .store
             .put_learned_prefixes(&id, prefixes_version, &prefixes)?;
         tracing::info!(appliance = %id, version = prefixes_version, prefixes = prefixes.len(), "BGP prefixes updated");
+    }
+    if inventory_changed || prefix_outcome == Some(PrefixOutcome::Applied) {
+        // What an appliance holds and which clients it serves decide plays:
+        // seen at once, not at the next background refresh.
+        super::snapshot::rebuild(&state, Instant::now());
     }
     Ok(axum::Json(HeartbeatResponse {
         resync: outcome == InventoryOutcome::ResyncNeeded,

@@ -118,5 +118,9 @@ fn record(state: &Fleet, id: &str, result: Result<HealthSummary, String>) {
     if a.health.observe(ok, cfg.down_after, cfg.up_after) {
         state.metrics.health_changes.inc();
         tracing::warn!(appliance = %id, up = a.health.up, "appliance health changed");
+        drop(reg);
+        // Decisions must see an appliance come up or go down at once, not
+        // at the next background refresh.
+        super::snapshot::rebuild(state, Instant::now());
     }
 }
