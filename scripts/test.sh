@@ -10,9 +10,12 @@ cd "$(dirname "$0")/.."
 # curl, openssl: TLS and HTTP checks; ffmpeg: test content and ffprobe;
 # nginx-light: the origin; bird2: the ISP router (BGP); iproute2: its network
 # namespace; mount: small tmpfs disks; chromium, npm: the browser players
-# (hls.js, dash.js); systemd: unit checks and the boot test; dpkg: the .deb.
+# (hls.js, dash.js); systemd: unit checks and the boot test; dpkg: the .deb;
+# postgresql-15: steering's shared store (tests start their own servers, as
+# the postgres user, through runuser).
 install_missing curl:curl openssl:openssl ffmpeg:ffmpeg nginx:nginx-light bird:bird2 ip:iproute2 \
-    mount:mount chromium:chromium npm:npm systemd-analyze:systemd dpkg-deb:dpkg
+    mount:mount chromium:chromium npm:npm systemd-analyze:systemd dpkg-deb:dpkg \
+    /usr/lib/postgresql/15/bin/initdb:postgresql-15 runuser:util-linux
 # The browser players' npm packages, again whenever package-lock.json changes.
 if ! cmp -s tests/browser/package-lock.json tests/browser/node_modules/.installed-lock; then
     (cd tests/browser && npm ci --no-audit --no-fund --silent && cp package-lock.json node_modules/.installed-lock)

@@ -120,9 +120,9 @@ pub struct Overrides {
     /// Address the API listens on, e.g. 127.0.0.1:7000 (overrides `listen`)
     #[arg(long, value_name = "ADDR", global = true)]
     pub listen: Option<SocketAddr>,
-    /// The store's SQLite file (overrides `database`)
+    /// The store: a SQLite file or a postgres:// URL (overrides `database`)
     #[arg(long, value_name = "FILE", global = true)]
-    pub database: Option<PathBuf>,
+    pub database: Option<String>,
 }
 
 pub fn load(o: &Overrides) -> Result<Config, String> {
@@ -145,7 +145,7 @@ pub fn load(o: &Overrides) -> Result<Config, String> {
 fn offline(
     overrides: &Overrides,
     what: &str,
-    f: impl FnOnce(&Config, &dyn Store) -> Result<String, (u8, String)>,
+    f: impl AsyncFnOnce(&Config, &dyn Store) -> Result<String, (u8, String)>,
 ) -> ExitCode {
     let config = match load(overrides) {
         Ok(c) => c,
@@ -154,9 +154,22 @@ fn offline(
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
-    let result = crate::store::open(&config.database)
-        .map_err(|e| (1, e.to_string()))
-        .and_then(|store| f(&config, store.as_ref()));
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("steering: {what} failed: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let store = crate::store::open(&config.database)
+            .await
+            .map_err(|e| (1, e.to_string()))?;
+        f(&config, store.as_ref()).await
+    });
     match result {
         Ok(summary) => {
             println!("{summary}");
@@ -170,13 +183,15 @@ fn offline(
 }
 
 pub fn import(dir: &Path, overrides: &Overrides) -> ExitCode {
-    offline(overrides, "import", |_, store| {
+    offline(overrides, "import", async |_, store| {
         let titles = crate::catalog::scan(dir).map_err(|e| (EXIT_BAD_DATA, e.to_string()))?;
         for t in &titles {
-            store.put_title(t).map_err(|e| (1, e.to_string()))?;
+            store.put_title(t).await.map_err(|e| (1, e.to_string()))?;
         }
-        let (titles, renditions, objects, bytes) =
-            store.catalog_counts().map_err(|e| (1, e.to_string()))?;
+        let (titles, renditions, objects, bytes) = store
+            .catalog_counts()
+            .await
+            .map_err(|e| (1, e.to_string()))?;
         Ok(format!(
             "catalog: {titles} titles, {renditions} renditions, {objects} objects, {bytes} bytes"
         ))
@@ -184,10 +199,10 @@ pub fn import(dir: &Path, overrides: &Overrides) -> ExitCode {
 }
 
 pub fn import_rib(file: &Path, overrides: &Overrides) -> ExitCode {
-    offline(overrides, "RIB import", |config, store| {
+    offline(overrides, "RIB import", async |config, store| {
         let rib = crate::fleet::bgp::read_rib(file).map_err(|e| (EXIT_BAD_DATA, e.to_string()))?;
         let rows: Vec<(String, u32)> = rib.iter().map(|(p, a)| (p.to_string(), *a)).collect();
-        store.put_rib(&rows).map_err(|e| (1, e.to_string()))?;
+        store.put_rib(&rows).await.map_err(|e| (1, e.to_string()))?;
         let v4 = rib
             .iter()
             .filter(|(p, _)| matches!(p, ipnet::IpNet::V4(_)))
@@ -246,11 +261,12 @@ fn profile_arg(p: &str) -> Result<(String, String), (u8, String)> {
 
 pub fn users(command: UsersCommand, overrides: &Overrides) -> ExitCode {
     let store_err = |e: crate::store::StoreError| (1, e.to_string());
-    offline(overrides, "users", move |config, store| {
+    offline(overrides, "users", async move |config, store| {
         let now = crate::unix_now();
-        let existing = |id: &str| -> Result<UserRow, (u8, String)> {
+        let existing = async |id: &str| -> Result<UserRow, (u8, String)> {
             store
                 .user(id)
+                .await
                 .map_err(store_err)?
                 .ok_or_else(|| (EXIT_BAD_DATA, format!("no user {id:?}")))
         };
@@ -271,7 +287,7 @@ pub fn users(command: UsersCommand, overrides: &Overrides) -> ExitCode {
                     region,
                 };
                 check_user(config, &u)?;
-                if store.user(&u.id).map_err(store_err)?.is_some() {
+                if store.user(&u.id).await.map_err(store_err)?.is_some() {
                     return Err((EXIT_BAD_DATA, format!("user {:?} exists", u.id)));
                 }
                 let mut ps = profiles
@@ -281,7 +297,7 @@ pub fn users(command: UsersCommand, overrides: &Overrides) -> ExitCode {
                 if ps.is_empty() {
                     ps.push(("main".into(), "Main".into()));
                 }
-                store.add_user(&u, &ps, now).map_err(store_err)?;
+                store.add_user(&u, &ps, now).await.map_err(store_err)?;
                 Ok(format!("user {} added with {} profile(s)", u.id, ps.len()))
             }
             UsersCommand::Set {
@@ -291,48 +307,54 @@ pub fn users(command: UsersCommand, overrides: &Overrides) -> ExitCode {
                 country,
                 region,
             } => {
-                let mut u = existing(&id)?;
+                let mut u = existing(&id).await?;
                 u.plan = plan.unwrap_or(u.plan);
                 u.subscription = subscription.unwrap_or(u.subscription);
                 u.country = country.unwrap_or(u.country);
                 u.region = region.unwrap_or(u.region);
                 check_user(config, &u)?;
-                store.update_user(&u).map_err(store_err)?;
+                store.update_user(&u).await.map_err(store_err)?;
                 Ok(format!(
                     "user {}: plan {}, subscription {}, {}/{}",
                     u.id, u.plan, u.subscription, u.country, u.region
                 ))
             }
             UsersCommand::AddProfile { id, profile, name } => {
-                existing(&id)?;
+                existing(&id).await?;
                 let (pid, pname) = profile_arg(&match name {
                     Some(n) => format!("{profile}:{n}"),
                     None => profile,
                 })?;
                 if store
                     .profiles(&id)
+                    .await
                     .map_err(store_err)?
                     .iter()
                     .any(|(p, _)| *p == pid)
                 {
                     return Err((EXIT_BAD_DATA, format!("profile {pid:?} exists")));
                 }
-                store.add_profile(&id, &pid, &pname).map_err(store_err)?;
+                store
+                    .add_profile(&id, &pid, &pname)
+                    .await
+                    .map_err(store_err)?;
                 Ok(format!("profile {pid} added to {id}"))
             }
             UsersCommand::Token { id, ttl } => {
-                existing(&id)?;
+                existing(&id).await?;
                 let (token, hash) = crate::viewers::accounts::new_token();
                 store
                     .add_viewer_token(&hash, &id, now, now.saturating_add(ttl.as_secs()))
+                    .await
                     .map_err(store_err)?;
                 Ok(token)
             }
             UsersCommand::List => {
                 let mut out = String::new();
-                for u in store.users().map_err(store_err)? {
+                for u in store.users().await.map_err(store_err)? {
                     let profiles: Vec<String> = store
                         .profiles(&u.id)
+                        .await
                         .map_err(store_err)?
                         .into_iter()
                         .map(|(id, _)| id)

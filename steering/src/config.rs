@@ -15,8 +15,10 @@ pub use service::config::{ConfigError, EXIT_BAD_CONFIG};
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub listen: SocketAddr,
-    /// The embedded store: one SQLite file.
-    pub database: PathBuf,
+    /// The store: a `postgres://` (or `postgresql://`) URL for a PostgreSQL
+    /// database several instances share, or else the path of a SQLite file
+    /// (the embedded default).
+    pub database: String,
     /// Interval appliances are told to heartbeat at.
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
@@ -57,6 +59,31 @@ pub struct Config {
     #[serde(rename = "asn")]
     pub asns: Vec<AsnConfig>,
     pub fill: FillConfig,
+    pub history: HistoryConfig,
+}
+
+/// How long the store keeps what only matters for a while; pruned in the
+/// background (`store::prune_loop`), so no play pays for history.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Streams last seen longer ago than this are dropped. At least
+    /// `play.token_lifetime`: a play's manifests are rebuilt from its stream.
+    #[serde(with = "humantime_serde")]
+    pub keep_streams: Duration,
+    /// Plays (the demand log) older than this are dropped. At least
+    /// `fill.lookback` and the home rows' week.
+    #[serde(with = "humantime_serde")]
+    pub keep_plays: Duration,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            keep_streams: Duration::from_secs(86_400),
+            keep_plays: Duration::from_secs(30 * 86_400),
+        }
+    }
 }
 
 /// Fill planning: what each appliance is told to hold (see `fillplan`).
@@ -317,7 +344,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7000)),
-            database: PathBuf::from("steering.db"),
+            database: "steering.db".into(),
             heartbeat_interval: Duration::from_secs(5),
             max_body_bytes: 4 << 20,
             health: HealthConfig::default(),
@@ -371,6 +398,7 @@ impl Default for Config {
             networks: Vec::new(),
             asns: Vec::new(),
             fill: FillConfig::default(),
+            history: HistoryConfig::default(),
         }
     }
 }
@@ -475,9 +503,12 @@ impl Config {
         if b.is_absolute() {
             return b.clone();
         }
-        self.database
-            .parent()
-            .map_or_else(|| b.clone(), |dir| dir.join(b))
+        match crate::store::Location::parse(&self.database) {
+            crate::store::Location::Sqlite(db) => {
+                db.parent().map_or_else(|| b.clone(), |dir| dir.join(b))
+            }
+            crate::store::Location::Postgres(_) => b.clone(),
+        }
     }
 
     /// How long a fill plan's URLs work: `fill.plan_ttl`, shortened to what the
@@ -496,8 +527,12 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.database.as_os_str().is_empty() {
-            return reject("database", "must name a file");
+        if self.database.is_empty() {
+            return reject("database", "must name a SQLite file or a postgres:// URL");
+        }
+        if let crate::store::Location::Postgres(url) = crate::store::Location::parse(&self.database)
+        {
+            crate::store::check_url(&url).or_else(|e| reject("database", &e))?;
         }
         if self.heartbeat_interval.is_zero() {
             return reject("heartbeat_interval", "must be greater than zero");
@@ -643,6 +678,19 @@ impl Config {
         }
         if f.lookback.is_zero() {
             return reject("fill.lookback", "must be greater than zero");
+        }
+        if self.history.keep_streams < self.play.token_lifetime {
+            return reject(
+                "history.keep_streams",
+                "must be at least play.token_lifetime (manifests are rebuilt from the stream)",
+            );
+        }
+        let week = Duration::from_secs(7 * 86_400);
+        if self.history.keep_plays < f.lookback.max(week) {
+            return reject(
+                "history.keep_plays",
+                "must be at least fill.lookback and 7 days (home rows read a week)",
+            );
         }
         Ok(())
     }

@@ -82,9 +82,9 @@ impl App {
 
 /// Open the store and build both halves: the fleet from what the store holds
 /// (registry, inventories, keys), the viewers around the fleet's `Steerer`.
-pub fn load_state(config: Config) -> Result<Arc<App>, StoreError> {
+pub async fn load_state(config: Config) -> Result<Arc<App>, StoreError> {
     let config = Arc::new(config);
-    let store = store::open(&config.database)?;
+    let store = store::open(&config.database).await?;
     let metrics = Arc::new(Metrics::new());
     let keys = Arc::new(KeyRing::new(fleet::keys::key_set(&[])));
     let fleet = Fleet::load(
@@ -92,7 +92,8 @@ pub fn load_state(config: Config) -> Result<Arc<App>, StoreError> {
         store.clone(),
         Arc::clone(&keys),
         Arc::clone(&metrics),
-    )?;
+    )
+    .await?;
     let viewers = Arc::new(Viewers::new(
         Arc::clone(&config),
         store.clone(),
@@ -153,7 +154,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let loops = app.fleet.spawn_loops(Arc::clone(&app.reload), stop_rx);
+    let mut loops = app
+        .fleet
+        .spawn_loops(Arc::clone(&app.reload), stop_rx.clone());
+    loops.push(tokio::spawn(store::prune_loop(
+        Arc::clone(&app.store),
+        app.config.history.clone(),
+        stop_rx,
+    )));
     let service =
         router(Arc::clone(&app)).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, service)

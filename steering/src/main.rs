@@ -47,7 +47,9 @@ fn main() -> ExitCode {
         let signals = service::signals::Signals::install()
             .map_err(|e| format!("cannot install signal handlers: {e}"))?;
         let listen = config.listen;
-        let state = steering::load_state(config).map_err(|e| e.to_string())?;
+        let state = steering::load_state(config)
+            .await
+            .map_err(|e| e.to_string())?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

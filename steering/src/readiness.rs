@@ -224,16 +224,17 @@ pub async fn health(State(app): State<Arc<App>>) -> Response {
     (report.http_status(), axum::Json(report)).into_response()
 }
 
-/// One write through the store, off the runtime, bounded by `PROBE_TIMEOUT`;
-/// at most one at a time, so a hung store does not pile up blocked threads.
+/// One write through the store, bounded by `PROBE_TIMEOUT`; at most one at a
+/// time (it runs on as a task of its own when it overruns), so a hung store
+/// does not pile up probes.
 async fn probe_store(app: &App) -> Result<(), String> {
     if app.probing.swap(true, Ordering::AcqRel) {
         return Err("the previous probe has not finished".into());
     }
     let store = Arc::clone(&app.store);
     let probing: Arc<AtomicBool> = Arc::clone(&app.probing);
-    let task = tokio::task::spawn_blocking(move || {
-        let r = store.probe_write(crate::unix_now());
+    let task = tokio::spawn(async move {
+        let r = store.probe_write(crate::unix_now()).await;
         probing.store(false, Ordering::Release);
         r
     });

@@ -143,7 +143,7 @@ async fn fill_plan_versions_follow_content_and_urls_are_signed() {
         appliance("a2", None, "+00:00"),
     );
     let mut cfg = Config {
-        database: dir.path().join("steering.db"),
+        database: dir.path().join("steering.db").display().to_string(),
         origin_url: Some("http://origin.example/".into()),
         appliances: vec![a1.clone(), a2.clone()],
         ..Config::default()
@@ -152,13 +152,13 @@ async fn fill_plan_versions_follow_content_and_urls_are_signed() {
     cfg.health.interval = Duration::from_secs(3600);
     cfg.health.down_after = 100;
     cfg.validate().unwrap();
-    let state = steering::load_state(cfg).unwrap();
+    let state = steering::load_state(cfg).await.unwrap();
     for t in [
         title("t1", &["eu"], &[("v1", &[100, 200]), ("v2", &[50])]),
         title("t2", &["us"], &[("v1", &[10])]),
         title("t3", &["*"], &[("v1", &[30])]),
     ] {
-        state.store.put_title(&t).unwrap();
+        state.store.put_title(&t).await.unwrap();
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -23,7 +23,7 @@ async fn health_reports_each_check_and_fails_without_a_store() {
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     let mut cfg = Config {
-        database: data.join("steering.db"),
+        database: data.join("steering.db").display().to_string(),
         ..Config::default()
     };
     cfg.bookmarks.database = dir.path().join("bookmarks.db");
@@ -32,7 +32,7 @@ async fn health_reports_each_check_and_fails_without_a_store() {
     cfg.recommendations.failures = 1;
     cfg.recommendations.cool_down = Duration::from_secs(3600);
     cfg.validate().unwrap();
-    let app = steering::load_state(cfg).unwrap();
+    let app = steering::load_state(cfg).await.unwrap();
     let user = UserRow {
         id: "alice".into(),
         plan: "basic".into(),
@@ -42,10 +42,12 @@ async fn health_reports_each_check_and_fails_without_a_store() {
     };
     app.store
         .add_user(&user, &[("main".into(), "Main".into())], 0)
+        .await
         .unwrap();
     let (token, hash) = steering::viewers::accounts::new_token();
     app.store
         .add_viewer_token(&hash, "alice", 0, u64::MAX >> 1)
+        .await
         .unwrap();
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -113,7 +115,7 @@ async fn health_reports_each_check_and_fails_without_a_store() {
 async fn a_stopped_poller_and_a_stale_snapshot_fail_health() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config {
-        database: dir.path().join("steering.db"),
+        database: dir.path().join("steering.db").display().to_string(),
         ..Config::default()
     };
     cfg.bookmarks.database = dir.path().join("bookmarks.db");
@@ -121,7 +123,7 @@ async fn a_stopped_poller_and_a_stale_snapshot_fail_health() {
     cfg.health.timeout = Duration::from_millis(50);
     cfg.steer.snapshot_refresh = Duration::from_millis(50);
     cfg.validate().unwrap();
-    let app = steering::load_state(cfg).unwrap();
+    let app = steering::load_state(cfg).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {

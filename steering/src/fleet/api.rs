@@ -115,7 +115,8 @@ async fn register(
     let credential_sha256 = state.registry().appliances[&id].credential_sha256.clone();
     state
         .store
-        .upsert_appliance(&id, &req.info, &credential_sha256, crate::unix_now())?;
+        .upsert_appliance(&id, &req.info, &credential_sha256, crate::unix_now())
+        .await?;
     let (version, digest) = {
         let mut reg = state.registry();
         reg.insert(&id, req.info.clone(), credential_sha256);
@@ -161,7 +162,7 @@ async fn heartbeat(
                     format!("rendition {r:?} is not a valid path prefix"),
                 ));
             }
-            if !state.knows_rendition(r)? {
+            if !state.knows_rendition(r).await? {
                 unknown.push(r.to_owned());
             }
         }
@@ -202,7 +203,7 @@ async fn heartbeat(
     let inventory_changed = snapshot.is_some();
     if let Some(row) = snapshot {
         // Persisted before answering: an acknowledged inventory survives a crash.
-        state.store.put_inventory(&id, &row)?;
+        state.store.put_inventory(&id, &row).await?;
     }
     if outcome == InventoryOutcome::ResyncNeeded {
         state.metrics.resyncs.inc();
@@ -226,7 +227,8 @@ async fn heartbeat(
     if let Some(prefixes) = learned {
         state
             .store
-            .put_learned_prefixes(&id, prefixes_version, &prefixes)?;
+            .put_learned_prefixes(&id, prefixes_version, &prefixes)
+            .await?;
         tracing::info!(appliance = %id, version = prefixes_version, prefixes = prefixes.len(), "BGP prefixes updated");
     }
     if inventory_changed || prefix_outcome == Some(PrefixOutcome::Applied) {

@@ -28,10 +28,11 @@ pub async fn fill_plan(
     let id = authenticate(&state, &headers, Some(&id))?;
     let now = crate::unix_now();
     let cfg = &state.config.fill;
-    let titles = state.store.fill_catalog()?;
+    let titles = state.store.fill_catalog().await?;
     let plays = state
         .store
-        .plays_all_since(now.saturating_sub(cfg.lookback.as_secs()), MAX_PLAYS)?;
+        .plays_all_since(now.saturating_sub(cfg.lookback.as_secs()), MAX_PLAYS)
+        .await?;
     // Completeness is judged against the catalog just read, not the periodically
     // refreshed totals, so a re-import is reflected in the same plan.
     let totals: CatalogTotals = titles
@@ -73,7 +74,8 @@ pub async fn fill_plan(
     plan.expires = expires;
     plan.version = state
         .store
-        .fill_plan_version(&id, &fillplan::digest(&plan), now)?;
+        .fill_plan_version(&id, &fillplan::digest(&plan), now)
+        .await?;
     state.metrics.fill_plans_served.inc();
     tracing::debug!(appliance = %id, version = plan.version, items = plan.items.len(),
         budget = plan.budget_bytes, "fill plan served");

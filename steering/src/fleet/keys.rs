@@ -81,15 +81,15 @@ pub async fn key_loop(fleet: Arc<Fleet>, reload: Arc<Notify>, mut stop: watch::R
                     _ = reload.notified() => true,
                 }
             } => {
-                if let Err(e) = fleet.rotate_keys() {
+                if let Err(e) = fleet.rotate_keys().await {
                     tracing::error!(error = %e, "key rotation failed; will retry");
                 }
                 // A RIB import (offline) changes the client networks.
-                if let Err(e) = fleet.refresh_networks() {
+                if let Err(e) = fleet.refresh_networks().await {
                     tracing::warn!(error = %e, "cannot read the RIB");
                 }
                 // Re-imports change totals: pick them up here too.
-                if let Err(e) = fleet.refresh_catalog() {
+                if let Err(e) = fleet.refresh_catalog().await {
                     tracing::warn!(error = %e, "cannot refresh catalog totals");
                 }
                 if reloading {

@@ -55,37 +55,40 @@ pub struct Fleet {
 impl Fleet {
     /// Merge configured appliances into the store, rebuild the registry (with
     /// inventories and learned prefixes) from it, and apply the key schedule.
-    pub fn load(
+    pub async fn load(
         config: Arc<Config>,
         store: Arc<dyn FleetStore>,
         keys: Arc<KeyRing>,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Fleet>, StoreError> {
         for a in &config.appliances {
-            store.declare_appliance(
-                &a.id,
-                &a.info(),
-                &crate::sha256_hex(&a.credential),
-                crate::unix_now(),
-            )?;
+            store
+                .declare_appliance(
+                    &a.id,
+                    &a.info(),
+                    &crate::sha256_hex(&a.credential),
+                    crate::unix_now(),
+                )
+                .await?;
         }
         let mut registry = Registry::default();
-        for row in store.appliances()? {
+        for row in store.appliances().await? {
             registry.insert(&row.id, row.info, row.credential_sha256);
-            let inv = store.inventory(&row.id)?;
+            let inv = store.inventory(&row.id).await?;
             if inv.version > 0 {
                 registry.set_inventory(&row.id, inv.version, inv.renditions);
             }
         }
-        for (id, version, prefixes) in store.learned_prefixes()? {
+        for (id, version, prefixes) in store.learned_prefixes().await? {
             let report = PrefixReport::Full { version, prefixes };
             registry.take_prefixes(&id, &report);
         }
-        let rib_generation = store.rib_generation()?;
-        let rib = store.rib()?;
+        let rib_generation = store.rib_generation().await?;
+        let rib = store.rib().await?;
+        let catalog = store.catalog_totals().await?;
         let now = Instant::now();
         let fleet = Arc::new(Fleet {
-            catalog: RwLock::new(store.catalog_totals()?),
+            catalog: RwLock::new(catalog),
             registry: Mutex::new(registry),
             snapshots: snapshot::Snapshots::new(snapshot::policy(&config.steer), now),
             networks: ArcSwap::from_pointee(bgp::networks(&config, &rib)),
@@ -96,7 +99,7 @@ impl Fleet {
             store,
             config,
         });
-        fleet.rotate_keys()?;
+        fleet.rotate_keys().await?;
         snapshot::rebuild(&fleet, now);
         Ok(fleet)
     }
@@ -120,33 +123,43 @@ impl Fleet {
     }
 
     /// Apply the key schedule now: create a key when one is due, drop
-    /// long-retired ones, and publish the set.
-    pub fn rotate_keys(&self) -> Result<(), StoreError> {
+    /// long-retired ones (one atomic step, whichever instance gets there
+    /// first), and publish the set.
+    pub async fn rotate_keys(&self) -> Result<(), StoreError> {
         let now = crate::unix_now();
         let k = &self.config.keys;
-        let held = self.store.keys()?;
-        let plan = keys::plan(&held, now, k.rotate_every.as_secs());
-        if plan.create {
-            let lead = keys::lead_for(&held, now, k.lead().as_secs());
-            let key = keys::new_key(now, lead, k.lifetime.as_secs());
-            self.store.insert_key(&key, now)?;
-            tracing::info!(key = %key.id, "signing key created");
-        }
-        self.store
-            .delete_keys_retired_before(plan.delete_retired_before)?;
-        let held = self.store.keys()?;
+        let (rotate_every, lead, lifetime) = (
+            k.rotate_every.as_secs(),
+            k.lead().as_secs(),
+            k.lifetime.as_secs(),
+        );
+        let held = self
+            .store
+            .step_keys(Box::new(move |held| {
+                let plan = keys::plan(held, now, rotate_every);
+                let create = plan.create.then(|| {
+                    let key = keys::new_key(now, keys::lead_for(held, now, lead), lifetime);
+                    tracing::info!(key = %key.id, "signing key created");
+                    (key, now)
+                });
+                store::KeyStep {
+                    create,
+                    delete_retired_before: plan.delete_retired_before,
+                }
+            }))
+            .await?;
         let newest = held.iter().map(|(_, created)| *created).max();
         self.keys.set(keys::key_set(&held), newest);
         Ok(())
     }
 
     /// Rebuild the client networks if a RIB was imported since they were built.
-    pub fn refresh_networks(&self) -> Result<(), StoreError> {
-        let generation = self.store.rib_generation()?;
+    pub async fn refresh_networks(&self) -> Result<(), StoreError> {
+        let generation = self.store.rib_generation().await?;
         if generation == self.rib_generation.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let rib = self.store.rib()?;
+        let rib = self.store.rib().await?;
         self.networks
             .store(Arc::new(bgp::networks(&self.config, &rib)));
         self.rib_generation.store(generation, Ordering::Relaxed);
@@ -159,15 +172,15 @@ impl Fleet {
     }
 
     /// Re-read the catalog totals (re-imports change them).
-    pub fn refresh_catalog(&self) -> Result<(), StoreError> {
-        let totals = self.store.catalog_totals()?;
+    pub async fn refresh_catalog(&self) -> Result<(), StoreError> {
+        let totals = self.store.catalog_totals().await?;
         *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = totals;
         Ok(())
     }
 
     /// Whether the catalog has `rendition`, from memory or, on a miss, the store
     /// (so an import made while steering runs is seen at once).
-    pub fn knows_rendition(&self, rendition: &str) -> Result<bool, StoreError> {
+    pub async fn knows_rendition(&self, rendition: &str) -> Result<bool, StoreError> {
         if self
             .catalog
             .read()
@@ -176,7 +189,7 @@ impl Fleet {
         {
             return Ok(true);
         }
-        match self.store.rendition_totals(rendition)? {
+        match self.store.rendition_totals(rendition).await? {
             Some(t) => {
                 self.catalog
                     .write()

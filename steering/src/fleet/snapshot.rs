@@ -44,11 +44,8 @@ impl Snapshots {
     }
 }
 
-/// Rebuild the snapshot now (noticing a RIB import made offline on the way).
+/// Rebuild the snapshot now from what the fleet holds in memory.
 pub fn rebuild(fleet: &Fleet, now: Instant) {
-    if let Err(e) = fleet.refresh_networks() {
-        tracing::warn!(error = %e, "cannot read the RIB");
-    }
     fleet.snapshots.current.store(Arc::new(build(fleet)));
     *fleet
         .snapshots
@@ -63,7 +60,13 @@ pub async fn refresh_loop(fleet: Arc<Fleet>, mut stop: watch::Receiver<bool>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => rebuild(&fleet, Instant::now()),
+            _ = tick.tick() => {
+                // Notice a RIB import made offline on the way.
+                if let Err(e) = fleet.refresh_networks().await {
+                    tracing::warn!(error = %e, "cannot read the RIB");
+                }
+                rebuild(&fleet, Instant::now());
+            }
             _ = stop.changed() => return,
         }
     }

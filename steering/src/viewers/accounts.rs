@@ -36,7 +36,11 @@ pub fn new_token() -> (String, String) {
 }
 
 /// `Authorization: Bearer vt_...` → the account (401 otherwise).
-pub fn authenticate(state: &Viewers, headers: &HeaderMap, now: u64) -> Result<Viewer, ApiError> {
+pub async fn authenticate(
+    state: &Viewers,
+    headers: &HeaderMap,
+    now: u64,
+) -> Result<Viewer, ApiError> {
     let token = bearer(headers)
         .map(str::trim)
         .filter(|t| !t.is_empty())
@@ -62,15 +66,21 @@ pub fn authenticate(state: &Viewers, headers: &HeaderMap, now: u64) -> Result<Vi
     // key reveals nothing about near-miss guesses.
     let user = state
         .store
-        .user_by_token(&crate::sha256_hex(token), now)?
+        .user_by_token(&crate::sha256_hex(token), now)
+        .await?
         .ok_or_else(bad)?;
     Ok(Viewer { user })
 }
 
-pub fn check_profile(state: &Viewers, viewer: &Viewer, profile: &str) -> Result<(), ApiError> {
+pub async fn check_profile(
+    state: &Viewers,
+    viewer: &Viewer,
+    profile: &str,
+) -> Result<(), ApiError> {
     if state
         .store
-        .profiles(&viewer.user.id)?
+        .profiles(&viewer.user.id)
+        .await?
         .iter()
         .any(|(id, _)| id == profile)
     {
@@ -101,7 +111,7 @@ pub async fn bookmark(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let now = crate::unix_now();
-    let viewer = authenticate(&state, &headers, now)?;
+    let viewer = authenticate(&state, &headers, now).await?;
     let req: BookmarkRequest = json(body)?;
     if !(req.position.is_finite() && req.position >= 0.0) {
         return Err(ApiError::new(
@@ -119,11 +129,16 @@ pub async fn bookmark(
     };
     if !state
         .store
-        .touch_stream(&req.play_id, &viewer.user.id, now)?
+        .touch_stream(&req.play_id, &viewer.user.id, now)
+        .await?
     {
         return Err(unknown());
     }
-    let stream = state.store.stream(&req.play_id)?.ok_or_else(unknown)?;
+    let stream = state
+        .store
+        .stream(&req.play_id)
+        .await?
+        .ok_or_else(unknown)?;
     state
         .bookmarks
         .put(

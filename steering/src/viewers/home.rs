@@ -111,12 +111,13 @@ pub async fn home(
     headers: HeaderMap,
 ) -> Result<axum::Json<Home>, ApiError> {
     let now = crate::unix_now();
-    let viewer = accounts::authenticate(&state, &headers, now)?;
-    accounts::check_profile(&state, &viewer, &q.profile)?;
+    let viewer = accounts::authenticate(&state, &headers, now).await?;
+    accounts::check_profile(&state, &viewer, &q.profile).await?;
     let u = &viewer.user;
     let available: Vec<(String, String)> = state
         .store
-        .title_names()?
+        .title_names()
+        .await?
         .into_iter()
         .filter(|(_, _, regions)| {
             regions
@@ -187,7 +188,8 @@ pub async fn home(
             let week = 7 * 86_400;
             let plays = state
                 .store
-                .plays_since(&u.region, now.saturating_sub(week), 50_000)?;
+                .plays_since(&u.region, now.saturating_sub(week), 50_000)
+                .await?;
             let ranked = crate::popularity::popularity(&plays, now, 86_400.0);
             let mut items: Vec<Item> = ranked
                 .iter()

@@ -31,7 +31,7 @@ pub async fn manifest(
             ));
         }
     };
-    let (row, issued) = issued(&state, &id, crate::unix_now())?;
+    let (row, issued) = issued(&state, &id, crate::unix_now()).await?;
     let keep = issued.selection_for(protocol).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -39,7 +39,7 @@ pub async fn manifest(
             format!("this play has no {protocol} manifest"),
         )
     })?;
-    let title = load_title(&state, &row.title)?;
+    let title = load_title(&state, &row.title).await?;
     let Some((_, key, packaged)) = title.manifests.iter().find(|(k, _, _)| k == protocol) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -147,7 +147,7 @@ async fn start(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<PlayResponse, ApiError> {
     let now = crate::unix_now();
-    let viewer = accounts::authenticate(state, headers, now)?;
+    let viewer = accounts::authenticate(state, headers, now).await?;
     let req: PlayRequest = json(body)?;
     let user = &viewer.user;
     let device = state
@@ -162,8 +162,8 @@ async fn start(
                 format!("no device profile {:?}", req.device),
             )
         })?;
-    accounts::check_profile(state, &viewer, &req.profile)?;
-    let title = load_title(state, &req.title)?;
+    accounts::check_profile(state, &viewer, &req.profile).await?;
+    let title = load_title(state, &req.title).await?;
     entitle::entitle(user, &title, now).map_err(|d| denied(d.code(), d.message()))?;
     let plan = state
         .config
@@ -220,10 +220,10 @@ async fn start(
         last_seen: now,
     };
     let active_since = now.saturating_sub(state.config.play.stream_timeout.as_secs());
-    if let Err(active) =
-        state
-            .store
-            .start_stream(&row, &user.region, plan.max_streams, active_since)?
+    if let Err(active) = state
+        .store
+        .start_stream(&row, &user.region, plan.max_streams, active_since)
+        .await?
     {
         let d = entitle::Denied::StreamLimit {
             active,
@@ -290,7 +290,7 @@ impl Issued {
     }
 }
 
-pub fn load_title(state: &Viewers, id: &str) -> Result<TitleRecord, ApiError> {
+pub async fn load_title(state: &Viewers, id: &str) -> Result<TitleRecord, ApiError> {
     let not_found = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -301,7 +301,7 @@ pub fn load_title(state: &Viewers, id: &str) -> Result<TitleRecord, ApiError> {
     if !crate::config::valid_id(id) {
         return Err(not_found());
     }
-    state.store.title(id)?.ok_or_else(not_found)
+    state.store.title(id).await?.ok_or_else(not_found)
 }
 
 fn native(title: &TitleRecord, issued: &Issued) -> Vec<NativeRendition> {
@@ -340,12 +340,16 @@ fn native(title: &TitleRecord, issued: &Issued) -> Vec<NativeRendition> {
 
 /// A live stream and what it was issued; 404 for unknown ids, 410 once its
 /// URLs have expired.
-pub(crate) fn issued(state: &Viewers, id: &str, now: u64) -> Result<(StreamRow, Issued), ApiError> {
+pub(crate) async fn issued(
+    state: &Viewers,
+    id: &str,
+    now: u64,
+) -> Result<(StreamRow, Issued), ApiError> {
     let unknown = || ApiError::new(StatusCode::NOT_FOUND, "unknown_play", "no such play");
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(unknown());
     }
-    let row = state.store.stream(id)?.ok_or_else(unknown)?;
+    let row = state.store.stream(id).await?.ok_or_else(unknown)?;
     if row.expires <= now {
         return Err(ApiError::new(
             StatusCode::GONE,
@@ -380,7 +384,7 @@ pub async fn content_steering(
             "use hls or dash",
         ));
     }
-    let (_, issued) = issued(&state, &id, crate::unix_now())?;
+    let (_, issued) = issued(&state, &id, crate::unix_now()).await?;
     let client = client_of(&state, peer, &headers);
     let last = state.steered.get(&id);
     let priority = state.steerer.priority(
@@ -450,8 +454,8 @@ pub async fn stop(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let now = crate::unix_now();
-    let viewer = accounts::authenticate(&state, &headers, now)?;
-    if state.store.end_stream(&id, &viewer.user.id, now)? {
+    let viewer = accounts::authenticate(&state, &headers, now).await?;
+    if state.store.end_stream(&id, &viewer.user.id, now).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::new(

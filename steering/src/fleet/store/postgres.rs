@@ -1,0 +1,393 @@
+//! The fleet part's SQL for PostgreSQL.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use control_client::wire::{ApplianceInfo, FillObject, KeyWire, RenditionHolding};
+
+use super::{ApplianceRow, FleetStore, InventoryRow, KeyDecision};
+use crate::fleet::fillplan::{Play, Rendition, Title};
+use crate::store::postgres::Lock;
+use crate::store::{Postgres, StoreError, from_json, to_json};
+
+#[async_trait]
+impl FleetStore for Postgres {
+    async fn upsert_appliance(
+        &self,
+        id: &str,
+        info: &ApplianceInfo,
+        credential_sha256: &str,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let info = to_json(info)?;
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO appliances (id, info, credential_sha256, registered_at, registered)
+                 VALUES ($1, $2, $3, $4, 1)
+                 ON CONFLICT (id) DO UPDATE SET info = excluded.info,
+                     credential_sha256 = excluded.credential_sha256, registered = 1",
+                &[&id, &info, &credential_sha256, &(now as i64)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn declare_appliance(
+        &self,
+        id: &str,
+        info: &ApplianceInfo,
+        credential_sha256: &str,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let info = to_json(info)?;
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO appliances (id, info, credential_sha256, registered_at)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (id) DO UPDATE SET credential_sha256 = excluded.credential_sha256,
+                     info = CASE WHEN appliances.registered = 1 THEN appliances.info
+                                 ELSE excluded.info END",
+                &[&id, &info, &credential_sha256, &(now as i64)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn appliances(&self) -> Result<Vec<ApplianceRow>, StoreError> {
+        self.client()
+            .await?
+            .query(
+                "SELECT id, info, credential_sha256 FROM appliances ORDER BY id",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                let id: String = r.get(0);
+                Ok(ApplianceRow {
+                    info: from_json(r.get(1), &id)?,
+                    id,
+                    credential_sha256: r.get(2),
+                })
+            })
+            .collect()
+    }
+
+    async fn put_inventory(&self, appliance: &str, inv: &InventoryRow) -> Result<(), StoreError> {
+        let names: Vec<&str> = inv
+            .renditions
+            .iter()
+            .map(|r| r.rendition.as_str())
+            .collect();
+        let objects: Vec<i64> = inv.renditions.iter().map(|r| r.objects as i64).collect();
+        let bytes: Vec<i64> = inv.renditions.iter().map(|r| r.bytes as i64).collect();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("DELETE FROM inventory WHERE appliance = $1", &[&appliance])
+            .await?;
+        tx.execute(
+            "INSERT INTO inventory (appliance, rendition, objects, bytes)
+             SELECT $1, r, o, b FROM UNNEST($2::text[], $3::bigint[], $4::bigint[]) AS u(r, o, b)",
+            &[&appliance, &names, &objects, &bytes],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO inventory_meta (appliance, version, digest) VALUES ($1, $2, $3)
+             ON CONFLICT (appliance) DO UPDATE SET version = excluded.version,
+                 digest = excluded.digest",
+            &[&appliance, &(inv.version as i64), &inv.digest],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn inventory(&self, appliance: &str) -> Result<InventoryRow, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let Some(meta) = tx
+            .query_opt(
+                "SELECT version, digest FROM inventory_meta WHERE appliance = $1",
+                &[&appliance],
+            )
+            .await?
+        else {
+            return Ok(InventoryRow::default());
+        };
+        let renditions = tx
+            .query(
+                "SELECT rendition, objects, bytes FROM inventory WHERE appliance = $1
+                 ORDER BY rendition",
+                &[&appliance],
+            )
+            .await?
+            .iter()
+            .map(|r| RenditionHolding {
+                rendition: r.get(0),
+                objects: r.get::<_, i64>(1) as u64,
+                bytes: r.get::<_, i64>(2) as u64,
+            })
+            .collect();
+        tx.commit().await?;
+        Ok(InventoryRow {
+            version: meta.get::<_, i64>(0) as u64,
+            digest: meta.get(1),
+            renditions,
+        })
+    }
+
+    async fn step_keys(&self, decide: KeyDecision) -> Result<Vec<(KeyWire, u64)>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Held until commit: every other instance's step waits here, then
+        // sees this one's key and decides there is nothing to create.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(Lock::Keys as i64)])
+            .await?;
+        let step = decide(&pg_keys(&tx).await?);
+        if let Some((key, created)) = &step.create {
+            tx.execute(
+                "INSERT INTO signing_keys (id, secret, not_before, not_after, created)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &key.id,
+                    &key.secret,
+                    &key.not_before.map(|v| v as i64),
+                    &key.not_after.map(|v| v as i64),
+                    &(*created as i64),
+                ],
+            )
+            .await?;
+        }
+        tx.execute(
+            "DELETE FROM signing_keys WHERE not_after IS NOT NULL AND not_after < $1",
+            &[&(step.delete_retired_before as i64)],
+        )
+        .await?;
+        let keys = pg_keys(&tx).await?;
+        tx.commit().await?;
+        Ok(keys)
+    }
+
+    async fn keys(&self) -> Result<Vec<(KeyWire, u64)>, StoreError> {
+        pg_keys(&self.client().await?).await
+    }
+
+    async fn put_learned_prefixes(
+        &self,
+        appliance: &str,
+        version: u64,
+        prefixes: &[String],
+    ) -> Result<(), StoreError> {
+        let json = to_json(&prefixes)?;
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO learned_prefixes (appliance, version, prefixes) VALUES ($1, $2, $3)
+                 ON CONFLICT (appliance) DO UPDATE SET version = excluded.version,
+                     prefixes = excluded.prefixes",
+                &[&appliance, &(version as i64), &json],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn learned_prefixes(&self) -> Result<Vec<(String, u64, Vec<String>)>, StoreError> {
+        self.client()
+            .await?
+            .query(
+                "SELECT appliance, version, prefixes FROM learned_prefixes ORDER BY appliance",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                let a: String = r.get(0);
+                let list = from_json(r.get(2), format_args!("prefixes of {a}"))?;
+                Ok((a, r.get::<_, i64>(1) as u64, list))
+            })
+            .collect()
+    }
+
+    async fn put_rib(&self, entries: &[(String, u32)]) -> Result<(), StoreError> {
+        let prefixes: Vec<&str> = entries.iter().map(|(p, _)| p.as_str()).collect();
+        let asns: Vec<i64> = entries.iter().map(|(_, a)| *a as i64).collect();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("DELETE FROM rib", &[]).await?;
+        // A prefix listed twice keeps its last origin, as SQLite's
+        // INSERT OR REPLACE does.
+        tx.execute(
+            "INSERT INTO rib (prefix, origin_asn)
+             SELECT DISTINCT ON (p) p, a FROM UNNEST($1::text[], $2::bigint[])
+                 WITH ORDINALITY AS u(p, a, n) ORDER BY p, n DESC",
+            &[&prefixes, &asns],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO rib_meta (id, generation) VALUES (1, 1)
+             ON CONFLICT (id) DO UPDATE SET generation = rib_meta.generation + 1",
+            &[],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn rib_generation(&self) -> Result<u64, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT generation FROM rib_meta WHERE id = 1", &[])
+            .await?;
+        Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
+    }
+
+    async fn rib(&self) -> Result<Vec<(String, u32)>, StoreError> {
+        Ok(self
+            .client()
+            .await?
+            .query("SELECT prefix, origin_asn FROM rib", &[])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1) as u32))
+            .collect())
+    }
+
+    async fn fill_catalog(&self) -> Result<Vec<Title>, StoreError> {
+        let mut client = self.client().await?;
+        // One snapshot: an import running meanwhile is seen whole or not at all.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let mut titles = Vec::new();
+        let mut at: HashMap<String, usize> = HashMap::new();
+        for r in tx
+            .query(
+                "SELECT id, regions, release_time FROM titles ORDER BY id",
+                &[],
+            )
+            .await?
+        {
+            let id: String = r.get(0);
+            let regions: Vec<String> = from_json(r.get(1), format_args!("title {id}"))?;
+            at.insert(id.clone(), titles.len());
+            titles.push(Title {
+                id,
+                regions,
+                release: r.get::<_, Option<i64>>(2).map(|v| v.max(0) as u64),
+                renditions: Vec::new(),
+            });
+        }
+        let mut rendition_at: HashMap<String, (usize, usize)> = HashMap::new();
+        for r in tx
+            .query("SELECT id, title FROM renditions ORDER BY title, id", &[])
+            .await?
+        {
+            let (id, title): (String, String) = (r.get(0), r.get(1));
+            let Some(&t) = at.get(&title) else { continue };
+            rendition_at.insert(id.clone(), (t, titles[t].renditions.len()));
+            titles[t].renditions.push(Rendition {
+                id,
+                objects: Vec::new(),
+            });
+        }
+        for r in tx
+            .query(
+                "SELECT rendition, key, size, sha256 FROM objects ORDER BY rendition, seq",
+                &[],
+            )
+            .await?
+        {
+            let rendition: String = r.get(0);
+            if let Some(&(t, i)) = rendition_at.get(&rendition) {
+                titles[t].renditions[i].objects.push(FillObject {
+                    key: r.get(1),
+                    size: r.get::<_, i64>(2).max(0) as u64,
+                    sha256: r.get(3),
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok(titles)
+    }
+
+    async fn plays_all_since(&self, since: u64, limit: u32) -> Result<Vec<Play>, StoreError> {
+        Ok(self
+            .client()
+            .await?
+            .query(
+                "SELECT title, region, at FROM plays WHERE at >= $1 ORDER BY at DESC LIMIT $2",
+                &[&(since as i64), &(limit as i64)],
+            )
+            .await?
+            .iter()
+            .map(|r| Play {
+                title: r.get(0),
+                region: r.get(1),
+                at: r.get::<_, i64>(2).max(0) as u64,
+            })
+            .collect())
+    }
+
+    async fn fill_plan_version(
+        &self,
+        appliance: &str,
+        digest: &str,
+        now: u64,
+    ) -> Result<u64, StoreError> {
+        // One statement: the upsert locks the row, so two instances handing
+        // out the same new plan at once get one version.
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "INSERT INTO fill_plans (appliance, version, digest, generated)
+                 VALUES ($1, 1, $2, $3)
+                 ON CONFLICT (appliance) DO UPDATE SET
+                     version = CASE WHEN fill_plans.digest = excluded.digest
+                                    THEN fill_plans.version ELSE fill_plans.version + 1 END,
+                     generated = CASE WHEN fill_plans.digest = excluded.digest
+                                      THEN fill_plans.generated ELSE excluded.generated END,
+                     digest = excluded.digest
+                 RETURNING version",
+                &[&appliance, &digest, &(now as i64)],
+            )
+            .await?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
+    }
+}
+
+async fn pg_keys(
+    client: &impl deadpool_postgres::GenericClient,
+) -> Result<Vec<(KeyWire, u64)>, StoreError> {
+    Ok(client
+        .query(
+            "SELECT id, secret, not_before, not_after, created FROM signing_keys
+             ORDER BY created, id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            (
+                KeyWire {
+                    id: r.get(0),
+                    secret: r.get(1),
+                    not_before: r.get::<_, Option<i64>>(2).map(|v| v as u64),
+                    not_after: r.get::<_, Option<i64>>(3).map(|v| v as u64),
+                },
+                r.get::<_, i64>(4) as u64,
+            )
+        })
+        .collect())
+}

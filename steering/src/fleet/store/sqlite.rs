@@ -1,0 +1,382 @@
+//! The fleet part's SQL for SQLite.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use control_client::wire::{ApplianceInfo, FillObject, KeyWire, RenditionHolding};
+use rusqlite::{OptionalExtension, params};
+
+use super::{ApplianceRow, FleetStore, InventoryRow, KeyDecision};
+use crate::fleet::fillplan::{Play, Rendition, Title};
+use crate::store::{Sqlite, StoreError, from_json, text_rows, to_json};
+
+#[async_trait]
+impl FleetStore for Sqlite {
+    async fn upsert_appliance(
+        &self,
+        id: &str,
+        info: &ApplianceInfo,
+        credential_sha256: &str,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let info = to_json(info)?;
+        let (id, cred) = (id.to_owned(), credential_sha256.to_owned());
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO appliances (id, info, credential_sha256, registered_at, registered)
+                 VALUES (?1, ?2, ?3, ?4, 1)
+                 ON CONFLICT(id) DO UPDATE SET info = excluded.info,
+                     credential_sha256 = excluded.credential_sha256, registered = 1",
+                params![id, info, cred, now as i64],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn declare_appliance(
+        &self,
+        id: &str,
+        info: &ApplianceInfo,
+        credential_sha256: &str,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let info = to_json(info)?;
+        let (id, cred) = (id.to_owned(), credential_sha256.to_owned());
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO appliances (id, info, credential_sha256, registered_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(id) DO UPDATE SET credential_sha256 = excluded.credential_sha256,
+                     info = CASE WHEN appliances.registered = 1 THEN appliances.info ELSE excluded.info END",
+                params![id, info, cred, now as i64],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn appliances(&self) -> Result<Vec<ApplianceRow>, StoreError> {
+        self.read(|c| {
+            let sql = "SELECT id, info, credential_sha256 FROM appliances ORDER BY id";
+            text_rows(c, sql)?
+                .into_iter()
+                .map(|[id, info, credential_sha256]| {
+                    Ok(ApplianceRow {
+                        info: from_json(&info, &id)?,
+                        id,
+                        credential_sha256,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn put_inventory(&self, appliance: &str, inv: &InventoryRow) -> Result<(), StoreError> {
+        let (appliance, inv) = (appliance.to_owned(), inv.clone());
+        self.write(move |tx| {
+            tx.execute(
+                "DELETE FROM inventory WHERE appliance = ?1",
+                params![appliance],
+            )?;
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO inventory (appliance, rendition, objects, bytes) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for r in &inv.renditions {
+                ins.execute(params![
+                    appliance,
+                    r.rendition,
+                    r.objects as i64,
+                    r.bytes as i64
+                ])?;
+            }
+            tx.execute(
+                "INSERT INTO inventory_meta (appliance, version, digest) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(appliance) DO UPDATE SET version = excluded.version, digest = excluded.digest",
+                params![appliance, inv.version as i64, inv.digest],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn inventory(&self, appliance: &str) -> Result<InventoryRow, StoreError> {
+        let appliance = appliance.to_owned();
+        self.read(move |conn| {
+            let tx = conn.transaction()?;
+            let meta: Option<(i64, String)> = tx
+                .query_row(
+                    "SELECT version, digest FROM inventory_meta WHERE appliance = ?1",
+                    params![appliance],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((version, digest)) = meta else {
+                return Ok(InventoryRow::default());
+            };
+            let mut stmt = tx.prepare(
+                "SELECT rendition, objects, bytes FROM inventory WHERE appliance = ?1 ORDER BY rendition",
+            )?;
+            let renditions = stmt
+                .query_map(params![appliance], |r| {
+                    Ok(RenditionHolding {
+                        rendition: r.get(0)?,
+                        objects: r.get::<_, i64>(1)? as u64,
+                        bytes: r.get::<_, i64>(2)? as u64,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(InventoryRow {
+                version: version as u64,
+                digest,
+                renditions,
+            })
+        })
+        .await
+    }
+
+    async fn step_keys(&self, decide: KeyDecision) -> Result<Vec<(KeyWire, u64)>, StoreError> {
+        // The writer's transaction is BEGIN IMMEDIATE: it holds the file's
+        // write lock, which other processes on the same file wait for.
+        self.write(move |tx| {
+            let step = decide(&sqlite_keys(tx)?);
+            if let Some((key, created)) = &step.create {
+                tx.execute(
+                    "INSERT INTO signing_keys (id, secret, not_before, not_after, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![key.id, key.secret, key.not_before.map(|v| v as i64), key.not_after.map(|v| v as i64), *created as i64],
+                )?;
+            }
+            tx.execute(
+                "DELETE FROM signing_keys WHERE not_after IS NOT NULL AND not_after < ?1",
+                params![step.delete_retired_before as i64],
+            )?;
+            sqlite_keys(tx)
+        })
+        .await
+    }
+
+    async fn keys(&self) -> Result<Vec<(KeyWire, u64)>, StoreError> {
+        self.read(|conn| sqlite_keys(conn)).await
+    }
+
+    async fn put_learned_prefixes(
+        &self,
+        appliance: &str,
+        version: u64,
+        prefixes: &[String],
+    ) -> Result<(), StoreError> {
+        let json = to_json(&prefixes)?;
+        let appliance = appliance.to_owned();
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO learned_prefixes (appliance, version, prefixes) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(appliance) DO UPDATE SET version = excluded.version, prefixes = excluded.prefixes",
+                params![appliance, version as i64, json],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn learned_prefixes(&self) -> Result<Vec<(String, u64, Vec<String>)>, StoreError> {
+        self.read(|conn| {
+            let mut stmt =
+                conn.prepare("SELECT appliance, version, prefixes FROM learned_prefixes")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (a, v, json) = row?;
+                let list = from_json(&json, format_args!("prefixes of {a}"))?;
+                out.push((a, v, list));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_rib(&self, entries: &[(String, u32)]) -> Result<(), StoreError> {
+        let entries = entries.to_vec();
+        self.write(move |tx| {
+            tx.execute("DELETE FROM rib", [])?;
+            let mut ins = tx.prepare_cached(
+                "INSERT OR REPLACE INTO rib (prefix, origin_asn) VALUES (?1, ?2)",
+            )?;
+            for (p, asn) in &entries {
+                ins.execute(params![p, asn])?;
+            }
+            tx.execute(
+                "INSERT INTO rib_meta (id, generation) VALUES (1, 1)
+                 ON CONFLICT(id) DO UPDATE SET generation = generation + 1",
+                [],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn rib_generation(&self) -> Result<u64, StoreError> {
+        self.read(|c| {
+            Ok(
+                c.query_row("SELECT generation FROM rib_meta WHERE id = 1", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .optional()?
+                .unwrap_or(0) as u64,
+            )
+        })
+        .await
+    }
+
+    async fn rib(&self) -> Result<Vec<(String, u32)>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare("SELECT prefix, origin_asn FROM rib")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u32)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn fill_catalog(&self) -> Result<Vec<Title>, StoreError> {
+        self.read(|conn| {
+            let tx = conn.transaction()?;
+            let mut titles = Vec::new();
+            let mut at: HashMap<String, usize> = HashMap::new();
+            {
+                let mut stmt =
+                    tx.prepare("SELECT id, regions, release_time FROM titles ORDER BY id")?;
+                let rows = stmt.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                })?;
+                for row in rows {
+                    let (id, regions, release) = row?;
+                    let regions: Vec<String> = from_json(&regions, format_args!("title {id}"))?;
+                    at.insert(id.clone(), titles.len());
+                    titles.push(Title {
+                        id,
+                        regions,
+                        release: release.map(|v| v.max(0) as u64),
+                        renditions: Vec::new(),
+                    });
+                }
+            }
+            // rendition id → (title index, rendition index)
+            let mut rendition_at: HashMap<String, (usize, usize)> = HashMap::new();
+            {
+                let mut stmt = tx.prepare("SELECT id, title FROM renditions ORDER BY title, id")?;
+                let rows =
+                    stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+                for row in rows {
+                    let (id, title) = row?;
+                    let Some(&t) = at.get(&title) else { continue };
+                    rendition_at.insert(id.clone(), (t, titles[t].renditions.len()));
+                    titles[t].renditions.push(Rendition {
+                        id,
+                        objects: Vec::new(),
+                    });
+                }
+            }
+            {
+                let mut stmt = tx.prepare(
+                    "SELECT rendition, key, size, sha256 FROM objects ORDER BY rendition, rowid",
+                )?;
+                let rows = stmt.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        FillObject {
+                            key: r.get(1)?,
+                            size: r.get::<_, i64>(2)?.max(0) as u64,
+                            sha256: r.get(3)?,
+                        },
+                    ))
+                })?;
+                for row in rows {
+                    let (rendition, object) = row?;
+                    if let Some(&(t, r)) = rendition_at.get(&rendition) {
+                        titles[t].renditions[r].objects.push(object);
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(titles)
+        })
+        .await
+    }
+
+    async fn plays_all_since(&self, since: u64, limit: u32) -> Result<Vec<Play>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT title, region, at FROM plays WHERE at >= ?1 ORDER BY at DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![since as i64, limit], |r| {
+                Ok(Play {
+                    title: r.get(0)?,
+                    region: r.get(1)?,
+                    at: r.get::<_, i64>(2)?.max(0) as u64,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn fill_plan_version(
+        &self,
+        appliance: &str,
+        digest: &str,
+        now: u64,
+    ) -> Result<u64, StoreError> {
+        let (appliance, digest) = (appliance.to_owned(), digest.to_owned());
+        self.write(move |tx| {
+            let held: Option<(i64, String)> = tx
+                .query_row(
+                    "SELECT version, digest FROM fill_plans WHERE appliance = ?1",
+                    params![appliance],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let version = match held {
+                Some((v, d)) if d == digest => return Ok(v.max(0) as u64),
+                Some((v, _)) => v.max(0) as u64 + 1,
+                None => 1,
+            };
+            tx.execute(
+                "INSERT INTO fill_plans (appliance, version, digest, generated) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(appliance) DO UPDATE SET version = excluded.version,
+                     digest = excluded.digest, generated = excluded.generated",
+                params![appliance, version as i64, digest, now as i64],
+            )?;
+            Ok(version)
+        })
+        .await
+    }
+}
+
+fn sqlite_keys(conn: &rusqlite::Connection) -> Result<Vec<(KeyWire, u64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, secret, not_before, not_after, created FROM signing_keys ORDER BY created, id",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                KeyWire {
+                    id: r.get(0)?,
+                    secret: r.get(1)?,
+                    not_before: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+                    not_after: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+                },
+                r.get::<_, i64>(4)? as u64,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}

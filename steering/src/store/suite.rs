@@ -1,0 +1,470 @@
+//! One behaviour, two backends: every case here runs against SQLite and
+//! against a PostgreSQL server the test starts itself. Each case gets two
+//! handles on one database, `a` and `b`, as two steering instances would
+//! have (for SQLite: two opens of the file, as two processes would).
+
+use std::sync::Arc;
+
+use control_client::wire::{ApplianceInfo, KeyWire, RenditionHolding, Tier};
+
+use super::{Postgres, Sqlite, Store};
+use crate::catalog::{Object, Rendition as CatalogRendition, Sidecar, Title as CatalogTitle};
+use crate::fleet::store::{InventoryRow, KeyStep};
+use crate::viewers::store::{StreamRow, UserRow};
+
+type Case = fn(
+    Arc<dyn Store>,
+    Arc<dyn Store>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        const CASES: &[(&str, Case)] = &[$((stringify!($name), |a, b| Box::pin($name(a, b)))),*];
+    };
+}
+
+cases!(
+    registration_outlives_declaration,
+    inventory_and_keys_persist,
+    catalog_plays_and_plan_versions,
+    stream_limit_counts_only_live_streams,
+    stream_limit_holds_across_instances,
+    a_due_key_is_created_once_across_instances,
+    prune_drops_only_old_rows_in_batches,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite() {
+    for (name, case) in CASES {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let a: Arc<dyn Store> = Arc::new(Sqlite::open(&path).unwrap());
+        let b: Arc<dyn Store> = Arc::new(Sqlite::open(&path).unwrap());
+        eprintln!("sqlite: {name}");
+        case(a, b).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres() {
+    let server = tokio::task::spawn_blocking(temp_postgres::Server::start)
+        .await
+        .unwrap()
+        .expect("start PostgreSQL (scripts/test.sh installs it)");
+    for (i, (name, case)) in CASES.iter().enumerate() {
+        let db = format!("case{i}");
+        server.create_database(&db).unwrap();
+        let url = server.url(&db);
+        let a: Arc<dyn Store> = Arc::new(Postgres::open(&url).await.unwrap());
+        let b: Arc<dyn Store> = Arc::new(Postgres::open(&url).await.unwrap());
+        eprintln!("postgres: {name}");
+        case(a, b).await;
+    }
+}
+
+fn info() -> ApplianceInfo {
+    ApplianceInfo {
+        tier: Tier::Embedded,
+        site: "s1".into(),
+        region: "eu".into(),
+        asn: 64500,
+        http_url: Some("http://127.0.0.1:1".into()),
+        https_url: None,
+        admin_url: "http://127.0.0.1:2".into(),
+        capacity_bps: 10_000_000_000,
+        storage_bytes: 1 << 40,
+        version: "0.1.0".into(),
+    }
+}
+
+fn user(id: &str, region: &str) -> UserRow {
+    UserRow {
+        id: id.into(),
+        plan: "basic".into(),
+        subscription: "active".into(),
+        country: "NL".into(),
+        region: region.into(),
+    }
+}
+
+fn stream(id: &str, user: &str, title: &str, at: u64) -> StreamRow {
+    StreamRow {
+        id: id.into(),
+        user: user.into(),
+        profile: "main".into(),
+        title: title.into(),
+        client: "127.0.0.1".into(),
+        body: "{}".into(),
+        expires: at + 3600,
+        started: at,
+        last_seen: at,
+    }
+}
+
+async fn registration_outlives_declaration(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let declared = info();
+    let moved = ApplianceInfo {
+        admin_url: "http://127.0.0.1:3".into(),
+        ..info()
+    };
+    let edited = ApplianceInfo {
+        site: "s2".into(),
+        ..info()
+    };
+    // Until it registers, the config's declaration applies, edits too.
+    a.declare_appliance("a1", &declared, "c1", 1).await.unwrap();
+    a.declare_appliance("a1", &edited, "c1", 2).await.unwrap();
+    assert_eq!(b.appliances().await.unwrap()[0].info, edited);
+    // It registers (through the other instance) from a new address; a
+    // restart declares it again.
+    b.upsert_appliance("a1", &moved, "c1", 3).await.unwrap();
+    a.declare_appliance("a1", &declared, "c2", 4).await.unwrap();
+    let row = &a.appliances().await.unwrap()[0];
+    assert_eq!(row.info, moved);
+    assert_eq!(row.credential_sha256, "c2");
+}
+
+async fn inventory_and_keys_persist(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    a.upsert_appliance("a1", &info(), "abc", 1).await.unwrap();
+    let r = |n: &str, o| RenditionHolding {
+        rendition: n.into(),
+        objects: o,
+        bytes: o * 10,
+    };
+    for (version, names) in [(1, ["t/1", "t/2"]), (2, ["t/2", "t/3"])] {
+        let inv = InventoryRow {
+            version,
+            digest: format!("d{version}"),
+            renditions: names.iter().map(|n| r(n, 3)).collect(),
+        };
+        a.put_inventory("a1", &inv).await.unwrap();
+    }
+    let inv = b.inventory("a1").await.unwrap();
+    assert_eq!((inv.version, inv.digest.as_str()), (2, "d2"));
+    let names: Vec<_> = inv
+        .renditions
+        .iter()
+        .map(|r| r.rendition.as_str())
+        .collect();
+    assert_eq!(names, ["t/2", "t/3"]);
+    assert!(b.inventory("nobody").await.unwrap().renditions.is_empty());
+
+    let key = |id: &str, not_after| KeyWire {
+        id: id.into(),
+        secret: "s".into(),
+        not_before: Some(1),
+        not_after: Some(not_after),
+    };
+    let held = a
+        .step_keys(Box::new(move |held| {
+            assert!(held.is_empty());
+            KeyStep {
+                create: Some((key("k1", 100), 1)),
+                delete_retired_before: 0,
+            }
+        }))
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(b.keys().await.unwrap(), held);
+    let held = b
+        .step_keys(Box::new(move |_| KeyStep {
+            create: Some((key("k2", 1000), 150)),
+            delete_retired_before: 200,
+        }))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = held.iter().map(|(k, _)| k.id.as_str()).collect();
+    assert_eq!(ids, ["k2"], "k1 retired at 100, before 200");
+    // Learned prefixes and the RIB.
+    a.put_learned_prefixes("a1", 3, &["10.0.0.0/8".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        b.learned_prefixes().await.unwrap(),
+        [("a1".to_owned(), 3, vec!["10.0.0.0/8".to_owned()])]
+    );
+    assert_eq!(a.rib_generation().await.unwrap(), 0);
+    a.put_rib(&[("10.0.0.0/8".into(), 1), ("10.0.0.0/8".into(), 2)])
+        .await
+        .unwrap();
+    a.put_rib(&[("192.168.0.0/16".into(), 64501)])
+        .await
+        .unwrap();
+    assert_eq!(b.rib_generation().await.unwrap(), 2);
+    assert_eq!(
+        b.rib().await.unwrap(),
+        [("192.168.0.0/16".to_owned(), 64501)]
+    );
+}
+
+fn rendition(id: &str, keys: &[(&str, u64)]) -> CatalogRendition {
+    CatalogRendition {
+        id: id.into(),
+        kind: "video".into(),
+        codec: Some("avc1.4d401f".into()),
+        width: Some(1280),
+        height: Some(720),
+        bandwidth: 1_000_000,
+        container: "fmp4".into(),
+        protocol: "hls".into(),
+        segment_duration: 4.0,
+        objects: keys
+            .iter()
+            .map(|(k, size)| Object {
+                key: (*k).into(),
+                size: *size,
+                sha256: "ab".repeat(32),
+            })
+            .collect(),
+    }
+}
+
+async fn catalog_plays_and_plan_versions(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let title = CatalogTitle {
+        id: "t1".into(),
+        sidecar: Sidecar {
+            name: "One".into(),
+            regions: vec!["eu".into(), "*".into()],
+            release: Some(1234),
+        },
+        renditions: vec![
+            rendition(
+                "titles/t1/v2",
+                &[
+                    ("titles/t1/v2/index.m3u8", 1),
+                    ("titles/t1/v2/init.mp4", 5),
+                    ("titles/t1/v2/seg10.m4s", 7),
+                ],
+            ),
+            rendition("titles/t1/v1", &[("titles/t1/v1/seg2.m4s", 3)]),
+        ],
+        manifests: vec![],
+    };
+    a.put_title(&title).await.unwrap();
+    // Re-importing replaces, not duplicates.
+    a.put_title(&title).await.unwrap();
+    assert_eq!(b.catalog_counts().await.unwrap(), (1, 2, 4, 16));
+    assert_eq!(
+        b.rendition_totals("titles/t1/v2").await.unwrap(),
+        Some((3, 13))
+    );
+    assert_eq!(b.rendition_totals("titles/t1/none").await.unwrap(), None);
+    assert_eq!(b.catalog_totals().await.unwrap().len(), 2);
+    let record = b.title("t1").await.unwrap().unwrap();
+    assert_eq!((record.name.as_str(), record.release), ("One", Some(1234)));
+    assert_eq!(
+        record.renditions[1].playlist.as_deref(),
+        Some("titles/t1/v2/index.m3u8")
+    );
+    assert!(b.title("t2").await.unwrap().is_none());
+    assert_eq!(
+        b.title_names().await.unwrap(),
+        [(
+            "t1".to_owned(),
+            "One".to_owned(),
+            vec!["eu".to_owned(), "*".to_owned()]
+        )]
+    );
+    let catalog = b.fill_catalog().await.unwrap();
+    assert_eq!(catalog.len(), 1);
+    let t = &catalog[0];
+    assert_eq!(
+        (t.id.as_str(), t.regions.clone(), t.release),
+        ("t1", vec!["eu".to_owned(), "*".to_owned()], Some(1234))
+    );
+    let ids: Vec<&str> = t.renditions.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["titles/t1/v1", "titles/t1/v2"]);
+    let keys: Vec<&str> = t.renditions[1]
+        .objects
+        .iter()
+        .map(|o| o.key.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "titles/t1/v2/index.m3u8",
+            "titles/t1/v2/init.mp4",
+            "titles/t1/v2/seg10.m4s"
+        ],
+        "import order, not key order"
+    );
+    assert_eq!(t.renditions[1].bytes(), 13);
+
+    // Plays of every region, newest first, capped; started streams record them.
+    for (i, (title, region, at)) in [("t1", "eu", 10), ("t1", "us", 20), ("t2", "eu", 5)]
+        .into_iter()
+        .enumerate()
+    {
+        let u = format!("u{i}");
+        a.add_user(&user(&u, region), &[], 0).await.unwrap();
+        let s = stream(&format!("s{i}"), &u, title, at);
+        assert_eq!(a.start_stream(&s, region, 1, 0).await.unwrap(), Ok(()));
+    }
+    let plays = b.plays_all_since(6, 10).await.unwrap();
+    let got: Vec<(&str, &str, u64)> = plays
+        .iter()
+        .map(|p| (p.title.as_str(), p.region.as_str(), p.at))
+        .collect();
+    assert_eq!(got, [("t1", "us", 20), ("t1", "eu", 10)]);
+    assert_eq!(b.plays_all_since(0, 1).await.unwrap().len(), 1);
+    assert_eq!(
+        b.plays_since("eu", 0, 10).await.unwrap(),
+        [("t1".to_owned(), 10), ("t2".to_owned(), 5)]
+    );
+
+    // Versions: 1 for the first plan, unchanged for the same content, bumped for new.
+    assert_eq!(a.fill_plan_version("a", "d1", 100).await.unwrap(), 1);
+    assert_eq!(b.fill_plan_version("a", "d1", 200).await.unwrap(), 1);
+    assert_eq!(a.fill_plan_version("b", "d1", 200).await.unwrap(), 1);
+    assert_eq!(b.fill_plan_version("a", "d2", 300).await.unwrap(), 2);
+    assert_eq!(a.fill_plan_version("a", "d1", 400).await.unwrap(), 3);
+}
+
+async fn stream_limit_counts_only_live_streams(s: Arc<dyn Store>, other: Arc<dyn Store>) {
+    let u = user("u", "eu-west");
+    s.add_user(&u, &[("main".into(), "Main".into())], 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        other.profiles("u").await.unwrap(),
+        [("main".to_owned(), "Main".to_owned())]
+    );
+    s.add_profile("u", "kids", "Kids").await.unwrap();
+    assert_eq!(other.profiles("u").await.unwrap().len(), 2);
+    assert!(
+        s.add_user(&u, &[], 0).await.is_err(),
+        "a user id is taken once"
+    );
+    let start = |id: &'static str, at: u64, since: u64| {
+        let s = Arc::clone(&s);
+        async move {
+            s.start_stream(&stream(id, "u", "t1", at), "eu-west", 1, since)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(start("a", 1000, 900).await, Ok(()));
+    assert_eq!(
+        start("b", 1010, 910).await,
+        Err(1),
+        "one live stream already"
+    );
+    // No heartbeat since 1000: once the window moves past it, it stops counting.
+    assert_eq!(start("c", 1200, 1100).await, Ok(()));
+    // A bookmark keeps a stream alive; ending one frees its slot.
+    assert!(other.touch_stream("c", "u", 1300).await.unwrap());
+    assert!(!other.touch_stream("c", "someone-else", 1300).await.unwrap());
+    assert_eq!(start("d", 1350, 1250).await, Err(1));
+    assert_eq!(other.stream("c").await.unwrap().unwrap().last_seen, 1300);
+    assert!(other.end_stream("c", "u", 1360).await.unwrap());
+    assert!(
+        !s.touch_stream("c", "u", 1370).await.unwrap(),
+        "ended streams stay ended"
+    );
+    assert_eq!(start("e", 1380, 1280).await, Ok(()));
+    assert_eq!(
+        other.stream("e").await.unwrap(),
+        Some(stream("e", "u", "t1", 1380))
+    );
+    assert_eq!(other.stream("nope").await.unwrap(), None);
+    // Every started play is recorded for popularity.
+    assert_eq!(other.plays_since("eu-west", 0, 10).await.unwrap().len(), 3);
+    assert!(
+        other
+            .plays_since("us-east", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Tokens resolve by hash and only until they expire.
+    s.add_viewer_token("h", "u", 0, 100).await.unwrap();
+    assert_eq!(other.user_by_token("h", 99).await.unwrap(), Some(u.clone()));
+    assert_eq!(other.user_by_token("h", 100).await.unwrap(), None);
+    // Users change and list.
+    let moved = UserRow {
+        region: "us-east".into(),
+        ..u
+    };
+    assert!(s.update_user(&moved).await.unwrap());
+    assert!(!s.update_user(&user("ghost", "eu")).await.unwrap());
+    assert_eq!(other.user("u").await.unwrap(), Some(moved.clone()));
+    assert_eq!(other.users().await.unwrap(), [moved]);
+}
+
+/// Plays for one account racing through two instances: the limit holds.
+async fn stream_limit_holds_across_instances(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    a.add_user(&user("u", "eu"), &[], 0).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let s = Arc::clone(if i % 2 == 0 { &a } else { &b });
+        tasks.push(tokio::spawn(async move {
+            s.start_stream(&stream(&format!("s{i}"), "u", "t", 100), "eu", 3, 0)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut started = 0;
+    for t in tasks {
+        if t.await.unwrap().is_ok() {
+            started += 1;
+        }
+    }
+    assert_eq!(started, 3, "exactly the plan's three streams start");
+}
+
+/// Instances applying the key schedule at the same moment make one key.
+async fn a_due_key_is_created_once_across_instances(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = Arc::clone(if i % 2 == 0 { &a } else { &b });
+        tasks.push(tokio::spawn(async move {
+            s.step_keys(Box::new(move |held| KeyStep {
+                create: held.is_empty().then(|| {
+                    let key = KeyWire {
+                        id: format!("k-by-{i}"),
+                        secret: "s".into(),
+                        not_before: None,
+                        not_after: None,
+                    };
+                    (key, 1)
+                }),
+                delete_retired_before: 0,
+            }))
+            .await
+            .unwrap()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().len(), 1);
+    }
+    assert_eq!(a.keys().await.unwrap().len(), 1);
+}
+
+async fn prune_drops_only_old_rows_in_batches(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    for i in 0..30u64 {
+        let u = format!("u{i}");
+        a.add_user(&user(&u, "eu"), &[], 0).await.unwrap();
+        let at = if i < 25 { 100 + i } else { 10_000 + i };
+        let s = stream(&format!("s{i}"), &u, "t", at);
+        assert_eq!(a.start_stream(&s, "eu", 1, 0).await.unwrap(), Ok(()));
+    }
+    let mut rounds = 0;
+    let mut removed = 0;
+    loop {
+        let n = b.prune(5_000, 5_000, 10).await.unwrap();
+        removed += n;
+        rounds += 1;
+        if n < 10 {
+            break;
+        }
+    }
+    assert_eq!(
+        (removed, rounds),
+        (25, 3),
+        "25 old rows of each, 10 at a time"
+    );
+    assert!(a.stream("s0").await.unwrap().is_none());
+    assert!(a.stream("s29").await.unwrap().is_some());
+    assert_eq!(a.plays_all_since(0, 100).await.unwrap().len(), 5);
+}

@@ -1,0 +1,274 @@
+//! The viewers part's SQL for PostgreSQL.
+
+use async_trait::async_trait;
+
+use super::{StreamRow, UserRow, ViewerStore};
+use crate::store::{Postgres, StoreError};
+
+fn user_row(r: &tokio_postgres::Row) -> UserRow {
+    UserRow {
+        id: r.get(0),
+        plan: r.get(1),
+        subscription: r.get(2),
+        country: r.get(3),
+        region: r.get(4),
+    }
+}
+
+#[async_trait]
+impl ViewerStore for Postgres {
+    async fn add_user(
+        &self,
+        u: &UserRow,
+        profiles: &[(String, String)],
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO users (id, plan, subscription, country, region, created)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &u.id,
+                &u.plan,
+                &u.subscription,
+                &u.country,
+                &u.region,
+                &(now as i64),
+            ],
+        )
+        .await?;
+        for (id, name) in profiles {
+            tx.execute(
+                "INSERT INTO profiles (\"user\", id, name) VALUES ($1, $2, $3)",
+                &[&u.id, id, name],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn update_user(&self, u: &UserRow) -> Result<bool, StoreError> {
+        Ok(self
+            .client()
+            .await?
+            .execute(
+                "UPDATE users SET plan = $2, subscription = $3, country = $4, region = $5
+                 WHERE id = $1",
+                &[&u.id, &u.plan, &u.subscription, &u.country, &u.region],
+            )
+            .await?
+            == 1)
+    }
+
+    async fn add_profile(&self, user: &str, id: &str, name: &str) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO profiles (\"user\", id, name) VALUES ($1, $2, $3)",
+                &[&user, &id, &name],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn user(&self, id: &str) -> Result<Option<UserRow>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT id, plan, subscription, country, region FROM users WHERE id = $1",
+            )
+            .await?;
+        Ok(client
+            .query_opt(&stmt, &[&id])
+            .await?
+            .as_ref()
+            .map(user_row))
+    }
+
+    async fn users(&self) -> Result<Vec<UserRow>, StoreError> {
+        Ok(self
+            .client()
+            .await?
+            .query(
+                "SELECT id, plan, subscription, country, region FROM users ORDER BY id",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(user_row)
+            .collect())
+    }
+
+    async fn profiles(&self, user: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("SELECT id, name FROM profiles WHERE \"user\" = $1 ORDER BY id")
+            .await?;
+        Ok(client
+            .query(&stmt, &[&user])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
+    async fn add_viewer_token(
+        &self,
+        sha256: &str,
+        user: &str,
+        now: u64,
+        expires: u64,
+    ) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO viewer_tokens (sha256, \"user\", created, expires)
+                 VALUES ($1, $2, $3, $4)",
+                &[&sha256, &user, &(now as i64), &(expires as i64)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn user_by_token(&self, sha256: &str, now: u64) -> Result<Option<UserRow>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT u.id, u.plan, u.subscription, u.country, u.region FROM viewer_tokens t
+                 JOIN users u ON u.id = t.\"user\" WHERE t.sha256 = $1 AND t.expires > $2",
+            )
+            .await?;
+        Ok(client
+            .query_opt(&stmt, &[&sha256, &(now as i64)])
+            .await?
+            .as_ref()
+            .map(user_row))
+    }
+
+    async fn start_stream(
+        &self,
+        s: &StreamRow,
+        region: &str,
+        max_streams: u32,
+        active_since: u64,
+    ) -> Result<Result<(), u32>, StoreError> {
+        let mut client = self.client().await?;
+        let lock = client
+            .prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .await?;
+        let count = client
+            .prepare_cached(
+                "SELECT COUNT(*) FROM streams WHERE \"user\" = $1 AND ended IS NULL
+                     AND last_seen >= $2",
+            )
+            .await?;
+        let insert = client
+            .prepare_cached(
+                "INSERT INTO streams (id, \"user\", profile, title, client, body, expires,
+                     started, last_seen)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .await?;
+        let play = client
+            .prepare_cached("INSERT INTO plays (title, region, at) VALUES ($1, $2, $3)")
+            .await?;
+        let tx = client.transaction().await?;
+        // The user's plays are serialised (across every instance): the count
+        // and the insert cannot interleave with another play's, so two plays
+        // racing for the last slot get one.
+        let key = format!("streams:{}", s.user);
+        tx.execute(&lock, &[&key]).await?;
+        let active: i64 = tx
+            .query_one(&count, &[&s.user, &(active_since as i64)])
+            .await?
+            .get(0);
+        if active >= max_streams as i64 {
+            return Ok(Err(active as u32));
+        }
+        tx.execute(
+            &insert,
+            &[
+                &s.id,
+                &s.user,
+                &s.profile,
+                &s.title,
+                &s.client,
+                &s.body,
+                &(s.expires as i64),
+                &(s.started as i64),
+                &(s.last_seen as i64),
+            ],
+        )
+        .await?;
+        tx.execute(&play, &[&s.title, &region, &(s.started as i64)])
+            .await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    async fn stream(&self, id: &str) -> Result<Option<StreamRow>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT id, \"user\", profile, title, client, body, expires, started, last_seen
+                 FROM streams WHERE id = $1",
+            )
+            .await?;
+        Ok(client.query_opt(&stmt, &[&id]).await?.map(|r| StreamRow {
+            id: r.get(0),
+            user: r.get(1),
+            profile: r.get(2),
+            title: r.get(3),
+            client: r.get(4),
+            body: r.get(5),
+            expires: r.get::<_, i64>(6) as u64,
+            started: r.get::<_, i64>(7) as u64,
+            last_seen: r.get::<_, i64>(8) as u64,
+        }))
+    }
+
+    async fn touch_stream(&self, id: &str, user: &str, now: u64) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE streams SET last_seen = $3 WHERE id = $1 AND \"user\" = $2
+                     AND ended IS NULL",
+            )
+            .await?;
+        Ok(client.execute(&stmt, &[&id, &user, &(now as i64)]).await? == 1)
+    }
+
+    async fn end_stream(&self, id: &str, user: &str, now: u64) -> Result<bool, StoreError> {
+        Ok(self
+            .client()
+            .await?
+            .execute(
+                "UPDATE streams SET ended = $3 WHERE id = $1 AND \"user\" = $2 AND ended IS NULL",
+                &[&id, &user, &(now as i64)],
+            )
+            .await?
+            == 1)
+    }
+
+    async fn plays_since(
+        &self,
+        region: &str,
+        since: u64,
+        limit: u32,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        Ok(self
+            .client()
+            .await?
+            .query(
+                "SELECT title, at FROM plays WHERE region = $1 AND at >= $2
+                 ORDER BY at DESC LIMIT $3",
+                &[&region, &(since as i64), &(limit as i64)],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+            .collect())
+    }
+}
