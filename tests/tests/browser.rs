@@ -250,9 +250,13 @@ fn dash_js_in_chromium_is_steered_off_an_appliance_that_saturates_mid_play() {
         {
             // Playing from the first pathway (dash.js starts on the MPD's
             // defaultServiceLocation): saturate that appliance from here on.
+            // The dearest video Representation: the ladder's top rung.
             let addr = s.appliances[id].1;
+            let top = stack::dash_dirs(&s.packaged, "long")
+                [stack::ladder(&s.packaged, "long").len() - 1]
+                .clone();
             let seg = format!(
-                "http://{addr}/t/{}/titles/long/dash/r2/chunk-00001.m4s",
+                "http://{addr}/t/{}/titles/long/{top}/chunk-00001.m4s",
                 s.sign("/titles/long/")
             );
             eprintln!("saturating {id} after {loaded} fragments");
