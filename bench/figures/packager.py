@@ -16,6 +16,10 @@ MEAN_SAVING_GOAL = 0.20  # on average over the classes
 SIMPLEST_SAVING_GOAL = 0.40  # on the simplest class
 # ... and no class worse than the fixed ladder (a saving below 0).
 
+# Data written before bench-ladders recorded the selection had this one.
+UNBRIDGED = ("upper hull and wide same-resolution edges filled; jumps between resolutions *not* bridged "
+             "(data from before that change: rerun `scripts/bench_packager.sh` to measure the selection as it is now)")
+
 PROSE = """Each content class (ffmpeg's generators; `oca-pack source CLASS`, docs/PACKAGING.md) is
 encoded by `oca-pack encode` as it would be for real (analysis, the per-title ladder,
 packaging), then every per-title rung and every rung of two fixed ladders is encoded
@@ -197,7 +201,8 @@ def section(rec):
             f"{t.count(len(rec['classes']), 'class', 'classes')}, {s['seconds_per_class']:g} s each at {s['size']}, "
             f"{s['fps']} fps, {s['segment_seconds']:g} s segments; analysis: {p['chunks']} chunks of "
             f"{p['chunk_secs']:g} s, x264 `{p['preset']}`, CRF {', '.join(f'{x:g}' for x in p['crfs'])} at "
-            f"{', '.join(f'{h}p' for h in p['heights'])}. Raw points per class in `{SOURCE}`.", "",
+            f"{', '.join(f'{h}p' for h in p['heights'])}. Ladder selection: "
+            f"{s.get('selection', UNBRIDGED)}. Raw points per class in `{SOURCE}`.", "",
             PROSE, ""]
     names = [f["name"] for f in s["fixed_ladders"]]
     for f in s["fixed_ladders"]:

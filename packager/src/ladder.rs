@@ -28,6 +28,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// What `select` does, in a phrase, recorded with the figures.
+pub const SELECTION: &str = "upper hull; wide same-resolution edges filled; jumps between resolutions bridged from their own curves";
+
 /// One trial encode, measured.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Point {
