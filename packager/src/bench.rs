@@ -48,7 +48,7 @@ pub struct BenchArgs {
 /// A fixed ladder: name, and rungs as (width, height, bits per second).
 type Fixed = (&'static str, &'static [(u32, u32, u64)]);
 
-/// make-content.sh's ladder, and a typical 6-rung one: Apple's former HLS
+/// make-content.sh's former ladder, and a typical 6-rung one: Apple's former HLS
 /// authoring ladder (TN2224) up to 720p, less its second 432p rung.
 pub const FIXED: [Fixed; 2] = [
     (
