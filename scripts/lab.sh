@@ -22,5 +22,5 @@ if ! cmp -s tests/browser/package-lock.json tests/browser/node_modules/.installe
         { echo "lab.sh: npm ci failed; see target/install.log" >&2; exit 1; }
 fi
 # Cargo's own progress (stderr): the first build takes minutes.
-cargo build --release --locked -p steering -p oca -p fill-agent -p bench -p lab
+cargo build --release --locked -p steering -p oca -p fill-agent -p bench -p lab -p packager
 exec target/release/oca-lab "$@"

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/packages.sh
-# curl, openssl: TLS and HTTP checks; ffmpeg: test content and ffprobe;
+# curl, openssl: TLS and HTTP checks; ffmpeg: test content (oca-pack runs it) and ffprobe;
 # nginx-light: the origin; bird2: the ISP router (BGP); iproute2: its network
 # namespace; mount: small tmpfs disks; chromium, npm: the browser players
 # (hls.js, dash.js); systemd: unit checks and the boot test; dpkg: the .deb;
@@ -36,6 +36,7 @@ cargo nextest run --workspace --all-features --locked --profile ci --no-run
 # Every binary the end-to-end tests start (steering, oca, fill-agent, oca-bench, oca-lab, …),
 # whichever package's tests start it.
 cargo build --workspace --all-features --locked --bins
-# The packaged test content (ffmpeg) is made once, outside every test's time limit.
+# The packaged test content (scripts/make-content.sh: oca-pack, built above) is made
+# once, outside every test's time limit.
 "${CARGO_TARGET_DIR:-target}/debug/e2e-content"
 cargo nextest run --workspace --all-features --locked --profile ci

@@ -7,7 +7,7 @@ the committed docs are what their committed data gives (bench/figures/test_rende
 
 import os
 
-from . import benchmarks, reliability
+from . import benchmarks, packager, reliability
 from .data import DATA, ROOT, load
 
 BENCHMARKS_MD = os.path.join(ROOT, "docs", "BENCHMARKS.md")
@@ -26,13 +26,18 @@ def benchmark_records(data_dir=DATA):
     return out
 
 
+def packager_record(data_dir=DATA):
+    path = os.path.join(data_dir, "packager.json")
+    return load(path) if os.path.exists(path) else None
+
+
 def rendered(data_dir=DATA, reliability_md=None):
     """{path: text} of every rendered doc, from `data_dir`."""
     if reliability_md is None:
         with open(RELIABILITY_MD) as f:
             reliability_md = f.read()
     return {
-        BENCHMARKS_MD: benchmarks.render(benchmark_records(data_dir)),
+        BENCHMARKS_MD: benchmarks.render(benchmark_records(data_dir), packager_record(data_dir)),
         RELIABILITY_MD: reliability.render(reliability_md, os.path.join(data_dir, "reliability"), ROOT),
     }
 

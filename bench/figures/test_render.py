@@ -8,7 +8,7 @@ import os
 import tempfile
 import unittest
 
-from . import benchmarks, reliability, render
+from . import benchmarks, packager, reliability, render
 from .noise import Noise
 
 
@@ -70,6 +70,48 @@ class Missing(unittest.TestCase):
         self.assertTrue(out.startswith("Prose 1.\n\n<!-- generated: soak (x) -->\nNot measured yet: `scripts/lab.sh"))
         self.assertIn("<!-- end generated: soak -->\n\nProse 2.\n<!-- generated: hostile (y) -->\nNot measured yet",
                       out)
+
+
+def rung(bitrate, quality, height=720):
+    return {"bitrate_bps": bitrate, "quality": quality, "height": height}
+
+
+def klass(name, rungs, fixed_bd, qeb, bph):
+    """A class record with one fixed ladder `f` of three rungs."""
+    return {"class": name, "seconds": 12, "per_title": {"rungs": rungs, "bytes_per_hour": bph},
+            "fixed": {"f": {"ladder_vs_fixed": None if fixed_bd is None else {"bd_rate": fixed_bd},
+                            "hull_vs_fixed": None, "bytes_per_hour": 3e9,
+                            "rungs": [rung(500e3, 60), rung(1e6, 70), rung(4e6, 90)],
+                            "quality_at_equal_bits": qeb}}}
+
+
+class PerTitle(unittest.TestCase):
+    def test_fixed_bits_are_interpolated_in_log_rate_and_poorer_dearer_rungs_ignored(self):
+        rungs = [rung(1e6, 70), rung(4e6, 90), rung(8e6, 85)]
+        self.assertAlmostEqual(packager.bits_for_quality(rungs, 80), 2e6)
+        self.assertIsNone(packager.bits_for_quality(rungs, 95))
+        self.assertAlmostEqual(packager.one_rung_saving(rung(1e6, 80), rungs), -0.5)
+
+    def test_goals_are_judged_from_the_data(self):
+        rec = {"settings": {"fixed_ladders": [{"name": "f"}]}, "classes": [
+            klass("easy", [rung(100e3, 80)], None, [], 1e8),
+            klass("hard", [rung(1e6, 60), rung(3e6, 80)], 0.05, [], 2e9),
+            klass("mid", [rung(1e6, 60), rung(3e6, 80)], -0.15, [], 1e9),
+        ]}
+        got = {g.split(" ")[0]: (fig, ok) for g, _, fig, ok in packager.goals(rec)}
+        # easy: 100k against the 2 Mb/s the fixed ladder spends for 80 → -95%.
+        self.assertEqual(got["≥"], ("-95%", True))
+        self.assertEqual(got["average"], ("-35% (-5% over the 2 with a curve)", True))
+        self.assertEqual(got["no"], ("worst +5% (hard)", False))
+
+    def test_quality_at_equal_bits_counts_bandwidths_below_the_cheapest_rung_apart(self):
+        c = klass("x", [], None, [{"fixed_quality": 70, "per_title_quality": 75},
+                                  {"fixed_quality": 80, "per_title_quality": 77},
+                                  {"fixed_quality": 50, "per_title_quality": None}], 1)
+        self.assertEqual(packager.equal_bits(c, "f"), (1.0, -3.0, 2, 1))
+
+    def test_without_data_the_section_says_how_to_measure(self):
+        self.assertIn("Not measured yet: `scripts/bench_packager.sh`.", packager.section(None))
 
 
 if __name__ == "__main__":

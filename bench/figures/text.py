@@ -13,6 +13,13 @@ def num(v, digits=0):
     return f"{v:,.{digits}f}"
 
 
+def percent(v, digits=0):
+    """A signed fraction as a percentage: -0.25 → -25%; – for none."""
+    if v is None:
+        return "–"
+    return f"{v * 100:+.{digits}f}%"
+
+
 def times(r, digits=2):
     return "–" if r is None else f"{r:.{digits}f}×"
 

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use e2e::Proc;
-use e2e::stack::{self, ApplianceSpec, Nginx, Stack};
+use e2e::stack::{self, ApplianceSpec, Holds, Nginx, Stack};
 
 use crate::fill;
 
@@ -121,7 +121,7 @@ fn fleet(more: &[ApplianceSpec]) -> Vec<ApplianceSpec> {
             tier: "embedded",
             site: "isp-a",
             serves: &["127.1.0.0/16"],
-            holds: Some(&[]),
+            holds: Holds::Nothing,
             ..ApplianceSpec::default()
         },
         ApplianceSpec {
@@ -129,7 +129,7 @@ fn fleet(more: &[ApplianceSpec]) -> Vec<ApplianceSpec> {
             tier: "embedded",
             site: "isp-b",
             serves: &["127.2.0.0/16"],
-            holds: Some(&[]),
+            holds: Holds::Nothing,
             ..ApplianceSpec::default()
         },
     ];
@@ -141,7 +141,7 @@ fn fleet(more: &[ApplianceSpec]) -> Vec<ApplianceSpec> {
 /// embedded appliance off-peak, check steering sends each ISP to its own box,
 /// and create the viewers' accounts. The fill agents keep running.
 pub fn start(args: &LabArgs, more: &[ApplianceSpec], stop: &AtomicBool) -> anyhow::Result<Lab> {
-    say("packaging test content with ffmpeg (cached after the first run) ...");
+    say("packaging test content with oca-pack (cached after the first run) ...");
     let content = stack::content();
     let origin = stack::nginx(&content);
     say(format!(
@@ -316,9 +316,11 @@ fn fill(
             None => say(format!("    {id}: its fill-agent's metrics did not answer")),
         }
     }
+    // t1's renditions, whatever ladder the packager picked for it.
+    let t1 = stack::rendition_count(&s.packaged, "t1");
     for id in embedded {
         until(stop, &format!("{id}'s inventory at steering"), || {
-            (s.appliance(id)?["renditions_complete"].as_u64()? >= 7).then_some(())
+            (s.appliance(id)?["renditions_complete"].as_u64()? >= t1).then_some(())
         })?;
     }
     say("  inventory reported to steering");

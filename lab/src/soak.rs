@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use e2e::stack::ApplianceSpec;
+use e2e::stack::{ApplianceSpec, Holds};
 use serde::Serialize;
 
 use crate::lab::{self, Lab, LabArgs, say};
@@ -36,7 +36,7 @@ pub fn churned_spec() -> ApplianceSpec {
         tier: "embedded",
         site: "isp-c",
         serves: &["127.3.0.0/16"],
-        holds: Some(&[]),
+        holds: Holds::Nothing,
         ..ApplianceSpec::default()
     }
 }

@@ -21,12 +21,22 @@ fn the_lab_fills_both_isps_steers_their_viewers_home_and_cleans_up() {
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for needle in [
-        "oca-a1: 32 objects",
-        "oca-b1: 32 objects",
-        "inventory reported",
-        "done in",
-    ] {
+    // t1's objects: every file of its renditions, whatever ladder oca-pack
+    // picked for the lab's content.
+    let content = e2e::stack::content();
+    let t1 = content.join("titles/t1");
+    let dirs = e2e::stack::ladder(&content, "t1")
+        .into_iter()
+        .map(|r| r.dir)
+        .chain(e2e::stack::dash_dirs(&content, "t1"));
+    let objects: usize = dirs
+        .map(|d| std::fs::read_dir(t1.join(d)).unwrap().count())
+        .sum();
+    let (a1, b1) = (
+        format!("oca-a1: {objects} objects"),
+        format!("oca-b1: {objects} objects"),
+    );
+    for needle in [a1.as_str(), b1.as_str(), "inventory reported", "done in"] {
         assert!(text.contains(needle), "no {needle:?} in:\n{text}");
     }
     // Each ISP's viewers were served by their own ISP's appliance.

@@ -48,7 +48,7 @@ pub struct BenchArgs {
 /// A fixed ladder: name, and rungs as (width, height, bits per second).
 type Fixed = (&'static str, &'static [(u32, u32, u64)]);
 
-/// make-content.sh's ladder, and a typical 6-rung one: Apple's former HLS
+/// make-content.sh's former ladder, and a typical 6-rung one: Apple's former HLS
 /// authoring ladder (TN2224) up to 720p, less its second 432p rung.
 pub const FIXED: [Fixed; 2] = [
     (
@@ -143,7 +143,9 @@ pub fn run(c: &Common, args: &BenchArgs) -> Result<(), PackError> {
             "params": c.params(&metric),
             "segment_seconds": 4.0,
             "fixed_ladders": FIXED.iter().map(|(n, r)| json!({"name": n, "rungs": r})).collect::<Vec<_>>(),
-            "fixed_encoding": "x264 same preset, average bitrate (-b:v), same GOPs, as scripts/make-content.sh",
+            "fixed_encoding": "x264 same preset, average bitrate (-b:v), same GOPs, as scripts/make-content.sh had it",
+            // What the selection did, so figures from before a change to it say so.
+            "selection": crate::ladder::SELECTION,
             "bd_rate": "piecewise-linear log-rate over quality, averaged over the overlapping quality range; negative = fewer bits",
         },
         "classes": rows,

@@ -7,6 +7,12 @@
 //!    to the next is where the ladder should switch resolution.
 //!    Where two neighbouring hull points of one resolution are more than
 //!    `max_ratio` apart, points on the edge between them are added (`densify`).
+//!    Where the hull jumps from one resolution to another by more than
+//!    `max_ratio`, the edge itself is no encode (a mix of two pictures), so
+//!    the gap is filled from each resolution's own curve instead: at evenly
+//!    spaced bitrates, the best resolution whose own hull spans it (`bridge`).
+//!    Without that, a player with a bandwidth inside the gap falls to the
+//!    rung below it, and gets less quality than a fixed ladder would give.
 //! 2. The top: the first hull point at or above the saturation quality (the
 //!    top quality worth paying for), or from which the best point within
 //!    `max_bitrate` is less than `min_gain_per_doubling` better per doubling
@@ -21,6 +27,9 @@
 //! up its curve and reaches the top sooner: fewer, cheaper rungs.
 
 use serde::{Deserialize, Serialize};
+
+/// What `select` does, in a phrase, recorded with the figures.
+pub const SELECTION: &str = "upper hull; wide same-resolution edges filled; jumps between resolutions bridged from their own curves";
 
 /// One trial encode, measured.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -97,7 +106,11 @@ pub fn hull(points: &[Point]) -> Vec<Point> {
 
 /// The rungs, cheapest first (empty only when no point is usable).
 pub fn select(points: &[Point], params: &Params) -> Vec<Point> {
-    let h = densify(&hull(points), params.max_ratio);
+    let h = bridge(
+        points,
+        &densify(&hull(points), params.max_ratio),
+        params.max_ratio,
+    );
     // The hull ascends in bitrate: the points within the maximum are a prefix.
     let within = h.partition_point(|p| p.bitrate <= params.max_bitrate);
     if within == 0 {
@@ -185,6 +198,76 @@ pub fn densify(hull: &[Point], max_ratio: f64) -> Vec<Point> {
                 quality: a.quality + along * (b.quality - a.quality),
                 ..a
             });
+        }
+    }
+    out
+}
+
+/// The upper hull of each resolution's own points: what one encode at that
+/// resolution can reach (its curve is concave, so its chords are lower bounds).
+fn per_resolution(points: &[Point]) -> Vec<Vec<Point>> {
+    let mut sizes: Vec<(u32, u32)> = points.iter().map(|p| (p.width, p.height)).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes
+        .into_iter()
+        .map(|s| {
+            let own: Vec<Point> = points
+                .iter()
+                .copied()
+                .filter(|p| (p.width, p.height) == s)
+                .collect();
+            hull(&own)
+        })
+        .collect()
+}
+
+/// The point on `curve` (one resolution's hull) at `bitrate`, strictly
+/// between two of its points: quality on the chord, CRF interpolated in log
+/// bitrate as `densify` does.
+fn on_curve(curve: &[Point], bitrate: f64) -> Option<Point> {
+    let w = curve
+        .windows(2)
+        .find(|w| w[0].bitrate < bitrate && bitrate < w[1].bitrate)?;
+    let (a, b) = (w[0], w[1]);
+    let t = (bitrate / a.bitrate).ln() / (b.bitrate / a.bitrate).ln();
+    let along = (bitrate - a.bitrate) / (b.bitrate - a.bitrate);
+    Some(Point {
+        crf: ((a.crf + t * (b.crf - a.crf)) * 10.0).round() / 10.0,
+        bitrate,
+        quality: a.quality + along * (b.quality - a.quality),
+        ..a
+    })
+}
+
+/// Fill the hull's jumps between resolutions that are wider than
+/// `max_ratio`: at bitrates evenly spaced in log between the two vertices,
+/// the best point any one resolution's own hull has there, kept only where
+/// it climbs (each better than the last, worse than the vertex above).
+pub fn bridge(points: &[Point], h: &[Point], max_ratio: f64) -> Vec<Point> {
+    if max_ratio.is_nan() || max_ratio <= 1.0 {
+        return h.to_vec();
+    }
+    let curves = per_resolution(points);
+    let mut out: Vec<Point> = Vec::with_capacity(h.len());
+    for (i, &a) in h.iter().enumerate() {
+        out.push(a);
+        let Some(&b) = h.get(i + 1) else { break };
+        let ratio = b.bitrate / a.bitrate;
+        if (a.width, a.height) == (b.width, b.height) || ratio <= max_ratio {
+            continue;
+        }
+        let n = (ratio.ln() / max_ratio.ln()).ceil().min(16.0) as u32;
+        for k in 1..n {
+            let bitrate = a.bitrate * ratio.powf(f64::from(k) / f64::from(n));
+            let best = curves
+                .iter()
+                .filter_map(|c| on_curve(c, bitrate))
+                .max_by(|x, y| x.quality.total_cmp(&y.quality));
+            let last = *out.last().expect("a pushed");
+            if let Some(p) = best.filter(|p| p.quality > last.quality && p.quality < b.quality) {
+                out.push(p);
+            }
         }
     }
     out
@@ -378,6 +461,64 @@ mod tests {
         assert!(h_on(&pts, &l));
     }
 
+    /// On the hull, or (where the hull jumps between resolutions by more
+    /// than `max_ratio`) on the hull of its own resolution's points: an
+    /// encode that resolution reaches.
+    fn on_frontier(pts: &[Point], max_ratio: f64, r: &Point) -> bool {
+        let h = hull(pts);
+        if on_hull(&h, r) {
+            return true;
+        }
+        let in_jump = h.windows(2).any(|w| {
+            (w[0].width, w[0].height) != (w[1].width, w[1].height)
+                && w[1].bitrate > w[0].bitrate * max_ratio
+                && w[0].bitrate < r.bitrate
+                && r.bitrate < w[1].bitrate
+        });
+        let own: Vec<Point> = pts
+            .iter()
+            .copied()
+            .filter(|p| (p.width, p.height) == (r.width, r.height))
+            .collect();
+        in_jump && on_hull(&hull(&own), r)
+    }
+
+    #[test]
+    fn a_jump_between_resolutions_is_bridged_from_their_own_curves() {
+        // 360p to 720p on the hull, 6.4 times dearer: nothing a player
+        // between them could take. 540p (and 360p) have encodes in between,
+        // under the hull's edge but on their own curves.
+        let pts = vec![
+            p(360, 347e3, 13.2),
+            p(360, 700e3, 14.0),
+            p(360, 1.4e6, 14.5),
+            p(540, 600e3, 13.6),
+            p(540, 900e3, 14.5),
+            p(540, 1.4e6, 15.5),
+            p(720, 2.238e6, 17.9),
+        ];
+        let params = Params {
+            min_bitrate: 300e3,
+            ..crate::metric::Metric::SsimDb.default_params()
+        };
+        let h = hull(&pts);
+        assert_eq!(h.len(), 2, "{h:#?}");
+        let l = select(&pts, &params);
+        let got: Vec<u32> = l.iter().map(|r| r.height).collect();
+        assert_eq!(got, [360, 360, 540, 720], "{l:#?}");
+        for w in l.windows(2) {
+            assert!(
+                w[1].bitrate <= w[0].bitrate * params.max_ratio + 1.0,
+                "{l:#?}"
+            );
+            assert!(w[1].quality > w[0].quality, "{l:#?}");
+        }
+        assert!(l.iter().all(|r| on_frontier(&pts, params.max_ratio, r)));
+        // The 540p rung: between its 900k and 1.4M encodes, CRF between theirs.
+        let r540 = l[2];
+        assert!(r540.bitrate > 900e3 && r540.bitrate < 1.4e6, "{r540:?}");
+    }
+
     fn h_on(pts: &[Point], rungs: &[Point]) -> bool {
         let h = hull(pts);
         rungs.iter().all(|r| on_hull(&h, r))
@@ -397,7 +538,18 @@ mod tests {
         ];
         let l = select(&pts, &VMAF);
         let got: Vec<(u32, f64)> = l.iter().map(|r| (r.height, r.bitrate)).collect();
-        assert_eq!(got, [(240, 511e3), (540, 898e3), (360, 3.99e6)]);
+        assert_eq!(got.last(), Some(&(360, 3.99e6)), "{got:?}");
+        // The hull's jumps (540p 35k to 240p 511k, 540p 898k to 360p
+        // 3.99M) are bridged from 240p's and 540p's own curves, so no two
+        // neighbouring rungs are more than `max_ratio` apart.
+        assert!(l[0].bitrate >= VMAF.min_bitrate, "{got:?}");
+        assert!(
+            l.windows(2)
+                .all(|w| w[1].bitrate <= w[0].bitrate * VMAF.max_ratio),
+            "{got:?}"
+        );
+        assert!(got.contains(&(240, 511e3)) && got.contains(&(540, 898e3)));
+        assert!(l.iter().all(|r| on_frontier(&pts, VMAF.max_ratio, r)));
     }
 
     fn arb_points() -> impl Strategy<Value = Vec<Point>> {
@@ -444,7 +596,7 @@ mod tests {
                 prop_assert!(w[0].quality < w[1].quality);
             }
             for r in &rungs {
-                prop_assert!(on_hull(&h, r), "{:?} not on the hull", r);
+                prop_assert!(on_frontier(&pts, params.max_ratio, r), "{:?} not on the hull", r);
             }
             // Within the maximum whenever the hull has a point there; below
             // the minimum only as a single rung that is already saturated.

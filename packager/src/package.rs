@@ -1,5 +1,5 @@
 //! Packaging the encoded rungs (stream copy, no re-encode) in the layout
-//! `steering catalog import` reads, the same scripts/make-content.sh writes:
+//! `steering catalog import` reads (scripts/make-content.sh writes it through oca-pack):
 //!
 //! ```text
 //! titles/<id>/master.m3u8           HLS multivariant playlist
@@ -41,7 +41,7 @@ pub fn package(
     };
     let seg = report.segment_secs.to_string();
 
-    // HLS: each rung with the audio muxed in, as make-content.sh does.
+    // HLS: each rung with the audio muxed in, as make-content.sh's fixed ladder did.
     let mut cmd = ffmpeg(ffmpeg_bin);
     cmd.current_dir(stage);
     inputs(&mut cmd);

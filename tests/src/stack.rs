@@ -10,10 +10,12 @@ use std::process::Command;
 
 use crate::{Proc, binary, http, wait_for};
 
-/// Packaged titles: `t1` (12 s, eu-west and us-east), `t2` (the same content,
-/// released in the far future), `t3` (us-east only), `long` (40 s, us-east
-/// only, for players that must still be fetching when something breaks). Made
-/// once per target dir.
+/// Packaged titles, made by scripts/make-content.sh (the packager, oca-pack,
+/// with its fast preset): `t1` (12 s, eu-west and us-east), `t2` (the same
+/// content, released in the far future), `t3` (us-east only), `long` (40 s,
+/// us-east only, for players that must still be fetching when something
+/// breaks). Made once per target dir. The ladder is what per-title selection
+/// picked for the content: read it with `ladder`, never assume rung names.
 pub fn content() -> PathBuf {
     // Cargo's target directory (it holds CACHEDIR.TAG), from a test in
     // target/<profile>/deps or a binary in target/<profile>.
@@ -23,7 +25,8 @@ pub fn content() -> PathBuf {
         .find(|d| d.join("CACHEDIR.TAG").exists())
         .unwrap_or_else(|| exe.ancestors().nth(3).expect("target directory"))
         .to_path_buf();
-    let dir = target.join("tmp/e2e-content-v3");
+    // v4: made by oca-pack (v3 was a fixed ffmpeg ladder).
+    let dir = target.join("tmp/e2e-content-v4");
     if dir.join("done").exists() {
         return dir;
     }
@@ -38,21 +41,9 @@ pub fn content() -> PathBuf {
     }
     let tmp = target.join(format!("tmp/e2e-content-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-content.sh");
-    let ok = Command::new(&script)
-        .arg(&tmp)
-        .args(["t1", "12"])
-        .status()
-        .expect("run make-content.sh")
-        .success();
-    assert!(ok, "make-content.sh failed");
-    let ok = Command::new(&script)
-        .arg(&tmp)
-        .args(["long", "40"])
-        .status()
-        .expect("run make-content.sh")
-        .success();
-    assert!(ok, "make-content.sh failed");
+    for (id, secs) in [("t1", "12"), ("long", "40")] {
+        make_content(&tmp, id, secs);
+    }
     std::fs::write(
         tmp.join("titles/long/title.toml"),
         "name = \"Long test pattern\"\nregions = [\"us-east\"]\n",
@@ -68,11 +59,106 @@ pub fn content() -> PathBuf {
         copy_tree(&tmp.join("titles/t1"), &tmp.join("titles").join(id));
         std::fs::write(tmp.join("titles").join(id).join("title.toml"), sidecar).unwrap();
     }
+    // What the tests need of any ladder: a rung a 540p plan may play, one
+    // it may not, and more than one rung to switch between.
+    let t1 = ladder(&tmp, "t1");
+    assert!(
+        t1.len() >= 2 && t1.iter().any(|r| r.height <= 540) && t1.iter().any(|r| r.height > 540),
+        "the packager picked a ladder the tests cannot use: {t1:?}"
+    );
     std::fs::write(tmp.join("done"), b"").unwrap();
     // A crashed generator may have left a partial copy behind (no `done`).
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&tmp, &dir).expect("move content into place");
     dir
+}
+
+/// scripts/make-content.sh OUT ID SECONDS, with the oca-pack built beside
+/// this executable when there is one (the same build as the test's).
+pub fn make_content(out: &Path, id: &str, secs: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-content.sh");
+    let mut cmd = Command::new(&script);
+    cmd.arg(out).args([id, secs]);
+    if let Some(pack) = sibling_binary("oca-pack") {
+        cmd.env("OCA_PACK", pack);
+    }
+    let ok = cmd.status().expect("run make-content.sh").success();
+    assert!(ok, "make-content.sh {id} {secs} failed");
+}
+
+/// `binary(name)` when it is built, else `None`.
+fn sibling_binary(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let here = exe.parent()?;
+    [Some(here), here.parent()]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join(name))
+        .find(|p| p.exists())
+}
+
+/// One HLS rung of a packaged title, as its multivariant playlist lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rung {
+    /// Its directory under `titles/<id>/` (`v360`, `v720-953k`).
+    pub dir: String,
+    pub width: u32,
+    pub height: u32,
+    /// `BANDWIDTH`: the peak segment bitrate, bits/s.
+    pub bandwidth: u64,
+}
+
+/// The HLS rungs of `title` under `packaged`, cheapest first.
+pub fn ladder(packaged: &Path, title: &str) -> Vec<Rung> {
+    let path = packaged.join("titles").join(title).join("master.m3u8");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut rungs = Vec::new();
+    let mut lines = text.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        let Some(attrs) = line.strip_prefix("#EXT-X-STREAM-INF:") else {
+            continue;
+        };
+        let attr = |name: &str| {
+            attrs
+                .split(',')
+                .find_map(|a| a.strip_prefix(name)?.strip_prefix('='))
+        };
+        let (w, h) = attr("RESOLUTION")
+            .and_then(|r| r.split_once('x'))
+            .expect("RESOLUTION");
+        let uri = lines
+            .find(|l| !l.is_empty())
+            .expect("a URI after STREAM-INF");
+        rungs.push(Rung {
+            dir: uri.split('/').next().expect("a directory").to_owned(),
+            width: w.parse().expect("width"),
+            height: h.parse().expect("height"),
+            bandwidth: attr("BANDWIDTH")
+                .and_then(|b| b.parse().ok())
+                .expect("BANDWIDTH"),
+        });
+    }
+    rungs.sort_by_key(|r| r.bandwidth);
+    rungs
+}
+
+/// The DASH Representations' directories of `title` (`dash/r0`, ...): the
+/// video rungs in ladder order, then the audio.
+pub fn dash_dirs(packaged: &Path, title: &str) -> Vec<String> {
+    let dash = packaged.join("titles").join(title).join("dash");
+    let mut ids: Vec<u32> = std::fs::read_dir(&dash)
+        .unwrap_or_else(|e| panic!("{}: {e}", dash.display()))
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix('r')?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    ids.into_iter().map(|i| format!("dash/r{i}")).collect()
+}
+
+/// Renditions steering's import counts for `title`: one per HLS rung and one
+/// per DASH Representation.
+pub fn rendition_count(packaged: &Path, title: &str) -> u64 {
+    (ladder(packaged, title).len() + dash_dirs(packaged, title).len()) as u64
 }
 
 /// Copy a directory tree.
@@ -97,9 +183,8 @@ pub struct ApplianceSpec {
     pub site: &'static str,
     pub serves: &'static [&'static str],
     pub capacity_mbps: u64,
-    /// Which of t1's renditions (directories under `titles/t1`) its disk starts
-    /// with: `None` = all of t1.
-    pub holds: Option<&'static [&'static str]>,
+    /// What its disk starts with.
+    pub holds: Holds,
     /// Put its disk on a tmpfs of this many bytes (a small, fillable disk).
     pub disk_bytes: Option<u64>,
     /// More oca config (tables after `[control]`, e.g. `[bgp]`).
@@ -115,16 +200,32 @@ impl Default for ApplianceSpec {
             site: "site",
             serves: &[],
             capacity_mbps: 10_000,
-            holds: None,
+            holds: Holds::All,
             disk_bytes: None,
             oca_extra: "",
         }
     }
 }
 
+/// What an appliance's disk starts with, from the packaged content.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Holds {
+    /// t1 and long, whole.
+    All,
+    /// t1's HLS rungs, no DASH.
+    Hls,
+    /// Nothing: it is filled.
+    Nothing,
+}
+
 impl ApplianceSpec {
-    fn complete(&self) -> u64 {
-        self.holds.map_or(14, |h| h.len() as u64)
+    /// Renditions it holds whole once started.
+    fn complete(&self, packaged: &Path) -> u64 {
+        match self.holds {
+            Holds::All => rendition_count(packaged, "t1") + rendition_count(packaged, "long"),
+            Holds::Hls => ladder(packaged, "t1").len() as u64,
+            Holds::Nothing => 0,
+        }
     }
 }
 
@@ -197,9 +298,9 @@ fn credential(id: &str) -> String {
     format!("{id}-credential-0123456789")
 }
 
-/// An IXP appliance holding `ixp_holds` of t1 (`None`: all of it) and an empty
-/// embedded appliance in ISP A (127.1.0.0/16): a fleet to fill.
-pub fn fill_fleet(ixp_holds: Option<&'static [&'static str]>) -> Vec<ApplianceSpec> {
+/// An IXP appliance holding `ixp_holds` and an empty embedded appliance in
+/// ISP A (127.1.0.0/16): a fleet to fill.
+pub fn fill_fleet(ixp_holds: Holds) -> Vec<ApplianceSpec> {
     vec![
         ApplianceSpec {
             id: "oca-x1",
@@ -216,7 +317,7 @@ pub fn fill_fleet(ixp_holds: Option<&'static [&'static str]>) -> Vec<ApplianceSp
             site: "isp-a-ams",
             serves: &["127.1.0.0/16"],
             capacity_mbps: 10_000,
-            holds: Some(&[]),
+            holds: Holds::Nothing,
             ..ApplianceSpec::default()
         },
     ]
@@ -420,16 +521,17 @@ serves = [{serves}]
         let disk_t1 = root.join("disk0/objects/titles/t1");
         std::fs::create_dir_all(&disk_t1).unwrap();
         match a.holds {
-            None => {
+            Holds::All => {
                 copy_tree(&t1, &disk_t1);
                 let long = content().join("titles/long");
                 copy_tree(&long, &root.join("disk0/objects/titles/long"));
             }
-            Some(dirs) => {
-                for sub in dirs {
-                    copy_tree(&t1.join(sub), &disk_t1.join(sub));
+            Holds::Hls => {
+                for r in ladder(&content(), "t1") {
+                    copy_tree(&t1.join(&r.dir), &disk_t1.join(&r.dir));
                 }
             }
+            Holds::Nothing => {}
         }
         let ocfg = root.join("oca.toml");
         std::fs::write(
@@ -492,7 +594,7 @@ region = "{region}"
     for a in fleet {
         wait_for(&format!("{} up with what it holds", a.id), || {
             let v = stack.appliance(a.id)?;
-            (v["eligible"] == true && v["renditions_complete"].as_u64()? >= a.complete())
+            (v["eligible"] == true && v["renditions_complete"].as_u64()? >= a.complete(&content()))
                 .then_some(())
         });
     }

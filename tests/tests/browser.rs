@@ -135,6 +135,10 @@ fn host_of(base_url: &str) -> String {
 #[test]
 fn hls_js_in_chromium_plays_a_title_from_the_steered_appliance() {
     let (s, _player) = stack_with_player(&stack::fleet());
+    // The title is oca-pack's output (scripts/make-content.sh), imported by
+    // steering as packaged: its sidecar is there and the play offers its rungs.
+    let ladder = stack::ladder(&s.packaged, "t1");
+    assert!(s.packaged.join("titles/t1/ladder.json").exists());
     let (mut child, rx) = browse(&s, "alice", "t1", "hls", 8, 30);
     let r = result(&rx, |_| {});
     let _ = child.wait();
@@ -147,6 +151,12 @@ fn hls_js_in_chromium_plays_a_title_from_the_steered_appliance() {
     assert_eq!(frags.keys().collect::<Vec<_>>(), [&host], "{r}");
     let sent = s.sent_bytes(primary["id"].as_str().unwrap()).unwrap();
     assert!(sent > 500_000, "{sent} bytes sent by the steered appliance");
+    let offered = r["play"]["native"].as_array().map_or(0, Vec::len);
+    assert!(
+        offered >= ladder.len(),
+        "{offered} renditions offered for a {}-rung ladder: {r}",
+        ladder.len()
+    );
 }
 
 #[test]
@@ -250,9 +260,13 @@ fn dash_js_in_chromium_is_steered_off_an_appliance_that_saturates_mid_play() {
         {
             // Playing from the first pathway (dash.js starts on the MPD's
             // defaultServiceLocation): saturate that appliance from here on.
+            // The dearest video Representation: the ladder's top rung.
             let addr = s.appliances[id].1;
+            let top = stack::dash_dirs(&s.packaged, "long")
+                [stack::ladder(&s.packaged, "long").len() - 1]
+                .clone();
             let seg = format!(
-                "http://{addr}/t/{}/titles/long/dash/r2/chunk-00001.m4s",
+                "http://{addr}/t/{}/titles/long/{top}/chunk-00001.m4s",
                 s.sign("/titles/long/")
             );
             eprintln!("saturating {id} after {loaded} fragments");

@@ -38,7 +38,8 @@ fn files(dir: &Path) -> Vec<String> {
 
 #[test]
 fn kill_9_of_any_process_at_random_never_serves_wrong_bytes_or_loses_anything() {
-    let (mut s, _origin) = stack::start_with_origin(&stack::fill_fleet(None), &stack::content());
+    let (mut s, _origin) =
+        stack::start_with_origin(&stack::fill_fleet(stack::Holds::All), &stack::content());
 
     // A committed record: a bookmark, before anything is killed.
     let alice = s.token("alice");

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use e2e::stack;
 use e2e::*;
 
 const CREDENTIAL: &str = "oca-1-secret-credential";
@@ -122,19 +123,15 @@ fn token(steering: std::net::SocketAddr, prefix: &str) -> String {
     urlsign::sign(ks.signing_key(now).unwrap(), &claims).unwrap()
 }
 
-/// Real packaged content (ffmpeg: 3 HLS renditions, and 3 video + 1 audio DASH
-/// representations), imported into
-/// steering's catalog; returns the packaged directory.
+/// Real packaged content (the e2e content's t1, made by oca-pack: its HLS
+/// rungs, and as many DASH video Representations plus the audio), imported
+/// into steering's catalog; returns the packaged directory.
 fn package_and_import(dir: &Path, scfg: &Path) -> std::path::PathBuf {
     let packaged = dir.join("packaged");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-content.sh");
-    let ok = std::process::Command::new(script)
-        .arg(&packaged)
-        .args(["t1", "12"])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "make-content.sh failed");
+    stack::copy_tree(
+        &stack::content().join("titles/t1"),
+        &packaged.join("titles/t1"),
+    );
     let out = std::process::Command::new(binary("steering"))
         .args(["catalog", "import"])
         .arg(&packaged)
@@ -146,7 +143,12 @@ fn package_and_import(dir: &Path, scfg: &Path) -> std::path::PathBuf {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("7 renditions"));
+    let renditions = stack::rendition_count(&packaged, "t1");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{renditions} renditions")),
+        "{stdout}"
+    );
     packaged
 }
 
@@ -171,10 +173,16 @@ fn appliances_register_report_and_survive_control_plane_failures() {
     let dir = tempfile::tempdir().unwrap();
     let scfg = steering_config(dir.path());
     let packaged = package_and_import(dir.path(), &scfg);
-    // The appliance holds two renditions plus files the catalog does not list
-    // (playlists, the DASH packaging): those are reported once, refused with
-    // unknown_rendition, and left out afterwards.
-    for sub in ["", "v360", "v540", "dash"] {
+    // The appliance holds every rung but the top one, plus files the catalog
+    // does not list (playlists, the DASH packaging): those are reported once,
+    // refused with unknown_rendition, and left out afterwards.
+    let ladder = stack::ladder(&packaged, "t1");
+    let (top, held) = ladder.split_last().expect("rungs");
+    let lowest = &held[0].dir;
+    for sub in ["", "dash"]
+        .into_iter()
+        .chain(held.iter().map(|r| r.dir.as_str()))
+    {
         copy_in(&packaged, dir.path(), sub);
     }
     let mut steering = Proc::start(
@@ -194,7 +202,7 @@ fn appliances_register_report_and_survive_control_plane_failures() {
     // Registration, health polling of the real admin address, full inventory.
     let a = wait_for("oca-1 registered, polled and reporting", || {
         let a = appliance(s_addr, "oca-1")?;
-        (a["up"] == true && a["status"] == "ok" && a["renditions"] == 2).then_some(a)
+        (a["up"] == true && a["status"] == "ok" && a["renditions"] == held.len()).then_some(a)
     });
     assert_eq!(a["eligible"], true);
     assert_eq!(
@@ -204,31 +212,37 @@ fn appliances_register_report_and_survive_control_plane_failures() {
 
     // Keys from steering verify on the appliance (it fetched them itself).
     let tok = token(s_addr, "/titles/t1/");
-    let seg = format!("/t/{tok}/titles/t1/v360/seg-00000.m4s");
+    let seg = format!("/t/{tok}/titles/t1/{lowest}/seg-00000.m4s");
     wait_for("a steering-signed token to verify on oca", || {
         (http(o_http, "GET", &seg, &[], b"")?.status == 200).then_some(())
     });
     assert_eq!(
-        http(o_http, "GET", "/titles/t1/v360/seg-00000.m4s", &[], b"")
-            .unwrap()
-            .status,
+        http(
+            o_http,
+            "GET",
+            &format!("/titles/t1/{lowest}/seg-00000.m4s"),
+            &[],
+            b""
+        )
+        .unwrap()
+        .status,
         403
     );
 
-    // The third rendition is filled in (copied, then requested once as a first
-    // viewer would): a delta reaches steering.
-    copy_in(&packaged, dir.path(), "v720");
-    for f in [
-        "index.m3u8",
-        "init_2.mp4",
-        "seg-00000.m4s",
-        "seg-00001.m4s",
-        "seg-00002.m4s",
-    ] {
+    // The top rendition is filled in (copied, then each file requested once
+    // as a first viewer would): a delta reaches steering.
+    copy_in(&packaged, dir.path(), &top.dir);
+    let mut files: Vec<String> = std::fs::read_dir(packaged.join("titles/t1").join(&top.dir))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    for f in &files {
         let r = http(
             o_http,
             "GET",
-            &format!("/t/{tok}/titles/t1/v720/{f}"),
+            &format!("/t/{tok}/titles/t1/{}/{f}", top.dir),
             &[],
             b"",
         )
@@ -236,12 +250,12 @@ fn appliances_register_report_and_survive_control_plane_failures() {
         assert_eq!(r.status, 200, "{f}");
     }
     wait_for("the delta", || {
-        (appliance(s_addr, "oca-1")?["renditions"] == 3).then_some(())
+        (appliance(s_addr, "oca-1")?["renditions"] == ladder.len()).then_some(())
     });
-    // Each holds at least the catalog's objects and bytes: all three complete.
+    // Each holds at least the catalog's objects and bytes: all complete.
     assert_eq!(
         appliance(s_addr, "oca-1").unwrap()["renditions_complete"],
-        3
+        ladder.len()
     );
 
     // A lost delta is answered with a resync request; a full report repairs it.
@@ -262,7 +276,7 @@ fn appliances_register_report_and_survive_control_plane_failures() {
         (200, serde_json::json!(true))
     );
     let holding = vec![control_client::wire::RenditionHolding {
-        rendition: "titles/t1/v360".into(),
+        rendition: format!("titles/t1/{lowest}"),
         objects: 4,
         bytes: 400,
     }];
@@ -392,7 +406,7 @@ fn appliances_register_report_and_survive_control_plane_failures() {
     // steering is killed: the appliance keeps serving with the keys it has, and a
     // restarted appliance serves with the keys cached on disk.
     steering.kill9();
-    let seg = format!("/t/{tok}/titles/t1/v540/seg-00001.m4s");
+    let seg = format!("/t/{tok}/titles/t1/{lowest}/seg-00001.m4s");
     assert_eq!(http(o_http, "GET", &seg, &[], b"").unwrap().status, 200);
     oca.kill9();
     let oca = Proc::start(
@@ -416,7 +430,7 @@ fn appliances_register_report_and_survive_control_plane_failures() {
     let s2 = steering.addr("http=");
     let a = appliance(s2, "oca-1").unwrap();
     assert_eq!(a["inventory_version"], inventory_version);
-    assert_eq!(a["renditions"], 3);
+    assert_eq!(a["renditions"], ladder.len());
     assert_eq!(appliance(s2, "fake-1").unwrap()["renditions"], 1);
     let r = http(
         s2,

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use e2e::stack::{self, Nginx, Stack};
+use e2e::stack::{self, Holds, Nginx, Stack};
 use e2e::*;
 
 /// Some midnight UTC: 02:00-06:00 is the embedded appliance's window.
@@ -15,14 +15,9 @@ const MIDNIGHT: u64 = 1_795_046_400;
 const IN_WINDOW: u64 = MIDNIGHT + 3 * 3600;
 const OUTSIDE: u64 = MIDNIGHT + 12 * 3600;
 
-const HLS: &[&str] = &["v360", "v540", "v720"];
-
 /// The fill tests' fleet (an IXP parent holding `ixp_holds` of t1 and an empty
 /// embedded appliance), steering with nginx over `packaged` as the origin.
-fn stack_with_origin(
-    ixp_holds: Option<&'static [&'static str]>,
-    packaged: &Path,
-) -> (Stack, Nginx) {
+fn stack_with_origin(ixp_holds: Holds, packaged: &Path) -> (Stack, Nginx) {
     stack::start_with_origin(&stack::fill_fleet(ixp_holds), packaged)
 }
 
@@ -90,6 +85,22 @@ fn planned(s: &Stack) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
+/// t1's renditions (HLS and DASH), whatever ladder the packager picked.
+fn t1_renditions(s: &Stack) -> u64 {
+    stack::rendition_count(&s.packaged, "t1")
+}
+
+/// t1's cheapest HLS rung's directory.
+fn lowest(s: &Stack) -> String {
+    stack::ladder(&s.packaged, "t1")[0].dir.clone()
+}
+
+/// A rung of t1 above the cheapest (the middle one of three).
+fn middle(s: &Stack) -> String {
+    let l = stack::ladder(&s.packaged, "t1");
+    l[l.len() / 2].dir.clone()
+}
+
 fn disk(s: &Stack) -> PathBuf {
     s.root("oca-e1").join("disk0/objects")
 }
@@ -124,7 +135,7 @@ fn assert_only_good_objects(s: &Stack) -> usize {
 
 #[test]
 fn fills_from_the_parent_then_the_origin_under_the_rate_cap_and_steers_to_the_filled_box() {
-    let (s, _origin) = stack_with_origin(Some(HLS), &stack::content());
+    let (s, _origin) = stack_with_origin(Holds::Hls, &stack::content());
     let objects = planned(&s);
     let total: u64 = objects.values().map(|b| b.len() as u64).sum();
     assert!(
@@ -173,7 +184,7 @@ fn fills_from_the_parent_then_the_origin_under_the_rate_cap_and_steers_to_the_fi
 
     // oca reports it at once; steering sends ISP A's viewers to the filled box.
     wait_for("the filled appliance holds the whole title", || {
-        (s.appliance("oca-e1")?["renditions_complete"].as_u64()? >= 7).then_some(())
+        (s.appliance("oca-e1")?["renditions_complete"].as_u64()? >= t1_renditions(&s)).then_some(())
     });
     let alice = s.token("alice");
     let play = s
@@ -212,7 +223,7 @@ fn outside_the_window_only_launches_fill() {
         format!("name = \"Launch\"\nregions = [\"*\"]\nrelease = {soon}\n"),
     )
     .unwrap();
-    let (s, _origin) = stack_with_origin(None, &packaged);
+    let (s, _origin) = stack_with_origin(Holds::All, &packaged);
     let p = plan(&s);
     assert_eq!(p["items"][0]["title"], "t5", "the launch comes first");
     assert_eq!(p["items"][0]["urgent"], true);
@@ -222,7 +233,7 @@ fn outside_the_window_only_launches_fill() {
     assert_eq!(st["window_open"], false);
     let present = |t: &str| {
         disk(&s)
-            .join(format!("titles/{t}/v360/index.m3u8"))
+            .join(format!("titles/{t}/{}/index.m3u8", lowest(&s)))
             .exists()
     };
     assert!(present("t5"), "the launch filled outside the window");
@@ -239,10 +250,11 @@ fn outside_the_window_only_launches_fill() {
 
 #[test]
 fn corrupt_bytes_from_a_source_are_caught_and_fetched_elsewhere() {
-    let (s, _origin) = stack_with_origin(None, &stack::content());
+    let (s, _origin) = stack_with_origin(Holds::All, &stack::content());
     // The parent's copy of one segment rots after it was reported: same size,
     // wrong bytes.
-    let victim = "titles/t1/v540/seg-00001.m4s";
+    let victim = format!("titles/t1/{}/seg-00001.m4s", middle(&s));
+    let victim = victim.as_str();
     let on_ixp = s.root("oca-x1").join("disk0/objects").join(victim);
     let mut bytes = std::fs::read(&on_ixp).unwrap();
     for b in bytes.iter_mut().skip(1000).take(64) {
@@ -259,7 +271,7 @@ fn corrupt_bytes_from_a_source_are_caught_and_fetched_elsewhere() {
     assert_only_good_objects(&s);
     // And a player gets the right bytes from the filled appliance.
     wait_for("the filled appliance holds the whole title", || {
-        (s.appliance("oca-e1")?["renditions_complete"].as_u64()? >= 7).then_some(())
+        (s.appliance("oca-e1")?["renditions_complete"].as_u64()? >= t1_renditions(&s)).then_some(())
     });
     let good = std::fs::read(s.packaged.join(victim)).unwrap();
     let (_, http_addr) = &s.appliances["oca-e1"];
@@ -280,7 +292,7 @@ fn corrupt_bytes_from_a_source_are_caught_and_fetched_elsewhere() {
 
 #[test]
 fn kill_9_mid_transfer_then_restart_resumes_and_refetches_only_the_tail() {
-    let (s, _origin) = stack_with_origin(None, &stack::content());
+    let (s, _origin) = stack_with_origin(Holds::All, &stack::content());
     let objects = planned(&s);
     let total: u64 = objects.values().map(|b| b.len() as u64).sum();
     let ixp_before = s.sent_bytes("oca-x1").unwrap();
@@ -354,7 +366,7 @@ fn kill_9_mid_transfer_then_restart_resumes_and_refetches_only_the_tail() {
 
 #[test]
 fn the_quota_makes_room_by_evicting_the_least_valuable_unplanned_content() {
-    let (s, _origin) = stack_with_origin(None, &stack::content());
+    let (s, _origin) = stack_with_origin(Holds::All, &stack::content());
     let objects = planned(&s);
     let total: u64 = objects.values().map(|b| b.len() as u64).sum();
     // Two renditions the plan does not want: one watched, one never.
@@ -412,7 +424,7 @@ fn the_quota_makes_room_by_evicting_the_least_valuable_unplanned_content() {
 
 #[test]
 fn the_headroom_is_never_eaten() {
-    let (s, _origin) = stack_with_origin(None, &stack::content());
+    let (s, _origin) = stack_with_origin(Holds::All, &stack::content());
     // A headroom just above what is free now: nothing may be written.
     let out = std::process::Command::new("df")
         .args(["--output=size,avail", "-B1"])
@@ -438,7 +450,7 @@ fn the_headroom_is_never_eaten() {
 
 #[test]
 fn a_small_disk_takes_whole_items_until_full_and_never_overflows() {
-    let mut fleet = stack::fill_fleet(None);
+    let mut fleet = stack::fill_fleet(Holds::All);
     let disk_size = 6 * 1024 * 1024;
     fleet[1].disk_bytes = Some(disk_size);
     let (s, _origin) = stack::start_with_origin(&fleet, &stack::content());
@@ -486,11 +498,12 @@ fn a_small_disk_takes_whole_items_until_full_and_never_overflows() {
 
 #[test]
 fn an_object_damaged_on_disk_is_found_by_the_scrubber_quarantined_and_fetched_again() {
-    let (s, _origin) = stack_with_origin(None, &stack::content());
+    let (s, _origin) = stack_with_origin(Holds::All, &stack::content());
     let a = agent(&s, IN_WINDOW, "scrub_rate_bps = 4000000000");
     wait_state(&s, "complete");
     // Bit rot on the filled appliance: same size, wrong bytes.
-    let victim = "titles/t1/v540/seg-00001.m4s";
+    let victim = format!("titles/t1/{}/seg-00001.m4s", middle(&s));
+    let victim = victim.as_str();
     let path = disk(&s).join(victim);
     let good = std::fs::read(s.packaged.join(victim)).unwrap();
     let mut bad = good.clone();
@@ -526,7 +539,7 @@ fn an_object_damaged_on_disk_is_found_by_the_scrubber_quarantined_and_fetched_ag
 
 #[test]
 fn a_disk_that_fills_up_under_the_agent_corrupts_nothing_and_the_fill_resumes_when_space_returns() {
-    let mut fleet = stack::fill_fleet(None);
+    let mut fleet = stack::fill_fleet(Holds::All);
     fleet[1].disk_bytes = Some(48 * 1024 * 1024);
     let (s, _origin) = stack::start_with_origin(&fleet, &stack::content());
     // Slow enough to be caught mid-fill.

@@ -4,7 +4,7 @@ use proptest::prelude::*;
 
 /// A per-play multivariant playlist as steering wrote it (three pathways).
 const STEERING_MASTER: &str = include_str!("testdata/steering-master.m3u8");
-/// ffmpeg's packaged multivariant playlist (scripts/make-content.sh).
+/// ffmpeg's packaged multivariant playlist (scripts/make-content.sh before it used oca-pack).
 const FFMPEG_MASTER: &str = include_str!("testdata/ffmpeg-master.m3u8");
 /// ffmpeg's fMP4 media playlist.
 const FFMPEG_MEDIA: &str = include_str!("testdata/ffmpeg-media.m3u8");
