@@ -60,6 +60,45 @@ pub struct Config {
     pub asns: Vec<AsnConfig>,
     pub fill: FillConfig,
     pub history: HistoryConfig,
+    pub instance: InstanceConfig,
+}
+
+/// This instance, among several sharing one store (see `fleet::cluster`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InstanceConfig {
+    /// Unique among the instances sharing the store; default: the host name
+    /// and process id.
+    pub id: Option<String>,
+    /// The control-plane region this instance runs in: appliances of this
+    /// region are polled from here while it has a live instance.
+    pub region: String,
+    /// How often this instance shares what it learned and takes what the
+    /// others did: the bound on how stale one instance's view of another's
+    /// changes is.
+    #[serde(with = "humantime_serde")]
+    pub sync_interval: Duration,
+}
+
+impl Default for InstanceConfig {
+    fn default() -> Self {
+        InstanceConfig {
+            id: None,
+            region: String::new(),
+            sync_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+impl InstanceConfig {
+    pub fn id(&self) -> String {
+        self.id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "steering".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
 }
 
 /// How long the store keeps what only matters for a while; pruned in the
@@ -163,9 +202,12 @@ pub struct GuardConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BookmarksConfig {
-    /// The bookmark store: its own SQLite file, so it can fail (or move to its
-    /// own service) without taking plays down.
-    pub database: PathBuf,
+    /// The bookmark store, kept apart from the main one so it can fail (or
+    /// move to its own service) without taking plays down: a SQLite file or a
+    /// postgres:// URL. Default: `bookmarks.db` beside a SQLite `database`,
+    /// or the same PostgreSQL database (a table of its own, reached through
+    /// its own pool and guard), so every instance sees the same positions.
+    pub database: Option<String>,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// Consecutive failures that open the breaker.
@@ -399,6 +441,7 @@ impl Default for Config {
             asns: Vec::new(),
             fill: FillConfig::default(),
             history: HistoryConfig::default(),
+            instance: InstanceConfig::default(),
         }
     }
 }
@@ -454,7 +497,7 @@ impl Default for BookmarksConfig {
     fn default() -> Self {
         let g = GuardConfig::default();
         BookmarksConfig {
-            database: PathBuf::from("bookmarks.db"),
+            database: None,
             timeout: g.timeout,
             failures: g.failures,
             cool_down: g.cool_down,
@@ -496,18 +539,23 @@ impl Default for KeysConfig {
 }
 
 impl Config {
-    /// The bookmark store's file: a relative path is relative to the main
-    /// database's directory (not to wherever steering was started from).
-    pub fn bookmarks_path(&self) -> PathBuf {
-        let b = &self.bookmarks.database;
-        if b.is_absolute() {
-            return b.clone();
-        }
-        match crate::store::Location::parse(&self.database) {
-            crate::store::Location::Sqlite(db) => {
-                db.parent().map_or_else(|| b.clone(), |dir| dir.join(b))
-            }
-            crate::store::Location::Postgres(_) => b.clone(),
+    /// Where the bookmark store is: `bookmarks.database` (a relative path is
+    /// relative to the main database's directory, not to wherever steering
+    /// was started from), else beside the main store.
+    pub fn bookmarks_location(&self) -> crate::store::Location {
+        use crate::store::Location;
+        let main = Location::parse(&self.database);
+        let dir = |db: &Path| db.parent().map(Path::to_path_buf).unwrap_or_default();
+        match (&self.bookmarks.database, main) {
+            (None, Location::Sqlite(db)) => Location::Sqlite(dir(&db).join("bookmarks.db")),
+            (None, Location::Postgres(url)) => Location::Postgres(url),
+            (Some(b), main) => match Location::parse(b) {
+                Location::Sqlite(p) if p.is_relative() => match main {
+                    Location::Sqlite(db) => Location::Sqlite(dir(&db).join(p)),
+                    Location::Postgres(_) => Location::Sqlite(p),
+                },
+                other => other,
+            },
         }
     }
 
@@ -589,8 +637,19 @@ impl Config {
                 );
             }
         }
-        if self.bookmarks.database.as_os_str().is_empty() {
-            return reject("bookmarks.database", "must name a file");
+        match self.bookmarks.database.as_deref() {
+            Some("") => {
+                return reject(
+                    "bookmarks.database",
+                    "must name a SQLite file or a postgres:// URL",
+                );
+            }
+            Some(b) => {
+                if let crate::store::Location::Postgres(url) = crate::store::Location::parse(b) {
+                    crate::store::check_url(&url).or_else(|e| reject("bookmarks.database", &e))?;
+                }
+            }
+            None => {}
         }
         for (i, p) in self.plans.iter().enumerate() {
             if !valid_id(&p.name) || self.plans[..i].iter().any(|o| o.name == p.name) {
@@ -678,6 +737,14 @@ impl Config {
         }
         if f.lookback.is_zero() {
             return reject("fill.lookback", "must be greater than zero");
+        }
+        if self.instance.sync_interval < Duration::from_millis(50)
+            || self.instance.sync_interval > Duration::from_secs(60)
+        {
+            return reject("instance.sync_interval", "must be between 50ms and 60s");
+        }
+        if self.instance.id.as_deref().is_some_and(|id| !valid_id(id)) {
+            return reject("instance.id", "use 1-64 of A-Z a-z 0-9 - _ .");
         }
         if self.history.keep_streams < self.play.token_lifetime {
             return reject(

@@ -148,7 +148,7 @@ async fn fill_plan_versions_follow_content_and_urls_are_signed() {
         appliances: vec![a1.clone(), a2.clone()],
         ..Config::default()
     };
-    cfg.bookmarks.database = dir.path().join("bookmarks.db");
+    cfg.bookmarks.database = Some(dir.path().join("bookmarks.db").display().to_string());
     cfg.health.interval = Duration::from_secs(3600);
     cfg.health.down_after = 100;
     cfg.validate().unwrap();

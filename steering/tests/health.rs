@@ -26,7 +26,7 @@ async fn health_reports_each_check_and_fails_without_a_store() {
         database: data.join("steering.db").display().to_string(),
         ..Config::default()
     };
-    cfg.bookmarks.database = dir.path().join("bookmarks.db");
+    cfg.bookmarks.database = Some(dir.path().join("bookmarks.db").display().to_string());
     // A backend nobody listens on; one failure opens its breaker.
     cfg.recommendations.url = Some("http://127.0.0.1:9/rows".into());
     cfg.recommendations.failures = 1;
@@ -118,7 +118,7 @@ async fn a_stopped_poller_and_a_stale_snapshot_fail_health() {
         database: dir.path().join("steering.db").display().to_string(),
         ..Config::default()
     };
-    cfg.bookmarks.database = dir.path().join("bookmarks.db");
+    cfg.bookmarks.database = Some(dir.path().join("bookmarks.db").display().to_string());
     cfg.health.interval = Duration::from_millis(50);
     cfg.health.timeout = Duration::from_millis(50);
     cfg.steer.snapshot_refresh = Duration::from_millis(50);

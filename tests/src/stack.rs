@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{Proc, binary, http, wait_for};
+use crate::{Proc, binary, get_url, http, wait_for};
 
 /// Packaged titles, made by scripts/make-content.sh (the packager, oca-pack,
 /// with its fast preset): `t1` (12 s, eu-west and us-east), `t2` (the same
@@ -220,7 +220,7 @@ pub enum Holds {
 
 impl ApplianceSpec {
     /// Renditions it holds whole once started.
-    fn complete(&self, packaged: &Path) -> u64 {
+    pub fn complete(&self, packaged: &Path) -> u64 {
         match self.holds {
             Holds::All => rendition_count(packaged, "t1") + rendition_count(packaged, "long"),
             Holds::Hls => ladder(packaged, "t1").len() as u64,
@@ -347,9 +347,22 @@ pub fn start(fleet: &[ApplianceSpec], extra: &str) -> Stack {
 
 /// Like `start`, importing the titles of `packaged`.
 pub fn start_with(fleet: &[ApplianceSpec], extra: &str, packaged: &Path) -> Stack {
+    start_on(fleet, extra, packaged, None)
+}
+
+/// Like `start_with`, on the store `database` (a postgres:// URL, say)
+/// instead of a SQLite file in the stack's directory.
+pub fn start_on(
+    fleet: &[ApplianceSpec],
+    extra: &str,
+    packaged: &Path,
+    database: Option<&str>,
+) -> Stack {
     let packaged = packaged.to_path_buf();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    let sqlite = d.join("steering.db").display().to_string();
+    let database = database.unwrap_or(&sqlite);
     let mut cfg = format!(
         r#"
 listen = "127.0.0.1:0"
@@ -394,7 +407,7 @@ prefix = "127.3.0.0/16"
 asn = 64503
 region = "eu-west"
 "#,
-        db = d.join("steering.db").display(),
+        db = database,
         health_ms = HEALTH_INTERVAL.as_millis(),
     );
     for a in fleet {
@@ -923,4 +936,35 @@ http {{
         let _ = child.wait();
     }
     panic!("nginx did not start");
+}
+
+/// Fetch every variant of an HLS multivariant playlist on `pathway`, every
+/// media playlist, and every object they list; compare bytes with the package.
+pub fn fetch_all_hls(s: &Stack, client: IpAddr, master_url: &str, pathway: &str) -> usize {
+    let master = get_url(Some(client), master_url).unwrap();
+    assert_eq!(master.status, 200);
+    let text = String::from_utf8(master.body).unwrap();
+    assert!(text.contains("#EXT-X-CONTENT-STEERING"), "{text}");
+    let mut fetched = 0;
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if !line.starts_with("#EXT-X-STREAM-INF")
+            || !line.contains(&format!("PATHWAY-ID=\"{pathway}\""))
+        {
+            continue;
+        }
+        let media_url = lines[i + 1].trim();
+        let media = get_url(Some(client), media_url).unwrap();
+        assert_eq!(media.status, 200, "{media_url}");
+        let media_text = String::from_utf8(media.body).unwrap();
+        for uri in playlist_uris(&media_text) {
+            let url = resolve(media_url, &uri);
+            let r = get_url(Some(client), &url).unwrap();
+            assert_eq!(r.status, 200, "{url}");
+            let key = url.split_once("/titles/").unwrap().1;
+            assert_eq!(r.body, s.object(&format!("titles/{key}")), "{url}");
+            fetched += 1;
+        }
+    }
+    fetched
 }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::stack::{self, Stack, playlist_uris, resolve};
+use e2e::stack::{self, Stack, fetch_all_hls, playlist_uris, resolve};
 use e2e::*;
 
 fn ip(s: &str) -> IpAddr {
@@ -38,37 +38,6 @@ fn stop(s: &Stack, token: &str, play: &serde_json::Value) {
     let auth = format!("Bearer {token}");
     let r = http(s.addr, "DELETE", &path, &[("Authorization", &auth)], b"").unwrap();
     assert_eq!(r.status, 204);
-}
-
-/// Fetch every variant of an HLS multivariant playlist on `pathway`, every
-/// media playlist, and every object they list; compare bytes with the package.
-fn fetch_all_hls(s: &Stack, client: IpAddr, master_url: &str, pathway: &str) -> usize {
-    let master = get_url(Some(client), master_url).unwrap();
-    assert_eq!(master.status, 200);
-    let text = String::from_utf8(master.body).unwrap();
-    assert!(text.contains("#EXT-X-CONTENT-STEERING"), "{text}");
-    let mut fetched = 0;
-    let lines: Vec<&str> = text.lines().collect();
-    for (i, line) in lines.iter().enumerate() {
-        if !line.starts_with("#EXT-X-STREAM-INF")
-            || !line.contains(&format!("PATHWAY-ID=\"{pathway}\""))
-        {
-            continue;
-        }
-        let media_url = lines[i + 1].trim();
-        let media = get_url(Some(client), media_url).unwrap();
-        assert_eq!(media.status, 200, "{media_url}");
-        let media_text = String::from_utf8(media.body).unwrap();
-        for uri in playlist_uris(&media_text) {
-            let url = resolve(media_url, &uri);
-            let r = get_url(Some(client), &url).unwrap();
-            assert_eq!(r.status, 200, "{url}");
-            let key = url.split_once("/titles/").unwrap().1;
-            assert_eq!(r.body, s.object(&format!("titles/{key}")), "{url}");
-            fetched += 1;
-        }
-    }
-    fetched
 }
 
 fn ffprobe_streams(url: &str) -> String {

@@ -186,8 +186,11 @@ async fn heartbeat(
             .get_mut(&id)
             .expect("authenticated appliance exists");
         let register = !a.registered;
+        let now_ms = super::cluster::wall_ms();
         a.last = Some(hb.health.clone());
         a.last_seen = Some(Instant::now());
+        a.report_ms = now_ms;
+        state.cluster.note_report(&id, &hb.health, now_ms);
         let outcome = match &hb.inventory {
             Some(inv) => reg.take_inventory(&id, inv),
             None => InventoryOutcome::Unchanged,
@@ -260,5 +263,12 @@ async fn list_appliances(State(state): State<Arc<Fleet>>) -> impl IntoResponse {
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    axum::Json(state.registry().view(Instant::now(), &catalog))
+    let mut view = state.registry().view(Instant::now(), &catalog);
+    let live = state.cluster.live();
+    for a in &mut view {
+        a.polled_by = super::cluster::poller_of(&a.id, &a.info.region, &live)
+            .map(str::to_owned)
+            .or_else(|| Some(state.cluster.id.clone()));
+    }
+    axum::Json(view)
 }

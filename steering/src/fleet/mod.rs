@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod bgp;
+pub mod cluster;
 pub mod fill;
 pub mod fillplan;
 pub mod keys;
@@ -50,6 +51,8 @@ pub struct Fleet {
     rib_generation: AtomicU64,
     /// When the health poller last started a round (for `/health`).
     poller_tick: Mutex<Instant>,
+    /// This instance among the others sharing the store.
+    pub cluster: cluster::Cluster,
 }
 
 impl Fleet {
@@ -61,6 +64,13 @@ impl Fleet {
         keys: Arc<KeyRing>,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Fleet>, StoreError> {
+        let instance = &config.instance;
+        let cluster = cluster::Cluster::new(
+            instance.id(),
+            instance.region.clone(),
+            instance.sync_interval,
+        );
+        cluster.begin(store.as_ref()).await?;
         for a in &config.appliances {
             store
                 .declare_appliance(
@@ -94,12 +104,14 @@ impl Fleet {
             networks: ArcSwap::from_pointee(bgp::networks(&config, &rib)),
             rib_generation: AtomicU64::new(rib_generation),
             poller_tick: Mutex::new(now),
+            cluster,
             keys,
             metrics,
             store,
             config,
         });
         fleet.rotate_keys().await?;
+        cluster::take_all_live(&fleet).await?;
         snapshot::rebuild(&fleet, now);
         Ok(fleet)
     }
@@ -114,7 +126,8 @@ impl Fleet {
         vec![
             tokio::spawn(poller::poll_loop(Arc::clone(self), stop.clone())),
             tokio::spawn(keys::key_loop(Arc::clone(self), reload, stop.clone())),
-            tokio::spawn(snapshot::refresh_loop(Arc::clone(self), stop)),
+            tokio::spawn(snapshot::refresh_loop(Arc::clone(self), stop.clone())),
+            tokio::spawn(cluster::sync_loop(Arc::clone(self), stop)),
         ]
     }
 
@@ -148,6 +161,14 @@ impl Fleet {
                 }
             }))
             .await?;
+        let newest = held.iter().map(|(_, created)| *created).max();
+        self.keys.set(keys::key_set(&held), newest);
+        Ok(())
+    }
+
+    /// Re-read the keys (another instance stepped the schedule) and publish them.
+    pub async fn publish_keys(&self) -> Result<(), StoreError> {
+        let held = self.store.keys().await?;
         let newest = held.iter().map(|(_, created)| *created).max();
         self.keys.set(keys::key_set(&held), newest);
         Ok(())

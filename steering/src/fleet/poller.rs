@@ -41,10 +41,12 @@ pub async fn poll_loop(state: Arc<Fleet>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         state.poller_tick(Instant::now());
+        // This instance's share: each appliance is polled by one instance.
         let targets: Vec<(String, String)> = state
             .registry()
             .appliances
             .iter()
+            .filter(|(id, a)| state.cluster.polls(id, &a.info.region))
             .map(|(id, a)| {
                 (
                     id.clone(),
@@ -105,17 +107,23 @@ fn record(state: &Fleet, id: &str, result: Result<HealthSummary, String>) {
         return;
     };
     let ok = result.is_ok();
+    let now_ms = super::cluster::wall_ms();
     match result {
         Ok(h) => {
+            state.cluster.note_report(id, &h, now_ms);
             a.last = Some(h);
             a.last_seen = Some(Instant::now());
+            a.report_ms = now_ms;
         }
         Err(e) => {
             state.metrics.polls_failed.inc();
             tracing::debug!(appliance = %id, error = %e, "health poll failed");
         }
     }
-    if a.health.observe(ok, cfg.down_after, cfg.up_after) {
+    let changed = a.health.observe(ok, cfg.down_after, cfg.up_after);
+    a.up_ms = now_ms;
+    state.cluster.note_verdict(id, a.health.up, now_ms);
+    if changed {
         state.metrics.health_changes.inc();
         tracing::warn!(appliance = %id, up = a.health.up, "appliance health changed");
         drop(reg);

@@ -56,6 +56,18 @@ impl Hysteresis {
     }
 }
 
+impl Hysteresis {
+    /// Take another instance's verdict (it polls this appliance now); the
+    /// counts start again from it.
+    pub fn set(&mut self, up: bool) {
+        *self = Hysteresis {
+            up,
+            fails: 0,
+            oks: 0,
+        };
+    }
+}
+
 impl Default for Hysteresis {
     fn default() -> Self {
         Hysteresis::new()
@@ -71,6 +83,11 @@ pub struct Appliance {
     /// Last reported health (poll or heartbeat).
     pub last: Option<HealthSummary>,
     pub last_seen: Option<Instant>,
+    /// When `last` was taken, wall clock ms (what instances sharing a store
+    /// compare: the newer report wins).
+    pub report_ms: u64,
+    /// When `health.up` was last decided, wall clock ms (ditto).
+    pub up_ms: u64,
     pub inventory: BTreeMap<String, RenditionHolding>,
     pub inventory_version: u64,
     pub inventory_digest: String,
@@ -118,6 +135,9 @@ pub struct ApplianceView {
     /// Client prefixes learned over BGP (count), and their version.
     pub bgp_prefixes: usize,
     pub bgp_prefixes_version: u64,
+    /// The steering instance that polls it now (several instances share the
+    /// polling; see `fleet::cluster`); filled in by the API.
+    pub polled_by: Option<String>,
 }
 
 /// How a heartbeat's prefix report was taken.
@@ -162,6 +182,8 @@ impl Registry {
                         health: Hysteresis::new(),
                         last: None,
                         last_seen: None,
+                        report_ms: 0,
+                        up_ms: 0,
                         inventory: BTreeMap::new(),
                         inventory_version: 0,
                         inventory_digest: inventory_digest([]),
@@ -329,6 +351,7 @@ impl Registry {
                     renditions_complete: self.complete(id, catalog),
                     bgp_prefixes: a.learned.len(),
                     bgp_prefixes_version: a.prefixes_version,
+                    polled_by: None,
                 }
             })
             .collect();

@@ -3,7 +3,7 @@
 //! catalog and demand log.
 
 use async_trait::async_trait;
-use control_client::wire::{ApplianceInfo, KeyWire, RenditionHolding};
+use control_client::wire::{ApplianceInfo, HealthSummary, KeyWire, RenditionHolding};
 
 use crate::fleet::fillplan::{Play, Title};
 use crate::store::{CatalogStore, StoreError};
@@ -22,6 +22,80 @@ pub struct InventoryRow {
     pub version: u64,
     pub digest: String,
     pub renditions: Vec<RenditionHolding>,
+}
+
+/// A steering instance sharing the store, as last heard of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRow {
+    pub id: String,
+    pub region: String,
+    /// When it last beat, by the database's clock (ms since the epoch).
+    pub beat_ms: u64,
+}
+
+/// An appliance's live state as instances share it: its last health report
+/// (from a heartbeat to any instance, or a poll) and the up/down verdict of
+/// the instance polling it. Each half is newer-wins by its own time, so rows
+/// from several instances merge in any order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveRow {
+    pub appliance: String,
+    /// The report and when it was taken (ms since the epoch; 0: none here).
+    pub report: Option<HealthSummary>,
+    pub report_ms: u64,
+    /// The verdict and when it was reached (0: none here).
+    pub up: bool,
+    pub up_ms: u64,
+}
+
+/// What an instance changed that the others must re-read (`fleet_changes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    /// An appliance's registration or declaration.
+    Info,
+    Inventory,
+    Prefixes,
+    /// The catalog (an import).
+    Catalog,
+    /// The RIB (an import).
+    Rib,
+    /// The signing keys.
+    Keys,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Info => "info",
+            ChangeKind::Inventory => "inventory",
+            ChangeKind::Prefixes => "prefixes",
+            ChangeKind::Catalog => "catalog",
+            ChangeKind::Rib => "rib",
+            ChangeKind::Keys => "keys",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ChangeKind> {
+        [
+            ChangeKind::Info,
+            ChangeKind::Inventory,
+            ChangeKind::Prefixes,
+            ChangeKind::Catalog,
+            ChangeKind::Rib,
+            ChangeKind::Keys,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// One logged change: when (database clock, ms), to which appliance (empty
+/// for catalog, RIB and keys), and what.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Change {
+    pub at_ms: u64,
+    pub appliance: String,
+    pub what: ChangeKind,
 }
 
 /// What one step of the key schedule does (see `FleetStore::step_keys`).
@@ -99,6 +173,22 @@ pub trait FleetStore: CatalogStore {
     /// one when the content is unchanged, else the next (recorded with `now`).
     /// Read and bump in one write transaction, so two concurrent requests for
     /// the same new plan get one version.
+    /// One appliance, if registered or declared.
+    async fn appliance(&self, id: &str) -> Result<Option<ApplianceRow>, StoreError>;
+    /// Record that instance `id` (in `region`) is alive now; answer the
+    /// database's clock and every instance that beat within `live_ms`.
+    async fn beat(
+        &self,
+        id: &str,
+        region: &str,
+        live_ms: u64,
+    ) -> Result<(u64, Vec<InstanceRow>), StoreError>;
+    /// Merge live rows in (each half newer-wins), in one transaction.
+    async fn put_live(&self, rows: &[LiveRow]) -> Result<(), StoreError>;
+    /// Live rows written at or after `since_ms` (database clock).
+    async fn live_since(&self, since_ms: u64) -> Result<Vec<LiveRow>, StoreError>;
+    /// Changes logged at or after `since_ms` (database clock), oldest first.
+    async fn changes_since(&self, since_ms: u64) -> Result<Vec<Change>, StoreError>;
     async fn fill_plan_version(
         &self,
         appliance: &str,
@@ -109,3 +199,5 @@ pub trait FleetStore: CatalogStore {
 
 mod postgres;
 mod sqlite;
+pub(crate) use postgres::log_change as log_change_postgres;
+pub(crate) use sqlite::log_change as log_change_sqlite;

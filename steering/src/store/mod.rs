@@ -19,7 +19,7 @@ use rusqlite::Connection;
 
 mod catalog;
 pub(crate) mod postgres;
-mod sqlite;
+pub(crate) mod sqlite;
 pub use catalog::{CatalogStore, TitleRecord, TitleRendition};
 pub use postgres::Postgres;
 pub use sqlite::Sqlite;
@@ -203,6 +203,24 @@ impl Probe for Postgres {
                 &[&(plays_before as i64), &(limit as i64)],
             )
             .await?;
+        client
+            .execute(
+                &format!(
+                    "DELETE FROM fleet_changes WHERE at_ms < {} - 600000",
+                    postgres::NOW_MS
+                ),
+                &[],
+            )
+            .await?;
+        client
+            .execute(
+                &format!(
+                    "DELETE FROM instances WHERE beat_ms < {} - 86400000",
+                    postgres::NOW_MS
+                ),
+                &[],
+            )
+            .await?;
         Ok(streams.max(plays))
     }
 }
@@ -229,6 +247,21 @@ impl Probe for Sqlite {
                 "DELETE FROM plays WHERE rowid IN
                      (SELECT rowid FROM plays WHERE at < ?1 LIMIT ?2)",
                 rusqlite::params![plays_before as i64, limit],
+            )?;
+            // The change log only has to outlive the instances' overlap.
+            c.execute(
+                &format!(
+                    "DELETE FROM fleet_changes WHERE at_ms < {} - 600000",
+                    sqlite::NOW_MS
+                ),
+                [],
+            )?;
+            c.execute(
+                &format!(
+                    "DELETE FROM instances WHERE beat_ms < {} - 86400000",
+                    sqlite::NOW_MS
+                ),
+                [],
             )?;
             Ok(streams.max(plays) as u64)
         })

@@ -158,7 +158,33 @@ pub(crate) const MIGRATIONS: &[&str] = &[
      );",
     // 8: pruning streams by age.
     "CREATE INDEX streams_by_last_seen ON streams(last_seen);",
+    // 9: several instances on one store.
+    "CREATE TABLE instances (
+         id TEXT PRIMARY KEY,
+         region TEXT NOT NULL,
+         started_ms BIGINT NOT NULL,
+         beat_ms BIGINT NOT NULL
+     );
+     CREATE TABLE appliance_live (
+         appliance TEXT PRIMARY KEY,
+         report TEXT,
+         report_ms BIGINT NOT NULL,
+         up BIGINT NOT NULL,
+         up_ms BIGINT NOT NULL,
+         updated_ms BIGINT NOT NULL
+     );
+     CREATE INDEX appliance_live_by_update ON appliance_live(updated_ms);
+     CREATE TABLE fleet_changes (
+         at_ms BIGINT NOT NULL,
+         appliance TEXT NOT NULL,
+         what TEXT NOT NULL
+     );
+     CREATE INDEX fleet_changes_by_time ON fleet_changes(at_ms);",
 ];
+
+/// The database's clock in milliseconds (the wall clock, not the
+/// transaction's start): instances on several machines agree on it.
+pub(crate) const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// Advisory locks (`pg_advisory_xact_lock`), held to the end of the
 /// transaction that takes them: what must run on one instance at a time.
@@ -185,31 +211,9 @@ pub struct Postgres {
 impl Postgres {
     /// Connect (checking the server answers), and bring the schema up to date.
     pub async fn open(url: &str) -> Result<Postgres, StoreError> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Database(format!("database URL: {e}").into()))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(POOL_WAIT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("steering");
-        }
-        let manager_config = ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
+        let pg = Postgres {
+            pool: pool(url, POOL_SIZE)?,
         };
-        let manager = match config.get_ssl_mode() {
-            SslMode::Disable => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
-            _ => Manager::from_config(config, tls()?, manager_config),
-        };
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(POOL_WAIT))
-            .create_timeout(Some(POOL_WAIT * 2))
-            .recycle_timeout(Some(POOL_WAIT))
-            .build()
-            .map_err(|e| StoreError::Database(Box::new(e)))?;
-        let pg = Postgres { pool };
         pg.migrate().await?;
         Ok(pg)
     }
@@ -261,6 +265,36 @@ impl Postgres {
             .await?;
         Ok(())
     }
+}
+
+/// A pool for `url`, connecting lazily: TLS when the URL's `sslmode` is not
+/// `disable`, a connect timeout, bounded waits.
+pub(crate) fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Database(format!("database URL: {e}").into()))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(POOL_WAIT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("steering");
+    }
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match config.get_ssl_mode() {
+        SslMode::Disable => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
+        _ => Manager::from_config(config, tls()?, manager_config),
+    };
+    let pool = Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(POOL_WAIT))
+        .create_timeout(Some(POOL_WAIT * 2))
+        .recycle_timeout(Some(POOL_WAIT))
+        .build()
+        .map_err(|e| StoreError::Database(Box::new(e)))?;
+    Ok(pool)
 }
 
 /// rustls with the system's trust roots (Debian's ca-certificates), which is

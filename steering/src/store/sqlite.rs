@@ -163,7 +163,35 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 8: old streams are pruned by age in the background (`prune`), not by
     // every play; this index keeps that a range delete.
     "CREATE INDEX streams_by_last_seen ON streams(last_seen);",
+    // 9: several instances on one store (`fleet::cluster`): who is alive, the
+    // appliances' live state (reports and up/down verdicts) shared between
+    // them, and a short log of what changed for the others to follow.
+    "CREATE TABLE instances (
+         id TEXT PRIMARY KEY,
+         region TEXT NOT NULL,
+         started_ms INTEGER NOT NULL,
+         beat_ms INTEGER NOT NULL
+     );
+     CREATE TABLE appliance_live (
+         appliance TEXT PRIMARY KEY,
+         report TEXT,
+         report_ms INTEGER NOT NULL,
+         up INTEGER NOT NULL,
+         up_ms INTEGER NOT NULL,
+         updated_ms INTEGER NOT NULL
+     );
+     CREATE INDEX appliance_live_by_update ON appliance_live(updated_ms);
+     CREATE TABLE fleet_changes (
+         at_ms INTEGER NOT NULL,
+         appliance TEXT NOT NULL,
+         what TEXT NOT NULL
+     );
+     CREATE INDEX fleet_changes_by_time ON fleet_changes(at_ms);",
 ];
+
+/// The database's clock in milliseconds: instances on several machines agree
+/// on it, whatever their own clocks say.
+pub(crate) const NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
 
 /// Writes queued while a commit syncs are committed together, up to this many.
 const MAX_GROUP: usize = 512;

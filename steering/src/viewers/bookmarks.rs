@@ -1,22 +1,37 @@
-//! Resume positions, in a store of their own (a separate SQLite file) reached
-//! only through a `Guard`: when it is slow or gone, plays start from the
-//! beginning and bookmark updates are refused, but nothing else waits on it.
+//! Resume positions, in a store of their own reached only through a `Guard`:
+//! when it is slow or gone, plays start from the beginning and bookmark
+//! updates are refused, but nothing else waits on it. Either a separate
+//! SQLite file (one instance) or a table in PostgreSQL with its own pool
+//! (every instance reads and writes the same positions).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::deps::{DepError, Guard};
+use crate::store::Location;
 
 pub struct Bookmarks {
-    path: PathBuf,
-    busy_timeout: Duration,
-    /// Opened on first use and reopened after an error, so a store that was
-    /// missing at start is picked up once it is back.
-    conn: Arc<Mutex<Option<Connection>>>,
+    backend: Backend,
     pub guard: Guard,
+}
+
+enum Backend {
+    Sqlite {
+        path: PathBuf,
+        busy_timeout: Duration,
+        /// Opened on first use and reopened after an error, so a store that
+        /// was missing at start is picked up once it is back.
+        conn: Arc<Mutex<Option<Connection>>>,
+    },
+    Postgres {
+        pool: deadpool_postgres::Pool,
+        /// The table exists (created on first use, like SQLite's).
+        ready: AtomicBool,
+    },
 }
 
 /// One resume point.
@@ -27,24 +42,58 @@ pub struct Bookmark {
     pub updated: u64,
 }
 
+const PG_TABLE: &str = "CREATE TABLE IF NOT EXISTS bookmarks (
+    \"user\" TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    title TEXT NOT NULL,
+    position DOUBLE PRECISION NOT NULL,
+    updated BIGINT NOT NULL,
+    PRIMARY KEY (\"user\", profile, title)
+)";
+
 impl Bookmarks {
-    pub fn new(path: PathBuf, guard: Guard, busy_timeout: Duration) -> Bookmarks {
-        Bookmarks {
-            path,
-            busy_timeout,
-            conn: Arc::new(Mutex::new(None)),
-            guard,
-        }
+    /// The store at `location`; nothing is opened until first use. A
+    /// PostgreSQL URL that does not parse is refused by config validation,
+    /// so here it only fails if its TLS setup cannot be built.
+    pub fn new(location: Location, guard: Guard, busy_timeout: Duration) -> Bookmarks {
+        let backend = match location {
+            Location::Sqlite(path) => Backend::Sqlite {
+                path,
+                busy_timeout,
+                conn: Arc::new(Mutex::new(None)),
+            },
+            Location::Postgres(url) => match crate::store::postgres::pool(&url, 4) {
+                Ok(pool) => Backend::Postgres {
+                    pool,
+                    ready: AtomicBool::new(false),
+                },
+                Err(e) => {
+                    tracing::error!(error = %e, "bookmark store unusable; plays start from the beginning");
+                    Backend::Sqlite {
+                        path: PathBuf::from("/nonexistent/bookmarks.db"),
+                        busy_timeout,
+                        conn: Arc::new(Mutex::new(None)),
+                    }
+                }
+            },
+        };
+        Bookmarks { backend, guard }
     }
 
-    /// Run `f` on the connection on the blocking pool, under the guard.
-    async fn with<T: Send + 'static>(
+    /// Run `f` on the SQLite connection on the blocking pool, under the guard.
+    async fn sqlite<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, DepError> {
-        let conn = Arc::clone(&self.conn);
-        let path = self.path.clone();
-        let busy = self.busy_timeout;
+        let Backend::Sqlite {
+            path,
+            busy_timeout,
+            conn,
+        } = &self.backend
+        else {
+            unreachable!("called for the SQLite backend only");
+        };
+        let (conn, path, busy) = (Arc::clone(conn), path.clone(), *busy_timeout);
         let work = tokio::task::spawn_blocking(move || {
             let mut slot = conn.lock().unwrap_or_else(|p| p.into_inner());
             if slot.is_none() {
@@ -66,9 +115,50 @@ impl Bookmarks {
             .await
     }
 
+    /// A pooled PostgreSQL connection with the table in place, under the guard.
+    async fn postgres<T>(
+        &self,
+        f: impl AsyncFnOnce(&deadpool_postgres::Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, DepError> {
+        let Backend::Postgres { pool, ready } = &self.backend else {
+            unreachable!("called for the PostgreSQL backend only");
+        };
+        self.guard
+            .call(async move {
+                let client = pool.get().await.map_err(|e| e.to_string())?;
+                if !ready.load(Ordering::Acquire) {
+                    client
+                        .batch_execute(PG_TABLE)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    ready.store(true, Ordering::Release);
+                }
+                f(&client).await.map_err(|e| e.to_string())
+            })
+            .await
+    }
+
+    fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres { .. })
+    }
+
     pub async fn get(&self, user: &str, profile: &str, title: &str) -> Result<f64, DepError> {
+        if self.is_postgres() {
+            return self
+                .postgres(async |c| {
+                    let row = c
+                        .query_opt(
+                            "SELECT position FROM bookmarks
+                             WHERE \"user\" = $1 AND profile = $2 AND title = $3",
+                            &[&user, &profile, &title],
+                        )
+                        .await?;
+                    Ok(row.map_or(0.0, |r| r.get::<_, f64>(0)))
+                })
+                .await;
+        }
         let (u, p, t) = (user.to_owned(), profile.to_owned(), title.to_owned());
-        self.with(move |c| {
+        self.sqlite(move |c| {
             c.query_row(
                 "SELECT position FROM bookmarks WHERE user = ?1 AND profile = ?2 AND title = ?3",
                 params![u, p, t],
@@ -88,8 +178,23 @@ impl Bookmarks {
         position: f64,
         now: u64,
     ) -> Result<(), DepError> {
+        if self.is_postgres() {
+            return self
+                .postgres(async |c| {
+                    c.execute(
+                        "INSERT INTO bookmarks (\"user\", profile, title, position, updated)
+                         VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (\"user\", profile, title) DO UPDATE
+                             SET position = excluded.position, updated = excluded.updated",
+                        &[&user, &profile, &title, &position, &(now as i64)],
+                    )
+                    .await
+                    .map(drop)
+                })
+                .await;
+        }
         let (u, p, t) = (user.to_owned(), profile.to_owned(), title.to_owned());
-        self.with(move |c| {
+        self.sqlite(move |c| {
             c.execute(
                 "INSERT INTO bookmarks (user, profile, title, position, updated) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(user, profile, title) DO UPDATE SET position = excluded.position, updated = excluded.updated",
@@ -107,8 +212,30 @@ impl Bookmarks {
         profile: &str,
         limit: u32,
     ) -> Result<Vec<Bookmark>, DepError> {
+        if self.is_postgres() {
+            return self
+                .postgres(async |c| {
+                    let rows = c
+                        .query(
+                            "SELECT title, position, updated FROM bookmarks
+                             WHERE \"user\" = $1 AND profile = $2
+                             ORDER BY updated DESC LIMIT $3",
+                            &[&user, &profile, &(limit as i64)],
+                        )
+                        .await?;
+                    Ok(rows
+                        .iter()
+                        .map(|r| Bookmark {
+                            title: r.get(0),
+                            position: r.get(1),
+                            updated: r.get::<_, i64>(2) as u64,
+                        })
+                        .collect())
+                })
+                .await;
+        }
         let (u, p) = (user.to_owned(), profile.to_owned());
-        self.with(move |c| {
+        self.sqlite(move |c| {
             let mut stmt = c.prepare(
                 "SELECT title, position, updated FROM bookmarks WHERE user = ?1 AND profile = ?2
                  ORDER BY updated DESC LIMIT ?3",

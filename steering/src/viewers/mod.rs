@@ -52,7 +52,7 @@ impl Viewers {
         steerer: Arc<dyn Steerer>,
     ) -> Viewers {
         let bookmarks = bookmarks::Bookmarks::new(
-            config.bookmarks_path(),
+            config.bookmarks_location(),
             deps::Guard::new("bookmarks", &config.bookmarks.guard(), &metrics),
             config.bookmarks.timeout,
         );

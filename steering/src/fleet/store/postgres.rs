@@ -5,9 +5,11 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use control_client::wire::{ApplianceInfo, FillObject, KeyWire, RenditionHolding};
 
-use super::{ApplianceRow, FleetStore, InventoryRow, KeyDecision};
+use super::{
+    ApplianceRow, Change, ChangeKind, FleetStore, InstanceRow, InventoryRow, KeyDecision, LiveRow,
+};
 use crate::fleet::fillplan::{Play, Rendition, Title};
-use crate::store::postgres::Lock;
+use crate::store::postgres::{Lock, NOW_MS};
 use crate::store::{Postgres, StoreError, from_json, to_json};
 
 #[async_trait]
@@ -23,10 +25,14 @@ impl FleetStore for Postgres {
         self.client()
             .await?
             .execute(
-                "INSERT INTO appliances (id, info, credential_sha256, registered_at, registered)
+                &format!(
+                    "WITH logged AS (INSERT INTO fleet_changes (at_ms, appliance, what)
+                         VALUES ({NOW_MS}, $1, 'info'))
+                 INSERT INTO appliances (id, info, credential_sha256, registered_at, registered)
                  VALUES ($1, $2, $3, $4, 1)
                  ON CONFLICT (id) DO UPDATE SET info = excluded.info,
-                     credential_sha256 = excluded.credential_sha256, registered = 1",
+                     credential_sha256 = excluded.credential_sha256, registered = 1"
+                ),
                 &[&id, &info, &credential_sha256, &(now as i64)],
             )
             .await?;
@@ -44,11 +50,15 @@ impl FleetStore for Postgres {
         self.client()
             .await?
             .execute(
-                "INSERT INTO appliances (id, info, credential_sha256, registered_at)
+                &format!(
+                    "WITH logged AS (INSERT INTO fleet_changes (at_ms, appliance, what)
+                         VALUES ({NOW_MS}, $1, 'info'))
+                 INSERT INTO appliances (id, info, credential_sha256, registered_at)
                  VALUES ($1, $2, $3, $4)
                  ON CONFLICT (id) DO UPDATE SET credential_sha256 = excluded.credential_sha256,
                      info = CASE WHEN appliances.registered = 1 THEN appliances.info
-                                 ELSE excluded.info END",
+                                 ELSE excluded.info END"
+                ),
                 &[&id, &info, &credential_sha256, &(now as i64)],
             )
             .await?;
@@ -100,6 +110,7 @@ impl FleetStore for Postgres {
             &[&appliance, &(inv.version as i64), &inv.digest],
         )
         .await?;
+        log_change(&tx, appliance, ChangeKind::Inventory).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -165,11 +176,15 @@ impl FleetStore for Postgres {
             )
             .await?;
         }
-        tx.execute(
-            "DELETE FROM signing_keys WHERE not_after IS NOT NULL AND not_after < $1",
-            &[&(step.delete_retired_before as i64)],
-        )
-        .await?;
+        let deleted = tx
+            .execute(
+                "DELETE FROM signing_keys WHERE not_after IS NOT NULL AND not_after < $1",
+                &[&(step.delete_retired_before as i64)],
+            )
+            .await?;
+        if step.create.is_some() || deleted > 0 {
+            log_change(&tx, "", ChangeKind::Keys).await?;
+        }
         let keys = pg_keys(&tx).await?;
         tx.commit().await?;
         Ok(keys)
@@ -189,9 +204,13 @@ impl FleetStore for Postgres {
         self.client()
             .await?
             .execute(
-                "INSERT INTO learned_prefixes (appliance, version, prefixes) VALUES ($1, $2, $3)
+                &format!(
+                    "WITH logged AS (INSERT INTO fleet_changes (at_ms, appliance, what)
+                         VALUES ({NOW_MS}, $1, 'prefixes'))
+                 INSERT INTO learned_prefixes (appliance, version, prefixes) VALUES ($1, $2, $3)
                  ON CONFLICT (appliance) DO UPDATE SET version = excluded.version,
-                     prefixes = excluded.prefixes",
+                     prefixes = excluded.prefixes"
+                ),
                 &[&appliance, &(version as i64), &json],
             )
             .await?;
@@ -236,6 +255,7 @@ impl FleetStore for Postgres {
             &[],
         )
         .await?;
+        log_change(&tx, "", ChangeKind::Rib).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -339,6 +359,153 @@ impl FleetStore for Postgres {
             .collect())
     }
 
+    async fn appliance(&self, id: &str) -> Result<Option<ApplianceRow>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT info, credential_sha256 FROM appliances WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        row.map(|r| {
+            Ok(ApplianceRow {
+                info: from_json(r.get(0), id)?,
+                id: id.to_owned(),
+                credential_sha256: r.get(1),
+            })
+        })
+        .transpose()
+    }
+
+    async fn beat(
+        &self,
+        id: &str,
+        region: &str,
+        live_ms: u64,
+    ) -> Result<(u64, Vec<InstanceRow>), StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "WITH now AS (SELECT {NOW_MS} AS ms),
+                 beat AS (
+                     INSERT INTO instances (id, region, started_ms, beat_ms)
+                     SELECT $1, $2, ms, ms FROM now
+                     ON CONFLICT (id) DO UPDATE SET region = excluded.region,
+                         beat_ms = excluded.beat_ms
+                     RETURNING id, region, beat_ms)
+                 SELECT now.ms, i.id, i.region, i.beat_ms FROM now,
+                     (SELECT id, region, beat_ms FROM instances WHERE id <> $1
+                      UNION ALL SELECT id, region, beat_ms FROM beat) i
+                 WHERE i.beat_ms >= now.ms - $3 ORDER BY i.id"
+            ))
+            .await?;
+        let rows = client
+            .query(&stmt, &[&id, &region, &(live_ms as i64)])
+            .await?;
+        let now = rows.first().map_or(0, |r| r.get::<_, i64>(0).max(0) as u64);
+        let live = rows
+            .iter()
+            .map(|r| InstanceRow {
+                id: r.get(1),
+                region: r.get(2),
+                beat_ms: r.get::<_, i64>(3).max(0) as u64,
+            })
+            .collect();
+        Ok((now, live))
+    }
+
+    async fn put_live(&self, rows: &[LiveRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut names = Vec::with_capacity(rows.len());
+        let mut reports = Vec::with_capacity(rows.len());
+        let (mut report_ms, mut up, mut up_ms) = (Vec::new(), Vec::new(), Vec::new());
+        for r in rows {
+            names.push(r.appliance.as_str());
+            reports.push(r.report.as_ref().map(to_json).transpose()?);
+            report_ms.push(r.report_ms as i64);
+            up.push(r.up as i64);
+            up_ms.push(r.up_ms as i64);
+        }
+        // One statement for the batch; an appliance twice in it would make
+        // the upsert touch a row twice, so the newest of each is kept first.
+        self.client()
+            .await?
+            .execute(
+                &format!(
+                    "INSERT INTO appliance_live (appliance, report, report_ms, up, up_ms, updated_ms)
+                 SELECT DISTINCT ON (a) a, r, rm, u, um, {NOW_MS}
+                 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
+                     AS b(a, r, rm, u, um)
+                 ORDER BY a, greatest(rm, um) DESC
+                 ON CONFLICT (appliance) DO UPDATE SET
+                     report = CASE WHEN excluded.report_ms > appliance_live.report_ms
+                                   THEN excluded.report ELSE appliance_live.report END,
+                     report_ms = greatest(excluded.report_ms, appliance_live.report_ms),
+                     up = CASE WHEN excluded.up_ms > appliance_live.up_ms
+                               THEN excluded.up ELSE appliance_live.up END,
+                     up_ms = greatest(excluded.up_ms, appliance_live.up_ms),
+                     updated_ms = excluded.updated_ms"
+                ),
+                &[&names, &reports, &report_ms, &up, &up_ms],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn live_since(&self, since_ms: u64) -> Result<Vec<LiveRow>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT appliance, report, report_ms, up, up_ms FROM appliance_live
+                 WHERE updated_ms >= $1",
+            )
+            .await?;
+        client
+            .query(&stmt, &[&(since_ms as i64)])
+            .await?
+            .iter()
+            .map(|r| {
+                let appliance: String = r.get(0);
+                let report = r
+                    .get::<_, Option<&str>>(1)
+                    .map(|j| from_json(j, format_args!("live state of {appliance}")))
+                    .transpose()?;
+                Ok(LiveRow {
+                    appliance,
+                    report,
+                    report_ms: r.get::<_, i64>(2).max(0) as u64,
+                    up: r.get::<_, i64>(3) != 0,
+                    up_ms: r.get::<_, i64>(4).max(0) as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn changes_since(&self, since_ms: u64) -> Result<Vec<Change>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT at_ms, appliance, what FROM fleet_changes WHERE at_ms >= $1
+                 ORDER BY at_ms",
+            )
+            .await?;
+        Ok(client
+            .query(&stmt, &[&(since_ms as i64)])
+            .await?
+            .iter()
+            .filter_map(|r| {
+                Some(Change {
+                    at_ms: r.get::<_, i64>(0).max(0) as u64,
+                    appliance: r.get(1),
+                    what: ChangeKind::parse(r.get(2))?,
+                })
+            })
+            .collect())
+    }
+
     async fn fill_plan_version(
         &self,
         appliance: &str,
@@ -365,6 +532,23 @@ impl FleetStore for Postgres {
             .await?;
         Ok(row.get::<_, i64>(0).max(0) as u64)
     }
+}
+
+/// Log a change for the other instances, in the caller's transaction.
+pub(crate) async fn log_change(
+    client: &impl deadpool_postgres::GenericClient,
+    appliance: &str,
+    what: ChangeKind,
+) -> Result<(), StoreError> {
+    client
+        .execute(
+            &format!(
+                "INSERT INTO fleet_changes (at_ms, appliance, what) VALUES ({NOW_MS}, $1, $2)"
+            ),
+            &[&appliance, &what.as_str()],
+        )
+        .await?;
+    Ok(())
 }
 
 async fn pg_keys(

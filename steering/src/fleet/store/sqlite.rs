@@ -6,8 +6,11 @@ use async_trait::async_trait;
 use control_client::wire::{ApplianceInfo, FillObject, KeyWire, RenditionHolding};
 use rusqlite::{OptionalExtension, params};
 
-use super::{ApplianceRow, FleetStore, InventoryRow, KeyDecision};
+use super::{
+    ApplianceRow, Change, ChangeKind, FleetStore, InstanceRow, InventoryRow, KeyDecision, LiveRow,
+};
 use crate::fleet::fillplan::{Play, Rendition, Title};
+use crate::store::sqlite::NOW_MS;
 use crate::store::{Sqlite, StoreError, from_json, text_rows, to_json};
 
 #[async_trait]
@@ -29,7 +32,7 @@ impl FleetStore for Sqlite {
                      credential_sha256 = excluded.credential_sha256, registered = 1",
                 params![id, info, cred, now as i64],
             )?;
-            Ok(())
+            log_change(c, &id, ChangeKind::Info)
         })
         .await
     }
@@ -50,7 +53,7 @@ impl FleetStore for Sqlite {
                      info = CASE WHEN appliances.registered = 1 THEN appliances.info ELSE excluded.info END",
                 params![id, info, cred, now as i64],
             )?;
-            Ok(())
+            log_change(c, &id, ChangeKind::Info)
         })
         .await
     }
@@ -95,7 +98,7 @@ impl FleetStore for Sqlite {
                  ON CONFLICT(appliance) DO UPDATE SET version = excluded.version, digest = excluded.digest",
                 params![appliance, inv.version as i64, inv.digest],
             )?;
-            Ok(())
+            log_change(tx, &appliance, ChangeKind::Inventory)
         })
         .await
     }
@@ -146,10 +149,13 @@ impl FleetStore for Sqlite {
                     params![key.id, key.secret, key.not_before.map(|v| v as i64), key.not_after.map(|v| v as i64), *created as i64],
                 )?;
             }
-            tx.execute(
+            let deleted = tx.execute(
                 "DELETE FROM signing_keys WHERE not_after IS NOT NULL AND not_after < ?1",
                 params![step.delete_retired_before as i64],
             )?;
+            if step.create.is_some() || deleted > 0 {
+                log_change(tx, "", ChangeKind::Keys)?;
+            }
             sqlite_keys(tx)
         })
         .await
@@ -173,7 +179,7 @@ impl FleetStore for Sqlite {
                  ON CONFLICT(appliance) DO UPDATE SET version = excluded.version, prefixes = excluded.prefixes",
                 params![appliance, version as i64, json],
             )?;
-            Ok(())
+            log_change(c, &appliance, ChangeKind::Prefixes)
         })
         .await
     }
@@ -215,7 +221,7 @@ impl FleetStore for Sqlite {
                  ON CONFLICT(id) DO UPDATE SET generation = generation + 1",
                 [],
             )?;
-            Ok(())
+            log_change(tx, "", ChangeKind::Rib)
         })
         .await
     }
@@ -329,6 +335,156 @@ impl FleetStore for Sqlite {
         .await
     }
 
+    async fn appliance(&self, id: &str) -> Result<Option<ApplianceRow>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            let row: Option<(String, String)> = c
+                .query_row(
+                    "SELECT info, credential_sha256 FROM appliances WHERE id = ?1",
+                    params![id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            row.map(|(info, credential_sha256)| {
+                Ok(ApplianceRow {
+                    info: from_json(&info, &id)?,
+                    id,
+                    credential_sha256,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn beat(
+        &self,
+        id: &str,
+        region: &str,
+        live_ms: u64,
+    ) -> Result<(u64, Vec<InstanceRow>), StoreError> {
+        let (id, region) = (id.to_owned(), region.to_owned());
+        self.write(move |c| {
+            let now: i64 = c.query_row(&format!("SELECT {NOW_MS}"), [], |r| r.get(0))?;
+            c.execute(
+                "INSERT INTO instances (id, region, started_ms, beat_ms) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT(id) DO UPDATE SET region = excluded.region, beat_ms = excluded.beat_ms",
+                params![id, region, now],
+            )?;
+            let mut stmt = c.prepare_cached(
+                "SELECT id, region, beat_ms FROM instances WHERE beat_ms >= ?1 ORDER BY id",
+            )?;
+            let live = stmt
+                .query_map(params![now - live_ms as i64], |r| {
+                    Ok(InstanceRow {
+                        id: r.get(0)?,
+                        region: r.get(1)?,
+                        beat_ms: r.get::<_, i64>(2)?.max(0) as u64,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((now.max(0) as u64, live))
+        })
+        .await
+    }
+
+    async fn put_live(&self, rows: &[LiveRow]) -> Result<(), StoreError> {
+        let mut encoded = Vec::with_capacity(rows.len());
+        for r in rows {
+            let report = r.report.as_ref().map(to_json).transpose()?;
+            encoded.push((r.clone(), report));
+        }
+        self.write(move |c| {
+            let mut up = c.prepare_cached(&format!(
+                "INSERT INTO appliance_live (appliance, report, report_ms, up, up_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, {NOW_MS})
+                 ON CONFLICT(appliance) DO UPDATE SET
+                     report = CASE WHEN excluded.report_ms > appliance_live.report_ms
+                                   THEN excluded.report ELSE appliance_live.report END,
+                     report_ms = max(excluded.report_ms, appliance_live.report_ms),
+                     up = CASE WHEN excluded.up_ms > appliance_live.up_ms
+                               THEN excluded.up ELSE appliance_live.up END,
+                     up_ms = max(excluded.up_ms, appliance_live.up_ms),
+                     updated_ms = excluded.updated_ms"
+            ))?;
+            for (r, report) in &encoded {
+                up.execute(params![
+                    r.appliance,
+                    report,
+                    r.report_ms as i64,
+                    r.up as i64,
+                    r.up_ms as i64
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn live_since(&self, since_ms: u64) -> Result<Vec<LiveRow>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT appliance, report, report_ms, up, up_ms FROM appliance_live
+                 WHERE updated_ms >= ?1",
+            )?;
+            let rows = stmt
+                .query_map(params![since_ms as i64], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(appliance, report, report_ms, up, up_ms)| {
+                    let report = report
+                        .map(|j| from_json(&j, format_args!("live state of {appliance}")))
+                        .transpose()?;
+                    Ok(LiveRow {
+                        appliance,
+                        report,
+                        report_ms: report_ms.max(0) as u64,
+                        up: up != 0,
+                        up_ms: up_ms.max(0) as u64,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn changes_since(&self, since_ms: u64) -> Result<Vec<Change>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT at_ms, appliance, what FROM fleet_changes WHERE at_ms >= ?1
+                 ORDER BY at_ms",
+            )?;
+            let rows = stmt
+                .query_map(params![since_ms as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(at, appliance, what)| {
+                    Some(Change {
+                        at_ms: at.max(0) as u64,
+                        appliance,
+                        what: ChangeKind::parse(&what)?,
+                    })
+                })
+                .collect())
+        })
+        .await
+    }
+
     async fn fill_plan_version(
         &self,
         appliance: &str,
@@ -359,6 +515,19 @@ impl FleetStore for Sqlite {
         })
         .await
     }
+}
+
+/// Log a change for the other instances, in the writer's transaction.
+pub(crate) fn log_change(
+    c: &rusqlite::Connection,
+    appliance: &str,
+    what: ChangeKind,
+) -> Result<(), StoreError> {
+    c.prepare_cached(&format!(
+        "INSERT INTO fleet_changes (at_ms, appliance, what) VALUES ({NOW_MS}, ?1, ?2)"
+    ))?
+    .execute(params![appliance, what.as_str()])?;
+    Ok(())
 }
 
 fn sqlite_keys(conn: &rusqlite::Connection) -> Result<Vec<(KeyWire, u64)>, StoreError> {

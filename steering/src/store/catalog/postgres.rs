@@ -74,6 +74,8 @@ impl CatalogStore for Postgres {
             )
             .await?;
         }
+        crate::fleet::store::log_change_postgres(&tx, "", crate::fleet::store::ChangeKind::Catalog)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

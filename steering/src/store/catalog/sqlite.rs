@@ -48,7 +48,7 @@ impl CatalogStore for Sqlite {
                     ins.execute(params![o.key, r.id, o.size as i64, o.sha256])?;
                 }
             }
-            Ok(())
+            crate::fleet::store::log_change_sqlite(tx, "", crate::fleet::store::ChangeKind::Catalog)
         })
         .await
     }

@@ -1,0 +1,199 @@
+//! Several steering instances on one PostgreSQL, in two regions: any
+//! instance answers any request. Appliances talk to instance A; instance B
+//! learns the fleet through the store, continues A's plays, signs with the
+//! same keys, shares the health polling, and takes all of it over when A is
+//! killed.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use e2e::stack::{self, fetch_all_hls};
+use e2e::*;
+
+const ISP_A: &str = "127.1.0.9";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn appliances(addr: std::net::SocketAddr) -> Option<Vec<serde_json::Value>> {
+    let r = http(addr, "GET", "/v1/appliances", &[], b"")?;
+    (r.status == 200).then(|| r.json().as_array().cloned())?
+}
+
+#[test]
+fn two_instances_share_the_fleet_plays_keys_and_polling() {
+    let pg = temp_postgres::Server::start().expect("PostgreSQL (scripts/test.sh installs it)");
+    pg.create_database("steering").unwrap();
+    let url = pg.url("steering");
+    let a_instance =
+        "[instance]\nid = \"steer-a\"\nregion = \"eu-west\"\nsync_interval = \"100ms\"\n";
+    let mut s = stack::start_on(&stack::fleet(), a_instance, &stack::content(), Some(&url));
+    let config_b = s.dir.path().join("steering-b.toml");
+    let text = std::fs::read_to_string(&s.config).unwrap().replace(
+        "id = \"steer-a\"\nregion = \"eu-west\"",
+        "id = \"steer-b\"\nregion = \"us-east\"",
+    );
+    assert!(text.contains("steer-b"));
+    std::fs::write(&config_b, text).unwrap();
+    let b = Proc::start(
+        "steering",
+        &["--config", config_b.to_str().unwrap()],
+        &[("STEERING_LOG", "warn")],
+    );
+    let b_addr = b.addr("http=");
+
+    // B knows every appliance that registered with A, up, with the
+    // inventory A was told in heartbeats.
+    let fleet = stack::fleet();
+    for spec in &fleet {
+        wait_for(&format!("B sees {} up with what it holds", spec.id), || {
+            let list = appliances(b_addr)?;
+            let v = list.iter().find(|x| x["id"] == spec.id)?;
+            (v["eligible"] == true
+                && v["renditions_complete"].as_u64()? >= spec.complete(&stack::content()))
+            .then_some(())
+        });
+    }
+    // The polling is shared: each appliance has one poller, both agree on
+    // it, and an eu-west appliance is polled from the eu-west instance.
+    let pollers = |addr| -> Vec<(String, String, String)> {
+        appliances(addr)
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["id"].as_str().unwrap().to_owned(),
+                    v["info"]["region"].as_str().unwrap().to_owned(),
+                    v["polled_by"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let seen_by_a = wait_for("both instances alive and agreeing on pollers", || {
+        let (pa, pb) = (pollers(s.addr), pollers(b_addr));
+        let both = pa.iter().any(|p| p.2 == "steer-b") || pa.iter().all(|p| p.1 == "eu-west");
+        (pa == pb && both && pa.iter().all(|p| !p.2.is_empty())).then_some(pa)
+    });
+    for (id, region, poller) in &seen_by_a {
+        match region.as_str() {
+            "eu-west" => assert_eq!(poller, "steer-a", "{id}"),
+            "us-east" => assert_eq!(poller, "steer-b", "{id}"),
+            _ => {}
+        }
+    }
+
+    // A play started on A continues through B: manifests and content
+    // steering answered by B, every object fetched from the appliances.
+    let alice = s.token("alice");
+    let play = s.play(ip(ISP_A), &alice, "t1", "browser", "main");
+    assert_eq!(play.status, 200, "{}", String::from_utf8_lossy(&play.body));
+    let play = play.json();
+    let on_b = |u: &str| u.replace(&s.addr.to_string(), &b_addr.to_string());
+    let master = on_b(play["manifests"]["hls"].as_str().unwrap());
+    let primary = play["appliances"][0]["id"].as_str().unwrap();
+    assert!(fetch_all_hls(&s, ip(ISP_A), &master, primary) > 0);
+    let steering = get_url(
+        Some(ip(ISP_A)),
+        &on_b(play["content_steering"]["hls"].as_str().unwrap()),
+    )
+    .unwrap();
+    assert_eq!(steering.status, 200);
+    assert!(steering.json()["PATHWAY-PRIORITY"].is_array());
+
+    // A bookmark through B resumes the next play through A.
+    let play_id = play["play_id"].as_str().unwrap();
+    let auth = format!("Bearer {alice}");
+    let body = serde_json::json!({"play_id": play_id, "position": 42.5}).to_string();
+    let r = http(
+        b_addr,
+        "POST",
+        "/v1/bookmarks",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // Ended through B, so the next play is not over the stream limit.
+    let r = http(
+        b_addr,
+        "DELETE",
+        &format!("/v1/plays/{play_id}"),
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 204);
+
+    // B signs with the keys the appliances got from A: a play started on B
+    // plays from the appliances.
+    let r = http_from(
+        Some(ip(ISP_A)),
+        b_addr,
+        "POST",
+        "/v1/play",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"title": "t1", "device": "browser", "profile": "main"}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let play_b = r.json();
+    assert_eq!(play_b["resume_position"], 42.5, "{play_b}");
+    let primary = play_b["appliances"][0]["id"].as_str().unwrap();
+    let master = play_b["manifests"]["hls"].as_str().unwrap().to_owned();
+    assert!(fetch_all_hls(&s, ip(ISP_A), &master, primary) > 0);
+
+    // A dies. Its share of the polling moves to B: an appliance A used to
+    // poll is killed, and B takes it out of rotation.
+    s.steering.kill9();
+    let victim = seen_by_a
+        .iter()
+        .find(|p| p.2 == "steer-a")
+        .map(|p| p.0.clone())
+        .expect("A polled something");
+    let killed_at = Instant::now();
+    s.appliances
+        .get_mut(victim.as_str())
+        .expect("a stack appliance")
+        .0
+        .kill9();
+    wait_for(&format!("B marks {victim} down"), || {
+        let list = appliances(b_addr)?;
+        let v = list.iter().find(|x| x["id"] == victim.as_str())?;
+        (v["up"] == false && v["polled_by"] == "steer-b").then_some(())
+    });
+    let handover = killed_at.elapsed();
+    // Three beats to see A dead, then three failed polls (down_after).
+    assert!(
+        handover < Duration::from_secs(5),
+        "took {handover:?} to notice"
+    );
+    // New plays through B steer around it.
+    let r = http_from(
+        Some(ip(ISP_A)),
+        b_addr,
+        "POST",
+        "/v1/play",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"title": "t1", "device": "browser", "profile": "kids"}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let ids: Vec<String> = r.json()["appliances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!ids.contains(&victim), "{ids:?} still has {victim}");
+    drop(b);
+}
