@@ -40,20 +40,28 @@ pub enum ClientError {
 
 /// A configured client for one appliance.
 pub struct ControlClient {
-    base: String,
+    /// The control plane's instances, in order of preference, each with a
+    /// breaker of its own.
+    endpoints: Vec<Endpoint>,
     appliance_id: String,
     credential: String,
     http: reqwest::Client,
     policy: RetryPolicy,
-    breaker: Mutex<Breaker>,
     cache_dir: PathBuf,
 }
 
+struct Endpoint {
+    base: String,
+    breaker: Mutex<Breaker>,
+}
+
 impl ControlClient {
-    /// `base` is the control plane's URL (`http://steering:7000`); `cache_dir`
-    /// holds the last-known-good answers (created 0700, files 0600).
+    /// `bases` are the control plane's URLs (`http://steering:7000`), in
+    /// order of preference: a call goes to the first whose breaker is closed
+    /// and moves to the next when it gets no answer. `cache_dir` holds the
+    /// last-known-good answers (created 0700, files 0600).
     pub fn new(
-        base: &str,
+        bases: &[String],
         appliance_id: &str,
         credential: &str,
         cache_dir: &Path,
@@ -61,13 +69,21 @@ impl ControlClient {
         policy: RetryPolicy,
     ) -> Result<ControlClient, ClientError> {
         let http = http_client(policy.timeout, ca_file).map_err(ClientError::BadAnswer)?;
+        if bases.is_empty() {
+            return Err(ClientError::BadAnswer("no control-plane URL".into()));
+        }
         Ok(ControlClient {
-            base: base.trim_end_matches('/').to_owned(),
+            endpoints: bases
+                .iter()
+                .map(|b| Endpoint {
+                    base: b.trim_end_matches('/').to_owned(),
+                    breaker: Mutex::new(Breaker::new(5, Duration::from_secs(15))),
+                })
+                .collect(),
             appliance_id: appliance_id.to_owned(),
             credential: credential.to_owned(),
             http,
             policy,
-            breaker: Mutex::new(Breaker::new(5, Duration::from_secs(15))),
             cache_dir: cache_dir.to_owned(),
         })
     }
@@ -138,73 +154,91 @@ impl ControlClient {
         load(cache_dir, FILL_PLAN)
     }
 
+    /// One call: in rounds (up to `policy.attempts`, with backoff between
+    /// them), each trying the endpoints in order whose breakers allow it,
+    /// until one answers. An answer (even a refusal) ends it; no answer from
+    /// an endpoint counts against its breaker, so a dead instance is soon
+    /// skipped without a try, and tried again (first) once it cools down.
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        if !self
-            .breaker
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .allow(Instant::now())
-        {
-            return Err(ClientError::CircuitOpen);
-        }
-        let url = format!("{}{path}", self.base);
         let mut last = String::new();
-        for attempt in 0..self.policy.attempts.max(1) {
-            if attempt > 0 {
-                tokio::time::sleep(self.policy.backoff(attempt, jitter())).await;
+        let mut tried = 0;
+        for round in 0..self.policy.attempts.max(1) {
+            if round > 0 {
+                tokio::time::sleep(self.policy.backoff(round, jitter())).await;
             }
-            let mut req = self
-                .http
-                .request(method.clone(), &url)
-                .bearer_auth(format!("{}:{}", self.appliance_id, self.credential));
-            if let Some(b) = body {
-                req = req.json(b);
+            for e in &self.endpoints {
+                if !lock(&e.breaker).allow(Instant::now()) {
+                    continue;
+                }
+                tried += 1;
+                match self.try_once(e, &method, path, body).await {
+                    Ok(answer) => return answer,
+                    Err(why) => {
+                        lock(&e.breaker).record(Instant::now(), false);
+                        last = format!("{}: {why}", e.base);
+                    }
+                }
             }
-            match req.send().await {
-                Ok(resp) if resp.status().is_success() => {
-                    self.record(true);
-                    return resp
-                        .json::<T>()
-                        .await
-                        .map_err(|e| ClientError::BadAnswer(e.to_string()));
-                }
-                Ok(resp) if resp.status().is_client_error() && resp.status().as_u16() != 429 => {
-                    // The control plane is up and said no: not a reason to open the breaker.
-                    self.record(true);
-                    let status = resp.status().as_u16();
-                    let err: ErrorBody = resp.json().await.unwrap_or(ErrorBody {
-                        code: "unknown".into(),
-                        message: "no error body".into(),
-                        details: Vec::new(),
-                    });
-                    return Err(ClientError::Refused {
-                        status,
-                        code: err.code,
-                        message: err.message,
-                        details: err.details,
-                    });
-                }
-                Ok(resp) => last = format!("HTTP {}", resp.status()),
-                Err(e) => last = e.to_string(),
+            if tried == 0 {
+                return Err(ClientError::CircuitOpen);
             }
         }
-        self.record(false);
         Err(ClientError::Unreachable {
-            attempts: self.policy.attempts.max(1),
+            attempts: tried,
             last,
         })
     }
 
-    fn record(&self, ok: bool) {
-        self.breaker
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .record(Instant::now(), ok);
+    /// One request to one endpoint: `Ok` with the call's outcome when it
+    /// answered (success or refusal), `Err` with why when it did not.
+    async fn try_once<B: Serialize, T: DeserializeOwned>(
+        &self,
+        e: &Endpoint,
+        method: &reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Result<T, ClientError>, String> {
+        let url = format!("{}{path}", e.base);
+        let mut req = self
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth(format!("{}:{}", self.appliance_id, self.credential));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        match req.send().await {
+            Ok(resp) if resp.status().is_success() => {
+                lock(&e.breaker).record(Instant::now(), true);
+                Ok(resp
+                    .json::<T>()
+                    .await
+                    .map_err(|e| ClientError::BadAnswer(e.to_string())))
+            }
+            Ok(resp) if resp.status().is_client_error() && resp.status().as_u16() != 429 => {
+                // The control plane is up and said no: not a reason to open
+                // the breaker, nor to ask another instance.
+                lock(&e.breaker).record(Instant::now(), true);
+                let status = resp.status().as_u16();
+                let err: ErrorBody = resp.json().await.unwrap_or(ErrorBody {
+                    code: "unknown".into(),
+                    message: "no error body".into(),
+                    details: Vec::new(),
+                });
+                Ok(Err(ClientError::Refused {
+                    status,
+                    code: err.code,
+                    message: err.message,
+                    details: err.details,
+                }))
+            }
+            Ok(resp) => Err(format!("HTTP {}", resp.status())),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// Write `value` as `name` in the cache directory: private permissions,
@@ -229,6 +263,10 @@ impl ControlClient {
         std::fs::rename(&tmp, self.cache_dir.join(name))?;
         Ok(())
     }
+}
+
+fn lock(b: &Mutex<Breaker>) -> std::sync::MutexGuard<'_, Breaker> {
+    b.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The cached fill plan's file name in the cache directory.
@@ -426,7 +464,8 @@ mod tests {
             max: std::time::Duration::from_millis(2),
             timeout: std::time::Duration::from_secs(5),
         };
-        let c = ControlClient::new(&url, "a1", "credential-xxxxxxxx", &dir, None, policy).unwrap();
+        let c =
+            ControlClient::new(&[url], "a1", "credential-xxxxxxxx", &dir, None, policy).unwrap();
         assert!(c.cached_fill_plan().is_none(), "nothing cached yet");
         assert_eq!(c.fill_plan().await.unwrap(), good);
         assert_eq!(c.cached_fill_plan(), Some(good.clone()));
@@ -484,7 +523,7 @@ mod tests {
         };
         // Port 1 on loopback: connection refused at once.
         let c = ControlClient::new(
-            "http://127.0.0.1:1",
+            &["http://127.0.0.1:1".into()],
             "a",
             "credential-xxxxxxxx",
             &dir,
@@ -492,13 +531,54 @@ mod tests {
             policy,
         )
         .unwrap();
-        for _ in 0..5 {
+        // Five tries without an answer open the breaker: three calls of two.
+        for _ in 0..2 {
             assert!(matches!(
                 c.keys().await,
                 Err(ClientError::Unreachable { attempts: 2, .. })
             ));
         }
+        assert!(matches!(
+            c.keys().await,
+            Err(ClientError::Unreachable { attempts: 1, .. })
+        ));
         assert!(matches!(c.keys().await, Err(ClientError::CircuitOpen)));
         assert!(c.cached_keys().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_dead_instance_is_skipped_for_the_next_one() {
+        let dir = tempfile_dir("cc-failover");
+        let keys = KeySetWire {
+            version: 7,
+            keys: Vec::new(),
+        };
+        let body = serde_json::to_string(&keys).unwrap();
+        let live = canned(vec![body; 8]).await;
+        let policy = RetryPolicy {
+            attempts: 3,
+            base: std::time::Duration::from_millis(1),
+            max: std::time::Duration::from_millis(2),
+            timeout: std::time::Duration::from_millis(500),
+        };
+        // The preferred instance is dead (connection refused); the second answers.
+        let c = ControlClient::new(
+            &["http://127.0.0.1:1".into(), live],
+            "a",
+            "credential-xxxxxxxx",
+            &dir,
+            None,
+            policy,
+        )
+        .unwrap();
+        for _ in 0..8 {
+            assert_eq!(c.keys().await.unwrap().version, 7);
+        }
+        // After five misses the dead one is not even tried.
+        assert!(matches!(
+            lock(&c.endpoints[0].breaker).state(),
+            crate::retry::BreakerState::Open { .. }
+        ));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

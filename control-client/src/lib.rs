@@ -4,7 +4,9 @@
 
 pub mod client;
 pub mod retry;
+pub mod urls;
 pub mod wire;
 
 pub use client::{ClientError, ControlClient, http_client, transfer_client};
 pub use retry::{Breaker, RetryPolicy};
+pub use urls::Urls;

@@ -34,7 +34,7 @@ impl Agent {
     pub fn new(cfg: Config, clock: Clock) -> Result<Agent, StartError> {
         let c = &cfg.control;
         let control = ControlClient::new(
-            &c.url,
+            &c.url.0,
             &c.appliance_id,
             &c.credential,
             &c.cache_dir,

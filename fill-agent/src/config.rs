@@ -56,7 +56,8 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ControlConfig {
-    pub url: String,
+    /// steering's URL, or several in order of preference (see oca's `control.url`).
+    pub url: control_client::Urls,
     pub appliance_id: String,
     pub credential: String,
     /// Last good plan, kept for when the control plane is down.
@@ -90,7 +91,7 @@ impl Default for Config {
 impl Default for ControlConfig {
     fn default() -> Self {
         ControlConfig {
-            url: String::new(),
+            url: control_client::Urls::default(),
             appliance_id: String::new(),
             credential: String::new(),
             cache_dir: PathBuf::from("/var/lib/fill-agent/control"),
@@ -133,8 +134,8 @@ impl Config {
             return reject("oca_admin", "an http:// URL");
         }
         let c = &self.control;
-        if !(c.url.starts_with("http://") || c.url.starts_with("https://")) {
-            return reject("control.url", "an http:// or https:// URL");
+        if let Err(e) = c.url.check() {
+            return reject("control.url", e);
         }
         if c.appliance_id.is_empty() {
             return reject("control.appliance_id", "required");

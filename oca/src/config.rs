@@ -193,8 +193,10 @@ impl BgpConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlConfig {
-    /// steering's base URL, e.g. `http://steering.example:7000`.
-    pub url: String,
+    /// steering's base URL, e.g. `http://steering.example:7000`, or several
+    /// (`["http://eu:7000", "http://us:7000"]`, own region first): calls move
+    /// to the next when one gets no answer.
+    pub url: control_client::Urls,
     pub appliance_id: String,
     /// Shared secret steering knows (as a hash) for this appliance.
     pub credential: String,
@@ -352,8 +354,8 @@ impl Config {
             );
         }
         if let Some(c) = &self.control {
-            if !c.url.starts_with("http://") && !c.url.starts_with("https://") {
-                return reject("control.url", "must be an http:// or https:// URL");
+            if let Err(e) = c.url.check() {
+                return reject("control.url", e);
             }
             if c.appliance_id.is_empty() || c.appliance_id.len() > 64 {
                 return reject("control.appliance_id", "1 to 64 characters");

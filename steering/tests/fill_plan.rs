@@ -78,7 +78,15 @@ fn client(base: &str, a: &ApplianceConfig, cache: &Path) -> ControlClient {
         max: Duration::from_millis(2),
         timeout: Duration::from_secs(10),
     };
-    ControlClient::new(base, &a.id, &a.credential, cache, None, policy).unwrap()
+    ControlClient::new(
+        &[base.to_owned()],
+        &a.id,
+        &a.credential,
+        cache,
+        None,
+        policy,
+    )
+    .unwrap()
 }
 
 fn info(a: &ApplianceConfig, storage_bytes: u64) -> RegisterRequest {

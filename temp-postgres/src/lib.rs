@@ -69,6 +69,9 @@ pub struct Server {
     port: u16,
     as_postgres: bool,
     stopped: bool,
+    /// The write end of the reaper's stdin (see `reaper`): closed when this
+    /// process ends, however it ends.
+    _reaper: Option<std::process::ChildStdin>,
 }
 
 impl Server {
@@ -103,11 +106,13 @@ impl Server {
             let port = free_port()?;
             match pg_ctl_start(dir.path(), port, as_postgres) {
                 Ok(()) => {
+                    let reaper = reaper(dir.path(), as_postgres);
                     return Ok(Server {
                         dir,
                         port,
                         as_postgres,
                         stopped: false,
+                        _reaper: reaper,
                     });
                 }
                 Err(e) => last = e,
@@ -187,6 +192,7 @@ impl Server {
                 "-X",
                 "stream",
                 "--no-sync",
+                "--checkpoint=fast",
             ],
         )?;
         Server::boot(dir, self.as_postgres)
@@ -247,6 +253,32 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.kill();
     }
+}
+
+/// A process that stops the cluster and removes its directory once its stdin
+/// closes: when the test ends normally (after `Drop` did the same), and also
+/// when the test process is killed (a test runner's timeout), which `Drop`
+/// cannot cover. It waits on the pipe, not on a timer.
+fn reaper(dir: &Path, as_postgres: bool) -> Option<std::process::ChildStdin> {
+    let script = "read _; \"$0\" -D \"$1/data\" -m immediate stop >/dev/null 2>&1; rm -rf \"$1\"";
+    let mut cmd = if as_postgres {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", "sh", "-c", script]);
+        c
+    } else {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]);
+        c
+    };
+    cmd.arg(tool("pg_ctl"))
+        .arg(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?
+        .stdin
+        .take()
 }
 
 /// `pg_ctl start` of the cluster in `dir/data`, waiting until it accepts

@@ -42,6 +42,17 @@ fn two_instances_share_the_fleet_plays_keys_and_polling() {
         &[("STEERING_LOG", "warn")],
     );
     let b_addr = b.addr("http=");
+    // Appliances know both instances, their own region's first.
+    for spec in stack::fleet() {
+        let cfg = s.root(spec.id).join("oca.toml");
+        let text = std::fs::read_to_string(&cfg).unwrap().replace(
+            &format!("url = \"http://{}\"", s.addr),
+            &format!("url = [\"http://{}\", \"http://{b_addr}\"]", s.addr),
+        );
+        assert!(text.contains(&b_addr.to_string()));
+        std::fs::write(&cfg, text).unwrap();
+        s.restart_appliance_in_place(spec.id);
+    }
 
     // B knows every appliance that registered with A, up, with the
     // inventory A was told in heartbeats.
@@ -174,6 +185,33 @@ fn two_instances_share_the_fleet_plays_keys_and_polling() {
         handover < Duration::from_secs(5),
         "took {handover:?} to notice"
     );
+    // The appliances' heartbeats now reach B: an object removed from a
+    // live appliance's disk shows in B's view of its inventory.
+    let witness = "oca-b1";
+    assert_ne!(witness, victim);
+    let complete = |addr| -> Option<u64> {
+        appliances(addr)?.iter().find(|x| x["id"] == witness)?["renditions_complete"].as_u64()
+    };
+    let before = complete(b_addr).unwrap();
+    let rung = &stack::ladder(&stack::content(), "t1")[0];
+    let key = format!("titles/t1/{}/seg-00000.m4s", rung.dir);
+    std::fs::remove_file(s.root(witness).join("disk0/objects").join(&key)).unwrap();
+    // (A is gone: ask B where the witness's admin listener is.)
+    let admin: std::net::SocketAddr = appliances(b_addr)
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == witness)
+        .unwrap()["info"]["admin_url"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let r = http(admin, "POST", &format!("/store/refresh/{key}"), &[], b"").unwrap();
+    assert_eq!(r.status, 200);
+    wait_for("B hears the witness's new inventory", || {
+        (complete(b_addr)? == before - 1).then_some(())
+    });
     // New plays through B steer around it.
     let r = http_from(
         Some(ip(ISP_A)),
@@ -196,4 +234,67 @@ fn two_instances_share_the_fleet_plays_keys_and_polling() {
         .collect();
     assert!(!ids.contains(&victim), "{ids:?} still has {victim}");
     drop(b);
+}
+
+/// steering is given both PostgreSQL hosts with `target_session_attrs =
+/// read-write`; the primary dies, the standby is promoted, and the same
+/// steering process goes on: new plays succeed, and what was committed before
+/// (replication is synchronous here) is still there.
+#[test]
+fn a_promoted_standby_takes_over_without_restarting_steering() {
+    let mut primary = temp_postgres::Server::start().expect("PostgreSQL");
+    primary.create_database("steering").unwrap();
+    let standby = primary.standby().expect("a streaming standby");
+    // Synchronous: a commit is acknowledged once the standby has it, so a
+    // failover loses nothing that steering was told is committed.
+    primary
+        .psql(
+            "postgres",
+            "ALTER SYSTEM SET synchronous_standby_names = '*'",
+        )
+        .unwrap();
+    primary.psql("postgres", "SELECT pg_reload_conf()").unwrap();
+    wait_for("the standby streaming synchronously", || {
+        let n = primary
+            .psql(
+                "postgres",
+                "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
+            )
+            .ok()?;
+        (n == "1").then_some(())
+    });
+    let url = format!(
+        "postgres://postgres@{},{}/steering?target_session_attrs=read-write",
+        primary.host_port(),
+        standby.host_port()
+    );
+    let fleet = &stack::fleet()[..1];
+    let mut s = stack::start_on(fleet, "", &stack::content(), Some(&url));
+    let alice = s.token("alice");
+    let first = s.play(ip(ISP_A), &alice, "t1", "browser", "main");
+    assert_eq!(
+        first.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    let first = first.json();
+
+    primary.kill().unwrap();
+    let failed_at = Instant::now();
+    standby.promote().unwrap();
+    let r = wait_for("a play through the promoted standby", || {
+        let r = s.play(ip(ISP_A), &alice, "t1", "browser", "kids");
+        (r.status == 200).then_some(r)
+    });
+    eprintln!(
+        "new plays succeed {:?} after the primary died",
+        failed_at.elapsed()
+    );
+    assert!(r.json()["degraded"].as_array().unwrap().is_empty());
+    // The play committed before the failover is still served.
+    let master = get_url(Some(ip(ISP_A)), first["manifests"]["hls"].as_str().unwrap()).unwrap();
+    assert_eq!(master.status, 200);
+    // The same process all along.
+    assert!(s.steering.alive(), "steering was not restarted");
 }

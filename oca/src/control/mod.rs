@@ -33,7 +33,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let client = match ControlClient::new(
-        &cfg.url,
+        &cfg.url.0,
         &cfg.appliance_id,
         &cfg.credential,
         &cfg.cache_dir,
