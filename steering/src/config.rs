@@ -161,6 +161,11 @@ pub struct PlayConfig {
     /// a bookmark update.
     #[serde(with = "humantime_serde")]
     pub stream_timeout: Duration,
+    /// While the store is unreachable, accounts, profiles and titles read
+    /// within this long are recalled from memory so plays go on (marked
+    /// degraded); zero turns that off.
+    #[serde(with = "humantime_serde")]
+    pub outage_grace: Duration,
     /// How long players may cache a content-steering answer.
     #[serde(with = "humantime_serde")]
     pub steering_ttl: Duration,
@@ -464,6 +469,7 @@ impl Default for PlayConfig {
         PlayConfig {
             token_lifetime: Duration::from_secs(6 * 3600),
             stream_timeout: Duration::from_secs(120),
+            outage_grace: Duration::from_secs(600),
             steering_ttl: Duration::from_secs(10),
             bind_client: false,
             prefer_https: true,

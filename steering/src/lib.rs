@@ -157,6 +157,10 @@ pub async fn run(
     let mut loops = app
         .fleet
         .spawn_loops(Arc::clone(&app.reload), stop_rx.clone());
+    loops.push(tokio::spawn(viewers::recall::save_loop(
+        Arc::clone(&app.viewers),
+        stop_rx.clone(),
+    )));
     loops.push(tokio::spawn(store::prune_loop(
         Arc::clone(&app.store),
         app.config.history.clone(),

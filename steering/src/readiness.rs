@@ -89,6 +89,10 @@ impl Limits {
 pub struct Inputs<'a> {
     /// The store's write probe: done, or why not.
     pub store: Result<(), String>,
+    /// The store is shared by every instance (PostgreSQL): when it is down
+    /// it is down for all of them, so taking this one out of a load balancer
+    /// helps no one, and plays go on from memory (`viewers::recall`).
+    pub store_shared: bool,
     pub snapshot_built: Instant,
     pub poller_ticked: Instant,
     pub keys: &'a [KeyWire],
@@ -171,6 +175,10 @@ pub fn assess(inputs: &Inputs<'_>, limits: &Limits, now: Instant, unix_now: u64)
         "store",
         match &inputs.store {
             Ok(()) => check(Status::Ok, "a write transaction committed"),
+            Err(e) if inputs.store_shared => check(
+                Status::Degraded,
+                format!("cannot write: {e}; recent accounts play from memory"),
+            ),
             Err(e) => check(Status::Failed, format!("cannot write: {e}")),
         },
     );
@@ -206,6 +214,10 @@ pub async fn health(State(app): State<Arc<App>>) -> Response {
     let breakers = app.viewers.breakers();
     let inputs = Inputs {
         store,
+        store_shared: matches!(
+            crate::store::Location::parse(&app.config.database),
+            crate::store::Location::Postgres(_)
+        ),
         snapshot_built: app.fleet.snapshots.built(),
         poller_ticked: app.fleet.poller_ticked(),
         keys: &keys.keys,

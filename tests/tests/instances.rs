@@ -298,3 +298,85 @@ fn a_promoted_standby_takes_over_without_restarting_steering() {
     // The same process all along.
     assert!(s.steering.alive(), "steering was not restarted");
 }
+
+/// PostgreSQL goes away and comes back: accounts seen recently play on from
+/// memory, marked degraded; others and writes that cannot wait get a clear
+/// 503; `/health` says degraded (every instance shares the outage); once the
+/// database is back, the streams started meanwhile are written and
+/// everything is normal again without a restart.
+#[test]
+fn with_postgres_down_recent_accounts_play_degraded_and_all_recovers() {
+    let mut pg = temp_postgres::Server::start().expect("PostgreSQL");
+    pg.create_database("steering").unwrap();
+    let url = pg.url("steering");
+    let s = stack::start_on(&stack::fleet()[..2], "", &stack::content(), Some(&url));
+    let alice = s.token("alice");
+    let bob = s.token("bob");
+    let first = s.play(ip(ISP_A), &alice, "t1", "browser", "main");
+    assert_eq!(
+        first.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+
+    pg.kill().unwrap();
+    let during = s.play(ip(ISP_A), &alice, "t1", "browser", "kids");
+    assert_eq!(
+        during.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&during.body)
+    );
+    let during = during.json();
+    // (The bookmarks live in the same database: gone too.)
+    assert_eq!(
+        during["degraded"],
+        serde_json::json!(["store", "bookmarks"]),
+        "{during}"
+    );
+    // Its manifest is served (from this instance's memory).
+    let master = get_url(
+        Some(ip(ISP_A)),
+        during["manifests"]["hls"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(master.status, 200);
+    // An account not seen recently is not let in blind.
+    let r = s.play(ip(ISP_A), &bob, "t1", "browser", "main");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["code"], "store_unavailable", "{}", r.json());
+    // A write that cannot wait is refused clearly.
+    let auth = format!("Bearer {alice}");
+    let body = serde_json::json!({"play_id": during["play_id"], "position": 5.0}).to_string();
+    let r = http(
+        s.addr,
+        "POST",
+        "/v1/bookmarks",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    let health = http(s.addr, "GET", "/health", &[], b"").unwrap();
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json()["status"], "degraded", "{}", health.json());
+
+    pg.restart().unwrap();
+    // The stream started during the outage is written: alice (two streams
+    // on her plan) is now at her limit.
+    wait_for("the outage's stream saved and counted", || {
+        let r = s.play(ip(ISP_A), &alice, "t1", "browser", "main");
+        (r.status == 403 && r.json()["code"] == "stream_limit").then_some(())
+    });
+    let r = s.play(ip(ISP_A), &bob, "t1", "browser", "main");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.json()["degraded"].as_array().unwrap().is_empty());
+    wait_for("health ok again", || {
+        let h = http(s.addr, "GET", "/health", &[], b"")?;
+        (h.json()["status"] == "ok").then_some(())
+    });
+}

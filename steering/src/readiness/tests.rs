@@ -34,6 +34,7 @@ impl Healthy {
     fn inputs(&self) -> Inputs<'_> {
         Inputs {
             store: Ok(()),
+            store_shared: false,
             snapshot_built: self.at,
             poller_ticked: self.at,
             keys: &self.keys,
@@ -73,6 +74,18 @@ fn all_good_is_200_and_names_every_check() {
     let body = serde_json::to_value(&r).unwrap();
     assert_eq!(body["status"], "ok");
     assert_eq!(body["checks"]["store"]["state"], "ok");
+}
+
+#[test]
+fn a_shared_store_down_degrades_instead_of_failing() {
+    let h = Healthy::new();
+    let mut i = h.inputs();
+    i.store = Err("connection refused".into());
+    i.store_shared = true;
+    let r = assess(&i, &limits(), h.at, NOW);
+    assert_eq!(r.status, Status::Degraded);
+    assert_eq!(r.http_status(), axum::http::StatusCode::OK);
+    assert!(r.checks["store"].detail.contains("from memory"));
 }
 
 #[test]

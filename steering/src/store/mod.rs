@@ -36,11 +36,30 @@ pub enum StoreError {
     Database(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
+    /// The store cannot be reached now (no connection, a timeout, a server
+    /// shutting down or not yet promoted): worth answering from memory where
+    /// that is safe, and retrying later.
+    #[error("store unreachable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> StoreError {
-        StoreError::Database(Box::new(e))
+        use rusqlite::ErrorCode::*;
+        match e.sqlite_error_code() {
+            // Locked by another process past the busy timeout, or the file
+            // cannot be opened or read now.
+            Some(DatabaseBusy | DatabaseLocked | CannotOpen | SystemIoFailure) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            _ => StoreError::Database(Box::new(e)),
+        }
     }
 }
 

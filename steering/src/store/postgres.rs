@@ -315,13 +315,31 @@ fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
 }
 
 impl From<tokio_postgres::Error> for StoreError {
+    /// No SQLSTATE means no answer (the connection broke or timed out); a
+    /// connection-class state (08), a server shutting down (57P0x) or a
+    /// read-only server (a standby not yet promoted) mean not now either.
     fn from(e: tokio_postgres::Error) -> StoreError {
-        StoreError::Database(Box::new(e))
+        let transient = match e.code() {
+            None => true,
+            Some(c) => {
+                let c = c.code();
+                c.starts_with("08") || c.starts_with("57P0") || c == "25006"
+            }
+        };
+        if transient {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Database(Box::new(e))
+        }
     }
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> StoreError {
-        StoreError::Database(Box::new(e))
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            // Timed out waiting for a connection or creating one, or closed.
+            other => StoreError::Unavailable(other.to_string()),
+        }
     }
 }

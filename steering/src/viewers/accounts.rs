@@ -16,6 +16,8 @@ use crate::http::{ApiError, bearer, json};
 #[derive(Debug, Clone)]
 pub struct Viewer {
     pub user: UserRow,
+    /// The account came from memory: the store is unreachable (see `recall`).
+    pub recalled: bool,
 }
 
 /// Prefix of viewer tokens, so a leaked one is recognisable in logs and scans.
@@ -64,27 +66,25 @@ pub async fn authenticate(
     }
     // Looked up by hash: the store never holds a usable token, and the lookup
     // key reveals nothing about near-miss guesses.
-    let user = state
-        .store
-        .user_by_token(&crate::sha256_hex(token), now)
-        .await?
-        .ok_or_else(bad)?;
-    Ok(Viewer { user })
+    let hash = crate::sha256_hex(token);
+    let read = state.store.user_by_token(&hash, now).await;
+    let (user, recalled) = state.recall.user(&hash, read)?;
+    Ok(Viewer {
+        user: user.ok_or_else(bad)?,
+        recalled,
+    })
 }
 
+/// That the account has `profile`; whether that came from memory.
 pub async fn check_profile(
     state: &Viewers,
     viewer: &Viewer,
     profile: &str,
-) -> Result<(), ApiError> {
-    if state
-        .store
-        .profiles(&viewer.user.id)
-        .await?
-        .iter()
-        .any(|(id, _)| id == profile)
-    {
-        Ok(())
+) -> Result<bool, ApiError> {
+    let read = state.store.profiles(&viewer.user.id).await;
+    let (profiles, recalled) = state.recall.profiles(&viewer.user.id, read)?;
+    if profiles.iter().any(|(id, _)| id == profile) {
+        Ok(recalled)
     } else {
         Err(ApiError::new(
             StatusCode::FORBIDDEN,

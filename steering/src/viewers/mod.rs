@@ -11,6 +11,7 @@ pub mod entitle;
 pub mod home;
 pub mod manifests;
 pub mod play;
+pub mod recall;
 pub mod store;
 
 use std::sync::Arc;
@@ -41,6 +42,8 @@ pub struct Viewers {
     pub recommendations: home::Recommendations,
     /// What each play's content-steering poll last put first.
     pub steered: play::LastSteered,
+    /// Recent answers of the store, for plays during an outage.
+    pub recall: recall::Recall,
 }
 
 impl Viewers {
@@ -62,6 +65,7 @@ impl Viewers {
             config.recommendations.timeout,
         );
         Viewers {
+            recall: recall::Recall::new(config.play.outage_grace),
             config,
             store,
             keys,

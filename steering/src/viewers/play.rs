@@ -11,6 +11,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use lru::LruCache;
 
@@ -162,8 +163,10 @@ async fn start(
                 format!("no device profile {:?}", req.device),
             )
         })?;
-    accounts::check_profile(state, &viewer, &req.profile).await?;
-    let title = load_title(state, &req.title).await?;
+    let mut from_memory = viewer.recalled;
+    from_memory |= accounts::check_profile(state, &viewer, &req.profile).await?;
+    let (title, recalled) = recall_title(state, &req.title).await?;
+    from_memory |= recalled;
     entitle::entitle(user, &title, now).map_err(|d| denied(d.code(), d.message()))?;
     let plan = state
         .config
@@ -220,18 +223,33 @@ async fn start(
         last_seen: now,
     };
     let active_since = now.saturating_sub(state.config.play.stream_timeout.as_secs());
-    if let Err(active) = state
+    let started = state
         .store
         .start_stream(&row, &user.region, plan.max_streams, active_since)
-        .await?
-    {
-        let d = entitle::Denied::StreamLimit {
-            active,
-            max: plan.max_streams,
-        };
-        return Err(denied(d.code(), d.message()));
+        .await;
+    match started {
+        Ok(Ok(())) => {}
+        Ok(Err(active)) => {
+            let d = entitle::Denied::StreamLimit {
+                active,
+                max: plan.max_streams,
+            };
+            return Err(denied(d.code(), d.message()));
+        }
+        // The store is unreachable but the account was just recalled (or
+        // read): play on, keep the stream here, and write it when the store
+        // is back (`recall::save_loop`).
+        Err(e) if e.is_unavailable() && state.config.play.outage_grace > Duration::ZERO => {
+            tracing::warn!(error = %e, play = %row.id, "store unreachable: stream kept in memory");
+            state.recall.keep_unsaved(row.clone(), user.region.clone());
+            from_memory = true;
+        }
+        Err(e) => return Err(e.into()),
     }
     let mut degraded = Vec::new();
+    if from_memory {
+        degraded.push("store");
+    }
     let resume_position = match state.bookmarks.get(&user.id, &req.profile, &title.id).await {
         Ok(p) => p,
         Err(e) => {
@@ -291,6 +309,11 @@ impl Issued {
 }
 
 pub async fn load_title(state: &Viewers, id: &str) -> Result<TitleRecord, ApiError> {
+    Ok(recall_title(state, id).await?.0)
+}
+
+/// A title, and whether it came from memory (the store unreachable).
+pub async fn recall_title(state: &Viewers, id: &str) -> Result<(TitleRecord, bool), ApiError> {
     let not_found = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -301,7 +324,11 @@ pub async fn load_title(state: &Viewers, id: &str) -> Result<TitleRecord, ApiErr
     if !crate::config::valid_id(id) {
         return Err(not_found());
     }
-    state.store.title(id).await?.ok_or_else(not_found)
+    let read = state.store.title(id).await;
+    match state.recall.title(id, read)? {
+        (Some(t), recalled) => Ok((t, recalled)),
+        (None, _) => Err(not_found()),
+    }
 }
 
 fn native(title: &TitleRecord, issued: &Issued) -> Vec<NativeRendition> {
@@ -349,7 +376,13 @@ pub(crate) async fn issued(
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(unknown());
     }
-    let row = state.store.stream(id).await?.ok_or_else(unknown)?;
+    // A stream started during a store outage is served from memory until
+    // it is written.
+    let row = match state.store.stream(id).await {
+        Ok(Some(row)) => row,
+        Ok(None) => state.recall.unsaved(id).ok_or_else(unknown)?,
+        Err(e) => state.recall.unsaved(id).ok_or(e)?,
+    };
     if row.expires <= now {
         return Err(ApiError::new(
             StatusCode::GONE,
@@ -455,7 +488,9 @@ pub async fn stop(
 ) -> Result<StatusCode, ApiError> {
     let now = crate::unix_now();
     let viewer = accounts::authenticate(&state, &headers, now).await?;
-    if state.store.end_stream(&id, &viewer.user.id, now).await? {
+    if state.recall.drop_unsaved(&id, &viewer.user.id)
+        || state.store.end_stream(&id, &viewer.user.id, now).await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::new(
