@@ -46,6 +46,57 @@ pub enum Command {
     /// deep pipelines, resets); the server's memory and descriptors; whether it
     /// still accepts afterwards.
     Hostile(HostileCliArgs),
+    /// The control plane's play API under load: POST /v1/play for many
+    /// accounts, closed loop or open loop at a fixed rate (latency from the
+    /// intended send time), plays/s per window.
+    Plays(PlaysArgs),
+}
+
+/// Serialised into `--results` files: every option in effect.
+#[derive(Debug, Args, Serialize)]
+pub struct PlaysArgs {
+    /// Steering's base URL (plain http://).
+    #[arg(long, value_name = "URL")]
+    pub steering: String,
+    /// Viewer tokens, one a line, taken round-robin (`steering users seed`
+    /// writes such a file).
+    #[arg(long, value_name = "FILE")]
+    pub tokens: PathBuf,
+    /// Open loop at this many plays/s (all connections together); without
+    /// it, closed loop.
+    #[arg(long, value_name = "PER_S", value_parser = positive::<f64>)]
+    pub rate: Option<f64>,
+    #[arg(long, default_value_t = 16, value_parser = positive::<usize>)]
+    pub connections: usize,
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "bench::results::secs")]
+    pub duration: std::time::Duration,
+    /// Throughput is reported per window of this length.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "bench::results::secs")]
+    pub window: std::time::Duration,
+    /// A play without an answer by then counts as an error.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "bench::results::secs")]
+    pub timeout: std::time::Duration,
+    #[arg(long, default_value = "t1")]
+    pub title: String,
+    #[arg(long, default_value = "browser")]
+    pub device: String,
+    #[arg(long, default_value = "main")]
+    pub profile: String,
+    /// Source address of the plays (a client network steering knows).
+    #[arg(long, value_name = "IP")]
+    pub bind: Option<std::net::IpAddr>,
+    /// Client threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the report with the options, command line, date and
+    /// machine to FILE (docs/BENCHMARKS.md is rendered from such files).
+    #[arg(long, value_name = "FILE")]
+    pub results: Option<PathBuf>,
 }
 
 /// Serialised into `--results` files: every option in effect.

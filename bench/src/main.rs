@@ -18,6 +18,7 @@ mod play_report;
 mod play_stats;
 mod playback;
 mod players;
+mod plays;
 mod report;
 mod run;
 mod sampler;
@@ -60,6 +61,20 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Hostile(args) => hostile(args),
+        Command::Plays(args) => {
+            let run = results::Run::start();
+            plays::plays(args).and_then(|r| {
+                if let Some(path) = &args.results {
+                    run.write(path, "plays", args, &r)?;
+                }
+                if args.json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else {
+                    print!("{}", r.table());
+                }
+                Ok(())
+            })
+        }
         Command::Players(args) => players::players(args).and_then(|r| {
             if args.json {
                 println!("{}", serde_json::to_string(&r)?);

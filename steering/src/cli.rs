@@ -109,6 +109,28 @@ pub enum UsersCommand {
     },
     /// List accounts.
     List,
+    /// Create COUNT accounts PREFIX-0 … PREFIX-(COUNT-1), each with a main
+    /// profile and a viewer token, the tokens written one a line to FILE
+    /// (mode 0600): accounts for a load test (`oca-bench plays --tokens`) or
+    /// a staging environment. Existing ids are refused before anything is
+    /// written.
+    Seed {
+        #[arg(long)]
+        count: u32,
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        plan: String,
+        #[arg(long, default_value = "NL")]
+        country: String,
+        #[arg(long)]
+        region: String,
+        /// Where the tokens go.
+        #[arg(long, value_name = "FILE")]
+        tokens: std::path::PathBuf,
+        #[arg(long, default_value = "90d", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
 }
 
 /// Accepted before or after any subcommand.
@@ -248,6 +270,32 @@ fn check_user(config: &Config, u: &UserRow) -> Result<(), (u8, String)> {
     Ok(())
 }
 
+/// Run `work` with at most `limit` in flight, answers in order.
+async fn run_bounded<T>(
+    work: impl Iterator<Item = impl std::future::Future<Output = T>>,
+    limit: usize,
+) -> Vec<T> {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(work)
+        .buffered(limit)
+        .collect()
+        .await
+}
+
+/// Write a file only its owner can read (tokens are credentials).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 fn profile_arg(p: &str) -> Result<(String, String), (u8, String)> {
     let (id, name) = p.split_once(':').unwrap_or((p, p));
     if !crate::config::valid_id(id) || name.is_empty() {
@@ -348,6 +396,58 @@ pub fn users(command: UsersCommand, overrides: &Overrides) -> ExitCode {
                     .await
                     .map_err(store_err)?;
                 Ok(token)
+            }
+            UsersCommand::Seed {
+                count,
+                prefix,
+                plan,
+                country,
+                region,
+                tokens,
+                ttl,
+            } => {
+                let users: Vec<UserRow> = (0..count)
+                    .map(|i| UserRow {
+                        id: format!("{prefix}-{i}"),
+                        plan: plan.clone(),
+                        subscription: "active".into(),
+                        country: country.clone(),
+                        region: region.clone(),
+                    })
+                    .collect();
+                for u in &users {
+                    check_user(config, u)?;
+                    if store.user(&u.id).await.map_err(store_err)?.is_some() {
+                        return Err((EXIT_BAD_DATA, format!("user {:?} exists", u.id)));
+                    }
+                }
+                let mut lines = String::new();
+                // Concurrently: each is its own transaction, and the store
+                // commits them in groups.
+                let work = users.iter().map(|u| {
+                    let (token, hash) = crate::viewers::accounts::new_token();
+                    lines.push_str(&token);
+                    lines.push('\n');
+                    async move {
+                        store
+                            .add_user(u, &[("main".into(), "Main".into())], now)
+                            .await?;
+                        store
+                            .add_viewer_token(&hash, &u.id, now, now.saturating_add(ttl.as_secs()))
+                            .await
+                    }
+                });
+                let results = run_bounded(work, 64).await;
+                if let Some(e) = results.into_iter().find_map(Result::err) {
+                    return Err(store_err(e));
+                }
+                write_private(&tokens, lines.as_bytes())
+                    .map_err(|e| (1, format!("{}: {e}", tokens.display())))?;
+                Ok(format!(
+                    "{count} users {prefix}-0..{prefix}-{} added; tokens in {}",
+                    count.saturating_sub(1),
+                    tokens.display()
+                ))
             }
             UsersCommand::List => {
                 let mut out = String::new();

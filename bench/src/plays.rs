@@ -1,0 +1,304 @@
+//! The control plane's capacity, measured the way oca's is: `POST /v1/play`
+//! for many accounts, closed loop (each connection waits for its answer) or
+//! open loop at a fixed rate (latency from the intended send time, so a
+//! stall counts for every play it delayed: no coordinated omission), with
+//! plays per second in windows so a run shows whether throughput holds as
+//! history accumulates.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::agent::{Agent, Request};
+use crate::cli::PlaysArgs;
+use crate::schedule::Schedule;
+use crate::stats::histogram;
+use crate::url::Url;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlaysReport {
+    /// `closed` (each connection waits for its answer) or `open` (a fixed rate).
+    pub mode: &'static str,
+    pub connections: usize,
+    /// The open loop's target, plays/s.
+    pub target_per_s: Option<f64>,
+    pub duration_s: f64,
+    pub accounts: usize,
+    /// Plays answered 200.
+    pub ok: u64,
+    pub ok_per_s: f64,
+    /// Other answers by status (e.g. 403 stream_limit, 503).
+    pub refused: BTreeMap<u16, u64>,
+    /// No answer: connect failures, resets, timeouts.
+    pub errors: u64,
+    /// Latency of the 200s, ms (open loop: from the intended send time).
+    pub latency_ms: Latency,
+    /// 200s per second in each `window_s` window, in order.
+    pub window_s: f64,
+    pub windows_per_s: Vec<f64>,
+    /// The last full window's rate over the first's (throughput as history grows).
+    pub last_over_first: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Latency {
+    fn of(h: &Histogram<u64>) -> Latency {
+        let ms = |us: u64| us as f64 / 1000.0;
+        Latency {
+            p50: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+/// One connection's tally.
+struct Tally {
+    latency: Histogram<u64>,
+    refused: BTreeMap<u16, u64>,
+    errors: u64,
+    /// 200s completed in each window.
+    windows: Vec<u64>,
+}
+
+/// Viewer tokens, one a line (`steering users seed` writes such a file).
+pub fn read_tokens(path: &Path) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let tokens: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if tokens.is_empty() {
+        bail!("{}: no tokens", path.display());
+    }
+    Ok(tokens)
+}
+
+pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
+    let base = Url::parse(args.steering.trim_end_matches('/')).context("--steering")?;
+    let url = Url::parse(&format!("{}/v1/play", args.steering.trim_end_matches('/')))?;
+    let tokens = Arc::new(read_tokens(&args.tokens)?);
+    if base.tls {
+        bail!("--steering: plain http:// only (the control plane's capacity, not TLS's)");
+    }
+    let body = serde_json::json!({
+        "title": args.title, "device": args.device, "profile": args.profile,
+    })
+    .to_string();
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?;
+    let next_token = Arc::new(AtomicUsize::new(0));
+    let windows = (args.duration.as_secs_f64() / args.window.as_secs_f64()).ceil() as usize;
+    let tallies = rt.block_on(async {
+        let start = Instant::now();
+        let end = start + args.duration;
+        let mut tasks = Vec::new();
+        for i in 0..args.connections {
+            let (url, body, tokens, next) = (
+                url.clone(),
+                body.clone(),
+                Arc::clone(&tokens),
+                Arc::clone(&next_token),
+            );
+            let schedule = args.rate.map(|r| Schedule::new(r, args.connections, i));
+            let (bind, window, timeout) = (args.bind, args.window, args.timeout);
+            tasks.push(tokio::spawn(async move {
+                connection(ConnArgs {
+                    url,
+                    body,
+                    tokens,
+                    next,
+                    schedule,
+                    bind,
+                    start,
+                    end,
+                    window,
+                    windows,
+                    timeout,
+                })
+                .await
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await?);
+        }
+        anyhow::Ok(out)
+    })?;
+    let mut latency = histogram();
+    let mut refused = BTreeMap::new();
+    let mut errors = 0;
+    let mut per_window = vec![0u64; windows];
+    for t in &tallies {
+        latency.add(&t.latency).expect("same bounds");
+        for (s, n) in &t.refused {
+            *refused.entry(*s).or_default() += n;
+        }
+        errors += t.errors;
+        for (w, n) in t.windows.iter().enumerate() {
+            per_window[w] += n;
+        }
+    }
+    let ok = latency.len();
+    let secs = args.window.as_secs_f64();
+    // The last window may be cut short by the end of the run: only full ones.
+    let full = (args.duration.as_secs_f64() / secs).floor() as usize;
+    let windows_per_s: Vec<f64> = per_window
+        .iter()
+        .take(full.max(1))
+        .map(|&n| n as f64 / secs)
+        .collect();
+    let last_over_first = match (windows_per_s.first(), windows_per_s.last()) {
+        (Some(&f), Some(&l)) if windows_per_s.len() > 1 && f > 0.0 => Some(l / f),
+        _ => None,
+    };
+    Ok(PlaysReport {
+        mode: if args.rate.is_some() {
+            "open"
+        } else {
+            "closed"
+        },
+        connections: args.connections,
+        target_per_s: args.rate,
+        duration_s: args.duration.as_secs_f64(),
+        accounts: tokens.len(),
+        ok,
+        ok_per_s: ok as f64 / args.duration.as_secs_f64(),
+        refused,
+        errors,
+        latency_ms: Latency::of(&latency),
+        window_s: secs,
+        windows_per_s,
+        last_over_first,
+    })
+}
+
+struct ConnArgs {
+    url: Url,
+    body: String,
+    tokens: Arc<Vec<String>>,
+    next: Arc<AtomicUsize>,
+    schedule: Option<Schedule>,
+    bind: Option<std::net::IpAddr>,
+    start: Instant,
+    end: Instant,
+    window: Duration,
+    windows: usize,
+    timeout: Duration,
+}
+
+async fn connection(mut a: ConnArgs) -> Tally {
+    let mut agent = Agent::new(a.bind, None);
+    let mut t = Tally {
+        latency: histogram(),
+        refused: BTreeMap::new(),
+        errors: 0,
+        windows: vec![0; a.windows],
+    };
+    loop {
+        let now = Instant::now();
+        let intended = match &mut a.schedule {
+            Some(s) => {
+                let slot = s.next_slot(now - a.start);
+                let send_at = a.start + slot.send_at;
+                if send_at >= a.end {
+                    break;
+                }
+                tokio::time::sleep_until(send_at).await;
+                a.start + slot.intended
+            }
+            None => {
+                if now >= a.end {
+                    break;
+                }
+                now
+            }
+        };
+        let token = &a.tokens[a.next.fetch_add(1, Ordering::Relaxed) % a.tokens.len()];
+        let auth = format!("Bearer {token}");
+        let headers = [
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        let req = Request {
+            method: "POST",
+            url: &a.url,
+            headers: &headers,
+            body: a.body.as_bytes(),
+            keep: false,
+        };
+        match agent.fetch(&req, Instant::now() + a.timeout).await {
+            Ok(reply) if reply.status == 200 => {
+                let done = Instant::now();
+                let us = done.duration_since(intended).as_micros() as u64;
+                t.latency.saturating_record(us.max(1));
+                let w =
+                    (done.duration_since(a.start).as_secs_f64() / a.window.as_secs_f64()) as usize;
+                if let Some(slot) = t.windows.get_mut(w) {
+                    *slot += 1;
+                }
+            }
+            Ok(reply) => *t.refused.entry(reply.status).or_default() += 1,
+            Err(_) => t.errors += 1,
+        }
+    }
+    t
+}
+
+impl PlaysReport {
+    pub fn table(&self) -> String {
+        let l = &self.latency_ms;
+        let mut s = format!(
+            "plays ({} loop, {} connections{}, {} accounts, {:.0} s)\n",
+            self.mode,
+            self.connections,
+            self.target_per_s
+                .map_or(String::new(), |r| format!(", {r:.0}/s target")),
+            self.accounts,
+            self.duration_s
+        );
+        s += &format!(
+            "  ok {:>9}  {:>8.1}/s   refused {:?}   errors {}\n",
+            self.ok, self.ok_per_s, self.refused, self.errors
+        );
+        s += &format!(
+            "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}\n",
+            l.p50, l.p90, l.p99, l.p999, l.max
+        );
+        let w: Vec<String> = self
+            .windows_per_s
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect();
+        s += &format!("  per {:.0} s window: {}\n", self.window_s, w.join(" "));
+        if let Some(r) = self.last_over_first {
+            s += &format!("  last window / first: {r:.3}\n");
+        }
+        s
+    }
+}
