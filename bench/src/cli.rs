@@ -55,9 +55,10 @@ pub enum Command {
 /// Serialised into `--results` files: every option in effect.
 #[derive(Debug, Args, Serialize)]
 pub struct PlaysArgs {
-    /// Steering's base URL (plain http://).
-    #[arg(long, value_name = "URL")]
-    pub steering: String,
+    /// Steering's base URL (plain http://); repeatable: connections are
+    /// spread over the instances round-robin.
+    #[arg(long, value_name = "URL", required = true)]
+    pub steering: Vec<String>,
     /// Viewer tokens, one a line, taken round-robin (`steering users seed`
     /// writes such a file).
     #[arg(long, value_name = "FILE")]

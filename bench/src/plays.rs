@@ -26,6 +26,8 @@ use crate::url::Url;
 pub struct PlaysReport {
     /// `closed` (each connection waits for its answer) or `open` (a fixed rate).
     pub mode: &'static str,
+    /// Steering instances the connections were spread over.
+    pub instances: usize,
     pub connections: usize,
     /// The open loop's target, plays/s.
     pub target_per_s: Option<f64>,
@@ -95,12 +97,16 @@ pub fn read_tokens(path: &Path) -> Result<Vec<String>> {
 }
 
 pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
-    let base = Url::parse(args.steering.trim_end_matches('/')).context("--steering")?;
-    let url = Url::parse(&format!("{}/v1/play", args.steering.trim_end_matches('/')))?;
-    let tokens = Arc::new(read_tokens(&args.tokens)?);
-    if base.tls {
-        bail!("--steering: plain http:// only (the control plane's capacity, not TLS's)");
+    let mut urls = Vec::new();
+    for s in &args.steering {
+        let url = Url::parse(&format!("{}/v1/play", s.trim_end_matches('/')))
+            .with_context(|| format!("--steering {s}"))?;
+        if url.tls {
+            bail!("--steering {s}: plain http:// only (the control plane's capacity, not TLS's)");
+        }
+        urls.push(url);
     }
+    let tokens = Arc::new(read_tokens(&args.tokens)?);
     let body = serde_json::json!({
         "title": args.title, "device": args.device, "profile": args.profile,
     })
@@ -120,7 +126,7 @@ pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
         let mut tasks = Vec::new();
         for i in 0..args.connections {
             let (url, body, tokens, next) = (
-                url.clone(),
+                urls[i % urls.len()].clone(),
                 body.clone(),
                 Arc::clone(&tokens),
                 Arc::clone(&next_token),
@@ -178,6 +184,7 @@ pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
         _ => None,
     };
     Ok(PlaysReport {
+        instances: args.steering.len(),
         mode: if args.rate.is_some() {
             "open"
         } else {

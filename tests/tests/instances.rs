@@ -100,7 +100,8 @@ fn two_instances_share_the_fleet_plays_keys_and_polling() {
     let play = s.play(ip(ISP_A), &alice, "t1", "browser", "main");
     assert_eq!(play.status, 200, "{}", String::from_utf8_lossy(&play.body));
     let play = play.json();
-    let on_b = |u: &str| u.replace(&s.addr.to_string(), &b_addr.to_string());
+    let a_addr = s.addr.to_string();
+    let on_b = |u: &str| u.replace(&a_addr, &b_addr.to_string());
     let master = on_b(play["manifests"]["hls"].as_str().unwrap());
     let primary = play["appliances"][0]["id"].as_str().unwrap();
     assert!(fetch_all_hls(&s, ip(ISP_A), &master, primary) > 0);
@@ -160,9 +161,18 @@ fn two_instances_share_the_fleet_plays_keys_and_polling() {
     let master = play_b["manifests"]["hls"].as_str().unwrap().to_owned();
     assert!(fetch_all_hls(&s, ip(ISP_A), &master, primary) > 0);
 
-    // A dies. Its share of the polling moves to B: an appliance A used to
-    // poll is killed, and B takes it out of rotation.
+    // A dies (kill -9). Nothing it committed is lost: the play it started is
+    // still served through B, and so are the registrations.
     s.steering.kill9();
+    let master = get_url(
+        Some(ip(ISP_A)),
+        &on_b(play["manifests"]["hls"].as_str().unwrap()),
+    )
+    .unwrap();
+    assert_eq!(master.status, 200);
+    assert_eq!(appliances(b_addr).unwrap().len(), fleet.len());
+    // Its share of the polling moves to B: an appliance A used to poll is
+    // killed, and B takes it out of rotation.
     let victim = seen_by_a
         .iter()
         .find(|p| p.2 == "steer-a")

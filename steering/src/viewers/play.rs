@@ -308,6 +308,10 @@ impl Issued {
     }
 }
 
+/// How long a title read from the store is used without reading it again: a
+/// catalog import reaches plays within this.
+const TITLE_FRESH: Duration = Duration::from_secs(1);
+
 pub async fn load_title(state: &Viewers, id: &str) -> Result<TitleRecord, ApiError> {
     Ok(recall_title(state, id).await?.0)
 }
@@ -323,6 +327,9 @@ pub async fn recall_title(state: &Viewers, id: &str) -> Result<(TitleRecord, boo
     };
     if !crate::config::valid_id(id) {
         return Err(not_found());
+    }
+    if let Some(t) = state.recall.recent_title(id, TITLE_FRESH) {
+        return Ok((t, false));
     }
     let read = state.store.title(id).await;
     match state.recall.title(id, read)? {

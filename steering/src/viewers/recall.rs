@@ -94,6 +94,16 @@ impl Recall {
         through(&self.profiles, self.grace, user, read)
     }
 
+    /// A title read within `max_age`, without asking the store: a play
+    /// needs its title, the same few titles are played over and over, and
+    /// catalog imports are rare (one is seen within `max_age`).
+    pub fn recent_title(&self, id: &str, max_age: Duration) -> Option<TitleRecord> {
+        lock(&self.titles)
+            .get(id)
+            .filter(|(_, at)| at.elapsed() < max_age)
+            .map(|(t, _)| t.clone())
+    }
+
     pub fn title(
         &self,
         id: &str,

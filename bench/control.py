@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""The control plane's capacity (docs/BENCHMARKS.md, "The play API"): POST
+/v1/play for many accounts against steering on its embedded SQLite store, on
+PostgreSQL with one instance, and on PostgreSQL with two instances, side by
+side in one run. steering is pinned to one core (taskset -c 1), oca-bench to
+the other (-c 0); PostgreSQL, when used, is not pinned (it shares both).
+
+For each store: closed loop at 4, 16 and 64 connections; open loop at 70% of
+the best closed-loop rate; and one long closed-loop run (--long, default 5
+minutes) to show whether throughput holds as history grows (plays per window).
+Every run's report, with the exact oca-bench command line, goes to
+docs/data/control/plays.json; nothing is typed by hand.
+
+    bench/control.py [--short 30] [--long 300] [--accounts 1500] [--stores sqlite,pg1,pg2]
+
+Needs root (PostgreSQL runs as the postgres user through runuser) and the
+release binaries (built here: cargo build --release -p steering -p bench).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REL = ROOT / "target" / "release"
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+OUT = ROOT / "docs" / "data" / "control" / "plays.json"
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Postgres:
+    """A throwaway cluster as the postgres user (it refuses root)."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+        shutil.chown(self.dir, "postgres", "postgres")
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self.pg(["initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                 "--no-sync", "-E", "UTF8", "--locale=C"])
+        opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+                "-c max_connections=200 -c shared_buffers=512MB")
+        self.pg(["pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"),
+                 "-o", opts, "-w", "start"])
+        self.pg(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                 "-c", "CREATE DATABASE steering"])
+
+    def pg(self, argv):
+        tool = str(PG_BIN / argv[0])
+        run(["runuser", "-u", "postgres", "--", tool] + argv[1:],
+            stdout=subprocess.DEVNULL)
+
+    def url(self):
+        return f"postgres://postgres@127.0.0.1:{self.port}/steering"
+
+    def stop(self):
+        try:
+            self.pg(["pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop"])
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def config(work, database, instance, region):
+    text = f'''listen = "127.0.0.1:0"
+database = "{database}"
+origin_url = "http://127.0.0.1:9"
+[play]
+stream_timeout = "10s"
+[instance]
+id = "{instance}"
+region = "{region}"
+[[plan]]
+name = "load"
+max_height = 1080
+max_streams = 1000000
+[[device]]
+name = "browser"
+codecs = ["avc1", "mp4a"]
+max_height = 1080
+'''
+    path = work / f"{instance}.toml"
+    path.write_text(text)
+    return path
+
+
+def start_steering(cfg, log):
+    p = subprocess.Popen(["taskset", "-c", "1", str(REL / "steering"), "--config", str(cfg)],
+                         stdout=subprocess.PIPE, stderr=log, text=True,
+                         env={**os.environ, "STEERING_LOG": "warn"})
+    line = p.stdout.readline()
+    m = re.search(r"http=(\S+)", line)
+    if not m:
+        p.kill()
+        raise SystemExit(f"steering did not start: {line!r}")
+    return p, "http://" + m.group(1)
+
+
+def plays(urls, tokens, **opts):
+    argv = ["taskset", "-c", "0", str(REL / "oca-bench"), "plays", "--tokens", str(tokens),
+            "--threads", "1", "--json"]
+    for u in urls:
+        argv += ["--steering", u]
+    for k, v in opts.items():
+        argv += [f"--{k}", str(v)]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    report = json.loads(out)
+    # The command as it would be typed (binary by name, not by path).
+    report["command"] = " ".join(a if not a.startswith(str(REL)) else Path(a).name for a in argv)
+    return report
+
+
+def measure(store, urls, tokens, short, long):
+    runs = []
+    for c in (4, 16, 64):
+        print(f"{store}: closed loop, {c} connections, {short} s", flush=True)
+        runs.append(plays(urls, tokens, connections=c, duration=f"{short}s"))
+    best = max(r["ok_per_s"] for r in runs)
+    rate = round(0.7 * best)
+    print(f"{store}: open loop at {rate}/s (70% of {best:.0f})", flush=True)
+    runs.append(plays(urls, tokens, connections=64, rate=rate, duration=f"{2 * short}s"))
+    print(f"{store}: closed loop, 16 connections, {long} s (history)", flush=True)
+    runs.append(plays(urls, tokens, connections=16, duration=f"{long}s", window="30s"))
+    return {"store": store, "instances": len(urls), "saturation_per_s": best, "runs": runs}
+
+
+def machine():
+    load = os.getloadavg()
+    return {"cpus": os.cpu_count(), "load_average_start": load[0]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--short", type=int, default=30)
+    ap.add_argument("--long", type=int, default=300)
+    ap.add_argument("--accounts", type=int, default=1500)
+    ap.add_argument("--stores", default="sqlite,pg1,pg2")
+    ap.add_argument("--out", type=Path, default=OUT)
+    a = ap.parse_args()
+    run(["cargo", "build", "--quiet", "--release", "-p", "steering", "-p", "bench"], cwd=ROOT)
+    content = ROOT / "target" / "tmp" / "bench-control-content"
+    if not (content / "titles" / "t1" / "title.toml").exists():
+        run([str(ROOT / "scripts" / "make-content.sh"), str(content), "t1", "8"])
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results = []
+    for store in a.stores.split(","):
+        work = Path(tempfile.mkdtemp(prefix=f"bench-control-{store}-"))
+        pg = Postgres() if store.startswith("pg") else None
+        procs = []
+        try:
+            database = pg.url() if pg else str(work / "steering.db")
+            cfgs = [config(work, database, "steer-a", "eu-west")]
+            if store == "pg2":
+                cfgs.append(config(work, database, "steer-b", "eu-west"))
+            steering = [str(REL / "steering"), "--config", str(cfgs[0])]
+            run(steering + ["catalog", "import", str(content)], stdout=subprocess.DEVNULL)
+            tokens = work / "tokens"
+            run(steering + ["users", "seed", "--count", str(a.accounts), "--prefix", "load",
+                            "--plan", "load", "--region", "eu-west", "--tokens", str(tokens)],
+                stdout=subprocess.DEVNULL)
+            log = open(work / "steering.log", "w")
+            urls = []
+            for cfg in cfgs:
+                p, url = start_steering(cfg, log)
+                procs.append(p)
+                urls.append(url)
+            results.append(measure(store, urls, tokens, a.short, a.long))
+        finally:
+            for p in procs:
+                p.terminate()
+                p.wait(timeout=30)
+            if pg:
+                pg.stop()
+            shutil.rmtree(work, ignore_errors=True)
+    data = {
+        "what": "POST /v1/play under load: steering pinned to one core, oca-bench on the other",
+        "date": started,
+        "command": "bench/control.py " + " ".join(sys.argv[1:]),
+        "machine": machine(),
+        "accounts": a.accounts,
+        "stores": results,
+    }
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
