@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -112,6 +113,36 @@ def start_steering(cfg, log):
     return p, "http://" + m.group(1)
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids):
+    """User+system CPU seconds of `pids` so far (gone ones count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / TICK
+
+
+def postgres_pids():
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().strip().startswith("postgres"):
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out
+
+
+STEERING_PIDS = []
+
+
 def plays(urls, tokens, **opts):
     argv = ["taskset", "-c", "0", str(REL / "oca-bench"), "plays", "--tokens", str(tokens),
             "--threads", "1", "--json"]
@@ -119,8 +150,19 @@ def plays(urls, tokens, **opts):
         argv += ["--steering", u]
     for k, v in opts.items():
         argv += [f"--{k}", str(v)]
+    pg = postgres_pids()
+    before = (cpu_seconds(STEERING_PIDS), cpu_seconds(pg), resource.getrusage(resource.RUSAGE_CHILDREN))
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    after = (cpu_seconds(STEERING_PIDS), cpu_seconds(pg), resource.getrusage(resource.RUSAGE_CHILDREN))
     report = json.loads(out)
+    d = report["duration_s"]
+    bench_cpu = (after[2].ru_utime + after[2].ru_stime) - (before[2].ru_utime + before[2].ru_stime)
+    # Cores busy on average over the run: what limits it.
+    report["cores_busy"] = {
+        "steering": round((after[0] - before[0]) / d, 3),
+        "postgres": round((after[1] - before[1]) / d, 3),
+        "oca_bench": round(bench_cpu / d, 3),
+    }
     # The command as it would be typed (binary by name, not by path).
     report["command"] = " ".join(a if not a.startswith(str(REL)) else Path(a).name for a in argv)
     return report
@@ -179,12 +221,14 @@ def main():
             for cfg in cfgs:
                 p, url = start_steering(cfg, log)
                 procs.append(p)
+                STEERING_PIDS.append(p.pid)
                 urls.append(url)
             results.append(measure(store, urls, tokens, a.short, a.long))
         finally:
             for p in procs:
                 p.terminate()
                 p.wait(timeout=30)
+            STEERING_PIDS.clear()
             if pg:
                 pg.stop()
             shutil.rmtree(work, ignore_errors=True)

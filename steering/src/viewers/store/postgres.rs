@@ -158,53 +158,54 @@ impl ViewerStore for Postgres {
         let lock = client
             .prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
             .await?;
-        let count = client
+        // Count and both inserts in one statement: it runs after the lock
+        // (statements on a connection run in order), so its snapshot already
+        // holds every stream a racing play committed before it got the lock.
+        let start = client
             .prepare_cached(
-                "SELECT COUNT(*) FROM streams WHERE \"user\" = $1 AND ended IS NULL
-                     AND last_seen >= $2",
+                "WITH active AS (
+                     SELECT COUNT(*) AS n FROM streams
+                     WHERE \"user\" = $2 AND ended IS NULL AND last_seen >= $10),
+                 stream AS (
+                     INSERT INTO streams (id, \"user\", profile, title, client, body, expires,
+                         started, last_seen)
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM active WHERE n < $11
+                     RETURNING started),
+                 play AS (
+                     INSERT INTO plays (title, region, at) SELECT $4, $12, started FROM stream)
+                 SELECT n FROM active",
             )
-            .await?;
-        let insert = client
-            .prepare_cached(
-                "INSERT INTO streams (id, \"user\", profile, title, client, body, expires,
-                     started, last_seen)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .await?;
-        let play = client
-            .prepare_cached("INSERT INTO plays (title, region, at) VALUES ($1, $2, $3)")
             .await?;
         let tx = client.transaction().await?;
         // The user's plays are serialised (across every instance): the count
         // and the insert cannot interleave with another play's, so two plays
-        // racing for the last slot get one.
+        // racing for the last slot get one. Lock and statement are pipelined:
+        // sent together, one round trip.
         let key = format!("streams:{}", s.user);
-        tx.execute(&lock, &[&key]).await?;
-        let active: i64 = tx
-            .query_one(&count, &[&s.user, &(active_since as i64)])
-            .await?
-            .get(0);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
+            &s.id,
+            &s.user,
+            &s.profile,
+            &s.title,
+            &s.client,
+            &s.body,
+            &(s.expires as i64),
+            &(s.started as i64),
+            &(s.last_seen as i64),
+            &(active_since as i64),
+            &(max_streams as i64),
+            &region,
+        ];
+        let (_, row) = futures_util::future::try_join(
+            tx.execute(&lock, &[&key]),
+            tx.query_one(&start, &params),
+        )
+        .await?;
+        let active: i64 = row.get(0);
+        tx.commit().await?;
         if active >= max_streams as i64 {
             return Ok(Err(active as u32));
         }
-        tx.execute(
-            &insert,
-            &[
-                &s.id,
-                &s.user,
-                &s.profile,
-                &s.title,
-                &s.client,
-                &s.body,
-                &(s.expires as i64),
-                &(s.started as i64),
-                &(s.last_seen as i64),
-            ],
-        )
-        .await?;
-        tx.execute(&play, &[&s.title, &region, &(s.started as i64)])
-            .await?;
-        tx.commit().await?;
         Ok(Ok(()))
     }
 
