@@ -78,7 +78,7 @@ class Postgres:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def config(work, database, instance, region):
+def config(work, database, instance, region, sims=0):
     text = f'''listen = "127.0.0.1:0"
 database = "{database}"
 origin_url = "http://127.0.0.1:9"
@@ -96,6 +96,14 @@ name = "browser"
 codecs = ["avc1", "mp4a"]
 max_height = 1080
 '''
+    if sims:
+        # Simulated appliances (oca-bench appliances): declared here, their
+        # real addresses arrive with their registrations. Polled every 10 s.
+        text = text.replace("[play]", '[health]\ninterval = "10s"\n[play]')
+        for i in range(sims):
+            text += (f'[[appliance]]\nid = "sim-{i}"\ncredential = "sim-{i}-sim-credential"\n'
+                     f'tier = "embedded"\nsite = "sim-site-{i // 4}"\nregion = "eu-west"\n'
+                     f'admin_url = "http://127.0.0.1:1"\ncapacity_bps = 10000000000\n')
     path = work / f"{instance}.toml"
     path.write_text(text)
     return path
@@ -168,7 +176,37 @@ def plays(urls, tokens, **opts):
     return report
 
 
-def measure(store, urls, tokens, short, long):
+def renditions(content):
+    """Catalog ids of t1's renditions: directories holding segments."""
+    t1 = content / "titles" / "t1"
+    out = sorted({str(p.parent.relative_to(content)) for p in t1.rglob("*.m4s")})
+    return ",".join(out)
+
+
+def with_appliances(store, urls, tokens, rate, short, sims, content):
+    """The open-loop run again while `sims` simulated appliances heartbeat
+    every 10 s (and are polled every 10 s)."""
+    print(f"{store}: open loop at {rate}/s with {sims} appliances heartbeating", flush=True)
+    duration = 2 * short
+    sim = subprocess.Popen(
+        ["taskset", "-c", "0", str(REL / "oca-bench"), "appliances", "--steering", urls[0],
+         "--count", str(sims), "--interval", "10s", "--duration", f"{duration + 30}s",
+         "--renditions", renditions(content), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = sim.stderr.readline()
+    if "registered" not in line:
+        sim.kill()
+        raise SystemExit(f"appliance simulation did not start: {line!r}")
+    # One interval for the first (full-inventory) heartbeats to pass.
+    time.sleep(10)
+    run = plays(urls, tokens, connections=64, rate=rate, duration=f"{duration}s")
+    out, err = sim.communicate(timeout=120)
+    run["appliances"] = json.loads(out)
+    run["appliances"]["command"] = " ".join(sim.args[3:]).replace(str(REL) + "/", "")
+    return run
+
+
+def measure(store, urls, tokens, short, long, sims=0, content=None):
     runs = []
     for c in (4, 16, 64):
         print(f"{store}: closed loop, {c} connections, {short} s", flush=True)
@@ -183,8 +221,11 @@ def measure(store, urls, tokens, short, long):
 
 
 def machine():
-    load = os.getloadavg()
-    return {"cpus": os.cpu_count(), "load_average_start": load[0]}
+    """The same fields bench/run.py records (bench/figures/data.py)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from figures import data
+
+    return data.machine()
 
 
 def main():
@@ -193,13 +234,16 @@ def main():
     ap.add_argument("--long", type=int, default=300)
     ap.add_argument("--accounts", type=int, default=1500)
     ap.add_argument("--stores", default="sqlite,pg1,pg2")
+    ap.add_argument("--appliances", type=int, default=10000,
+                    help="simulated appliances for the last run (0: none)")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
     run(["cargo", "build", "--quiet", "--release", "-p", "steering", "-p", "bench"], cwd=ROOT)
     content = ROOT / "target" / "tmp" / "bench-control-content"
     if not (content / "titles" / "t1" / "title.toml").exists():
         run([str(ROOT / "scripts" / "make-content.sh"), str(content), "t1", "8"])
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    host = machine()
     results = []
     for store in a.stores.split(","):
         work = Path(tempfile.mkdtemp(prefix=f"bench-control-{store}-"))
@@ -223,7 +267,26 @@ def main():
                 procs.append(p)
                 STEERING_PIDS.append(p.pid)
                 urls.append(url)
-            results.append(measure(store, urls, tokens, a.short, a.long))
+            result = measure(store, urls, tokens, a.short, a.long)
+            if a.appliances:
+                # Restarted with the simulated fleet declared (so the runs
+                # above are not polling it), on the same database.
+                for p in procs:
+                    p.terminate()
+                    p.wait(timeout=30)
+                procs.clear()
+                STEERING_PIDS.clear()
+                urls = []
+                for i, name in enumerate(["steer-a", "steer-b"][: len(cfgs)]):
+                    cfg = config(work, database, name, "eu-west", a.appliances)
+                    p, url = start_steering(cfg, log)
+                    procs.append(p)
+                    STEERING_PIDS.append(p.pid)
+                    urls.append(url)
+                rate = next(r["target_per_s"] for r in result["runs"] if r["mode"] == "open")
+                result["runs"].append(
+                    with_appliances(store, urls, tokens, rate, a.short, a.appliances, content))
+            results.append(result)
         finally:
             for p in procs:
                 p.terminate()
@@ -236,7 +299,7 @@ def main():
         "what": "POST /v1/play under load: steering pinned to one core, oca-bench on the other",
         "date": started,
         "command": "bench/control.py " + " ".join(sys.argv[1:]),
-        "machine": machine(),
+        "machine": host,
         "accounts": a.accounts,
         "stores": results,
     }

@@ -4,7 +4,7 @@ Every figure, and every sentence that compares, is computed here from the
 measurements; what stays as text is what a section measures and how.
 """
 
-from . import data, packager
+from . import control, data, packager
 from . import text as t
 from .noise import COMPARE_FIGS, Noise, compared, ratio_rows
 
@@ -337,9 +337,9 @@ def body(name, rec, noise):
     return {"startup": startup_body, "decide": decide_body, "fill": fill_body}[name](rec)
 
 
-def render(records, packager_rec=None):
-    """The whole of BENCHMARKS.md from {section: record or None} and
-    docs/data/packager.json (or None)."""
+def render(records, packager_rec=None, control_rec=None):
+    """The whole of BENCHMARKS.md from {section: record or None},
+    docs/data/packager.json and docs/data/control/plays.json (or None)."""
     from .summary import summary  # the summary reads every section
 
     noise = Noise(records.get("noise"))
@@ -360,5 +360,6 @@ def render(records, packager_rec=None):
         if rec:
             out += body(name, rec, noise)
     out += packager.section(packager_rec)
+    out += control.section(control_rec)
     out.append(HISTORY)
     return "\n".join(out)

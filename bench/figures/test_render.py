@@ -116,3 +116,33 @@ class PerTitle(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class PlayApi(unittest.TestCase):
+    @staticmethod
+    def run_(mode, conns, ok, p99, windows=(100.0,), window=10.0, rate=None, duration=30.0):
+        return {"mode": mode, "connections": conns, "target_per_s": rate, "duration_s": duration,
+                "ok_per_s": ok, "refused": {}, "errors": 0, "window_s": window,
+                "windows_per_s": list(windows), "command": "oca-bench plays",
+                "latency_ms": {"p50": 1.0, "p99": p99, "p999": p99, "max": p99},
+                "cores_busy": {"steering": 0.9, "postgres": 0.0, "oca_bench": 0.1}}
+
+    def test_goals_are_judged_from_the_runs(self):
+        from . import control
+        store = {"store": "sqlite", "saturation_per_s": 3100.0, "runs": [
+            self.run_("closed", 16, 3100.0, 8.0),
+            self.run_("open", 64, 2170.0, 12.5, rate=2170.0),
+            # Ten 30 s windows: the last minute 5% under the first.
+            self.run_("closed", 16, 3000.0, 9.0, windows=[3000, 3000] + [2900] * 6 + [2850, 2850],
+                      window=30.0, duration=300.0),
+        ]}
+        got = {g.split(" ")[0]: ok for g, _, ok in control.goals(store)}
+        self.assertEqual(got, {"≥": True, "p99": False, "last": True})
+        first, last, change = control.history(store["runs"][2])
+        self.assertEqual((first, last), (3000, 2850))
+        self.assertAlmostEqual(change, -0.05)
+        self.assertIsNone(control.history(store["runs"][0]), "too short to compare minutes")
+
+    def test_without_data_the_section_says_how_to_measure(self):
+        from . import control
+        self.assertIn("Not measured yet: `bench/control.py`.", "\n".join(control.section(None)))

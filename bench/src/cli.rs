@@ -50,6 +50,49 @@ pub enum Command {
     /// accounts, closed loop or open loop at a fixed rate (latency from the
     /// intended send time), plays/s per window.
     Plays(PlaysArgs),
+    /// Many simulated appliances against steering: register, heartbeat with
+    /// inventory every --interval, answer its health polls.
+    Appliances(AppliancesArgs),
+}
+
+/// Serialised into `--results` files: every option in effect.
+#[derive(Debug, Args, Serialize)]
+pub struct AppliancesArgs {
+    /// Steering's base URL (plain http://).
+    #[arg(long, value_name = "URL")]
+    pub steering: String,
+    /// How many: ids PREFIX-0 … PREFIX-(COUNT-1), each declared in steering's
+    /// config with credential `<id>-sim-credential`.
+    #[arg(long, default_value_t = 1000)]
+    pub count: u64,
+    #[arg(long, default_value = "sim")]
+    pub prefix: String,
+    #[arg(long, default_value = "eu-west")]
+    pub region: String,
+    /// Renditions each reports holding (comma-separated catalog ids).
+    #[arg(long, default_value = "")]
+    pub renditions: String,
+    /// Objects per rendition in the inventory.
+    #[arg(long, default_value_t = 10)]
+    pub objects: u64,
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "bench::results::secs")]
+    pub interval: std::time::Duration,
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "bench::results::secs")]
+    pub duration: std::time::Duration,
+    /// Connections the heartbeats share.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Where the simulated admin listener (health polls) binds.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub admin_listen: String,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, value_name = "FILE")]
+    pub results: Option<PathBuf>,
 }
 
 /// Serialised into `--results` files: every option in effect.

@@ -4,6 +4,7 @@
 
 mod abr;
 mod agent;
+mod appliances;
 mod catalogue;
 mod chunked;
 mod cli;
@@ -61,6 +62,20 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Hostile(args) => hostile(args),
+        Command::Appliances(args) => {
+            let run = results::Run::start();
+            appliances::appliances(args).and_then(|r| {
+                if let Some(path) = &args.results {
+                    run.write(path, "appliances", args, &r)?;
+                }
+                if args.json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else {
+                    print!("{}", r.table());
+                }
+                Ok(())
+            })
+        }
         Command::Plays(args) => {
             let run = results::Run::start();
             plays::plays(args).and_then(|r| {

@@ -44,6 +44,11 @@ pub struct Cluster {
     pub id: String,
     pub region: String,
     pub sync_every: Duration,
+    /// Share live state (reports, verdicts) through the store. Only a shared
+    /// store (PostgreSQL) has other instances to share it with: on SQLite,
+    /// one instance, the writes would buy nothing (the change log is still
+    /// followed, so offline imports are seen at once).
+    share_live: bool,
     /// Reports and verdicts taken here since the last flush.
     pending: Mutex<HashMap<String, LiveRow>>,
     /// The live instances as of the last beat, by id.
@@ -91,11 +96,12 @@ fn score(instance: &str, appliance: &str) -> u64 {
 }
 
 impl Cluster {
-    pub fn new(id: String, region: String, sync_every: Duration) -> Cluster {
+    pub fn new(id: String, region: String, sync_every: Duration, share_live: bool) -> Cluster {
         Cluster {
             id,
             region,
             sync_every,
+            share_live,
             pending: Mutex::default(),
             live: Mutex::default(),
             follow: Mutex::default(),
@@ -130,6 +136,9 @@ impl Cluster {
 
     /// A health report taken here (heartbeat or poll), for the others.
     pub fn note_report(&self, appliance: &str, report: &HealthSummary, at_ms: u64) {
+        if !self.share_live {
+            return;
+        }
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let row = pending
             .entry(appliance.to_owned())
@@ -142,6 +151,9 @@ impl Cluster {
 
     /// An up/down verdict reached here (this instance polls it), for the others.
     pub fn note_verdict(&self, appliance: &str, up: bool, at_ms: u64) {
+        if !self.share_live {
+            return;
+        }
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let row = pending
             .entry(appliance.to_owned())
@@ -207,7 +219,7 @@ async fn flush(fleet: &Fleet) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
     }
-    if let Err(e) = fleet.store.put_live(&rows).await {
+    if let Err(e) = fleet.store.put_live(&fleet.cluster.id, &rows).await {
         fleet.cluster.requeue(rows);
         return Err(e);
     }
@@ -229,7 +241,11 @@ pub async fn sync_once(fleet: &Fleet) -> Result<(), StoreError> {
         let f = cluster.follow.lock().unwrap_or_else(|p| p.into_inner());
         f.cursor_ms.saturating_sub(OVERLAP_MS)
     };
-    let rows = fleet.store.live_since(since).await?;
+    let rows = if cluster.share_live {
+        fleet.store.live_since(since, &cluster.id).await?
+    } else {
+        Vec::new()
+    };
     let changes = fleet.store.changes_since(since).await?;
     let mut rebuild = apply_live(fleet, &rows);
     let fresh: Vec<Change> = {
@@ -268,7 +284,10 @@ impl Cluster {
 /// After `Fleet::load` built the registry: every appliance's last report and
 /// verdict, whoever took them.
 pub async fn take_all_live(fleet: &Fleet) -> Result<(), StoreError> {
-    let rows = fleet.store.live_since(0).await?;
+    if !fleet.cluster.share_live {
+        return Ok(());
+    }
+    let rows = fleet.store.live_since(0, "").await?;
     apply_live(fleet, &rows);
     Ok(())
 }
@@ -432,7 +451,7 @@ mod tests {
 
     #[test]
     fn pending_rows_keep_the_newest_of_each_half() {
-        let c = Cluster::new("a".into(), "eu".into(), Duration::from_millis(500));
+        let c = Cluster::new("a".into(), "eu".into(), Duration::from_millis(500), true);
         let h = |s: &str| HealthSummary {
             status: s.into(),
             egress_bps: 0,

@@ -65,20 +65,38 @@ impl Fleet {
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Fleet>, StoreError> {
         let instance = &config.instance;
+        let shared = matches!(
+            crate::store::Location::parse(&config.database),
+            crate::store::Location::Postgres(_)
+        );
         let cluster = cluster::Cluster::new(
             instance.id(),
             instance.region.clone(),
             instance.sync_interval,
+            shared,
         );
         cluster.begin(store.as_ref()).await?;
-        for a in &config.appliances {
-            store
-                .declare_appliance(
-                    &a.id,
-                    &a.info(),
-                    &crate::sha256_hex(&a.credential),
-                    crate::unix_now(),
-                )
+        // Concurrently, so a fleet of thousands is declared in a few group
+        // commits rather than one commit each.
+        {
+            use futures_util::{StreamExt, TryStreamExt};
+            let now = crate::unix_now();
+            futures_util::stream::iter(&config.appliances)
+                .map(|a| {
+                    let store = &store;
+                    async move {
+                        store
+                            .declare_appliance(
+                                &a.id,
+                                &a.info(),
+                                &crate::sha256_hex(&a.credential),
+                                now,
+                            )
+                            .await
+                    }
+                })
+                .buffer_unordered(256)
+                .try_collect::<()>()
                 .await?;
         }
         let mut registry = Registry::default();

@@ -54,16 +54,35 @@ pub async fn poll_loop(state: Arc<Fleet>, mut stop: watch::Receiver<bool>) {
                 )
             })
             .collect();
-        let polls = targets.into_iter().map(|(id, url)| {
+        // Spread over the interval rather than all at once: a fleet of
+        // thousands polled in one burst every interval stalls the plays
+        // decided meanwhile.
+        let n = targets.len().max(1) as u32;
+        // Over the first half of the interval, so a round ends well before the next.
+        let spacing = cfg.interval / (2 * n);
+        let polls = targets.into_iter().enumerate().map(|(i, (id, url))| {
             let client = client.clone();
-            async move { (id, poll_one(&client, &url).await) }
+            let delay = spacing * i as u32;
+            async move {
+                tokio::time::sleep(delay).await;
+                (id, poll_one(&client, &url).await)
+            }
         });
         let mut set = tokio::task::JoinSet::new();
         for p in polls {
             set.spawn(p);
         }
-        while let Some(Ok((id, result))) = set.join_next().await {
-            record(&state, &id, result);
+        // A round spread over a long interval must not hold up shutdown
+        // (dropping the set aborts the polls not yet made).
+        loop {
+            tokio::select! {
+                next = set.join_next() => match next {
+                    Some(Ok((id, result))) => record(&state, &id, result),
+                    Some(Err(_)) => {}
+                    None => break,
+                },
+                _ = stop.changed() => return,
+            }
         }
     }
 }

@@ -183,10 +183,12 @@ pub trait FleetStore: CatalogStore {
         region: &str,
         live_ms: u64,
     ) -> Result<(u64, Vec<InstanceRow>), StoreError>;
-    /// Merge live rows in (each half newer-wins), in one transaction.
-    async fn put_live(&self, rows: &[LiveRow]) -> Result<(), StoreError>;
-    /// Live rows written at or after `since_ms` (database clock).
-    async fn live_since(&self, since_ms: u64) -> Result<Vec<LiveRow>, StoreError>;
+    /// Merge live rows in (each half newer-wins), in one transaction, as
+    /// written by instance `by`.
+    async fn put_live(&self, by: &str, rows: &[LiveRow]) -> Result<(), StoreError>;
+    /// Live rows written at or after `since_ms` (database clock), except those
+    /// instance `except` wrote last (it has them already; "" for none).
+    async fn live_since(&self, since_ms: u64, except: &str) -> Result<Vec<LiveRow>, StoreError>;
     /// Changes logged at or after `since_ms` (database clock), oldest first.
     async fn changes_since(&self, since_ms: u64) -> Result<Vec<Change>, StoreError>;
     async fn fill_plan_version(

@@ -171,7 +171,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          report_ms BIGINT NOT NULL,
          up BIGINT NOT NULL,
          up_ms BIGINT NOT NULL,
-         updated_ms BIGINT NOT NULL
+         updated_ms BIGINT NOT NULL,
+         written_by TEXT NOT NULL
      );
      CREATE INDEX appliance_live_by_update ON appliance_live(updated_ms);
      CREATE TABLE fleet_changes (

@@ -178,7 +178,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          report_ms INTEGER NOT NULL,
          up INTEGER NOT NULL,
          up_ms INTEGER NOT NULL,
-         updated_ms INTEGER NOT NULL
+         updated_ms INTEGER NOT NULL,
+         written_by TEXT NOT NULL
      );
      CREATE INDEX appliance_live_by_update ON appliance_live(updated_ms);
      CREATE TABLE fleet_changes (
@@ -381,29 +382,28 @@ fn write_loop(conn: Connection, jobs: mpsc::Receiver<Box<dyn WriteJob>>) {
 }
 
 fn run_group(conn: &Connection, group: &mut [Box<dyn WriteJob>]) -> Result<(), String> {
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| e.to_string())?;
-    for job in group.iter_mut() {
-        let step = conn
-            .execute_batch("SAVEPOINT job")
+    // Prepared once and kept: a savepoint pair per write, thousands a second.
+    let exec = |sql: &str| -> Result<(), String> {
+        conn.prepare_cached(sql)
+            .and_then(|mut s| s.execute([]))
+            .map(drop)
             .map_err(|e| e.to_string())
-            .and_then(|()| {
-                let ok = job.run(conn);
-                let end = if ok {
-                    "RELEASE job"
-                } else {
-                    "ROLLBACK TO job; RELEASE job"
-                };
-                conn.execute_batch(end).map_err(|e| e.to_string())
-            });
+    };
+    exec("BEGIN IMMEDIATE")?;
+    for job in group.iter_mut() {
+        let step = exec("SAVEPOINT job").and_then(|()| {
+            if !job.run(conn) {
+                exec("ROLLBACK TO job")?;
+            }
+            exec("RELEASE job")
+        });
         if let Err(e) = step {
             let _ = conn.execute_batch("ROLLBACK");
             return Err(e);
         }
     }
-    conn.execute_batch("COMMIT").map_err(|e| {
+    exec("COMMIT").inspect_err(|_| {
         let _ = conn.execute_batch("ROLLBACK");
-        e.to_string()
     })
 }
 

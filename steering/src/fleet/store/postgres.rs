@@ -415,7 +415,7 @@ impl FleetStore for Postgres {
         Ok((now, live))
     }
 
-    async fn put_live(&self, rows: &[LiveRow]) -> Result<(), StoreError> {
+    async fn put_live(&self, by: &str, rows: &[LiveRow]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -435,8 +435,9 @@ impl FleetStore for Postgres {
             .await?
             .execute(
                 &format!(
-                    "INSERT INTO appliance_live (appliance, report, report_ms, up, up_ms, updated_ms)
-                 SELECT DISTINCT ON (a) a, r, rm, u, um, {NOW_MS}
+                    "INSERT INTO appliance_live (appliance, report, report_ms, up, up_ms, updated_ms,
+                     written_by)
+                 SELECT DISTINCT ON (a) a, r, rm, u, um, {NOW_MS}, $6
                  FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
                      AS b(a, r, rm, u, um)
                  ORDER BY a, greatest(rm, um) DESC
@@ -447,24 +448,24 @@ impl FleetStore for Postgres {
                      up = CASE WHEN excluded.up_ms > appliance_live.up_ms
                                THEN excluded.up ELSE appliance_live.up END,
                      up_ms = greatest(excluded.up_ms, appliance_live.up_ms),
-                     updated_ms = excluded.updated_ms"
+                     updated_ms = excluded.updated_ms, written_by = excluded.written_by"
                 ),
-                &[&names, &reports, &report_ms, &up, &up_ms],
+                &[&names, &reports, &report_ms, &up, &up_ms, &by],
             )
             .await?;
         Ok(())
     }
 
-    async fn live_since(&self, since_ms: u64) -> Result<Vec<LiveRow>, StoreError> {
+    async fn live_since(&self, since_ms: u64, except: &str) -> Result<Vec<LiveRow>, StoreError> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
                 "SELECT appliance, report, report_ms, up, up_ms FROM appliance_live
-                 WHERE updated_ms >= $1",
+                 WHERE updated_ms >= $1 AND written_by <> $2",
             )
             .await?;
         client
-            .query(&stmt, &[&(since_ms as i64)])
+            .query(&stmt, &[&(since_ms as i64), &except])
             .await?
             .iter()
             .map(|r| {

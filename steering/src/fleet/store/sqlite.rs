@@ -388,7 +388,8 @@ impl FleetStore for Sqlite {
         .await
     }
 
-    async fn put_live(&self, rows: &[LiveRow]) -> Result<(), StoreError> {
+    async fn put_live(&self, by: &str, rows: &[LiveRow]) -> Result<(), StoreError> {
+        let by = by.to_owned();
         let mut encoded = Vec::with_capacity(rows.len());
         for r in rows {
             let report = r.report.as_ref().map(to_json).transpose()?;
@@ -396,8 +397,9 @@ impl FleetStore for Sqlite {
         }
         self.write(move |c| {
             let mut up = c.prepare_cached(&format!(
-                "INSERT INTO appliance_live (appliance, report, report_ms, up, up_ms, updated_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, {NOW_MS})
+                "INSERT INTO appliance_live (appliance, report, report_ms, up, up_ms, updated_ms,
+                     written_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, {NOW_MS}, ?6)
                  ON CONFLICT(appliance) DO UPDATE SET
                      report = CASE WHEN excluded.report_ms > appliance_live.report_ms
                                    THEN excluded.report ELSE appliance_live.report END,
@@ -405,7 +407,7 @@ impl FleetStore for Sqlite {
                      up = CASE WHEN excluded.up_ms > appliance_live.up_ms
                                THEN excluded.up ELSE appliance_live.up END,
                      up_ms = max(excluded.up_ms, appliance_live.up_ms),
-                     updated_ms = excluded.updated_ms"
+                     updated_ms = excluded.updated_ms, written_by = excluded.written_by"
             ))?;
             for (r, report) in &encoded {
                 up.execute(params![
@@ -413,7 +415,8 @@ impl FleetStore for Sqlite {
                     report,
                     r.report_ms as i64,
                     r.up as i64,
-                    r.up_ms as i64
+                    r.up_ms as i64,
+                    by
                 ])?;
             }
             Ok(())
@@ -421,14 +424,15 @@ impl FleetStore for Sqlite {
         .await
     }
 
-    async fn live_since(&self, since_ms: u64) -> Result<Vec<LiveRow>, StoreError> {
+    async fn live_since(&self, since_ms: u64, except: &str) -> Result<Vec<LiveRow>, StoreError> {
+        let except = except.to_owned();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT appliance, report, report_ms, up, up_ms FROM appliance_live
-                 WHERE updated_ms >= ?1",
+                 WHERE updated_ms >= ?1 AND written_by <> ?2",
             )?;
             let rows = stmt
-                .query_map(params![since_ms as i64], |r| {
+                .query_map(params![since_ms as i64, except], |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, Option<String>>(1)?,

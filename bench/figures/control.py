@@ -1,0 +1,158 @@
+"""The play API's section of docs/BENCHMARKS.md, from docs/data/control/plays.json
+(bench/control.py: `oca-bench plays` against steering on each store).
+
+Every figure and verdict is computed here from the runs; the goals are the
+issue's (requirements, not measurements).
+"""
+
+from . import text as t
+
+SOURCE = "docs/data/control/plays.json"
+
+# Goals (issue 17), on this 2-core machine with steering on one core.
+PLAYS_GOAL = 3000  # plays/s at saturation
+P99_GOAL_MS = 10.0  # at 70% of saturation
+HISTORY_GOAL = 0.10  # the last minute within 10% of the first
+FLEET_P99_FACTOR = 2.0  # p99 with 10,000 appliances heartbeating, against without
+
+STORES = {
+    "sqlite": "SQLite (embedded)",
+    "pg1": "PostgreSQL, one instance",
+    "pg2": "PostgreSQL, two instances",
+}
+
+PROSE = """`POST /v1/play` from many accounts (each a viewer token, taken round-robin), for one
+title: authentication, the profile, the title, entitlement and rendition selection, the
+steering decision, two signed tokens, the stream-limit check and the stream's insert (one
+transaction), the resume position, and the JSON answer. steering is pinned to one core
+(`taskset -c 1`), oca-bench to the other; PostgreSQL, when used, runs on the same machine
+unpinned, so it shares both cores with them. The fleet is the origin alone (no
+appliances), so the decision is cheap; plays on a plan without a stream limit, with
+`play.stream_timeout = "10s"`. Closed loop: each connection sends its next play when the
+answer arrives. Open loop: a fixed rate (70% of the best closed-loop rate), latency from
+the intended send time (a stall counts for every play it delayed). *Cores busy*: CPU
+seconds per second of the run, of steering (all its threads) and of every PostgreSQL
+process. The last run of each store repeats the open loop while `oca-bench appliances`
+simulates a fleet (declared in steering's config, polled every 10 s): each appliance
+registers, sends its full inventory, then heartbeats every 10 s, and every one of them is
+in the steering snapshot the plays are decided on."""
+
+
+def _run_rows(store):
+    rows = []
+    for r in store["runs"]:
+        if r["mode"] == "open" and r.get("appliances"):
+            a = r["appliances"]
+            kind = (f"open, {t.num(r['target_per_s'])}/s, with {t.num(a['appliances'])} appliances "
+                    f"({t.num(a['heartbeats_per_s'])} heartbeats/s)")
+        elif r["mode"] == "open":
+            kind = f"open, {t.num(r['target_per_s'])}/s"
+        elif r["duration_s"] > 120:
+            kind = f"closed, {r['connections']} conn., {t.duration(r['duration_s'])}"
+        else:
+            kind = f"closed, {r['connections']} conn."
+        l, c = r["latency_ms"], r.get("cores_busy", {})
+        rows.append([kind, t.num(r["ok_per_s"]), t.num(l["p50"], 2), t.num(l["p99"], 2),
+                     t.num(l["p999"], 2), t.num(c.get("steering"), 2), t.num(c.get("postgres"), 2),
+                     t.num(sum(r["refused"].values()) + r["errors"])])
+    return rows
+
+
+def _open_run(store):
+    return next((r for r in store["runs"] if r["mode"] == "open" and not r.get("appliances")), None)
+
+
+def _fleet_run(store):
+    return next((r for r in store["runs"] if r.get("appliances")), None)
+
+
+def _long_run(store):
+    runs = [r for r in store["runs"] if r["mode"] == "closed"]
+    return max(runs, key=lambda r: r["duration_s"]) if runs else None
+
+
+def history(run):
+    """(first minute, last minute, last/first - 1) of plays/s, from the run's
+    windows; None when the run is shorter than two minutes."""
+    w, secs = run["windows_per_s"], run["window_s"]
+    per_minute = max(1, int(round(60 / secs)))
+    if len(w) < 2 * per_minute:
+        return None
+    first = sum(w[:per_minute]) / per_minute
+    last = sum(w[-per_minute:]) / per_minute
+    return first, last, (last / first - 1) if first else None
+
+
+def goals(store):
+    """[(goal, measured, met)] for one store."""
+    out = []
+    sat = store["saturation_per_s"]
+    out.append((f"≥ {t.num(PLAYS_GOAL)} plays/s", f"{t.num(sat)}/s", sat >= PLAYS_GOAL))
+    o = _open_run(store)
+    if o:
+        p99 = o["latency_ms"]["p99"]
+        out.append((f"p99 ≤ {P99_GOAL_MS:.0f} ms at 70% of saturation",
+                    f"{p99:.2f} ms at {t.num(o['target_per_s'])}/s", p99 <= P99_GOAL_MS))
+    f = _fleet_run(store)
+    if o and f:
+        base, loaded = o["latency_ms"]["p99"], f["latency_ms"]["p99"]
+        a = f["appliances"]
+        out.append((f"p99 at most {FLEET_P99_FACTOR:.0f}× with {t.num(a['appliances'])} appliances heartbeating",
+                    f"{loaded:.2f} ms against {base:.2f} ms ({loaded / base:.2f}×); "
+                    f"heartbeat p99 {a['latency_ms']['p99']:.2f} ms, "
+                    f"{t.num(a['heartbeats_failed'])} failed",
+                    loaded <= FLEET_P99_FACTOR * base and a["heartbeats_failed"] == 0))
+    lr = _long_run(store)
+    h = history(lr) if lr else None
+    if h:
+        first, last, change = h
+        out.append((f"last minute within {HISTORY_GOAL:.0%} of the first",
+                    f"{t.num(first)}/s → {t.num(last)}/s ({t.percent(change)})",
+                    abs(change) <= HISTORY_GOAL))
+    return out
+
+
+def limit(store):
+    """One sentence: what was busy at saturation."""
+    runs = [r for r in store["runs"] if r["mode"] == "closed" and r.get("cores_busy")]
+    if not runs:
+        return ""
+    best = max(runs, key=lambda r: r["ok_per_s"])
+    c = best["cores_busy"]
+    text = (f"At its best closed-loop rate steering kept {c['steering']:.2f} of its core busy")
+    if c.get("postgres"):
+        text += f" and PostgreSQL {c['postgres']:.2f} cores"
+    text += f" (oca-bench {c.get('oca_bench', 0):.2f})"
+    return text + "."
+
+
+def section(rec):
+    out = ["", "## The play API: steering on SQLite and on PostgreSQL", ""]
+    if not rec:
+        return out + ["Not measured yet: `bench/control.py`.", ""]
+    out += [f"Measured {t.when(rec['date'])} on {t.machine(rec['machine'])}. Made by:", "",
+            "```sh", rec["command"], "```", "",
+            f"{t.num(rec['accounts'])} accounts. " + PROSE, ""]
+    for store in rec["stores"]:
+        name = STORES.get(store["store"], store["store"])
+        out += [f"### {name}", ""]
+        out.append(t.table(["run", "plays/s", "p50 ms", "p99 ms", "p99.9 ms", "steering cores",
+                            "PostgreSQL cores", "refused or failed"],
+                           _run_rows(store), "lrrrrrrr"))
+        out.append("")
+        lim = limit(store)
+        if lim:
+            out += [lim, ""]
+        out.append(t.table(["goal", "measured", "met"],
+                           [[g, m, "**yes**" if ok else "no"] for g, m, ok in goals(store)], "lll"))
+        out.append("")
+    cmds = sorted({r["command"] for s in rec["stores"] for r in s["runs"]}
+                  | {r["appliances"]["command"] for s in rec["stores"] for r in s["runs"]
+                     if r.get("appliances")})
+    out += ["The oca-bench commands, as run (the addresses are the run's own):", "", "```sh"]
+    out += cmds
+    out += ["```", ""]
+    if not any(_fleet_run(s) for s in rec["stores"]):
+        out += ["Not measured yet: the same with 10,000 simulated appliances heartbeating every 10 s "
+                "(`bench/control.py --appliances 10000`).", ""]
+    return out
