@@ -200,7 +200,8 @@ def with_appliances(store, urls, tokens, rate, short, sims, content):
     # One interval for the first (full-inventory) heartbeats to pass.
     time.sleep(10)
     run = plays(urls, tokens, connections=64, rate=rate, duration=f"{duration}s")
-    out, err = sim.communicate(timeout=120)
+    # The simulation ends on its own at --duration (registration included).
+    out, err = sim.communicate(timeout=duration + 300)
     run["appliances"] = json.loads(out)
     run["appliances"]["command"] = " ".join(sim.args[3:]).replace(str(REL) + "/", "")
     return run

@@ -35,6 +35,9 @@ pub struct AppliancesReport {
     pub heartbeats_ok: u64,
     pub heartbeats_per_s: f64,
     pub heartbeats_failed: u64,
+    /// Heartbeats not sent: due before the end, but their appliance's
+    /// connection was still busy with earlier ones when the run ended.
+    pub heartbeats_missed: u64,
     /// Heartbeat latency from the intended send time, ms.
     pub latency_ms: Latency,
     /// Health polls steering made to the simulated admin listener.
@@ -100,11 +103,12 @@ pub fn appliances(args: &AppliancesArgs) -> Result<AppliancesReport> {
             tasks.push(tokio::spawn(async move { job.run(mine).await }));
         }
         let mut lat = histogram();
-        let (mut registered, mut failed) = (0, 0);
+        let (mut registered, mut failed, mut missed) = (0, 0, 0);
         for t in tasks {
-            let (r, f, h) = t.await?;
+            let (r, f, m, h) = t.await?;
             registered += r;
             failed += f;
+            missed += m;
             lat.add(&h).expect("same bounds");
         }
         let ok = lat.len();
@@ -116,6 +120,7 @@ pub fn appliances(args: &AppliancesArgs) -> Result<AppliancesReport> {
             heartbeats_ok: ok,
             heartbeats_per_s: ok as f64 / args.duration.as_secs_f64(),
             heartbeats_failed: failed,
+            heartbeats_missed: missed,
             latency_ms: Latency::of(&lat),
             polls_answered: polls.load(Ordering::Relaxed),
         })
@@ -143,11 +148,11 @@ impl Job {
     }
 
     /// Register `mine`, then heartbeat each on its schedule until the end:
-    /// (registered, failed heartbeats, heartbeat latency).
-    async fn run(self, mine: Vec<u64>) -> (u64, u64, hdrhistogram::Histogram<u64>) {
+    /// (registered, failed, missed heartbeats, heartbeat latency).
+    async fn run(self, mine: Vec<u64>) -> (u64, u64, u64, hdrhistogram::Histogram<u64>) {
         let mut agent = Agent::new(None, None);
         let mut lat = histogram();
-        let (mut registered, mut failed) = (0, 0);
+        let (mut registered, mut failed, mut missed) = (0, 0, 0);
         for &j in &mine {
             let id = self.id(j);
             let info = ApplianceInfo {
@@ -196,6 +201,12 @@ impl Job {
                 if intended >= self.end {
                     break 'rounds;
                 }
+                // The run is over even if this connection fell behind: what
+                // it did not get to counts as missed, not as late forever.
+                if Instant::now() >= self.end {
+                    missed += 1;
+                    continue;
+                }
                 tokio::time::sleep_until(intended).await;
                 let id = self.id(j);
                 let hb = Heartbeat {
@@ -225,7 +236,7 @@ impl Job {
                 }
             }
         }
-        (registered, failed, lat)
+        (registered, failed, missed, lat)
     }
 
     async fn post(&self, agent: &mut Agent, path: &str, id: &str, body: &[u8]) -> bool {
@@ -296,7 +307,7 @@ impl AppliancesReport {
     pub fn table(&self) -> String {
         let l = &self.latency_ms;
         format!(
-            "{} appliances, heartbeat every {:.0} s, {:.0} s: {} registered, {} heartbeats ({:.1}/s), {} failed, {} polls answered\n  heartbeat latency ms: p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}\n",
+            "{} appliances, heartbeat every {:.0} s, {:.0} s: {} registered, {} heartbeats ({:.1}/s), {} failed, {} missed, {} polls answered\n  heartbeat latency ms: p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}\n",
             self.appliances,
             self.interval_s,
             self.duration_s,
@@ -304,6 +315,7 @@ impl AppliancesReport {
             self.heartbeats_ok,
             self.heartbeats_per_s,
             self.heartbeats_failed,
+            self.heartbeats_missed,
             self.polls_answered,
             l.p50,
             l.p99,
