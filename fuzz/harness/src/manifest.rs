@@ -250,6 +250,9 @@ impl Packaged {
             std::env::temp_dir()
         };
         let root = base.join(format!("cdn-fuzz-manifest-{}", std::process::id()));
+        // A directory left by an earlier process with the same (recycled) pid
+        // would add its files to this title: start from nothing.
+        let _ = fs::remove_dir_all(&root);
         let t = root.join("titles/t1");
         let write = |rel: &str, body: &[u8]| {
             let p = t.join(rel);
