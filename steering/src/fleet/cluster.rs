@@ -260,7 +260,7 @@ pub async fn sync_once(fleet: &Fleet) -> Result<(), StoreError> {
     };
     rebuild |= apply_changes(fleet, &fresh).await?;
     if rebuild {
-        super::snapshot::rebuild(fleet, Instant::now());
+        super::snapshot::rebuild_soon(fleet, Instant::now());
     }
     *cluster.synced.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     Ok(())
