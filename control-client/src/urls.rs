@@ -26,10 +26,6 @@ impl Urls {
             None => Ok(()),
         }
     }
-
-    pub fn first(&self) -> Option<&str> {
-        self.0.first().map(String::as_str)
-    }
 }
 
 impl PartialEq<&str> for Urls {

@@ -125,10 +125,6 @@ impl Server {
         self.dir.path().join("data")
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// `host:port` of the server.
     pub fn host_port(&self) -> String {
         format!("127.0.0.1:{}", self.port)
@@ -241,11 +237,6 @@ impl Server {
         pg_ctl_start(self.dir.path(), self.port, self.as_postgres)?;
         self.stopped = false;
         Ok(())
-    }
-
-    /// The server log so far (for a failing test's message).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 }
 

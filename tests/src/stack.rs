@@ -798,20 +798,7 @@ cache_dir = "{cache}"
         device: &str,
         profile: &str,
     ) -> crate::Response {
-        let body = serde_json::json!({"title": title, "device": device, "profile": profile});
-        let auth = format!("Bearer {token}");
-        crate::http_from(
-            Some(client),
-            self.addr,
-            "POST",
-            "/v1/play",
-            &[
-                ("Authorization", &auth),
-                ("Content-Type", "application/json"),
-            ],
-            body.to_string().as_bytes(),
-        )
-        .expect("steering answers")
+        play_at(self.addr, client, token, title, device, profile)
     }
 
     /// The packaged bytes of object `key`.
@@ -828,6 +815,31 @@ cache_dir = "{cache}"
             .and_then(|v| v.trim().parse::<f64>().ok())
             .map(|v| v as u64)
     }
+}
+
+/// `POST /v1/play` from `client` to the steering instance at `steering`.
+pub fn play_at(
+    steering: SocketAddr,
+    client: IpAddr,
+    token: &str,
+    title: &str,
+    device: &str,
+    profile: &str,
+) -> crate::Response {
+    let body = serde_json::json!({"title": title, "device": device, "profile": profile});
+    let auth = format!("Bearer {token}");
+    crate::http_from(
+        Some(client),
+        steering,
+        "POST",
+        "/v1/play",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .expect("steering answers")
 }
 
 /// URIs in a playlist: lines that are not tags, plus `URI="..."` attributes.

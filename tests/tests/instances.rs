@@ -142,18 +142,7 @@ fn two_instances_share_the_fleet_plays_keys_and_polling() {
 
     // B signs with the keys the appliances got from A: a play started on B
     // plays from the appliances.
-    let r = http_from(
-        Some(ip(ISP_A)),
-        b_addr,
-        "POST",
-        "/v1/play",
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        br#"{"title": "t1", "device": "browser", "profile": "main"}"#,
-    )
-    .unwrap();
+    let r = stack::play_at(b_addr, ip(ISP_A), &alice, "t1", "browser", "main");
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let play_b = r.json();
     assert_eq!(play_b["resume_position"], 42.5, "{play_b}");
@@ -223,18 +212,7 @@ fn two_instances_share_the_fleet_plays_keys_and_polling() {
         (complete(b_addr)? == before - 1).then_some(())
     });
     // New plays through B steer around it.
-    let r = http_from(
-        Some(ip(ISP_A)),
-        b_addr,
-        "POST",
-        "/v1/play",
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        br#"{"title": "t1", "device": "browser", "profile": "kids"}"#,
-    )
-    .unwrap();
+    let r = stack::play_at(b_addr, ip(ISP_A), &alice, "t1", "browser", "kids");
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let ids: Vec<String> = r.json()["appliances"]
         .as_array()

@@ -54,8 +54,6 @@ pub struct Cluster {
     /// The live instances as of the last beat, by id.
     live: Mutex<Vec<InstanceRow>>,
     follow: Mutex<Follow>,
-    /// When the last sync round completed (for `/health`).
-    synced: Mutex<Option<Instant>>,
 }
 
 #[derive(Default)]
@@ -105,7 +103,6 @@ impl Cluster {
             pending: Mutex::default(),
             live: Mutex::default(),
             follow: Mutex::default(),
-            synced: Mutex::default(),
         }
     }
 
@@ -127,11 +124,6 @@ impl Cluster {
     /// The live instances as of the last beat.
     pub fn live(&self) -> Vec<InstanceRow> {
         self.live.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// When the last sync round completed.
-    pub fn synced(&self) -> Option<Instant> {
-        *self.synced.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A health report taken here (heartbeat or poll), for the others.
@@ -262,7 +254,6 @@ pub async fn sync_once(fleet: &Fleet) -> Result<(), StoreError> {
     if rebuild {
         super::snapshot::rebuild_soon(fleet, Instant::now());
     }
-    *cluster.synced.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     Ok(())
 }
 
