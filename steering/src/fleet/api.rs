@@ -237,7 +237,7 @@ async fn heartbeat(
     if inventory_changed || prefix_outcome == Some(PrefixOutcome::Applied) {
         // What an appliance holds and which clients it serves decide plays:
         // seen at once, not at the next background refresh.
-        super::snapshot::rebuild_soon(&state, Instant::now());
+        super::snapshot::rebuild(&state, Instant::now());
     }
     Ok(axum::Json(HeartbeatResponse {
         resync: outcome == InventoryOutcome::ResyncNeeded,

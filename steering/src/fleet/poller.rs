@@ -148,6 +148,6 @@ fn record(state: &Fleet, id: &str, result: Result<HealthSummary, String>) {
         drop(reg);
         // Decisions must see an appliance come up or go down at once, not
         // at the next background refresh.
-        super::snapshot::rebuild_soon(state, Instant::now());
+        super::snapshot::rebuild(state, Instant::now());
     }
 }

@@ -4,12 +4,11 @@
 //! registry lock or the store. `/health` reports how old it is.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use super::Fleet;
 use super::bgp::point;
@@ -18,17 +17,7 @@ use super::steer::{Node, Policy, Snapshot};
 pub struct Snapshots {
     current: ArcSwap<Snapshot>,
     built: Mutex<Instant>,
-    /// A change arrived within `MIN_GAP` of the last build: the refresh loop
-    /// builds again once the gap is over.
-    dirty: AtomicBool,
-    wake: Notify,
 }
-
-/// Changes rebuild the snapshot at once, but not more often than this: a
-/// fleet of thousands reporting its inventories (a registration storm, a
-/// steering restart) would otherwise rebuild a snapshot of thousands of
-/// nodes once per report.
-const MIN_GAP: Duration = Duration::from_millis(50);
 
 impl Snapshots {
     /// An empty snapshot, counted as built at `now`.
@@ -41,8 +30,6 @@ impl Snapshots {
                 policy,
             )),
             built: Mutex::new(now),
-            dirty: AtomicBool::new(false),
-            wake: Notify::new(),
         }
     }
 
@@ -67,18 +54,6 @@ pub fn rebuild(fleet: &Fleet, now: Instant) {
         .unwrap_or_else(|p| p.into_inner()) = now;
 }
 
-/// After a change decisions must see: rebuild at once, unless a build ran
-/// within `MIN_GAP`; then the refresh loop builds when the gap is over.
-pub fn rebuild_soon(fleet: &Fleet, now: Instant) {
-    let s = &fleet.snapshots;
-    if now.saturating_duration_since(s.built()) >= MIN_GAP {
-        rebuild(fleet, now);
-    } else {
-        s.dirty.store(true, Ordering::Release);
-        s.wake.notify_one();
-    }
-}
-
 /// Rebuild every `steer.snapshot_refresh` until `stop` is set.
 pub async fn refresh_loop(fleet: Arc<Fleet>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(fleet.config.steer.snapshot_refresh);
@@ -90,15 +65,7 @@ pub async fn refresh_loop(fleet: Arc<Fleet>, mut stop: watch::Receiver<bool>) {
                 if let Err(e) = fleet.refresh_networks().await {
                     tracing::warn!(error = %e, "cannot read the RIB");
                 }
-                fleet.snapshots.dirty.store(false, Ordering::Release);
                 rebuild(&fleet, Instant::now());
-            }
-            _ = fleet.snapshots.wake.notified() => {
-                let due = fleet.snapshots.built() + MIN_GAP;
-                tokio::time::sleep_until(due.into()).await;
-                if fleet.snapshots.dirty.swap(false, Ordering::AcqRel) {
-                    rebuild(&fleet, Instant::now());
-                }
             }
             _ = stop.changed() => return,
         }
