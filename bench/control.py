@@ -183,28 +183,35 @@ def renditions(content):
     return ",".join(out)
 
 
-def with_appliances(store, urls, tokens, rate, short, sims, content):
-    """The open-loop run again while `sims` simulated appliances heartbeat
-    every 10 s (and are polled every 10 s)."""
-    print(f"{store}: open loop at {rate}/s with {sims} appliances heartbeating", flush=True)
-    duration = 2 * short
+def with_appliances(store, urls, tokens, short, sims, content):
+    """Saturation again (closed loop, 16 connections) and the open loop at 70%
+    of it, while `sims` simulated appliances heartbeat every 10 s (and are
+    polled when they fall silent)."""
+    print(f"{store}: {sims} appliances heartbeating", flush=True)
+    duration = 3 * short
     sim = subprocess.Popen(
         ["taskset", "-c", "0", str(REL / "oca-bench"), "appliances", "--steering", urls[0],
-         "--count", str(sims), "--interval", "10s", "--duration", f"{duration + 30}s",
+         "--count", str(sims), "--interval", "10s", "--duration", f"{duration + 50}s",
          "--renditions", renditions(content), "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = sim.stderr.readline()
     if "registered" not in line:
         sim.kill()
         raise SystemExit(f"appliance simulation did not start: {line!r}")
-    # One interval for the first (full-inventory) heartbeats to pass.
-    time.sleep(10)
-    run = plays(urls, tokens, connections=64, rate=rate, duration=f"{duration}s")
+    # Two intervals: the registrations and first (full-inventory) heartbeats
+    # of the whole fleet take about fifteen seconds to pass.
+    time.sleep(20)
+    print(f"{store}: closed loop, 16 connections, {short} s, with the fleet", flush=True)
+    closed = plays(urls, tokens, connections=16, duration=f"{short}s")
+    closed["with_appliances"] = sims
+    rate = round(0.7 * closed["ok_per_s"])
+    print(f"{store}: open loop at {rate}/s with the fleet", flush=True)
+    run = plays(urls, tokens, connections=64, rate=rate, duration=f"{2 * short}s")
     # The simulation ends on its own at --duration (registration included).
     out, err = sim.communicate(timeout=duration + 300)
     run["appliances"] = json.loads(out)
     run["appliances"]["command"] = " ".join(sim.args[3:]).replace(str(REL) + "/", "")
-    return run
+    return [closed, run]
 
 
 def measure(store, urls, tokens, short, long, sims=0, content=None):
@@ -284,9 +291,8 @@ def main():
                     procs.append(p)
                     STEERING_PIDS.append(p.pid)
                     urls.append(url)
-                rate = next(r["target_per_s"] for r in result["runs"] if r["mode"] == "open")
-                result["runs"].append(
-                    with_appliances(store, urls, tokens, rate, a.short, a.appliances, content))
+                result["runs"] += with_appliances(store, urls, tokens, a.short, a.appliances,
+                                                  content)
             results.append(result)
         finally:
             for p in procs:

@@ -337,9 +337,10 @@ def body(name, rec, noise):
     return {"startup": startup_body, "decide": decide_body, "fill": fill_body}[name](rec)
 
 
-def render(records, packager_rec=None, control_rec=None):
+def render(records, packager_rec=None, control_rec=None, failover_rec=None):
     """The whole of BENCHMARKS.md from {section: record or None},
-    docs/data/packager.json and docs/data/control/plays.json (or None)."""
+    docs/data/packager.json, docs/data/control/plays.json and
+    docs/data/control/failover.json (or None)."""
     from .summary import summary  # the summary reads every section
 
     noise = Noise(records.get("noise"))
@@ -361,5 +362,6 @@ def render(records, packager_rec=None, control_rec=None):
             out += body(name, rec, noise)
     out += packager.section(packager_rec)
     out += control.section(control_rec)
+    out += control.failover_section(failover_rec)
     out.append(HISTORY)
     return "\n".join(out)

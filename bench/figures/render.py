@@ -36,6 +36,11 @@ def control_record(data_dir=DATA):
     return load(path) if os.path.exists(path) else None
 
 
+def failover_record(data_dir=DATA):
+    path = os.path.join(data_dir, "control", "failover.json")
+    return load(path) if os.path.exists(path) else None
+
+
 def rendered(data_dir=DATA, reliability_md=None):
     """{path: text} of every rendered doc, from `data_dir`."""
     if reliability_md is None:
@@ -43,7 +48,8 @@ def rendered(data_dir=DATA, reliability_md=None):
             reliability_md = f.read()
     return {
         BENCHMARKS_MD: benchmarks.render(
-            benchmark_records(data_dir), packager_record(data_dir), control_record(data_dir)
+            benchmark_records(data_dir), packager_record(data_dir), control_record(data_dir),
+            failover_record(data_dir),
         ),
         RELIABILITY_MD: reliability.render(reliability_md, os.path.join(data_dir, "reliability"), ROOT),
     }

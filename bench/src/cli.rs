@@ -228,9 +228,13 @@ pub struct CompareArgs {
 
 #[derive(Debug, Args)]
 pub struct PlayersArgs {
-    /// Steering's base URL: http[s]://host[:port][/prefix].
-    #[arg(long, value_name = "URL")]
-    pub steering: String,
+    /// Steering's base URL: http[s]://host[:port][/prefix]. Several (repeated
+    /// or comma-separated, own region first): viewers move down the list when
+    /// the instance in use refuses connections, times out or answers 502/503/504,
+    /// and send the URLs one instance issued (manifests, content steering) to
+    /// the next.
+    #[arg(long, value_name = "URL", required = true, value_delimiter = ',')]
+    pub steering: Vec<String>,
     /// Viewer token (vt_…); repeatable: viewers take them round-robin. Keep
     /// viewers per token within the account's stream limit.
     #[arg(long = "token", value_name = "TOKEN", required = true, value_parser = token)]

@@ -46,6 +46,9 @@ pub struct PlayersReport {
     pub bookmarks: Outcomes,
     pub deletes: Outcomes,
     pub steering_polls: Outcomes,
+    /// Moves to another steering instance (`--steering` lists several)
+    /// because the one in use failed.
+    pub steering_failovers: u64,
     /// Segments whose bytes matched the packaged files (`--verify`; else 0).
     pub verified_segments: u64,
     /// Segments whose bytes did not, by object key (`--verify`).
@@ -124,6 +127,7 @@ impl PlayersReport {
             bookmarks: s.bookmarks,
             deletes: s.deletes,
             steering_polls: s.steering_polls,
+            steering_failovers: s.steering_failovers,
             verified_segments: s.verified,
             wrong_bytes: s.wrong.clone(),
             viewers_lost,
@@ -219,13 +223,15 @@ impl PlayersReport {
         let _ = writeln!(o, "why         {}", counts(&self.plays_by_reason));
         let _ = writeln!(
             o,
-            "requests    bookmarks {}/{} ok, deletes {}/{} ok, steering polls {}/{} ok",
+            "requests    bookmarks {}/{} ok, deletes {}/{} ok, steering polls {}/{} ok, \
+             {} moves to another steering instance",
             self.bookmarks.ok,
             self.bookmarks.ok + self.bookmarks.failed,
             self.deletes.ok,
             self.deletes.ok + self.deletes.failed,
             self.steering_polls.ok,
             self.steering_polls.ok + self.steering_polls.failed,
+            self.steering_failovers,
         );
         for (label, map) in [("failed", &p.failed_by), ("errors", &p.errors)] {
             for (k, n) in map {
@@ -342,6 +348,7 @@ mod tests {
             "bookmarks",
             "deletes",
             "steering_polls",
+            "steering_failovers",
             "verified_segments",
             "wrong_bytes",
             "viewers_lost",

@@ -53,6 +53,8 @@ pub struct PlayStats {
     pub bookmarks: Outcomes,
     pub deletes: Outcomes,
     pub steering_polls: Outcomes,
+    /// Moves to another steering instance because the one in use failed.
+    pub steering_failovers: u64,
     /// Segments (init and media) whose bytes matched the packaged file (`--verify`).
     pub verified: u64,
     /// Segments whose bytes did not match, by object key.
@@ -110,6 +112,7 @@ impl Default for PlayStats {
             bookmarks: Outcomes::default(),
             deletes: Outcomes::default(),
             steering_polls: Outcomes::default(),
+            steering_failovers: 0,
             verified: 0,
             wrong: BTreeMap::new(),
         }
@@ -242,6 +245,7 @@ impl PlayStats {
         self.bookmarks.merge(o.bookmarks);
         self.deletes.merge(o.deletes);
         self.steering_polls.merge(o.steering_polls);
+        self.steering_failovers += o.steering_failovers;
     }
 }
 

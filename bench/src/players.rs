@@ -32,14 +32,19 @@ const BACKSTOP: Duration = Duration::from_secs(2);
 
 /// Runs the command and returns its report.
 pub fn players(args: &PlayersArgs) -> Result<PlayersReport> {
-    let base = Url::parse(&args.steering).context("--steering")?;
-    if base.path.contains('?') {
-        bail!("--steering {:?} must not have a query", args.steering);
+    let mut bases = Vec::with_capacity(args.steering.len());
+    for s in &args.steering {
+        let base = Url::parse(s).with_context(|| format!("--steering {s}"))?;
+        if base.path.contains('?') {
+            bail!("--steering {s:?} must not have a query");
+        }
+        check_sources(&base, &args.source_ips)?;
+        bases.push(base);
     }
+    let base = bases[0].clone();
     if args.ramp >= args.duration {
         bail!("--ramp must be shorter than --duration, or some viewers never start");
     }
-    check_sources(&base, &args.source_ips)?;
     let tls = match (&args.ca, args.insecure) {
         (Some(ca), _) => Some(tls::client_config(&Trust::Ca(ca.clone()), false)?),
         (None, true) => Some(tls::client_config(&Trust::Insecure, false)?),
@@ -73,6 +78,7 @@ pub fn players(args: &PlayersArgs) -> Result<PlayersReport> {
         play_url: at("/v1/play")?,
         bookmarks_url: at("/v1/bookmarks")?,
         plays_url: at("/v1/plays/")?,
+        steering: bases.clone(),
         tokens: args.tokens.clone(),
         play_body: body.to_string().into_bytes(),
         watch: args.watch,
@@ -89,7 +95,11 @@ pub fn players(args: &PlayersArgs) -> Result<PlayersReport> {
     let (stats, lost) = rt.block_on(run(setup, args, start, progress));
     rt.shutdown_timeout(Duration::from_secs(1));
     let report_setup = play_report::Setup {
-        steering: base.to_string(),
+        steering: bases
+            .iter()
+            .map(Url::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         title: args.title.clone(),
         device: args.device.clone(),
         profile: args.profile.clone(),

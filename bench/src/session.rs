@@ -325,8 +325,7 @@ impl<'v> Play<'v> {
         let deadline = (now + self.v.setup.timeout).min(self.stop);
         let result = self
             .v
-            .agent
-            .fetch(&Request::get(&url, true), deadline)
+            .ask_steering(&Request::get(&url, true), deadline)
             .await;
         let answer = match result {
             Err(FetchError::Timeout) if Instant::now() >= self.stop => return Err(()),

@@ -110,6 +110,27 @@ impl Url {
         }
     }
 
+    /// This URL moved from under `from` (same origin, path below `from`'s)
+    /// to under `to`: a play-scoped URL one steering instance issued, sent to
+    /// another (they share the store and the signing keys). `None` if it is
+    /// not under `from`.
+    pub fn rebased(&self, from: &Url, to: &Url) -> Option<Url> {
+        if self.origin() != from.origin() {
+            return None;
+        }
+        let rest = self.path.strip_prefix(from.path.trim_end_matches('/'))?;
+        if !(rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')) {
+            return None;
+        }
+        Some(Url {
+            tls: to.tls,
+            host: to.host.clone(),
+            port: to.port,
+            authority: to.authority.clone(),
+            path: format!("{}{rest}", to.path.trim_end_matches('/')),
+        })
+    }
+
     /// Connections are shared between URLs with the same key.
     pub fn origin(&self) -> (bool, &str) {
         (self.tls, &self.authority)
@@ -291,5 +312,21 @@ mod tests {
         );
         let q = Url::parse("http://s/steer?a=1").unwrap();
         assert_eq!(q.with_param("b", "2").path, "/steer?a=1&b=2");
+    }
+
+    #[test]
+    fn rebased_moves_urls_under_one_base_to_another() {
+        let a = Url::parse("http://127.0.0.1:8080/steer/").unwrap();
+        let b = Url::parse("https://steer-b.example:8443/").unwrap();
+        let u = Url::parse("http://127.0.0.1:8080/steer/v1/plays/p1/master.m3u8?t=x").unwrap();
+        assert_eq!(
+            u.rebased(&a, &b).unwrap().to_string(),
+            "https://steer-b.example:8443/v1/plays/p1/master.m3u8?t=x"
+        );
+        assert_eq!(u.rebased(&a, &a).unwrap(), u);
+        // Another origin, or a path that only shares a prefix, is not under it.
+        assert!(u.rebased(&b, &a).is_none());
+        let sibling = Url::parse("http://127.0.0.1:8080/steering/v1/play").unwrap();
+        assert!(sibling.rebased(&a, &b).is_none());
     }
 }

@@ -21,6 +21,9 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// What every viewer of a run shares, read-only.
 #[derive(Debug)]
 pub struct Setup {
+    /// Steering's instances in order of preference (`--steering`); the URLs
+    /// below are under the first.
+    pub steering: Vec<Url>,
     pub play_url: Url,
     pub bookmarks_url: Url,
     /// `…/v1/plays/`: a play is deleted at this + its id.
@@ -55,6 +58,7 @@ pub async fn viewer(
         auth: format!("Bearer {token}"),
         source: source.map_or_else(|| "default".to_owned(), |ip| ip.to_string()),
         agent: Agent::new(source, setup.tls.clone()),
+        instance: 0,
         stats: PlayStats::default(),
         setup: setup.clone(),
         live,
@@ -75,6 +79,8 @@ pub struct Viewer {
     auth: String,
     source: String,
     pub agent: Agent,
+    /// The steering instance in use (an index into `setup.steering`).
+    instance: usize,
     pub stats: PlayStats,
     pub live: Arc<Live>,
 }
@@ -223,7 +229,7 @@ impl Viewer {
             None => None,
         };
         let deadline = (Instant::now() + self.setup.timeout).min(stop);
-        let reply = match self.agent.fetch(&Request::get(&url, true), deadline).await {
+        let reply = match self.ask_steering(&Request::get(&url, true), deadline).await {
             Err(FetchError::Timeout) if Instant::now() >= stop => {
                 return Err(if stop >= self.setup.end {
                     End::Cut
@@ -274,7 +280,8 @@ impl Viewer {
         let setup = self.setup.clone();
         // Play ids were checked to be URL-safe, so the join cannot fail.
         if let Ok(url) = setup.plays_url.join(play_id) {
-            let headers = [("Authorization", self.auth.as_str())];
+            let auth = self.auth.clone();
+            let headers = [("Authorization", auth.as_str())];
             let req = Request {
                 method: "DELETE",
                 url: &url,
@@ -282,7 +289,10 @@ impl Viewer {
                 body: &[],
                 keep: false,
             };
-            let ok = self.agent.fetch(&req, deadline).await.is_ok_and(|r| r.ok());
+            let ok = self
+                .ask_steering(&req, deadline)
+                .await
+                .is_ok_and(|r| r.ok());
             self.stats.deletes.count(ok);
         }
         next
@@ -304,8 +314,9 @@ impl Viewer {
         keep: bool,
         deadline: Instant,
     ) -> Result<Reply, FetchError> {
+        let auth = self.auth.clone();
         let headers = [
-            ("Authorization", self.auth.as_str()),
+            ("Authorization", auth.as_str()),
             ("Content-Type", "application/json"),
         ];
         let req = Request {
@@ -315,7 +326,54 @@ impl Viewer {
             body,
             keep,
         };
-        self.agent.fetch(&req, deadline).await
+        self.ask_steering(&req, deadline).await
+    }
+
+    /// Sends `req` to steering: to the instance in use, and down the list
+    /// (round to the top) when it refuses the connection, times out or
+    /// answers 502/503/504, as a player given several control-plane URLs
+    /// would. `req.url` may have been issued by any instance (a manifest, a
+    /// content-steering URL): it is sent to the same path on the one in use.
+    /// A URL under none of them is fetched as it is. Each attempt gets an
+    /// equal share of the time left.
+    pub async fn ask_steering(
+        &mut self,
+        req: &Request<'_>,
+        deadline: Instant,
+    ) -> Result<Reply, FetchError> {
+        let setup = self.setup.clone();
+        let bases = &setup.steering;
+        let Some(issuer) = bases.iter().find(|b| req.url.rebased(b, b).is_some()) else {
+            return self.agent.fetch(req, deadline).await;
+        };
+        let n = bases.len();
+        let mut attempt = 0;
+        loop {
+            let i = (self.instance + attempt) % n;
+            let url = req
+                .url
+                .rebased(issuer, &bases[i])
+                .unwrap_or_else(|| req.url.clone());
+            let now = Instant::now();
+            let left = (n - attempt) as u32;
+            let until = now + deadline.saturating_duration_since(now) / left;
+            let result = self
+                .agent
+                .fetch(&Request { url: &url, ..*req }, until)
+                .await;
+            let failed = match &result {
+                Err(_) => true,
+                Ok(r) => matches!(r.status, 502..=504),
+            };
+            attempt += 1;
+            if !failed || attempt == n || Instant::now() >= deadline {
+                if !failed && i != self.instance {
+                    self.instance = i;
+                    self.stats.steering_failovers += 1;
+                }
+                return result;
+            }
+        }
     }
 }
 

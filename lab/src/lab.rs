@@ -97,6 +97,8 @@ pub struct Lab {
     pub users: BTreeMap<&'static str, Vec<String>>,
     pub player: Option<tempfile::TempDir>,
     pub fill_rate_bps: u64,
+    /// The steering URLs viewers are given, in order (`--steering`).
+    pub steering: Vec<String>,
 }
 
 impl Drop for Lab {
@@ -141,6 +143,19 @@ fn fleet(more: &[ApplianceSpec]) -> Vec<ApplianceSpec> {
 /// embedded appliance off-peak, check steering sends each ISP to its own box,
 /// and create the viewers' accounts. The fill agents keep running.
 pub fn start(args: &LabArgs, more: &[ApplianceSpec], stop: &AtomicBool) -> anyhow::Result<Lab> {
+    start_on(args, more, stop, None, |_| Ok(()))
+}
+
+/// Like `start`, with steering on `database` (a postgres:// URL: steering runs
+/// as instance `steer-a` in eu-west) instead of its SQLite file; `before_fill`
+/// runs once the stack is up, before the fill (another instance, say).
+pub fn start_on(
+    args: &LabArgs,
+    more: &[ApplianceSpec],
+    stop: &AtomicBool,
+    database: Option<&str>,
+    before_fill: impl FnOnce(&mut Stack) -> anyhow::Result<()>,
+) -> anyhow::Result<Lab> {
     say("packaging test content with oca-pack (cached after the first run) ...");
     let content = stack::content();
     let origin = stack::nginx(&content);
@@ -158,7 +173,10 @@ pub fn start(args: &LabArgs, more: &[ApplianceSpec], stop: &AtomicBool) -> anyho
         "starting steering and {} appliances ...",
         fleet.len()
     ));
-    let s = stack::start_with(&fleet, &extra, &content);
+    if database.is_some() {
+        extra.push_str(stack::INSTANCE_A);
+    }
+    let mut s = stack::start_on(&fleet, &extra, &content, database);
     say(format!("steering: http://{}", s.addr));
     for (id, (_, http)) in &s.appliances {
         let what = match *id {
@@ -174,8 +192,10 @@ pub fn start(args: &LabArgs, more: &[ApplianceSpec], stop: &AtomicBool) -> anyho
         .filter(|a| a.tier == "embedded")
         .map(|a| a.id)
         .collect();
+    before_fill(&mut s)?;
     let agents = fill(&s, args, &embedded, stop)?;
     let users = viewers(&s, args)?;
+    let steering = vec![format!("http://{}", s.addr)];
     Ok(Lab {
         agents,
         s,
@@ -183,6 +203,7 @@ pub fn start(args: &LabArgs, more: &[ApplianceSpec], stop: &AtomicBool) -> anyho
         users,
         player,
         fill_rate_bps: args.fill_rate_bps,
+        steering,
     })
 }
 
@@ -416,7 +437,7 @@ pub fn spawn_players(
     let mut running = Vec::new();
     for (isp, prefix, _) in ISPS {
         let mut cmd = Command::new(&exe);
-        cmd.args(["players", "--steering", &format!("http://{}", lab.s.addr)])
+        cmd.args(["players", "--steering", &lab.steering.join(",")])
             .args(["--title", "t1", "--device", "browser", "--profile", "main"])
             .args(["--viewers", &lab.users[isp].len().to_string()])
             .args(["--duration", &format!("{}s", duration.as_secs().max(1))])

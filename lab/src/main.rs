@@ -5,6 +5,7 @@ mod chaos;
 mod cli;
 mod fill;
 mod lab;
+mod regions;
 mod soak;
 
 use std::process::ExitCode;
@@ -16,6 +17,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if let Err(e) = cli.check() {
+        eprintln!("oca-lab: {e}");
+        return ExitCode::from(2);
+    }
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -68,6 +73,10 @@ fn run(args: &cli::Cli) -> Result<()> {
             stop,
         )?;
         ("chaos", r.table(), serde_json::to_value(&r)?, r.failures())
+    } else if args.regions == 2 {
+        let r = regions::run(&lab_args, stop)?;
+        let table = r.table();
+        ("failover", table, serde_json::to_value(&r)?, r.failures())
     } else {
         return lab::run(&lab_args, stop);
     };

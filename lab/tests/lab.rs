@@ -264,6 +264,44 @@ fn a_short_chaos_run_keeps_bytes_objects_bookmarks_and_the_fleet() {
     assert_all_stopped(&narration);
 }
 
+/// Two regions on PostgreSQL: eu-west's steering dies, then the database
+/// primary; new plays succeed again within a few seconds each time, and the
+/// viewers (given both instances) lose no play.
+#[test]
+fn two_regions_survive_a_region_and_a_database_primary_dying() {
+    let (ok, r, narration) = lab_report(&[
+        "--regions",
+        "2",
+        "--duration",
+        "15s",
+        "--viewers",
+        "1",
+        "--fill-rate-bps",
+        "50000000",
+    ]);
+    assert!(ok, "{r:#}\n{narration}");
+    for drill in [
+        "region_kill_to_first_play_ms",
+        "database_kill_to_first_play_ms",
+    ] {
+        let ms = r[drill].as_f64().unwrap();
+        assert!(ms < 5000.0, "{drill} {ms} ms: {r:#}");
+    }
+    let viewers = r["viewers"].as_array().unwrap();
+    assert_eq!(viewers.len(), 2, "{r:#}");
+    let moved: u64 = viewers
+        .iter()
+        .map(|v| v[1]["steering_failovers"].as_u64().unwrap())
+        .sum();
+    assert!(moved >= 1, "the viewers moved to us-east: {r:#}");
+    for v in viewers {
+        assert_eq!(v[1]["plays"]["failed"], 0, "{r:#}");
+        assert_eq!(v[1]["plays"]["errors"], serde_json::json!({}), "{r:#}");
+    }
+    assert!(narration.contains("drill 1") && narration.contains("drill 2"));
+    assert_all_stopped(&narration);
+}
+
 /// Nothing answers on the addresses the lab printed: everything it started is gone.
 fn assert_all_stopped(text: &str) {
     let addrs: Vec<std::net::SocketAddr> = text

@@ -342,7 +342,13 @@ impl Server {
             ));
             if let Some(control) = config.control.clone() {
                 let admin = Arc::clone(&admin_state);
-                tokio::spawn(crate::control::run(admin, control, bound, stop_rx.clone()));
+                tokio::spawn(crate::control::run(
+                    admin,
+                    control,
+                    bound,
+                    drain_rx.clone(),
+                    stop_rx.clone(),
+                ));
             }
             let bgp_task = match (bgp, config.bgp.clone(), shared.bgp.clone()) {
                 (Some((l, _)), Some(cfg), Some(learned)) => match TcpListener::from_std(l) {

@@ -46,6 +46,8 @@ pub struct Metrics {
     pub home_fallbacks: Counter,
     pub fill_plans_served: Counter,
     runtime_tasks: Gauge,
+    snapshot_builds: Counter,
+    snapshot_build_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Metrics {
@@ -66,9 +68,21 @@ impl Metrics {
             home_fallbacks: Counter::default(),
             fill_plans_served: Counter::default(),
             runtime_tasks: Gauge::default(),
+            snapshot_builds: Counter::default(),
+            snapshot_build_seconds: Gauge::default(),
             registry: PromRegistry::default(),
         };
         registry.register("heartbeats", "Heartbeats accepted", m.heartbeats.clone());
+        registry.register(
+            "snapshot_builds",
+            "Decision snapshots built by the background builder",
+            m.snapshot_builds.clone(),
+        );
+        registry.register(
+            "snapshot_build_seconds",
+            "How long the last decision snapshot took to build",
+            m.snapshot_build_seconds.clone(),
+        );
         registry.register(
             "runtime_tasks",
             "Tasks alive on steering's runtime (requests, pollers, background loops)",
@@ -134,6 +148,12 @@ impl Metrics {
     }
 
     /// The text exposition, with `appliances` = (up, down, draining) now.
+    /// A decision snapshot was built in `took`.
+    pub fn snapshot_built(&self, took: std::time::Duration) {
+        self.snapshot_builds.inc();
+        self.snapshot_build_seconds.set(took.as_secs_f64());
+    }
+
     pub fn render(&self, (up, down, draining): (i64, i64, i64)) -> String {
         for (state, n) in [("up", up), ("down", down), ("draining", draining)] {
             self.appliances.get_or_create(&StateLabel { state }).set(n);

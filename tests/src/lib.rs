@@ -106,6 +106,42 @@ impl Drop for Proc {
     }
 }
 
+/// Runs oca-bench with `args` to the end: (exit code, stdout, stderr),
+/// killing it (and failing) if it outlives `limit`.
+pub fn oca_bench(args: &[&str], limit: Duration) -> (Option<i32>, String, String) {
+    let mut child = Command::new(binary("oca-bench"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn oca-bench");
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let until = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!(
+                "oca-bench {} did not finish within {limit:?}",
+                args.join(" ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.code(), out.join().unwrap(), err.join().unwrap())
+}
+
 /// An HTTP response.
 #[derive(Debug)]
 pub struct Response {

@@ -281,6 +281,9 @@ pub struct Stack {
     pub packaged: PathBuf,
     /// tmpfs disks, unmounted on drop.
     mounts: Vec<PathBuf>,
+    /// Other steering instances, after the stack's own in the `control.url`
+    /// of fill agents started from now on.
+    pub more_instances: Vec<SocketAddr>,
 }
 
 impl Drop for Stack {
@@ -291,6 +294,35 @@ impl Drop for Stack {
         for m in &self.mounts {
             let _ = Command::new("umount").arg("-l").arg(m).status();
         }
+    }
+}
+
+/// The `[instance]` section of a stack's first steering instance when it
+/// runs on a shared store: `steer-a` in eu-west, following the others' changes
+/// every 100 ms.
+pub const INSTANCE_A: &str =
+    "[instance]\nid = \"steer-a\"\nregion = \"eu-west\"\nsync_interval = \"100ms\"\n";
+
+impl Stack {
+    /// Another steering instance beside the stack's own (started with
+    /// `INSTANCE_A` on a shared store): the same config, as instance `id` in
+    /// `region`.
+    pub fn start_instance(&self, id: &str, region: &str) -> Proc {
+        let config = self.dir.path().join(format!("steering-{id}.toml"));
+        let text = std::fs::read_to_string(&self.config).unwrap().replace(
+            "id = \"steer-a\"\nregion = \"eu-west\"",
+            &format!("id = \"{id}\"\nregion = \"{region}\""),
+        );
+        assert!(
+            text.contains(id),
+            "the stack was not started with INSTANCE_A"
+        );
+        std::fs::write(&config, text).unwrap();
+        Proc::start(
+            "steering",
+            &["--config", config.to_str().unwrap()],
+            &[("STEERING_LOG", "warn")],
+        )
     }
 }
 
@@ -603,6 +635,7 @@ region = "{region}"
         appliances,
         packaged,
         mounts,
+        more_instances: Vec::new(),
     };
     for a in fleet {
         wait_for(&format!("{} up with what it holds", a.id), || {
@@ -729,7 +762,7 @@ min_throughput_bps = 8000
 {headroom}
 {extra}
 [control]
-url = "http://{steering}"
+url = [{steering}]
 appliance_id = "{id}"
 credential = "{cred}"
 cache_dir = "{cache}"
@@ -737,7 +770,11 @@ cache_dir = "{cache}"
                 disk = root.join("disk0").display(),
                 admin = self.admin(id).unwrap(),
                 status = root.join("fill-status.json").display(),
-                steering = self.addr,
+                steering = std::iter::once(&self.addr)
+                    .chain(&self.more_instances)
+                    .map(|a| format!("\"http://{a}\""))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 cred = credential(id),
                 cache = root.join("fill-cache").display(),
                 // The test machine's disk may be fuller than the default

@@ -21,26 +21,33 @@ fn appliances(addr: std::net::SocketAddr) -> Option<Vec<serde_json::Value>> {
     (r.status == 200).then(|| r.json().as_array().cloned())?
 }
 
+/// Instance B: A's config (the same store) in region us-east.
+fn start_b(s: &stack::Stack) -> Proc {
+    s.start_instance("steer-b", "us-east")
+}
+
+/// Plays an instance answered with 200, from its metrics.
+fn plays_ok(addr: std::net::SocketAddr) -> Option<u64> {
+    let r = http(addr, "GET", "/metrics", &[], b"")?;
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("steering_plays_total{reason=\"ok\"}"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 #[test]
 fn two_instances_share_the_fleet_plays_keys_and_polling() {
     let pg = temp_postgres::Server::start().expect("PostgreSQL (scripts/test.sh installs it)");
     pg.create_database("steering").unwrap();
     let url = pg.url("steering");
-    let a_instance =
-        "[instance]\nid = \"steer-a\"\nregion = \"eu-west\"\nsync_interval = \"100ms\"\n";
-    let mut s = stack::start_on(&stack::fleet(), a_instance, &stack::content(), Some(&url));
-    let config_b = s.dir.path().join("steering-b.toml");
-    let text = std::fs::read_to_string(&s.config).unwrap().replace(
-        "id = \"steer-a\"\nregion = \"eu-west\"",
-        "id = \"steer-b\"\nregion = \"us-east\"",
+    let mut s = stack::start_on(
+        &stack::fleet(),
+        stack::INSTANCE_A,
+        &stack::content(),
+        Some(&url),
     );
-    assert!(text.contains("steer-b"));
-    std::fs::write(&config_b, text).unwrap();
-    let b = Proc::start(
-        "steering",
-        &["--config", config_b.to_str().unwrap()],
-        &[("STEERING_LOG", "warn")],
-    );
+    let b = start_b(&s);
     let b_addr = b.addr("http=");
     // Appliances know both instances, their own region's first.
     for spec in stack::fleet() {
@@ -367,4 +374,80 @@ fn with_postgres_down_recent_accounts_play_degraded_and_all_recovers() {
         let h = http(s.addr, "GET", "/health", &[], b"")?;
         (h.json()["status"] == "ok").then_some(())
     });
+}
+
+/// Viewers given both instances (`oca-bench players --steering A,B`, their
+/// own region's first) go on when A is killed in the middle of their plays:
+/// the requests A would have answered (new plays, the manifests and
+/// content-steering URLs A issued, bookmarks, deletes) go to B, and no play
+/// fails or stalls.
+#[test]
+fn viewers_move_to_the_other_instance_when_theirs_dies() {
+    let pg = temp_postgres::Server::start().expect("PostgreSQL (scripts/test.sh installs it)");
+    pg.create_database("steering").unwrap();
+    let url = pg.url("steering");
+    let mut s = stack::start_on(
+        &stack::fleet(),
+        stack::INSTANCE_A,
+        &stack::content(),
+        Some(&url),
+    );
+    let b = start_b(&s);
+    let b_addr = b.addr("http=");
+    wait_for("B sees ISP A's appliances eligible", || {
+        let list = appliances(b_addr)?;
+        let eligible = |id: &str| list.iter().any(|x| x["id"] == id && x["eligible"] == true);
+        (eligible("oca-a1") && eligible("oca-a2")).then_some(())
+    });
+    let alice = s.token("alice");
+    let steering = format!("http://{},http://{b_addr}", s.addr);
+    let a_addr = s.addr;
+    let viewers = std::thread::spawn(move || {
+        oca_bench(
+            &[
+                "players",
+                "--steering",
+                &steering,
+                "--token",
+                &alice,
+                "--title",
+                "t1",
+                "--viewers",
+                "2",
+                "--duration",
+                "16s",
+                "--watch",
+                "4s",
+                "--bookmark-every",
+                "1s",
+                "--timeout",
+                "2s",
+                "--source-ip",
+                ISP_A,
+                "--json",
+                "--quiet",
+            ],
+            Duration::from_secs(60),
+        )
+    });
+    wait_for("A answers the viewers' first plays", || {
+        (plays_ok(a_addr)? >= 2).then_some(())
+    });
+    s.steering.kill9();
+    let (code, stdout, stderr) = viewers.join().unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    let r: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}"));
+    eprintln!("{}", serde_json::to_string_pretty(&r).unwrap());
+    // Both viewers moved to B, and B started plays after the kill.
+    assert!(r["steering_failovers"].as_u64().unwrap() >= 2, "{r}");
+    assert!(plays_ok(b_addr).unwrap() >= 2, "{r}");
+    let plays = &r["plays"];
+    assert_eq!(plays["failed"], 0, "no play was refused or unanswered: {r}");
+    assert!(plays["errors"].as_object().unwrap().is_empty(), "{r}");
+    assert!(plays["started"].as_u64().unwrap() >= 4, "{r}");
+    assert_eq!(r["bookmarks"]["failed"], 0, "{r}");
+    assert_eq!(r["deletes"]["failed"], 0, "{r}");
+    assert!(r["rebuffer_ratio"].as_f64().unwrap() < 0.05, "{r}");
+    drop(b);
 }

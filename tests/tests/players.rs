@@ -3,44 +3,10 @@
 //! clients of ISP A (bound to 127.1.0.9), so steering must send them, and
 //! their bytes, to ISP A's appliances.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::binary;
+use e2e::oca_bench;
 use e2e::stack;
-
-/// Runs the real binary with `args`, killing it if it outlives `limit`.
-fn oca_bench(args: &[&str], limit: Duration) -> (Option<i32>, String, String) {
-    let mut child = Command::new(binary("oca-bench"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn oca-bench");
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let until = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            panic!("oca-bench players did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (status.code(), out.join().unwrap(), err.join().unwrap())
-}
 
 #[test]
 fn viewers_in_isp_a_play_from_isp_a_without_rebuffering() {

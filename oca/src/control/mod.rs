@@ -25,11 +25,14 @@ pub struct Bound {
     pub https: Option<std::net::SocketAddr>,
 }
 
-/// Run until `stop`.
+/// Run until `stop`. When `drain` turns true, heartbeat at once: steering
+/// takes a heartbeat as its health poll, so it hears `draining` now rather
+/// than at the next interval.
 pub async fn run(
     admin: Arc<Admin>,
     cfg: ControlConfig,
     bound: Bound,
+    mut drain: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let client = match ControlClient::new(
@@ -93,14 +96,26 @@ pub async fn run(
         },
         now(),
     );
+    let mut drain_told = false;
     loop {
         let step = async {
             match state.poll(now()) {
+                // Only a sleep is cut short: a request in flight is answered
+                // first, so its outcome is never lost.
+                Action::Sleep(until) if !drain_told => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(until.into()) => Step::Slept,
+                        _ = crate::http::until_set(&mut drain) => {
+                            drain_told = true;
+                            Step::Draining
+                        }
+                    }
+                }
                 Action::Sleep(until) => {
                     tokio::time::sleep_until(until.into()).await;
-                    None
+                    Step::Slept
                 }
-                Action::Register => Some(register(&client, &info, &admin).await),
+                Action::Register => Step::Done(register(&client, &info, &admin).await),
                 Action::Heartbeat { .. } => {
                     let observed = Observed {
                         renditions: shared.store.renditions(),
@@ -108,18 +123,29 @@ pub async fn run(
                         health: health(&admin),
                     };
                     let hb = state.heartbeat(observed, now());
-                    Some(heartbeat(&client, &hb).await)
+                    Step::Done(heartbeat(&client, &hb).await)
                 }
-                Action::FetchKeys => Some(fetch_keys(&client, &admin).await),
+                Action::FetchKeys => Step::Done(fetch_keys(&client, &admin).await),
             }
         };
         tokio::select! {
-            event = step => if let Some(event) = event {
-                state.on_response(event, now());
+            step = step => match step {
+                Step::Done(event) => state.on_response(event, now()),
+                Step::Draining => state.report_now(now()),
+                Step::Slept => {}
             },
             _ = crate::http::until_set(&mut stop) => return,
         }
     }
+}
+
+/// What one turn of the loop did.
+enum Step {
+    Slept,
+    /// Draining began during a sleep.
+    Draining,
+    /// A request was made: its outcome.
+    Done(Event),
 }
 
 /// The runtime's clock (paused in tests that pause tokio time).

@@ -177,6 +177,12 @@ impl ControlState {
         }
     }
 
+    /// Something steering should hear at once happened (draining began): the
+    /// next heartbeat (or registration) is due now rather than at its time.
+    pub fn report_now(&mut self, now: Instant) {
+        self.next = self.next.min(now);
+    }
+
     /// The heartbeat to send for `Action::Heartbeat`: health, the inventory
     /// (in full or as a delta, or none when nothing changed) and the learned
     /// prefixes likewise. What it reports is acknowledged when it is answered.

@@ -519,3 +519,17 @@ fn delta_lists_changes_only() {
     let (up, rm) = delta(&acked, &[held("a", 1), held("b", 2), held("c", 3)]);
     assert!(up.is_empty() && rm.is_empty());
 }
+
+#[test]
+fn draining_makes_the_next_heartbeat_due_at_once() {
+    let now = t0();
+    let mut s = running(&[held("t/a", 2)], now);
+    let later = now + Duration::from_millis(300);
+    assert_eq!(s.poll(later), Action::Sleep(now + secs(1)));
+    s.report_now(later);
+    assert_eq!(s.poll(later), Action::Heartbeat { full: false });
+    // Never later than it already was.
+    let mut backing_off = running(&[], now);
+    backing_off.report_now(now + secs(5));
+    assert_eq!(backing_off.poll(now), Action::Sleep(now + secs(1)));
+}

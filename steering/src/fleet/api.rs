@@ -179,6 +179,7 @@ async fn heartbeat(
         }
     }
     state.metrics.heartbeats.inc();
+    let mut health_changed = false;
     let (outcome, version, snapshot, register) = {
         let mut reg = state.registry();
         let a = reg
@@ -187,10 +188,25 @@ async fn heartbeat(
             .expect("authenticated appliance exists");
         let register = !a.registered;
         let now_ms = super::cluster::wall_ms();
+        // Draining (or back to ok) decides plays: seen at once.
+        let status_changed = a.last.as_ref().is_none_or(|h| h.status != hb.health.status);
         a.last = Some(hb.health.clone());
         a.last_seen = Some(Instant::now());
+        a.heard = a.last_seen;
         a.report_ms = now_ms;
         state.cluster.note_report(&id, &hb.health, now_ms);
+        // A heartbeat carries the appliance's own health document, the one a
+        // poll would fetch: it counts as a successful poll (push with a pull
+        // fallback: a fleet of thousands is not polled while it reports).
+        let health = &state.config.health;
+        if a.health.observe(true, health.down_after, health.up_after) {
+            a.up_ms = now_ms;
+            state.cluster.note_verdict(&id, true, now_ms);
+            state.metrics.health_changes.inc();
+            tracing::warn!(appliance = %id, up = true, "appliance health changed");
+            health_changed = true;
+        }
+        health_changed |= status_changed;
         let outcome = match &hb.inventory {
             Some(inv) => reg.take_inventory(&id, inv),
             None => InventoryOutcome::Unchanged,
@@ -234,10 +250,12 @@ async fn heartbeat(
             .await?;
         tracing::info!(appliance = %id, version = prefixes_version, prefixes = prefixes.len(), "BGP prefixes updated");
     }
-    if inventory_changed || prefix_outcome == Some(PrefixOutcome::Applied) {
-        // What an appliance holds and which clients it serves decide plays:
-        // seen at once, not at the next background refresh.
-        super::snapshot::rebuild(&state, Instant::now());
+    if inventory_changed || health_changed || prefix_outcome == Some(PrefixOutcome::Applied) {
+        // What an appliance holds, whether it is up and which clients it
+        // serves decide plays:
+        // seen before the heartbeat is answered, not at the next background
+        // refresh (the wait is shared with every change made meanwhile).
+        super::snapshot::refreshed(&state).await;
     }
     Ok(axum::Json(HeartbeatResponse {
         resync: outcome == InventoryOutcome::ResyncNeeded,
@@ -258,14 +276,20 @@ async fn keys(
 }
 
 async fn list_appliances(State(state): State<Arc<Fleet>>) -> impl IntoResponse {
-    let catalog = state
-        .catalog
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let (catalog, _) = state.catalog();
     let mut view = state.registry().view(Instant::now(), &catalog);
     let live = state.cluster.live();
+    // What decisions see, which may trail the registry by a build: whoever
+    // waits for `eligible` may then count on a play being steered there.
+    let snap = state.snapshots.current();
     for a in &mut view {
+        match snap.find(&a.id) {
+            Some(n) => {
+                a.eligible = snap.live(n);
+                a.renditions_complete = snap.node(n).renditions.len();
+            }
+            None => a.eligible = false,
+        }
         a.polled_by = super::cluster::poller_of(&a.id, &a.info.region, &live)
             .map(str::to_owned)
             .or_else(|| Some(state.cluster.id.clone()));

@@ -252,7 +252,7 @@ pub async fn sync_once(fleet: &Fleet) -> Result<(), StoreError> {
     };
     rebuild |= apply_changes(fleet, &fresh).await?;
     if rebuild {
-        super::snapshot::rebuild(fleet, Instant::now());
+        super::snapshot::changed(fleet);
     }
     Ok(())
 }

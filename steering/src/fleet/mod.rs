@@ -41,7 +41,10 @@ pub struct Fleet {
     /// Where the key schedule publishes; shared with the viewers half.
     pub keys: Arc<KeyRing>,
     /// Catalog totals, refreshed periodically and on a miss (imports run offline).
-    pub catalog: RwLock<CatalogTotals>,
+    catalog: RwLock<Arc<CatalogTotals>>,
+    /// Bumped after each change of `catalog` (what appliances hold completely
+    /// is cached against it).
+    catalog_generation: AtomicU64,
     pub metrics: Arc<Metrics>,
     /// The decision snapshot, rebuilt every `steer.snapshot_refresh`.
     pub snapshots: snapshot::Snapshots,
@@ -53,6 +56,8 @@ pub struct Fleet {
     poller_tick: Mutex<Instant>,
     /// This instance among the others sharing the store.
     pub cluster: cluster::Cluster,
+    /// The health poller's HTTP client, built on first use.
+    health_client: std::sync::OnceLock<Option<reqwest::Client>>,
 }
 
 impl Fleet {
@@ -116,13 +121,15 @@ impl Fleet {
         let catalog = store.catalog_totals().await?;
         let now = Instant::now();
         let fleet = Arc::new(Fleet {
-            catalog: RwLock::new(catalog),
+            catalog: RwLock::new(Arc::new(catalog)),
+            catalog_generation: AtomicU64::new(0),
             registry: Mutex::new(registry),
             snapshots: snapshot::Snapshots::new(snapshot::policy(&config.steer), now),
             networks: ArcSwap::from_pointee(bgp::networks(&config, &rib)),
             rib_generation: AtomicU64::new(rib_generation),
             poller_tick: Mutex::new(now),
             cluster,
+            health_client: std::sync::OnceLock::new(),
             keys,
             metrics,
             store,
@@ -213,8 +220,20 @@ impl Fleet {
     /// Re-read the catalog totals (re-imports change them).
     pub async fn refresh_catalog(&self) -> Result<(), StoreError> {
         let totals = self.store.catalog_totals().await?;
-        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = totals;
+        let mut held = self.catalog.write().unwrap_or_else(|p| p.into_inner());
+        if **held != totals {
+            *held = Arc::new(totals);
+            self.catalog_generation.fetch_add(1, Ordering::SeqCst);
+        }
         Ok(())
+    }
+
+    /// The catalog totals now, and their generation. The generation is read
+    /// first: a change landing in between is then seen again at the next call.
+    pub fn catalog(&self) -> (Arc<CatalogTotals>, u64) {
+        let generation = self.catalog_generation.load(Ordering::SeqCst);
+        let totals = Arc::clone(&self.catalog.read().unwrap_or_else(|p| p.into_inner()));
+        (totals, generation)
     }
 
     /// Whether the catalog has `rendition`, from memory or, on a miss, the store
@@ -230,10 +249,9 @@ impl Fleet {
         }
         match self.store.rendition_totals(rendition).await? {
             Some(t) => {
-                self.catalog
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(rendition.to_owned(), t);
+                let mut held = self.catalog.write().unwrap_or_else(|p| p.into_inner());
+                Arc::make_mut(&mut held).insert(rendition.to_owned(), t);
+                self.catalog_generation.fetch_add(1, Ordering::SeqCst);
                 Ok(true)
             }
             None => Ok(false),

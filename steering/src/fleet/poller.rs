@@ -26,12 +26,9 @@ struct OcaHealth {
 /// Poll until `stop` is set.
 pub async fn poll_loop(state: Arc<Fleet>, mut stop: watch::Receiver<bool>) {
     let cfg = state.config.health.clone();
-    let client = match control_client::http_client(cfg.timeout, None) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "health polling disabled: cannot build HTTP client");
-            return;
-        }
+    let Some(client) = health_client(&state) else {
+        tracing::error!("health polling disabled: cannot build HTTP client");
+        return;
     };
     let mut tick = tokio::time::interval(cfg.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -41,12 +38,20 @@ pub async fn poll_loop(state: Arc<Fleet>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         state.poller_tick(Instant::now());
-        // This instance's share: each appliance is polled by one instance.
+        // This instance's share: each appliance is polled by one instance,
+        // unless it heartbeated here within the interval (its heartbeat was
+        // the same report, counted as a successful poll). Polls resume one
+        // interval after its heartbeats stop.
+        let now = Instant::now();
         let targets: Vec<(String, String)> = state
             .registry()
             .appliances
             .iter()
             .filter(|(id, a)| state.cluster.polls(id, &a.info.region))
+            .filter(|(_, a)| {
+                a.heard
+                    .is_none_or(|t| now.duration_since(t) >= cfg.interval)
+            })
             .map(|(id, a)| {
                 (
                     id.clone(),
@@ -96,12 +101,24 @@ pub async fn poll_registered(state: Arc<Fleet>, id: String) {
         Some(a) => format!("{}/health", a.info.admin_url.trim_end_matches('/')),
         None => return,
     };
-    let client = match control_client::http_client(state.config.health.timeout, None) {
-        Ok(c) => c,
-        Err(_) => return,
+    let Some(client) = health_client(&state) else {
+        return;
     };
     let result = poll_one(&client, &url).await;
     record(&state, &id, result);
+}
+
+/// The client every poll uses, built once: building one reads and parses the
+/// system's CA bundle, which a registration storm of thousands must not repeat.
+fn health_client(state: &Fleet) -> Option<reqwest::Client> {
+    state
+        .health_client
+        .get_or_init(|| {
+            control_client::http_client(state.config.health.timeout, None)
+                .inspect_err(|e| tracing::error!(error = %e, "cannot build the health-poll client"))
+                .ok()
+        })
+        .clone()
 }
 
 /// One poll; the client's own timeout bounds the whole request, body included.
@@ -127,8 +144,10 @@ fn record(state: &Fleet, id: &str, result: Result<HealthSummary, String>) {
     };
     let ok = result.is_ok();
     let now_ms = super::cluster::wall_ms();
+    let mut status_changed = false;
     match result {
         Ok(h) => {
+            status_changed = a.last.as_ref().is_none_or(|l| l.status != h.status);
             state.cluster.note_report(id, &h, now_ms);
             a.last = Some(h);
             a.last_seen = Some(Instant::now());
@@ -145,9 +164,12 @@ fn record(state: &Fleet, id: &str, result: Result<HealthSummary, String>) {
     if changed {
         state.metrics.health_changes.inc();
         tracing::warn!(appliance = %id, up = a.health.up, "appliance health changed");
+    }
+    if changed || status_changed {
         drop(reg);
-        // Decisions must see an appliance come up or go down at once, not
-        // at the next background refresh.
-        super::snapshot::rebuild(state, Instant::now());
+        // Decisions must see an appliance come up, go down or start draining
+        // soon (within a few snapshot build times), not at the next
+        // background refresh.
+        super::snapshot::changed(state);
     }
 }

@@ -3,6 +3,7 @@
 //! appliances. The store holds the durable part; this is rebuilt from it at start.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use control_client::wire::{
@@ -83,6 +84,9 @@ pub struct Appliance {
     /// Last reported health (poll or heartbeat).
     pub last: Option<HealthSummary>,
     pub last_seen: Option<Instant>,
+    /// When this instance last took a heartbeat from it (the poller leaves
+    /// alone an appliance heard from within its interval).
+    pub heard: Option<Instant>,
     /// When `last` was taken, wall clock ms (what instances sharing a store
     /// compare: the newer report wins).
     pub report_ms: u64,
@@ -97,9 +101,34 @@ pub struct Appliance {
     /// Registered since this process started (else `info` came from the
     /// config or the database and may be stale).
     pub registered: bool,
+    /// `complete`'s answer as a list, for the catalog generation it was
+    /// computed against; dropped when the inventory changes. Every snapshot
+    /// build needs it for every appliance, and recomputing it for ten
+    /// thousand appliances dominated the build.
+    complete_cache: Option<(u64, Arc<[String]>)>,
 }
 
 impl Appliance {
+    /// The renditions held completely (see `complete`), computed once per
+    /// inventory and catalog generation.
+    pub fn complete_renditions(
+        &mut self,
+        catalog: &CatalogTotals,
+        catalog_generation: u64,
+    ) -> Arc<[String]> {
+        if let Some((generation, list)) = &self.complete_cache
+            && *generation == catalog_generation
+        {
+            return Arc::clone(list);
+        }
+        let list: Arc<[String]> = self
+            .complete(catalog)
+            .map(|h| h.rendition.clone())
+            .collect();
+        self.complete_cache = Some((catalog_generation, Arc::clone(&list)));
+        list
+    }
+
     /// Renditions held completely: at least the catalog's object count and
     /// bytes (an appliance's directory may also hold files the catalog does not
     /// list, so "at least" rather than "equal").
@@ -128,9 +157,11 @@ pub struct ApplianceView {
     pub seconds_since_seen: Option<f64>,
     pub inventory_version: u64,
     pub renditions: usize,
-    /// Renditions held completely (see `Registry::complete`).
+    /// Renditions held completely (see `Registry::complete`), as the decision
+    /// snapshot has them once the appliance is in it (the API fills that in).
     pub renditions_complete: usize,
-    /// Whether steering may send new viewers here.
+    /// Whether steering may send new viewers here: up and not draining, in
+    /// the decision snapshot (the API fills that in).
     pub eligible: bool,
     /// Client prefixes learned over BGP (count), and their version.
     pub bgp_prefixes: usize,
@@ -182,6 +213,7 @@ impl Registry {
                         health: Hysteresis::new(),
                         last: None,
                         last_seen: None,
+                        heard: None,
                         report_ms: 0,
                         up_ms: 0,
                         inventory: BTreeMap::new(),
@@ -190,6 +222,7 @@ impl Registry {
                         learned: BTreeSet::new(),
                         prefixes_version: 0,
                         registered: false,
+                        complete_cache: None,
                     },
                 );
             }
@@ -212,6 +245,7 @@ impl Registry {
             .collect();
         a.inventory_version = version;
         a.inventory_digest = inventory_digest(a.inventory.values());
+        a.complete_cache = None;
         for r in a.inventory.keys() {
             self.index
                 .entry(r.clone())

@@ -1,22 +1,40 @@
 //! The fleet as steering decisions see it: an immutable `steer::Snapshot`
-//! built from the registry and config, rebuilt in the background every
-//! `steer.snapshot_refresh` and swapped in, so decisions never wait on the
-//! registry lock or the store. `/health` reports how old it is.
+//! built from the registry and config and swapped in, so decisions never wait
+//! on the registry lock or the store. `/health` reports how old it is.
+//!
+//! One builder task makes every snapshot: every `steer.snapshot_refresh`,
+//! and soon after a change asks for one ([`Snapshots::changed`]). Changes
+//! arriving while it builds are coalesced into the next build, and builds are
+//! spaced by at least four times the last build's duration (and
+//! [`MIN_GAP`]), so a fleet of thousands reporting at once costs a bounded
+//! share of a core (a fifth at most) instead of one full build per report: a
+//! change is in the snapshot within about five build times. A caller that must
+//! not answer before decisions see its change awaits [`Snapshots::refreshed`].
 
-use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use super::Fleet;
 use super::bgp::point;
 use super::steer::{Node, Policy, Snapshot};
 
+/// The shortest gap between two builds.
+pub const MIN_GAP: Duration = Duration::from_millis(10);
+
 pub struct Snapshots {
     current: ArcSwap<Snapshot>,
     built: Mutex<Instant>,
+    /// Changes asked for so far (a counter), and the count the published
+    /// snapshot includes.
+    wanted: AtomicU64,
+    published: watch::Sender<u64>,
+    wake: Notify,
+    /// Whether the builder task runs; without it, callers build inline.
+    builder: AtomicBool,
 }
 
 impl Snapshots {
@@ -30,6 +48,10 @@ impl Snapshots {
                 policy,
             )),
             built: Mutex::new(now),
+            wanted: AtomicU64::new(0),
+            published: watch::Sender::new(0),
+            wake: Notify::new(),
+            builder: AtomicBool::new(false),
         }
     }
 
@@ -42,6 +64,38 @@ impl Snapshots {
     pub fn built(&self) -> Instant {
         *self.built.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Something decisions read changed: have a snapshot built soon. Returns
+    /// the ticket [`Snapshots::refreshed`] waits for.
+    fn request(&self) -> u64 {
+        let ticket = self.wanted.fetch_add(1, Ordering::SeqCst) + 1;
+        self.wake.notify_one();
+        ticket
+    }
+}
+
+/// Something decisions read changed (health, inventory, prefixes, another
+/// instance's change): rebuild soon, without waiting for it.
+pub fn changed(fleet: &Fleet) {
+    if fleet.snapshots.builder.load(Ordering::SeqCst) {
+        fleet.snapshots.request();
+    } else {
+        rebuild(fleet, Instant::now());
+    }
+}
+
+/// Like [`changed`], and return once decisions see the change (a snapshot
+/// built after this call is published).
+pub async fn refreshed(fleet: &Fleet) {
+    let snapshots = &fleet.snapshots;
+    if !snapshots.builder.load(Ordering::SeqCst) {
+        rebuild(fleet, Instant::now());
+        return;
+    }
+    let ticket = snapshots.request();
+    let mut published = snapshots.published.subscribe();
+    // The builder publishes u64::MAX when it stops, so this cannot hang.
+    let _ = published.wait_for(|&p| p >= ticket).await;
 }
 
 /// Rebuild the snapshot now from what the fleet holds in memory.
@@ -54,22 +108,49 @@ pub fn rebuild(fleet: &Fleet, now: Instant) {
         .unwrap_or_else(|p| p.into_inner()) = now;
 }
 
-/// Rebuild every `steer.snapshot_refresh` until `stop` is set.
+/// The builder: rebuild when a change asks for it, and every
+/// `steer.snapshot_refresh` (load reports and RIB imports do not ask), until
+/// `stop` is set. The periodic build is stretched to twenty build times when
+/// builds are slow (a fleet of tens of thousands), so it costs at most a
+/// twentieth of a core: load figures arrive once per health interval anyway.
 pub async fn refresh_loop(fleet: Arc<Fleet>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(fleet.config.steer.snapshot_refresh);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let snapshots = &fleet.snapshots;
+    snapshots.builder.store(true, Ordering::SeqCst);
+    let period = fleet.config.steer.snapshot_refresh;
+    let mut periodic = tokio::time::Instant::now() + period;
     loop {
         tokio::select! {
-            _ = tick.tick() => {
+            _ = tokio::time::sleep_until(periodic) => {
                 // Notice a RIB import made offline on the way.
                 if let Err(e) = fleet.refresh_networks().await {
                     tracing::warn!(error = %e, "cannot read the RIB");
                 }
-                rebuild(&fleet, Instant::now());
             }
-            _ = stop.changed() => return,
+            _ = snapshots.wake.notified() => {}
+            _ = stop.changed() => break,
+        }
+        // Every change asked for up to here is read by the build below.
+        let covered = snapshots.wanted.load(Ordering::SeqCst);
+        let started = Instant::now();
+        // Off the runtime's threads: a fleet of thousands takes milliseconds.
+        let f = Arc::clone(&fleet);
+        if tokio::task::spawn_blocking(move || rebuild(&f, Instant::now()))
+            .await
+            .is_err()
+        {
+            tracing::error!("snapshot build failed");
+        }
+        snapshots.published.send_replace(covered);
+        let took = started.elapsed();
+        fleet.metrics.snapshot_built(took);
+        periodic = tokio::time::Instant::now() + period.max(took * 20);
+        tokio::select! {
+            _ = tokio::time::sleep((took * 4).max(MIN_GAP)) => {}
+            _ = stop.changed() => break,
         }
     }
+    snapshots.builder.store(false, Ordering::SeqCst);
+    snapshots.published.send_replace(u64::MAX);
 }
 
 pub fn policy(cfg: &crate::config::SteerConfig) -> Policy {
@@ -84,20 +165,16 @@ pub fn policy(cfg: &crate::config::SteerConfig) -> Policy {
 
 fn build(state: &Fleet) -> Snapshot {
     let config = &state.config;
-    let located: HashMap<&str, Option<[f64; 2]>> = config
+    let located: foldhash::HashMap<&str, Option<[f64; 2]>> = config
         .appliances
         .iter()
         .map(|a| (a.id.as_str(), a.location))
         .collect();
-    let catalog = state
-        .catalog
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let (catalog, generation) = state.catalog();
     let nodes: Vec<Node> = {
-        let reg = state.registry();
+        let mut reg = state.registry();
         reg.appliances
-            .iter()
+            .iter_mut()
             .filter(|(_, a)| a.info.http_url.is_some() || a.info.https_url.is_some())
             .map(|(id, a)| Node {
                 id: id.clone(),
@@ -111,7 +188,7 @@ fn build(state: &Fleet) -> Snapshot {
                     h.egress_bps as f64 / a.info.capacity_bps.max(1) as f64
                 }),
                 load_reported_at: a.last_seen,
-                renditions: a.complete(&catalog).map(|h| h.rendition.clone()).collect(),
+                renditions: a.complete_renditions(&catalog, generation),
             })
             .collect()
     };

@@ -7,6 +7,7 @@
 //! that a decision costs a couple of trie walks and a handful of random probes.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use control_client::wire::Tier;
@@ -39,8 +40,9 @@ pub struct Node {
     /// Last reported egress / capacity (0.0 ..).
     pub utilisation: f64,
     pub load_reported_at: Option<Instant>,
-    /// Renditions this node holds completely, e.g. "titles/t1/v720".
-    pub renditions: Vec<String>,
+    /// Renditions this node holds completely, e.g. "titles/t1/v720"
+    /// (shared with the registry's cache, so a rebuild does not copy them).
+    pub renditions: Arc<[String]>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -1,7 +1,6 @@
 //! The precomputed fleet index behind [`Snapshot`]: everything a decision would otherwise
 //! have to search for is laid out here once per fleet change.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,6 +10,11 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
 
 use super::{ClientNetwork, GeoPoint, Node, NodeId, Policy};
+
+/// The snapshot's tables hash with foldhash: SipHash dominated building one
+/// for ten thousand appliances, and the keys (ids, renditions, sites) come
+/// from the operator's config and authenticated appliances.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// What a probe reads about a node, packed so one probe touches one cache line instead of
 /// chasing the `Node`'s strings.
@@ -124,7 +128,7 @@ impl Networks {
     /// Of duplicate prefixes the last wins.
     pub fn build(networks: Vec<ClientNetwork>) -> Networks {
         let (mut v4, mut v6) = (PrefixMap::new(), PrefixMap::new());
-        let mut regions = HashMap::new();
+        let mut regions = HashMap::default();
         let mut info = Vec::with_capacity(networks.len());
         for (i, net) in networks.iter().enumerate() {
             match net.prefix.trunc() {
@@ -233,8 +237,8 @@ impl Snapshot {
         policy: Policy,
     ) -> Snapshot {
         nodes.truncate(NodeId::MAX as usize);
-        let mut by_id = HashMap::new();
-        let (mut regions, mut sites) = (HashMap::new(), HashMap::new());
+        let mut by_id = HashMap::default();
+        let (mut regions, mut sites) = (HashMap::default(), HashMap::default());
         let mut hot = Vec::with_capacity(nodes.len());
         for (i, n) in nodes.iter().enumerate() {
             by_id.entry(n.id.clone()).or_insert(i as NodeId);
@@ -251,10 +255,10 @@ impl Snapshot {
 
         // Only live nodes enter any pool: dead ones could never be picked, and probing
         // them would waste the probe budget.
-        let mut rendition_ids = HashMap::new();
+        let mut rendition_ids = HashMap::default();
         let mut lists: Vec<Vec<NodeId>> = Vec::new();
         for (i, n) in nodes.iter().enumerate().filter(|(i, _)| hot[*i].live) {
-            for r in &n.renditions {
+            for r in n.renditions.iter() {
                 let rid = intern(&mut rendition_ids, r) as usize;
                 if rid == lists.len() {
                     lists.push(Vec::new());
@@ -279,7 +283,7 @@ impl Snapshot {
 
         // A prefix stays in the trie even when all its appliances are down, so it still
         // masks shorter covering prefixes: longest match is what the ISP configured.
-        let mut per_prefix: HashMap<IpNet, Vec<NodeId>> = HashMap::new();
+        let mut per_prefix: HashMap<IpNet, Vec<NodeId>> = HashMap::default();
         for (prefix, id) in served {
             if let Some(&n) = by_id.get(&id)
                 && nodes[n as usize].tier == Tier::Embedded
@@ -287,7 +291,7 @@ impl Snapshot {
                 per_prefix.entry(prefix.trunc()).or_default().push(n);
             }
         }
-        let mut set_ids: HashMap<Vec<NodeId>, u32> = HashMap::new();
+        let mut set_ids: HashMap<Vec<NodeId>, u32> = HashMap::default();
         let mut served_sets = Vec::new();
         let (mut served4, mut served6) = (PrefixMap::new(), PrefixMap::new());
         for (prefix, mut set) in per_prefix {
@@ -344,6 +348,14 @@ impl Snapshot {
 
     pub fn find(&self, id: &str) -> Option<NodeId> {
         self.by_id.get(id).copied()
+    }
+
+    /// Whether decisions may pick node `id` (up, not draining, an appliance tier).
+    ///
+    /// # Panics
+    /// If `id` did not come from this snapshot.
+    pub fn live(&self, id: NodeId) -> bool {
+        self.hot[id as usize].live
     }
 
     pub fn policy(&self) -> &Policy {

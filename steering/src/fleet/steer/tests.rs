@@ -40,7 +40,7 @@ fn node(id: &str, tier: Tier, site: &str, region: &str, now: Instant) -> Node {
         draining: false,
         utilisation: 0.1,
         load_reported_at: Some(now),
-        renditions: vec!["t1/v720".into(), "t1/v1080".into()],
+        renditions: ["t1/v720".to_owned(), "t1/v1080".to_owned()].into(),
     }
 }
 
@@ -167,7 +167,7 @@ fn ineligible_nodes_skipped() {
         ),
         (
             "lacks a rendition",
-            |n| n.renditions.truncate(1),
+            |n| n.renditions = n.renditions[..1].into(),
             "ixp-eu-1",
             RegionIxp,
             false,
@@ -309,7 +309,7 @@ fn nothing_means_origin() {
     }
     // No rendition constraint: a node holding nothing still qualifies.
     let bare = Node {
-        renditions: vec![],
+        renditions: Arc::from([]),
         ..node("bare", Ixp, "s", "eu", now)
     };
     let snap = snap_of((vec![bare], vec![], vec![]), 2);
@@ -470,7 +470,7 @@ fn pathway_priority_orders_and_never_empties() {
         ..node("down", Ixp, "z", "eu", now)
     });
     f.0.push(Node {
-        renditions: vec![],
+        renditions: Arc::from([]),
         ..node("old-content", Ixp, "o", "eu", now)
     });
     let snap = snap_of(f, 2);
