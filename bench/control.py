@@ -3,7 +3,8 @@
 /v1/play for many accounts against steering on its embedded SQLite store, on
 PostgreSQL with one instance, and on PostgreSQL with two instances, side by
 side in one run. steering is pinned to one core (taskset -c 1), oca-bench to
-the other (-c 0); PostgreSQL, when used, is not pinned (it shares both).
+the other (-c 0); PostgreSQL, when used, is pinned with oca-bench (-c 0), so
+steering has its core to itself as with the database on a machine of its own.
 
 For each store: closed loop at 4, 16 and 64 connections; open loop at 70% of
 the best closed-loop rate; and one long closed-loop run (--long, default 5
@@ -34,6 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 REL = ROOT / "target" / "release"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 OUT = ROOT / "docs" / "data" / "control" / "plays.json"
+# Each instance's PostgreSQL pool (`database_connections`; --pg-connections).
+PG_CONNECTIONS = 16
 
 
 def run(cmd, **kw):
@@ -58,14 +61,18 @@ class Postgres:
                  "--no-sync", "-E", "UTF8", "--locale=C"])
         opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
                 "-c max_connections=200 -c shared_buffers=512MB")
+        # On the load generator's core: steering has its core to itself, as
+        # it would with the database on a machine of its own.
         self.pg(["pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"),
-                 "-o", opts, "-w", "start"])
+                 "-o", opts, "-w", "start"], pin="0")
         self.pg(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
                  "-c", "CREATE DATABASE steering"])
 
-    def pg(self, argv):
-        tool = str(PG_BIN / argv[0])
-        run(["runuser", "-u", "postgres", "--", tool] + argv[1:],
+    def pg(self, argv, pin=None):
+        tool = [str(PG_BIN / argv[0])]
+        if pin is not None:
+            tool = ["taskset", "-c", pin] + tool
+        run(["runuser", "-u", "postgres", "--"] + tool + argv[1:],
             stdout=subprocess.DEVNULL)
 
     def url(self):
@@ -81,6 +88,7 @@ class Postgres:
 def config(work, database, instance, region, sims=0):
     text = f'''listen = "127.0.0.1:0"
 database = "{database}"
+database_connections = {PG_CONNECTIONS}
 origin_url = "http://127.0.0.1:9"
 [play]
 stream_timeout = "10s"
@@ -220,12 +228,18 @@ def measure(store, urls, tokens, short, long, sims=0, content=None):
         print(f"{store}: closed loop, {c} connections, {short} s", flush=True)
         runs.append(plays(urls, tokens, connections=c, duration=f"{short}s"))
     best = max(r["ok_per_s"] for r in runs)
-    rate = round(0.7 * best)
-    print(f"{store}: open loop at {rate}/s (70% of {best:.0f})", flush=True)
-    runs.append(plays(urls, tokens, connections=64, rate=rate, duration=f"{2 * short}s"))
     print(f"{store}: closed loop, 16 connections, {long} s (history)", flush=True)
-    runs.append(plays(urls, tokens, connections=16, duration=f"{long}s", window="30s"))
-    return {"store": store, "instances": len(urls), "saturation_per_s": best, "runs": runs}
+    history = plays(urls, tokens, connections=16, duration=f"{long}s", window="30s")
+    runs.append(history)
+    # Saturation is what the store sustains: a short run's peak can be a
+    # transient (PostgreSQL's was, by a quarter), and an open loop above
+    # what is sustained only builds a queue.
+    sustained = min(best, history["ok_per_s"])
+    rate = round(0.7 * sustained)
+    print(f"{store}: open loop at {rate}/s (70% of {sustained:.0f})", flush=True)
+    runs.append(plays(urls, tokens, connections=64, rate=rate, duration=f"{2 * short}s"))
+    return {"store": store, "instances": len(urls), "saturation_per_s": best,
+            "sustained_per_s": sustained, "runs": runs}
 
 
 def machine():
@@ -237,6 +251,7 @@ def machine():
 
 
 def main():
+    global PG_CONNECTIONS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--short", type=int, default=30)
     ap.add_argument("--long", type=int, default=300)
@@ -244,8 +259,11 @@ def main():
     ap.add_argument("--stores", default="sqlite,pg1,pg2")
     ap.add_argument("--appliances", type=int, default=10000,
                     help="simulated appliances for the last run (0: none)")
+    ap.add_argument("--pg-connections", type=int, default=16,
+                    help="each instance's PostgreSQL pool (database_connections)")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
+    PG_CONNECTIONS = a.pg_connections
     run(["cargo", "build", "--quiet", "--release", "-p", "steering", "-p", "bench"], cwd=ROOT)
     content = ROOT / "target" / "tmp" / "bench-control-content"
     if not (content / "titles" / "t1" / "title.toml").exists():

@@ -27,11 +27,16 @@ title: authentication, the profile, the title, entitlement and rendition selecti
 steering decision, two signed tokens, the stream-limit check and the stream's insert (one
 transaction), the resume position, and the JSON answer. steering is pinned to one core
 (`taskset -c 1`), oca-bench to the other; PostgreSQL, when used, runs on the same machine
-unpinned, so it shares both cores with them. The fleet is the origin alone (no
+pinned to oca-bench's core (`taskset -c 0`), so steering has its core to itself as it would
+with the database on a machine of its own (unpinned, PostgreSQL's backends took steering's
+core too and the open loop collapsed), and each instance keeps at most
+`database_connections = 16` connections to it. The fleet is the origin alone (no
 appliances), so the decision is cheap; plays on a plan without a stream limit, with
 `play.stream_timeout = "10s"`. Closed loop: each connection sends its next play when the
-answer arrives. Open loop: a fixed rate (70% of the best closed-loop rate), latency from
-the intended send time (a stall counts for every play it delayed). *Cores busy*: CPU
+answer arrives. Open loop: a fixed rate, 70% of saturation, taken as the lower of the best
+short closed-loop rate and the long run's (what the store sustains: PostgreSQL's short-run
+peak was a transient), with latency from the intended send time (a stall counts for every
+play it delayed). *Cores busy*: CPU
 seconds per second of the run, of steering (all its threads) and of every PostgreSQL
 process. The last two runs of each store measure saturation again (closed loop) and the
 open loop at 70% of it while `oca-bench appliances` simulates a fleet (declared in
@@ -96,8 +101,10 @@ def history(run):
 def goals(store):
     """[(goal, measured, met)] for one store."""
     out = []
-    sat = store["saturation_per_s"]
-    out.append((f"≥ {t.num(PLAYS_GOAL)} plays/s", f"{t.num(sat)}/s", sat >= PLAYS_GOAL))
+    sat = store.get("sustained_per_s", store["saturation_per_s"])
+    out.append((f"≥ {t.num(PLAYS_GOAL)} plays/s, sustained",
+                f"{t.num(sat)}/s (short-run peak {t.num(store['saturation_per_s'])}/s)",
+                sat >= PLAYS_GOAL))
     o = _open_run(store)
     if o:
         p99 = o["latency_ms"]["p99"]
@@ -111,12 +118,16 @@ def goals(store):
     if o and f:
         base, loaded = o["latency_ms"]["p99"], f["latency_ms"]["p99"]
         a = f["appliances"]
-        out.append((f"p99 at 70% of that at most {FLEET_P99_FACTOR:.0f}× the p99 without them",
+        # Against the p99 goal when the run without them missed it: a
+        # collapsed baseline must not make any p99 look fine.
+        allowed = FLEET_P99_FACTOR * min(base, P99_GOAL_MS)
+        out.append((f"p99 at 70% of that at most {FLEET_P99_FACTOR:.0f}× the p99 without them "
+                    f"(and at most {FLEET_P99_FACTOR * P99_GOAL_MS:.0f} ms)",
                     f"{loaded:.2f} ms at {t.num(f['target_per_s'])}/s against {base:.2f} ms "
                     f"({loaded / base:.2f}×); "
                     f"heartbeat p99 {a['latency_ms']['p99']:.2f} ms, "
                     f"{t.num(a['heartbeats_failed'])} failed, {t.num(a.get('heartbeats_missed', 0))} not sent in time",
-                    loaded <= FLEET_P99_FACTOR * base and a["heartbeats_failed"] == 0
+                    loaded <= allowed and a["heartbeats_failed"] == 0
                     and a.get("heartbeats_missed", 0) == 0))
     lr = _long_run(store)
     h = history(lr) if lr else None

@@ -187,7 +187,7 @@ fn offline(
         }
     };
     let result = runtime.block_on(async {
-        let store = crate::store::open(&config.database)
+        let store = crate::store::open(&config.database, config.database_connections)
             .await
             .map_err(|e| (1, e.to_string()))?;
         f(&config, store.as_ref()).await

@@ -19,6 +19,10 @@ pub struct Config {
     /// database several instances share, or else the path of a SQLite file
     /// (the embedded default).
     pub database: String,
+    /// Connections this instance keeps open to PostgreSQL at most (unused on
+    /// SQLite). Requests beyond them queue in steering, which is cheaper than
+    /// PostgreSQL running more backends than it has cores.
+    pub database_connections: usize,
     /// Interval appliances are told to heartbeat at.
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
@@ -392,6 +396,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7000)),
             database: "steering.db".into(),
+            database_connections: 16,
             heartbeat_interval: Duration::from_secs(5),
             max_body_bytes: 4 << 20,
             health: HealthConfig::default(),
@@ -587,6 +592,9 @@ impl Config {
         if let crate::store::Location::Postgres(url) = crate::store::Location::parse(&self.database)
         {
             crate::store::check_url(&url).or_else(|e| reject("database", &e))?;
+        }
+        if self.database_connections == 0 || self.database_connections > 1000 {
+            return reject("database_connections", "must be 1 to 1000");
         }
         if self.heartbeat_interval.is_zero() {
             return reject("heartbeat_interval", "must be greater than zero");

@@ -84,7 +84,7 @@ impl App {
 /// (registry, inventories, keys), the viewers around the fleet's `Steerer`.
 pub async fn load_state(config: Config) -> Result<Arc<App>, StoreError> {
     let config = Arc::new(config);
-    let store = store::open(&config.database).await?;
+    let store = store::open(&config.database, config.database_connections).await?;
     let metrics = Arc::new(Metrics::new());
     let keys = Arc::new(KeyRing::new(fleet::keys::key_set(&[])));
     let fleet = Fleet::load(

@@ -13,12 +13,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use control_client::wire::{
-    ApplianceInfo, Heartbeat, HeartbeatResponse, Inventory, KeySetWire, RegisterRequest,
-    RegisterResponse,
+    ApplianceInfo, HealthSummary, Heartbeat, HeartbeatResponse, Inventory, KeySetWire,
+    RegisterRequest, RegisterResponse,
 };
 
 use super::Fleet;
-use super::registry::{InventoryOutcome, PrefixOutcome};
+use super::registry::{Appliance, InventoryOutcome, PrefixOutcome};
 use super::store::InventoryRow;
 use crate::http::{ApiError, bearer, json};
 
@@ -179,34 +179,14 @@ async fn heartbeat(
         }
     }
     state.metrics.heartbeats.inc();
-    let mut health_changed = false;
-    let (outcome, version, snapshot, register) = {
+    let (outcome, version, snapshot, register, health_changed) = {
         let mut reg = state.registry();
         let a = reg
             .appliances
             .get_mut(&id)
             .expect("authenticated appliance exists");
         let register = !a.registered;
-        let now_ms = super::cluster::wall_ms();
-        // Draining (or back to ok) decides plays: seen at once.
-        let status_changed = a.last.as_ref().is_none_or(|h| h.status != hb.health.status);
-        a.last = Some(hb.health.clone());
-        a.last_seen = Some(Instant::now());
-        a.heard = a.last_seen;
-        a.report_ms = now_ms;
-        state.cluster.note_report(&id, &hb.health, now_ms);
-        // A heartbeat carries the appliance's own health document, the one a
-        // poll would fetch: it counts as a successful poll (push with a pull
-        // fallback: a fleet of thousands is not polled while it reports).
-        let health = &state.config.health;
-        if a.health.observe(true, health.down_after, health.up_after) {
-            a.up_ms = now_ms;
-            state.cluster.note_verdict(&id, true, now_ms);
-            state.metrics.health_changes.inc();
-            tracing::warn!(appliance = %id, up = true, "appliance health changed");
-            health_changed = true;
-        }
-        health_changed |= status_changed;
+        let health_changed = take_health(&state, &id, a, &hb.health);
         let outcome = match &hb.inventory {
             Some(inv) => reg.take_inventory(&id, inv),
             None => InventoryOutcome::Unchanged,
@@ -217,7 +197,13 @@ async fn heartbeat(
             digest: a.inventory_digest.clone(),
             renditions: a.inventory.values().cloned().collect(),
         });
-        (outcome, a.inventory_version, snapshot, register)
+        (
+            outcome,
+            a.inventory_version,
+            snapshot,
+            register,
+            health_changed,
+        )
     };
     let inventory_changed = snapshot.is_some();
     if let Some(row) = snapshot {
@@ -251,10 +237,10 @@ async fn heartbeat(
         tracing::info!(appliance = %id, version = prefixes_version, prefixes = prefixes.len(), "BGP prefixes updated");
     }
     if inventory_changed || health_changed || prefix_outcome == Some(PrefixOutcome::Applied) {
-        // What an appliance holds, whether it is up and which clients it
-        // serves decide plays:
-        // seen before the heartbeat is answered, not at the next background
-        // refresh (the wait is shared with every change made meanwhile).
+        // What an appliance holds, whether it is up or draining and which
+        // clients it serves decide plays: seen before the heartbeat is
+        // answered, not at the next background refresh (the wait is shared
+        // with every change made meanwhile).
         super::snapshot::refreshed(&state).await;
     }
     Ok(axum::Json(HeartbeatResponse {
@@ -265,6 +251,29 @@ async fn heartbeat(
         prefixes_resync: prefix_outcome == Some(PrefixOutcome::ResyncNeeded),
         register,
     }))
+}
+
+/// Take the health a heartbeat carries. It is the document a poll would
+/// fetch, so it counts as a successful poll: push with a pull fallback, and a
+/// fleet of thousands is not polled while it reports. Returns whether
+/// decisions must see it at once (up again, or a new status such as draining).
+fn take_health(state: &Fleet, id: &str, a: &mut Appliance, health: &HealthSummary) -> bool {
+    let now_ms = super::cluster::wall_ms();
+    let status_changed = a.last.as_ref().is_none_or(|h| h.status != health.status);
+    a.last = Some(health.clone());
+    a.last_seen = Some(Instant::now());
+    a.heard = a.last_seen;
+    a.report_ms = now_ms;
+    state.cluster.note_report(id, health, now_ms);
+    let limits = &state.config.health;
+    let came_up = a.health.observe(true, limits.down_after, limits.up_after);
+    if came_up {
+        a.up_ms = now_ms;
+        state.cluster.note_verdict(id, true, now_ms);
+        state.metrics.health_changes.inc();
+        tracing::warn!(appliance = %id, up = true, "appliance health changed");
+    }
+    came_up || status_changed
 }
 
 async fn keys(

@@ -175,5 +175,41 @@ fn parse_master(bytes: &[u8]) -> Result<MasterPlaylist> {
     {
         return Err(unusable(format!("malformed #EXT-{}", t.tag)));
     }
+    // Attributes m3u8-rs does not model sit in a HashMap and are written back
+    // in its (random) order: one whose name or value is outside RFC 8216
+    // §4.2's grammar can then read back as another attribute list in some
+    // orders and not others, so a playlist would be served or refused by
+    // chance (found by fuzzing). Only well-formed ones are kept.
+    let others = master
+        .variants
+        .iter()
+        .map(|v| &v.other_attributes)
+        .chain(master.alternatives.iter().map(|a| &a.other_attributes))
+        .chain(master.session_data.iter().map(|d| &d.other_attributes));
+    for attrs in others.flatten() {
+        if let Some(name) = attrs
+            .iter()
+            .find_map(|(k, v)| (!well_formed(k, v)).then_some(k))
+        {
+            return Err(unusable(format!("malformed attribute {name:?}")));
+        }
+    }
     Ok(master)
+}
+
+/// An attribute as RFC 8216 §4.2 allows it: a name of `[A-Z0-9-]`, and a
+/// value that is a quoted string without quotes or line breaks, or an
+/// unquoted one without commas, quotes or whitespace.
+fn well_formed(name: &str, value: &QuotedOrUnquoted) -> bool {
+    let name_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
+    let value_ok = match value {
+        QuotedOrUnquoted::Quoted(v) => !v.contains(['"', '\r', '\n']),
+        QuotedOrUnquoted::Unquoted(v) => {
+            !v.is_empty() && !v.contains(|c: char| c == ',' || c == '"' || c.is_whitespace())
+        }
+    };
+    name_ok && value_ok
 }

@@ -143,11 +143,11 @@ pub fn check_url(url: &str) -> Result<(), String> {
 }
 
 /// Open the store the configuration names: the one place that chooses a
-/// backend.
-pub async fn open(database: &str) -> Result<Arc<dyn Store>, StoreError> {
+/// backend. `connections`: the PostgreSQL pool's size.
+pub async fn open(database: &str, connections: usize) -> Result<Arc<dyn Store>, StoreError> {
     match Location::parse(database) {
         Location::Sqlite(path) => Ok(Arc::new(Sqlite::open(&path)?)),
-        Location::Postgres(url) => Ok(Arc::new(Postgres::open(&url).await?)),
+        Location::Postgres(url) => Ok(Arc::new(Postgres::open(&url, connections).await?)),
     }
 }
 

@@ -200,9 +200,6 @@ pub(crate) enum Lock {
 
 /// How long a request waits for a pooled connection, or for a new one.
 const POOL_WAIT: Duration = Duration::from_secs(2);
-/// Connections per instance; PostgreSQL's `max_connections` must cover every
-/// instance's (docs/OPERATIONS.md).
-const POOL_SIZE: usize = 16;
 
 /// The PostgreSQL backend.
 pub struct Postgres {
@@ -210,10 +207,13 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    /// Connect (checking the server answers), and bring the schema up to date.
-    pub async fn open(url: &str) -> Result<Postgres, StoreError> {
+    /// Connect (checking the server answers), and bring the schema up to
+    /// date. `connections`: the pool's size (`database_connections`;
+    /// PostgreSQL's `max_connections` must cover every instance's, see
+    /// docs/OPERATIONS.md).
+    pub async fn open(url: &str, connections: usize) -> Result<Postgres, StoreError> {
         let pg = Postgres {
-            pool: pool(url, POOL_SIZE)?,
+            pool: pool(url, connections)?,
         };
         pg.migrate().await?;
         Ok(pg)

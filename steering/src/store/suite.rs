@@ -55,8 +55,8 @@ async fn postgres() {
         let db = format!("case{i}");
         server.create_database(&db).unwrap();
         let url = server.url(&db);
-        let a: Arc<dyn Store> = Arc::new(Postgres::open(&url).await.unwrap());
-        let b: Arc<dyn Store> = Arc::new(Postgres::open(&url).await.unwrap());
+        let a: Arc<dyn Store> = Arc::new(Postgres::open(&url, 4).await.unwrap());
+        let b: Arc<dyn Store> = Arc::new(Postgres::open(&url, 4).await.unwrap());
         eprintln!("postgres: {name}");
         case(a, b).await;
     }

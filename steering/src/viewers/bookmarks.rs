@@ -146,13 +146,14 @@ impl Bookmarks {
         if self.is_postgres() {
             return self
                 .postgres(async |c| {
-                    let row = c
-                        .query_opt(
+                    // Prepared once per connection: every play reads one.
+                    let stmt = c
+                        .prepare_cached(
                             "SELECT position FROM bookmarks
                              WHERE \"user\" = $1 AND profile = $2 AND title = $3",
-                            &[&user, &profile, &title],
                         )
                         .await?;
+                    let row = c.query_opt(&stmt, &[&user, &profile, &title]).await?;
                     Ok(row.map_or(0.0, |r| r.get::<_, f64>(0)))
                 })
                 .await;
@@ -181,15 +182,17 @@ impl Bookmarks {
         if self.is_postgres() {
             return self
                 .postgres(async |c| {
-                    c.execute(
-                        "INSERT INTO bookmarks (\"user\", profile, title, position, updated)
-                         VALUES ($1, $2, $3, $4, $5)
-                         ON CONFLICT (\"user\", profile, title) DO UPDATE
-                             SET position = excluded.position, updated = excluded.updated",
-                        &[&user, &profile, &title, &position, &(now as i64)],
-                    )
-                    .await
-                    .map(drop)
+                    let stmt = c
+                        .prepare_cached(
+                            "INSERT INTO bookmarks (\"user\", profile, title, position, updated)
+                             VALUES ($1, $2, $3, $4, $5)
+                             ON CONFLICT (\"user\", profile, title) DO UPDATE
+                                 SET position = excluded.position, updated = excluded.updated",
+                        )
+                        .await?;
+                    c.execute(&stmt, &[&user, &profile, &title, &position, &(now as i64)])
+                        .await
+                        .map(drop)
                 })
                 .await;
         }
@@ -215,14 +218,14 @@ impl Bookmarks {
         if self.is_postgres() {
             return self
                 .postgres(async |c| {
-                    let rows = c
-                        .query(
+                    let stmt = c
+                        .prepare_cached(
                             "SELECT title, position, updated FROM bookmarks
                              WHERE \"user\" = $1 AND profile = $2
                              ORDER BY updated DESC LIMIT $3",
-                            &[&user, &profile, &(limit as i64)],
                         )
                         .await?;
+                    let rows = c.query(&stmt, &[&user, &profile, &(limit as i64)]).await?;
                     Ok(rows
                         .iter()
                         .map(|r| Bookmark {

@@ -286,3 +286,25 @@ seg-00000.m4s\n#EXTINF:4.0AP:URI=\"in#EXTINF:4.000000,\nseg-00000.m4s\n#EXTINF:4
         Err(ManifestError::Invalid(_))
     ));
 }
+
+#[test]
+fn hls_unmodelled_attributes_must_be_well_formed() {
+    // Written back in a HashMap's order, a malformed one could read back as
+    // another attribute list in some orders only: refused, whatever the order.
+    let with = |attr: &str| {
+        T1_MASTER.replacen(
+            "#EXT-X-STREAM-INF:",
+            &format!("#EXT-X-STREAM-INF:{attr},"),
+            1,
+        )
+    };
+    let ps = pathways(&[("origin", A)]);
+    for ok in ["X-VENDOR=\"a b\"", "SCORE=1.5", "X-2=ENUM-VALUE"] {
+        let out = hls_multivariant(with(ok).as_bytes(), MASTER_KEY, &all, &ps, None);
+        assert!(out.is_ok(), "{ok}: {out:?}");
+    }
+    for bad in ["x-lower=1", "SUB&TITLES=\"s\"", "EPENDENT-=a b"] {
+        let out = hls_multivariant(with(bad).as_bytes(), MASTER_KEY, &all, &ps, None);
+        assert!(out.is_err(), "{bad} was accepted");
+    }
+}
