@@ -89,24 +89,9 @@ pub fn run(args: &LabArgs, stop: Arc<AtomicBool>) -> anyhow::Result<Report> {
     primary
         .create_database("steering")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let standby = primary.standby().map_err(|e| anyhow::anyhow!("{e}"))?;
-    for sql in [
-        "ALTER SYSTEM SET synchronous_standby_names = '*'",
-        "SELECT pg_reload_conf()",
-    ] {
-        primary
-            .psql("postgres", sql)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
-    lab::until(&stop, "the standby streaming synchronously", || {
-        let n = primary
-            .psql(
-                "postgres",
-                "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
-            )
-            .ok()?;
-        (n == "1").then_some(())
-    })?;
+    let standby = primary
+        .synchronous_standby()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     // Both hosts: whichever accepts writes is used, so a promoted standby is
     // found without restarting steering.
     let url = format!(

@@ -194,6 +194,33 @@ impl Server {
         Server::boot(dir, self.as_postgres)
     }
 
+    /// A standby (see `standby`) that this server waits for at every commit
+    /// (`synchronous_standby_names = '*'`): nothing committed here is lost
+    /// when it is promoted. Returns once it streams synchronously, or an
+    /// error after a minute.
+    pub fn synchronous_standby(&self) -> Result<Server, String> {
+        let standby = self.standby()?;
+        self.psql(
+            "postgres",
+            "ALTER SYSTEM SET synchronous_standby_names = '*'",
+        )?;
+        self.psql("postgres", "SELECT pg_reload_conf()")?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let n = self.psql(
+                "postgres",
+                "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
+            )?;
+            if n == "1" {
+                return Ok(standby);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err("the standby did not become synchronous within a minute".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Promote a standby to primary (`pg_ctl promote`, waiting until done).
     pub fn promote(&self) -> Result<(), String> {
         let data = self.data();

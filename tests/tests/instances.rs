@@ -21,9 +21,26 @@ fn appliances(addr: std::net::SocketAddr) -> Option<Vec<serde_json::Value>> {
     (r.status == 200).then(|| r.json().as_array().cloned())?
 }
 
-/// Instance B: A's config (the same store) in region us-east.
-fn start_b(s: &stack::Stack) -> Proc {
-    s.start_instance("steer-b", "us-east")
+/// The stack on a new PostgreSQL as instance A (eu-west), and instance B
+/// (us-east) on the same database, with B's address.
+fn two_instances() -> (
+    temp_postgres::Server,
+    stack::Stack,
+    Proc,
+    std::net::SocketAddr,
+) {
+    let pg = temp_postgres::Server::start().expect("PostgreSQL (scripts/test.sh installs it)");
+    pg.create_database("steering").unwrap();
+    let url = pg.url("steering");
+    let s = stack::start_on(
+        &stack::fleet(),
+        stack::INSTANCE_A,
+        &stack::content(),
+        Some(&url),
+    );
+    let b = s.start_instance("steer-b", "us-east");
+    let b_addr = b.addr("http=");
+    (pg, s, b, b_addr)
 }
 
 /// Plays an instance answered with 200, from its metrics.
@@ -38,17 +55,7 @@ fn plays_ok(addr: std::net::SocketAddr) -> Option<u64> {
 
 #[test]
 fn two_instances_share_the_fleet_plays_keys_and_polling() {
-    let pg = temp_postgres::Server::start().expect("PostgreSQL (scripts/test.sh installs it)");
-    pg.create_database("steering").unwrap();
-    let url = pg.url("steering");
-    let mut s = stack::start_on(
-        &stack::fleet(),
-        stack::INSTANCE_A,
-        &stack::content(),
-        Some(&url),
-    );
-    let b = start_b(&s);
-    let b_addr = b.addr("http=");
+    let (_pg, mut s, b, b_addr) = two_instances();
     // Appliances know both instances, their own region's first.
     for spec in stack::fleet() {
         let cfg = s.root(spec.id).join("oca.toml");
@@ -239,25 +246,11 @@ fn two_instances_share_the_fleet_plays_keys_and_polling() {
 fn a_promoted_standby_takes_over_without_restarting_steering() {
     let mut primary = temp_postgres::Server::start().expect("PostgreSQL");
     primary.create_database("steering").unwrap();
-    let standby = primary.standby().expect("a streaming standby");
     // Synchronous: a commit is acknowledged once the standby has it, so a
     // failover loses nothing that steering was told is committed.
-    primary
-        .psql(
-            "postgres",
-            "ALTER SYSTEM SET synchronous_standby_names = '*'",
-        )
-        .unwrap();
-    primary.psql("postgres", "SELECT pg_reload_conf()").unwrap();
-    wait_for("the standby streaming synchronously", || {
-        let n = primary
-            .psql(
-                "postgres",
-                "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
-            )
-            .ok()?;
-        (n == "1").then_some(())
-    });
+    let standby = primary
+        .synchronous_standby()
+        .expect("a synchronous streaming standby");
     let url = format!(
         "postgres://postgres@{},{}/steering?target_session_attrs=read-write",
         primary.host_port(),
@@ -383,17 +376,7 @@ fn with_postgres_down_recent_accounts_play_degraded_and_all_recovers() {
 /// fails or stalls.
 #[test]
 fn viewers_move_to_the_other_instance_when_theirs_dies() {
-    let pg = temp_postgres::Server::start().expect("PostgreSQL (scripts/test.sh installs it)");
-    pg.create_database("steering").unwrap();
-    let url = pg.url("steering");
-    let mut s = stack::start_on(
-        &stack::fleet(),
-        stack::INSTANCE_A,
-        &stack::content(),
-        Some(&url),
-    );
-    let b = start_b(&s);
-    let b_addr = b.addr("http=");
+    let (_pg, mut s, b, b_addr) = two_instances();
     wait_for("B sees ISP A's appliances eligible", || {
         let list = appliances(b_addr)?;
         let eligible = |id: &str| list.iter().any(|x| x["id"] == id && x["eligible"] == true);
