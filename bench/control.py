@@ -35,8 +35,6 @@ ROOT = Path(__file__).resolve().parent.parent
 REL = ROOT / "target" / "release"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 OUT = ROOT / "docs" / "data" / "control" / "plays.json"
-# Each instance's PostgreSQL pool (`database_connections`; --pg-connections).
-PG_CONNECTIONS = 16
 
 
 def run(cmd, **kw):
@@ -85,10 +83,11 @@ class Postgres:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def config(work, database, instance, region, sims=0):
+def config(work, database, connections, instance, region, sims=0):
+    """steering's config; `connections`: its PostgreSQL pool (`database_connections`)."""
     text = f'''listen = "127.0.0.1:0"
 database = "{database}"
-database_connections = {PG_CONNECTIONS}
+database_connections = {connections}
 origin_url = "http://127.0.0.1:9"
 [play]
 stream_timeout = "10s"
@@ -251,7 +250,6 @@ def machine():
 
 
 def main():
-    global PG_CONNECTIONS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--short", type=int, default=30)
     ap.add_argument("--long", type=int, default=300)
@@ -263,7 +261,6 @@ def main():
                     help="each instance's PostgreSQL pool (database_connections)")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
-    PG_CONNECTIONS = a.pg_connections
     run(["cargo", "build", "--quiet", "--release", "-p", "steering", "-p", "bench"], cwd=ROOT)
     content = ROOT / "target" / "tmp" / "bench-control-content"
     if not (content / "titles" / "t1" / "title.toml").exists():
@@ -277,9 +274,9 @@ def main():
         procs = []
         try:
             database = pg.url() if pg else str(work / "steering.db")
-            cfgs = [config(work, database, "steer-a", "eu-west")]
+            cfgs = [config(work, database, a.pg_connections, "steer-a", "eu-west")]
             if store == "pg2":
-                cfgs.append(config(work, database, "steer-b", "eu-west"))
+                cfgs.append(config(work, database, a.pg_connections, "steer-b", "eu-west"))
             steering = [str(REL / "steering"), "--config", str(cfgs[0])]
             run(steering + ["catalog", "import", str(content)], stdout=subprocess.DEVNULL)
             tokens = work / "tokens"
@@ -304,7 +301,7 @@ def main():
                 STEERING_PIDS.clear()
                 urls = []
                 for i, name in enumerate(["steer-a", "steer-b"][: len(cfgs)]):
-                    cfg = config(work, database, name, "eu-west", a.appliances)
+                    cfg = config(work, database, a.pg_connections, name, "eu-west", a.appliances)
                     p, url = start_steering(cfg, log)
                     procs.append(p)
                     STEERING_PIDS.append(p.pid)

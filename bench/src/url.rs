@@ -131,6 +131,11 @@ impl Url {
         })
     }
 
+    /// Whether this URL lies under `base` (what `rebased` can move).
+    pub fn is_under(&self, base: &Url) -> bool {
+        self.rebased(base, base).is_some()
+    }
+
     /// Connections are shared between URLs with the same key.
     pub fn origin(&self) -> (bool, &str) {
         (self.tls, &self.authority)
@@ -324,6 +329,7 @@ mod tests {
             "https://steer-b.example:8443/v1/plays/p1/master.m3u8?t=x"
         );
         assert_eq!(u.rebased(&a, &a).unwrap(), u);
+        assert!(u.is_under(&a) && !u.is_under(&b));
         // Another origin, or a path that only shares a prefix, is not under it.
         assert!(u.rebased(&b, &a).is_none());
         let sibling = Url::parse("http://127.0.0.1:8080/steering/v1/play").unwrap();

@@ -343,7 +343,7 @@ impl Viewer {
     ) -> Result<Reply, FetchError> {
         let setup = self.setup.clone();
         let bases = &setup.steering;
-        let Some(issuer) = bases.iter().find(|b| req.url.rebased(b, b).is_some()) else {
+        let Some(issuer) = bases.iter().find(|b| req.url.is_under(b)) else {
             return self.agent.fetch(req, deadline).await;
         };
         let n = bases.len();

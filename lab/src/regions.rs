@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use e2e::stack;
 use serde::Serialize;
 
 use crate::lab::{self, LabArgs, say};
@@ -236,17 +237,12 @@ fn first_play(
 ) -> anyhow::Result<()> {
     lab::until(stop, "a new play to succeed", || {
         instances.iter().find_map(|addr| {
-            let auth = format!("Bearer {token}");
-            let body = br#"{"title":"t1","device":"browser","profile":"main"}"#;
-            let headers = [
-                ("Authorization", auth.as_str()),
-                ("Content-Type", "application/json"),
-            ];
             // A dead instance refuses the connection: on to the next.
-            let r = e2e::http_from(Some(client), *addr, "POST", "/v1/play", &headers, body)?;
+            let r = stack::try_play_at(*addr, client, token, "t1", "browser", "main")?;
             if r.status != 200 {
                 return None;
             }
+            let auth = format!("Bearer {token}");
             if let Some(id) = r.json()["play_id"].as_str() {
                 let path = format!("/v1/plays/{id}");
                 let _ = e2e::http(*addr, "DELETE", &path, &[("Authorization", &auth)], b"");

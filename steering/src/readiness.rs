@@ -57,9 +57,10 @@ impl Report {
 /// How old things may get, from the configuration.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// The decision snapshot is rebuilt every `steer.snapshot_refresh`; ten
-    /// missed rebuilds (at least 2 s, so a busy machine does not flap) mean
-    /// the rebuild loop is stuck and decisions run on an old fleet.
+    /// The decision snapshot is rebuilt at least every `steer.snapshot_refresh`
+    /// (stretched to twenty build times when builds are slow); ten missed
+    /// rebuilds (at least 2 s, so a busy machine does not flap) mean the
+    /// builder is stuck or too slow, and decisions run on an old fleet.
     pub snapshot_age: Duration,
     /// A polling round starts every `health.interval` and takes at most
     /// `health.timeout`; three rounds without a start mean the poller stopped

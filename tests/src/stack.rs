@@ -863,6 +863,18 @@ pub fn play_at(
     device: &str,
     profile: &str,
 ) -> crate::Response {
+    try_play_at(steering, client, token, title, device, profile).expect("steering answers")
+}
+
+/// Like `play_at`, `None` when nothing answers (a dead instance).
+pub fn try_play_at(
+    steering: SocketAddr,
+    client: IpAddr,
+    token: &str,
+    title: &str,
+    device: &str,
+    profile: &str,
+) -> Option<crate::Response> {
     let body = serde_json::json!({"title": title, "device": device, "profile": profile});
     let auth = format!("Bearer {token}");
     crate::http_from(
@@ -876,7 +888,6 @@ pub fn play_at(
         ],
         body.to_string().as_bytes(),
     )
-    .expect("steering answers")
 }
 
 /// URIs in a playlist: lines that are not tags, plus `URI="..."` attributes.

@@ -46,7 +46,8 @@ pub struct Fleet {
     /// is cached against it).
     catalog_generation: AtomicU64,
     pub metrics: Arc<Metrics>,
-    /// The decision snapshot, rebuilt every `steer.snapshot_refresh`.
+    /// The decision snapshot, rebuilt by one builder on changes and every
+    /// `steer.snapshot_refresh` (see `snapshot`).
     pub snapshots: snapshot::Snapshots,
     /// Client networks (config plus the imported RIB), rebuilt only when those change.
     networks: ArcSwap<steer::Networks>,
