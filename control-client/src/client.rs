@@ -433,6 +433,7 @@ mod tests {
                 title: "t1".into(),
                 score: 1.5,
                 urgent: true,
+                not_before: None,
                 bytes: 3,
                 objects: vec![FillObject {
                     key: "titles/t1/v1/seg1.m4s".into(),

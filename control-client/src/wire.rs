@@ -202,6 +202,10 @@ pub struct FillItem {
     pub score: f64,
     /// Fill now, inside or outside the window (a launch within the horizon).
     pub urgent: bool,
+    /// Unix seconds before which not to start fetching it: launches are
+    /// staggered across a region's appliances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<u64>,
     pub bytes: u64,
     pub objects: Vec<FillObject>,
     /// Where to fetch from, in order: peers, then the parent, then the origin.

@@ -83,7 +83,7 @@ async fn one_pass(agent: &Arc<Agent>) -> Pass {
         work::missing(&plan, |k| agent.disks.present(k), true)
             .into_iter()
             .filter(|w| disk::safe_key(&w.object.key) && disk::safe_sha(&w.object.sha256))
-            .partition(|w| open || w.item.urgent);
+            .partition(|w| work::startable(w.item, open, now));
     let later = !later.is_empty();
     if wanted.is_empty() {
         agent.set(|s| {
@@ -133,7 +133,8 @@ async fn one_pass(agent: &Arc<Agent>) -> Pass {
     let mut complete = true;
     for w in todo {
         // Non-urgent work stops being started once the window closes.
-        if !w.item.urgent && !window::is_open(&plan.window, agent.clock.now()) {
+        let at = agent.clock.now();
+        if !work::startable(w.item, window::is_open(&plan.window, at), at) {
             complete = false;
             break;
         }

@@ -30,6 +30,12 @@ pub fn missing<'a>(
         .collect()
 }
 
+/// Whether fetching `item` may start at `now`: inside the window or urgent,
+/// and not before the time the plan staggers it to.
+pub fn startable(item: &FillItem, window_open: bool, now: u64) -> bool {
+    (window_open || item.urgent) && item.not_before.is_none_or(|t| t <= now)
+}
+
 /// Take whole items, in order, while their missing bytes fit in `free`; stop at
 /// the first that does not (a lower-priority item never jumps a higher one).
 /// Returns what to fetch and how many bytes were left out.
@@ -67,6 +73,7 @@ mod tests {
             title: "t".into(),
             score: 1.0,
             urgent,
+            not_before: None,
             bytes: sizes.iter().sum(),
             objects: sizes
                 .iter()
@@ -119,6 +126,17 @@ mod tests {
             ["u/0"],
             "outside the window: urgent only"
         );
+    }
+
+    #[test]
+    fn a_staggered_launch_waits_for_its_time_even_though_urgent() {
+        let mut launch = item("l", true, &[1]);
+        launch.not_before = Some(1_000);
+        assert!(!startable(&launch, true, 999));
+        assert!(startable(&launch, false, 1_000), "urgent: any time once due");
+        let plain = item("p", false, &[1]);
+        assert!(startable(&plain, true, 0));
+        assert!(!startable(&plain, false, 0));
     }
 
     #[test]

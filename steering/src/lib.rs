@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod fleet;
+pub mod forecast;
 pub mod http;
 pub mod manifest;
 pub mod metrics;

@@ -518,6 +518,7 @@ fn control() {
                 title: "t1".into(),
                 score: 1.5,
                 urgent: true,
+                not_before: None,
                 bytes: 3,
                 objects: vec![FillObject {
                     key: "titles/t1/v720/seg-00001.m4s".into(),

@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use control_client::wire::{FillItem, FillObject, FillPlan, FillSource, FillWindow, Tier};
 use serde::Serialize;
 
+use super::placement::{self, Assigned};
 use crate::config::{ApplianceConfig, FillConfig};
 
 /// A title as planning needs it.
@@ -78,42 +79,78 @@ pub struct Input<'a> {
     pub token: &'a str,
 }
 
-/// A title that made the ranking.
-struct Ranked<'a> {
-    title: &'a Title,
-    score: f64,
-    /// Release time, for launches.
-    launch: Option<u64>,
-}
-
-/// The plan for `input.appliance` at `now`. Its `version` is 0: the caller
-/// numbers plans by their `digest`.
+/// The plan for `input.appliance` at `now` by the popularity policy (decayed
+/// plays, launches first). Its `version` is 0: the caller numbers plans by
+/// their `digest`.
 pub fn plan(input: &Input<'_>, now: u64, cfg: &FillConfig) -> FillPlan {
     let me = input.appliance;
-    let ranked = rank(input, now, cfg);
-    let budget = budget(me.storage_bytes, cfg.headroom);
+    let titles = placement_titles(input.titles);
+    let scores = popularity_scores(me, input.plays, now, cfg);
+    let ranked = placement::popularity_rank(
+        &titles,
+        &me.region,
+        |id| scores.get(id).copied().unwrap_or(0.0),
+        now,
+        cfg.horizon.as_secs(),
+    );
+    let assigned = placement::by_popularity(ranked, &titles, budget(me.storage_bytes, cfg.headroom));
+    plan_assigned(input, &assigned, now, cfg)
+}
+
+/// Decayed plays per title as the popularity policy counts them for `me`:
+/// plays of its region within the lookback (an IXP's: of every region, as it
+/// holds the wider catalogue).
+pub fn popularity_scores(
+    me: &Appliance,
+    plays: &[Play],
+    now: u64,
+    cfg: &FillConfig,
+) -> HashMap<String, f64> {
+    let since = now.saturating_sub(cfg.lookback.as_secs());
+    let plays: Vec<(String, u64)> = plays
+        .iter()
+        .filter(|p| p.at >= since && (me.tier == Tier::Ixp || p.region == me.region))
+        .map(|p| (p.title.clone(), p.at))
+        .collect();
+    let half_life = cfg.half_life.as_secs_f64().max(1.0);
+    crate::popularity::popularity(&plays, now, half_life)
+        .into_iter()
+        .collect()
+}
+
+/// The catalogue as placement sees it (index-aligned with `titles`).
+pub fn placement_titles(titles: &[Title]) -> Vec<placement::Title> {
+    titles
+        .iter()
+        .map(|t| {
+            let sizes: Vec<u64> = t.renditions.iter().map(Rendition::bytes).collect();
+            placement::Title::from_sizes(&t.id, &t.regions, t.release, &sizes)
+        })
+        .collect()
+}
+
+/// The plan for `input.appliance` holding `assigned` (indices into
+/// `input.titles`, in fetch order).
+pub fn plan_assigned(
+    input: &Input<'_>,
+    assigned: &[Assigned],
+    now: u64,
+    cfg: &FillConfig,
+) -> FillPlan {
+    let me = input.appliance;
     let groups = source_groups(input);
     let mut items = Vec::new();
-    let mut used = 0u64;
-    for r in ranked {
-        let bytes = r
-            .title
-            .renditions
-            .iter()
-            .fold(0u64, |acc, x| acc.saturating_add(x.bytes()));
-        // Whole titles only, in rank order: a title missing a rendition cannot
-        // be played from here, and skipping ahead would let a less wanted title
-        // take the space a more wanted one needs next time.
-        if budget > 0 && used.saturating_add(bytes) > budget {
-            break;
-        }
-        used = used.saturating_add(bytes);
-        for rendition in &r.title.renditions {
+    for a in assigned {
+        let Some(title) = input.titles.get(a.title) else {
+            continue;
+        };
+        for rendition in &title.renditions {
             items.push(FillItem {
                 rendition: rendition.id.clone(),
-                title: r.title.id.clone(),
-                score: r.score,
-                urgent: r.launch.is_some(),
+                title: title.id.clone(),
+                score: a.value,
+                urgent: a.launch,
+                not_before: a.not_before,
                 bytes: rendition.bytes(),
                 objects: rendition.objects.clone(),
                 sources: sources(&groups, &rendition.id, input),
@@ -126,83 +163,19 @@ pub fn plan(input: &Input<'_>, now: u64, cfg: &FillConfig) -> FillPlan {
         generated_at: now,
         expires: now.saturating_add(cfg.plan_ttl.as_secs()),
         window: input.window.clone(),
-        budget_bytes: budget,
+        budget_bytes: budget(me.storage_bytes, cfg.headroom),
         items,
     }
 }
 
 /// Bytes the plan may fill: storage minus headroom; 0 when storage is unknown.
-fn budget(storage_bytes: u64, headroom: f64) -> u64 {
+pub fn budget(storage_bytes: u64, headroom: f64) -> u64 {
     if storage_bytes == 0 {
         return 0;
     }
     let keep = 1.0 - headroom.clamp(0.0, 1.0);
     // At least one byte, so a known (if tiny) disk never reads as "unknown".
     ((storage_bytes as f64 * keep).floor() as u64).max(1)
-}
-
-/// Titles available where the appliance is, launches first (soonest release
-/// first), then by popularity, ties by id.
-fn rank<'a>(input: &Input<'a>, now: u64, cfg: &FillConfig) -> Vec<Ranked<'a>> {
-    let me = input.appliance;
-    let since = now.saturating_sub(cfg.lookback.as_secs());
-    let horizon_end = now.saturating_add(cfg.horizon.as_secs());
-    // IXP appliances hold the wider catalogue, so demand anywhere counts;
-    // embedded ones serve one region's viewers.
-    let plays: Vec<(String, u64)> = input
-        .plays
-        .iter()
-        .filter(|p| p.at >= since && (me.tier == Tier::Ixp || p.region == me.region))
-        .map(|p| (p.title.clone(), p.at))
-        .collect();
-    let half_life = cfg.half_life.as_secs_f64().max(1.0);
-    let scores: HashMap<String, f64> = crate::popularity::popularity(&plays, now, half_life)
-        .into_iter()
-        .collect();
-    let mut ranked: Vec<Ranked<'a>> = input
-        .titles
-        .iter()
-        .filter(|t| !t.renditions.is_empty())
-        .filter(|t| t.regions.iter().any(|r| r == "*" || *r == me.region))
-        .filter_map(|t| {
-            let launch = match t.release {
-                // Beyond the horizon: nobody can play it for a while yet; its
-                // space is better spent on what plays now.
-                Some(r) if r > horizon_end => return None,
-                Some(r) if r > now => Some(r),
-                _ => None,
-            };
-            let score = scores.get(&t.id).copied().unwrap_or(0.0);
-            Some(Ranked {
-                title: t,
-                score,
-                launch,
-            })
-        })
-        .collect();
-    // The launch boost: above every title already out, so the score an
-    // appliance sees orders the same way the plan does across the two groups.
-    let boost = ranked
-        .iter()
-        .filter(|r| r.launch.is_none())
-        .map(|r| r.score)
-        .fold(0.0, f64::max)
-        + 1.0;
-    for r in &mut ranked {
-        if r.launch.is_some() {
-            r.score += boost;
-        }
-    }
-    ranked.sort_by(|a, b| match (a.launch, b.launch) {
-        (Some(x), Some(y)) => x.cmp(&y).then_with(|| a.title.id.cmp(&b.title.id)),
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => b
-            .score
-            .total_cmp(&a.score)
-            .then_with(|| a.title.id.cmp(&b.title.id)),
-    });
-    ranked
 }
 
 /// Candidate sources in preference order, before filtering by what each holds:
@@ -235,15 +208,9 @@ fn source_groups<'a>(input: &Input<'a>) -> Vec<(&'a Appliance, &'static str)> {
 
 /// Rendezvous order within a group: each appliance sees its equals in its own
 /// stable order, so a site's or region's appliances do not all fetch from the
-/// same peer first. FNV-1a, written out because the order must not change
-/// between builds (a new order is a new plan version).
+/// same peer first.
 fn spread(me: &str, other: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in me.bytes().chain([0]).chain(other.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    placement::spread(me, other)
 }
 
 fn sources(
@@ -288,6 +255,8 @@ struct Content<'a> {
 struct ItemContent<'a> {
     rendition: &'a str,
     urgent: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_before: Option<u64>,
     objects: &'a [FillObject],
     sources: Vec<&'a str>,
 }
@@ -306,6 +275,7 @@ pub fn digest(plan: &FillPlan) -> String {
             .map(|i| ItemContent {
                 rendition: &i.rendition,
                 urgent: i.urgent,
+                not_before: i.not_before,
                 objects: &i.objects,
                 sources: i.sources.iter().map(|s| s.id.as_str()).collect(),
             })

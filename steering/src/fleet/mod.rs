@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod fill;
 pub mod fillplan;
 pub mod keys;
+pub mod placement;
 pub mod poller;
 pub mod registry;
 pub mod snapshot;
