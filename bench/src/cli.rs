@@ -53,6 +53,10 @@ pub enum Command {
     /// Many simulated appliances against steering: register, heartbeat with
     /// inventory every --interval, answer its health polls.
     Appliances(AppliancesArgs),
+    /// Simulated days of a fleet in seconds: a catalogue, regions, ISP sites
+    /// and a viewing trace, filled by steering's planners and steered by its
+    /// decision code; how much peak traffic stays inside the ISPs.
+    FleetSim(crate::fleetsim::FleetSimArgs),
 }
 
 /// Serialised into `--results` files: every option in effect.

@@ -12,6 +12,7 @@ mod client;
 mod compare;
 mod conn;
 mod cpu;
+mod fleetsim;
 mod hls;
 mod hostile;
 mod http1;
@@ -81,6 +82,20 @@ fn main() -> ExitCode {
             plays::plays(args).and_then(|r| {
                 if let Some(path) = &args.results {
                     run.write(path, "plays", args, &r)?;
+                }
+                if args.json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else {
+                    print!("{}", r.table());
+                }
+                Ok(())
+            })
+        }
+        Command::FleetSim(args) => {
+            let run = results::Run::start();
+            fleetsim::fleet_sim(args).and_then(|r| {
+                if let Some(path) = &args.results {
+                    run.write(path, "fleet-sim", args, &r)?;
                 }
                 if args.json {
                     println!("{}", serde_json::to_string(&r)?);

@@ -1,0 +1,253 @@
+use super::sim::{self, Planner, Setup};
+use super::trace::{DAY, EPOCH, HOUR, Region, Session, Site, Title, World};
+use super::*;
+
+/// 10 minutes at 1,000 kbit/s: 75 MB.
+fn title(id: &str, release: Option<u64>) -> Title {
+    Title {
+        id: id.into(),
+        minutes: 10.0,
+        ladder_kbps: vec![1000],
+        release,
+        audience: if release.is_some() { 1.0 } else { 0.0 },
+        regions: vec!["*".into()],
+    }
+}
+
+fn at(day: u64, hour: u64, minute: u64) -> u64 {
+    EPOCH + day * DAY + hour * HOUR + minute * 60
+}
+
+fn session(start: u64, title: u32, watch_s: u32) -> Session {
+    Session {
+        start,
+        title,
+        site: 0,
+        watch_s,
+        kbps: 1000,
+    }
+}
+
+fn world(titles: Vec<Title>, mut sessions: Vec<Session>, days: usize) -> World {
+    sessions.sort_by_key(|s| s.start);
+    World {
+        start: EPOCH,
+        days,
+        regions: vec![Region {
+            name: "r".into(),
+            utc_offset_minutes: 0,
+        }],
+        sites: vec![Site {
+            isp: "isp".into(),
+            region: 0,
+            appliances: 1,
+        }],
+        titles,
+        sessions,
+    }
+}
+
+fn setup(planner: Planner, disk_fraction: f64) -> Setup {
+    Setup {
+        planner,
+        disk_fraction,
+        ixp_disk_fraction: 0.0,
+        ixps_per_region: 0,
+        fill_rate: 1e12,
+        window: ("02:00".into(), "06:00".into()),
+        warmup_days: 1,
+        rules: Rules::default(),
+        half_life: 86_400.0,
+        lookback: 7 * 86_400,
+        seed: 1,
+    }
+}
+
+const MB75: f64 = 75e6;
+
+#[test]
+fn bytes_are_accounted_by_hand() {
+    let w = world(
+        vec![title("a", None), title("b", None)],
+        vec![
+            // Day 0 (warm-up): the history.
+            session(at(0, 10, 0), 0, 600),
+            session(at(0, 11, 0), 1, 600),
+            // Day 1, before the window: nothing is on the disk yet; twenty
+            // minutes across 02:00.
+            session(at(1, 1, 50), 0, 1200),
+            // Day 1, evening: both filled in the night.
+            session(at(1, 20, 0), 0, 600),
+            session(at(1, 20, 30), 1, 600),
+        ],
+        2,
+    );
+    {
+        let planner = Planner::Forecast;
+        let o = sim::run(&w, &setup(planner, 1.0));
+        let h = &o.hourly;
+        assert_eq!(h.inside_isp.len(), 24, "{planner:?}");
+        assert_eq!(h.origin[1], MB75, "{planner:?}: 01:50-02:00");
+        assert_eq!(h.origin[2], MB75, "{planner:?}: 02:00-02:10");
+        assert_eq!(h.inside_isp[20], 2.0 * MB75, "{planner:?}");
+        assert_eq!(h.inside_isp.iter().sum::<f64>(), 2.0 * MB75);
+        assert_eq!(o.inside_isp_share, 0.5);
+        assert_eq!(o.origin_share, 0.5);
+        assert_eq!(o.peak_inside_isp_share, 1.0, "{planner:?}: 20:00 is the peak");
+        assert_eq!(o.days.len(), 1);
+        assert_eq!(o.days[0].fill_bytes, 2.0 * MB75, "{planner:?}: both filled once");
+        assert_eq!(o.days[0].origin_fill_bytes, 2.0 * MB75);
+        assert_eq!(o.churn_bytes, 0.0);
+    }
+    // The popularity policy fills titles nobody played yet while they fit,
+    // and the oracle knew day 0 would play both: both went on the disk in the
+    // warm-up night, so everything on day 1 is served inside and nothing is
+    // filled.
+    for planner in [Planner::Current, Planner::Oracle] {
+        let o = sim::run(&w, &setup(planner, 1.0));
+        assert_eq!(o.inside_isp_share, 1.0, "{planner:?}");
+        assert_eq!(o.hourly.inside_isp[1], MB75);
+        assert_eq!(o.days[0].fill_bytes, 0.0);
+    }
+}
+
+#[test]
+fn a_disk_for_one_title_holds_the_one_more_watched() {
+    let w = world(
+        vec![title("a", None), title("b", None)],
+        vec![
+            session(at(0, 10, 0), 0, 600),
+            session(at(0, 11, 0), 0, 600),
+            session(at(0, 12, 0), 0, 600),
+            session(at(0, 13, 0), 1, 600),
+            session(at(1, 20, 0), 0, 600),
+            session(at(1, 21, 0), 1, 600),
+        ],
+        2,
+    );
+    for planner in [Planner::Current, Planner::Forecast] {
+        // Half the catalogue: one title.
+        let o = sim::run(&w, &setup(planner, 0.5));
+        assert_eq!(o.hourly.inside_isp[20], MB75, "{planner:?}");
+        assert_eq!(o.hourly.origin[21], MB75, "{planner:?}");
+    }
+    // The oracle knows day 1 has one play of each: a tie, broken by id.
+    let o = sim::run(&w, &setup(Planner::Oracle, 0.5));
+    assert_eq!(o.hourly.inside_isp[20], MB75);
+}
+
+#[test]
+fn a_launch_is_on_the_disk_before_its_first_evening() {
+    let w = world(
+        vec![title("a", None), title("new", Some(at(1, 8, 0)))],
+        vec![
+            session(at(0, 20, 0), 0, 600),
+            // Released at 08:00 on day 1, watched that evening.
+            session(at(1, 19, 0), 1, 600),
+            session(at(1, 20, 0), 1, 600),
+            session(at(1, 21, 0), 0, 600),
+        ],
+        3,
+    );
+    for planner in [Planner::Current, Planner::Forecast, Planner::Oracle] {
+        let o = sim::run(&w, &setup(planner, 1.0));
+        assert_eq!(o.launches, 1);
+        assert_eq!(o.launch_inside_isp_share, Some(1.0), "{planner:?}");
+    }
+}
+
+#[test]
+fn what_is_evicted_and_filled_again_is_churn() {
+    // Day 1 wants a, day 2 wants b, day 3 wants a again; the disk holds one.
+    let w = world(
+        vec![title("a", None), title("b", None)],
+        vec![
+            session(at(0, 10, 0), 0, 600),
+            session(at(1, 10, 0), 1, 600),
+            session(at(1, 11, 0), 1, 600),
+            session(at(2, 10, 0), 0, 600),
+            session(at(2, 11, 0), 0, 600),
+            session(at(2, 12, 0), 0, 600),
+        ],
+        4,
+    );
+    let o = sim::run(&w, &setup(Planner::Forecast, 0.5));
+    // Night 1: a. Night 2: b replaces a. Night 3: a again: churn.
+    let fills: Vec<f64> = o.days.iter().map(|d| d.fill_bytes).collect();
+    assert_eq!(fills, [MB75, MB75, MB75]);
+    assert_eq!(o.evicted_bytes, 2.0 * MB75);
+    assert_eq!(o.churn_bytes, MB75);
+}
+
+fn args(extra: &[&str]) -> FleetSimArgs {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: FleetSimArgs,
+    }
+    let mut argv = vec!["fleet-sim"];
+    argv.extend_from_slice(extra);
+    Wrap::parse_from(argv).args
+}
+
+#[test]
+fn the_report_names_each_planner_and_the_curve() {
+    let a = args(&[
+        "--days",
+        "3",
+        "--warmup-days",
+        "2",
+        "--titles",
+        "300",
+        "--sites",
+        "8",
+        "--sessions-per-day",
+        "20000",
+        "--disk-fraction",
+        "0.05,0.2",
+        "--threads",
+        "2",
+    ]);
+    let report = fleet_sim(&a).unwrap();
+    let json = serde_json::to_value(&report).unwrap();
+    for p in ["current", "forecast", "oracle"] {
+        let share = json["planners"][p]["peak_inside_isp_share"].as_f64().unwrap();
+        assert!(share > 0.0 && share <= 1.0, "{p}: {share}");
+        assert!(json["planners"][p]["launch_inside_isp_share"].is_number() || json["planners"][p]["launch_inside_isp_share"].is_null());
+        assert_eq!(json["planners"][p]["days"].as_array().unwrap().len(), 3);
+        assert_eq!(json["planners"][p]["hourly"]["origin"].as_array().unwrap().len(), 72);
+    }
+    assert_eq!(report.curve.len(), 6);
+    // More disk never keeps less inside, for a given planner.
+    for p in [Planner::Current, Planner::Forecast, Planner::Oracle] {
+        let at = |f: f64| {
+            report
+                .curve
+                .iter()
+                .find(|c| c.planner == p && c.disk_fraction == f)
+                .unwrap()
+                .inside_isp_share
+        };
+        assert!(at(0.2) >= at(0.05), "{p:?}");
+    }
+    let svg = svg::hourly(&report);
+    assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+    assert_eq!(svg.matches("<polygon").count(), 3 * 4);
+    assert!(report.table().contains("forecast"));
+}
+
+#[test]
+fn bad_options_are_refused_with_a_reason() {
+    for (extra, says) in [
+        (&["--planner", "magic"][..], "--planner"),
+        (&["--disk-fraction", "0"][..], "--disk-fraction"),
+        (&["--disk-fraction", "1.5"][..], "--disk-fraction"),
+        (&["--days", "0"][..], "--days"),
+        (&["--fill-window", "02:00-02:00"][..], "--fill-window"),
+        (&["--titles", "3"][..], "--titles"),
+    ] {
+        let err = fleet_sim(&args(extra)).unwrap_err().to_string();
+        assert!(err.contains(says), "{extra:?}: {err}");
+    }
+}
