@@ -108,6 +108,11 @@ pub struct Rules {
     /// Share of a site's demand for a title it holds that still reaches the
     /// IXP (failures, overload): what keeps the head on IXPs too.
     pub ixp_spill: f64,
+    /// A title a group already holds is ranked as if worth this much more:
+    /// a newcomer must be clearly better to push it out, so forecast noise
+    /// at the edge of the disk does not refill the same bytes night after
+    /// night.
+    pub keep_bonus: f64,
 }
 
 impl Default for Rules {
@@ -118,6 +123,7 @@ impl Default for Rules {
             horizon: 48 * 3600,
             stagger: 2 * 3600,
             ixp_spill: 0.1,
+            keep_bonus: 0.5,
         }
     }
 }
@@ -258,6 +264,19 @@ fn assign(
     now: u64,
     embedded: bool,
 ) -> Placement {
+    // This group's order: what it holds already a little ahead.
+    let held = |c: &Candidate| members.iter().any(|m| m.holds.contains(&c.title));
+    let mut candidates: Vec<(f64, Candidate)> = candidates
+        .iter()
+        .map(|c| {
+            let bonus = if held(c) { 1.0 + rules.keep_bonus } else { 1.0 };
+            (c.value * bonus / titles[c.title].bytes as f64, *c)
+        })
+        .collect();
+    candidates.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then_with(|| titles[a.1.title].id.cmp(&titles[b.1.title].id))
+    });
     let mut used = vec![0u64; members.len()];
     let mut lists: Vec<Vec<Assigned>> = vec![Vec::new(); members.len()];
     let room = |m: usize, used: &[u64]| -> u64 {
@@ -267,7 +286,7 @@ fn assign(
         }
     };
     let mut order: Vec<usize> = Vec::with_capacity(members.len());
-    for c in candidates {
+    for (_, c) in &candidates {
         let t = &titles[c.title];
         let want = if c.head {
             members.len()
