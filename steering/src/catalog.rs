@@ -5,7 +5,7 @@
 //! Layout of a packaged directory (it doubles as an oca disk's `objects/`):
 //!
 //! ```text
-//! DIR/titles/<title-id>/title.toml      name, regions, release (optional)
+//! DIR/titles/<title-id>/title.toml      name, regions, release and audience (optional)
 //! DIR/titles/<title-id>/master.m3u8     multivariant playlist
 //! DIR/titles/<title-id>/<rendition>/…   media playlist, init segment, segments
 //! ```
@@ -31,6 +31,11 @@ pub struct Sidecar {
     pub regions: Vec<String>,
     /// Unix seconds before which the title may not be played.
     pub release: Option<u64>,
+    /// Expected first-day plays of a launch relative to the region's most
+    /// watched title (1.0: as big as it; 0.1: a tenth), for the demand
+    /// forecast before the title has plays of its own.
+    #[serde(default)]
+    pub audience: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +135,12 @@ fn scan_title(dir: &Path, id: &str) -> Result<Title, CatalogError> {
     let text = std::fs::read_to_string(&sidecar_path).map_err(io(&sidecar_path))?;
     let sidecar: Sidecar =
         toml::from_str(&text).map_err(|e| bad(&sidecar_path, e.message().replace('\n', " ")))?;
+    if sidecar
+        .audience
+        .is_some_and(|a| !(a.is_finite() && (0.0..=100.0).contains(&a)))
+    {
+        return Err(bad(&sidecar_path, "audience must be between 0 and 100"));
+    }
     let mut renditions = Vec::new();
     let mut manifests = Vec::new();
     let master_path = tdir.join("master.m3u8");

@@ -150,9 +150,37 @@ pub struct FillConfig {
     /// Popularity decay: a play this old counts half as much as one now.
     #[serde(with = "humantime_serde")]
     pub half_life: Duration,
-    /// Plays older than this are not considered at all.
+    /// Plays older than this are not considered at all (popularity planner).
     #[serde(with = "humantime_serde")]
     pub lookback: Duration,
+    /// Which planner fills disks: `forecast` (the demand forecast, placed per
+    /// site) or `popularity` (decayed plays, each appliance on its own).
+    pub planner: FillPlanner,
+    /// Forecast planner: appliances of a site that hold a title outside the
+    /// head (the head is on every one).
+    pub replicas: usize,
+    /// Forecast planner: the most watched titles making up this share of a
+    /// site's expected bytes are the head.
+    pub head_share: f64,
+    /// Forecast planner: embedded appliances start fetching a launch spread
+    /// over this long, so parents and the origin are not all asked at once.
+    #[serde(with = "humantime_serde")]
+    pub launch_stagger: Duration,
+    /// Forecast planner: a launch's expected first-day plays, relative to the
+    /// region's most watched title, when its `title.toml` sets no `audience`.
+    pub launch_audience: f64,
+    /// Forecast planner: how long a forecast (and the placement made from it)
+    /// is reused before plays are read again.
+    #[serde(with = "humantime_serde")]
+    pub forecast_refresh: Duration,
+}
+
+/// The fill planner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FillPlanner {
+    Forecast,
+    Popularity,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -465,6 +493,12 @@ impl Default for FillConfig {
             plan_ttl: Duration::from_secs(24 * 3600),
             half_life: Duration::from_secs(24 * 3600),
             lookback: Duration::from_secs(7 * 24 * 3600),
+            planner: FillPlanner::Forecast,
+            replicas: 1,
+            head_share: 0.5,
+            launch_stagger: Duration::from_secs(2 * 3600),
+            launch_audience: 0.5,
+            forecast_refresh: Duration::from_secs(600),
         }
     }
 }
@@ -751,6 +785,21 @@ impl Config {
         }
         if f.lookback.is_zero() {
             return reject("fill.lookback", "must be greater than zero");
+        }
+        if !(1..=64).contains(&f.replicas) {
+            return reject("fill.replicas", "must be 1 to 64");
+        }
+        if !(0.0..=1.0).contains(&f.head_share) {
+            return reject("fill.head_share", "a fraction in [0, 1]");
+        }
+        if f.launch_stagger > Duration::from_secs(24 * 3600) {
+            return reject("fill.launch_stagger", "must be at most 24h");
+        }
+        if !(0.0..=100.0).contains(&f.launch_audience) {
+            return reject("fill.launch_audience", "must be between 0 and 100");
+        }
+        if f.forecast_refresh < Duration::from_secs(1) || f.forecast_refresh > Duration::from_secs(86_400) {
+            return reject("fill.forecast_refresh", "must be between 1s and 24h");
         }
         if self.instance.sync_interval < Duration::from_millis(50)
             || self.instance.sync_interval > Duration::from_secs(60)

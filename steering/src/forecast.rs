@@ -46,6 +46,49 @@ pub struct History {
     pub daily: HashMap<String, Vec<f64>>,
 }
 
+/// Plays as the store counts them: `(region, title, day, plays)` and
+/// `(region, hour, plays)`, day 0 and hour 0 the most recent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counts {
+    pub daily: Vec<(String, String, u32, f64)>,
+    pub hourly: Vec<(String, u32, f64)>,
+}
+
+/// Each region's [`History`] from the store's counts over `days` days.
+pub fn histories(counts: &Counts, days: usize) -> HashMap<String, History> {
+    let mut out: HashMap<String, History> = HashMap::new();
+    for (region, hour, plays) in &counts.hourly {
+        let h = out.entry(region.clone()).or_default();
+        let hour = *hour as usize;
+        if hour < days * 24 {
+            if h.hourly.len() < days * 24 {
+                h.hourly.resize(days * 24, 0.0);
+            }
+            h.hourly[hour] += plays;
+        }
+    }
+    for (region, title, day, plays) in &counts.daily {
+        let day = *day as usize;
+        if day >= days {
+            continue;
+        }
+        let h = out.entry(region.clone()).or_default();
+        h.daily.entry(title.clone()).or_insert_with(|| vec![0.0; days])[day] += plays;
+    }
+    // A day with no play at all is still a day ("nothing yesterday" is not
+    // "no yesterday"), but days before the region's first play are not: a
+    // service that started three days ago has three days of history.
+    for h in out.values_mut() {
+        let oldest = h.hourly.iter().rposition(|&p| p > 0.0).map_or(0, |i| i / 24 + 1);
+        let kept = oldest.max(h.daily.values().filter_map(|d| d.iter().rposition(|&p| p > 0.0)).max().map_or(0, |d| d + 1));
+        h.hourly.resize(kept * 24, 0.0);
+        for series in h.daily.values_mut() {
+            series.truncate(kept);
+        }
+    }
+    out
+}
+
 /// What the catalogue says about a title that the forecast uses.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TitleMeta<'a> {

@@ -21,6 +21,8 @@ pub struct Title {
     pub regions: Vec<String>,
     /// Unix seconds before which it may not be played.
     pub release: Option<u64>,
+    /// A launch's expected first-day audience (`title.toml`), if given.
+    pub audience: Option<f64>,
     pub renditions: Vec<Rendition>,
 }
 

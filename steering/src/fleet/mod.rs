@@ -60,6 +60,8 @@ pub struct Fleet {
     pub cluster: cluster::Cluster,
     /// The health poller's HTTP client, built on first use.
     health_client: std::sync::OnceLock<Option<reqwest::Client>>,
+    /// The demand forecast and the placements made from it (see `fill`).
+    pub placements: fill::Placements,
 }
 
 impl Fleet {
@@ -132,6 +134,7 @@ impl Fleet {
             poller_tick: Mutex::new(now),
             cluster,
             health_client: std::sync::OnceLock::new(),
+            placements: fill::Placements::default(),
             keys,
             metrics,
             store,

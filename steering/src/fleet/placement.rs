@@ -154,7 +154,10 @@ struct Candidate {
     head: bool,
 }
 
-/// The forecast policy for one region at `now`.
+/// The forecast policy for one region at `now`. Titles nobody is expected to
+/// watch come last, in id order, on `replicas` appliances per site: spare
+/// disk is better spent on them than on nothing (a new service has no plays
+/// to forecast from), and the first title with demand pushes them out.
 pub fn by_forecast(region: &Region<'_>, now: u64, rules: &Rules) -> Placement {
     let titles = region.titles;
     let mut candidates: Vec<Candidate> = titles
@@ -162,14 +165,11 @@ pub fn by_forecast(region: &Region<'_>, now: u64, rules: &Rules) -> Placement {
         .enumerate()
         .filter(|(_, t)| t.bytes > 0 && t.available_in(region.name))
         .filter(|(_, t)| t.release.is_none_or(|r| r <= now.saturating_add(rules.horizon)))
-        .filter_map(|(i, t)| {
-            let value = region.demand.get(i).copied().unwrap_or(0.0) * t.bytes_per_play;
-            (value > 0.0).then_some(Candidate {
-                title: i,
-                value,
-                launch: t.release.is_some_and(|r| r > now),
-                head: false,
-            })
+        .map(|(i, t)| Candidate {
+            title: i,
+            value: region.demand.get(i).copied().unwrap_or(0.0).max(0.0) * t.bytes_per_play,
+            launch: t.release.is_some_and(|r| r > now),
+            head: false,
         })
         .collect();
     mark_head(&mut candidates, rules.head_share);
@@ -213,7 +213,6 @@ pub fn by_forecast(region: &Region<'_>, now: u64, rules: &Rules) -> Placement {
                     ..*c
                 }
             })
-            .filter(|c| c.value > 0.0)
             .collect();
         mark_head(&mut residual, rules.head_share);
         order_by_density(&mut residual, titles);
@@ -313,6 +312,11 @@ fn assign(
                 not_before: not_before.filter(|&at| at > now),
             });
         }
+    }
+    // Launches are fetched first, soonest release first: they have a
+    // deadline, and their room is already counted.
+    for list in &mut lists {
+        list.sort_by_key(|a| (!a.launch, if a.launch { titles[a.title].release } else { None }));
     }
     members
         .iter()

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use control_client::wire::{ApplianceInfo, HealthSummary, KeyWire, RenditionHolding};
 
 use crate::fleet::fillplan::{Play, Title};
+use crate::forecast::Counts;
 use crate::store::{CatalogStore, StoreError};
 
 /// A persisted appliance.
@@ -169,6 +170,11 @@ pub trait FleetStore: CatalogStore {
     /// Plays of every region since `since`, newest first, at most `limit` (the
     /// oldest weigh least, so they are the ones a cap drops).
     async fn plays_all_since(&self, since: u64, limit: u32) -> Result<Vec<Play>, StoreError>;
+    /// Plays of the `days` days before `now` counted per (region, title, day)
+    /// and per (region, hour), in windows that end at `now`: the demand
+    /// forecast's input, counted by the database rather than shipped row by
+    /// row.
+    async fn demand(&self, now: u64, days: u32) -> Result<Counts, StoreError>;
     /// The version of `appliance`'s plan whose content is `digest`: the stored
     /// one when the content is unchanged, else the next (recorded with `now`).
     /// Read and bump in one write transaction, so two concurrent requests for

@@ -193,3 +193,35 @@ fn no_history_gives_an_empty_forecast_not_a_panic() {
     assert_eq!(f.value("b"), 0.0);
     assert!(close(f.profile.iter().sum::<f64>(), 1.0, 1e-9));
 }
+
+#[test]
+fn store_counts_become_histories_as_long_as_the_region_has_plays() {
+    let counts = Counts {
+        daily: vec![
+            ("eu".into(), "a".into(), 0, 5.0),
+            ("eu".into(), "a".into(), 2, 3.0),
+            ("eu".into(), "b".into(), 1, 1.0),
+            ("us".into(), "a".into(), 0, 2.0),
+            // Beyond what was asked: ignored.
+            ("eu".into(), "a".into(), 20, 9.0),
+        ],
+        hourly: vec![
+            ("eu".into(), 0, 4.0),
+            ("eu".into(), 5, 1.0),
+            ("eu".into(), 60, 3.0),
+            ("eu".into(), 25, 1.0),
+            ("us".into(), 3, 2.0),
+        ],
+    };
+    let h = histories(&counts, 14);
+    let eu = &h["eu"];
+    // Plays go back three days (hour 60 is in day 2).
+    assert_eq!(eu.hourly.len(), 72);
+    assert_eq!(eu.hourly[0], 4.0);
+    assert_eq!(eu.hourly[60], 3.0);
+    assert_eq!(eu.daily["a"], [5.0, 0.0, 3.0]);
+    assert_eq!(eu.daily["b"], [0.0, 1.0, 0.0]);
+    let us = &h["us"];
+    assert_eq!(us.hourly.len(), 24);
+    assert_eq!(us.daily["a"], [2.0]);
+}

@@ -181,6 +181,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          what TEXT NOT NULL
      );
      CREATE INDEX fleet_changes_by_time ON fleet_changes(at_ms);",
+    // 10: a launch's expected audience.
+    "ALTER TABLE titles ADD COLUMN audience DOUBLE PRECISION;",
 ];
 
 /// The database's clock in milliseconds (the wall clock, not the

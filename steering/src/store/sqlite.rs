@@ -188,6 +188,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          what TEXT NOT NULL
      );
      CREATE INDEX fleet_changes_by_time ON fleet_changes(at_ms);",
+    // 10: a launch's expected audience, for the demand forecast.
+    "ALTER TABLE titles ADD COLUMN audience REAL;",
 ];
 
 /// The database's clock in milliseconds: instances on several machines agree

@@ -227,6 +227,7 @@ async fn catalog_plays_and_plan_versions(a: Arc<dyn Store>, b: Arc<dyn Store>) {
             name: "One".into(),
             regions: vec!["eu".into(), "*".into()],
             release: Some(1234),
+            audience: Some(0.25),
         },
         renditions: vec![
             rendition(

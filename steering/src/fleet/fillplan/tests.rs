@@ -10,6 +10,7 @@ fn title(id: &str, regions: &[&str], release: Option<u64>, renditions: &[(&str, 
         id: id.into(),
         regions: regions.iter().map(|r| r.to_string()).collect(),
         release,
+        audience: None,
         renditions: renditions
             .iter()
             .map(|(name, size)| Rendition {

@@ -173,20 +173,24 @@ fn launches_go_wide_and_embedded_fetches_are_staggered() {
         assert!(get("far").is_none(), "beyond the horizon");
     }
     assert!(starts.len() > 4, "spread: {starts:?}");
+    // Launches are fetched first, soonest first.
+    let first: Vec<&str> = p["e0"][..2].iter().map(|a| titles[a.title].id.as_str()).collect();
+    assert_eq!(first, ["late", "new"]);
     let ixp = &p["ixp"];
     assert!(ixp.iter().all(|a| a.not_before.is_none()), "parents at once");
     assert!(ixp.iter().any(|a| titles[a.title].id == "new"));
 }
 
 #[test]
-fn unknown_budgets_hold_everything_and_titles_elsewhere_are_left_out() {
+fn unknown_budgets_hold_everything_wanted_first_and_titles_elsewhere_are_left_out() {
     let mut titles: Vec<Title> = ["a", "b", "c"].iter().map(|id| title(id, 10)).collect();
     titles[2].regions = vec!["us".into()];
     let demand = [1.0, 0.0, 1.0];
     let sites = [site("s", 1.0, vec![member("x", 0, &[])])];
     let p = by_forecast(&region(&titles, &demand, &sites, &[]), NOW, &Rules::default());
-    // b has no demand at all; c may not be played in this region.
-    assert_eq!(ids(&p, &titles, "x"), ["a"]);
+    // c may not be played in this region; b, with no demand at all, comes
+    // after a, as there is room.
+    assert_eq!(ids(&p, &titles, "x"), ["a", "b"]);
 }
 
 #[test]

@@ -9,6 +9,7 @@ use super::{
     ApplianceRow, Change, ChangeKind, FleetStore, InstanceRow, InventoryRow, KeyDecision, LiveRow,
 };
 use crate::fleet::fillplan::{Play, Rendition, Title};
+use crate::forecast::{Counts, DAY};
 use crate::store::postgres::{Lock, NOW_MS};
 use crate::store::{Postgres, StoreError, from_json, to_json};
 
@@ -293,7 +294,7 @@ impl FleetStore for Postgres {
         let mut at: HashMap<String, usize> = HashMap::new();
         for r in tx
             .query(
-                "SELECT id, regions, release_time FROM titles ORDER BY id",
+                "SELECT id, regions, release_time, audience FROM titles ORDER BY id",
                 &[],
             )
             .await?
@@ -305,6 +306,7 @@ impl FleetStore for Postgres {
                 id,
                 regions,
                 release: r.get::<_, Option<i64>>(2).map(|v| v.max(0) as u64),
+                audience: r.get(3),
                 renditions: Vec::new(),
             });
         }
@@ -357,6 +359,44 @@ impl FleetStore for Postgres {
                 at: r.get::<_, i64>(2).max(0) as u64,
             })
             .collect())
+    }
+
+    async fn demand(&self, now: u64, days: u32) -> Result<Counts, StoreError> {
+        let (now, since) = (now as i64, now.saturating_sub(u64::from(days) * DAY) as i64);
+        let client = self.client().await?;
+        // `(now - at - 1) / span`: 0 for `at` in `[now - span, now)`.
+        let daily = client
+            .query(
+                "SELECT region, title, ($1 - at - 1) / 86400 AS day, COUNT(*) FROM plays
+                 WHERE at >= $2 AND at < $1 GROUP BY region, title, day",
+                &[&now, &since],
+            )
+            .await?;
+        let hourly = client
+            .query(
+                "SELECT region, ($1 - at - 1) / 3600 AS hour, COUNT(*) FROM plays
+                 WHERE at >= $2 AND at < $1 GROUP BY region, hour",
+                &[&now, &since],
+            )
+            .await?;
+        Ok(Counts {
+            daily: daily
+                .iter()
+                .map(|r| {
+                    let day: i64 = r.get(2);
+                    let n: i64 = r.get(3);
+                    (r.get(0), r.get(1), day.max(0) as u32, n as f64)
+                })
+                .collect(),
+            hourly: hourly
+                .iter()
+                .map(|r| {
+                    let hour: i64 = r.get(1);
+                    let n: i64 = r.get(2);
+                    (r.get(0), hour.max(0) as u32, n as f64)
+                })
+                .collect(),
+        })
     }
 
     async fn appliance(&self, id: &str) -> Result<Option<ApplianceRow>, StoreError> {

@@ -10,6 +10,7 @@ use super::{
     ApplianceRow, Change, ChangeKind, FleetStore, InstanceRow, InventoryRow, KeyDecision, LiveRow,
 };
 use crate::fleet::fillplan::{Play, Rendition, Title};
+use crate::forecast::{Counts, DAY};
 use crate::store::sqlite::NOW_MS;
 use crate::store::{Sqlite, StoreError, from_json, text_rows, to_json};
 
@@ -255,22 +256,24 @@ impl FleetStore for Sqlite {
             let mut at: HashMap<String, usize> = HashMap::new();
             {
                 let mut stmt =
-                    tx.prepare("SELECT id, regions, release_time FROM titles ORDER BY id")?;
+                    tx.prepare("SELECT id, regions, release_time, audience FROM titles ORDER BY id")?;
                 let rows = stmt.query_map([], |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, String>(1)?,
                         r.get::<_, Option<i64>>(2)?,
+                        r.get::<_, Option<f64>>(3)?,
                     ))
                 })?;
                 for row in rows {
-                    let (id, regions, release) = row?;
+                    let (id, regions, release, audience) = row?;
                     let regions: Vec<String> = from_json(&regions, format_args!("title {id}"))?;
                     at.insert(id.clone(), titles.len());
                     titles.push(Title {
                         id,
                         regions,
                         release: release.map(|v| v.max(0) as u64),
+                        audience,
                         renditions: Vec::new(),
                     });
                 }
@@ -331,6 +334,41 @@ impl FleetStore for Sqlite {
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn demand(&self, now: u64, days: u32) -> Result<Counts, StoreError> {
+        let (now, since) = (now as i64, now.saturating_sub(u64::from(days) * DAY) as i64);
+        self.read(move |conn| {
+            let mut counts = Counts::default();
+            // `(now - at - 1) / span`: 0 for `at` in `[now - span, now)`.
+            let mut stmt = conn.prepare_cached(
+                "SELECT region, title, (?1 - at - 1) / 86400 AS day, COUNT(*) FROM plays
+                 WHERE at >= ?2 AND at < ?1 GROUP BY region, title, day",
+            )?;
+            let rows = stmt.query_map(params![now, since], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?.max(0) as u32,
+                    r.get::<_, i64>(3)? as f64,
+                ))
+            })?;
+            counts.daily = rows.collect::<Result<_, _>>()?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT region, (?1 - at - 1) / 3600 AS hour, COUNT(*) FROM plays
+                 WHERE at >= ?2 AND at < ?1 GROUP BY region, hour",
+            )?;
+            let rows = stmt.query_map(params![now, since], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?.max(0) as u32,
+                    r.get::<_, i64>(2)? as f64,
+                ))
+            })?;
+            counts.hourly = rows.collect::<Result<_, _>>()?;
+            Ok(counts)
         })
         .await
     }

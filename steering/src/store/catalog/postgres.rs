@@ -15,14 +15,15 @@ impl CatalogStore for Postgres {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         tx.execute(
-            "INSERT INTO titles (id, name, regions, release_time) VALUES ($1, $2, $3, $4)
+            "INSERT INTO titles (id, name, regions, release_time, audience) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, regions = excluded.regions,
-                 release_time = excluded.release_time",
+                 release_time = excluded.release_time, audience = excluded.audience",
             &[
                 &t.id,
                 &t.sidecar.name,
                 &regions,
                 &t.sidecar.release.map(|v| v as i64),
+                &t.sidecar.audience,
             ],
         )
         .await?;

@@ -16,9 +16,10 @@ impl CatalogStore for Sqlite {
         let regions = to_json(&t.sidecar.regions)?;
         self.write(move |tx| {
             tx.execute(
-                "INSERT INTO titles (id, name, regions, release_time) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(id) DO UPDATE SET name = excluded.name, regions = excluded.regions, release_time = excluded.release_time",
-                params![t.id, t.sidecar.name, regions, t.sidecar.release.map(|v| v as i64)],
+                "INSERT INTO titles (id, name, regions, release_time, audience) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(id) DO UPDATE SET name = excluded.name, regions = excluded.regions,
+                     release_time = excluded.release_time, audience = excluded.audience",
+                params![t.id, t.sidecar.name, regions, t.sidecar.release.map(|v| v as i64), t.sidecar.audience],
             )?;
             tx.execute(
                 "DELETE FROM objects WHERE rendition IN (SELECT id FROM renditions WHERE title = ?1)",
