@@ -39,10 +39,10 @@ const TREND_DAYS: usize = 7;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct History {
     /// All titles' plays per hour, most recent first: `hourly[0]` counts
-    /// `[now - 1 h, now)`. Up to `HISTORY_DAYS × 24` long.
+    /// `(now - 1 h, now]`. Up to `HISTORY_DAYS × 24` long.
     pub hourly: Vec<f64>,
     /// Per title, plays per day, most recent first: `[0]` counts
-    /// `[now - 24 h, now)`. Titles without plays may be absent.
+    /// `(now - 24 h, now]`. Titles without plays may be absent.
     pub daily: HashMap<String, Vec<f64>>,
 }
 

@@ -314,6 +314,36 @@ async fn catalog_plays_and_plan_versions(a: Arc<dyn Store>, b: Arc<dyn Store>) {
         [("t1".to_owned(), 10), ("t2".to_owned(), 5)]
     );
 
+    // Demand counts in windows ending at `now`: at 20 every play is in the
+    // last day and hour; at 86,410 those at 5 and 10 are a day back, the one
+    // at 20 is not (86,390 s ago).
+    let mut c = b.demand(20, 14).await.unwrap();
+    c.daily.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    c.hourly.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    assert_eq!(
+        c.daily,
+        [
+            ("eu".to_owned(), "t1".to_owned(), 0, 1.0),
+            ("eu".to_owned(), "t2".to_owned(), 0, 1.0),
+            ("us".to_owned(), "t1".to_owned(), 0, 1.0)
+        ]
+    );
+    assert_eq!(
+        c.hourly,
+        [("eu".to_owned(), 0, 2.0), ("us".to_owned(), 0, 1.0)]
+    );
+    let mut c = b.demand(86_410, 14).await.unwrap();
+    c.daily.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    assert_eq!(
+        c.daily,
+        [
+            ("eu".to_owned(), "t1".to_owned(), 1, 1.0),
+            ("eu".to_owned(), "t2".to_owned(), 1, 1.0),
+            ("us".to_owned(), "t1".to_owned(), 0, 1.0)
+        ]
+    );
+    assert!(b.demand(86_400 * 20, 14).await.unwrap().daily.is_empty(), "beyond 14 days");
+
     // Versions: 1 for the first plan, unchanged for the same content, bumped for new.
     assert_eq!(a.fill_plan_version("a", "d1", 100).await.unwrap(), 1);
     assert_eq!(b.fill_plan_version("a", "d1", 200).await.unwrap(), 1);

@@ -364,18 +364,19 @@ impl FleetStore for Postgres {
     async fn demand(&self, now: u64, days: u32) -> Result<Counts, StoreError> {
         let (now, since) = (now as i64, now.saturating_sub(u64::from(days) * DAY) as i64);
         let client = self.client().await?;
-        // `(now - at - 1) / span`: 0 for `at` in `[now - span, now)`.
+        // `(now - at) / span`: 0 for `at` in `(now - span, now]`: a play
+            // recorded this very second counts.
         let daily = client
             .query(
-                "SELECT region, title, ($1 - at - 1) / 86400 AS day, COUNT(*) FROM plays
-                 WHERE at >= $2 AND at < $1 GROUP BY region, title, day",
+                "SELECT region, title, ($1 - at) / 86400 AS day, COUNT(*) FROM plays
+                 WHERE at > $2 AND at <= $1 GROUP BY region, title, day",
                 &[&now, &since],
             )
             .await?;
         let hourly = client
             .query(
-                "SELECT region, ($1 - at - 1) / 3600 AS hour, COUNT(*) FROM plays
-                 WHERE at >= $2 AND at < $1 GROUP BY region, hour",
+                "SELECT region, ($1 - at) / 3600 AS hour, COUNT(*) FROM plays
+                 WHERE at > $2 AND at <= $1 GROUP BY region, hour",
                 &[&now, &since],
             )
             .await?;

@@ -342,10 +342,11 @@ impl FleetStore for Sqlite {
         let (now, since) = (now as i64, now.saturating_sub(u64::from(days) * DAY) as i64);
         self.read(move |conn| {
             let mut counts = Counts::default();
-            // `(now - at - 1) / span`: 0 for `at` in `[now - span, now)`.
+            // `(now - at) / span`: 0 for `at` in `(now - span, now]`: a play
+            // recorded this very second counts.
             let mut stmt = conn.prepare_cached(
-                "SELECT region, title, (?1 - at - 1) / 86400 AS day, COUNT(*) FROM plays
-                 WHERE at >= ?2 AND at < ?1 GROUP BY region, title, day",
+                "SELECT region, title, (?1 - at) / 86400 AS day, COUNT(*) FROM plays
+                 WHERE at > ?2 AND at <= ?1 GROUP BY region, title, day",
             )?;
             let rows = stmt.query_map(params![now, since], |r| {
                 Ok((
@@ -357,8 +358,8 @@ impl FleetStore for Sqlite {
             })?;
             counts.daily = rows.collect::<Result<_, _>>()?;
             let mut stmt = conn.prepare_cached(
-                "SELECT region, (?1 - at - 1) / 3600 AS hour, COUNT(*) FROM plays
-                 WHERE at >= ?2 AND at < ?1 GROUP BY region, hour",
+                "SELECT region, (?1 - at) / 3600 AS hour, COUNT(*) FROM plays
+                 WHERE at > ?2 AND at <= ?1 GROUP BY region, hour",
             )?;
             let rows = stmt.query_map(params![now, since], |r| {
                 Ok((
