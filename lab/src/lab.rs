@@ -229,12 +229,14 @@ pub fn run(args: &LabArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         title_length(&s.packaged, "t1"),
     ));
     let running = spawn_players(&lab, args.duration, None)?;
-    for (isp, report) in collect_players(running, &stop)? {
+    let reports = collect_players(running, &stop)?;
+    for (isp, report) in &reports {
         match report {
             None => say(format!("  ISP {isp}: stopped before the viewers finished")),
-            Some(r) => describe(isp, &r),
+            Some(r) => describe(isp, r),
         }
     }
+    say(inside_isp_line(&reports));
     served(s);
     say(format!(
         "done in {:.0} s; stopping every process",
@@ -485,6 +487,34 @@ pub fn collect_players(
     Ok(out)
 }
 
+/// How much of the viewers' bytes came from their own ISP's appliance: the
+/// figure the whole design is about.
+pub fn inside_isp_line(reports: &[(&str, Option<serde_json::Value>)]) -> String {
+    let (mut inside, mut total) = (0u64, 0u64);
+    for (isp, report) in reports {
+        let Some(r) = report else { continue };
+        let own = ISPS.iter().find(|i| i.0 == *isp).map(|i| i.2);
+        if let Some(by) = r["bytes_by_pathway"].as_object() {
+            for (pathway, bytes) in by {
+                let bytes = bytes.as_u64().unwrap_or(0);
+                total += bytes;
+                if Some(pathway.as_str()) == own {
+                    inside += bytes;
+                }
+            }
+        }
+    }
+    if total == 0 {
+        return "viewers' bytes from inside their own ISP: none measured".to_owned();
+    }
+    format!(
+        "viewers' bytes from inside their own ISP: {:.1}% ({} of {}; the rest from the IXP or the origin)",
+        inside as f64 * 100.0 / total as f64,
+        mb(inside),
+        mb(total)
+    )
+}
+
 /// One ISP's viewers, in a line or two.
 pub fn describe(isp: &str, r: &serde_json::Value) {
     if r.is_null() {
@@ -568,6 +598,15 @@ mod tests {
         );
         let unknown = viewers_line(1, Duration::from_secs(8), None);
         assert!(unknown.contains("presses play again"), "{unknown}");
+    }
+
+    #[test]
+    fn the_inside_isp_share_counts_each_isps_own_appliance() {
+        let a = serde_json::json!({"bytes_by_pathway": {"oca-a1": 300, "oca-x1": 100}});
+        let b = serde_json::json!({"bytes_by_pathway": {"oca-b1": 500, "origin": 100, "oca-a1": 0}});
+        let line = inside_isp_line(&[("A", Some(a)), ("B", Some(b)), ("C", None)]);
+        assert!(line.starts_with("viewers' bytes from inside their own ISP: 80.0% ("), "{line}");
+        assert!(inside_isp_line(&[("A", None)]).ends_with("none measured"));
     }
 
     #[test]

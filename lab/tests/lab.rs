@@ -54,6 +54,13 @@ fn the_lab_fills_both_isps_steers_their_viewers_home_and_cleans_up() {
         "{text}"
     );
     assert!(line("A").contains("rebuffer ratio 0.0"), "{}", line("A"));
+    // The share of viewers' bytes from inside their ISP: all of it here, as
+    // both ISPs' appliances were filled before the viewers started.
+    let inside = text
+        .lines()
+        .find(|l| l.contains("viewers' bytes from inside their own ISP: "))
+        .unwrap_or_else(|| panic!("no inside-ISP line in:\n{text}"));
+    assert!(inside.contains(": 100.0% ("), "{inside}");
     // Plays outnumber viewers (the title is short): the narration says why.
     assert!(text.contains("presses play again"), "{text}");
     assert!(line("A").contains("plays by 1 viewer ("), "{}", line("A"));
