@@ -4,7 +4,7 @@ Every figure, and every sentence that compares, is computed here from the
 measurements; what stays as text is what a section measures and how.
 """
 
-from . import control, data, packager
+from . import control, data, fleet, packager
 from . import text as t
 from .noise import COMPARE_FIGS, Noise, compared, ratio_rows
 
@@ -337,7 +337,7 @@ def body(name, rec, noise):
     return {"startup": startup_body, "decide": decide_body, "fill": fill_body}[name](rec)
 
 
-def render(records, packager_rec=None, control_rec=None, failover_rec=None):
+def render(records, packager_rec=None, control_rec=None, failover_rec=None, fleet_recs=(None, None)):
     """The whole of BENCHMARKS.md from {section: record or None},
     docs/data/packager.json, docs/data/control/plays.json and
     docs/data/control/failover.json (or None)."""
@@ -363,5 +363,6 @@ def render(records, packager_rec=None, control_rec=None, failover_rec=None):
     out += packager.section(packager_rec)
     out += control.section(control_rec)
     out += control.failover_section(failover_rec)
+    out += fleet.section(*fleet_recs)
     out.append(HISTORY)
     return "\n".join(out)

@@ -41,6 +41,12 @@ def failover_record(data_dir=DATA):
     return load(path) if os.path.exists(path) else None
 
 
+def fleet_records(data_dir=DATA):
+    """(sim, speed) of bench/fleet.py, each None if not measured."""
+    paths = [os.path.join(data_dir, "fleet", f"{n}.json") for n in ("sim", "speed")]
+    return tuple(load(p) if os.path.exists(p) else None for p in paths)
+
+
 def rendered(data_dir=DATA, reliability_md=None):
     """{path: text} of every rendered doc, from `data_dir`."""
     if reliability_md is None:
@@ -49,7 +55,7 @@ def rendered(data_dir=DATA, reliability_md=None):
     return {
         BENCHMARKS_MD: benchmarks.render(
             benchmark_records(data_dir), packager_record(data_dir), control_record(data_dir),
-            failover_record(data_dir),
+            failover_record(data_dir), fleet_records(data_dir),
         ),
         RELIABILITY_MD: reliability.render(reliability_md, os.path.join(data_dir, "reliability"), ROOT),
     }

@@ -146,3 +146,39 @@ class PlayApi(unittest.TestCase):
     def test_without_data_the_section_says_how_to_measure(self):
         from . import control
         self.assertIn("Not measured yet: `bench/control.py`.", "\n".join(control.section(None)))
+
+
+class FleetSim(unittest.TestCase):
+    @staticmethod
+    def point(size, planner, peak, launch=1.0):
+        return {"disk_fraction": size, "planner": planner, "peak_inside_isp_share": peak,
+                "inside_isp_share": peak, "launch_inside_isp_share": launch,
+                "fill_bytes_per_night": 1e12, "churn_bytes": 0.0, "seconds": 5.0}
+
+    def sim(self, curve):
+        return {"report": {"curve": curve}}
+
+    def test_goals_are_judged_from_the_curve(self):
+        from . import fleet
+        curve = [self.point(0.1, "forecast", 0.80), self.point(0.1, "oracle", 0.815),
+                 self.point(0.3, "forecast", 0.90, launch=0.985), self.point(0.3, "oracle", 0.93),
+                 self.point(0.5, "forecast", 0.96), self.point(0.5, "oracle", 0.97)]
+        self.assertAlmostEqual(fleet.gap_points(curve), 3.0)
+        first, est = fleet.reaches(curve)
+        self.assertEqual(first, 0.5)
+        # 0.90 at 30%, 0.96 at 50%: 95% at 30% + 20% × 5/6.
+        self.assertAlmostEqual(est, 0.3 + 0.2 * 5 / 6)
+        self.assertAlmostEqual(fleet.launch_min(curve), 0.985)
+        speed = {"report": {"seconds": 12.0, "trace_seconds": 2.0, "days": 30, "titles": 5000, "sites": 100}}
+        met = [ok for _, _, ok in fleet.goals(self.sim(curve), speed)]
+        self.assertEqual(met, [False, True, False, True])
+
+    def test_a_target_never_reached_is_said_so(self):
+        from . import fleet
+        curve = [self.point(0.1, "forecast", 0.5), self.point(0.2, "forecast", 0.6)]
+        self.assertEqual(fleet.reaches(curve), (None, None))
+        self.assertIsNone(fleet.gap_points(curve), "no oracle to compare with")
+
+    def test_without_data_the_section_says_how_to_measure(self):
+        from . import fleet
+        self.assertIn("Not measured yet: `bench/fleet.py`.", "\n".join(fleet.section(None)))

@@ -133,7 +133,10 @@ mod tests {
         let mut launch = item("l", true, &[1]);
         launch.not_before = Some(1_000);
         assert!(!startable(&launch, true, 999));
-        assert!(startable(&launch, false, 1_000), "urgent: any time once due");
+        assert!(
+            startable(&launch, false, 1_000),
+            "urgent: any time once due"
+        );
         let plain = item("p", false, &[1]);
         assert!(startable(&plain, true, 0));
         assert!(!startable(&plain, false, 0));

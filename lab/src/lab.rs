@@ -603,9 +603,13 @@ mod tests {
     #[test]
     fn the_inside_isp_share_counts_each_isps_own_appliance() {
         let a = serde_json::json!({"bytes_by_pathway": {"oca-a1": 300, "oca-x1": 100}});
-        let b = serde_json::json!({"bytes_by_pathway": {"oca-b1": 500, "origin": 100, "oca-a1": 0}});
+        let b =
+            serde_json::json!({"bytes_by_pathway": {"oca-b1": 500, "origin": 100, "oca-a1": 0}});
         let line = inside_isp_line(&[("A", Some(a)), ("B", Some(b)), ("C", None)]);
-        assert!(line.starts_with("viewers' bytes from inside their own ISP: 80.0% ("), "{line}");
+        assert!(
+            line.starts_with("viewers' bytes from inside their own ISP: 80.0% ("),
+            "{line}"
+        );
         assert!(inside_isp_line(&[("A", None)]).ends_with("none measured"));
     }
 

@@ -798,7 +798,9 @@ impl Config {
         if !(0.0..=100.0).contains(&f.launch_audience) {
             return reject("fill.launch_audience", "must be between 0 and 100");
         }
-        if f.forecast_refresh < Duration::from_secs(1) || f.forecast_refresh > Duration::from_secs(86_400) {
+        if f.forecast_refresh < Duration::from_secs(1)
+            || f.forecast_refresh > Duration::from_secs(86_400)
+        {
             return reject("fill.forecast_refresh", "must be between 1s and 24h");
         }
         if self.instance.sync_interval < Duration::from_millis(50)

@@ -13,11 +13,14 @@
 //!   plays per hour) comes from the last seven days at the same hours.
 //! - **Titles that have a history** are forecast as a *share* of the region's
 //!   daily plays, so weekly seasonality and growth of the service as a whole
-//!   do not read as a trend of each title. The share's level and trend are a
-//!   weighted least-squares line through the log of the last seven daily
-//!   shares, recent days weighing most; the trend is clamped and shrunk
+//!   do not read as a trend of each title. Up to fourteen daily shares are
+//!   weighed, recent days most: halving every two days for a busy title, up
+//!   to every ten for a sparse one (its days are mostly noise). The trend is a
+//!   weighted least-squares line through their logs, clamped and shrunk
 //!   towards none when a title has few plays, so the tail is forecast by its
-//!   level and noise is not extrapolated.
+//!   level and noise is not extrapolated; the level is the line's (geometric)
+//!   for busy titles and the plain weighted mean for sparse ones, which the
+//!   log of a handful of plays would bias low.
 //! - **Launches** (not released yet, or within their first days) have too
 //!   little history, so they get a prior: `audience` × the plays of the
 //!   region's biggest title, decaying with [`Params::launch_half_life`] after
@@ -32,7 +35,7 @@ pub const DAY: u64 = 86_400;
 
 /// Days of history the model reads (and the store is asked for).
 pub const HISTORY_DAYS: usize = 14;
-/// Days the level and trend of a title's share are fitted over.
+/// Days whose plays decide how fast a title's past is forgotten.
 const TREND_DAYS: usize = 7;
 
 /// Plays in one region, counted in windows that end at `now`.
@@ -73,14 +76,26 @@ pub fn histories(counts: &Counts, days: usize) -> HashMap<String, History> {
             continue;
         }
         let h = out.entry(region.clone()).or_default();
-        h.daily.entry(title.clone()).or_insert_with(|| vec![0.0; days])[day] += plays;
+        h.daily
+            .entry(title.clone())
+            .or_insert_with(|| vec![0.0; days])[day] += plays;
     }
     // A day with no play at all is still a day ("nothing yesterday" is not
     // "no yesterday"), but days before the region's first play are not: a
     // service that started three days ago has three days of history.
     for h in out.values_mut() {
-        let oldest = h.hourly.iter().rposition(|&p| p > 0.0).map_or(0, |i| i / 24 + 1);
-        let kept = oldest.max(h.daily.values().filter_map(|d| d.iter().rposition(|&p| p > 0.0)).max().map_or(0, |d| d + 1));
+        let oldest = h
+            .hourly
+            .iter()
+            .rposition(|&p| p > 0.0)
+            .map_or(0, |i| i / 24 + 1);
+        let kept = oldest.max(
+            h.daily
+                .values()
+                .filter_map(|d| d.iter().rposition(|&p| p > 0.0))
+                .max()
+                .map_or(0, |d| d + 1),
+        );
         h.hourly.resize(kept * 24, 0.0);
         for series in h.daily.values_mut() {
             series.truncate(kept);
@@ -146,7 +161,12 @@ impl Forecast {
 }
 
 /// The region's forecast at `now` from its `history`, for `titles`.
-pub fn forecast(history: &History, titles: &[TitleMeta<'_>], now: u64, params: &Params) -> Forecast {
+pub fn forecast(
+    history: &History,
+    titles: &[TitleMeta<'_>],
+    now: u64,
+    params: &Params,
+) -> Forecast {
     let days = history.hourly.len() / 24;
     let totals: Vec<f64> = (0..days)
         .map(|k| history.hourly[k * 24..(k + 1) * 24].iter().sum())
@@ -163,8 +183,8 @@ pub fn forecast(history: &History, titles: &[TitleMeta<'_>], now: u64, params: &
         // Only whole days since release say what the title's level is.
         let usable = match t.release {
             Some(r) if r >= now => 0,
-            Some(r) => (((now - r) / DAY) as usize).min(TREND_DAYS),
-            None => TREND_DAYS,
+            Some(r) => (((now - r) / DAY) as usize).min(HISTORY_DAYS),
+            None => HISTORY_DAYS,
         };
         if let Some(share) = share_forecast(series, &totals, usable) {
             next_day.insert(t.id.to_owned(), share * total);
@@ -298,37 +318,55 @@ fn covered_share(hourly: &[f64], age: u64) -> f64 {
 
 /// The title's share of tomorrow's plays, from up to `usable` recent days of
 /// `series` against the region's `totals`; none with no usable day.
+///
+/// Days weigh less with age: halving every two days for a title with plenty
+/// of plays, more slowly (up to a week) for a sparse one, whose days are
+/// mostly noise. The trend is a weighted least-squares line through the log
+/// of the daily shares, shrunk towards none when there are few plays; the
+/// level is carried along it from the days it was measured over to tomorrow.
 fn share_forecast(series: &[f64], totals: &[f64], usable: usize) -> Option<f64> {
     let n = usable.min(series.len()).min(totals.len());
-    // (x, ln share, weight), x = -k: days ago, negative.
+    let recent: f64 = series[..n.min(TREND_DAYS)].iter().sum();
+    let half_life = (2.0 * (100.0 / recent.max(1.0)).sqrt()).clamp(2.0, 10.0);
+    // (x, share, ln share, weight), x = -k: days ago, negative.
     let mut points = Vec::with_capacity(n);
-    let mut plays = 0.0;
     for k in 0..n {
         if totals[k] <= 0.0 {
             continue;
         }
-        plays += series[k];
-        // Half a play of pseudo-count keeps a day without plays finite.
-        let share = (series[k] + 0.5) / totals[k];
-        points.push((-(k as f64), share.ln(), 0.5f64.powf(k as f64 / 2.0)));
+        // Half a play of pseudo-count keeps the log of a day without plays finite.
+        points.push((
+            -(k as f64),
+            series[k] / totals[k],
+            ((series[k] + 0.5) / totals[k]).ln(),
+            0.5f64.powf(k as f64 / half_life),
+        ));
     }
     if points.is_empty() {
         return None;
     }
-    let sw: f64 = points.iter().map(|p| p.2).sum();
-    let mx = points.iter().map(|p| p.0 * p.2).sum::<f64>() / sw;
-    let my = points.iter().map(|p| p.1 * p.2).sum::<f64>() / sw;
-    let sxx: f64 = points.iter().map(|p| p.2 * (p.0 - mx).powi(2)).sum();
-    let sxy: f64 = points.iter().map(|p| p.2 * (p.0 - mx) * (p.1 - my)).sum();
+    let sw: f64 = points.iter().map(|p| p.3).sum();
+    let mean = |f: &dyn Fn(&(f64, f64, f64, f64)) -> f64| {
+        points.iter().map(|p| f(p) * p.3).sum::<f64>() / sw
+    };
+    let (mx, level, my) = (mean(&|p| p.0), mean(&|p| p.1), mean(&|p| p.2));
+    let sxx: f64 = points.iter().map(|p| p.3 * (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| p.3 * (p.0 - mx) * (p.2 - my)).sum();
     let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
     // A few plays say little about a trend: shrink it towards none, and never
     // extrapolate more than halving or 1.5× a day.
-    let slope = (slope * plays / (plays + 30.0)).clamp(-std::f64::consts::LN_2, 1.5f64.ln());
-    // The fitted line one day after the most recent point (x = 0).
-    let ln_share = my + slope * (1.0 - mx);
-    // Take the pseudo-count back out.
+    let slope = (slope * recent / (recent + 30.0)).clamp(-std::f64::consts::LN_2, 1.5f64.ln());
+    // From the weighted days' centre (mx, in the past) to tomorrow (x = 1).
+    let ahead = (slope * (1.0 - mx)).exp();
+    // Two levels: the geometric one (the fitted line: exact for a title that
+    // grows or fades steadily, but biased low for a handful of plays a day,
+    // where the pseudo-count dominates) and the arithmetic one (unbiased for
+    // rare events, but for a fading title dominated by its bigger past).
+    // Sparse titles take the arithmetic, busy ones the geometric.
     let mean_total = totals[..n].iter().sum::<f64>() / n as f64;
-    Some((ln_share.exp() - 0.5 / mean_total.max(1.0)).max(0.0))
+    let geometric = (my.exp() - 0.5 / mean_total.max(1.0)).max(0.0);
+    let sparse = ((100.0 - recent) / 80.0).clamp(0.0, 1.0);
+    Some((sparse * level + (1.0 - sparse) * geometric) * ahead)
 }
 
 #[cfg(test)]

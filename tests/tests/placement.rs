@@ -108,14 +108,20 @@ fn a_site_holds_the_head_on_each_appliance_splits_the_tail_and_staggers_launches
     assert_eq!(t1[..2], ["t5", "t1"], "{t1:?}");
     assert_eq!(t2[..2], ["t5", "t1"], "{t2:?}");
     // The tail on one of them only.
-    let tail = [&t1, &t2].iter().filter(|t| t.contains(&"t6".to_owned())).count();
+    let tail = [&t1, &t2]
+        .iter()
+        .filter(|t| t.contains(&"t6".to_owned()))
+        .count();
     assert_eq!(tail, 1, "{t1:?} {t2:?}");
     // Embedded appliances start the launch at staggered times within
     // fill.launch_stagger (2 h by default); the IXP, their parent, at once.
     for p in [&a1, &a2] {
         let at = starts(p, "t5");
         assert!(!at.is_empty());
-        assert!(at.iter().all(|a| *a == at[0]), "one start per title: {at:?}");
+        assert!(
+            at.iter().all(|a| *a == at[0]),
+            "one start per title: {at:?}"
+        );
         if let Some(at) = at[0] {
             assert!(at > now && at <= now + 2 * 3600 + 60, "{at} vs {now}");
         }
@@ -141,7 +147,11 @@ fn a_site_holds_the_head_on_each_appliance_splits_the_tail_and_staggers_launches
 fn the_popularity_planner_stays_selectable() {
     let work = tempfile::tempdir().unwrap();
     let (packaged, _) = with_launch(work.path());
-    let s = stack::start_with(&site_fleet(), "[fill]\nplanner = \"popularity\"\n", &packaged);
+    let s = stack::start_with(
+        &site_fleet(),
+        "[fill]\nplanner = \"popularity\"\n",
+        &packaged,
+    );
     let (a1, a2) = (plan(&s, "oca-a1"), plan(&s, "oca-a2"));
     // Each appliance on its own: the same list, every title, nothing staggered.
     assert_eq!(titles(&a1), titles(&a2));

@@ -142,7 +142,7 @@ fn check(args: &FleetSimArgs) -> anyhow::Result<Vec<Planner>> {
     if !(args.sessions_per_day > 0.0 && args.sessions_per_day <= 1e8) {
         bail!("--sessions-per-day must be in (0, 1e8]");
     }
-    if !(args.fill_gbps > 0.0) {
+    if args.fill_gbps.is_nan() || args.fill_gbps <= 0.0 {
         bail!("--fill-gbps must be positive");
     }
     if args.warmup_days > 60 {

@@ -202,6 +202,12 @@ struct Run<'a> {
     churn: Vec<f64>,
 }
 
+fn add(to: &mut [f64; SOURCES], bytes: &[f64; SOURCES]) {
+    for (t, b) in to.iter_mut().zip(bytes) {
+        *t += b;
+    }
+}
+
 fn site_prefix(site: usize) -> IpNet {
     let ip = Ipv4Addr::new(10, (site >> 8) as u8, site as u8, 0);
     IpNet::new(IpAddr::V4(ip), 24).expect("a /24 is valid")
@@ -472,7 +478,10 @@ impl Run<'_> {
                         first_day[i] += 1.0;
                     }
                 }
-                d.iter().zip(first_day).map(|(a, b): (&f64, f64)| a.max(b)).collect()
+                d.iter()
+                    .zip(first_day)
+                    .map(|(a, b): (&f64, f64)| a.max(b))
+                    .collect()
             }
             _ => {
                 let history = self.history_for(region, hour);
@@ -581,7 +590,11 @@ impl Run<'_> {
                 apps.iter()
                     .map(|&a| {
                         let app = &self.appliances[a];
-                        let scores = if app.tier == Tier::Ixp { &global } else { &local };
+                        let scores = if app.tier == Tier::Ixp {
+                            &global
+                        } else {
+                            &local
+                        };
                         let ranked = placement::popularity_rank(
                             &self.titles,
                             name,
@@ -669,7 +682,8 @@ impl Run<'_> {
             let mut left = budget;
             let mut take = Vec::new();
             for t in wanted {
-                let remaining = self.titles[t as usize].bytes - app.partial.get(&t).copied().unwrap_or(0);
+                let remaining =
+                    self.titles[t as usize].bytes - app.partial.get(&t).copied().unwrap_or(0);
                 if remaining > room {
                     break;
                 }
@@ -733,14 +747,17 @@ impl Run<'_> {
                 hits: u64::from(app.hits[i]),
                 last_access: app.last_access[i],
             })
-            .chain(app.partial.iter().filter(|(t, _)| !planned.contains(t)).map(|(&t, &b)| {
-                fill_agent::evict::Candidate {
-                    rendition: self.titles[t as usize].id.clone(),
-                    bytes: b,
-                    hits: 0,
-                    last_access: 0,
-                }
-            }))
+            .chain(
+                app.partial
+                    .iter()
+                    .filter(|(t, _)| !planned.contains(t))
+                    .map(|(&t, &b)| fill_agent::evict::Candidate {
+                        rendition: self.titles[t as usize].id.clone(),
+                        bytes: b,
+                        hits: 0,
+                        last_access: 0,
+                    }),
+            )
             .collect();
         let victims = fill_agent::evict::choose(candidates, &ids, need, now);
         let by_id: HashMap<&str, usize> = self
@@ -770,17 +787,19 @@ impl Run<'_> {
         let days = self.world.days;
         let share = |v: &[f64; SOURCES], k: Source| {
             let total: f64 = v.iter().sum();
-            if total > 0.0 { v[k as usize] / total } else { 0.0 }
+            if total > 0.0 {
+                v[k as usize] / total
+            } else {
+                0.0
+            }
         };
         let mut report_days = Vec::new();
         let mut all = [0.0; SOURCES];
         let mut peaks = [0.0; SOURCES];
         for day in w..days {
             let mut sum = [0.0; SOURCES];
-            for h in day * 24..(day + 1) * 24 {
-                for k in 0..SOURCES {
-                    sum[k] += self.bytes[h][k];
-                }
+            for hour in &self.bytes[day * 24..(day + 1) * 24] {
+                add(&mut sum, hour);
             }
             // Each region's busiest hour of its local day.
             let mut peak = [0.0; SOURCES];
@@ -794,15 +813,11 @@ impl Run<'_> {
                     let t = |h: usize| self.region_bytes[r][h].iter().sum::<f64>();
                     t(a).total_cmp(&t(b))
                 }) {
-                    for k in 0..SOURCES {
-                        peak[k] += self.region_bytes[r][h][k];
-                    }
+                    add(&mut peak, &self.region_bytes[r][h]);
                 }
             }
-            for k in 0..SOURCES {
-                all[k] += sum[k];
-                peaks[k] += peak[k];
-            }
+            add(&mut all, &sum);
+            add(&mut peaks, &peak);
             report_days.push(Day {
                 day: day - w + 1,
                 bytes: sum.iter().sum(),
@@ -818,7 +833,12 @@ impl Run<'_> {
         }
         let reported = (days - w).max(1) as f64;
         let hours = w * 24..days * 24;
-        let col = |k: Source| -> Vec<f64> { self.bytes[hours.clone()].iter().map(|b| b[k as usize]).collect() };
+        let col = |k: Source| -> Vec<f64> {
+            self.bytes[hours.clone()]
+                .iter()
+                .map(|b| b[k as usize])
+                .collect()
+        };
         let launches = self
             .titles
             .iter()

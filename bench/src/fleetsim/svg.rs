@@ -58,11 +58,11 @@ pub fn hourly(report: &Report) -> String {
         for (layer, (_, colour)) in layers.iter().zip(LAYERS) {
             let above: Vec<f64> = (0..n).map(|i| below[i] + gbps(layer[i])).collect();
             let mut points = String::new();
-            for i in 0..n {
-                let _ = write!(points, "{:.1},{:.1} ", x(i), y(above[i]));
+            for (i, v) in above.iter().enumerate() {
+                let _ = write!(points, "{:.1},{:.1} ", x(i), y(*v));
             }
-            for i in (0..n).rev() {
-                let _ = write!(points, "{:.1},{:.1} ", x(i), y(below[i]));
+            for (i, v) in below.iter().enumerate().rev() {
+                let _ = write!(points, "{:.1},{:.1} ", x(i), y(*v));
             }
             let _ = write!(out, r#"<polygon points="{points}" fill="{colour}"/>"#);
             below = above;

@@ -93,9 +93,16 @@ fn bytes_are_accounted_by_hand() {
         assert_eq!(h.inside_isp.iter().sum::<f64>(), 2.0 * MB75);
         assert_eq!(o.inside_isp_share, 0.5);
         assert_eq!(o.origin_share, 0.5);
-        assert_eq!(o.peak_inside_isp_share, 1.0, "{planner:?}: 20:00 is the peak");
+        assert_eq!(
+            o.peak_inside_isp_share, 1.0,
+            "{planner:?}: 20:00 is the peak"
+        );
         assert_eq!(o.days.len(), 1);
-        assert_eq!(o.days[0].fill_bytes, 2.0 * MB75, "{planner:?}: both filled once");
+        assert_eq!(
+            o.days[0].fill_bytes,
+            2.0 * MB75,
+            "{planner:?}: both filled once"
+        );
         assert_eq!(o.days[0].origin_fill_bytes, 2.0 * MB75);
         assert_eq!(o.churn_bytes, 0.0);
     }
@@ -212,11 +219,22 @@ fn the_report_names_each_planner_and_the_curve() {
     let report = fleet_sim(&a).unwrap();
     let json = serde_json::to_value(&report).unwrap();
     for p in ["current", "forecast", "oracle"] {
-        let share = json["planners"][p]["peak_inside_isp_share"].as_f64().unwrap();
+        let share = json["planners"][p]["peak_inside_isp_share"]
+            .as_f64()
+            .unwrap();
         assert!(share > 0.0 && share <= 1.0, "{p}: {share}");
-        assert!(json["planners"][p]["launch_inside_isp_share"].is_number() || json["planners"][p]["launch_inside_isp_share"].is_null());
+        assert!(
+            json["planners"][p]["launch_inside_isp_share"].is_number()
+                || json["planners"][p]["launch_inside_isp_share"].is_null()
+        );
         assert_eq!(json["planners"][p]["days"].as_array().unwrap().len(), 3);
-        assert_eq!(json["planners"][p]["hourly"]["origin"].as_array().unwrap().len(), 72);
+        assert_eq!(
+            json["planners"][p]["hourly"]["origin"]
+                .as_array()
+                .unwrap()
+                .len(),
+            72
+        );
     }
     assert_eq!(report.curve.len(), 6);
     // More disk never keeps less inside, for a given planner.
@@ -235,6 +253,38 @@ fn the_report_names_each_planner_and_the_curve() {
     assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
     assert_eq!(svg.matches("<polygon").count(), 3 * 4);
     assert!(report.table().contains("forecast"));
+}
+
+#[test]
+fn a_written_trace_replays_to_the_same_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.csv");
+    let small = [
+        "--days",
+        "2",
+        "--warmup-days",
+        "2",
+        "--titles",
+        "200",
+        "--sites",
+        "6",
+        "--sessions-per-day",
+        "5000",
+        "--planner",
+        "forecast,current",
+    ];
+    let mut first: Vec<&str> = small.to_vec();
+    first.extend(["--write-trace", trace.to_str().unwrap()]);
+    let generated = fleet_sim(&args(&first)).unwrap();
+    let mut again: Vec<&str> = small.to_vec();
+    again.extend(["--trace", trace.to_str().unwrap()]);
+    let replayed = fleet_sim(&args(&again)).unwrap();
+    assert_eq!(replayed.sessions, generated.sessions);
+    for (a, b) in generated.curve.iter().zip(&replayed.curve) {
+        assert_eq!(a.planner, b.planner);
+        assert_eq!(a.peak_inside_isp_share, b.peak_inside_isp_share);
+        assert_eq!(a.fill_bytes_per_night, b.fill_bytes_per_night);
+    }
 }
 
 #[test]

@@ -117,10 +117,7 @@ pub struct World {
 
 impl World {
     pub fn catalogue_bytes(&self) -> u64 {
-        self.titles
-            .iter()
-            .flat_map(|t| t.rendition_bytes())
-            .sum()
+        self.titles.iter().flat_map(|t| t.rendition_bytes()).sum()
     }
 }
 
@@ -322,7 +319,13 @@ pub fn generate(spec: &Spec) -> World {
             .map(|xs| {
                 xs.iter()
                     .enumerate()
-                    .map(|(i, x)| if i >= spec.titles - launches { 0.0 } else { x.exp() })
+                    .map(|(i, x)| {
+                        if i >= spec.titles - launches {
+                            0.0
+                        } else {
+                            x.exp()
+                        }
+                    })
                     .collect()
             })
             .collect();
@@ -420,9 +423,9 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 /// `.regions.csv`).
 pub fn write(world: &World, path: &Path) -> anyhow::Result<()> {
     let create = |p: &Path| -> anyhow::Result<BufWriter<std::fs::File>> {
-        Ok(BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        ))
+        Ok(BufWriter::new(std::fs::File::create(p).with_context(
+            || format!("cannot create {}", p.display()),
+        )?))
     };
     let mut out = create(path)?;
     writeln!(out, "start,region,isp,title,watch_s,kbps")?;
@@ -449,13 +452,14 @@ pub fn write(world: &World, path: &Path) -> anyhow::Result<()> {
             .map(u32::to_string)
             .collect::<Vec<_>>()
             .join(";");
-        let mut line = format!("{},{:.1},{ladder},", t.id, t.minutes);
+        // Shortest exact forms: a replayed trace is the generated one, bit for bit.
+        let mut line = format!("{},{},{ladder},", t.id, t.minutes);
         if let Some(r) = t.release {
             let _ = write!(line, "{r}");
         }
         line.push(',');
         if t.release.is_some() {
-            let _ = write!(line, "{:.3}", t.audience);
+            let _ = write!(line, "{}", t.audience);
         }
         let _ = write!(line, ",{}", t.regions.join(";"));
         writeln!(out, "{line}")?;
@@ -483,14 +487,18 @@ pub fn write(world: &World, path: &Path) -> anyhow::Result<()> {
 /// Rows of a CSV file after its header, split on commas, each with its line
 /// number; the header must be `header`.
 fn rows(path: &Path, header: &str) -> anyhow::Result<Vec<(usize, Vec<String>)>> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut lines = std::io::BufReader::new(file).lines();
     let first = lines
         .next()
         .transpose()?
         .with_context(|| format!("{}: empty, expected the header {header:?}", path.display()))?;
     if first.trim() != header {
-        bail!("{}: the header is {first:?}, expected {header:?}", path.display());
+        bail!(
+            "{}: the header is {first:?}, expected {header:?}",
+            path.display()
+        );
     }
     let width = header.split(',').count();
     let mut out = Vec::new();
@@ -514,8 +522,12 @@ fn rows(path: &Path, header: &str) -> anyhow::Result<Vec<(usize, Vec<String>)>> 
 }
 
 fn field<T: std::str::FromStr>(path: &Path, line: usize, name: &str, v: &str) -> anyhow::Result<T> {
-    v.parse()
-        .map_err(|_| anyhow::anyhow!("{}:{line}: {name} {v:?} is not a valid number", path.display()))
+    v.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "{}:{line}: {name} {v:?} is not a valid number",
+            path.display()
+        )
+    })
 }
 
 /// Read a trace written by [`write`] (or converted from a CDN log to its
@@ -524,15 +536,21 @@ pub fn read(path: &Path) -> anyhow::Result<World> {
     let titles_path = sibling(path, ".titles.csv");
     let mut titles = Vec::new();
     let mut title_at = std::collections::HashMap::new();
-    for (line, f) in rows(&titles_path, "title,minutes,ladder_kbps,release,audience,regions")? {
+    for (line, f) in rows(
+        &titles_path,
+        "title,minutes,ladder_kbps,release,audience,regions",
+    )? {
         let p = &titles_path;
         let ladder = f[2]
             .split(';')
             .map(|k| field::<u32>(p, line, "ladder_kbps", k))
             .collect::<anyhow::Result<Vec<u32>>>()?;
         let minutes: f64 = field(p, line, "minutes", &f[1])?;
-        if ladder.is_empty() || !(minutes > 0.0) {
-            bail!("{}:{line}: a title needs minutes > 0 and a ladder", p.display());
+        if ladder.is_empty() || minutes.is_nan() || minutes <= 0.0 {
+            bail!(
+                "{}:{line}: a title needs minutes > 0 and a ladder",
+                p.display()
+            );
         }
         let release = if f[3].is_empty() {
             None
@@ -570,13 +588,16 @@ pub fn read(path: &Path) -> anyhow::Result<World> {
     let mut sites: Vec<Site> = Vec::new();
     let sites_path = sibling(path, ".sites.csv");
     let region_of = |regions: &mut Vec<Region>, name: &str| -> usize {
-        regions.iter().position(|r| r.name == name).unwrap_or_else(|| {
-            regions.push(Region {
-                name: name.to_owned(),
-                utc_offset_minutes: 0,
-            });
-            regions.len() - 1
-        })
+        regions
+            .iter()
+            .position(|r| r.name == name)
+            .unwrap_or_else(|| {
+                regions.push(Region {
+                    name: name.to_owned(),
+                    utc_offset_minutes: 0,
+                });
+                regions.len() - 1
+            })
     };
     if sites_path.exists() {
         for (line, f) in rows(&sites_path, "isp,region,appliances")? {
@@ -598,11 +619,19 @@ pub fn read(path: &Path) -> anyhow::Result<World> {
     for (line, f) in rows(path, "start,region,isp,title,watch_s,kbps")? {
         let start: u64 = field(path, line, "start", &f[0])?;
         if start < last {
-            bail!("{}:{line}: sessions must be sorted by start", path.display());
+            bail!(
+                "{}:{line}: sessions must be sorted by start",
+                path.display()
+            );
         }
         last = start;
         let Some(&title) = title_at.get(&f[3]) else {
-            bail!("{}:{line}: title {:?} is not in {}", path.display(), f[3], titles_path.display());
+            bail!(
+                "{}:{line}: title {:?} is not in {}",
+                path.display(),
+                f[3],
+                titles_path.display()
+            );
         };
         let region = region_of(&mut regions, &f[1]);
         let site = match sites.iter().position(|s| s.isp == f[2]) {

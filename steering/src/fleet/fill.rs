@@ -166,7 +166,10 @@ async fn forecast_placement(
 ) -> Result<Vec<Assigned>, ApiError> {
     let cfg = &state.config.fill;
     let mut cached = state.placements.inner.lock().await;
-    if cached.at == 0 || now >= cached.at.saturating_add(cfg.forecast_refresh.as_secs()) || now < cached.at {
+    if cached.at == 0
+        || now >= cached.at.saturating_add(cfg.forecast_refresh.as_secs())
+        || now < cached.at
+    {
         let counts = state
             .store
             .demand(now, forecast::HISTORY_DAYS as u32)
@@ -183,7 +186,10 @@ async fn forecast_placement(
             forecasts: Arc::new(forecasts),
             regions: HashMap::new(),
         };
-        tracing::debug!(regions = cached.forecasts.len(), "demand forecast refreshed");
+        tracing::debug!(
+            regions = cached.forecasts.len(),
+            "demand forecast refreshed"
+        );
     }
     let region = me.region.clone();
     let (fingerprint, groups) = region_groups(state, &region, titles, totals, cfg);
@@ -193,7 +199,9 @@ async fn forecast_placement(
         .is_some_and(|(f, _)| *f == fingerprint);
     if !fresh {
         let placed = place_region(&cached.forecasts, &region, titles, &groups, now, cfg);
-        cached.regions.insert(region.clone(), (fingerprint, Arc::new(placed)));
+        cached
+            .regions
+            .insert(region.clone(), (fingerprint, Arc::new(placed)));
     }
     let Some((_, placed)) = cached.regions.get(&region) else {
         return Ok(Vec::new());

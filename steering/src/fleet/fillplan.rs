@@ -95,7 +95,8 @@ pub fn plan(input: &Input<'_>, now: u64, cfg: &FillConfig) -> FillPlan {
         now,
         cfg.horizon.as_secs(),
     );
-    let assigned = placement::by_popularity(ranked, &titles, budget(me.storage_bytes, cfg.headroom));
+    let assigned =
+        placement::by_popularity(ranked, &titles, budget(me.storage_bytes, cfg.headroom));
     plan_assigned(input, &assigned, now, cfg)
 }
 

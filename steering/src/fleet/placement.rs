@@ -164,7 +164,10 @@ pub fn by_forecast(region: &Region<'_>, now: u64, rules: &Rules) -> Placement {
         .iter()
         .enumerate()
         .filter(|(_, t)| t.bytes > 0 && t.available_in(region.name))
-        .filter(|(_, t)| t.release.is_none_or(|r| r <= now.saturating_add(rules.horizon)))
+        .filter(|(_, t)| {
+            t.release
+                .is_none_or(|r| r <= now.saturating_add(rules.horizon))
+        })
         .map(|(i, t)| Candidate {
             title: i,
             value: region.demand.get(i).copied().unwrap_or(0.0).max(0.0) * t.bytes_per_play,
@@ -316,7 +319,16 @@ fn assign(
     // Launches are fetched first, soonest release first: they have a
     // deadline, and their room is already counted.
     for list in &mut lists {
-        list.sort_by_key(|a| (!a.launch, if a.launch { titles[a.title].release } else { None }));
+        list.sort_by_key(|a| {
+            (
+                !a.launch,
+                if a.launch {
+                    titles[a.title].release
+                } else {
+                    None
+                },
+            )
+        });
     }
     members
         .iter()
@@ -401,11 +413,11 @@ pub fn popularity_rank(
             .then_with(|| titles[a.0.title].id.cmp(&titles[b.0.title].id)),
         (Some(_), None) => std::cmp::Ordering::Less,
         (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => b
-            .0
-            .value
-            .total_cmp(&a.0.value)
-            .then_with(|| titles[a.0.title].id.cmp(&titles[b.0.title].id)),
+        (None, None) => {
+            b.0.value
+                .total_cmp(&a.0.value)
+                .then_with(|| titles[a.0.title].id.cmp(&titles[b.0.title].id))
+        }
     });
     ranked.into_iter().map(|r| r.0).collect()
 }

@@ -57,7 +57,9 @@ fn weekly_seasonality_is_in_the_volume_not_in_each_title() {
 fn a_fading_title_keeps_fading_and_a_steady_one_stays() {
     let hours = hourly(14, |_, _| 10_000.0 / 24.0);
     // Halving every two days, 2,000 plays a day now.
-    let fading: Vec<f64> = (0..14).map(|ago| 2000.0 * 2f64.powf(ago as f64 / 2.0)).collect();
+    let fading: Vec<f64> = (0..14)
+        .map(|ago| 2000.0 * 2f64.powf(ago as f64 / 2.0))
+        .collect();
     let steady: Vec<f64> = vec![500.0; 14];
     let history = History {
         hourly: hours,
@@ -70,8 +72,16 @@ fn a_fading_title_keeps_fading_and_a_steady_one_stays() {
         &Params::default(),
     );
     let expected = 2000.0 / 2f64.sqrt();
-    assert!(close(f.next_day["fade"], expected, 0.05), "{}", f.next_day["fade"]);
-    assert!(close(f.next_day["steady"], 500.0, 0.01), "{}", f.next_day["steady"]);
+    assert!(
+        close(f.next_day["fade"], expected, 0.05),
+        "{}",
+        f.next_day["fade"]
+    );
+    assert!(
+        close(f.next_day["steady"], 500.0, 0.01),
+        "{}",
+        f.next_day["steady"]
+    );
 }
 
 #[test]
@@ -129,7 +139,11 @@ fn a_launch_is_forecast_from_its_audience_before_release() {
     assert!(close(top, 400.0, 0.01));
     assert!(close(f.first_day["soon"], 2.0 * top, 1e-9));
     // Released at noon: the afternoon carries three quarters of a day's plays.
-    assert!(close(f.next_day["soon"], 2.0 * top * 0.75, 1e-9), "{}", f.next_day["soon"]);
+    assert!(
+        close(f.next_day["soon"], 2.0 * top * 0.75, 1e-9),
+        "{}",
+        f.next_day["soon"]
+    );
     assert!(close(f.first_day["later"], 0.5 * top, 1e-9));
     assert_eq!(f.next_day["later"], 0.0);
     // Planning looks at the first day for a title not out yet.
@@ -140,7 +154,13 @@ fn a_launch_is_forecast_from_its_audience_before_release() {
 #[test]
 fn a_launch_that_beats_its_prior_is_believed_within_hours() {
     // Evening-heavy region: 19:00-23:00 carries half of the day.
-    let hours = hourly(14, |_, h| if (19..23).contains(&h) { 250.0 } else { 1000.0 / 20.0 });
+    let hours = hourly(14, |_, h| {
+        if (19..23).contains(&h) {
+            250.0
+        } else {
+            1000.0 / 20.0
+        }
+    });
     let history_with = |launch_plays: f64| History {
         hourly: hours.clone(),
         daily: HashMap::from([

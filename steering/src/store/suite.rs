@@ -342,7 +342,10 @@ async fn catalog_plays_and_plan_versions(a: Arc<dyn Store>, b: Arc<dyn Store>) {
             ("us".to_owned(), "t1".to_owned(), 0, 1.0)
         ]
     );
-    assert!(b.demand(86_400 * 20, 14).await.unwrap().daily.is_empty(), "beyond 14 days");
+    assert!(
+        b.demand(86_400 * 20, 14).await.unwrap().daily.is_empty(),
+        "beyond 14 days"
+    );
 
     // Versions: 1 for the first plan, unchanged for the same content, bumped for new.
     assert_eq!(a.fill_plan_version("a", "d1", 100).await.unwrap(), 1);

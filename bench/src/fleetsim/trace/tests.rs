@@ -41,13 +41,24 @@ fn viewing_peaks_in_each_regions_evening_and_sessions_fit_their_titles() {
         let peak = (0..24).max_by_key(|&h| by_local_hour[h]).unwrap();
         let trough = (0..24).min_by_key(|&h| by_local_hour[h]).unwrap();
         assert!((19..=22).contains(&peak), "{}: peak at {peak}", region.name);
-        assert!((1..=5).contains(&trough), "{}: trough at {trough}", region.name);
+        assert!(
+            (1..=5).contains(&trough),
+            "{}: trough at {trough}",
+            region.name
+        );
     }
     for s in &w.sessions {
         let t = &w.titles[s.title as usize];
         assert!(f64::from(s.watch_s) <= (t.minutes * 60.0).max(60.0));
-        assert!(t.release.is_none_or(|r| s.start >= r), "played before release");
-        assert!(t.ladder_kbps.iter().any(|&k| k + AUDIO_KBPS == s.kbps || k == s.kbps));
+        assert!(
+            t.release.is_none_or(|r| s.start >= r),
+            "played before release"
+        );
+        assert!(
+            t.ladder_kbps
+                .iter()
+                .any(|&k| k + AUDIO_KBPS == s.kbps || k == s.kbps)
+        );
     }
 }
 
@@ -62,10 +73,17 @@ fn popularity_is_heavy_tailed_and_launches_spike() {
     sorted.sort_unstable_by(|a, b| b.cmp(a));
     let top_tenth: u64 = sorted[..w.titles.len() / 10].iter().sum();
     let all: u64 = sorted.iter().sum();
-    assert!(top_tenth as f64 > 0.5 * all as f64, "top 10%: {top_tenth} of {all}");
+    assert!(
+        top_tenth as f64 > 0.5 * all as f64,
+        "top 10%: {top_tenth} of {all}"
+    );
     // A launch plays more on its first day than on its third.
     let launches: Vec<usize> = (0..w.titles.len())
-        .filter(|&i| w.titles[i].release.is_some_and(|r| r + 3 * DAY <= w.start + 8 * DAY))
+        .filter(|&i| {
+            w.titles[i]
+                .release
+                .is_some_and(|r| r + 3 * DAY <= w.start + 8 * DAY)
+        })
         .collect();
     assert!(!launches.is_empty());
     let (mut first, mut third) = (0, 0);
@@ -99,12 +117,7 @@ fn a_written_trace_reads_back_the_same() {
     assert_eq!(r.regions, w.regions);
     assert_eq!(r.start, w.start);
     assert_eq!(r.days, 2);
-    for (a, b) in r.titles.iter().zip(&w.titles) {
-        assert_eq!(a.id, b.id);
-        assert_eq!(a.ladder_kbps, b.ladder_kbps);
-        assert_eq!(a.release, b.release);
-        assert!((a.minutes - b.minutes).abs() < 0.06);
-    }
+    assert_eq!(r.titles, w.titles);
 }
 
 #[test]
@@ -112,7 +125,11 @@ fn bad_trace_files_say_what_and_where() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.csv");
     let titles = dir.path().join("t.csv.titles.csv");
-    std::fs::write(&titles, "title,minutes,ladder_kbps,release,audience,regions\na,10,500;128,,,*\n").unwrap();
+    std::fs::write(
+        &titles,
+        "title,minutes,ladder_kbps,release,audience,regions\na,10,500;128,,,*\n",
+    )
+    .unwrap();
     let case = |sessions: &str| {
         std::fs::write(&path, sessions).unwrap();
         read(&path).unwrap_err().to_string()
@@ -120,7 +137,10 @@ fn bad_trace_files_say_what_and_where() {
     assert!(case("when,where\n").contains("header"));
     let header = "start,region,isp,title,watch_s,kbps\n";
     assert!(case(&format!("{header}10,r,i,zz,60,500\n")).contains("\"zz\" is not in"));
-    assert!(case(&format!("{header}10,r,i,a,60,500\n5,r,i,a,60,500\n")).contains(":3: sessions must be sorted"));
+    assert!(
+        case(&format!("{header}10,r,i,a,60,500\n5,r,i,a,60,500\n"))
+            .contains(":3: sessions must be sorted")
+    );
     assert!(case(&format!("{header}10,r,i,a,sixty,500\n")).contains("watch_s"));
     assert!(case(&format!("{header}10,r,i,a,60\n")).contains("5 fields"));
     assert!(case(header).contains("no sessions"));

@@ -64,7 +64,11 @@ fn the_head_goes_on_every_appliance_and_the_tail_is_split() {
         1.0,
         vec![member("x", 40, &[]), member("y", 30, &[])],
     )];
-    let p = by_forecast(&region(&titles, &demand, &sites, &[]), NOW, &Rules::default());
+    let p = by_forecast(
+        &region(&titles, &demand, &sites, &[]),
+        NOW,
+        &Rules::default(),
+    );
     let (x, y) = (ids(&p, &titles, "x"), ids(&p, &titles, "y"));
     assert!(x.contains(&"a") && y.contains(&"a"));
     let mut all: Vec<&str> = x.iter().chain(&y).copied().collect();
@@ -96,7 +100,10 @@ fn a_title_stays_where_it_is_when_there_is_a_choice() {
             vec![member("x", 100, hx), member("y", 100, hy)],
         )];
         let p = by_forecast(&region(&titles, &demand, &sites, &[]), NOW, &rules);
-        assert!(ids(&p, &titles, holder).contains(&"b"), "b stays on {holder}");
+        assert!(
+            ids(&p, &titles, holder).contains(&"b"),
+            "b stays on {holder}"
+        );
     }
 }
 
@@ -120,7 +127,10 @@ fn bytes_per_byte_of_disk_rank_not_plays() {
 
 #[test]
 fn ixps_take_what_sites_leave_and_keep_the_head() {
-    let titles: Vec<Title> = ["a", "b", "c", "d"].iter().map(|id| title(id, 10)).collect();
+    let titles: Vec<Title> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|id| title(id, 10))
+        .collect();
     let demand = [100.0, 10.0, 9.0, 8.0];
     // The site holds two titles: a (head) and b.
     let sites = [site("s", 0.8, vec![member("x", 20, &[])])];
@@ -174,10 +184,16 @@ fn launches_go_wide_and_embedded_fetches_are_staggered() {
     }
     assert!(starts.len() > 4, "spread: {starts:?}");
     // Launches are fetched first, soonest first.
-    let first: Vec<&str> = p["e0"][..2].iter().map(|a| titles[a.title].id.as_str()).collect();
+    let first: Vec<&str> = p["e0"][..2]
+        .iter()
+        .map(|a| titles[a.title].id.as_str())
+        .collect();
     assert_eq!(first, ["late", "new"]);
     let ixp = &p["ixp"];
-    assert!(ixp.iter().all(|a| a.not_before.is_none()), "parents at once");
+    assert!(
+        ixp.iter().all(|a| a.not_before.is_none()),
+        "parents at once"
+    );
     assert!(ixp.iter().any(|a| titles[a.title].id == "new"));
 }
 
@@ -187,7 +203,11 @@ fn unknown_budgets_hold_everything_wanted_first_and_titles_elsewhere_are_left_ou
     titles[2].regions = vec!["us".into()];
     let demand = [1.0, 0.0, 1.0];
     let sites = [site("s", 1.0, vec![member("x", 0, &[])])];
-    let p = by_forecast(&region(&titles, &demand, &sites, &[]), NOW, &Rules::default());
+    let p = by_forecast(
+        &region(&titles, &demand, &sites, &[]),
+        NOW,
+        &Rules::default(),
+    );
     // c may not be played in this region; b, with no demand at all, comes
     // after a, as there is room.
     assert_eq!(ids(&p, &titles, "x"), ["a", "b"]);
@@ -195,10 +215,19 @@ fn unknown_budgets_hold_everything_wanted_first_and_titles_elsewhere_are_left_ou
 
 #[test]
 fn the_popularity_policy_is_launches_first_then_plays_cut_at_the_disk() {
-    let mut titles: Vec<Title> = ["a", "b", "c", "l"].iter().map(|id| title(id, 10)).collect();
+    let mut titles: Vec<Title> = ["a", "b", "c", "l"]
+        .iter()
+        .map(|id| title(id, 10))
+        .collect();
     titles[3].release = Some(NOW + 3600);
     let scores = HashMap::from([("a", 1.0), ("b", 3.0), ("c", 2.0)]);
-    let ranked = popularity_rank(&titles, "eu", |id| scores.get(id).copied().unwrap_or(0.0), NOW, 86_400);
+    let ranked = popularity_rank(
+        &titles,
+        "eu",
+        |id| scores.get(id).copied().unwrap_or(0.0),
+        NOW,
+        86_400,
+    );
     let order: Vec<&str> = ranked.iter().map(|a| titles[a.title].id.as_str()).collect();
     assert_eq!(order, ["l", "b", "c", "a"]);
     assert!(ranked[0].launch && ranked[0].value > 3.0);

@@ -365,7 +365,7 @@ impl FleetStore for Postgres {
         let (now, since) = (now as i64, now.saturating_sub(u64::from(days) * DAY) as i64);
         let client = self.client().await?;
         // `(now - at) / span`: 0 for `at` in `(now - span, now]`: a play
-            // recorded this very second counts.
+        // recorded this very second counts.
         let daily = client
             .query(
                 "SELECT region, title, ($1 - at) / 86400 AS day, COUNT(*) FROM plays

@@ -255,8 +255,9 @@ impl FleetStore for Sqlite {
             let mut titles = Vec::new();
             let mut at: HashMap<String, usize> = HashMap::new();
             {
-                let mut stmt =
-                    tx.prepare("SELECT id, regions, release_time, audience FROM titles ORDER BY id")?;
+                let mut stmt = tx.prepare(
+                    "SELECT id, regions, release_time, audience FROM titles ORDER BY id",
+                )?;
                 let rows = stmt.query_map([], |r| {
                     Ok((
                         r.get::<_, String>(0)?,
