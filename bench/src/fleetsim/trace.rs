@@ -180,7 +180,11 @@ fn draw(cdf: &[f64], u: f64) -> usize {
 /// A world and its trace from `spec`: the same spec, the same trace.
 pub fn generate(spec: &Spec) -> World {
     let mut rng = SmallRng::seed_from_u64(spec.seed);
-    let regions: Vec<Region> = REGIONS
+    // Every region has a site: fewer sites than regions, fewer regions.
+    let used = &REGIONS[..REGIONS.len().min(spec.sites.max(1))];
+    let share_sum: f64 = used.iter().map(|r| r.2).sum();
+    let share = |r: usize| used[r].2 / share_sum;
+    let regions: Vec<Region> = used
         .iter()
         .map(|(n, o, _)| Region {
             name: (*n).to_owned(),
@@ -191,9 +195,8 @@ pub fn generate(spec: &Spec) -> World {
     // Sites per region by the region's share (largest remainder), each
     // region's sites with Zipf-like market shares; the biggest ISPs' sites
     // have three appliances, the next two, the rest one.
-    let mut per_region: Vec<usize> = REGIONS
-        .iter()
-        .map(|r| (r.2 * spec.sites as f64).floor() as usize)
+    let mut per_region: Vec<usize> = (0..used.len())
+        .map(|r| ((share(r) * spec.sites as f64).floor() as usize).max(1))
         .collect();
     let mut left = spec.sites.saturating_sub(per_region.iter().sum());
     for n in per_region.iter_mut() {
@@ -345,7 +348,7 @@ pub fn generate(spec: &Spec) -> World {
                 let local_hour = (local.rem_euclid(DAY as i64) / HOUR as i64) as usize;
                 // 1970-01-01 was a Thursday: weekday 3 counting from Monday.
                 let weekday = ((local.div_euclid(DAY as i64) + 3).rem_euclid(7)) as usize;
-                let mean = spec.sessions_per_day * REGIONS[r].2 * DIURNAL[local_hour] / diurnal_sum
+                let mean = spec.sessions_per_day * share(r) * DIURNAL[local_hour] / diurnal_sum
                     * WEEKLY[weekday]
                     / weekly_mean;
                 let count = (mean + rng.random::<f64>()).floor() as usize;

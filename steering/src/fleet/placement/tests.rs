@@ -234,3 +234,21 @@ fn the_popularity_policy_is_launches_first_then_plays_cut_at_the_disk() {
     let kept = by_popularity(ranked, &titles, 25);
     assert_eq!(kept.len(), 2);
 }
+
+#[test]
+fn a_held_title_yields_only_to_one_clearly_better() {
+    let titles: Vec<Title> = ["held", "new"].iter().map(|id| title(id, 10)).collect();
+    let rules = Rules {
+        head_share: 0.0,
+        ..Rules::default()
+    };
+    let sites = [site("s", 1.0, vec![member("x", 10, &[0])])];
+    // Worth 1.4× the held one: not enough to refill the disk for.
+    let demand = [10.0, 14.0];
+    let p = by_forecast(&region(&titles, &demand, &sites, &[]), NOW, &rules);
+    assert_eq!(ids(&p, &titles, "x"), ["held"]);
+    // Worth 1.6×: it is.
+    let demand = [10.0, 16.0];
+    let p = by_forecast(&region(&titles, &demand, &sites, &[]), NOW, &rules);
+    assert_eq!(ids(&p, &titles, "x"), ["new"]);
+}
