@@ -252,11 +252,12 @@ fn appliances_register_report_and_survive_control_plane_failures() {
     wait_for("the delta", || {
         (appliance(s_addr, "oca-1")?["renditions"] == ladder.len()).then_some(())
     });
-    // Each holds at least the catalog's objects and bytes: all complete.
-    assert_eq!(
-        appliance(s_addr, "oca-1").unwrap()["renditions_complete"],
-        ladder.len()
-    );
+    // Each holds at least the catalog's objects and bytes: all complete, as
+    // soon as the decision snapshot (which `renditions_complete` comes from)
+    // has the delta; it is built just after the registry takes it.
+    wait_for("every rendition complete", || {
+        (appliance(s_addr, "oca-1")?["renditions_complete"] == ladder.len()).then_some(())
+    });
 
     // A lost delta is answered with a resync request; a full report repairs it.
     let fake = auth("fake-1", FAKE_CREDENTIAL);
