@@ -10,7 +10,7 @@ const WIDTH: f64 = 960.0;
 const PANEL: f64 = 180.0;
 const LEFT: f64 = 60.0;
 const RIGHT: f64 = 20.0;
-const TOP: f64 = 40.0;
+const TOP: f64 = 75.0;
 const GAP: f64 = 50.0;
 
 const LAYERS: [(&str, &str); 4] = [
@@ -33,12 +33,12 @@ pub fn hourly(report: &Report) -> String {
         out,
         r#"<rect width="100%" height="100%" fill="white"/><text x="{LEFT}" y="20" font-size="14">Where viewers' bytes came from, hour by hour (Gbit/s)</text>"#
     );
-    // Legend.
+    // Legend, under the title.
     for (i, (name, colour)) in LAYERS.iter().enumerate() {
-        let x = WIDTH - RIGHT - 130.0 * (LAYERS.len() - i) as f64;
+        let x = LEFT + 130.0 * i as f64;
         let _ = write!(
             out,
-            r#"<rect x="{x}" y="8" width="12" height="12" fill="{colour}"/><text x="{}" y="19">{name}</text>"#,
+            r#"<rect x="{x}" y="30" width="12" height="12" fill="{colour}"/><text x="{}" y="41">{name}</text>"#,
             x + 16.0
         );
     }
