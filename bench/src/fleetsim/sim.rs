@@ -182,6 +182,8 @@ struct Run<'a> {
     world: &'a World,
     setup: &'a Setup,
     titles: Vec<placement::Title>,
+    /// Title id → index.
+    title_at: HashMap<String, usize>,
     appliances: Vec<Appliance>,
     /// Per region: embedded appliance indices by site, and IXP indices.
     region_sites: Vec<Vec<usize>>,
@@ -281,10 +283,16 @@ pub fn run(world: &World, setup: &Setup) -> Outcome {
             utc_offset_minutes: r.utc_offset_minutes,
         })
         .collect();
+    let title_at = titles
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.clone(), i))
+        .collect();
     let mut run = Run {
         world,
         setup,
         titles,
+        title_at,
         appliances,
         region_sites,
         region_ixps,
@@ -581,12 +589,6 @@ impl Run<'_> {
             Planner::Current => {
                 let local = self.popularity(Some(region), t0, hour);
                 let global = self.popularity(None, t0, hour);
-                let by_id: HashMap<&str, usize> = self
-                    .titles
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| (t.id.as_str(), i))
-                    .collect();
                 apps.iter()
                     .map(|&a| {
                         let app = &self.appliances[a];
@@ -599,7 +601,7 @@ impl Run<'_> {
                             &self.titles,
                             name,
                             |id| {
-                                by_id
+                                self.title_at
                                     .get(id)
                                     .and_then(|i| scores.get(i))
                                     .copied()
@@ -760,15 +762,9 @@ impl Run<'_> {
             )
             .collect();
         let victims = fill_agent::evict::choose(candidates, &ids, need, now);
-        let by_id: HashMap<&str, usize> = self
-            .titles
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.id.as_str(), i))
-            .collect();
         let app = &mut self.appliances[a];
         for v in victims {
-            let Some(&i) = by_id.get(v.rendition.as_str()) else {
+            let Some(&i) = self.title_at.get(v.rendition.as_str()) else {
                 continue;
             };
             if app.held[i] {
