@@ -7,6 +7,7 @@
 pub mod analyze;
 pub mod bdrate;
 pub mod bench;
+pub mod cenc;
 pub mod classes;
 pub mod cli;
 pub mod encode;
