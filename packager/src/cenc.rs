@@ -253,34 +253,53 @@ fn flags(full: &[u8]) -> Result<u32, CencError> {
 
 // ---- init segments -------------------------------------------------------
 
+/// What each track (by track ID) of an init segment's segments needs.
+pub type Tracks = Vec<(u32, Track)>;
+
 /// The init segment protected with `key`, and what its segments need to know.
-pub fn protect_init(init: &[u8], key: &Key) -> Result<(Vec<u8>, Track), CencError> {
+pub fn protect_init(init: &[u8], key: &Key) -> Result<(Vec<u8>, Tracks), CencError> {
     let mut boxes = parse(init)?;
     let moov = boxes
         .iter_mut()
         .find(|b| &b.kind == b"moov")
         .ok_or_else(|| bad("no moov"))?;
-    let default_sample_size = moov
-        .child(b"mvex")
-        .and_then(|m| m.child(b"trex"))
-        .map_or(Ok(0), |t| u32_at(&t.data, 16))?;
-    let mut track = None;
+    // trex: default sample sizes by track ID.
+    let mut defaults = Vec::new();
+    if let Some(mvex) = moov.child(b"mvex") {
+        for trex in mvex.kids().iter().filter(|b| &b.kind == b"trex") {
+            defaults.push((u32_at(&trex.data, 4)?, u32_at(&trex.data, 16)?));
+        }
+    }
+    let mut tracks = Vec::new();
     for trak in moov.kids_mut().iter_mut().filter(|b| &b.kind == b"trak") {
+        let tkhd = trak.child(b"tkhd").ok_or_else(|| bad("a track without tkhd"))?;
+        let id = u32_at(&tkhd.data, if tkhd.data.first() == Some(&1) { 20 } else { 12 })?;
         let stsd = trak
             .child_mut(b"mdia")
             .and_then(|b| b.child_mut(b"minf"))
             .and_then(|b| b.child_mut(b"stbl"))
             .and_then(|b| b.child_mut(b"stsd"))
             .ok_or_else(|| bad("a track without stsd"))?;
-        for entry in stsd.kids_mut() {
-            let t = protect_entry(entry, key)?;
-            track = Some(Track {
+        let entries = stsd.kids_mut();
+        if entries.len() != 1 {
+            return Err(CencError::Unsupported(format!("{} sample entries", entries.len())));
+        }
+        let t = protect_entry(&mut entries[0], key)?;
+        let default_sample_size = defaults
+            .iter()
+            .find(|d| d.0 == id)
+            .map_or(0, |d| d.1);
+        tracks.push((
+            id,
+            Track {
                 default_sample_size,
                 ..t
-            });
-        }
+            },
+        ));
     }
-    let track = track.ok_or_else(|| bad("no sample entry to protect"))?;
+    if tracks.is_empty() {
+        return Err(bad("no track to protect"));
+    }
     // pssh version 1: the key ID in the box, no system data.
     let mut pssh = Vec::new();
     pssh.extend_from_slice(&COMMON_SYSTEM_ID);
@@ -288,7 +307,7 @@ pub fn protect_init(init: &[u8], key: &Key) -> Result<(Vec<u8>, Track), CencErro
     pssh.extend_from_slice(&key.kid);
     pssh.extend_from_slice(&0u32.to_be_bytes());
     moov.kids_mut().push(Mp4Box::leaf(b"pssh", full_box(1, 0, &pssh)));
-    Ok((serialize(&boxes), track))
+    Ok((serialize(&boxes), tracks))
 }
 
 fn protect_entry(entry: &mut Mp4Box, key: &Key) -> Result<Track, CencError> {
@@ -451,6 +470,7 @@ fn samples(traf: &Mp4Box, track: &Track) -> Result<(Vec<u32>, usize), CencError>
         track.default_sample_size
     };
     let truns: Vec<&Mp4Box> = traf.kids().iter().filter(|b| &b.kind == b"trun").collect();
+    // One trun per traf is what ffmpeg writes; several would each need their own offset.
     if truns.len() != 1 {
         return Err(CencError::Unsupported(format!("{} truns in a traf", truns.len())));
     }
@@ -490,9 +510,9 @@ fn samples(traf: &Mp4Box, track: &Track) -> Result<(Vec<u32>, usize), CencError>
 }
 
 /// Add `delta` to a trun's data offset.
-fn shift_trun(trun: &mut [u8], delta: usize) -> Result<(), CencError> {
-    let old = u32_at(trun, 8)? as i64;
-    let new = i32::try_from(old + delta as i64).map_err(|_| bad("data offset overflows"))?;
+fn shift_trun(trun: &mut [u8], delta: i64) -> Result<(), CencError> {
+    let old = i64::from(i32::from_be_bytes(u32_at(trun, 8)?.to_be_bytes()));
+    let new = i32::try_from(old + delta).map_err(|_| bad("data offset out of range"))?;
     trun[8..12].copy_from_slice(&new.to_be_bytes());
     Ok(())
 }
@@ -533,11 +553,61 @@ fn saiz_box(aux: &[SampleAux]) -> Mp4Box {
     Mp4Box::leaf(b"saiz", full_box(0, 0, &p))
 }
 
-/// Encrypt a media segment of `track` (any boxes; every `moof` is followed by
-/// its `mdat`). `iv` gives each sample a fresh IV.
+/// A traf's track: its `tfhd` track ID looked up in `tracks`.
+fn traf_track<'t>(traf: &Mp4Box, tracks: &'t [(u32, Track)]) -> Result<&'t Track, CencError> {
+    let tfhd = traf.child(b"tfhd").ok_or_else(|| bad("traf without tfhd"))?;
+    let id = u32_at(&tfhd.data, 4)?;
+    tracks
+        .iter()
+        .find(|t| t.0 == id)
+        .map(|t| &t.1)
+        .ok_or_else(|| bad(format!("a fragment of track {id}, which the init segment lacks")))
+}
+
+/// Put `senc`, `saiz` and `saio` at the end of each traf of `moof` (one aux
+/// list per traf, in order), point each `saio` at its first IV and move
+/// every `trun`'s data offset by what the moof grew; the growth.
+fn add_aux(moof: &mut Mp4Box, aux: Vec<Vec<SampleAux>>) -> Result<usize, CencError> {
+    let before = moof.len() as usize;
+    let mut lists = aux.into_iter();
+    for traf in moof.kids_mut().iter_mut().filter(|b| &b.kind == b"traf") {
+        let a = lists.next().ok_or_else(|| bad("more trafs than aux lists"))?;
+        traf.kids_mut().push(senc_box(&a));
+        traf.kids_mut().push(saiz_box(&a));
+        traf.kids_mut().push(Mp4Box::leaf(b"saio", full_box(0, 0, &[0; 8])));
+    }
+    let delta = moof.len() as usize - before;
+    // Each senc's first IV, relative to the moof (default-base-is-moof).
+    let mut at = 8;
+    for traf in moof.kids_mut().iter_mut() {
+        let len = traf.len() as usize;
+        if &traf.kind == b"traf" {
+            let mut p = at + 8;
+            let mut first_iv = 0;
+            for t in traf.kids() {
+                if &t.kind == b"senc" {
+                    first_iv = p + 8 + 4 + 4;
+                }
+                p += t.len() as usize;
+            }
+            let offset = u32::try_from(first_iv).map_err(|_| bad("moof too big"))?;
+            if let Some(saio) = traf.child_mut(b"saio") {
+                saio.data = full_box(0, 0, &[&1u32.to_be_bytes()[..], &offset.to_be_bytes()].concat());
+            }
+            for trun in traf.kids_mut().iter_mut().filter(|b| &b.kind == b"trun") {
+                shift_trun(&mut trun.data, delta as i64)?;
+            }
+        }
+        at += len;
+    }
+    Ok(delta)
+}
+
+/// Encrypt a media segment of `tracks` (any boxes; every `moof` is followed
+/// by its `mdat`). `iv` gives each sample a fresh IV.
 pub fn encrypt_segment(
     segment: &[u8],
-    track: &Track,
+    tracks: &[(u32, Track)],
     key: &Key,
     mut iv: impl FnMut() -> [u8; IV_SIZE],
 ) -> Result<Vec<u8>, CencError> {
@@ -553,23 +623,20 @@ pub fn encrypt_segment(
             return Err(CencError::Unsupported("a moof not followed by its mdat".into()));
         }
         let moof_len = boxes[i].len() as usize;
-        let trafs = boxes[i].kids().iter().filter(|b| &b.kind == b"traf").count();
-        if trafs != 1 {
-            return Err(CencError::Unsupported(format!("{trafs} trafs in a moof")));
-        }
-        let traf = boxes[i].child(b"traf").ok_or_else(|| bad("moof without traf"))?;
-        if traf.child(b"senc").is_some() {
-            return Err(CencError::Unsupported("already encrypted".into()));
-        }
-        let (sizes, offset) = samples(traf, track)?;
-        // mdat's payload starts after the moof and mdat's 8-byte header.
-        let data_start = offset
-            .checked_sub(moof_len + 8)
-            .ok_or_else(|| bad("data offset before the mdat"))?;
-        let mut aux = Vec::with_capacity(sizes.len());
-        {
-            let mdat = &mut boxes[i + 1].data;
-            let mut at = data_start;
+        let mut aux_lists = Vec::new();
+        let (moof, rest) = boxes[i..].split_first_mut().ok_or_else(|| bad("no moof"))?;
+        let mdat = &mut rest[0].data;
+        for traf in moof.kids().iter().filter(|b| &b.kind == b"traf") {
+            if traf.child(b"senc").is_some() {
+                return Err(CencError::Unsupported("already encrypted".into()));
+            }
+            let track = traf_track(traf, tracks)?;
+            let (sizes, offset) = samples(traf, track)?;
+            // mdat's payload starts after the moof and mdat's 8-byte header.
+            let mut at = offset
+                .checked_sub(moof_len + 8)
+                .ok_or_else(|| bad("data offset before the mdat"))?;
+            let mut aux = Vec::with_capacity(sizes.len());
             for &size in &sizes {
                 let end = at + size as usize;
                 let sample = mdat.get_mut(at..end).ok_or_else(|| bad("a sample past its mdat"))?;
@@ -585,68 +652,43 @@ pub fn encrypt_segment(
                 aux.push(a);
                 at = end;
             }
+            aux_lists.push(aux);
         }
-        // senc, saiz, saio at the end of the traf; saio points at the first
-        // IV inside senc, relative to the moof (default-base-is-moof).
-        let moof = &mut boxes[i];
-        let traf = moof.child_mut(b"traf").ok_or_else(|| bad("moof without traf"))?;
-        traf.kids_mut().push(senc_box(&aux));
-        traf.kids_mut().push(saiz_box(&aux));
-        traf.kids_mut().push(Mp4Box::leaf(b"saio", full_box(0, 0, &[0; 8])));
-        let new_len = moof.len() as usize;
-        let delta = new_len - moof_len;
-        // Where senc's first IV sits in the new moof.
-        let mut pos = 8; // moof header
-        let mut senc_at = None;
-        for c in moof.kids() {
-            if &c.kind == b"traf" {
-                let mut p = pos + 8;
-                for t in c.kids() {
-                    if &t.kind == b"senc" {
-                        senc_at = Some(p + 8 + 4 + 4);
-                    }
-                    p += t.len() as usize;
-                }
-            }
-            pos += c.len() as usize;
+        if aux_lists.is_empty() {
+            return Err(bad("moof without traf"));
         }
-        let senc_at = senc_at.ok_or_else(|| bad("senc not placed"))? as u32;
-        let traf = moof.child_mut(b"traf").ok_or_else(|| bad("moof without traf"))?;
-        if let Some(saio) = traf.child_mut(b"saio") {
-            saio.data = full_box(0, 0, &[&1u32.to_be_bytes()[..], &senc_at.to_be_bytes()].concat());
-        }
-        let trun = traf.child_mut(b"trun").ok_or_else(|| bad("traf without trun"))?;
-        shift_trun(&mut trun.data, delta)?;
-        growth.push(delta);
+        growth.push(add_aux(moof, aux_lists)?);
         i += 2;
     }
     // sidx: each reference is one moof and mdat; it grew with its moof.
     if let Some(sidx) = boxes.iter_mut().find(|b| &b.kind == b"sidx") {
-        grow_sidx(&mut sidx.data, &growth)?;
+        resize_sidx(&mut sidx.data, &growth, 1)?;
     }
     Ok(serialize(&boxes))
 }
 
-fn grow_sidx(d: &mut [u8], growth: &[usize]) -> Result<(), CencError> {
+/// Add (`sign` 1) or take (`sign` -1) each fragment's change from its sidx
+/// reference.
+fn resize_sidx(d: &mut [u8], change: &[usize], sign: i64) -> Result<(), CencError> {
     let version = *d.first().ok_or_else(|| bad("empty sidx"))?;
     // version/flags, reference_ID, timescale, earliest/first offset, reserved, count
     let at = 4 + 4 + 4 + if version == 0 { 8 } else { 16 } + 2;
     let count = usize::from(u16_at(d, at)?);
-    if count != growth.len() {
+    if count != change.len() {
         return Err(CencError::Unsupported(format!(
             "sidx with {count} references for {} fragments",
-            growth.len()
+            change.len()
         )));
     }
-    for (k, g) in growth.iter().enumerate() {
+    for (k, g) in change.iter().enumerate() {
         let r = at + 2 + k * 12;
         let word = u32_at(d, r)?;
-        let (kind, size) = (word & 0x8000_0000, word & 0x7fff_ffff);
-        let size = size
-            .checked_add(*g as u32)
-            .filter(|s| *s <= 0x7fff_ffff)
-            .ok_or_else(|| bad("sidx size overflows"))?;
-        d[r..r + 4].copy_from_slice(&(kind | size).to_be_bytes());
+        let (kind, size) = (word & 0x8000_0000, i64::from(word & 0x7fff_ffff));
+        let size = size + sign * *g as i64;
+        if !(0..=0x7fff_ffff).contains(&size) {
+            return Err(bad("sidx size out of range"));
+        }
+        d[r..r + 4].copy_from_slice(&(kind | size as u32).to_be_bytes());
     }
     Ok(())
 }
@@ -656,6 +698,12 @@ fn grow_sidx(d: &mut [u8], growth: &[usize]) -> Result<(), CencError> {
 pub fn decrypt_segment(segment: &[u8], key: &Key) -> Result<Vec<u8>, CencError> {
     let mut boxes = parse(segment)?;
     let mut shrink: Vec<usize> = Vec::new();
+    let any = Track {
+        nal_length: None,
+        nal_header: 0,
+        hevc: false,
+        default_sample_size: 0,
+    };
     let mut i = 0;
     while i < boxes.len() {
         if &boxes[i].kind != b"moof" {
@@ -663,56 +711,43 @@ pub fn decrypt_segment(segment: &[u8], key: &Key) -> Result<Vec<u8>, CencError> 
             continue;
         }
         let moof_len = boxes[i].len() as usize;
-        let traf = boxes[i].child(b"traf").ok_or_else(|| bad("moof without traf"))?;
-        let senc = traf.child(b"senc").ok_or_else(|| bad("no senc"))?;
-        let aux = read_senc(&senc.data)?;
-        let (sizes, offset) = samples(
-            traf,
-            &Track {
-                nal_length: None,
-                nal_header: 0,
-                hevc: false,
-                default_sample_size: 0,
-            },
-        )?;
-        if sizes.len() != aux.len() {
-            return Err(bad("senc and trun disagree on the sample count"));
-        }
-        let mut at = offset
-            .checked_sub(moof_len + 8)
-            .ok_or_else(|| bad("data offset before the mdat"))?;
-        let mdat = &mut boxes
-            .get_mut(i + 1)
+        let (moof, rest) = boxes[i..].split_first_mut().ok_or_else(|| bad("no moof"))?;
+        let mdat = &mut rest
+            .first_mut()
             .filter(|b| &b.kind == b"mdat")
             .ok_or_else(|| bad("moof without mdat"))?
             .data;
-        for (size, a) in sizes.iter().zip(&aux) {
-            let end = at + *size as usize;
-            apply(key, a, mdat.get_mut(at..end).ok_or_else(|| bad("a sample past its mdat"))?);
-            at = end;
+        for traf in moof.kids().iter().filter(|b| &b.kind == b"traf") {
+            let senc = traf.child(b"senc").ok_or_else(|| bad("no senc"))?;
+            let aux = read_senc(&senc.data)?;
+            let (sizes, offset) = samples(traf, &any)?;
+            if sizes.len() != aux.len() {
+                return Err(bad("senc and trun disagree on the sample count"));
+            }
+            let mut at = offset
+                .checked_sub(moof_len + 8)
+                .ok_or_else(|| bad("data offset before the mdat"))?;
+            for (size, a) in sizes.iter().zip(&aux) {
+                let end = at + *size as usize;
+                apply(key, a, mdat.get_mut(at..end).ok_or_else(|| bad("a sample past its mdat"))?);
+                at = end;
+            }
         }
-        let moof = &mut boxes[i];
-        moof.child_mut(b"traf")
-            .ok_or_else(|| bad("moof without traf"))?
-            .kids_mut()
-            .retain(|b| !matches!(&b.kind, b"senc" | b"saiz" | b"saio"));
+        for traf in moof.kids_mut().iter_mut().filter(|b| &b.kind == b"traf") {
+            traf.kids_mut()
+                .retain(|b| !matches!(&b.kind, b"senc" | b"saiz" | b"saio"));
+        }
         let delta = moof_len - moof.len() as usize;
-        let traf = moof.child_mut(b"traf").ok_or_else(|| bad("moof without traf"))?;
-        let trun = traf.child_mut(b"trun").ok_or_else(|| bad("traf without trun"))?;
-        let old = u32_at(&trun.data, 8)? as usize;
-        trun.data[8..12].copy_from_slice(&((old - delta) as u32).to_be_bytes());
+        for traf in moof.kids_mut().iter_mut().filter(|b| &b.kind == b"traf") {
+            for trun in traf.kids_mut().iter_mut().filter(|b| &b.kind == b"trun") {
+                shift_trun(&mut trun.data, -(delta as i64))?;
+            }
+        }
         shrink.push(delta);
         i += 2;
     }
     if let Some(sidx) = boxes.iter_mut().find(|b| &b.kind == b"sidx") {
-        let version = sidx.data[0];
-        let at = 4 + 4 + 4 + if version == 0 { 8 } else { 16 } + 2;
-        for (k, s) in shrink.iter().enumerate() {
-            let r = at + 2 + k * 12;
-            let word = u32_at(&sidx.data, r)?;
-            let new = (word & 0x8000_0000) | ((word & 0x7fff_ffff) - *s as u32);
-            sidx.data[r..r + 4].copy_from_slice(&new.to_be_bytes());
-        }
+        resize_sidx(&mut sidx.data, &shrink, -1)?;
     }
     Ok(serialize(&boxes))
 }

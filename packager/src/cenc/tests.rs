@@ -127,13 +127,14 @@ fn ffmpeg_decrypts_what_we_encrypt_and_cannot_decode_it_without_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let mut ivs = counter_ivs();
     for (stream, (init, segs)) in packaged(dir.path()).into_iter().enumerate() {
-        let (enc_init, track) = protect_init(&init, &KEY).unwrap();
-        assert_eq!(track.nal_length.is_some(), stream == 0, "video first, then audio");
+        let (enc_init, tracks) = protect_init(&init, &KEY).unwrap();
+        assert_eq!(tracks.len(), 1);
+        assert_eq!(tracks[0].1.nal_length.is_some(), stream == 0, "video first, then audio");
         // Segment by segment, as a player's media source takes them (ffmpeg
         // loses count of encrypted samples across concatenated AAC fragments
         // with their edit list; each alone it decodes).
         for (n, seg) in segs.iter().enumerate() {
-            let e = encrypt_segment(seg, &track, &KEY, &mut ivs).unwrap();
+            let e = encrypt_segment(seg, &tracks, &KEY, &mut ivs).unwrap();
             assert_ne!(&e, seg);
             assert_eq!(&decrypt_segment(&e, &KEY).unwrap(), seg, "the round trip is exact");
             let (c, p) = (dir.path().join("clear.mp4"), dir.path().join("enc.mp4"));
@@ -173,4 +174,36 @@ fn the_init_segment_signals_cenc_with_the_key_id_and_a_common_pssh() {
     assert_eq!(&enc[pssh + 28..pssh + 44], &KEY.kid);
     // Protecting twice is refused.
     assert!(matches!(protect_init(&enc, &KEY), Err(CencError::Unsupported(_))));
+}
+
+#[test]
+fn hls_segments_with_video_and_audio_together_are_encrypted_track_by_track() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = Command::new("ffmpeg")
+        .current_dir(dir.path())
+        .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"])
+        .arg("testsrc=size=320x240:rate=25")
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", "4", "-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod"])
+        .args(["-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4"])
+        .args(["-hls_segment_filename", "seg-%05d.m4s", "index.m3u8"])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let init = std::fs::read(dir.path().join("init.mp4")).unwrap();
+    let (enc_init, tracks) = protect_init(&init, &KEY).unwrap();
+    assert_eq!(tracks.len(), 2, "video and audio in one init segment");
+    let mut ivs = counter_ivs();
+    for n in 0..2 {
+        let seg = std::fs::read(dir.path().join(format!("seg-{n:05}.m4s"))).unwrap();
+        let e = encrypt_segment(&seg, &tracks, &KEY, &mut ivs).unwrap();
+        assert_eq!(decrypt_segment(&e, &KEY).unwrap(), seg);
+        let (c, p) = (dir.path().join("clear.mp4"), dir.path().join("enc.mp4"));
+        std::fs::write(&c, [&init[..], &seg].concat()).unwrap();
+        std::fs::write(&p, [&enc_init[..], &e].concat()).unwrap();
+        let want = framemd5(&c, None).unwrap();
+        assert_eq!(framemd5(&p, Some(&KEY)).as_deref(), Some(want.as_str()), "segment {n}");
+        assert_ne!(framemd5(&p, None).as_deref(), Some(want.as_str()));
+    }
 }
