@@ -188,6 +188,7 @@ fn options(c: &Common, metric: &Metric, class: &str) -> Options {
         plan: c.plan(),
         params: c.params(metric),
         force: true,
+        encrypt: false,
     }
 }
 

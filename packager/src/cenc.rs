@@ -44,6 +44,38 @@ pub struct Key {
     pub key: [u8; 16],
 }
 
+impl Key {
+    /// A fresh key and key ID from the system's random source.
+    pub fn random() -> std::io::Result<Key> {
+        let mut b = [0u8; 32];
+        random_bytes(&mut b)?;
+        let (mut kid, mut key) = ([0u8; 16], [0u8; 16]);
+        kid.copy_from_slice(&b[..16]);
+        key.copy_from_slice(&b[16..]);
+        Ok(Key { kid, key })
+    }
+}
+
+/// Bytes from the kernel's random source.
+pub fn random_bytes(out: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(out)
+}
+
+/// Per-sample IVs for one rendition: a random 64-bit start, counting up.
+/// Under one key the IV ranges of a title's renditions overlap with odds of
+/// about samples × renditions in 2^64, and the block counter lives in the
+/// counter block's other half, so no keystream is ever used twice.
+pub fn iv_counter() -> std::io::Result<impl FnMut() -> [u8; IV_SIZE]> {
+    let mut b = [0u8; 8];
+    random_bytes(&mut b)?;
+    let mut n = u64::from_be_bytes(b);
+    Ok(move || {
+        n = n.wrapping_add(1);
+        n.to_be_bytes()
+    })
+}
+
 impl std::fmt::Debug for Key {
     /// The key itself never reaches a log.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -143,7 +175,12 @@ fn parse(mut b: &[u8]) -> Result<Vec<Mp4Box>, CencError> {
                 data: body[..p].to_vec(),
                 children: Some(parse(&body[p..])?),
             },
-            Some(_) => return Err(bad(format!("box {} too short", String::from_utf8_lossy(&kind)))),
+            Some(_) => {
+                return Err(bad(format!(
+                    "box {} too short",
+                    String::from_utf8_lossy(&kind)
+                )));
+            }
             None => Mp4Box {
                 kind,
                 data: body.to_vec(),
@@ -183,7 +220,11 @@ impl Mp4Box {
 
     fn len(&self) -> u64 {
         let body = self.body_len();
-        if body + 8 > u32::MAX as u64 { body + 16 } else { body + 8 }
+        if body + 8 > u32::MAX as u64 {
+            body + 16
+        } else {
+            body + 8
+        }
     }
 
     fn write(&self, out: &mut Vec<u8>) {
@@ -272,8 +313,17 @@ pub fn protect_init(init: &[u8], key: &Key) -> Result<(Vec<u8>, Tracks), CencErr
     }
     let mut tracks = Vec::new();
     for trak in moov.kids_mut().iter_mut().filter(|b| &b.kind == b"trak") {
-        let tkhd = trak.child(b"tkhd").ok_or_else(|| bad("a track without tkhd"))?;
-        let id = u32_at(&tkhd.data, if tkhd.data.first() == Some(&1) { 20 } else { 12 })?;
+        let tkhd = trak
+            .child(b"tkhd")
+            .ok_or_else(|| bad("a track without tkhd"))?;
+        let id = u32_at(
+            &tkhd.data,
+            if tkhd.data.first() == Some(&1) {
+                20
+            } else {
+                12
+            },
+        )?;
         let stsd = trak
             .child_mut(b"mdia")
             .and_then(|b| b.child_mut(b"minf"))
@@ -282,13 +332,13 @@ pub fn protect_init(init: &[u8], key: &Key) -> Result<(Vec<u8>, Tracks), CencErr
             .ok_or_else(|| bad("a track without stsd"))?;
         let entries = stsd.kids_mut();
         if entries.len() != 1 {
-            return Err(CencError::Unsupported(format!("{} sample entries", entries.len())));
+            return Err(CencError::Unsupported(format!(
+                "{} sample entries",
+                entries.len()
+            )));
         }
         let t = protect_entry(&mut entries[0], key)?;
-        let default_sample_size = defaults
-            .iter()
-            .find(|d| d.0 == id)
-            .map_or(0, |d| d.1);
+        let default_sample_size = defaults.iter().find(|d| d.0 == id).map_or(0, |d| d.1);
         tracks.push((
             id,
             Track {
@@ -306,7 +356,8 @@ pub fn protect_init(init: &[u8], key: &Key) -> Result<(Vec<u8>, Tracks), CencErr
     pssh.extend_from_slice(&1u32.to_be_bytes());
     pssh.extend_from_slice(&key.kid);
     pssh.extend_from_slice(&0u32.to_be_bytes());
-    moov.kids_mut().push(Mp4Box::leaf(b"pssh", full_box(1, 0, &pssh)));
+    moov.kids_mut()
+        .push(Mp4Box::leaf(b"pssh", full_box(1, 0, &pssh)));
     Ok((serialize(&boxes), tracks))
 }
 
@@ -350,13 +401,22 @@ fn protect_entry(entry: &mut Mp4Box, key: &Key) -> Result<Track, CencError> {
     Ok(track)
 }
 
-fn nal_track(entry: &Mp4Box, config: &[u8; 4], header: usize, hevc: bool) -> Result<Track, CencError> {
+fn nal_track(
+    entry: &Mp4Box,
+    config: &[u8; 4],
+    header: usize,
+    hevc: bool,
+) -> Result<Track, CencError> {
     let c = entry
         .child(config)
         .ok_or_else(|| bad(format!("no {}", String::from_utf8_lossy(config))))?;
     // avcC: lengthSizeMinusOne in byte 4; hvcC: in byte 21.
     let at = if hevc { 21 } else { 4 };
-    let size = c.data.get(at).ok_or_else(|| bad("short decoder configuration"))? & 3;
+    let size = c
+        .data
+        .get(at)
+        .ok_or_else(|| bad("short decoder configuration"))?
+        & 3;
     Ok(Track {
         nal_length: Some(usize::from(size) + 1),
         nal_header: header,
@@ -452,7 +512,9 @@ fn apply(key: &Key, aux: &SampleAux, sample: &mut [u8]) {
 
 /// Sample sizes of a `traf` and where its data starts, relative to its moof.
 fn samples(traf: &Mp4Box, track: &Track) -> Result<(Vec<u32>, usize), CencError> {
-    let tfhd = traf.child(b"tfhd").ok_or_else(|| bad("traf without tfhd"))?;
+    let tfhd = traf
+        .child(b"tfhd")
+        .ok_or_else(|| bad("traf without tfhd"))?;
     let tf = flags(&tfhd.data)?;
     if tf & 0x1 != 0 {
         return Err(CencError::Unsupported("tfhd base_data_offset".into()));
@@ -472,7 +534,10 @@ fn samples(traf: &Mp4Box, track: &Track) -> Result<(Vec<u32>, usize), CencError>
     let truns: Vec<&Mp4Box> = traf.kids().iter().filter(|b| &b.kind == b"trun").collect();
     // One trun per traf is what ffmpeg writes; several would each need their own offset.
     if truns.len() != 1 {
-        return Err(CencError::Unsupported(format!("{} truns in a traf", truns.len())));
+        return Err(CencError::Unsupported(format!(
+            "{} truns in a traf",
+            truns.len()
+        )));
     }
     let trun = &truns[0].data;
     let f = flags(trun)?;
@@ -545,7 +610,11 @@ fn saiz_box(aux: &[SampleAux]) -> Mp4Box {
         .collect();
     let mut p = Vec::new();
     let same = sizes.windows(2).all(|w| w[0] == w[1]);
-    p.push(if same { sizes.first().copied().unwrap_or(0) } else { 0 });
+    p.push(if same {
+        sizes.first().copied().unwrap_or(0)
+    } else {
+        0
+    });
     p.extend_from_slice(&(aux.len() as u32).to_be_bytes());
     if !same {
         p.extend_from_slice(&sizes);
@@ -555,13 +624,19 @@ fn saiz_box(aux: &[SampleAux]) -> Mp4Box {
 
 /// A traf's track: its `tfhd` track ID looked up in `tracks`.
 fn traf_track<'t>(traf: &Mp4Box, tracks: &'t [(u32, Track)]) -> Result<&'t Track, CencError> {
-    let tfhd = traf.child(b"tfhd").ok_or_else(|| bad("traf without tfhd"))?;
+    let tfhd = traf
+        .child(b"tfhd")
+        .ok_or_else(|| bad("traf without tfhd"))?;
     let id = u32_at(&tfhd.data, 4)?;
     tracks
         .iter()
         .find(|t| t.0 == id)
         .map(|t| &t.1)
-        .ok_or_else(|| bad(format!("a fragment of track {id}, which the init segment lacks")))
+        .ok_or_else(|| {
+            bad(format!(
+                "a fragment of track {id}, which the init segment lacks"
+            ))
+        })
 }
 
 /// Put `senc`, `saiz` and `saio` at the end of each traf of `moof` (one aux
@@ -571,10 +646,13 @@ fn add_aux(moof: &mut Mp4Box, aux: Vec<Vec<SampleAux>>) -> Result<usize, CencErr
     let before = moof.len() as usize;
     let mut lists = aux.into_iter();
     for traf in moof.kids_mut().iter_mut().filter(|b| &b.kind == b"traf") {
-        let a = lists.next().ok_or_else(|| bad("more trafs than aux lists"))?;
+        let a = lists
+            .next()
+            .ok_or_else(|| bad("more trafs than aux lists"))?;
         traf.kids_mut().push(senc_box(&a));
         traf.kids_mut().push(saiz_box(&a));
-        traf.kids_mut().push(Mp4Box::leaf(b"saio", full_box(0, 0, &[0; 8])));
+        traf.kids_mut()
+            .push(Mp4Box::leaf(b"saio", full_box(0, 0, &[0; 8])));
     }
     let delta = moof.len() as usize - before;
     // Each senc's first IV, relative to the moof (default-base-is-moof).
@@ -592,7 +670,11 @@ fn add_aux(moof: &mut Mp4Box, aux: Vec<Vec<SampleAux>>) -> Result<usize, CencErr
             }
             let offset = u32::try_from(first_iv).map_err(|_| bad("moof too big"))?;
             if let Some(saio) = traf.child_mut(b"saio") {
-                saio.data = full_box(0, 0, &[&1u32.to_be_bytes()[..], &offset.to_be_bytes()].concat());
+                saio.data = full_box(
+                    0,
+                    0,
+                    &[&1u32.to_be_bytes()[..], &offset.to_be_bytes()].concat(),
+                );
             }
             for trun in traf.kids_mut().iter_mut().filter(|b| &b.kind == b"trun") {
                 shift_trun(&mut trun.data, delta as i64)?;
@@ -620,7 +702,9 @@ pub fn encrypt_segment(
             continue;
         }
         if boxes.get(i + 1).map(|b| &b.kind) != Some(b"mdat") {
-            return Err(CencError::Unsupported("a moof not followed by its mdat".into()));
+            return Err(CencError::Unsupported(
+                "a moof not followed by its mdat".into(),
+            ));
         }
         let moof_len = boxes[i].len() as usize;
         let mut aux_lists = Vec::new();
@@ -639,7 +723,9 @@ pub fn encrypt_segment(
             let mut aux = Vec::with_capacity(sizes.len());
             for &size in &sizes {
                 let end = at + size as usize;
-                let sample = mdat.get_mut(at..end).ok_or_else(|| bad("a sample past its mdat"))?;
+                let sample = mdat
+                    .get_mut(at..end)
+                    .ok_or_else(|| bad("a sample past its mdat"))?;
                 let subsamples = match track.nal_length {
                     Some(len) => subsamples(track, sample, len)?,
                     None => Vec::new(),
@@ -729,7 +815,12 @@ pub fn decrypt_segment(segment: &[u8], key: &Key) -> Result<Vec<u8>, CencError> 
                 .ok_or_else(|| bad("data offset before the mdat"))?;
             for (size, a) in sizes.iter().zip(&aux) {
                 let end = at + *size as usize;
-                apply(key, a, mdat.get_mut(at..end).ok_or_else(|| bad("a sample past its mdat"))?);
+                apply(
+                    key,
+                    a,
+                    mdat.get_mut(at..end)
+                        .ok_or_else(|| bad("a sample past its mdat"))?,
+                );
                 at = end;
             }
         }

@@ -120,6 +120,11 @@ pub enum Command {
         /// Replace a title already packaged under that id.
         #[arg(long)]
         force: bool,
+        /// Encrypt with Common Encryption (cenc): a fresh content key per
+        /// packaging, its ID in OUT/titles/<ID>/drm.json, the key itself in
+        /// OUT/keys/<ID>.json (mode 0600, never under titles/).
+        #[arg(long)]
+        encrypt: bool,
     },
     /// Write a source of a content class made by ffmpeg's generators.
     Source {
@@ -219,6 +224,7 @@ fn dispatch(cli: Cli) -> Result<(), PackError> {
             release,
             segment,
             force,
+            encrypt,
         } => {
             let metric = c.metric()?;
             let opts = Options {
@@ -230,6 +236,7 @@ fn dispatch(cli: Cli) -> Result<(), PackError> {
                 plan: c.plan(),
                 params: c.params(&metric),
                 force: *force,
+                encrypt: *encrypt,
             };
             let env = encode::Env {
                 ffmpeg: &c.ffmpeg,

@@ -31,6 +31,8 @@ pub struct Options {
     pub params: Params,
     /// Replace a title already packaged under that id.
     pub force: bool,
+    /// Encrypt (cenc) with a fresh key (see `package::encrypt`).
+    pub encrypt: bool,
 }
 
 /// A rung as encoded: the point the analysis chose it for, and what the
@@ -206,6 +208,18 @@ fn encode_inner(env: &Env, source: &Path, out: &Path, opts: &Options) -> Result<
     };
     let stage = work.join("stage");
     package::package(env.ffmpeg, &rung_dir, &report, &stage)?;
+    if opts.encrypt {
+        // A new key every packaging: re-packaging a title rotates it. The key
+        // is written before the title appears, so an import never finds a
+        // protected title without its key.
+        let key = crate::cenc::Key::random().map_err(io(Path::new("/dev/urandom")))?;
+        package::encrypt(&stage, &key)?;
+        let root = dest
+            .parent()
+            .and_then(Path::parent)
+            .ok_or_else(|| PackError::Usage("the output needs a titles/ parent".into()))?;
+        package::write_key(&root.join("keys"), &opts.title, &key)?;
+    }
     report.package_seconds = started.elapsed().as_secs_f64();
     package::finish(&stage, &report, opts, &dest, &work)?;
     Ok(report)
@@ -275,6 +289,7 @@ fn resume_or_start(
             regions: Vec::new(),
             release: None,
             force: false,
+            encrypt: false,
             ..opts.clone()
         },
         metric: metric.label().description,
@@ -507,6 +522,7 @@ mod tests {
             plan: Plan::default(),
             params: Metric::SsimDb.default_params(),
             force: false,
+            encrypt: false,
         };
         let r = &planned_rungs(&[pt(360, 400e3)])[0];
         let a = video_args(r, None, 29.97, &opts, 1).join(" ");

@@ -15,6 +15,7 @@
 
 use std::path::Path;
 
+use crate::cenc::{self, Key};
 use crate::encode::{Options, Report};
 use crate::tool::{PackError, ffmpeg, io, run};
 
@@ -89,6 +90,94 @@ pub fn package(
         .arg("dash/manifest.mpd");
     run("package DASH", &mut cmd)?;
     rewrite_master(stage, report)
+}
+
+/// Encrypt every rendition of the staged title with `key` (Common
+/// Encryption, `cenc`): each directory with an init segment (HLS `v*/`
+/// `init.mp4`, DASH `dash/r*/init.m4s`) has it and its `.m4s` segments
+/// rewritten, and `drm.json` names the scheme and key ID (the key stays out
+/// of the title: see `write_key`).
+pub fn encrypt(stage: &Path, key: &Key) -> Result<(), PackError> {
+    let mut dirs = vec![stage.to_path_buf()];
+    let mut done = 0;
+    while let Some(dir) = dirs.pop() {
+        let mut entries: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+            .map_err(io(&dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        dirs.extend(entries.iter().filter(|p| p.is_dir()).cloned());
+        let Some(init) = entries.iter().find(|p| {
+            matches!(
+                p.file_name().and_then(|n| n.to_str()),
+                Some("init.mp4" | "init.m4s")
+            )
+        }) else {
+            continue;
+        };
+        let fail = |p: &Path, e: cenc::CencError| PackError::ToolFailed {
+            step: format!("encrypt {}", p.display()),
+            detail: e.to_string(),
+        };
+        let bytes = std::fs::read(init).map_err(io(init))?;
+        let (protected, tracks) = cenc::protect_init(&bytes, key).map_err(|e| fail(init, e))?;
+        std::fs::write(init, protected).map_err(io(init))?;
+        let mut ivs = cenc::iv_counter().map_err(io(Path::new("/dev/urandom")))?;
+        for seg in entries
+            .iter()
+            .filter(|p| p != &init && p.extension().is_some_and(|x| x == "m4s"))
+        {
+            let bytes = std::fs::read(seg).map_err(io(seg))?;
+            let e =
+                cenc::encrypt_segment(&bytes, &tracks, key, &mut ivs).map_err(|e| fail(seg, e))?;
+            std::fs::write(seg, e).map_err(io(seg))?;
+        }
+        done += 1;
+    }
+    if done == 0 {
+        return Err(PackError::Usage(
+            "nothing to encrypt: no init segment".into(),
+        ));
+    }
+    let drm = serde_json::json!({
+        "scheme": "cenc",
+        "kid": cenc::hex(&key.kid),
+        "systems": ["1077efec-c0b2-4d02-ace3-3c1e52e2fb4b"],
+    });
+    let path = stage.join("drm.json");
+    std::fs::write(&path, format!("{drm:#}\n")).map_err(io(&path))
+}
+
+/// Write the title's content key to `keys/<title>.json`, readable by its
+/// owner only (0600), whole or not at all (written aside, then renamed): what
+/// `steering catalog import` stores, encrypted, and nothing else reads.
+pub fn write_key(keys: &Path, title: &str, key: &Key) -> Result<(), PackError> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(keys)
+        .map_err(io(keys))?;
+    let body = serde_json::json!({
+        "title": title,
+        "scheme": "cenc",
+        "kid": cenc::hex(&key.kid),
+        "key": cenc::hex(&key.key),
+    });
+    let tmp = keys.join(format!(".{title}.json.tmp"));
+    let path = keys.join(format!("{title}.json"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    f.write_all(format!("{body:#}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))
 }
 
 /// ffmpeg's multivariant playlist, with what it leaves out when it copies
@@ -239,6 +328,7 @@ mod tests {
             plan: crate::analyze::Plan::default(),
             params: crate::metric::Metric::SsimDb.default_params(),
             force: false,
+            encrypt: false,
         };
         assert_eq!(
             title_toml(&opts),

@@ -59,8 +59,14 @@ fn long_clear_runs_are_split_into_16_bit_entries() {
 fn a_nal_running_past_its_sample_is_refused_not_a_panic() {
     let mut sample = nal(0x65, 40);
     sample.truncate(30);
-    assert!(matches!(subsamples(&avc(), &sample, 4), Err(CencError::Malformed(_))));
-    assert!(matches!(parse(&[0, 0, 0, 99, b'm', b'o', b'o', b'f']), Err(CencError::Malformed(_))));
+    assert!(matches!(
+        subsamples(&avc(), &sample, 4),
+        Err(CencError::Malformed(_))
+    ));
+    assert!(matches!(
+        parse(&[0, 0, 0, 99, b'm', b'o', b'o', b'f']),
+        Err(CencError::Malformed(_))
+    ));
     assert!(protect_init(b"\0\0\0\x08free", &KEY).is_err());
 }
 
@@ -77,7 +83,9 @@ fn packaged(dir: &Path) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
         .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"])
         .arg("testsrc=size=320x240:rate=25")
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", "4", "-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p"])
+        .args([
+            "-t", "4", "-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p",
+        ])
         .args(["-c:a", "aac", "-f", "dash", "-seg_duration", "2"])
         .arg(dir.join("out.mpd"))
         .status()
@@ -129,14 +137,22 @@ fn ffmpeg_decrypts_what_we_encrypt_and_cannot_decode_it_without_the_key() {
     for (stream, (init, segs)) in packaged(dir.path()).into_iter().enumerate() {
         let (enc_init, tracks) = protect_init(&init, &KEY).unwrap();
         assert_eq!(tracks.len(), 1);
-        assert_eq!(tracks[0].1.nal_length.is_some(), stream == 0, "video first, then audio");
+        assert_eq!(
+            tracks[0].1.nal_length.is_some(),
+            stream == 0,
+            "video first, then audio"
+        );
         // Segment by segment, as a player's media source takes them (ffmpeg
         // loses count of encrypted samples across concatenated AAC fragments
         // with their edit list; each alone it decodes).
         for (n, seg) in segs.iter().enumerate() {
             let e = encrypt_segment(seg, &tracks, &KEY, &mut ivs).unwrap();
             assert_ne!(&e, seg);
-            assert_eq!(&decrypt_segment(&e, &KEY).unwrap(), seg, "the round trip is exact");
+            assert_eq!(
+                &decrypt_segment(&e, &KEY).unwrap(),
+                seg,
+                "the round trip is exact"
+            );
             let (c, p) = (dir.path().join("clear.mp4"), dir.path().join("enc.mp4"));
             std::fs::write(&c, [&init[..], seg].concat()).unwrap();
             std::fs::write(&p, [&enc_init[..], &e].concat()).unwrap();
@@ -152,7 +168,11 @@ fn ffmpeg_decrypts_what_we_encrypt_and_cannot_decode_it_without_the_key() {
                 ..KEY
             };
             assert_ne!(framemd5(&p, Some(&wrong)).as_deref(), Some(want.as_str()));
-            assert_ne!(framemd5(&p, None).as_deref(), Some(want.as_str()), "no key, no frames");
+            assert_ne!(
+                framemd5(&p, None).as_deref(),
+                Some(want.as_str()),
+                "no key, no frames"
+            );
         }
     }
 }
@@ -163,7 +183,10 @@ fn the_init_segment_signals_cenc_with_the_key_id_and_a_common_pssh() {
     let streams = packaged(dir.path());
     let (enc, _) = protect_init(&streams[0].0, &KEY).unwrap();
     let find = |needle: &[u8]| enc.windows(needle.len()).position(|w| w == needle);
-    assert!(find(b"encv").is_some() && find(b"avc1").is_some(), "frma keeps avc1");
+    assert!(
+        find(b"encv").is_some() && find(b"avc1").is_some(),
+        "frma keeps avc1"
+    );
     assert!(find(b"schmcenc").is_some() || find(b"cenc").is_some());
     let tenc = find(b"tenc").unwrap();
     // full box (4), reserved (2), protected, IV size, then the key ID.
@@ -173,7 +196,10 @@ fn the_init_segment_signals_cenc_with_the_key_id_and_a_common_pssh() {
     assert_eq!(&enc[pssh + 8..pssh + 24], &COMMON_SYSTEM_ID);
     assert_eq!(&enc[pssh + 28..pssh + 44], &KEY.kid);
     // Protecting twice is refused.
-    assert!(matches!(protect_init(&enc, &KEY), Err(CencError::Unsupported(_))));
+    assert!(matches!(
+        protect_init(&enc, &KEY),
+        Err(CencError::Unsupported(_))
+    ));
 }
 
 #[test]
@@ -184,9 +210,25 @@ fn hls_segments_with_video_and_audio_together_are_encrypted_track_by_track() {
         .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"])
         .arg("testsrc=size=320x240:rate=25")
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", "4", "-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p"])
-        .args(["-c:a", "aac", "-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod"])
-        .args(["-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4"])
+        .args([
+            "-t", "4", "-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p",
+        ])
+        .args([
+            "-c:a",
+            "aac",
+            "-f",
+            "hls",
+            "-hls_time",
+            "2",
+            "-hls_playlist_type",
+            "vod",
+        ])
+        .args([
+            "-hls_segment_type",
+            "fmp4",
+            "-hls_fmp4_init_filename",
+            "init.mp4",
+        ])
         .args(["-hls_segment_filename", "seg-%05d.m4s", "index.m3u8"])
         .status()
         .unwrap();
@@ -203,7 +245,11 @@ fn hls_segments_with_video_and_audio_together_are_encrypted_track_by_track() {
         std::fs::write(&c, [&init[..], &seg].concat()).unwrap();
         std::fs::write(&p, [&enc_init[..], &e].concat()).unwrap();
         let want = framemd5(&c, None).unwrap();
-        assert_eq!(framemd5(&p, Some(&KEY)).as_deref(), Some(want.as_str()), "segment {n}");
+        assert_eq!(
+            framemd5(&p, Some(&KEY)).as_deref(),
+            Some(want.as_str()),
+            "segment {n}"
+        );
         assert_ne!(framemd5(&p, None).as_deref(), Some(want.as_str()));
     }
 }
