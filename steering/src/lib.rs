@@ -17,6 +17,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod drm;
 pub mod fleet;
 pub mod forecast;
 pub mod http;
