@@ -6,7 +6,11 @@
 # segments), packaged as fMP4 HLS and DASH with title.toml and ladder.json,
 # the layout `steering catalog import OUT` takes:
 #
-#   scripts/make-content.sh OUT [TITLE_ID] [SECONDS]
+#   scripts/make-content.sh [--encrypt] OUT [TITLE_ID] [SECONDS]
+#
+# --encrypt: Common Encryption (cenc) with a fresh content key; the key ID in
+# OUT/titles/TITLE_ID/drm.json, the key in OUT/keys/TITLE_ID.json (0600),
+# which `steering catalog import` stores sealed under drm.key_file.
 #
 # Writes OUT/titles/TITLE_ID/{title.toml, ladder.json, master.m3u8, v<height>/..., dash/}.
 # Rendition names depend on the ladder: read them from master.m3u8 or
@@ -21,7 +25,12 @@
 # there is one (scripts/test.sh builds every binary first), else it is built
 # now (cargo build -p packager, debug: the encoding is ffmpeg's work).
 set -euo pipefail
-usage="usage: make-content.sh OUT [TITLE_ID] [SECONDS]"
+usage="usage: make-content.sh [--encrypt] OUT [TITLE_ID] [SECONDS]"
+encrypt=()
+if [ "${1:-}" = "--encrypt" ]; then
+    encrypt=(--encrypt)
+    shift
+fi
 out="${1:?$usage}"
 title="${2:-t1}"
 secs="${3:-12}"
@@ -55,5 +64,6 @@ trap 'rm -rf "$work"' EXIT
 "$pack" encode "$work/source.mkv" "$out" --title "$title" --force \
     --name "Test pattern $title" --region eu-west --region us-east --segment 4 \
     --metric ssim --preset ultrafast --chunks 2 --chunk-secs 2 \
-    --crfs 24,30,36 --heights 360,540 --min-bitrate 300000 --max-bitrate 3000000 >/dev/null
+    --crfs 24,30,36 --heights 360,540 --min-bitrate 300000 --max-bitrate 3000000 \
+    ${encrypt[@]+"${encrypt[@]}"} >/dev/null
 echo "wrote $out/titles/$title"

@@ -205,10 +205,42 @@ fn offline(
 }
 
 pub fn import(dir: &Path, overrides: &Overrides) -> ExitCode {
-    offline(overrides, "import", async |_, store| {
+    offline(overrides, "import", async |config, store| {
         let titles = crate::catalog::scan(dir).map_err(|e| (EXIT_BAD_DATA, e.to_string()))?;
+        // Every protected title's key first: a title is not imported without
+        // the key its licences need.
+        let mut sealed = Vec::with_capacity(titles.len());
+        let mut kek = None;
         for t in &titles {
+            let bad = |e: crate::drm::DrmError| (EXIT_BAD_DATA, e.to_string());
+            let Some(p) = crate::drm::protection(&dir.join("titles").join(&t.id)).map_err(bad)?
+            else {
+                sealed.push(Vec::new());
+                continue;
+            };
+            if kek.is_none() {
+                let path = config.drm.key_file.as_deref().ok_or_else(|| {
+                    (
+                        EXIT_BAD_DATA,
+                        format!(
+                            "title {} is encrypted: set drm.key_file to store its content key",
+                            t.id
+                        ),
+                    )
+                })?;
+                kek = Some(crate::drm::Kek::load(path).map_err(bad)?);
+            }
+            let key = crate::drm::packaged_key(dir, &t.id, &p).map_err(bad)?;
+            let k = kek.as_ref().expect("loaded above");
+            sealed.push(vec![(p.kid.to_lowercase(), k.seal(&t.id, &key))]);
+        }
+        let now = crate::unix_now();
+        for (t, keys) in titles.iter().zip(&sealed) {
             store.put_title(t).await.map_err(|e| (1, e.to_string()))?;
+            store
+                .put_content_keys(&t.id, keys, now)
+                .await
+                .map_err(|e| (1, e.to_string()))?;
         }
         let (titles, renditions, objects, bytes) = store
             .catalog_counts()

@@ -65,6 +65,29 @@ pub struct Config {
     pub fill: FillConfig,
     pub history: HistoryConfig,
     pub instance: InstanceConfig,
+    pub drm: DrmConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DrmConfig {
+    /// The key-encryption key content keys are sealed under: a file of 64
+    /// hex digits readable by its owner only (`openssl rand -hex 32`). Needed
+    /// to import protected titles and to issue their licences; unset, only
+    /// clear titles import and every licence request is refused.
+    pub key_file: Option<std::path::PathBuf>,
+    /// Licences one play may obtain (a player asks once per session; a few
+    /// more cover reloads and retries).
+    pub max_licences: u32,
+}
+
+impl Default for DrmConfig {
+    fn default() -> Self {
+        DrmConfig {
+            key_file: None,
+            max_licences: 8,
+        }
+    }
 }
 
 /// This instance, among several sharing one store (see `fleet::cluster`).
@@ -479,6 +502,7 @@ impl Default for Config {
             asns: Vec::new(),
             fill: FillConfig::default(),
             history: HistoryConfig::default(),
+            drm: DrmConfig::default(),
             instance: InstanceConfig::default(),
         }
     }
@@ -620,6 +644,14 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=1000).contains(&self.drm.max_licences) {
+            return reject("drm.max_licences", "must be 1 to 1000");
+        }
+        if let Some(path) = &self.drm.key_file
+            && let Err(e) = crate::drm::Kek::load(path)
+        {
+            return reject("drm.key_file", e.to_string());
+        }
         if self.database.is_empty() {
             return reject("database", "must name a SQLite file or a postgres:// URL");
         }

@@ -40,6 +40,7 @@ pub struct Metrics {
     pub dependency_calls: Family<DependencyOutcome, Counter>,
     /// Plays answered, by outcome (`ok` or the refusal code).
     pub plays: Family<ReasonLabel, Counter>,
+    pub licences: Family<ReasonLabel, Counter>,
     /// Appliances chosen as primary, by why (`isp-embedded`, `region-ixp`, ...).
     pub steered: Family<ReasonLabel, Counter>,
     pub steering_polls: Counter,
@@ -63,6 +64,7 @@ impl Metrics {
             dependency_state: Family::default(),
             dependency_calls: Family::default(),
             plays: Family::default(),
+            licences: Family::default(),
             steered: Family::default(),
             steering_polls: Counter::default(),
             home_fallbacks: Counter::default(),
@@ -124,6 +126,11 @@ impl Metrics {
             m.dependency_calls.clone(),
         );
         registry.register("plays", "Play requests by outcome", m.plays.clone());
+        registry.register(
+            "licences",
+            "Clear Key licence requests by outcome",
+            m.licences.clone(),
+        );
         registry.register(
             "steered",
             "Primary appliance choices by reason (or origin)",

@@ -147,9 +147,21 @@ pub fn oca_bench(args: &[&str], limit: Duration) -> (Option<i32>, String, String
 pub struct Response {
     pub status: u16,
     pub body: Vec<u8>,
+    /// The status line and headers, as received.
+    pub head: String,
 }
 
 impl Response {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
     }
@@ -208,6 +220,7 @@ pub fn http_from(
     Some(Response {
         status,
         body: raw[end..].to_vec(),
+        head,
     })
 }
 

@@ -76,9 +76,14 @@ pub fn content() -> PathBuf {
 /// scripts/make-content.sh OUT ID SECONDS, with the oca-pack built beside
 /// this executable when there is one (the same build as the test's).
 pub fn make_content(out: &Path, id: &str, secs: &str) {
+    make_content_with(out, id, secs, &[]);
+}
+
+/// `make_content` with the script's options first (`--encrypt`).
+pub fn make_content_with(out: &Path, id: &str, secs: &str, options: &[&str]) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-content.sh");
     let mut cmd = Command::new(&script);
-    cmd.arg(out).args([id, secs]);
+    cmd.args(options).arg(out).args([id, secs]);
     if let Some(pack) = sibling_binary("oca-pack") {
         cmd.env("OCA_PACK", pack);
     }

@@ -148,15 +148,29 @@ fn an_authorised_play_is_steered_and_every_url_works() {
     )
     .unwrap();
     assert_eq!(r.status, 403);
-    // The licence URL is signed; the stub says DRM is not configured.
+    // The licence URL is signed and takes Clear Key requests (POST); t1 is
+    // clear, so no key ID is its (tests/tests/drm.rs licenses an encrypted
+    // title).
     let lic = play["drm_license_url"].as_str().unwrap();
-    let r = get_url(Some(client), lic).unwrap();
+    let path = &lic[lic.find("/v1/").unwrap()..];
+    let ask = |path: &str| {
+        http_from(
+            Some(client),
+            s.addr,
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            br#"{"kids": ["AAECAwQFBgcICQoLDA0ODw"], "type": "temporary"}"#,
+        )
+        .unwrap()
+    };
+    let r = ask(path);
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
-        (501, Some("drm_not_configured"))
+        (403, Some("kid_not_in_title"))
     );
-    let r = get_url(Some(client), &lic.replace("token=", "token=x")).unwrap();
-    assert_eq!(r.status, 403);
+    assert_eq!(ask(&path.replace("token=", "token=x")).status, 403);
+    assert_eq!(get_url(Some(client), lic).unwrap().status, 405);
 
     // ffprobe (a player nobody here wrote) opens both manifests and reads
     // video and audio through the appliances.

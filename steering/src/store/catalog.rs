@@ -41,6 +41,16 @@ pub trait CatalogStore: Send + Sync {
     /// Record a title with its renditions and objects, replacing what an earlier
     /// import recorded for it (so re-importing is idempotent), in one transaction.
     async fn put_title(&self, t: &Title) -> Result<(), StoreError>;
+    /// Replace the content keys of `title` with `keys` (key ID in hex, the
+    /// key sealed under the KEK); none: the title is clear.
+    async fn put_content_keys(
+        &self,
+        title: &str,
+        keys: &[(String, String)],
+        now: u64,
+    ) -> Result<(), StoreError>;
+    /// `(key ID in hex, sealed key)` of every content key of `title`.
+    async fn content_keys(&self, title: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// A rendition's object count and total bytes, if it is in the catalog.
     async fn rendition_totals(&self, rendition: &str) -> Result<Option<(u64, u64)>, StoreError>;
     /// Object count and bytes of every catalog rendition.

@@ -222,6 +222,14 @@ impl Probe for Postgres {
                 &[&(plays_before as i64), &(limit as i64)],
             )
             .await?;
+        // Licence counts go with their plays' streams.
+        client
+            .execute(
+                "DELETE FROM play_licences WHERE ctid IN (SELECT ctid FROM play_licences l
+                     WHERE NOT EXISTS (SELECT 1 FROM streams s WHERE s.id = l.play) LIMIT $1)",
+                &[&(limit as i64)],
+            )
+            .await?;
         client
             .execute(
                 &format!(
@@ -266,6 +274,12 @@ impl Probe for Sqlite {
                 "DELETE FROM plays WHERE rowid IN
                      (SELECT rowid FROM plays WHERE at < ?1 LIMIT ?2)",
                 rusqlite::params![plays_before as i64, limit],
+            )?;
+            // Licence counts go with their plays' streams.
+            c.execute(
+                "DELETE FROM play_licences WHERE rowid IN (SELECT l.rowid FROM play_licences l
+                     WHERE NOT EXISTS (SELECT 1 FROM streams s WHERE s.id = l.play) LIMIT ?1)",
+                rusqlite::params![limit],
             )?;
             // The change log only has to outlive the instances' overlap.
             c.execute(

@@ -183,6 +183,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
      CREATE INDEX fleet_changes_by_time ON fleet_changes(at_ms);",
     // 10: a launch's expected audience.
     "ALTER TABLE titles ADD COLUMN audience DOUBLE PRECISION;",
+    // 11: content keys and licences per play.
+    "CREATE TABLE content_keys (
+         title TEXT NOT NULL,
+         kid TEXT NOT NULL,
+         sealed TEXT NOT NULL,
+         created BIGINT NOT NULL,
+         PRIMARY KEY (title, kid)
+     );
+     CREATE TABLE play_licences (
+         play TEXT PRIMARY KEY,
+         count BIGINT NOT NULL
+     );",
 ];
 
 /// The database's clock in milliseconds (the wall clock, not the

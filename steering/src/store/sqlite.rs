@@ -190,6 +190,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
      CREATE INDEX fleet_changes_by_time ON fleet_changes(at_ms);",
     // 10: a launch's expected audience, for the demand forecast.
     "ALTER TABLE titles ADD COLUMN audience REAL;",
+    // 11: content keys (sealed under the KEK) and licences issued per play.
+    "CREATE TABLE content_keys (
+         title TEXT NOT NULL,
+         kid TEXT NOT NULL,
+         sealed TEXT NOT NULL,
+         created INTEGER NOT NULL,
+         PRIMARY KEY (title, kid)
+     );
+     CREATE TABLE play_licences (
+         play TEXT PRIMARY KEY,
+         count INTEGER NOT NULL
+     );",
 ];
 
 /// The database's clock in milliseconds: instances on several machines agree

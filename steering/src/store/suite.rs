@@ -98,6 +98,7 @@ fn stream(id: &str, user: &str, title: &str, at: u64) -> StreamRow {
         expires: at + 3600,
         started: at,
         last_seen: at,
+        ended: None,
     }
 }
 
@@ -313,6 +314,42 @@ async fn catalog_plays_and_plan_versions(a: Arc<dyn Store>, b: Arc<dyn Store>) {
         b.plays_since("eu", 0, 10).await.unwrap(),
         [("t1".to_owned(), 10), ("t2".to_owned(), 5)]
     );
+
+    // Content keys: replaced whole per title; licences counted up to a limit.
+    a.put_content_keys(
+        "t1",
+        &[("aa".into(), "s1".into()), ("bb".into(), "s2".into())],
+        5,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        b.content_keys("t1").await.unwrap(),
+        [
+            ("aa".to_owned(), "s1".to_owned()),
+            ("bb".to_owned(), "s2".to_owned())
+        ]
+    );
+    a.put_content_keys("t1", &[("cc".into(), "s3".into())], 6)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.content_keys("t1").await.unwrap(),
+        [("cc".to_owned(), "s3".to_owned())]
+    );
+    a.put_content_keys("t1", &[], 7).await.unwrap();
+    assert!(
+        b.content_keys("t1").await.unwrap().is_empty(),
+        "clear again"
+    );
+    assert_eq!(a.count_licence("p1", 2).await.unwrap(), Some(1));
+    assert_eq!(b.count_licence("p1", 2).await.unwrap(), Some(2));
+    assert_eq!(
+        a.count_licence("p1", 2).await.unwrap(),
+        None,
+        "at the limit"
+    );
+    assert_eq!(b.count_licence("p2", 2).await.unwrap(), Some(1));
 
     // Demand counts in windows ending at `now`: at 20 every play is in the
     // last day and hour; at 86,410 those at 5 and 10 are a day back, the one

@@ -1,5 +1,5 @@
 //! What a play hands out after it started: the per-play HLS and DASH
-//! manifests and the DRM licence stub (content steering is in `play`).
+//! manifests and the Clear Key licences (content steering is in `play`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -92,40 +92,134 @@ pub struct LicenseQuery {
     token: String,
 }
 
-/// `GET|POST /v1/drm/{id}/license`: checks the signed URL, then says plainly
-/// that no DRM system is configured (a licence server plugs in here).
+/// `POST /v1/drm/{id}/license`: a W3C Clear Key licence for the play `id`.
+/// The URL is the one the play handed out (signed for this play, until the
+/// play's tokens expire); the body names the key IDs the player found in the
+/// content. Answered with the JSON Web Key set of exactly those keys when
+/// each belongs to the play's title, the play has not ended or expired, and
+/// it has had fewer than `drm.max_licences` licences. Players on other
+/// origins may ask (`http::cors`): the signed URL is the authority.
 pub async fn drm_license(
     State(state): State<Arc<Viewers>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     Query(q): Query<LicenseQuery>,
     headers: HeaderMap,
-) -> ApiError {
+    body: axum::body::Bytes,
+) -> Response {
+    let result = licence(&state, peer, &id, &q.token, &headers, &body).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    };
+    state
+        .metrics
+        .licences
+        .get_or_create(&crate::metrics::ReasonLabel { reason: outcome })
+        .inc();
+    match result {
+        Ok(jwks) => ([(header::CACHE_CONTROL, "no-store")], axum::Json(jwks)).into_response(),
+        Err(e) => {
+            tracing::info!(play = %id, code = e.code(), "licence refused");
+            e.into_response()
+        }
+    }
+}
+
+async fn licence(
+    state: &Viewers,
+    peer: SocketAddr,
+    id: &str,
+    token: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<serde_json::Value, ApiError> {
+    let now = crate::unix_now();
     let path = format!("/v1/drm/{id}/license");
-    let client = client_of(&state, peer, &headers);
-    match state
-        .keys
-        .verify(&q.token, &path, client, crate::unix_now())
-    {
+    let client = client_of(state, peer, headers);
+    match state.keys.verify(token, &path, client, now) {
         Ok(Ok(())) => {}
+        Ok(Err(r)) if r.code() == "expired" => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "expired",
+                "the play has expired",
+            ));
+        }
         Ok(Err(r)) => {
-            return ApiError::new(
+            return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 r.code(),
                 "licence URL is not validly signed",
-            );
+            ));
         }
         Err(_) => {
-            return ApiError::new(
+            return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_signing_key",
                 "no usable key",
-            );
+            ));
         }
     }
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "drm_not_configured",
-        "no DRM system is configured: this deployment issues no Widevine, PlayReady or FairPlay licences, so only clear content plays",
-    )
+    let requested = crate::drm::parse_request(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
+    let row = state.store.stream(id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_play",
+            format!("no play {id:?}"),
+        )
+    })?;
+    if row.ended.is_some() || row.expires <= now {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "expired",
+            "the play has ended or expired: start a new one",
+        ));
+    }
+    let stored = state.store.content_keys(&row.title).await?;
+    let kek = match (&state.kek, stored.is_empty()) {
+        (_, true) => None,
+        (Some(k), false) => Some(k),
+        (None, false) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "drm_not_configured",
+                "drm.key_file is not set or unreadable: no licences",
+            ));
+        }
+    };
+    let mut keys = Vec::with_capacity(stored.len());
+    for (kid, sealed) in &stored {
+        let Some(kid) = hex::decode(kid)
+            .ok()
+            .and_then(|v| <[u8; 16]>::try_from(v).ok())
+        else {
+            continue;
+        };
+        let k = kek
+            .expect("keys need the kek")
+            .unseal(&row.title, kid, sealed)
+            .map_err(|e| {
+                tracing::error!(title = %row.title, error = %e, "cannot open a content key");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "key_unavailable",
+                    e.to_string(),
+                )
+            })?;
+        keys.push(k);
+    }
+    // Checked before counting: a request for the wrong keys costs no licence.
+    let jwks = crate::drm::licence(&keys, &requested)
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, "kid_not_in_title", e.to_string()))?;
+    let max = state.config.drm.max_licences;
+    if state.store.count_licence(id, max).await?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_licences",
+            format!("this play has had its {max} licences: start a new play"),
+        ));
+    }
+    Ok(jwks)
 }

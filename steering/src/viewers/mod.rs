@@ -44,6 +44,8 @@ pub struct Viewers {
     pub steered: play::LastSteered,
     /// Recent answers of the store, for plays during an outage.
     pub recall: recall::Recall,
+    /// The key-encryption key content keys are sealed under (`drm.key_file`).
+    pub kek: Option<Arc<crate::drm::Kek>>,
 }
 
 impl Viewers {
@@ -64,7 +66,21 @@ impl Viewers {
             deps::Guard::new("recommendations", &config.recommendations.guard(), &metrics),
             config.recommendations.timeout,
         );
+        // Checked by `Config::validate`; unreadable now, it is as if unset,
+        // and licence requests say so.
+        let kek = config
+            .drm
+            .key_file
+            .as_deref()
+            .and_then(|p| match crate::drm::Kek::load(p) {
+                Ok(k) => Some(Arc::new(k)),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read drm.key_file: no licences");
+                    None
+                }
+            });
         Viewers {
+            kek,
             recall: recall::Recall::new(config.play.outage_grace),
             config,
             store,
@@ -95,10 +111,7 @@ pub fn router(viewers: Arc<Viewers>) -> Router {
         .route("/v1/plays/{id}", delete(play::stop))
         .route("/v1/plays/{id}/{file}", get(manifests::manifest))
         .route("/v1/steering/{id}/{protocol}", get(play::content_steering))
-        .route(
-            "/v1/drm/{id}/license",
-            get(manifests::drm_license).post(manifests::drm_license),
-        )
+        .route("/v1/drm/{id}/license", post(manifests::drm_license))
         .route("/v1/bookmarks", post(accounts::bookmark))
         .route("/v1/home", get(home::home))
         .route("/player/{*file}", get(player_file))

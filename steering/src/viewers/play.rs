@@ -221,6 +221,7 @@ async fn start(
         expires,
         started: now,
         last_seen: now,
+        ended: None,
     };
     let active_since = now.saturating_sub(state.config.play.stream_timeout.as_secs());
     let started = state

@@ -31,6 +31,8 @@ pub struct StreamRow {
     pub expires: u64,
     pub started: u64,
     pub last_seen: u64,
+    /// When the player said it stopped.
+    pub ended: Option<u64>,
 }
 
 /// What the viewers half persists, whichever backend holds it.
@@ -77,6 +79,10 @@ pub trait ViewerStore: CatalogStore {
     async fn touch_stream(&self, id: &str, user: &str, now: u64) -> Result<bool, StoreError>;
     /// End a stream (the player stopped); false if it is not the user's.
     async fn end_stream(&self, id: &str, user: &str, now: u64) -> Result<bool, StoreError>;
+    /// Count one more licence for `play` if it has had fewer than `max`:
+    /// the new count, or None at the limit (one statement, so instances
+    /// sharing the store cannot both take the last one).
+    async fn count_licence(&self, play: &str, max: u32) -> Result<Option<u32>, StoreError>;
     /// `(title, at)` of plays in `region` since `since`, newest first, at most `limit`.
     async fn plays_since(
         &self,

@@ -10,6 +10,41 @@ use crate::store::{Postgres, StoreError, from_json, to_json};
 
 #[async_trait]
 impl CatalogStore for Postgres {
+    async fn put_content_keys(
+        &self,
+        title: &str,
+        keys: &[(String, String)],
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("DELETE FROM content_keys WHERE title = $1", &[&title])
+            .await?;
+        for (kid, sealed) in keys {
+            tx.execute(
+                "INSERT INTO content_keys (title, kid, sealed, created) VALUES ($1, $2, $3, $4)",
+                &[&title, kid, sealed, &(now as i64)],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn content_keys(&self, title: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .client()
+            .await?
+            .query(
+                "SELECT kid, sealed FROM content_keys WHERE title = $1 ORDER BY kid",
+                &[&title],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
     async fn put_title(&self, t: &Title) -> Result<(), StoreError> {
         let regions = to_json(&t.sidecar.regions)?;
         let mut client = self.client().await?;

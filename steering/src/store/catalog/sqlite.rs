@@ -11,6 +11,38 @@ use crate::store::{Sqlite, StoreError, from_json, text_rows, to_json};
 
 #[async_trait]
 impl CatalogStore for Sqlite {
+    async fn put_content_keys(
+        &self,
+        title: &str,
+        keys: &[(String, String)],
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let (title, keys) = (title.to_owned(), keys.to_vec());
+        self.write(move |tx| {
+            tx.execute("DELETE FROM content_keys WHERE title = ?1", params![title])?;
+            for (kid, sealed) in &keys {
+                tx.execute(
+                    "INSERT INTO content_keys (title, kid, sealed, created) VALUES (?1, ?2, ?3, ?4)",
+                    params![title, kid, sealed, now as i64],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn content_keys(&self, title: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let title = title.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT kid, sealed FROM content_keys WHERE title = ?1 ORDER BY kid",
+            )?;
+            let rows = stmt.query_map(params![title], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
     async fn put_title(&self, t: &Title) -> Result<(), StoreError> {
         let t = t.clone();
         let regions = to_json(&t.sidecar.regions)?;

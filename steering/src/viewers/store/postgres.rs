@@ -213,7 +213,8 @@ impl ViewerStore for Postgres {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
-                "SELECT id, \"user\", profile, title, client, body, expires, started, last_seen
+                "SELECT id, \"user\", profile, title, client, body, expires, started, last_seen,
+                     ended
                  FROM streams WHERE id = $1",
             )
             .await?;
@@ -227,6 +228,7 @@ impl ViewerStore for Postgres {
             expires: r.get::<_, i64>(6) as u64,
             started: r.get::<_, i64>(7) as u64,
             last_seen: r.get::<_, i64>(8) as u64,
+            ended: r.get::<_, Option<i64>>(9).map(|v| v as u64),
         }))
     }
 
@@ -239,6 +241,22 @@ impl ViewerStore for Postgres {
             )
             .await?;
         Ok(client.execute(&stmt, &[&id, &user, &(now as i64)]).await? == 1)
+    }
+
+    async fn count_licence(&self, play: &str, max: u32) -> Result<Option<u32>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO play_licences (play, count) VALUES ($1, 1)
+                 ON CONFLICT (play) DO UPDATE SET count = play_licences.count + 1
+                     WHERE play_licences.count < $2
+                 RETURNING count",
+            )
+            .await?;
+        Ok(client
+            .query_opt(&stmt, &[&play, &i64::from(max)])
+            .await?
+            .map(|r| r.get::<_, i64>(0) as u32))
     }
 
     async fn end_stream(&self, id: &str, user: &str, now: u64) -> Result<bool, StoreError> {

@@ -151,7 +151,7 @@ impl ViewerStore for Sqlite {
         let id = id.to_owned();
         self.read(move |c| {
             Ok(c.prepare_cached(
-                "SELECT id, user, profile, title, client, body, expires, started, last_seen FROM streams WHERE id = ?1",
+                "SELECT id, user, profile, title, client, body, expires, started, last_seen, ended FROM streams WHERE id = ?1",
             )?
             .query_row(params![id], |r| {
                 Ok(StreamRow {
@@ -164,6 +164,7 @@ impl ViewerStore for Sqlite {
                     expires: r.get::<_, i64>(6)? as u64,
                     started: r.get::<_, i64>(7)? as u64,
                     last_seen: r.get::<_, i64>(8)? as u64,
+                    ended: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
                 })
             })
             .optional()?)
@@ -179,6 +180,22 @@ impl ViewerStore for Sqlite {
             )?
             .execute(params![id, user, now as i64])?
                 == 1)
+        })
+        .await
+    }
+
+    async fn count_licence(&self, play: &str, max: u32) -> Result<Option<u32>, StoreError> {
+        let play = play.to_owned();
+        self.write(move |c| {
+            let n: Option<i64> = c
+                .prepare_cached(
+                    "INSERT INTO play_licences (play, count) VALUES (?1, 1)
+                     ON CONFLICT(play) DO UPDATE SET count = count + 1 WHERE count < ?2
+                     RETURNING count",
+                )?
+                .query_row(params![play, i64::from(max)], |r| r.get(0))
+                .optional()?;
+            Ok(n.map(|n| n as u32))
         })
         .await
     }

@@ -1,0 +1,230 @@
+//! Clear Key licences end to end: a title packaged encrypted
+//! (`make-content.sh --encrypt`), imported with its key sealed under the
+//! stack's key-encryption key, played, and licensed through the play's
+//! licence URL, with every refusal the service has.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use e2e::stack::{self, Stack};
+use e2e::*;
+
+const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 1, 0, 42));
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// The e2e content plus `enc`, an encrypted title; its (kid, key) in hex.
+fn packaged(dir: &Path) -> (std::path::PathBuf, String, String) {
+    let packaged = dir.join("packaged");
+    stack::copy_tree(&stack::content(), &packaged);
+    stack::make_content_with(&packaged, "enc", "8", &["--encrypt"]);
+    let key: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(packaged.join("keys/enc.json")).unwrap()).unwrap();
+    (
+        packaged,
+        key["kid"].as_str().unwrap().to_owned(),
+        key["key"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn post(url: &str, body: &str) -> Response {
+    let (addr, path) = split_url(url);
+    http_from(
+        Some(CLIENT),
+        addr,
+        "POST",
+        &path,
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+    .unwrap()
+}
+
+fn split_url(url: &str) -> (std::net::SocketAddr, String) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    (host.parse().unwrap(), path.to_owned())
+}
+
+fn request(kids: &[&[u8]]) -> String {
+    let kids: Vec<String> = kids.iter().map(|k| format!("\"{}\"", b64(k))).collect();
+    format!(
+        "{{\"kids\": [{}], \"type\": \"temporary\"}}",
+        kids.join(",")
+    )
+}
+
+fn code(r: &Response) -> (u16, String) {
+    (r.status, r.json()["code"].as_str().unwrap_or("").to_owned())
+}
+
+fn play(s: &Stack, token: &str, title: &str) -> serde_json::Value {
+    let r = s.play(CLIENT, token, title, "browser", "main");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+#[test]
+fn licences_are_the_plays_keys_only_within_its_limit_and_never_in_the_clear_elsewhere() {
+    let work = tempfile::tempdir().unwrap();
+    let (packaged, kid_hex, key_hex) = packaged(work.path());
+    let kek = work.path().join("kek");
+    std::fs::write(&kek, format!("{}\n", "5a".repeat(32))).unwrap();
+    std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let origin = stack::nginx(&packaged);
+    let extra = format!(
+        "{}[drm]\nkey_file = \"{}\"\nmax_licences = 3\n",
+        stack::origin_config(&origin),
+        kek.display()
+    );
+    let s = stack::start_with(&stack::fleet(), &extra, &packaged);
+    let (kid, key) = (unhex(&kid_hex), unhex(&key_hex));
+
+    let alice = s.token("alice");
+    let p = play(&s, &alice, "enc");
+    let url = p["drm_license_url"].as_str().unwrap().to_owned();
+
+    // The licence: exactly the key asked for, as a JSON Web Key set, with
+    // CORS for players on other origins.
+    let r = post(&url, &request(&[&kid]));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let l = r.json();
+    assert_eq!(l["type"], "temporary");
+    assert_eq!(l["keys"][0]["kty"], "oct");
+    assert_eq!(l["keys"][0]["kid"], b64(&kid));
+    assert_eq!(l["keys"][0]["k"], b64(&key));
+    assert_eq!(
+        r.header("access-control-allow-origin").as_deref(),
+        Some("*")
+    );
+    let (addr, path) = split_url(&url);
+    let pre = http(
+        addr,
+        "OPTIONS",
+        &path,
+        &[("Origin", "http://player.example")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(pre.status, 204);
+    assert!(
+        pre.header("access-control-allow-methods")
+            .unwrap()
+            .contains("POST")
+    );
+
+    // Refusals, each with its code, none of them costing a licence.
+    assert_eq!(
+        code(&post(&url, &request(&[&[9u8; 16]]))),
+        (403, "kid_not_in_title".into())
+    );
+    assert_eq!(
+        code(&post(&url, "{\"kids\": \"nope\"}")),
+        (400, "bad_request".into())
+    );
+    assert_eq!(code(&post(&url, "")), (400, "bad_request".into()));
+    let forged = url.replace("token=", "token=x");
+    assert_eq!(post(&forged, &request(&[&kid])).status, 403);
+    let get = http(addr, "GET", &path, &[], b"").unwrap();
+    assert_eq!(get.status, 405);
+    // A validly signed URL for a play that does not exist.
+    let nobody = format!(
+        "http://{}/v1/drm/no-such-play/license?token={}",
+        s.addr,
+        s.sign("/v1/drm/no-such-play/")
+    );
+    assert_eq!(
+        code(&post(&nobody, &request(&[&kid]))),
+        (404, "unknown_play".into())
+    );
+    // A clear title's play has no keys to give.
+    let bob = s.token("bob");
+    let clear = play(&s, &bob, "t1");
+    let clear_url = clear["drm_license_url"].as_str().unwrap();
+    assert_eq!(
+        code(&post(clear_url, &request(&[&kid]))),
+        (403, "kid_not_in_title".into())
+    );
+
+    // drm.max_licences = 3: two more, then no more for this play.
+    assert_eq!(post(&url, &request(&[&kid])).status, 200);
+    assert_eq!(post(&url, &request(&[&kid])).status, 200);
+    assert_eq!(
+        code(&post(&url, &request(&[&kid]))),
+        (429, "too_many_licences".into())
+    );
+
+    // A play that ended gets none (alice's second stream of two).
+    let p2 = play(&s, &alice, "enc");
+    let url2 = p2["drm_license_url"].as_str().unwrap().to_owned();
+    let stop = http_from(
+        Some(CLIENT),
+        s.addr,
+        "DELETE",
+        &format!("/v1/plays/{}", p2["play_id"].as_str().unwrap()),
+        &[("Authorization", &format!("Bearer {alice}"))],
+        b"",
+    )
+    .unwrap();
+    assert!(stop.status < 300, "{}", stop.status);
+    assert_eq!(
+        code(&post(&url2, &request(&[&kid]))),
+        (403, "expired".into())
+    );
+
+    // Counted per outcome.
+    let m = String::from_utf8_lossy(&http(s.addr, "GET", "/metrics", &[], b"").unwrap().body)
+        .into_owned();
+    for outcome in [
+        "ok",
+        "kid_not_in_title",
+        "bad_request",
+        "unknown_play",
+        "too_many_licences",
+        "expired",
+    ] {
+        assert!(
+            m.contains(&format!("steering_licences_total{{reason=\"{outcome}\"}}")),
+            "{outcome}: {m}"
+        );
+    }
+    // The key is nowhere but in the licence: not in the metrics, not in the
+    // title the appliances and the origin hold, not in the store in the clear.
+    assert!(!m.contains(&key_hex) && !m.contains(&b64(&key)));
+    let mut todo = vec![packaged.join("titles"), s.dir.path().to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p
+                .extension()
+                .is_some_and(|x| x == "db" || x == "m4s" || x == "mp4" || x == "json")
+            {
+                let b = std::fs::read(&p).unwrap();
+                assert!(
+                    !b.windows(16).any(|w| w == key.as_slice()),
+                    "{}",
+                    p.display()
+                );
+                let text = String::from_utf8_lossy(&b);
+                assert!(
+                    !text.contains(&key_hex) && !text.contains(&b64(&key)),
+                    "{}",
+                    p.display()
+                );
+            }
+        }
+    }
+}
