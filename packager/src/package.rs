@@ -94,7 +94,7 @@ pub fn package(
 
 /// Encrypt every rendition of the staged title with `key` (Common
 /// Encryption, `cenc`): each directory with an init segment (HLS `v*/`
-/// `init.mp4`, DASH `dash/r*/init.m4s`) has it and its `.m4s` segments
+/// `init_<N>.mp4`, DASH `dash/r*/init.m4s`) has it and its `.m4s` segments
 /// rewritten, and `drm.json` names the scheme and key ID (the key stays out
 /// of the title: see `write_key`).
 pub fn encrypt(stage: &Path, key: &Key) -> Result<(), PackError> {
@@ -107,13 +107,24 @@ pub fn encrypt(stage: &Path, key: &Key) -> Result<(), PackError> {
             .collect();
         entries.sort();
         dirs.extend(entries.iter().filter(|p| p.is_dir()).cloned());
-        let Some(init) = entries.iter().find(|p| {
-            matches!(
-                p.file_name().and_then(|n| n.to_str()),
-                Some("init.mp4" | "init.m4s")
-            )
-        }) else {
-            continue;
+        // ffmpeg names an HLS variant's init segment init_<N>.mp4 whatever
+        // -hls_fmp4_init_filename says; DASH's is init.m4s.
+        let is_init = |p: &std::path::PathBuf| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with("init") && (n.ends_with(".mp4") || n.ends_with(".m4s"))
+            })
+        };
+        let inits: Vec<&std::path::PathBuf> = entries.iter().filter(|p| is_init(p)).collect();
+        let init = match inits.as_slice() {
+            [] => continue,
+            [one] => *one,
+            more => {
+                return Err(PackError::Usage(format!(
+                    "{}: {} init segments in one rendition",
+                    dir.display(),
+                    more.len()
+                )));
+            }
         };
         let fail = |p: &Path, e: cenc::CencError| PackError::ToolFailed {
             step: format!("encrypt {}", p.display()),
@@ -132,6 +143,10 @@ pub fn encrypt(stage: &Path, key: &Key) -> Result<(), PackError> {
                 cenc::encrypt_segment(&bytes, &tracks, key, &mut ivs).map_err(|e| fail(seg, e))?;
             std::fs::write(seg, e).map_err(io(seg))?;
         }
+        let playlist = dir.join("index.m3u8");
+        if playlist.exists() {
+            signal_hls(&playlist, key)?;
+        }
         done += 1;
     }
     if done == 0 {
@@ -146,6 +161,37 @@ pub fn encrypt(stage: &Path, key: &Key) -> Result<(), PackError> {
     });
     let path = stage.join("drm.json");
     std::fs::write(&path, format!("{drm:#}\n")).map_err(io(&path))
+}
+
+/// Tell HLS players the media playlist's segments are protected: an
+/// `EXT-X-KEY` before its `EXT-X-MAP`, `SAMPLE-AES-CTR` (cenc) for the W3C
+/// Clear Key format with the key ID as its data URI (what hls.js reads; the
+/// licence URL is the player's to know, from the play).
+fn signal_hls(playlist: &Path, key: &Key) -> Result<(), PackError> {
+    use base64::Engine;
+    let text = std::fs::read_to_string(playlist).map_err(io(playlist))?;
+    let line = format!(
+        "#EXT-X-KEY:METHOD=SAMPLE-AES-CTR,KEYFORMAT=\"org.w3.clearkey\",KEYFORMATVERSIONS=\"1\",URI=\"data:text/plain;base64,{}\"",
+        base64::engine::general_purpose::STANDARD.encode(key.kid)
+    );
+    let mut out = String::with_capacity(text.len() + line.len() + 1);
+    let mut placed = false;
+    for l in text.lines() {
+        if !placed && l.starts_with("#EXT-X-MAP") {
+            out.push_str(&line);
+            out.push('\n');
+            placed = true;
+        }
+        out.push_str(l);
+        out.push('\n');
+    }
+    if !placed {
+        return Err(PackError::Usage(format!(
+            "{}: no EXT-X-MAP (fMP4 init segment) to protect",
+            playlist.display()
+        )));
+    }
+    std::fs::write(playlist, out).map_err(io(playlist))
 }
 
 /// Write the title's content key to `keys/<title>.json`, readable by its

@@ -145,11 +145,13 @@ fn encrypted_packaging_protects_every_rendition_and_keeps_the_key_out_of_the_tit
     // Every rendition: its init segment signals cenc with the key ID; its
     // segments decode with the key and not without.
     let mut checked = 0;
+    let mut hls = 0;
     for f in files(&title) {
         let name = f.file_name().unwrap().to_str().unwrap().to_owned();
-        if name != "init.mp4" && name != "init.m4s" {
+        if !name.starts_with("init") {
             continue;
         }
+        hls += usize::from(name.ends_with(".mp4"));
         let init = std::fs::read(&f).unwrap();
         let has = |n: &[u8]| init.windows(n.len()).any(|w| w == n);
         assert!(has(b"encv") || has(b"enca"), "{}", f.display());
@@ -169,7 +171,32 @@ fn encrypted_packaging_protects_every_rendition_and_keeps_the_key_out_of_the_tit
         );
         checked += 1;
     }
-    assert!(checked >= 4, "HLS and DASH renditions: {checked}");
+    // Every HLS media playlist tells players its segments are protected.
+    for e in std::fs::read_dir(&title).unwrap().flatten() {
+        let playlist = e.path().join("index.m3u8");
+        if playlist.exists() {
+            let text = std::fs::read_to_string(&playlist).unwrap();
+            let key_at = text
+                .find("#EXT-X-KEY:METHOD=SAMPLE-AES-CTR,KEYFORMAT=\"org.w3.clearkey\"")
+                .unwrap();
+            assert!(key_at < text.find("#EXT-X-MAP").unwrap(), "{text}");
+        }
+    }
+    // Every HLS variant (a v* directory) and every DASH representation.
+    let variants = std::fs::read_dir(&title)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with('v'))
+        .count();
+    assert!(variants >= 2);
+    assert_eq!(
+        hls, variants,
+        "each HLS variant's init segment is protected"
+    );
+    assert!(
+        checked >= 2 * variants,
+        "HLS and DASH renditions: {checked}"
+    );
 
     // Packaging again rotates the key; clear packaging is still there.
     encode(&["--encrypt"]);

@@ -969,7 +969,11 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         root {root};
+        # Browser players on other origins fetch from it, as from appliances.
+        add_header Access-Control-Allow-Origin * always;
         location /t/ {{ rewrite ^/t/[^/]+/(.*)$ /$1 last; }}
+        # An origin serves titles, never the packager's keys.
+        location /keys/ {{ return 404; }}
     }}
 }}
 "#,

@@ -54,6 +54,17 @@ fn ensure_tools() {
 /// under /player/.
 fn stack_with_player(fleet: &[ApplianceSpec]) -> (Stack, tempfile::TempDir) {
     ensure_tools();
+    let player = player_dir();
+    let s = stack::start(
+        fleet,
+        &format!("player_dir = \"{}\"", player.path().display()),
+    );
+    (s, player)
+}
+
+/// The web player and both players' scripts, in a directory for steering's
+/// `player_dir`.
+fn player_dir() -> tempfile::TempDir {
     let player = tempfile::tempdir().unwrap();
     for (from, to) in [
         ("player.html", "player.html"),
@@ -65,11 +76,31 @@ fn stack_with_player(fleet: &[ApplianceSpec]) -> (Stack, tempfile::TempDir) {
     ] {
         std::fs::copy(browser_dir().join(from), player.path().join(to)).unwrap();
     }
-    let s = stack::start(
-        fleet,
-        &format!("player_dir = \"{}\"", player.path().display()),
+    player
+}
+
+/// `stack_with_player` over the e2e content plus `enc`, an encrypted title
+/// (its key imported under a key-encryption key), with an nginx origin
+/// serving `enc` (no appliance holds it).
+fn stack_with_encrypted_title() -> (Stack, tempfile::TempDir, stack::Nginx, tempfile::TempDir) {
+    ensure_tools();
+    let work = tempfile::tempdir().unwrap();
+    let packaged = work.path().join("packaged");
+    stack::copy_tree(&stack::content(), &packaged);
+    stack::make_content_with(&packaged, "enc", "12", &["--encrypt"]);
+    let kek = work.path().join("kek");
+    std::fs::write(&kek, format!("{}\n", "3c".repeat(32))).unwrap();
+    std::fs::set_permissions(&kek, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let player = player_dir();
+    let origin = stack::nginx(&packaged);
+    let extra = format!(
+        "player_dir = \"{}\"\n{}[drm]\nkey_file = \"{}\"\n",
+        player.path().display(),
+        stack::origin_config(&origin),
+        kek.display()
     );
-    (s, player)
+    let s = stack::start_with(&stack::fleet(), &extra, &packaged);
+    (s, player, origin, work)
 }
 
 /// Start the browser on the player page with `player` (hls or dash); progress
@@ -366,4 +397,30 @@ fn dash_js_in_chromium_is_steered_off_an_appliance_that_saturates_mid_play() {
     assert_eq!(steering.len(), pathways.len(), "{seen}");
     assert_eq!(steering.last(), Some(&saturated.as_str()), "{seen}");
     eprintln!("MEASURED fragments by appliance {from:?}");
+}
+
+#[test]
+fn dash_js_and_hls_js_play_an_encrypted_title_with_a_clear_key_licence_from_steering() {
+    let (s, _player, _origin, _work) = stack_with_encrypted_title();
+    let licences = || {
+        let m = e2e::http(s.addr, "GET", "/metrics", &[], b"").unwrap();
+        String::from_utf8_lossy(&m.body)
+            .lines()
+            .find(|l| l.starts_with("steering_licences_total{reason=\"ok\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    for player in ["dash", "hls"] {
+        let before = licences();
+        let (mut child, rx) = browse(&s, "alice", "enc", player, 6, 30);
+        let r = result(&rx, |_| {});
+        let _ = child.wait();
+        assert_eq!(r["ok"], true, "{player}: {r}");
+        assert!(r["played"].as_f64().unwrap() >= 6.0, "{player}: {r}");
+        // It played because steering licensed it.
+        assert!(
+            licences() > before,
+            "{player} played without a licence: {r}"
+        );
+    }
 }

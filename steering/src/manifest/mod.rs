@@ -17,7 +17,9 @@ use std::collections::HashSet;
 mod dash;
 mod hls;
 
-pub use dash::{DashManifest, DashRepresentation, dash_mpd, dash_renditions, read_dash};
+pub use dash::{
+    DashManifest, DashRepresentation, Protection, dash_mpd, dash_renditions, protect_mpd, read_dash,
+};
 pub use hls::hls_multivariant;
 
 /// One way to reach the content: an appliance (or the origin).

@@ -62,11 +62,22 @@ pub async fn manifest(
         ),
     };
     let keep = |r: &str| keep.iter().any(|k| k == r);
+    // A protected title's key ID and this play's licence URL, for the
+    // manifest to signal (DASH; HLS players are told by the play's answer).
+    let protection = match protocol {
+        "dash" => protection(&state, &id, &row.title, row.expires, &headers).await?,
+        _ => None,
+    };
     let text = match protocol {
         "hls" => {
             manifest::hls_multivariant(packaged.as_bytes(), key, &keep, &pathways, Some(&steering))
         }
-        _ => manifest::dash_mpd(packaged, key, &keep, &pathways, Some(&steering)),
+        _ => manifest::dash_mpd(packaged, key, &keep, &pathways, Some(&steering)).and_then(|mpd| {
+            match &protection {
+                Some(p) => manifest::protect_mpd(&mpd, p),
+                None => Ok(mpd),
+            }
+        }),
     }
     .map_err(|e| {
         tracing::error!(play = %id, error = %e, "cannot build manifest");
@@ -84,6 +95,35 @@ pub async fn manifest(
         text,
     )
         .into_response())
+}
+
+/// What a protected title's manifest signals for play `id`: the title's key
+/// ID and a licence URL signed until the play expires; None for a clear title.
+async fn protection(
+    state: &Viewers,
+    id: &str,
+    title: &str,
+    expires: u64,
+    headers: &HeaderMap,
+) -> Result<Option<manifest::Protection>, ApiError> {
+    let keys = state.store.content_keys(title).await?;
+    let Some(kid) = keys
+        .first()
+        .and_then(|(k, _)| hex::decode(k).ok())
+        .and_then(|v| <[u8; 16]>::try_from(v).ok())
+    else {
+        return Ok(None);
+    };
+    let token = state
+        .keys
+        .sign(&format!("/v1/drm/{id}/"), expires, None, crate::unix_now())?;
+    Ok(Some(manifest::Protection {
+        kid,
+        licence_url: format!(
+            "{}/v1/drm/{id}/license?token={token}",
+            public_base(state, headers)
+        ),
+    }))
 }
 
 #[derive(Deserialize)]

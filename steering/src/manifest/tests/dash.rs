@@ -214,3 +214,45 @@ fn dash_errors() {
         Err(ManifestError::Invalid(_))
     ));
 }
+
+#[test]
+fn a_protected_mpd_signals_cenc_and_clear_key_in_every_adaptation_set() {
+    let ps = pathways(&[("origin", A)]);
+    let out = dash_mpd(T1_MPD, MPD_KEY, &all, &ps, None).unwrap();
+    let p = Protection {
+        kid: [
+            0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab,
+            0xcd, 0xef,
+        ],
+        licence_url: "http://s/v1/drm/p1/license?token=a&b".into(),
+    };
+    let protected = protect_mpd(&out, &p).unwrap();
+    let sets = attributes_of(&protected, "AdaptationSet").len();
+    let cps = attributes_of(&protected, "ContentProtection");
+    assert_eq!(cps.len(), 2 * sets);
+    let kid = (
+        "cenc:default_KID".to_owned(),
+        "01234567-89ab-cdef-0123-456789abcdef".to_owned(),
+    );
+    assert_eq!(cps.iter().filter(|a| a.contains(&kid)).count(), sets);
+    let ck = (
+        "schemeIdUri".to_owned(),
+        "urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e".to_owned(),
+    );
+    assert_eq!(cps.iter().filter(|a| a.contains(&ck)).count(), sets);
+    // The licence URL, escaped as XML text, and the namespaces it needs.
+    assert!(
+        protected.contains("<dashif:laurl>http://s/v1/drm/p1/license?token=a&amp;b</dashif:laurl>")
+    );
+    let root = &attributes_of(&protected, "MPD")[0];
+    assert!(root.contains(&("xmlns:cenc".into(), "urn:mpeg:cenc:2013".into())));
+    assert!(root.contains(&("xmlns:dashif".into(), "https://dashif.org/CPS".into())));
+    // Still the same title to our own reader: same renditions.
+    assert_eq!(
+        dash_renditions(&protected, MPD_KEY).unwrap(),
+        dash_renditions(&out, MPD_KEY).unwrap()
+    );
+    // ContentProtection comes before the Representations of its set.
+    let cp_at = protected.find("ContentProtection").unwrap();
+    assert!(cp_at < protected.find("<Representation").unwrap());
+}
