@@ -6,11 +6,13 @@
 # segments), packaged as fMP4 HLS and DASH with title.toml and ladder.json,
 # the layout `steering catalog import OUT` takes:
 #
-#   scripts/make-content.sh [--encrypt] OUT [TITLE_ID] [SECONDS]
+#   scripts/make-content.sh [--clear] OUT [TITLE_ID] [SECONDS]
 #
-# --encrypt: Common Encryption (cenc) with a fresh content key; the key ID in
+# The title is encrypted (Common Encryption, cenc) with a fresh content key,
+# so whatever plays it exercises the licence flow: the key ID in
 # OUT/titles/TITLE_ID/drm.json, the key in OUT/keys/TITLE_ID.json (0600),
-# which `steering catalog import` stores sealed under drm.key_file.
+# which `steering catalog import` stores sealed under drm.key_file (which it
+# then needs). --clear packages it in the clear.
 #
 # Writes OUT/titles/TITLE_ID/{title.toml, ladder.json, master.m3u8, v<height>/..., dash/}.
 # Rendition names depend on the ladder: read them from master.m3u8 or
@@ -25,12 +27,12 @@
 # there is one (scripts/test.sh builds every binary first), else it is built
 # now (cargo build -p packager, debug: the encoding is ffmpeg's work).
 set -euo pipefail
-usage="usage: make-content.sh [--encrypt] OUT [TITLE_ID] [SECONDS]"
-encrypt=()
-if [ "${1:-}" = "--encrypt" ]; then
-    encrypt=(--encrypt)
-    shift
-fi
+usage="usage: make-content.sh [--clear] OUT [TITLE_ID] [SECONDS]"
+encrypt=(--encrypt)
+case "${1:-}" in
+--clear) encrypt=(); shift ;;
+--encrypt) shift ;;
+esac
 out="${1:?$usage}"
 title="${2:-t1}"
 secs="${3:-12}"

@@ -25,8 +25,8 @@ pub fn content() -> PathBuf {
         .find(|d| d.join("CACHEDIR.TAG").exists())
         .unwrap_or_else(|| exe.ancestors().nth(3).expect("target directory"))
         .to_path_buf();
-    // v4: made by oca-pack (v3 was a fixed ffmpeg ladder).
-    let dir = target.join("tmp/e2e-content-v4");
+    // v5: encrypted (cenc), keys in keys/ (v4 was clear; v3 a fixed ffmpeg ladder).
+    let dir = target.join("tmp/e2e-content-v5");
     if dir.join("done").exists() {
         return dir;
     }
@@ -56,7 +56,7 @@ pub fn content() -> PathBuf {
         ),
         ("t3", "name = \"US only\"\nregions = [\"us-east\"]\n"),
     ] {
-        copy_tree(&tmp.join("titles/t1"), &tmp.join("titles").join(id));
+        copy_title(&tmp, "t1", id);
         std::fs::write(tmp.join("titles").join(id).join("title.toml"), sidecar).unwrap();
     }
     // What the tests need of any ladder: a rung a 540p plan may play, one
@@ -71,6 +71,25 @@ pub fn content() -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&tmp, &dir).expect("move content into place");
     dir
+}
+
+/// Copy title `from` of `packaged` to `to`, with its content key if it has
+/// one (the same key: a copy of the same encrypted bytes).
+pub fn copy_title(packaged: &Path, from: &str, to: &str) {
+    copy_tree(
+        &packaged.join("titles").join(from),
+        &packaged.join("titles").join(to),
+    );
+    let key = packaged.join("keys").join(format!("{from}.json"));
+    if key.exists() {
+        let mut k: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&key).unwrap()).unwrap();
+        k["title"] = to.into();
+        let out = packaged.join("keys").join(format!("{to}.json"));
+        std::fs::write(&out, k.to_string()).unwrap();
+        std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+    }
 }
 
 /// scripts/make-content.sh OUT ID SECONDS, with the oca-pack built beside
@@ -471,9 +490,20 @@ serves = [{serves}]
         );
     }
     let config = d.join("steering.toml");
+    // The test content is encrypted: a key-encryption key for its keys,
+    // unless `extra` brings its own [drm].
+    let drm = if extra.contains("[drm]") {
+        String::new()
+    } else {
+        let kek = d.join("kek");
+        std::fs::write(&kek, format!("{}\n", "6b".repeat(32))).unwrap();
+        std::fs::set_permissions(&kek, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        format!("[drm]\nkey_file = \"{}\"\n", kek.display())
+    };
     // `extra` may add sections, so it goes before the array tables.
     let (head, tail) = cfg.split_at(cfg.find("[health]").unwrap());
-    std::fs::write(&config, format!("{head}{extra}\n{tail}")).unwrap();
+    std::fs::write(&config, format!("{head}{extra}\n{drm}{tail}")).unwrap();
     let steering_cmd = |args: &[&str]| {
         let out = Command::new(binary("steering"))
             .args(args)
@@ -895,7 +925,8 @@ pub fn try_play_at(
     )
 }
 
-/// URIs in a playlist: lines that are not tags, plus `URI="..."` attributes.
+/// URIs in a playlist to fetch: lines that are not tags, plus `URI="..."`
+/// attributes other than `data:` ones.
 pub fn playlist_uris(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -903,7 +934,10 @@ pub fn playlist_uris(text: &str) -> Vec<String> {
             out.push(line.to_owned());
         } else if let Some(i) = line.find("URI=\"") {
             let rest = &line[i + 5..];
-            if let Some(end) = rest.find('"') {
+            // A data: URI (an EXT-X-KEY's key ID) carries its content: nothing to fetch.
+            if let Some(end) = rest.find('"')
+                && !rest.starts_with("data:")
+            {
                 out.push(rest[..end].to_owned());
             }
         }

@@ -14,6 +14,10 @@ const FAKE_CREDENTIAL: &str = "fake-1-secret-credential";
 fn steering_config(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("steering.toml");
     let db = dir.join("steering.db");
+    // The e2e content is encrypted: its key is imported under this.
+    let kek = dir.join("kek");
+    std::fs::write(&kek, format!("{}\n", "7e".repeat(32))).unwrap();
+    std::fs::set_permissions(&kek, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     std::fs::write(
         &path,
         format!(
@@ -30,6 +34,8 @@ up_after = 2
 [keys]
 rotate_every = "1h"
 lifetime = "3h"
+[drm]
+key_file = "{kek}"
 [[appliance]]
 id = "oca-1"
 credential = "{CREDENTIAL}"
@@ -48,7 +54,8 @@ region = "eu-west"
 admin_url = "http://127.0.0.1:1"
 capacity_bps = 40000000000
 "#,
-            db = db.display()
+            db = db.display(),
+            kek = kek.display()
         ),
     )
     .unwrap();
@@ -132,6 +139,7 @@ fn package_and_import(dir: &Path, scfg: &Path) -> std::path::PathBuf {
         &stack::content().join("titles/t1"),
         &packaged.join("titles/t1"),
     );
+    stack::copy_tree(&stack::content().join("keys"), &packaged.join("keys"));
     let out = std::process::Command::new(binary("steering"))
         .args(["catalog", "import"])
         .arg(&packaged)

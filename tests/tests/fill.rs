@@ -212,7 +212,7 @@ fn outside_the_window_only_launches_fill() {
     let work = tempfile::tempdir().unwrap();
     let packaged = work.path().join("packaged");
     stack::copy_tree(&stack::content(), &packaged);
-    stack::copy_tree(&packaged.join("titles/t1"), &packaged.join("titles/t5"));
+    stack::copy_title(&packaged, "t1", "t5");
     let soon = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -68,8 +68,8 @@ fn starts(plan: &serde_json::Value, title: &str) -> Vec<Option<u64>> {
 fn with_launch(dir: &Path) -> (std::path::PathBuf, u64) {
     let packaged = dir.join("packaged");
     stack::copy_tree(&stack::content(), &packaged);
-    stack::copy_tree(&packaged.join("titles/t1"), &packaged.join("titles/t5"));
-    stack::copy_tree(&packaged.join("titles/t1"), &packaged.join("titles/t6"));
+    stack::copy_title(&packaged, "t1", "t5");
+    stack::copy_title(&packaged, "t1", "t6");
     std::fs::write(
         packaged.join("titles/t6/title.toml"),
         "name = \"Tail\"\nregions = [\"*\"]\n",
