@@ -131,6 +131,10 @@ pub struct Segment {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Media {
     pub segments: Vec<Segment>,
+    /// Key IDs of W3C Clear Key protected segments (`EXT-X-KEY` with
+    /// `KEYFORMAT="org.w3.clearkey"` and the key ID as a data URI): a
+    /// player needs their licence before it can show them.
+    pub clear_key_ids: Vec<[u8; 16]>,
 }
 
 impl Media {
@@ -167,7 +171,27 @@ pub fn parse_media(bytes: &[u8], base: &Url) -> Result<Media> {
     }
     let mut init: Option<Url> = None;
     let mut segments = Vec::with_capacity(pl.segments.len());
+    let mut clear_key_ids: Vec<[u8; 16]> = Vec::new();
     for s in &pl.segments {
+        if let Some(key) = &s.key
+            && key.keyformat.as_deref() == Some("org.w3.clearkey")
+        {
+            let kid = key
+                .uri
+                .as_deref()
+                .and_then(|u| u.split_once("base64,"))
+                .and_then(|(_, b)| {
+                    use base64::Engine;
+                    base64::engine::general_purpose::STANDARD.decode(b).ok()
+                })
+                .and_then(|v| v.get(..16).and_then(|k| <[u8; 16]>::try_from(k).ok()))
+                .ok_or_else(|| {
+                    anyhow!("EXT-X-KEY for org.w3.clearkey without a key ID data URI")
+                })?;
+            if !clear_key_ids.contains(&kid) {
+                clear_key_ids.push(kid);
+            }
+        }
         // Byte ranges would need Range requests per segment; steering's
         // packages (and oca's inventory) are one file per segment.
         if s.byte_range.is_some() {
@@ -192,7 +216,10 @@ pub fn parse_media(bytes: &[u8], base: &Url) -> Result<Media> {
     if segments.is_empty() {
         bail!("media playlist has no segments");
     }
-    Ok(Media { segments })
+    Ok(Media {
+        segments,
+        clear_key_ids,
+    })
 }
 
 /// A content-steering answer (HLS content steering, VERSION 1).

@@ -45,6 +45,7 @@ pub struct PlayersReport {
     pub plays_by_reason: BTreeMap<String, u64>,
     pub bookmarks: Outcomes,
     pub deletes: Outcomes,
+    pub licences: Outcomes,
     pub steering_polls: Outcomes,
     /// Moves to another steering instance (`--steering` lists several)
     /// because the one in use failed.
@@ -126,6 +127,7 @@ impl PlayersReport {
             plays_by_reason: s.plays_by_reason.clone(),
             bookmarks: s.bookmarks,
             deletes: s.deletes,
+            licences: s.licences,
             steering_polls: s.steering_polls,
             steering_failovers: s.steering_failovers,
             verified_segments: s.verified,
@@ -223,12 +225,14 @@ impl PlayersReport {
         let _ = writeln!(o, "why         {}", counts(&self.plays_by_reason));
         let _ = writeln!(
             o,
-            "requests    bookmarks {}/{} ok, deletes {}/{} ok, steering polls {}/{} ok, \
-             {} moves to another steering instance",
+            "requests    bookmarks {}/{} ok, deletes {}/{} ok, licences {}/{} ok, \
+             steering polls {}/{} ok, {} moves to another steering instance",
             self.bookmarks.ok,
             self.bookmarks.ok + self.bookmarks.failed,
             self.deletes.ok,
             self.deletes.ok + self.deletes.failed,
+            self.licences.ok,
+            self.licences.ok + self.licences.failed,
             self.steering_polls.ok,
             self.steering_polls.ok + self.steering_polls.failed,
             self.steering_failovers,
@@ -347,6 +351,7 @@ mod tests {
             "plays_by_reason",
             "bookmarks",
             "deletes",
+            "licences",
             "steering_polls",
             "steering_failovers",
             "verified_segments",

@@ -52,6 +52,8 @@ pub struct PlayStats {
     pub plays_by_reason: BTreeMap<String, u64>,
     pub bookmarks: Outcomes,
     pub deletes: Outcomes,
+    /// Clear Key licences asked of steering for protected titles.
+    pub licences: Outcomes,
     pub steering_polls: Outcomes,
     /// Moves to another steering instance because the one in use failed.
     pub steering_failovers: u64,
@@ -111,6 +113,7 @@ impl Default for PlayStats {
             plays_by_reason: BTreeMap::new(),
             bookmarks: Outcomes::default(),
             deletes: Outcomes::default(),
+            licences: Outcomes::default(),
             steering_polls: Outcomes::default(),
             steering_failovers: 0,
             verified: 0,
@@ -244,6 +247,7 @@ impl PlayStats {
         }
         self.bookmarks.merge(o.bookmarks);
         self.deletes.merge(o.deletes);
+        self.licences.merge(o.licences);
         self.steering_polls.merge(o.steering_polls);
         self.steering_failovers += o.steering_failovers;
     }

@@ -60,6 +60,10 @@ pub struct Play<'v> {
     playback: Option<Playback>,
     throughput: Throughput,
     next_bookmark: Instant,
+    /// The play's licence URL, for protected titles.
+    pub licence_url: Option<Url>,
+    /// Key IDs already licensed in this play.
+    licensed: Vec<[u8; 16]>,
 }
 
 impl<'v> Play<'v> {
@@ -92,6 +96,8 @@ impl<'v> Play<'v> {
             playback: None,
             throughput: Throughput::default(),
             next_bookmark,
+            licence_url: None,
+            licensed: Vec::new(),
         }
     }
 
@@ -276,6 +282,32 @@ impl<'v> Play<'v> {
         let reply = self.get(&url, true, "media playlist").await?;
         let media = hls::parse_media(&reply.body, &url)
             .map_err(|e| Step::Pathway(format!("media playlist {url}: {e:#}")))?;
+        // Protected segments: a licence first, as a browser's CDM needs one
+        // before it shows a frame; without it the play cannot go on.
+        let wanted: Vec<[u8; 16]> = media
+            .clear_key_ids
+            .iter()
+            .filter(|k| !self.licensed.contains(k))
+            .copied()
+            .collect();
+        if !wanted.is_empty() {
+            let Some(licence) = self.licence_url.clone() else {
+                return Err(Step::Fatal(
+                    "licence",
+                    "protected segments and no licence URL".into(),
+                ));
+            };
+            let deadline = (Instant::now() + self.v.setup.timeout).min(self.stop);
+            let ok = self.v.licence(&licence, &wanted, deadline).await;
+            self.v.stats.licences.count(ok);
+            if !ok {
+                return Err(Step::Fatal(
+                    "licence",
+                    format!("no licence from {}", licence.path),
+                ));
+            }
+            self.licensed.extend(wanted);
+        }
         let media = Arc::new(media);
         self.media.insert(url, media.clone());
         Ok(media)

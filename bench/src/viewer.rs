@@ -112,6 +112,8 @@ struct Answer {
     appliances: Vec<ApplianceRef>,
     #[serde(default)]
     resume_position: Option<f64>,
+    #[serde(default)]
+    drm_license_url: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -151,7 +153,12 @@ impl Viewer {
                 let (source, primary) = (self.source.clone(), primary.unwrap_or_default());
                 self.stats.play_from(&source, &primary, reason);
                 let id = answer.play_id.clone();
+                let licence = answer
+                    .drm_license_url
+                    .as_deref()
+                    .and_then(|u| Url::parse(u).ok());
                 let mut p = Play::new(self, id, master, steering, pressed, stop);
+                p.licence_url = licence;
                 let end = p.run(answer.resume_position).await;
                 let position = p.finish();
                 self.close(&answer.play_id, position, end).await
@@ -296,6 +303,37 @@ impl Viewer {
             self.stats.deletes.count(ok);
         }
         next
+    }
+
+    /// A W3C Clear Key licence for `kids` from the play's licence URL, as a
+    /// browser's CDM asks for it; true if steering answered with a key for
+    /// each of them.
+    pub async fn licence(&mut self, url: &Url, kids: &[[u8; 16]], deadline: Instant) -> bool {
+        use base64::Engine;
+        let b64 = |k: &[u8; 16]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k);
+        let ids: Vec<String> = kids.iter().map(b64).collect();
+        let body = serde_json::json!({"kids": ids, "type": "temporary"}).to_string();
+        let headers = [("Content-Type", "application/json")];
+        let req = Request {
+            method: "POST",
+            url,
+            headers: &headers,
+            body: body.as_bytes(),
+            keep: true,
+        };
+        let Ok(reply) = self.ask_steering(&req, deadline).await else {
+            return false;
+        };
+        let granted = serde_json::from_slice::<serde_json::Value>(&reply.body)
+            .ok()
+            .and_then(|v| {
+                let keys = v["keys"].as_array()?.clone();
+                Some(
+                    ids.iter()
+                        .all(|id| keys.iter().any(|k| k["kid"] == id.as_str())),
+                )
+            });
+        reply.ok() && granted == Some(true)
     }
 
     pub async fn bookmark(&mut self, play_id: &str, position: f64, deadline: Instant) -> bool {

@@ -543,7 +543,7 @@ pub fn summary(r: &serde_json::Value) -> String {
     format!(
         "{} plays by {} ({} to the end, {} cut by the end of the run, {} refused); \
          startup p50 {} p99 {}; rebuffer ratio {:.3} ({} stalls); \
-         failovers {}; average bitrate {:.2} Mbit/s; steered to {} because {}; served by {}",
+         failovers {}; licences {}/{}; average bitrate {:.2} Mbit/s; steered to {} because {}; served by {}",
         r["plays"]["started"],
         match r["viewers"].as_u64() {
             Some(1) => "1 viewer".to_owned(),
@@ -557,6 +557,8 @@ pub fn summary(r: &serde_json::Value) -> String {
         r["rebuffer_ratio"].as_f64().unwrap_or(0.0),
         r["rebuffers"],
         r["failovers"],
+        r["licences"]["ok"].as_u64().unwrap_or(0),
+        r["licences"]["ok"].as_u64().unwrap_or(0) + r["licences"]["failed"].as_u64().unwrap_or(0),
         r["avg_bitrate_bps"].as_f64().unwrap_or(0.0) / 1e6,
         primary.join(", "),
         why.join(", "),

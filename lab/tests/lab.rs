@@ -54,6 +54,16 @@ fn the_lab_fills_both_isps_steers_their_viewers_home_and_cleans_up() {
         "{text}"
     );
     assert!(line("A").contains("rebuffer ratio 0.0"), "{}", line("A"));
+    // The title is encrypted: the players took licences, and none failed.
+    let licences = line("A");
+    let at = licences.find("licences ").expect("a licences figure") + "licences ".len();
+    let (ok, total) = licences[at..]
+        .split_once(';')
+        .unwrap()
+        .0
+        .split_once('/')
+        .unwrap();
+    assert!(ok.parse::<u64>().unwrap() >= 1 && ok == total, "{licences}");
     // The share of viewers' bytes from inside their ISP: all of it here, as
     // both ISPs' appliances were filled before the viewers started.
     let inside = text

@@ -84,6 +84,13 @@ fn viewers_in_isp_a_play_from_isp_a_without_rebuffering() {
     // Every play was deleted again (or alice's second stream would be refused).
     assert_eq!(r["deletes"]["failed"], 0, "{r}");
     assert_eq!(r["deletes"]["ok"], plays["started"], "{r}");
+    // The title is encrypted: each play took a Clear Key licence first.
+    assert_eq!(r["licences"]["failed"], 0, "{r}");
+    assert!(
+        r["licences"]["ok"].as_u64().unwrap()
+            >= plays["started"].as_u64().unwrap() - plays["failed"].as_u64().unwrap_or(0),
+        "{r}"
+    );
     assert!(r["bookmarks"]["ok"].as_u64().unwrap() >= 2, "{r}");
     assert_eq!(r["bookmarks"]["failed"], 0, "{r}");
     assert!(r["steering_polls"]["ok"].as_u64().unwrap() >= 2, "{r}");

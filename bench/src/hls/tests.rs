@@ -486,3 +486,24 @@ fn check_usable(text: &[u8], base: &Url) -> Result<(), TestCaseError> {
     }
     Ok(())
 }
+
+#[test]
+fn clear_key_ids_come_from_ext_x_key_data_uris() {
+    let base = Url::parse("http://a/titles/t1/v360/index.m3u8").unwrap();
+    let pl = b"#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:4\n\
+#EXT-X-KEY:METHOD=SAMPLE-AES-CTR,KEYFORMAT=\"org.w3.clearkey\",KEYFORMATVERSIONS=\"1\",URI=\"data:text/plain;base64,AAECAwQFBgcICQoLDA0ODw==\"\n\
+#EXT-X-MAP:URI=\"init_0.mp4\"\n#EXTINF:4,\nseg-00000.m4s\n#EXTINF:4,\nseg-00001.m4s\n#EXT-X-ENDLIST\n";
+    let m = parse_media(pl, &base).unwrap();
+    let kid: Vec<u8> = (0..16).collect();
+    assert_eq!(
+        m.clear_key_ids,
+        [<[u8; 16]>::try_from(kid.as_slice()).unwrap()]
+    );
+    assert_eq!(m.segments.len(), 2);
+    let clear = b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\nseg.m4s\n#EXT-X-ENDLIST\n";
+    assert!(parse_media(clear, &base).unwrap().clear_key_ids.is_empty());
+    let broken = b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n\
+#EXT-X-KEY:METHOD=SAMPLE-AES-CTR,KEYFORMAT=\"org.w3.clearkey\",URI=\"https://k\"\n\
+#EXTINF:4,\nseg.m4s\n#EXT-X-ENDLIST\n";
+    assert!(parse_media(broken, &base).is_err());
+}
