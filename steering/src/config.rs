@@ -79,6 +79,9 @@ pub struct DrmConfig {
     /// Licences one play may obtain (a player asks once per session; a few
     /// more cover reloads and retries).
     pub max_licences: u32,
+    /// Commercial key systems whose licence requests steering checks like
+    /// Clear Key's (the play, its expiry, its limit) and then forwards.
+    pub proxy: Vec<LicenceProxy>,
 }
 
 impl Default for DrmConfig {
@@ -86,8 +89,30 @@ impl Default for DrmConfig {
         DrmConfig {
             key_file: None,
             max_licences: 8,
+            proxy: Vec::new(),
         }
     }
+}
+
+/// One commercial key system's licence server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LicenceProxy {
+    /// The EME key system players name (`com.widevine.alpha`,
+    /// `com.microsoft.playready`, `com.apple.fps`): the last segment of the
+    /// proxied licence URL.
+    pub key_system: String,
+    /// The licence server's URL; the player's challenge is POSTed there as is.
+    pub url: String,
+    /// This service's credential with that server, sent as
+    /// `Authorization: Bearer …`: a file readable by its owner only.
+    pub credential_file: std::path::PathBuf,
+    #[serde(default = "default_proxy_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_proxy_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// This instance, among several sharing one store (see `fleet::cluster`).
@@ -646,6 +671,37 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=1000).contains(&self.drm.max_licences) {
             return reject("drm.max_licences", "must be 1 to 1000");
+        }
+        for (i, p) in self.drm.proxy.iter().enumerate() {
+            let valid = p.key_system.len() <= 64
+                && !p.key_system.is_empty()
+                && p.key_system
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+            if !valid || p.key_system == "org.w3.clearkey" {
+                return reject(
+                    "drm.proxy.key_system",
+                    format!(
+                        "{:?}: a commercial key system name (Clear Key is served here)",
+                        p.key_system
+                    ),
+                );
+            }
+            if self.drm.proxy[..i]
+                .iter()
+                .any(|q| q.key_system == p.key_system)
+            {
+                return reject("drm.proxy.key_system", format!("{:?} twice", p.key_system));
+            }
+            if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
+                return reject("drm.proxy.url", "an http:// or https:// URL");
+            }
+            if p.timeout.is_zero() || p.timeout > Duration::from_secs(60) {
+                return reject("drm.proxy.timeout", "between 1ms and 60s");
+            }
+            if let Err(e) = crate::drm::read_credential(&p.credential_file) {
+                return reject("drm.proxy.credential_file", e.to_string());
+            }
         }
         if let Some(path) = &self.drm.key_file
             && let Err(e) = crate::drm::Kek::load(path)

@@ -57,6 +57,25 @@ fn hex16(s: &str) -> Option<[u8; 16]> {
     v.try_into().ok()
 }
 
+/// A service credential from `path` (one line, readable by its owner only).
+pub fn read_credential(path: &Path) -> Result<String, DrmError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| file_error(path, e.to_string()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(file_error(
+            path,
+            format!("readable by others (mode {mode:o}); chmod 600 it"),
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e.to_string()))?;
+    let cred = text.trim();
+    if cred.is_empty() || !cred.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(file_error(path, "expected one line of visible ASCII"));
+    }
+    Ok(cred.to_owned())
+}
+
 /// The key-encryption key.
 pub struct Kek(aead::LessSafeKey);
 

@@ -64,6 +64,23 @@ fn check_config_names_the_bad_field_and_exits_64() {
             "satellite",
         ),
         ("[fill]\nwindow = \"2:00-6:00\"\n", "fill.window"),
+        ("[fill]\nplanner = \"magic\"\n", "planner"),
+        ("[fill]\nreplicas = 0\n", "fill.replicas"),
+        ("[fill]\nhead_share = 1.5\n", "fill.head_share"),
+        ("[drm]\nmax_licences = 0\n", "drm.max_licences"),
+        ("[drm]\nkey_file = \"/nonexistent/kek\"\n", "drm.key_file"),
+        (
+            "[[drm.proxy]]\nkey_system = \"org.w3.clearkey\"\nurl = \"http://x\"\ncredential_file = \"/c\"\n",
+            "drm.proxy.key_system",
+        ),
+        (
+            "[[drm.proxy]]\nkey_system = \"com.widevine.alpha\"\nurl = \"ftp://x\"\ncredential_file = \"/c\"\n",
+            "drm.proxy.url",
+        ),
+        (
+            "[[drm.proxy]]\nkey_system = \"com.widevine.alpha\"\nurl = \"https://x\"\ncredential_file = \"/nonexistent\"\n",
+            "drm.proxy.credential_file",
+        ),
         ("[fill]\nheadroom = 1.0\n", "fill.headroom"),
         ("[fill]\nhalf_life = \"0s\"\n", "fill.half_life"),
         (

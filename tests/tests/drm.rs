@@ -228,3 +228,158 @@ fn licences_are_the_plays_keys_only_within_its_limit_and_never_in_the_clear_else
         }
     }
 }
+
+/// A stand-in for a commercial licence server: answers `/licence` with
+/// `licence-for:` and the challenge, `/refuse` with 403; every request it
+/// gets (head, body) goes to the channel.
+fn stand_in() -> (
+    std::net::SocketAddr,
+    std::sync::mpsc::Receiver<(String, Vec<u8>)>,
+) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 4096];
+            let (head, body) = loop {
+                let Ok(n) = conn.read(&mut buf) else {
+                    break (String::new(), Vec::new());
+                };
+                if n == 0 {
+                    break (String::new(), Vec::new());
+                }
+                raw.extend_from_slice(&buf[..n]);
+                let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                if raw.len() >= end + 4 + len {
+                    break (head, raw[end + 4..end + 4 + len].to_vec());
+                }
+            };
+            let refuse = head.starts_with("POST /refuse");
+            let answer = [b"licence-for:".as_slice(), &body].concat();
+            let reply = if refuse {
+                b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+            } else {
+                [
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        answer.len()
+                    )
+                    .into_bytes(),
+                    answer,
+                ]
+                .concat()
+            };
+            let _ = conn.write_all(&reply);
+            let _ = tx.send((head, body));
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn commercial_key_systems_are_checked_here_and_forwarded_to_their_licence_server() {
+    let work = tempfile::tempdir().unwrap();
+    let private = |name: &str, text: &str| {
+        let p = work.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    };
+    let kek = private("kek", &"5a".repeat(32));
+    let cred = private("widevine-credential", "service-secret-42\n");
+    let (server, requests) = stand_in();
+    let extra = format!(
+        "[drm]\nkey_file = \"{kek}\"\n\
+         [[drm.proxy]]\nkey_system = \"com.widevine.alpha\"\nurl = \"http://{server}/licence\"\ncredential_file = \"{cred}\"\n\
+         [[drm.proxy]]\nkey_system = \"com.microsoft.playready\"\nurl = \"http://{server}/refuse\"\ncredential_file = \"{cred}\"\n\
+         [[drm.proxy]]\nkey_system = \"com.apple.fps\"\nurl = \"http://127.0.0.1:1/\"\ncredential_file = \"{cred}\"\ntimeout = \"1s\"\n",
+        kek = kek.display(),
+        cred = cred.display(),
+    );
+    let s = stack::start(&stack::fleet(), &extra);
+    let alice = s.token("alice");
+    let p = play(&s, &alice, "t1");
+    let url = p["drm_license_url"].as_str().unwrap().to_owned();
+    let proxied = |system: &str, body: &[u8]| {
+        let (addr, path) = split_url(&url.replacen("/license?", &format!("/license/{system}?"), 1));
+        http_from(
+            Some(CLIENT),
+            addr,
+            "POST",
+            &path,
+            &[("Content-Type", "application/octet-stream")],
+            body,
+        )
+        .unwrap()
+    };
+
+    // Forwarded as is, with the service's credential and the play's title;
+    // the licence server's answer comes back as is.
+    let r = proxied("com.widevine.alpha", b"\x08\x01opaque-challenge");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.body, b"licence-for:\x08\x01opaque-challenge");
+    let (head, body) = requests
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(body, b"\x08\x01opaque-challenge");
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("post /licence "), "{head}");
+    assert!(
+        head.contains("authorization: bearer service-secret-42"),
+        "{head}"
+    );
+    assert!(head.contains("x-oca-title: t1"), "{head}");
+
+    // Checked here first: a key system nobody configured, an empty challenge,
+    // a forged URL never reach a licence server.
+    assert_eq!(
+        code(&proxied("com.example.drm", b"x")),
+        (404, "unknown_key_system".into())
+    );
+    assert_eq!(
+        code(&proxied("com.widevine.alpha", b"")),
+        (400, "bad_request".into())
+    );
+    let forged =
+        url.replace("token=", "token=x")
+            .replacen("/license?", "/license/com.widevine.alpha?", 1);
+    let (addr, path) = split_url(&forged);
+    assert_eq!(
+        http_from(Some(CLIENT), addr, "POST", &path, &[], b"x")
+            .unwrap()
+            .status,
+        403
+    );
+    // A licence server that refuses, or does not answer: 502 with a reason.
+    assert_eq!(
+        code(&proxied("com.microsoft.playready", b"x")),
+        (502, "licence_server_refused".into())
+    );
+    assert_eq!(
+        code(&proxied("com.apple.fps", b"x")),
+        (502, "licence_server_unreachable".into())
+    );
+    // Nothing but the two requests above reached the stand-in.
+    let _ = requests
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    assert!(requests.try_recv().is_err());
+    // The credential is in no answer and in no metric.
+    let m = http(s.addr, "GET", "/metrics", &[], b"").unwrap();
+    assert!(!String::from_utf8_lossy(&m.body).contains("service-secret-42"));
+}

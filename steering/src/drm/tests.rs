@@ -159,3 +159,23 @@ fn packaged_keys_are_read_and_checked_against_the_title() {
             .contains("only cenc")
     );
 }
+
+#[test]
+fn a_service_credential_must_be_private_and_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cred");
+    std::fs::write(&path, "secret-1\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(
+        read_credential(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("chmod 600")
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(read_credential(&path).unwrap(), "secret-1");
+    std::fs::write(&path, "two words\n").unwrap();
+    assert!(read_credential(&path).is_err());
+    std::fs::write(&path, "").unwrap();
+    assert!(read_credential(&path).is_err());
+}

@@ -148,15 +148,13 @@ pub async fn drm_license(
     body: axum::body::Bytes,
 ) -> Response {
     let result = licence(&state, peer, &id, &q.token, &headers, &body).await;
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(e) => e.code(),
-    };
-    state
-        .metrics
-        .licences
-        .get_or_create(&crate::metrics::ReasonLabel { reason: outcome })
-        .inc();
+    count_outcome(
+        &state,
+        match &result {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        },
+    );
     match result {
         Ok(jwks) => ([(header::CACHE_CONTROL, "no-store")], axum::Json(jwks)).into_response(),
         Err(e) => {
@@ -166,15 +164,16 @@ pub async fn drm_license(
     }
 }
 
-async fn licence(
+/// Checks every licence request shares, whatever the key system: the signed
+/// URL, the play (known, neither ended nor expired). Returns the play.
+async fn licensed_play(
     state: &Viewers,
     peer: SocketAddr,
     id: &str,
     token: &str,
     headers: &HeaderMap,
-    body: &[u8],
-) -> Result<serde_json::Value, ApiError> {
-    let now = crate::unix_now();
+    now: u64,
+) -> Result<crate::viewers::store::StreamRow, ApiError> {
     let path = format!("/v1/drm/{id}/license");
     let client = client_of(state, peer, headers);
     match state.keys.verify(token, &path, client, now) {
@@ -201,8 +200,6 @@ async fn licence(
             ));
         }
     }
-    let requested = crate::drm::parse_request(body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
     let row = state.store.stream(id).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -217,6 +214,177 @@ async fn licence(
             "the play has ended or expired: start a new one",
         ));
     }
+    Ok(row)
+}
+
+/// Count one licence for play `id`, or refuse past `drm.max_licences`.
+async fn count_licence(state: &Viewers, id: &str) -> Result<(), ApiError> {
+    let max = state.config.drm.max_licences;
+    match state.store.count_licence(id, max).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_licences",
+            format!("this play has had its {max} licences: start a new play"),
+        )),
+    }
+}
+
+fn count_outcome(state: &Viewers, outcome: &'static str) {
+    state
+        .metrics
+        .licences
+        .get_or_create(&crate::metrics::ReasonLabel { reason: outcome })
+        .inc();
+}
+
+/// A commercial key system's licence server, as configured.
+pub struct Proxy {
+    url: String,
+    credential: String,
+    client: reqwest::Client,
+}
+
+impl Proxy {
+    pub fn new(p: &crate::config::LicenceProxy) -> Result<Proxy, String> {
+        let credential =
+            crate::drm::read_credential(&p.credential_file).map_err(|e| e.to_string())?;
+        let client = control_client::http_client(p.timeout, None).map_err(|e| e.to_string())?;
+        Ok(Proxy {
+            url: p.url.clone(),
+            credential,
+            client,
+        })
+    }
+}
+
+/// `POST /v1/drm/{id}/license/{key_system}`: a commercial key system's
+/// licence request for play `id`. Checked as a Clear Key request is (the
+/// signed URL, the play, its licence limit), then the player's challenge is
+/// forwarded as is to the key system's configured licence server, with this
+/// service's credential and the play's title and account, and its answer
+/// returned. The licence servers themselves are not part of this project.
+pub async fn proxied_license(
+    State(state): State<Arc<Viewers>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((id, key_system)): Path<(String, String)>,
+    Query(q): Query<LicenseQuery>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let result = proxied(&state, peer, &id, &key_system, &q.token, &headers, body).await;
+    count_outcome(
+        &state,
+        match &result {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        },
+    );
+    match result {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::info!(play = %id, %key_system, code = e.code(), "licence refused");
+            e.into_response()
+        }
+    }
+}
+
+async fn proxied(
+    state: &Viewers,
+    peer: SocketAddr,
+    id: &str,
+    key_system: &str,
+    token: &str,
+    headers: &HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let now = crate::unix_now();
+    let row = licensed_play(state, peer, id, token, headers, now).await?;
+    let proxy = state.licence_proxies.get(key_system).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_key_system",
+            format!("no licence server for {key_system:?} here"),
+        )
+    })?;
+    if body.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "an empty licence challenge",
+        ));
+    }
+    count_licence(state, id).await?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    let answer = proxy
+        .client
+        .post(&proxy.url)
+        .bearer_auth(&proxy.credential)
+        .header(header::CONTENT_TYPE, content_type)
+        .header("X-Oca-Play", id)
+        .header("X-Oca-Title", &row.title)
+        .header("X-Oca-Account", &row.user)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            tracing::warn!(%key_system, error = %e, "licence server unreachable");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "licence_server_unreachable",
+                format!("the {key_system} licence server did not answer"),
+            )
+        })?;
+    let status = answer.status();
+    if !status.is_success() {
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "licence_server_refused",
+            format!(
+                "the {key_system} licence server answered {}",
+                status.as_u16()
+            ),
+        ));
+    }
+    let content_type = answer
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    let licence = answer.bytes().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "licence_server_unreachable",
+            format!("the {key_system} licence server's answer was cut short"),
+        )
+    })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        licence,
+    )
+        .into_response())
+}
+
+async fn licence(
+    state: &Viewers,
+    peer: SocketAddr,
+    id: &str,
+    token: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<serde_json::Value, ApiError> {
+    let now = crate::unix_now();
+    let row = licensed_play(state, peer, id, token, headers, now).await?;
+    let requested = crate::drm::parse_request(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
     let stored = state.store.content_keys(&row.title).await?;
     let kek = match (&state.kek, stored.is_empty()) {
         (_, true) => None,
@@ -253,13 +421,6 @@ async fn licence(
     // Checked before counting: a request for the wrong keys costs no licence.
     let jwks = crate::drm::licence(&keys, &requested)
         .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, "kid_not_in_title", e.to_string()))?;
-    let max = state.config.drm.max_licences;
-    if state.store.count_licence(id, max).await?.is_none() {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_licences",
-            format!("this play has had its {max} licences: start a new play"),
-        ));
-    }
+    count_licence(state, id).await?;
     Ok(jwks)
 }

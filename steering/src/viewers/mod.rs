@@ -46,6 +46,9 @@ pub struct Viewers {
     pub recall: recall::Recall,
     /// The key-encryption key content keys are sealed under (`drm.key_file`).
     pub kek: Option<Arc<crate::drm::Kek>>,
+    /// Commercial key systems' licence servers: key system → (config,
+    /// credential, client).
+    pub licence_proxies: std::collections::HashMap<String, manifests::Proxy>,
 }
 
 impl Viewers {
@@ -79,8 +82,21 @@ impl Viewers {
                     None
                 }
             });
+        let licence_proxies = config
+            .drm
+            .proxy
+            .iter()
+            .filter_map(|p| match manifests::Proxy::new(p) {
+                Ok(proxy) => Some((p.key_system.clone(), proxy)),
+                Err(e) => {
+                    tracing::error!(key_system = %p.key_system, error = %e, "licence proxy disabled");
+                    None
+                }
+            })
+            .collect();
         Viewers {
             kek,
+            licence_proxies,
             recall: recall::Recall::new(config.play.outage_grace),
             config,
             store,
@@ -112,6 +128,10 @@ pub fn router(viewers: Arc<Viewers>) -> Router {
         .route("/v1/plays/{id}/{file}", get(manifests::manifest))
         .route("/v1/steering/{id}/{protocol}", get(play::content_steering))
         .route("/v1/drm/{id}/license", post(manifests::drm_license))
+        .route(
+            "/v1/drm/{id}/license/{key_system}",
+            post(manifests::proxied_license),
+        )
         .route("/v1/bookmarks", post(accounts::bookmark))
         .route("/v1/home", get(home::home))
         .route("/player/{*file}", get(player_file))
