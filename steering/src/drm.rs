@@ -57,8 +57,8 @@ fn hex16(s: &str) -> Option<[u8; 16]> {
     v.try_into().ok()
 }
 
-/// A service credential from `path` (one line, readable by its owner only).
-pub fn read_credential(path: &Path) -> Result<String, DrmError> {
+/// The text of `path`, a file that must be readable by its owner only.
+fn read_private(path: &Path) -> Result<String, DrmError> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| file_error(path, e.to_string()))?;
     let mode = meta.permissions().mode() & 0o777;
@@ -68,7 +68,12 @@ pub fn read_credential(path: &Path) -> Result<String, DrmError> {
             format!("readable by others (mode {mode:o}); chmod 600 it"),
         ));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e.to_string()))?;
+    std::fs::read_to_string(path).map_err(|e| file_error(path, e.to_string()))
+}
+
+/// A service credential from `path` (one line, readable by its owner only).
+pub fn read_credential(path: &Path) -> Result<String, DrmError> {
+    let text = read_private(path)?;
     let cred = text.trim();
     if cred.is_empty() || !cred.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(file_error(path, "expected one line of visible ASCII"));
@@ -95,16 +100,7 @@ impl Kek {
 
     /// Read from `path`, which must be readable by its owner only.
     pub fn load(path: &Path) -> Result<Kek, DrmError> {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path).map_err(|e| file_error(path, e.to_string()))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(file_error(
-                path,
-                format!("readable by others (mode {mode:o}); chmod 600 it"),
-            ));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e.to_string()))?;
+        let text = read_private(path)?;
         Kek::from_hex(&text).ok_or_else(|| {
             file_error(
                 path,
