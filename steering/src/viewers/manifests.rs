@@ -147,21 +147,10 @@ pub async fn drm_license(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let result = licence(&state, peer, &id, &q.token, &headers, &body).await;
-    count_outcome(
-        &state,
-        match &result {
-            Ok(_) => "ok",
-            Err(e) => e.code(),
-        },
-    );
-    match result {
-        Ok(jwks) => ([(header::CACHE_CONTROL, "no-store")], axum::Json(jwks)).into_response(),
-        Err(e) => {
-            tracing::info!(play = %id, code = e.code(), "licence refused");
-            e.into_response()
-        }
-    }
+    let result = licence(&state, peer, &id, &q.token, &headers, &body)
+        .await
+        .map(|jwks| ([(header::CACHE_CONTROL, "no-store")], axum::Json(jwks)).into_response());
+    answered(&state, &id, "org.w3.clearkey", result)
 }
 
 /// Checks every licence request shares, whatever the key system: the signed
@@ -230,12 +219,27 @@ async fn count_licence(state: &Viewers, id: &str) -> Result<(), ApiError> {
     }
 }
 
-fn count_outcome(state: &Viewers, outcome: &'static str) {
+/// A licence request's answer, counted by outcome (refusals logged with
+/// their code; never a key).
+fn answered(
+    state: &Viewers,
+    id: &str,
+    key_system: &str,
+    result: Result<Response, ApiError>,
+) -> Response {
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    };
     state
         .metrics
         .licences
         .get_or_create(&crate::metrics::ReasonLabel { reason: outcome })
         .inc();
+    result.unwrap_or_else(|e| {
+        tracing::info!(play = %id, %key_system, code = e.code(), "licence refused");
+        e.into_response()
+    })
 }
 
 /// A commercial key system's licence server, as configured.
@@ -273,20 +277,7 @@ pub async fn proxied_license(
     body: axum::body::Bytes,
 ) -> Response {
     let result = proxied(&state, peer, &id, &key_system, &q.token, &headers, body).await;
-    count_outcome(
-        &state,
-        match &result {
-            Ok(_) => "ok",
-            Err(e) => e.code(),
-        },
-    );
-    match result {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::info!(play = %id, %key_system, code = e.code(), "licence refused");
-            e.into_response()
-        }
-    }
+    answered(&state, &id, &key_system, result)
 }
 
 async fn proxied(
