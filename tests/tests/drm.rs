@@ -208,10 +208,17 @@ fn licences_are_the_plays_keys_only_within_its_limit_and_never_in_the_clear_else
         .env("STEERING_LOG", "trace")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let logged = [out.stdout, out.stderr].concat();
     let logged = String::from_utf8_lossy(&logged);
-    assert!(!logged.contains(&key_hex) && !logged.contains(&b64(&key)), "{logged}");
+    assert!(
+        !logged.contains(&key_hex) && !logged.contains(&b64(&key)),
+        "{logged}"
+    );
     // The key is nowhere but in the licence: not in the metrics, not in the
     // title the appliances and the origin hold, not in the store in the clear.
     assert!(!m.contains(&key_hex) && !m.contains(&b64(&key)));

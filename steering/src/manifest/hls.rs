@@ -213,3 +213,35 @@ fn well_formed(name: &str, value: &QuotedOrUnquoted) -> bool {
     };
     name_ok && value_ok
 }
+
+/// `playlist` (a per-play multivariant playlist) with an
+/// `EXT-X-SESSION-KEY` for a Clear Key protected title (key ID `kid`), the
+/// same attributes as the `EXT-X-KEY` the packager wrote into its media
+/// playlists (RFC 8216 4.3.4.5), so a player may start on the licence before
+/// it loads a media playlist.
+pub fn protect_master(playlist: &str, kid: &[u8; 16]) -> String {
+    use base64::Engine;
+    let line = format!(
+        "#EXT-X-SESSION-KEY:METHOD=SAMPLE-AES-CTR,KEYFORMAT=\"org.w3.clearkey\",KEYFORMATVERSIONS=\"1\",URI=\"data:text/plain;base64,{}\"",
+        base64::engine::general_purpose::STANDARD.encode(kid)
+    );
+    let has_version = playlist.lines().any(|l| l.starts_with("#EXT-X-VERSION"));
+    let mut out = String::with_capacity(playlist.len() + line.len() + 1);
+    let mut placed = false;
+    for l in playlist.lines() {
+        out.push_str(l);
+        out.push('\n');
+        // After the header tags, before the first variant or rendition.
+        let anchor = if has_version {
+            l.starts_with("#EXT-X-VERSION")
+        } else {
+            l.trim() == "#EXTM3U"
+        };
+        if !placed && anchor {
+            out.push_str(&line);
+            out.push('\n');
+            placed = true;
+        }
+    }
+    out
+}

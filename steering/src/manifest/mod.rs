@@ -20,7 +20,7 @@ mod hls;
 pub use dash::{
     DashManifest, DashRepresentation, Protection, dash_mpd, dash_renditions, protect_mpd, read_dash,
 };
-pub use hls::hls_multivariant;
+pub use hls::{hls_multivariant, protect_master};
 
 /// One way to reach the content: an appliance (or the origin).
 #[derive(Debug, Clone)]

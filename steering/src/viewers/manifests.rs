@@ -63,14 +63,15 @@ pub async fn manifest(
     };
     let keep = |r: &str| keep.iter().any(|k| k == r);
     // A protected title's key ID and this play's licence URL, for the
-    // manifest to signal (DASH; HLS players are told by the play's answer).
-    let protection = match protocol {
-        "dash" => protection(&state, &id, &row.title, row.expires, &headers).await?,
-        _ => None,
-    };
+    // manifest to signal (HLS players get the licence URL from the play).
+    let protection = protection(&state, &id, &row.title, row.expires, &headers).await?;
     let text = match protocol {
         "hls" => {
             manifest::hls_multivariant(packaged.as_bytes(), key, &keep, &pathways, Some(&steering))
+                .map(|m| match &protection {
+                    Some(p) => manifest::protect_master(&m, &p.kid),
+                    None => m,
+                })
         }
         _ => manifest::dash_mpd(packaged, key, &keep, &pathways, Some(&steering)).and_then(|mpd| {
             match &protection {

@@ -308,3 +308,34 @@ fn hls_unmodelled_attributes_must_be_well_formed() {
         assert!(out.is_err(), "{bad} was accepted");
     }
 }
+
+#[test]
+fn a_protected_master_names_its_session_key_once_before_the_variants() {
+    let ps = pathways(&[("origin", A)]);
+    let out = hls_multivariant(T1_MASTER.as_bytes(), MASTER_KEY, &all, &ps, None).unwrap();
+    let protected = protect_master(&out, &[1; 16]);
+    let key_line = protected
+        .lines()
+        .position(|l| l.starts_with("#EXT-X-SESSION-KEY:"))
+        .expect("a session key");
+    assert_eq!(protected.matches("#EXT-X-SESSION-KEY").count(), 1);
+    let first_variant = protected
+        .lines()
+        .position(|l| l.starts_with("#EXT-X-STREAM-INF"))
+        .unwrap();
+    assert!(key_line < first_variant);
+    let line = protected.lines().nth(key_line).unwrap();
+    assert!(line.contains("METHOD=SAMPLE-AES-CTR"));
+    assert!(line.contains("KEYFORMAT=\"org.w3.clearkey\""));
+    assert!(line.contains("base64,AQEBAQEBAQEBAQEBAQEBAQ=="), "{line}");
+    // Still a multivariant playlist players (and m3u8-rs) read, with the key.
+    let parsed = m3u8_rs::parse_master_playlist_res(protected.as_bytes()).unwrap();
+    assert_eq!(parsed.session_key.len(), 1);
+    assert_eq!(
+        parsed.variants.len(),
+        m3u8_rs::parse_master_playlist_res(out.as_bytes())
+            .unwrap()
+            .variants
+            .len()
+    );
+}
