@@ -107,12 +107,38 @@ async fn protection(
     expires: u64,
     headers: &HeaderMap,
 ) -> Result<Option<manifest::Protection>, ApiError> {
-    let keys = state.store.content_keys(title).await?;
-    let Some(kid) = keys
-        .first()
-        .and_then(|(k, _)| hex::decode(k).ok())
-        .and_then(|v| <[u8; 16]>::try_from(v).ok())
-    else {
+    let kid = match state.store.content_keys(title).await {
+        Ok(keys) => {
+            let kid = keys
+                .first()
+                .and_then(|(k, _)| hex::decode(k).ok())
+                .and_then(|v| <[u8; 16]>::try_from(v).ok());
+            state
+                .key_ids
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(title.to_owned(), kid);
+            kid
+        }
+        // The store is unreachable: the key ID as last read (they are not
+        // secret), so plays started meanwhile still signal their protection.
+        Err(e) => {
+            let known = state
+                .key_ids
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(title)
+                .copied();
+            match known {
+                Some(kid) => kid,
+                None => {
+                    tracing::warn!(%title, error = %e, "manifest without protection signalling: key ID unknown");
+                    None
+                }
+            }
+        }
+    };
+    let Some(kid) = kid else {
         return Ok(None);
     };
     let token = state

@@ -49,6 +49,9 @@ pub struct Viewers {
     /// Commercial key systems' licence servers: key system → (config,
     /// credential, client).
     pub licence_proxies: std::collections::HashMap<String, manifests::Proxy>,
+    /// Each title's content key ID as last read (None: clear), so manifests
+    /// keep their protection signalling while the store is unreachable.
+    pub key_ids: std::sync::Mutex<std::collections::HashMap<String, Option<[u8; 16]>>>,
 }
 
 impl Viewers {
@@ -97,6 +100,7 @@ impl Viewers {
         Viewers {
             kek,
             licence_proxies,
+            key_ids: std::sync::Mutex::default(),
             recall: recall::Recall::new(config.play.outage_grace),
             config,
             store,
