@@ -11,6 +11,7 @@ use crate::StartError;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::disk::Disks;
+use crate::diskio::DiskIo;
 use crate::fetch;
 use crate::metrics::Metrics;
 use crate::oca::OcaAdmin;
@@ -62,6 +63,7 @@ impl Agent {
                 min_throughput_bps: cfg.min_throughput_bps,
                 slow_grace: cfg.slow_grace,
                 received: Default::default(),
+                disk_io: DiskIo::select(cfg.disk_io),
             }),
             sources: Mutex::new(Sources::new(
                 cfg.source_backoff,

@@ -50,6 +50,10 @@ pub struct Config {
     /// First backoff of a failing source (doubles, up to 64×).
     #[serde(with = "humantime_serde")]
     pub source_backoff: Duration,
+    /// How downloads reach the disks: `auto` (io_uring where the kernel
+    /// allows it, else blocking calls), `io_uring` (the same, but meant),
+    /// `threads` (blocking calls on disk threads).
+    pub disk_io: crate::diskio::DiskIoChoice,
     pub control: ControlConfig,
 }
 
@@ -83,6 +87,7 @@ impl Default for Config {
             scrub_rate_bps: 100_000_000,
             request_timeout: Duration::from_secs(10),
             source_backoff: Duration::from_secs(5),
+            disk_io: Default::default(),
             control: ControlConfig::default(),
         }
     }
@@ -150,6 +155,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diskio::DiskIoChoice;
 
     /// Every key of the configuration reference, each set to something other
     /// than its default.
@@ -169,6 +175,7 @@ mod tests {
         request_timeout = "3s"
         source_backoff = "250ms"
         scrub_rate_bps = 0
+        disk_io = "threads"
 
         [control]
         url = "https://steering.example:7000"
@@ -201,6 +208,7 @@ mod tests {
             request_timeout,
             scrub_rate_bps,
             source_backoff,
+            disk_io,
             control,
         } = c;
         let secs = Duration::from_secs;
@@ -227,6 +235,10 @@ mod tests {
             (Duration::from_millis(250), secs(5))
         );
         assert_eq!((scrub_rate_bps, d.scrub_rate_bps), (0, 100_000_000));
+        assert_eq!(
+            (disk_io, d.disk_io),
+            (DiskIoChoice::Threads, DiskIoChoice::Auto)
+        );
         let ControlConfig {
             url,
             appliance_id,

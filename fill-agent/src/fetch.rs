@@ -1,9 +1,10 @@
 //! Downloading one object from one source: resume with Range, stream to the
-//! partial file under the global rate cap, hash as it arrives, judge the
-//! source's throughput, verify size and SHA-256, fsync, commit.
+//! partial file under the global rate cap (written and hashed on a disk
+//! thread, `diskio`), judge the source's throughput, verify size and SHA-256,
+//! fsync, commit.
 
-use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::{self, Read};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use control_client::wire::{FillObject, FillSource};
 use ring::digest;
 
 use crate::disk::Disks;
+use crate::diskio::{DiskIo, Sink, SyncMode};
 use crate::rate::Bucket;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +56,11 @@ pub struct Shared {
     pub bucket: Mutex<Bucket>,
     pub min_throughput_bps: u64,
     pub slow_grace: Duration,
-    /// Bytes received this run (all sources), for progress and the rate.
-    pub received: AtomicU64,
+    /// Bytes received this run (all sources) and on disk, for progress and
+    /// the rate.
+    pub received: Arc<AtomicU64>,
+    /// How the disk threads reach the disks.
+    pub disk_io: DiskIo,
 }
 
 /// The outcome of a good fetch.
@@ -81,15 +86,9 @@ pub async fn fetch(
         std::fs::remove_file(&part_path)?;
         have = 0;
     }
-    // Resuming: the bytes already there are hashed again (cheap next to
-    // fetching them) so the final check covers the whole object.
-    let mut hash = digest::Context::new(&digest::SHA256);
-    if have > 0 {
-        blocking(|| hash_prefix(&part_path, have, &mut hash))?;
-    }
     let resumed_from = have;
     let mut transferred = 0u64;
-    if have < obj.size {
+    let digest = if have < obj.size {
         let url = format!("{}{}", src.base_url, obj.key);
         let mut req = shared.http.get(&url);
         if have > 0 {
@@ -110,88 +109,65 @@ pub async fn fetch(
             }
             (s, _) => return Err(FetchError::Status(s)),
         };
-        if !append && have > 0 {
+        if !append {
             have = 0;
-            hash = digest::Context::new(&digest::SHA256);
         }
-        let mut file = std::fs::OpenOptions::new()
+        // Resuming: the bytes already there are hashed again (cheap next to
+        // fetching them) so the final check covers the whole object.
+        let hash = if have > 0 {
+            let path = part_path.clone();
+            tokio::task::spawn_blocking(move || hash_prefix(&path, have))
+                .await
+                .map_err(io::Error::other)??
+        } else {
+            digest::Context::new(&digest::SHA256)
+        };
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .write(true)
-            .append(append)
             .truncate(!append)
             .open(&part_path)?;
-        let started = Instant::now();
-        // Time spent pausing for our own rate cap is not the source's slowness.
-        let mut paused = Duration::ZERO;
-        // Received bytes are written and hashed in batches off the async
-        // workers, so one download waiting on the disk does not stall the others.
-        let mut pending: Vec<u8> = Vec::with_capacity(FLUSH_AT + 64 * 1024);
-        let mut flush = |pending: &mut Vec<u8>, file: &mut std::fs::File| -> io::Result<()> {
-            if pending.is_empty() {
-                return Ok(());
-            }
-            blocking(|| {
-                file.write_all(pending)?;
-                hash.update(pending);
-                Ok::<_, io::Error>(())
-            })?;
-            // Counted once on disk: a crash never loses counted bytes.
-            shared
-                .received
-                .fetch_add(pending.len() as u64, Ordering::Relaxed);
-            pending.clear();
-            Ok(())
-        };
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| FetchError::Transfer(e.to_string()))?
+        let mut sink = shared
+            .disk_io
+            .sink(file, have, hash, shared.received.clone());
+        match receive(
+            shared,
+            &mut resp,
+            &mut sink,
+            obj.size,
+            &mut have,
+            &mut transferred,
+        )
+        .await
         {
-            let n = chunk.len() as u64;
-            if have + n > obj.size {
-                drop(file);
-                std::fs::remove_file(&part_path)?;
-                return Err(FetchError::Corrupt(format!(
-                    "more than the planned {} bytes",
-                    obj.size
-                )));
+            Ok(()) => sink.finish(SyncMode::All).await?,
+            Err(e @ FetchError::Slow { .. }) => {
+                // Keep what arrived: the next source resumes from it.
+                sink.finish(SyncMode::Data).await?;
+                return Err(e);
             }
-            pending.extend_from_slice(&chunk);
-            if pending.len() >= FLUSH_AT {
-                flush(&mut pending, &mut file)?;
-            }
-            have += n;
-            transferred += n;
-            let pause = shared
-                .bucket
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take(n, Instant::now());
-            if !pause.is_zero() {
-                tokio::time::sleep(pause).await;
-                paused += pause;
-            }
-            let elapsed = started.elapsed().saturating_sub(paused);
-            if elapsed > shared.slow_grace {
-                let bps = (transferred as f64 * 8.0 / elapsed.as_secs_f64()) as u64;
-                if bps < shared.min_throughput_bps {
-                    // Keep what arrived: the next source resumes from it.
-                    flush(&mut pending, &mut file)?;
-                    blocking(|| file.sync_data())?;
-                    return Err(FetchError::Slow { bps });
+            Err(e) => {
+                sink.abandon().await;
+                if matches!(e, FetchError::Corrupt(_)) {
+                    std::fs::remove_file(&part_path)?;
                 }
+                return Err(e);
             }
         }
-        flush(&mut pending, &mut file)?;
-        blocking(|| file.sync_all())?;
-    }
+    } else {
+        let path = part_path.clone();
+        tokio::task::spawn_blocking(move || hash_prefix(&path, have))
+            .await
+            .map_err(io::Error::other)??
+            .finish()
+    };
     if have != obj.size {
         return Err(FetchError::Transfer(format!(
             "ended at {have} of {} bytes",
             obj.size
         )));
     }
-    let got = hex::encode(hash.finish());
+    let got = hex::encode(digest);
     if got != obj.sha256 {
         // Discarded whole: which bytes were bad is unknowable.
         std::fs::remove_file(&part_path)?;
@@ -200,32 +176,72 @@ pub async fn fetch(
             obj.sha256
         )));
     }
-    blocking(|| disks.commit(root, &obj.sha256, &obj.key))?;
+    shared
+        .disk_io
+        .commit(part_path, disks.object_path(root, &obj.key))
+        .await?;
     Ok(Fetched {
         transferred,
         resumed_from,
     })
 }
 
-/// Write and hash in batches of this many bytes.
-const FLUSH_AT: usize = 256 * 1024;
-
-/// Run blocking file work without stalling the other tasks of this worker
-/// (on a current-thread runtime, as in unit tests, just run it).
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
+/// Stream the body into `sink` under the rate cap, judging the source's
+/// pace: `have` and `transferred` count what arrived.
+async fn receive(
+    shared: &Shared,
+    resp: &mut reqwest::Response,
+    sink: &mut Sink,
+    size: u64,
+    have: &mut u64,
+    transferred: &mut u64,
+) -> Result<(), FetchError> {
+    let started = Instant::now();
+    // Time spent pausing for our own rate cap is not the source's slowness.
+    let mut paused = Duration::ZERO;
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| FetchError::Transfer(e.to_string()))?
+    {
+        let n = chunk.len() as u64;
+        if *have + n > size {
+            return Err(FetchError::Corrupt(format!(
+                "more than the planned {size} bytes"
+            )));
+        }
+        sink.push(&chunk).await?;
+        *have += n;
+        *transferred += n;
+        let pause = shared
+            .bucket
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(n, Instant::now());
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+            paused += pause;
+        }
+        let elapsed = started.elapsed().saturating_sub(paused);
+        if elapsed > shared.slow_grace {
+            let bps = (*transferred as f64 * 8.0 / elapsed.as_secs_f64()) as u64;
+            if bps < shared.min_throughput_bps {
+                return Err(FetchError::Slow { bps });
+            }
+        }
     }
+    Ok(())
 }
 
-fn hash_prefix(path: &std::path::Path, len: u64, hash: &mut digest::Context) -> io::Result<()> {
+/// The SHA-256 context over the first `len` bytes of `path`.
+fn hash_prefix(path: &std::path::Path, len: u64) -> io::Result<digest::Context> {
+    let mut hash = digest::Context::new(&digest::SHA256);
     let mut f = std::fs::File::open(path)?.take(len);
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
-            return Ok(());
+            return Ok(hash);
         }
         hash.update(&buf[..n]);
     }

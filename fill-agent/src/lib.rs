@@ -9,7 +9,9 @@
 //! Pure decisions: `window`, `work`, `evict`, `rate`, `sources`. The rest
 //! drives them, one concern each: `pass` (the loop of passes), `room`
 //! (eviction), `download` (one object over its sources), `fetch` (one
-//! transfer), `disk` (the roots and atomic commits), `scrub` (reading
+//! transfer), `diskio` (writes, hashing, fsyncs and renames on disk
+//! threads, through io_uring or blocking calls; `sys` holds its unsafe
+//! code), `disk` (the roots and atomic commits), `scrub` (reading
 //! committed objects back), `status` (the status document), `metrics`
 //! (Prometheus and the `/metrics` listener), `oca` (oca's admin listener),
 //! `clock`. `run` below only wires them together and stops them.
@@ -17,6 +19,7 @@
 pub mod clock;
 pub mod config;
 pub mod disk;
+pub mod diskio;
 pub mod evict;
 pub mod fetch;
 pub mod metrics;
@@ -32,6 +35,7 @@ mod agent;
 mod download;
 mod pass;
 mod room;
+mod sys;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 /// Upper bound for any single wait.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
-/// A workspace binary: next to the running executable (a binary such as
-/// `oca-bench`), or one directory up (a test in `target/<profile>/deps/`).
 /// xorshift64: random enough to pick chaos victims and pauses, and
 /// reproducible from its (odd) seed.
 pub struct Rng(pub u64);
@@ -29,6 +27,8 @@ impl Rng {
     }
 }
 
+/// A workspace binary: next to the running executable (a binary such as
+/// `oca-bench`), or one directory up (a test in `target/<profile>/deps/`).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("executable path");
     let here = exe.parent().expect("executable directory");
@@ -51,7 +51,13 @@ pub struct Proc {
     pub child: Child,
     /// The first stdout line (`... listening http=ADDR ...`).
     pub banner: String,
+    /// Everything it wrote to stderr (its log), up to `LOG_CAP` bytes.
+    log: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
 }
+
+/// How much of a process's log a test keeps; the rest still reaches the
+/// test's own stderr.
+const LOG_CAP: usize = 64 << 20;
 
 impl Proc {
     pub fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
@@ -59,9 +65,23 @@ impl Proc {
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        // The log goes on to the test's stderr (shown when a test fails) and
+        // is kept for tests that read it.
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 16 << 10];
+            while let Ok(n @ 1..) = stderr.read(&mut buf) {
+                let _ = std::io::stderr().write_all(&buf[..n]);
+                let mut kept = kept.lock().unwrap();
+                let room = LOG_CAP.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        });
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -76,7 +96,12 @@ impl Proc {
                 panic!("{name} did not start");
             }
         };
-        Proc { child, banner }
+        Proc { child, banner, log }
+    }
+
+    /// What the process has logged so far.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
     }
 
     /// An address from the banner, e.g. `addr("http=")`.

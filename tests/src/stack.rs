@@ -20,10 +20,17 @@ pub fn content() -> PathBuf {
     // Cargo's target directory (it holds CACHEDIR.TAG), from a test in
     // target/<profile>/deps or a binary in target/<profile>.
     let exe = std::env::current_exe().expect("executable path");
+    // Without a CACHEDIR.TAG (older cargo): two levels up from a binary,
+    // three from a test in deps/.
+    let up = if exe.parent().is_some_and(|d| d.ends_with("deps")) {
+        3
+    } else {
+        2
+    };
     let target = exe
         .ancestors()
         .find(|d| d.join("CACHEDIR.TAG").exists())
-        .unwrap_or_else(|| exe.ancestors().nth(3).expect("target directory"))
+        .unwrap_or_else(|| exe.ancestors().nth(up).expect("target directory"))
         .to_path_buf();
     // v5: encrypted (cenc), keys in keys/ (v4 was clear; v3 a fixed ffmpeg ladder).
     let dir = target.join("tmp/e2e-content-v5");
@@ -308,6 +315,8 @@ pub struct Stack {
     /// Other steering instances, after the stack's own in the `control.url`
     /// of fill agents started from now on.
     pub more_instances: Vec<SocketAddr>,
+    /// The daemons' log filter (`warn` unless started by `start_logging`).
+    log_level: &'static str,
 }
 
 impl Drop for Stack {
@@ -413,6 +422,27 @@ pub fn start_on(
     extra: &str,
     packaged: &Path,
     database: Option<&str>,
+) -> Stack {
+    launch(fleet, extra, packaged, database, "warn")
+}
+
+/// Like `start_with`, every daemon (steering, appliances, fill agents)
+/// logging at `level` (`debug`, say) for tests that read their logs.
+pub fn start_logging(
+    fleet: &[ApplianceSpec],
+    extra: &str,
+    packaged: &Path,
+    level: &'static str,
+) -> Stack {
+    launch(fleet, extra, packaged, None, level)
+}
+
+fn launch(
+    fleet: &[ApplianceSpec],
+    extra: &str,
+    packaged: &Path,
+    database: Option<&str>,
+    log_level: &'static str,
 ) -> Stack {
     let packaged = packaged.to_path_buf();
     let dir = tempfile::tempdir().unwrap();
@@ -575,7 +605,7 @@ serves = [{serves}]
     let steering = Proc::start(
         "steering",
         &["--config", config.to_str().unwrap()],
-        &[("STEERING_LOG", "warn")],
+        &[("STEERING_LOG", log_level)],
     );
     let addr = steering.addr("http=");
     let mut appliances = BTreeMap::new();
@@ -657,7 +687,7 @@ region = "{region}"
         let p = Proc::start(
             "oca",
             &["--config", ocfg.to_str().unwrap()],
-            &[("OCA_LOG", "warn")],
+            &[("OCA_LOG", log_level)],
         );
         let http_addr = p.addr("http=");
         appliances.insert(a.id, (p, http_addr));
@@ -671,6 +701,7 @@ region = "{region}"
         packaged,
         mounts,
         more_instances: Vec::new(),
+        log_level,
     };
     for a in fleet {
         wait_for(&format!("{} up with what it holds", a.id), || {
@@ -826,7 +857,7 @@ cache_dir = "{cache}"
         Proc::start(
             "fill-agent",
             &["--config", cfg.to_str().unwrap(), "--clock-start", &clock],
-            &[("FILL_AGENT_LOG", "warn")],
+            &[("FILL_AGENT_LOG", self.log_level)],
         )
     }
 

@@ -24,11 +24,69 @@ fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
+/// Package `id` into `out` (titles/ and keys/) from `source` with a small,
+/// fast ladder, encrypted if `encrypt`: the same source packages to the same
+/// frames either way.
+fn pack(source: &Path, out: &Path, id: &str, encrypt: bool) {
+    let mut cmd = std::process::Command::new(binary("oca-pack"));
+    cmd.arg("encode").arg(source).arg(out).args([
+        "--title",
+        id,
+        "--name",
+        id,
+        "--region",
+        "eu-west",
+        "--region",
+        "us-east",
+        "--force",
+        "--segment",
+        "2",
+        "--metric",
+        "ssim",
+        "--preset",
+        "ultrafast",
+        "--chunks",
+        "2",
+        "--chunk-secs",
+        "2",
+        "--crfs",
+        "26,34",
+        "--heights",
+        "240,360",
+    ]);
+    if encrypt {
+        cmd.arg("--encrypt");
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "oca-pack encode {id}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A short test-pattern source in `dir`.
+fn source(dir: &Path) -> std::path::PathBuf {
+    let src = dir.join("src.mkv");
+    let out = std::process::Command::new(binary("oca-pack"))
+        .args(["source", "testpattern"])
+        .arg(&src)
+        .args(["--seconds", "6", "--size", "640x360"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    src
+}
+
 /// The e2e content plus `enc`, an encrypted title; its (kid, key) in hex.
 fn packaged(dir: &Path) -> (std::path::PathBuf, String, String) {
     let packaged = dir.join("packaged");
     stack::copy_tree(&stack::content(), &packaged);
-    stack::make_content_with(&packaged, "enc", "8", &["--encrypt"]);
+    pack(&source(dir), &packaged, "enc", true);
     let key: serde_json::Value =
         serde_json::from_slice(&std::fs::read(packaged.join("keys/enc.json")).unwrap()).unwrap();
     (
@@ -402,4 +460,186 @@ fn commercial_key_systems_are_checked_here_and_forwarded_to_their_licence_server
     // The credential is in no answer and in no metric.
     let m = http(s.addr, "GET", "/metrics", &[], b"").unwrap();
     assert!(!String::from_utf8_lossy(&m.body).contains("service-secret-42"));
+}
+
+/// Frame hashes ffmpeg decodes from an init segment and a media segment
+/// (with `key`, hex), or `None` when it cannot decode them at all.
+fn frames(dir: &Path, init: &[u8], segment: &[u8], key: Option<&str>) -> Option<Vec<String>> {
+    let joined = dir.join("joined.mp4");
+    std::fs::write(&joined, [init, segment].concat()).unwrap();
+    let mut cmd = std::process::Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "quiet"]);
+    if let Some(k) = key {
+        cmd.args(["-decryption_key", k]);
+    }
+    let out = cmd
+        .arg("-i")
+        .arg(&joined)
+        .args(["-map", "0:v", "-f", "framemd5", "-"])
+        .output()
+        .unwrap();
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.rsplit(',').next().unwrap_or("").trim().to_owned())
+            .collect()
+    })
+}
+
+/// Every file under `dirs`, recursively.
+fn files_under(dirs: &[&Path]) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo: Vec<_> = dirs.iter().map(|d| d.to_path_buf()).collect();
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn appliances_hold_and_serve_only_ciphertext_and_no_daemon_logs_a_key() {
+    // `enc` encrypted and `plain` in the clear from the same source: the
+    // packager encodes both alike, so `plain`'s frames are what `enc`'s
+    // must decode to with the key.
+    let work = tempfile::tempdir().unwrap();
+    let packaged = work.path().join("packaged");
+    stack::copy_tree(&stack::content(), &packaged);
+    let src = source(work.path());
+    pack(&src, &packaged, "enc", true);
+    pack(&src, &packaged, "plain", false);
+    let keys: Vec<(String, String)> = std::fs::read_dir(packaged.join("keys"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let k: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+            (
+                k["title"].as_str().unwrap().to_owned(),
+                k["key"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let enc_key = keys.iter().find(|(t, _)| t == "enc").unwrap().1.clone();
+
+    // Every daemon logging at debug; the embedded appliance filled from its
+    // parent and the origin in the fill window.
+    let origin = stack::nginx(&packaged);
+    let s = stack::start_logging(
+        &stack::fill_fleet(stack::Holds::All),
+        &stack::origin_config(&origin),
+        &packaged,
+        "debug",
+    );
+    let midnight = 1_795_046_400u64;
+    let agent = s.fill_agent("oca-e1", midnight + 3 * 3600, "");
+    wait_for("the embedded appliance filled with enc", || {
+        let st: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(s.root("oca-e1").join("fill-status.json")).ok()?)
+                .ok()?;
+        let disk = s.root("oca-e1").join("disk0/objects/titles/enc");
+        (st["state"] == "complete" && disk.exists()).then_some(())
+    });
+
+    // Licensed plays, so steering's licence path has run and logged.
+    let alice = s.token("alice");
+    let p = play(&s, &alice, "enc");
+    let drm: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(packaged.join("titles/enc/drm.json")).unwrap())
+            .unwrap();
+    let kid = unhex(drm["kid"].as_str().unwrap());
+    let url = p["drm_license_url"].as_str().unwrap().to_owned();
+    let r = post(&url, &request(&[&kid]));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+
+    // A protected segment as the filled appliance serves it: without the key
+    // it does not give the clear frames; with the key it gives exactly them.
+    let http_addr = s.appliances["oca-e1"].1;
+    let token = s.sign("/titles/enc/");
+    let get = |key: &str| {
+        let url = format!("http://{http_addr}/{key}?token={token}");
+        let r = get_url(Some(CLIENT), &url).unwrap();
+        assert_eq!(r.status, 200, "{url}");
+        r.body
+    };
+    let rung = stack::ladder(&packaged, "enc")[0].dir.clone();
+    assert_eq!(
+        stack::ladder(&packaged, "plain")[0].dir,
+        rung,
+        "the same source packages to the same ladder"
+    );
+    let init_name = std::fs::read_dir(packaged.join("titles/enc").join(&rung))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("init"))
+        .unwrap();
+    let init = get(&format!("titles/enc/{rung}/{init_name}"));
+    let segment = get(&format!("titles/enc/{rung}/seg-00000.m4s"));
+    let plain =
+        |name: &str| std::fs::read(packaged.join("titles/plain").join(&rung).join(name)).unwrap();
+    let clear = frames(
+        work.path(),
+        &plain(&init_name),
+        &plain("seg-00000.m4s"),
+        None,
+    )
+    .expect("the clear packaging decodes");
+    assert!(clear.len() > 10, "{clear:?}");
+    assert_ne!(
+        frames(work.path(), &init, &segment, None),
+        Some(clear.clone()),
+        "decoded without the key"
+    );
+    assert_eq!(
+        frames(work.path(), &init, &segment, Some(enc_key.as_str())),
+        Some(clear),
+        "decoded with the key"
+    );
+
+    // No key material on any appliance's disk or state, in steering's
+    // directory, or in any daemon's log.
+    let places = [s.dir.path()];
+    let logs = [
+        ("steering", s.steering.log()),
+        ("fill-agent", agent.log()),
+        ("oca-x1", s.appliances["oca-x1"].0.log()),
+        ("oca-e1", s.appliances["oca-e1"].0.log()),
+    ];
+    assert!(
+        logs[0].1.contains("DEBUG"),
+        "steering logs at debug: {}",
+        logs[0].1
+    );
+    for (title, key_hex) in &keys {
+        let raw = unhex(key_hex);
+        let spelled = [key_hex.clone(), key_hex.to_uppercase(), b64(&raw)];
+        for f in files_under(&places) {
+            let b = std::fs::read(&f).unwrap();
+            assert!(
+                !b.windows(16).any(|w| w == raw.as_slice()),
+                "{title}'s key in {}",
+                f.display()
+            );
+            let text = String::from_utf8_lossy(&b);
+            assert!(
+                !spelled.iter().any(|k| text.contains(k.as_str())),
+                "{title}'s key in {}",
+                f.display()
+            );
+        }
+        for (daemon, log) in &logs {
+            assert!(
+                !spelled.iter().any(|k| log.contains(k.as_str())),
+                "{title}'s key in {daemon}'s log"
+            );
+        }
+    }
 }
