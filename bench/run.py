@@ -385,7 +385,9 @@ def section_decide(ctx):
 
 
 def section_fill(ctx):
-    return {"runs": [tool(["scripts/bench_fill.py", "--mib", "400", "--rounds", str(ctx.rounds)])]}
+    # `before`: the last commit whose fill-agent wrote and fsynced on its async workers.
+    return {"runs": [tool(["scripts/bench_fill.py", "--mib", "1000", "--rounds", str(ctx.rounds),
+                           "--disk-io", "auto,threads", "--baseline-rev", "ea28d10"])]}
 
 
 class Ctx:

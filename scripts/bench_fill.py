@@ -36,6 +36,14 @@ such granularity.
 
     scripts/bench_fill.py [--mib 400] [--rounds 3] [--concurrency 4]
                           [--segment-mib 2] [--build] [--keep] [--json FILE]
+                          [--disk-io auto,threads] [--baseline BIN | --baseline-rev REV]
+
+Several fill-agents side by side: every round runs one per `--disk-io` setting
+(the first is the headline, the others are labelled by their setting) and, with
+`--baseline BIN` (or `--baseline-rev REV`, built from git), an earlier build
+(`before`), in a rotating order, then curl.
+The log of each says which disk path it really took (io_uring, or threads when
+the kernel refused io_uring).
 
 --json FILE keeps every round's raw figures (seconds, bytes, CPU seconds), the
 machine, the date and this command line, for bench/run.py.
@@ -99,6 +107,29 @@ def ensure_binaries(force):
         log("building steering, oca and fill-agent (release)")
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "steering", "-p", "oca", "-p", "fill-agent"],
                        cwd=ROOT, check=True)
+
+
+def baseline_binary(rev):
+    """fill-agent as it was at git revision `rev`, built (release) in a worktree with a target directory
+    of its own (sharing the main one would swap the main binary out); kept per revision."""
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", rev], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    out = os.path.join(ROOT, "target", "baseline", commit, "fill-agent")
+    if os.path.exists(out):
+        return out, commit
+    wt = tempfile.mkdtemp(prefix="fill-agent-baseline-")
+    log(f"building fill-agent at {commit} (release, in {wt})")
+    subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", "--force", wt, commit], check=True,
+                   stdout=subprocess.DEVNULL)
+    try:
+        target = os.path.join(ROOT, "target", "baseline-build")
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "fill-agent"], cwd=wt, check=True,
+                       env={**os.environ, "CARGO_TARGET_DIR": target})
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        shutil.copy2(os.path.join(target, "release", "fill-agent"), out)
+    finally:
+        subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", wt], check=False)
+    return out, commit
 
 
 def nginx_binary():
@@ -362,9 +393,9 @@ def tree_files(root):
     return out
 
 
-def fill_round(work, n, steering, objects, concurrency):
-    """A fresh oca (empty disk) and fill-agent; returns the round's figures."""
-    d = os.path.join(work, f"fill-{n}")
+def fill_round(work, n, steering, objects, concurrency, variant):
+    """A fresh oca (empty disk) and fill-agent (`variant`: its binary and disk_io); the round's figures."""
+    d = os.path.join(work, f"fill-{n}-{variant['label']}")
     disk = os.path.join(d, "disk0")
     os.makedirs(disk)
     status_file = os.path.join(d, "fill-status.json")
@@ -404,6 +435,7 @@ metrics_listen = "127.0.0.1:0"
 rate_bps = 100000000000
 concurrency = {concurrency}
 poll_interval = "100ms"
+{f'disk_io = "{variant["disk_io"]}"' if variant["disk_io"] else ""}
 [control]
 url = "http://{steering}"
 appliance_id = "{APPLIANCE}"
@@ -411,7 +443,7 @@ credential = "{CREDENTIAL}"
 cache_dir = "{d}/fill-cache"
 """)
         os.sync()
-        agent = Proc("fill-agent", [os.path.join(RELEASE, "fill-agent"), "--config", acfg,
+        agent = Proc("fill-agent", [variant["binary"], "--config", acfg,
                                     "--clock-start", str(IN_WINDOW)],
                      {"FILL_AGENT_LOG": "info"}, os.path.join(d, "fill-agent.log"))
         t0 = agent.started
@@ -434,7 +466,12 @@ cache_dir = "{d}/fill-cache"
         cpu = proc_cpu_seconds(agent.pid)
         metrics = http_text(f"http://{agent.field('metrics=')}/metrics")
         agent.stop()
-        summary = [line for line in agent.tail(20000).splitlines() if "fill pass summary" in line]
+        logged = agent.tail(200000)
+        summary = [line for line in logged.splitlines() if "fill pass summary" in line]
+        # Which disk path it really took (io_uring may be refused by the kernel).
+        disk_path = ("io_uring" if "through io_uring" in logged else
+                     "threads (io_uring refused)" if "io_uring unavailable" in logged else
+                     "threads" if variant["disk_io"] == "threads" else "blocking on the runtime (before)")
         # What is on the disk: every planned object, at its size.
         objdir = os.path.join(disk, "objects")
         files = tree_files(objdir)
@@ -452,7 +489,7 @@ cache_dir = "{d}/fill-cache"
         if int(from_origin) != nbytes or int(ok) != len(objects):
             raise RuntimeError(f"fill-agent metrics disagree: {from_origin} bytes from the origin, {ok} objects ok")
         return {"secs": t_complete - t0, "secs_commit": last_commit - t0, "bytes": nbytes, "cpu": cpu,
-                "failures": status.get("failures", 0), "summary": summary}
+                "failures": status.get("failures", 0), "summary": summary, "disk_path": disk_path}
     finally:
         if agent:
             agent.stop()
@@ -504,6 +541,20 @@ def cpu_gib(r):
     return r["cpu"] / (r["bytes"] / GIB)
 
 
+def variants_report(rounds, curls):
+    """Median per variant: MB/s to last commit, its ratio to curl's, CPU per GiB and its ratio."""
+    med = statistics.median
+    lines = ["Disk paths side by side (medians; MB/s to the last commit):", "",
+             "| fill-agent | path taken | MB/s | /curl | CPU s/GiB | /curl |", "|---|---|---|---|---|---|"]
+    for label in rounds[0]:
+        fs = [r[label] for r in rounds]
+        ratio = med(mbps(f, "secs_commit") / mbps(c) for f, c in zip(fs, curls))
+        cpu = med(cpu_gib(f) / cpu_gib(c) for f, c in zip(fs, curls))
+        lines.append(f"| {label} | {fs[0]['disk_path']} | {med(mbps(f, 'secs_commit') for f in fs):,.0f} | "
+                     f"{ratio:.2f}× | {med(cpu_gib(f) for f in fs):.3f} | {cpu:.2f}× |")
+    return "\n".join(lines)
+
+
 def report(fills, curls, args, nobjects, command):
     med = statistics.median
     rows = []
@@ -539,6 +590,11 @@ def report(fills, curls, args, nobjects, command):
     return "\n".join(lines)
 
 
+def figures(f):
+    return {"seconds_to_complete": f["secs"], "seconds_to_last_commit": f["secs_commit"],
+            "bytes": f["bytes"], "cpu_s": f["cpu"], "failures": f["failures"]}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -549,6 +605,13 @@ def main():
     ap.add_argument("--build", action="store_true", help="run cargo build --release first even if binaries exist")
     ap.add_argument("--keep", action="store_true", help="keep the temp directory (logs) for inspection")
     ap.add_argument("--json", help="write every round, the machine and the command here")
+    ap.add_argument("--disk-io", default="auto,threads",
+                    help="fill-agent's disk_io settings to measure, comma-separated; the first is the headline")
+    ap.add_argument("--baseline", metavar="BIN",
+                    help="also measure this fill-agent binary (an earlier build, as `before`), same config "
+                         "without disk_io")
+    ap.add_argument("--baseline-rev", metavar="REV",
+                    help="as --baseline, with fill-agent built at this git revision (kept in target/baseline/)")
     args = ap.parse_args()
     global KEEP
     KEEP = args.keep
@@ -577,26 +640,42 @@ def main():
         log("warm-up: curl once")
         w = curl_round(work, 0, origin, objects, args.concurrency)
         log(f"warm-up curl: {w['secs']:.2f} s, {mbps(w):,.0f} MB/s")
-        fills, curls = [], []
+        variants = [{"label": v, "binary": os.path.join(RELEASE, "fill-agent"), "disk_io": v}
+                    for v in args.disk_io.split(",") if v]
+        if args.baseline:
+            variants.append({"label": "before", "binary": os.path.abspath(args.baseline), "disk_io": None})
+        elif args.baseline_rev:
+            binary, commit = baseline_binary(args.baseline_rev)
+            variants.append({"label": f"before ({commit})", "binary": binary, "disk_io": None})
+        fills, curls, rounds = [], [], []
         for n in range(1, args.rounds + 1):
-            f = fill_round(work, n, saddr, objects, args.concurrency)
+            # Each round in another order, so no variant always follows curl.
+            k = (n - 1) % len(variants)
+            by_label = {}
+            for v in variants[k:] + variants[:k]:
+                f = fill_round(work, n, saddr, objects, args.concurrency, v)
+                by_label[v["label"]] = f
+                log(f"round {n} fill-agent {v['label']} ({f['disk_path']}): {f['secs']:.2f} s to complete "
+                    f"({mbps(f):,.0f} MB/s), {f['secs_commit']:.2f} s to last commit "
+                    f"({mbps(f, 'secs_commit'):,.0f} MB/s), CPU {f['cpu']:.2f} s; "
+                    + "; ".join(s.split("fill pass summary", 1)[1].strip() for s in f["summary"]))
+            rounds.append({v["label"]: by_label[v["label"]] for v in variants})
+            f = by_label[variants[0]["label"]]
             fills.append(f)
-            log(f"round {n} fill-agent: {f['secs']:.2f} s to complete ({mbps(f):,.0f} MB/s), "
-                f"{f['secs_commit']:.2f} s to last commit, CPU {f['cpu']:.2f} s; "
-                + "; ".join(s.split("fill pass summary", 1)[1].strip() for s in f["summary"]))
             c = curl_round(work, n, origin, objects, args.concurrency)
             curls.append(c)
             log(f"round {n} curl: {c['secs']:.2f} s ({mbps(c):,.0f} MB/s), CPU {c['cpu']:.2f} s")
         print(report(fills, curls, args, len(objects), command), flush=True)
+        print("\n" + variants_report(rounds, curls), flush=True)
         if args.json:
             data.write(args.json, {
                 "tool": "scripts/bench_fill.py", "command": command, "date": started, "machine": host,
                 "options": vars(args), "objects": len(objects), "variants": len(VARIANTS),
                 "warmup_curl": {"seconds": w["secs"], "bytes": w["bytes"], "cpu_s": w["cpu"]},
-                "rounds": [{"fill_agent": {"seconds_to_complete": f["secs"], "seconds_to_last_commit": f["secs_commit"],
-                                           "bytes": f["bytes"], "cpu_s": f["cpu"], "failures": f["failures"]},
+                "rounds": [{"fill_agent": figures(f),
+                            "variants": {label: {**figures(v), "disk_path": v["disk_path"]} for label, v in r.items()},
                             "curl": {"seconds": c["secs"], "bytes": c["bytes"], "cpu_s": c["cpu"]}}
-                           for f, c in zip(fills, curls)]})
+                           for f, r, c in zip(fills, rounds, curls)]})
     finally:
         for p in reversed(procs):
             p.stop()

@@ -63,7 +63,8 @@ many other objects. First with the cold set warm, then with it evicted
 (`posix_fadvise(DONTNEED)`) so its reads go to disk. The figure is the hot client's
 p99 with the cold set evicted against its p99 with everything warm. oca checks each
 window of a body with `cachestat(2)` before sending it and, if it is not in memory,
-reads it into the page cache on the blocking pool, so a serving thread never waits
+reads it into the page cache on its cold-read loader (io_uring, at a lower CPU
+priority, a bounded number of reads in flight), so a serving thread never waits
 for the disk; nginx (default configuration, no `aio threads`) blocks its worker in
 `sendfile`.""",
     "wrk": """The 2 MiB case with wrk (one thread pinned to CPU 1 in `pinned`, two threads in
@@ -104,7 +105,14 @@ hash, no fsync). Wall time for fill-agent is from its start to `complete` in its
 status file (polled often; the file is written once a second, so this includes up
 to a second of that cadence) and, without that granularity, to its last commit (the
 newest ctime among the committed objects); for curl the whole command. CPU is the
-process's own user+system time (fill-agent from `/proc`, curl from `getrusage`).""",
+process's own user+system time (fill-agent from `/proc`, curl from `getrusage`).
+
+Several fill-agents are measured in the same rounds: the build under test with each
+`disk_io` setting (`auto`, io_uring where the kernel allows it; `threads`, blocking
+calls on the same disk threads) and, as `before`, fill-agent built from the commit
+before its disk path moved off the async workers (writes and fsyncs there with
+`block_in_place`, hashing in line). Each round runs every variant in a rotating order
+and then curl; ratios are against that round's curl.""",
 }
 
 HISTORY = """## Fixed on the way
@@ -127,8 +135,9 @@ Found by measuring and profiling earlier builds; the figures are in the commits 
   logs; it is off workspace-wide.
 - fill-agent (commit 3216082, `perf record` and `perf trace`): SHA-256 and the copies
   from the socket and into the page cache are its CPU; its disk writes and fsyncs
-  now run with `block_in_place`, so a download waiting for the disk does not hold up
-  the others on its worker.
+  then ran with `block_in_place`, so a download waiting for the disk did not hold up
+  the others on its worker. They have since moved to disk threads of their own
+  (io_uring or blocking calls), which also hash: the fill section compares.
 """
 
 
@@ -280,6 +289,40 @@ def fill_rows(run):
     return out
 
 
+def fill_variants(run):
+    """Per fill-agent variant measured in the same rounds: medians of MB/s to the last commit, CPU s/GiB and
+    their ratios to the same round's curl; the path each really took. Empty for runs of one variant."""
+    if not run["rounds"][0].get("variants"):
+        return []
+    mb = lambda f: f["bytes"] / 1e6 / f["seconds_to_last_commit"]  # noqa: E731
+    gib = lambda f: f["cpu_s"] / (f["bytes"] / (1 << 30))  # noqa: E731
+    out = []
+    for label in run["rounds"][0]["variants"]:
+        pairs = [(r["variants"][label], r["curl"]) for r in run["rounds"]]
+        curl_mb = lambda c: c["bytes"] / 1e6 / c["seconds"]  # noqa: E731
+        curl_gib = lambda c: c["cpu_s"] / (c["bytes"] / (1 << 30))  # noqa: E731
+        out.append({"label": label, "path": pairs[0][0]["disk_path"],
+                    "mbs": data.median(mb(f) for f, _ in pairs),
+                    "ratio": data.median(mb(f) / curl_mb(c) for f, c in pairs),
+                    "cpu_gib": data.median(gib(f) for f, _ in pairs),
+                    "cpu_ratio": data.median(gib(f) / curl_gib(c) for f, c in pairs),
+                    "failures": sum(f["failures"] for f, _ in pairs)})
+    return out
+
+
+def fill_variants_body(run):
+    rows = fill_variants(run)
+    if not rows:
+        return []
+    table = [[r["label"], r["path"], f"{r['mbs']:,.0f}", f"{r['ratio']:.2f}×", f"{r['cpu_gib']:.3f}",
+              f"{r['cpu_ratio']:.2f}×", str(r["failures"])] for r in rows]
+    return ["Disk paths side by side, in the same rounds (each round runs every variant, in a rotating order, "
+            "then curl; medians over the rounds; MB/s to the last commit; ratios against the same round's "
+            "curl). The first row is the build's default, the rows above measure it:", "",
+            t.table(["fill-agent", "disk path taken", "MB/s", "/ curl MB/s", "CPU s/GiB", "/ curl CPU per GiB",
+                     "failures"], table, "llrrrrr"), ""]
+
+
 def fill_body(rec):
     run = rec["runs"][0]
     rows = fill_rows(run)
@@ -307,6 +350,7 @@ def fill_body(rec):
             f"{len(rows)} rounds alternated after one warm-up curl run; fill-agent failures: {failures}. Median "
             f"fill-agent throughput is {med['ratio']:.2f}× curl's to `complete` and {med['ratio_commit']:.2f}× to "
             f"its last commit, at {med['cpu_ratio']:.2f}× curl's CPU per GiB.", "",
+            *fill_variants_body(run),
             f"Command: `{run['command']}`", ""]
 
 

@@ -260,7 +260,7 @@ impl Admin {
     }
 
     async fn connection(self: Arc<Self>, stream: TcpStream, mut stop: watch::Receiver<bool>) {
-        let mut transport = Plain::new(stream, Default::default());
+        let mut transport = Plain::new(stream, self.shared.cold.clone());
         let settings = &self.shared.settings;
         let mut reader = HeadReader::new();
         let mut out = Vec::new();

@@ -73,6 +73,10 @@ pub struct Config {
     /// How long a cached open file is trusted before it is checked against the disk.
     #[serde(with = "humantime_serde")]
     pub open_file_cache_valid: Duration,
+    /// How windows of objects not in the page cache are read into it, off
+    /// the serving threads: `auto` (io_uring where the kernel allows it,
+    /// else threads) or `threads`.
+    pub cold_reads: ColdReadsMode,
     /// Egress capacity of this appliance in megabits per second (for utilisation).
     pub capacity_mbps: u64,
     /// Cache-Control sent with every object.
@@ -91,6 +95,15 @@ pub struct Config {
     pub fill_status: Option<PathBuf>,
     /// Passive BGP session(s) from the ISP's router (optional).
     pub bgp: Option<BgpConfig>,
+}
+
+/// `cold_reads`: how cold windows reach the page cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColdReadsMode {
+    #[default]
+    Auto,
+    Threads,
 }
 
 /// `[bgp]`: learn client prefixes from the ISP's router. Passive: we accept
@@ -247,6 +260,7 @@ impl Default for Config {
             max_header_bytes: 16 * 1024,
             open_file_cache: 4096,
             open_file_cache_valid: Duration::from_secs(30),
+            cold_reads: ColdReadsMode::Auto,
             capacity_mbps: 10_000,
             cache_control: "public, max-age=31536000, immutable".to_owned(),
             log_format: LogFormat::Text,
@@ -432,6 +446,7 @@ mod tests {
         max_header_bytes = 8192
         open_file_cache = 10
         open_file_cache_valid = "5s"
+        cold_reads = "threads"
         capacity_mbps = 40000
         cache_control = "public, max-age=60"
         log_format = "json"
@@ -490,6 +505,7 @@ mod tests {
             max_header_bytes,
             open_file_cache,
             open_file_cache_valid,
+            cold_reads,
             capacity_mbps,
             cache_control,
             log_format,
@@ -531,6 +547,10 @@ mod tests {
         assert_eq!((max_request_line, d.max_request_line), (4096, 8192));
         assert_eq!((max_header_bytes, d.max_header_bytes), (8192, 16_384));
         assert_eq!((open_file_cache, d.open_file_cache), (10, 4096));
+        assert_eq!(
+            (cold_reads, d.cold_reads),
+            (ColdReadsMode::Threads, ColdReadsMode::Auto)
+        );
         assert_eq!(
             (open_file_cache_valid, d.open_file_cache_valid),
             (secs(5), secs(30))

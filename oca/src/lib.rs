@@ -5,6 +5,7 @@ pub mod access;
 pub mod admin;
 pub mod bgp;
 pub mod cli;
+pub mod cold;
 pub mod config;
 pub mod control;
 pub mod filecache;

@@ -26,6 +26,11 @@ use crate::sys;
 use crate::tls::Tls;
 use crate::tls::stream::TlsStream;
 
+/// CPU priority of the cold-read thread (and io_uring's workers for it):
+/// below the serving threads (0), so hot viewers win the CPU, but not idle,
+/// so cold viewers still progress on a busy box.
+const COLD_NICE: i32 = 10;
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -176,7 +181,14 @@ impl Server {
         if tls.is_some() {
             tracing::info!(kernel_tls, "HTTPS enabled");
         }
+        let cold = crate::cold::ColdReads::start(
+            metrics.cold_loads.clone(),
+            config.cold_reads == crate::config::ColdReadsMode::Auto,
+            COLD_NICE,
+        );
+        tracing::info!(path = cold.path(), "cold reads");
         let shared = Arc::new(Shared {
+            cold,
             kernel_tls,
             tls,
             access,
@@ -540,7 +552,7 @@ async fn accept_loop(
                             let drain = conn_drain.clone();
                             match scheme {
                                 Scheme::Http => {
-                                    let transport = http::transport::Plain::new(stream, shared.metrics.cold_loads.clone());
+                                    let transport = http::transport::Plain::new(stream, shared.cold.clone());
                                     tokio::spawn(http::conn::serve(transport, peer, guard, drain).instrument(span));
                                 }
                                 Scheme::Https => {
@@ -584,7 +596,7 @@ async fn serve_tls(
     let shared = Arc::clone(guard.shared());
     let Some(tls) = &shared.tls else { return };
     let config = tls.config();
-    let cold = shared.metrics.cold_loads.clone();
+    let cold = shared.cold.clone();
     match TlsStream::accept(stream, config, shared.settings.header_timeout, cold).await {
         #[cfg(feature = "ktls")]
         Ok(s) if shared.kernel_tls => match s.into_parts() {
@@ -592,7 +604,7 @@ async fn serve_tls(
                 Ok(()) => {
                     shared.metrics.tls_connections_kernel.inc();
                     http::conn::serve(
-                        http::transport::Plain::new(stream, shared.metrics.cold_loads.clone()),
+                        http::transport::Plain::new(stream, shared.cold.clone()),
                         peer,
                         guard,
                         drain,

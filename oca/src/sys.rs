@@ -278,3 +278,180 @@ pub fn load_into_cache(file: &File, mut offset: u64, len: u64) -> io::Result<()>
     }
     Ok(())
 }
+
+/// Lower this thread's CPU priority to `nice` (per thread on Linux): cold
+/// disk reads, and the kernel workers io_uring starts for them (they inherit
+/// it), yield the CPU to the serving threads. Failure is harmless.
+pub fn lower_thread_priority(nice: i32) {
+    let _ = rustix::process::setpriority_process(None, nice);
+}
+
+/// Reads in flight on a [`ReadRing`] and the size of each.
+pub const READ_DEPTH: usize = 16;
+pub const READ_PIECE: usize = 256 * 1024;
+
+/// One read the kernel may still be doing, into its slot's scratch buffer.
+struct PieceRead {
+    file: std::sync::Arc<File>,
+    offset: u64,
+    len: usize,
+    done: usize,
+    tag: u64,
+}
+
+/// An io_uring for reading cold file ranges into the page cache: up to
+/// [`READ_DEPTH`] reads of up to [`READ_PIECE`] bytes in flight, each into a
+/// scratch buffer the ring owns (the bytes are wanted in the page cache, not
+/// here). Buffers and files stay owned by the ring until their completions
+/// are reaped, and dropping the ring waits for every one.
+pub struct ReadRing {
+    ring: io_uring::IoUring,
+    slots: Vec<Option<PieceRead>>,
+    scratch: Vec<Box<[u8]>>,
+}
+
+impl ReadRing {
+    /// A ring, if the kernel allows this process one with reads (ENOSYS,
+    /// EPERM from seccomp or `kernel.io_uring_disabled`: the caller falls
+    /// back).
+    pub fn new() -> io::Result<ReadRing> {
+        let ring = io_uring::IoUring::new(READ_DEPTH as u32)?;
+        let mut probe = io_uring::Probe::new();
+        ring.submitter().register_probe(&mut probe)?;
+        if !probe.is_supported(io_uring::opcode::Read::CODE) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the kernel's io_uring cannot read",
+            ));
+        }
+        Ok(ReadRing {
+            ring,
+            slots: (0..READ_DEPTH).map(|_| None).collect(),
+            scratch: (0..READ_DEPTH)
+                .map(|_| vec![0u8; READ_PIECE].into_boxed_slice())
+                .collect(),
+        })
+    }
+
+    /// Whether another read can be queued now.
+    pub fn has_room(&self) -> bool {
+        self.slots.iter().any(Option::is_none)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_some()).count()
+    }
+
+    /// Queue a read of `len` (at most [`READ_PIECE`]) bytes of `file` at
+    /// `offset`, reported under `tag`. Needs `has_room`.
+    pub fn queue(
+        &mut self,
+        file: &std::sync::Arc<File>,
+        offset: u64,
+        len: usize,
+        tag: u64,
+    ) -> io::Result<()> {
+        let slot = self
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .ok_or_else(|| io::Error::other("no free read slot"))?;
+        self.slots[slot] = Some(PieceRead {
+            file: file.clone(),
+            offset,
+            len: len.min(READ_PIECE),
+            done: 0,
+            tag,
+        });
+        self.push_read(slot);
+        Ok(())
+    }
+
+    /// Submit what is queued and, if `wait`, wait for a completion; the reads
+    /// finished meanwhile: (tag, bytes read or the error). A short read is
+    /// continued; end of file ends a read early.
+    pub fn reap(&mut self, wait: bool) -> io::Result<Vec<(u64, io::Result<usize>)>> {
+        loop {
+            match self.ring.submit_and_wait(usize::from(wait)) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => {
+                    r?;
+                    break;
+                }
+            }
+        }
+        let done: Vec<(u64, i32)> = self
+            .ring
+            .completion()
+            .map(|c| (c.user_data(), c.result()))
+            .collect();
+        let mut out = Vec::new();
+        for (slot, res) in done {
+            let slot = slot as usize;
+            let Some(r) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            match res {
+                n if n < 0 => {
+                    out.push((r.tag, Err(io::Error::from_raw_os_error(-n))));
+                    self.slots[slot] = None;
+                }
+                0 => {
+                    out.push((r.tag, Ok(r.done)));
+                    self.slots[slot] = None;
+                }
+                n => {
+                    r.done += n as usize;
+                    if r.done < r.len {
+                        self.push_read(slot);
+                    } else {
+                        out.push((r.tag, Ok(r.done)));
+                        self.slots[slot] = None;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn push_read(&mut self, slot: usize) {
+        use std::os::fd::AsRawFd;
+        let r = self.slots[slot].as_ref().expect("a queued read");
+        let buf = &mut self.scratch[slot][r.done..r.len];
+        let e = io_uring::opcode::Read::new(
+            io_uring::types::Fd(r.file.as_raw_fd()),
+            buf.as_mut_ptr(),
+            buf.len() as u32,
+        )
+        .offset(r.offset + r.done as u64)
+        .build()
+        .user_data(slot as u64);
+        loop {
+            // SAFETY: the scratch buffer and the file belong to this ring and
+            // outlive the read: a slot is freed only when its completion is
+            // reaped, and `Drop` waits for every one.
+            if unsafe { self.ring.submission().push(&e) }.is_ok() {
+                return;
+            }
+            // A full submission queue (it holds READ_DEPTH): hand it over.
+            let _ = self.ring.submit();
+        }
+    }
+}
+
+impl Drop for ReadRing {
+    fn drop(&mut self) {
+        while self.in_flight() > 0 {
+            if let Err(e) = self.reap(true)
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                // The ring cannot wait: leak the buffers rather than free
+                // memory the kernel may still write.
+                for s in std::mem::take(&mut self.scratch) {
+                    std::mem::forget(s);
+                }
+                return;
+            }
+        }
+    }
+}

@@ -572,3 +572,49 @@ fn a_disk_that_fills_up_under_the_agent_corrupts_nothing_and_the_fill_resumes_wh
     let n = assert_only_good_objects(&s);
     assert_eq!(n, planned(&s).len());
 }
+
+/// `kernel.io_uring_disabled` set to 2 (io_uring refused to every process)
+/// until dropped, then put back as it was.
+struct IoUringDisabled(String);
+
+impl IoUringDisabled {
+    const KNOB: &str = "/proc/sys/kernel/io_uring_disabled";
+
+    fn set() -> IoUringDisabled {
+        let was = std::fs::read_to_string(Self::KNOB)
+            .expect("kernel.io_uring_disabled (Linux 6.6+) to switch io_uring off");
+        std::fs::write(Self::KNOB, "2").expect("writing kernel.io_uring_disabled needs root");
+        IoUringDisabled(was.trim().to_owned())
+    }
+}
+
+impl Drop for IoUringDisabled {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::KNOB, &self.0);
+    }
+}
+
+// Runs alone (.config/nextest.toml): the switch is machine-wide.
+#[test]
+fn with_io_uring_refused_the_fill_falls_back_to_blocking_calls_and_says_so_once() {
+    let _off = IoUringDisabled::set();
+    let (s, _origin) = stack_with_origin(Holds::Hls, &stack::content());
+    let objects = planned(&s);
+    let a = agent(&s, IN_WINDOW, "disk_io = \"io_uring\"");
+    wait_state(&s, "complete");
+    assert_eq!(assert_only_good_objects(&s), objects.len());
+    let log = a.proc.log();
+    assert_eq!(
+        log.matches("io_uring unavailable").count(),
+        1,
+        "said once: {log}"
+    );
+    // oca's cold reads fell back too, and said so.
+    let oca = s.appliances["oca-e1"].0.log();
+    assert_eq!(
+        oca.matches("io_uring unavailable; cold reads use blocking threads")
+            .count(),
+        1,
+        "{oca}"
+    );
+}

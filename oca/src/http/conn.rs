@@ -375,10 +375,11 @@ mod size_probe {
                 draining: Default::default(),
                 all_closed: Default::default(),
                 bgp: None,
+                cold: crate::cold::ColdReads::start(Default::default(), false, 0),
             });
             let guard = ConnGuard::admit(&shared).unwrap();
             let (_tx, rx) = watch::channel(false);
-            let t = crate::http::transport::Plain::new(c, Default::default());
+            let t = crate::http::transport::Plain::new(c, shared.cold.clone());
             let f = serve(t, "127.0.0.1:1".parse().unwrap(), guard, rx);
             let size = std::mem::size_of_val(&f);
             assert!(size <= 1536, "connection future grew to {size} bytes");

@@ -64,6 +64,8 @@ pub struct Shared {
     pub all_closed: Notify,
     /// Prefixes learned over BGP, when `[bgp]` is configured.
     pub bgp: Option<Arc<crate::bgp::Learned>>,
+    /// The cold-read loader every connection hands cold windows to.
+    pub cold: crate::cold::ColdReads,
 }
 
 /// Counts a connection as active for as long as it lives.

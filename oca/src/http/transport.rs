@@ -6,10 +6,10 @@ use std::fs::File;
 use std::io;
 use std::time::Duration;
 
-use prometheus_client::metrics::counter::Counter;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
+use crate::cold::ColdReads;
 use crate::sys;
 
 /// A byte stream to one client.
@@ -53,22 +53,18 @@ pub trait Transport: Send {
 pub const WARM_WINDOW: u64 = 4 << 20;
 
 /// Make sure `file[offset..offset+len]` is in the page cache before a serving
-/// thread reads it. If it is not, the read happens on the blocking pool and this
-/// connection waits for it while the serving thread keeps serving the others: a
-/// cold object must not stall hot ones. Counts the cold loads in `cold`.
+/// thread reads it. If it is not, the cold-read loader reads it (`cold`) and
+/// this connection waits for it while the serving thread keeps serving the
+/// others: a cold object must not stall hot ones.
 async fn ensure_cached(
     file: &File,
     file_len: u64,
     offset: u64,
     len: u64,
-    cold: &Counter,
+    cold: &ColdReads,
 ) -> io::Result<()> {
     if sys::is_cached(file, file_len, offset, len) == Some(false) {
-        cold.inc();
-        let f = file.try_clone()?;
-        tokio::task::spawn_blocking(move || sys::load_into_cache(&f, offset, len))
-            .await
-            .map_err(io::Error::other)??;
+        cold.load(file, offset, len).await?;
     }
     Ok(())
 }
@@ -95,7 +91,7 @@ impl Warmer {
         file_len: u64,
         offset: u64,
         len: u64,
-        cold: &Counter,
+        cold: &ColdReads,
     ) -> io::Result<u64> {
         if offset >= self.until {
             let piece = len.min(WARM_WINDOW);
@@ -109,13 +105,13 @@ impl Warmer {
 /// Plain TCP: heads with send(2), bodies with sendfile(2), no user-space copy.
 pub struct Plain {
     pub stream: TcpStream,
-    cold_loads: Counter,
+    cold: ColdReads,
 }
 
 impl Plain {
-    pub fn new(stream: TcpStream, cold_loads: Counter) -> Plain {
+    pub fn new(stream: TcpStream, cold: ColdReads) -> Plain {
         let _ = stream.set_nodelay(true);
-        Plain { stream, cold_loads }
+        Plain { stream, cold }
     }
 }
 
@@ -152,7 +148,7 @@ impl Transport for Plain {
         let mut warm = Warmer::new(offset);
         while len > 0 {
             let warm_until = warm
-                .ahead(file, file_len, offset, len, &self.cold_loads)
+                .ahead(file, file_len, offset, len, &self.cold)
                 .await
                 .map_err(|e| (len, e))?;
             let chunk = len.min(FAIR_CHUNK).min(warm_until - offset) as usize;
@@ -221,7 +217,7 @@ mod tests {
         let len = WARM_WINDOW + 1000;
         let mut f = tempfile::tempfile().unwrap();
         std::io::Write::write_all(&mut f, &vec![7u8; len as usize]).unwrap();
-        let cold = Counter::default();
+        let cold = ColdReads::start(Default::default(), false, 0);
         let mut warm = Warmer::new(0);
         assert_eq!(
             warm.ahead(&f, len, 0, len, &cold).await.unwrap(),

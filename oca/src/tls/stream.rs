@@ -15,7 +15,7 @@ use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 use tokio::net::TcpStream;
 
-use prometheus_client::metrics::counter::Counter;
+use crate::cold::ColdReads;
 
 use crate::http::transport::{Transport, Warmer, read_some, send_all};
 
@@ -109,7 +109,7 @@ pub struct TlsStream {
     held: Vec<u8>,
     peer_closed: bool,
     closed: bool,
-    cold_loads: Counter,
+    cold: ColdReads,
 }
 
 impl TlsStream {
@@ -118,7 +118,7 @@ impl TlsStream {
         stream: TcpStream,
         config: Arc<ServerConfig>,
         timeout: Duration,
-        cold_loads: Counter,
+        cold: ColdReads,
     ) -> io::Result<TlsStream> {
         let _ = stream.set_nodelay(true);
         let conn = UnbufferedServerConnection::new(config).map_err(tls_error)?;
@@ -134,7 +134,7 @@ impl TlsStream {
             held: Vec::new(),
             peer_closed: false,
             closed: false,
-            cold_loads,
+            cold,
         };
         match tokio::time::timeout(timeout, s.handshake(timeout)).await {
             Ok(r) => r.map(|()| s),
@@ -400,7 +400,7 @@ impl Transport for TlsStream {
         let mut warm = Warmer::new(offset);
         let mut since_yield = 0usize;
         while result.is_ok() && len > 0 {
-            let warmed = warm.ahead(file, file_len, offset, len, &self.cold_loads);
+            let warmed = warm.ahead(file, file_len, offset, len, &self.cold);
             if let Err(e) = warmed.await {
                 result = Err((len, e));
                 break;
