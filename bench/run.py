@@ -52,6 +52,9 @@ from figures import data, render  # noqa: E402
 
 OCA_BENCH = os.path.join(ROOT, "target", "release", "oca-bench")
 
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import baseline  # noqa: E402  (earlier builds, measured beside the current one)
+
 _spec = importlib.util.spec_from_file_location("bench_wrk", os.path.join(ROOT, "scripts", "bench_wrk.py"))
 wrkmod = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(wrkmod)
@@ -143,16 +146,18 @@ def parse_secs(d):
 
 
 class Servers:
-    """oca and nginx (and optionally a second nginx), started for one layout."""
+    """oca and nginx (and optionally a second nginx, or earlier oca builds: kind -> binary in `binaries`),
+    started for one layout."""
 
-    def __init__(self, root, work, layout, kinds=("oca", "nginx")):
+    def __init__(self, root, work, layout, kinds=("oca", "nginx"), binaries=None):
         workers, cpus, _, _ = LAYOUTS[layout]
         self.servers = {}
         for kind in kinds:
             sub = os.path.join(work, kind)
             os.makedirs(os.path.join(sub, "nginx-tmp"), exist_ok=True)
             os.chmod(sub, 0o755)
-            s = wrkmod.Server("nginx" if kind.startswith("nginx") else kind, root, workers, cpus, sub)
+            s = wrkmod.Server("nginx" if kind.startswith("nginx") else kind, root, workers, cpus, sub,
+                              binary=(binaries or {}).get(kind))
             s.label = kind
             self.servers[kind] = s
 
@@ -266,38 +271,58 @@ def warm(paths):
 
 
 COLD_CONNECTIONS = 16
+# Cold clients, each a process with its share of COLD_CONNECTIONS.
+COLD_CLIENTS = 4
+# The last commit whose oca read cold windows on tokio's blocking pool, one task per window.
+COLD_BASELINE = "331ceec"
 
 
 def hot_and_cold(server, ctx):
-    """Run the hot client and the cold client at once; return both reports and their commands."""
+    """Run the hot client and the cold clients at once; the hot report, the cold reports merged, and the
+    commands."""
     base = f"http://127.0.0.1:{server.port}"
     common = ["--duration", ctx.cold_duration, "--threads", "1", "--no-hash", "--json", "--quiet"]
     hot_cmd = [OCA_BENCH, "segments", "--target", base, "--keys", ctx.keys["hot"], "--connections",
                str(COLD_CONNECTIONS)] + common
     cold_cmd = [OCA_BENCH, "segments", "--target", base, "--keys", ctx.keys["cold"], "--zipf", "0",
-                "--connections", str(COLD_CONNECTIONS)] + common
+                "--connections", str(COLD_CONNECTIONS // COLD_CLIENTS)] + common
     hot = subprocess.Popen(hot_cmd, stdout=subprocess.PIPE, text=True)
-    cold = subprocess.Popen(cold_cmd, stdout=subprocess.PIPE, text=True)
+    colds = [subprocess.Popen(cold_cmd, stdout=subprocess.PIPE, text=True) for _ in range(COLD_CLIENTS)]
     hot_out, _ = hot.communicate(timeout=300)
-    cold_out, _ = cold.communicate(timeout=300)
-    return json.loads(hot_out), json.loads(cold_out), [shlex.join(hot_cmd), shlex.join(cold_cmd)]
+    cold_outs = [json.loads(c.communicate(timeout=300)[0]) for c in colds]
+    return json.loads(hot_out), cold_outs, [shlex.join(hot_cmd), f"{COLD_CLIENTS} x " + shlex.join(cold_cmd)]
+
+
+def merged(reports):
+    """Several clients' figures as one: totals summed, the worst p99s."""
+    ms = [metrics(r) for r in reports]
+    out = dict(ms[0])
+    for k in ("requests", "bytes", "req_per_s", "gbit_per_s", "errors", "unsent", "reconnects"):
+        out[k] = sum(m[k] for m in ms)
+    for k in ("latency_p50_us", "latency_p99_us", "latency_p999_us", "ttfb_p99_us"):
+        out[k] = max(m[k] for m in ms)
+    out["clients"] = len(ms)
+    return out
 
 
 def section_cold(ctx):
     cold_paths = [os.path.join(ctx.root, "objects", k) for k, _ in (l.split() for l in open(ctx.keys["cold"]))]
+    before, commit = baseline.binary("oca", "oca", COLD_BASELINE)
+    kinds = ("oca", f"oca {commit}", "nginx")
     rounds, commands = [], None
     for layout in LAYOUTS:
-        with Servers(ctx.root, ctx.work, layout) as s:
+        with Servers(ctx.root, ctx.work, layout, kinds, {f"oca {commit}": before}) as s:
             for rnd in range(ctx.rounds):
-                for kind in ("oca", "nginx"):
+                for kind in kinds:
                     warm(cold_paths)
                     hot_w, cold_w, commands = hot_and_cold(s[kind], ctx)
                     evict(cold_paths)
                     hot_c, cold_c, _ = hot_and_cold(s[kind], ctx)
                     rounds.append({"layout": layout, "server": kind, "round": rnd,
-                                   "warm": {"hot": metrics(hot_w), "cold": metrics(cold_w)},
-                                   "evicted": {"hot": metrics(hot_c), "cold": metrics(cold_c)}})
+                                   "warm": {"hot": metrics(hot_w), "cold": merged(cold_w)},
+                                   "evicted": {"hot": metrics(hot_c), "cold": merged(cold_c)}})
     return {"hot": ctx.sets["hot"], "cold": ctx.sets["cold"], "connections_each": COLD_CONNECTIONS,
+            "cold_clients": COLD_CLIENTS, "baseline": {"server": f"oca {commit}", "commit": commit},
             "commands_last_round": commands, "rounds": rounds}
 
 

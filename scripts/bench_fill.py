@@ -74,6 +74,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = os.path.join(ROOT, "target", "release")
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 from figures import data  # noqa: E402  (measurement files: machine facts, command, date)
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import baseline  # noqa: E402  (earlier builds, for side-by-side runs)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # A midnight UTC; the window is 02:00-06:00 and fill-agent's clock starts at 03:00.
 MIDNIGHT = 1_795_046_400
@@ -107,29 +109,6 @@ def ensure_binaries(force):
         log("building steering, oca and fill-agent (release)")
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "steering", "-p", "oca", "-p", "fill-agent"],
                        cwd=ROOT, check=True)
-
-
-def baseline_binary(rev):
-    """fill-agent as it was at git revision `rev`, built (release) in a worktree with a target directory
-    of its own (sharing the main one would swap the main binary out); kept per revision."""
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", rev], capture_output=True, text=True,
-                            check=True).stdout.strip()
-    out = os.path.join(ROOT, "target", "baseline", commit, "fill-agent")
-    if os.path.exists(out):
-        return out, commit
-    wt = tempfile.mkdtemp(prefix="fill-agent-baseline-")
-    log(f"building fill-agent at {commit} (release, in {wt})")
-    subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", "--force", wt, commit], check=True,
-                   stdout=subprocess.DEVNULL)
-    try:
-        target = os.path.join(ROOT, "target", "baseline-build")
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "fill-agent"], cwd=wt, check=True,
-                       env={**os.environ, "CARGO_TARGET_DIR": target})
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        shutil.copy2(os.path.join(target, "release", "fill-agent"), out)
-    finally:
-        subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", wt], check=False)
-    return out, commit
 
 
 def nginx_binary():
@@ -645,7 +624,7 @@ def main():
         if args.baseline:
             variants.append({"label": "before", "binary": os.path.abspath(args.baseline), "disk_io": None})
         elif args.baseline_rev:
-            binary, commit = baseline_binary(args.baseline_rev)
+            binary, commit = baseline.binary("fill-agent", "fill-agent", args.baseline_rev)
             variants.append({"label": f"before ({commit})", "binary": binary, "disk_io": None})
         fills, curls, rounds = [], [], []
         for n in range(1, args.rounds + 1):

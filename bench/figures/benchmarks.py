@@ -205,7 +205,7 @@ def idle_body(rec):
 def cold_rows(rec):
     out = {}
     for layout in dict.fromkeys(r["layout"] for r in rec["rounds"]):
-        for kind in ("oca", "nginx"):
+        for kind in dict.fromkeys(r["server"] for r in rec["rounds"]):
             rs = [r for r in rec["rounds"] if r["layout"] == layout and r["server"] == kind]
             if not rs:
                 continue
@@ -229,10 +229,16 @@ def cold_body(rec):
                    t.ratio_cell(v["ratio"]), t.num(v["warm_rps"]), t.num(v["evicted_rps"]), t.num(v["cold_gbit"], 2),
                    t.num(v["errors"])] for (layout, kind), v in rows.items()]
     hot, cold = rec["hot"], rec["cold"]
-    return [f"Hot client: {hot['objects']} objects of {hot['bytes'] // hot['objects'] >> 20} MiB; cold client: "
-            f"{cold['objects']:,} objects, {cold['bytes'] / (1 << 30):.0f} GiB in all; {rec['connections_each']} "
-            f"connections each. Medians of {t.count(max(v['rounds'] for v in rows.values()), 'round')} per layout "
-            f"and server:",
+    clients = rec.get("cold_clients", 1)
+    who = (f"cold clients: {clients} processes sharing {rec['connections_each']} connections"
+           if clients > 1 else f"cold client: {rec['connections_each']} connections")
+    before = (f" `{rec['baseline']['server']}` is oca built from commit {rec['baseline']['commit']}, the last "
+              f"that read cold windows on tokio's blocking pool (one task per window, unbounded), measured in the "
+              f"same rounds." if rec.get("baseline") else "")
+    return [f"Hot client: {hot['objects']} objects of {hot['bytes'] // hot['objects'] >> 20} MiB, "
+            f"{rec['connections_each']} connections; {who}, uniformly over {cold['objects']:,} objects, "
+            f"{cold['bytes'] / (1 << 30):.0f} GiB in all.{before} Medians of "
+            f"{t.count(max(v['rounds'] for v in rows.values()), 'round')} per layout and server:",
             "", t.table(["layout", "server", "hot p99 ms, all hot", "hot p99 ms, cold set evicted",
                          "p99 ratio (min–max)", "hot req/s, all hot", "hot req/s, evicted",
                          "cold client Gbit/s (evicted)", "errors"], table_rows, "llrrrrrrr"), ""]
