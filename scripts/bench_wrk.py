@@ -8,7 +8,7 @@ On loopback wrk itself is often the ceiling, so CPU per GiB is the figure that
 separates the servers.
 
     scripts/bench_wrk.py [--duration 10] [--rounds 3] [--layouts pinned,spread]
-                         [--sizes 2m,64k] [--servers oca,nginx,oca-shared] [--json FILE]
+                         [--sizes 2m,64k] [--servers oca,nginx,oca-shared,oca-mapped] [--json FILE]
 
 --json FILE keeps every round (unit in each key), the machine, the date and this
 command line, for bench/run.py to render docs/BENCHMARKS.md from.
@@ -139,6 +139,8 @@ class Server:
         pin = ["taskset", "-c", self.cpus] if self.cpus else []
         if self.kind.startswith("oca"):
             threading = "shared" if self.kind == "oca-shared" else "per-core"
+            # oca-mapped: HTTPS bodies encrypted straight from mappings of the objects.
+            mapped = "tls_mapped_bodies = true\n" if self.kind == "oca-mapped" else ""
             conf = os.path.join(self.work, f"{self.kind}.toml")
             with open(conf, "w") as f:
                 listen = (f'listen = []\ntls_listen = ["127.0.0.1:{self.port}"]\n'
@@ -146,7 +148,7 @@ class Server:
                     else f'listen = ["127.0.0.1:{self.port}"]\n'
                 f.write(listen + f'admin_listen = "127.0.0.1:{free_port()}"\n'
                         f'stores = ["{self.root}"]\nworkers = {self.workers}\nthreading = "{threading}"\n'
-                        f'max_connections = 100000\naccess = "open"\n')
+                        f'max_connections = 100000\naccess = "open"\n' + mapped)
             self.proc = subprocess.Popen(pin + [self.binary, "--config", conf],
                                          stdout=subprocess.DEVNULL, env={**os.environ, "OCA_LOG": "warn"})
         else:

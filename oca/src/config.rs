@@ -77,6 +77,9 @@ pub struct Config {
     /// the serving threads: `auto` (io_uring where the kernel allows it,
     /// else threads) or `threads`.
     pub cold_reads: ColdReadsMode,
+    /// HTTPS: encrypt bodies straight from a read-only mapping of the object
+    /// (memmap2) instead of reading them into a buffer first.
+    pub tls_mapped_bodies: bool,
     /// Egress capacity of this appliance in megabits per second (for utilisation).
     pub capacity_mbps: u64,
     /// Cache-Control sent with every object.
@@ -261,6 +264,7 @@ impl Default for Config {
             open_file_cache: 4096,
             open_file_cache_valid: Duration::from_secs(30),
             cold_reads: ColdReadsMode::Auto,
+            tls_mapped_bodies: false,
             capacity_mbps: 10_000,
             cache_control: "public, max-age=31536000, immutable".to_owned(),
             log_format: LogFormat::Text,
@@ -447,6 +451,7 @@ mod tests {
         open_file_cache = 10
         open_file_cache_valid = "5s"
         cold_reads = "threads"
+        tls_mapped_bodies = true
         capacity_mbps = 40000
         cache_control = "public, max-age=60"
         log_format = "json"
@@ -506,6 +511,7 @@ mod tests {
             open_file_cache,
             open_file_cache_valid,
             cold_reads,
+            tls_mapped_bodies,
             capacity_mbps,
             cache_control,
             log_format,
@@ -551,6 +557,7 @@ mod tests {
             (cold_reads, d.cold_reads),
             (ColdReadsMode::Threads, ColdReadsMode::Auto)
         );
+        assert!(tls_mapped_bodies && !d.tls_mapped_bodies);
         assert_eq!(
             (open_file_cache_valid, d.open_file_cache_valid),
             (secs(5), secs(30))

@@ -187,6 +187,7 @@ impl Server {
             COLD_NICE,
         );
         tracing::info!(path = cold.path(), "cold reads");
+        crate::tls::stream::set_mapped_bodies(config.tls_mapped_bodies);
         let shared = Arc::new(Shared {
             cold,
             kernel_tls,

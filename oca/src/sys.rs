@@ -455,3 +455,15 @@ impl Drop for ReadRing {
         }
     }
 }
+
+/// A read-only mapping of a whole object file, for encrypting TLS records
+/// straight from the page cache (`tls_mapped_bodies`).
+pub fn map_object(file: &File) -> io::Result<memmap2::Mmap> {
+    // SAFETY: objects are immutable once committed: fill-agent writes a
+    // temporary file and renames it into place, eviction unlinks, the
+    // scrubber renames into quarantine; none changes the bytes of an inode
+    // in place or truncates it, so the mapping's contents do not change
+    // under us. (A file truncated by hand under a mapping would end the
+    // process with SIGBUS: one reason the option is off by default.)
+    unsafe { memmap2::Mmap::map(file) }
+}

@@ -45,7 +45,16 @@ fn make_cert(dir: &Path, name: &str, cn: &str) -> (PathBuf, PathBuf) {
 }
 
 fn https_daemon(dir: &Path, cert: &Path, key: &Path) -> (Daemon, u16) {
+    https_daemon_mapped(dir, cert, key, false)
+}
+
+/// `https_daemon`, encrypting bodies from mappings of the objects if `mapped`.
+fn https_daemon_mapped(dir: &Path, cert: &Path, key: &Path, mapped: bool) -> (Daemon, u16) {
+    let config = dir.join(format!("oca-mapped-{mapped}.toml"));
+    std::fs::write(&config, format!("tls_mapped_bodies = {mapped}\n")).unwrap();
     let d = daemon(&[
+        "--config",
+        config.to_str().unwrap(),
         "--store",
         dir.to_str().unwrap(),
         "--tls-listen",
@@ -69,10 +78,19 @@ fn curl(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn curl_over_tls12_and_tls13() {
+    curl_over_tls12_and_tls13_with(false);
+}
+
+#[test]
+fn curl_over_tls12_and_tls13_with_bodies_from_mappings() {
+    curl_over_tls12_and_tls13_with(true);
+}
+
+fn curl_over_tls12_and_tls13_with(mapped: bool) {
     let body = pattern(5 << 20, 21);
     let dir = store().object("titles/t1/seg.m4s", &body).build();
     let (cert, key) = make_cert(dir.path(), "c1", "oca-test-1");
-    let (_d, port) = https_daemon(dir.path(), &cert, &key);
+    let (_d, port) = https_daemon_mapped(dir.path(), &cert, &key, mapped);
     let url = format!("https://localhost:{port}/titles/t1/seg.m4s");
     let resolve = format!("localhost:{port}:127.0.0.1");
     for versions in [

@@ -16,12 +16,21 @@ use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedS
 use tokio::net::TcpStream;
 
 use crate::cold::ColdReads;
+use crate::sys;
 
 use crate::http::transport::{Transport, Warmer, read_some, send_all};
 
 /// Plaintext per encryption call: four full 16 KiB records, so one socket write
 /// carries 64 KiB.
 const BODY_CHUNK: usize = 64 * 1024;
+
+/// Encrypt bodies straight from a mapping of the object instead of reading
+/// them into a buffer first (`tls_mapped_bodies`; set once at start).
+static MAPPED_BODIES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_mapped_bodies(on: bool) {
+    MAPPED_BODIES.store(on, std::sync::atomic::Ordering::Relaxed);
+}
 /// Largest TLS record on the wire (TLS 1.2 allows 2048 bytes of expansion).
 const MAX_RECORD: usize = 16 * 1024 + 2048 + 5;
 /// Pooled buffers kept per thread.
@@ -399,13 +408,49 @@ impl Transport for TlsStream {
         }
         let mut warm = Warmer::new(offset);
         let mut since_yield = 0usize;
+        // Where the body's bytes come from: the mapping if asked for (and
+        // the file maps), else reads into `plain`.
+        let mapped = if MAPPED_BODIES.load(std::sync::atomic::Ordering::Relaxed) {
+            sys::map_object(file).ok()
+        } else {
+            None
+        };
         while result.is_ok() && len > 0 {
-            let warmed = warm.ahead(file, file_len, offset, len, &self.cold);
-            if let Err(e) = warmed.await {
-                result = Err((len, e));
-                break;
+            let warm_until = match warm.ahead(file, file_len, offset, len, &self.cold).await {
+                Ok(u) => u,
+                Err(e) => {
+                    result = Err((len, e));
+                    break;
+                }
+            };
+            // Never past the warm window: a read or a page fault there could
+            // wait for the disk on this serving thread.
+            let n = (len as usize)
+                .min(BODY_CHUNK - lead)
+                .min((warm_until - offset) as usize);
+            // From the mapping (the window is in the page cache, so touching
+            // it only maps pages): encrypted in place of a copy, except the
+            // first record, which carries the held head too.
+            if let Some(map) = mapped.as_ref().filter(|_| lead == 0) {
+                let end = (offset as usize + n).min(map.len());
+                if end <= offset as usize {
+                    result = Err((len, io::ErrorKind::UnexpectedEof.into()));
+                    break;
+                }
+                let got = end - offset as usize;
+                if let Err(e) = self.send_data(&map[offset as usize..end], timeout).await {
+                    result = Err((len, e));
+                    break;
+                }
+                offset += got as u64;
+                len -= got as u64;
+                since_yield += got;
+                if since_yield >= 512 * 1024 && len > 0 {
+                    since_yield = 0;
+                    tokio::task::yield_now().await;
+                }
+                continue;
             }
-            let n = (len as usize).min(BODY_CHUNK - lead);
             let chunk = &mut plain[lead..lead + n];
             match file.read_at(chunk, offset) {
                 Ok(0) => result = Err((len, io::ErrorKind::UnexpectedEof.into())),
