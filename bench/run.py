@@ -149,7 +149,7 @@ class Servers:
     """oca and nginx (and optionally a second nginx, or earlier oca builds: kind -> binary in `binaries`),
     started for one layout."""
 
-    def __init__(self, root, work, layout, kinds=("oca", "nginx"), binaries=None):
+    def __init__(self, root, work, layout, kinds=("oca", "nginx"), binaries=None, extra=None):
         workers, cpus, _, _ = LAYOUTS[layout]
         self.servers = {}
         for kind in kinds:
@@ -157,7 +157,7 @@ class Servers:
             os.makedirs(os.path.join(sub, "nginx-tmp"), exist_ok=True)
             os.chmod(sub, 0o755)
             s = wrkmod.Server("nginx" if kind.startswith("nginx") else kind, root, workers, cpus, sub,
-                              binary=(binaries or {}).get(kind))
+                              binary=(binaries or {}).get(kind), extra=(extra or {}).get(kind, ""))
             s.label = kind
             self.servers[kind] = s
 
@@ -308,10 +308,12 @@ def merged(reports):
 def section_cold(ctx):
     cold_paths = [os.path.join(ctx.root, "objects", k) for k, _ in (l.split() for l in open(ctx.keys["cold"]))]
     before, commit = baseline.binary("oca", "oca", COLD_BASELINE)
-    kinds = ("oca", f"oca {commit}", "nginx")
+    # oca with its cold reads below the serving threads' priority, to show what `cold_nice` trades.
+    kinds = ("oca", "oca cold_nice=10", f"oca {commit}", "nginx")
     rounds, commands = [], None
     for layout in LAYOUTS:
-        with Servers(ctx.root, ctx.work, layout, kinds, {f"oca {commit}": before}) as s:
+        with Servers(ctx.root, ctx.work, layout, kinds, {f"oca {commit}": before},
+                     {"oca cold_nice=10": "cold_nice = 10\n"}) as s:
             for rnd in range(ctx.rounds):
                 for kind in kinds:
                     warm(cold_paths)
@@ -411,7 +413,8 @@ def section_decide(ctx):
 
 def section_fill(ctx):
     # `before`: the last commit whose fill-agent wrote and fsynced on its async workers.
-    return {"runs": [tool(["scripts/bench_fill.py", "--mib", "1000", "--rounds", str(ctx.rounds),
+    # Four runs a round (three fill-agents and curl) rotate, so rounds come in fours.
+    return {"runs": [tool(["scripts/bench_fill.py", "--mib", "1000", "--rounds", str(max(4, ctx.rounds)),
                            "--disk-io", "auto,threads", "--baseline-rev", "ea28d10"])]}
 
 

@@ -41,7 +41,8 @@ such granularity.
 Several fill-agents side by side: every round runs one per `--disk-io` setting
 (the first is the headline, the others are labelled by their setting) and, with
 `--baseline BIN` (or `--baseline-rev REV`, built from git), an earlier build
-(`before`), in a rotating order, then curl.
+(`before`), and curl, in an order that rotates from round to round (whatever
+runs right after curl is slowed by the writeback of curl's dirty pages).
 The log of each says which disk path it really took (io_uring, or threads when
 the kernel refused io_uring).
 
@@ -561,7 +562,7 @@ def report(fills, curls, args, nobjects, command):
     total = fills[0]["bytes"]
     lines += ["", f"{nobjects} objects, {total:,} bytes ({total / (1 << 20):.0f} MiB; {args.segment_mib:g} MiB "
               f"segments, 4 variants), {args.concurrency} downloads at once for both, {args.rounds} rounds "
-              f"alternated after one warm-up curl run; fill-agent failures: "
+              f"after one warm-up curl run; fill-agent failures: "
               f"{sum(f['failures'] for f in fills)}. fill-agent writes its status file once a second, so "
               f"\"to `complete`\" includes up to a second of that cadence; \"to last commit\" is the newest "
               f"ctime among the committed objects (set by the rename).", "",
@@ -628,10 +629,17 @@ def main():
             variants.append({"label": f"before ({commit})", "binary": binary, "disk_io": None})
         fills, curls, rounds = [], [], []
         for n in range(1, args.rounds + 1):
-            # Each round in another order, so no variant always follows curl.
-            k = (n - 1) % len(variants)
-            by_label = {}
-            for v in variants[k:] + variants[:k]:
+            # Each round in another order, curl included: the run after curl's
+            # (its gigabyte of dirty pages being written back) is slower, and no
+            # variant may always be the one in that place.
+            runs = variants + [None]
+            k = (n - 1) % len(runs)
+            by_label, c = {}, None
+            for v in runs[k:] + runs[:k]:
+                if v is None:
+                    c = curl_round(work, n, origin, objects, args.concurrency)
+                    log(f"round {n} curl: {c['secs']:.2f} s ({mbps(c):,.0f} MB/s), CPU {c['cpu']:.2f} s")
+                    continue
                 f = fill_round(work, n, saddr, objects, args.concurrency, v)
                 by_label[v["label"]] = f
                 log(f"round {n} fill-agent {v['label']} ({f['disk_path']}): {f['secs']:.2f} s to complete "
@@ -639,11 +647,8 @@ def main():
                     f"({mbps(f, 'secs_commit'):,.0f} MB/s), CPU {f['cpu']:.2f} s; "
                     + "; ".join(s.split("fill pass summary", 1)[1].strip() for s in f["summary"]))
             rounds.append({v["label"]: by_label[v["label"]] for v in variants})
-            f = by_label[variants[0]["label"]]
-            fills.append(f)
-            c = curl_round(work, n, origin, objects, args.concurrency)
+            fills.append(by_label[variants[0]["label"]])
             curls.append(c)
-            log(f"round {n} curl: {c['secs']:.2f} s ({mbps(c):,.0f} MB/s), CPU {c['cpu']:.2f} s")
         print(report(fills, curls, args, len(objects), command), flush=True)
         print("\n" + variants_report(rounds, curls), flush=True)
         if args.json:

@@ -126,10 +126,11 @@ def make_cert(work):
 
 
 class Server:
-    def __init__(self, kind, root, workers, cpus, work, tls=None, binary=None):
+    def __init__(self, kind, root, workers, cpus, work, tls=None, binary=None, extra=""):
         self.kind, self.root, self.workers, self.cpus, self.work = kind, root, workers, cpus, work
         # oca: the workspace's release build unless another build is measured beside it.
         self.binary = binary or os.path.join(ROOT, "target/release/oca")
+        self.extra = extra  # more oca config lines
         self.tls = tls  # (cert, key) or None
         self.port = free_port()
         self.proc = None
@@ -148,7 +149,7 @@ class Server:
                     else f'listen = ["127.0.0.1:{self.port}"]\n'
                 f.write(listen + f'admin_listen = "127.0.0.1:{free_port()}"\n'
                         f'stores = ["{self.root}"]\nworkers = {self.workers}\nthreading = "{threading}"\n'
-                        f'max_connections = 100000\naccess = "open"\n' + mapped)
+                        f'max_connections = 100000\naccess = "open"\n' + mapped + self.extra)
             self.proc = subprocess.Popen(pin + [self.binary, "--config", conf],
                                          stdout=subprocess.DEVNULL, env={**os.environ, "OCA_LOG": "warn"})
         else:

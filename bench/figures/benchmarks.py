@@ -63,8 +63,9 @@ many other objects. First with the cold set warm, then with it evicted
 (`posix_fadvise(DONTNEED)`) so its reads go to disk. The figure is the hot client's
 p99 with the cold set evicted against its p99 with everything warm. oca checks each
 window of a body with `cachestat(2)` before sending it and, if it is not in memory,
-reads it into the page cache on its cold-read loader (io_uring, at a lower CPU
-priority, a bounded number of reads in flight), so a serving thread never waits
+reads it into the page cache on its cold-read loader (io_uring, a bounded number of
+reads in flight, at `cold_nice`; `oca cold_nice=10` runs it below the serving
+threads' priority), so a serving thread never waits
 for the disk; nginx (default configuration, no `aio threads`) blocks its worker in
 `sendfile`.""",
     "wrk": """The 2 MiB case with wrk (one thread pinned to CPU 1 in `pinned`, two threads in
@@ -111,8 +112,10 @@ Several fill-agents are measured in the same rounds: the build under test with e
 `disk_io` setting (`auto`, io_uring where the kernel allows it; `threads`, blocking
 calls on the same disk threads) and, as `before`, fill-agent built from the commit
 before its disk path moved off the async workers (writes and fsyncs there with
-`block_in_place`, hashing in line). Each round runs every variant in a rotating order
-and then curl; ratios are against that round's curl.""",
+`block_in_place`, hashing in line). Each round runs every variant and curl in an order
+that rotates from round to round (whatever runs right after curl pays for the
+writeback of curl's dirty pages, so no one may always sit there); ratios are against
+that round's curl.""",
 }
 
 HISTORY = """## Fixed on the way
@@ -322,9 +325,9 @@ def fill_variants_body(run):
         return []
     table = [[r["label"], r["path"], f"{r['mbs']:,.0f}", f"{r['ratio']:.2f}×", f"{r['cpu_gib']:.3f}",
               f"{r['cpu_ratio']:.2f}×", str(r["failures"])] for r in rows]
-    return ["Disk paths side by side, in the same rounds (each round runs every variant, in a rotating order, "
-            "then curl; medians over the rounds; MB/s to the last commit; ratios against the same round's "
-            "curl). The first row is the build's default, the rows above measure it:", "",
+    return ["Disk paths side by side, in the same rounds (medians over the rounds; MB/s to the last commit; "
+            "ratios against the same round's curl). The first row is the build's default, as in the tables "
+            "above:", "",
             t.table(["fill-agent", "disk path taken", "MB/s", "/ curl MB/s", "CPU s/GiB", "/ curl CPU per GiB",
                      "failures"], table, "llrrrrr"), ""]
 
@@ -353,7 +356,7 @@ def fill_body(rec):
                      "fill-agent/curl CPU per GiB"], cpu, "lrrrrr"), "",
             f"{run['objects']} objects, {total:,} bytes ({total / (1 << 20):.0f} MiB; {o['segment_mib']:g} MiB "
             f"segments, {run['variants']} variants), {o['concurrency']} downloads at once for both, "
-            f"{len(rows)} rounds alternated after one warm-up curl run; fill-agent failures: {failures}. Median "
+            f"{len(rows)} rounds after one warm-up curl run; fill-agent failures: {failures}. Median "
             f"fill-agent throughput is {med['ratio']:.2f}× curl's to `complete` and {med['ratio_commit']:.2f}× to "
             f"its last commit, at {med['cpu_ratio']:.2f}× curl's CPU per GiB.", "",
             *fill_variants_body(run),

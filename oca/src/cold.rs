@@ -6,8 +6,9 @@
 //! splits it into [`sys::READ_PIECE`] reads and keeps at most
 //! [`sys::READ_DEPTH`] of them in flight on an io_uring: that bounds the cold
 //! IO and memory however many cold clients there are, and keeps an NVMe queue
-//! busy. The thread runs at a lower CPU priority (`cold_nice`), which the
-//! kernel's io_uring workers inherit, so hot requests win the CPU. Where
+//! busy. The thread runs at `cold_nice` (0 by default; above it hot requests
+//! win the CPU, at a cost to cold throughput), which the kernel's io_uring
+//! workers inherit. Where
 //! io_uring is not to be had (an old kernel, `kernel.io_uring_disabled`, a
 //! seccomp filter), the same queue is served by two threads with `pread`,
 //! said once in the log.

@@ -77,6 +77,10 @@ pub struct Config {
     /// the serving threads: `auto` (io_uring where the kernel allows it,
     /// else threads) or `threads`.
     pub cold_reads: ColdReadsMode,
+    /// CPU priority (nice, 0 to 19) of the cold-read thread and of the
+    /// kernel workers io_uring starts for it: above 0, hot viewers win the
+    /// CPU from cold reads, at the cost of cold viewers' throughput.
+    pub cold_nice: i32,
     /// HTTPS: encrypt bodies straight from a read-only mapping of the object
     /// (memmap2) instead of reading them into a buffer first.
     pub tls_mapped_bodies: bool,
@@ -264,6 +268,7 @@ impl Default for Config {
             open_file_cache: 4096,
             open_file_cache_valid: Duration::from_secs(30),
             cold_reads: ColdReadsMode::Auto,
+            cold_nice: 0,
             tls_mapped_bodies: false,
             capacity_mbps: 10_000,
             cache_control: "public, max-age=31536000, immutable".to_owned(),
@@ -355,6 +360,9 @@ impl Config {
                 "max_header_bytes",
                 "must be at least max_request_line and at most 1048576 bytes",
             );
+        }
+        if !(0..=19).contains(&self.cold_nice) {
+            return reject("cold_nice", "between 0 and 19");
         }
         if self.open_file_cache == 0 {
             return reject("open_file_cache", "must be at least 1");
@@ -451,6 +459,7 @@ mod tests {
         open_file_cache = 10
         open_file_cache_valid = "5s"
         cold_reads = "threads"
+        cold_nice = 3
         tls_mapped_bodies = true
         capacity_mbps = 40000
         cache_control = "public, max-age=60"
@@ -511,6 +520,7 @@ mod tests {
             open_file_cache,
             open_file_cache_valid,
             cold_reads,
+            cold_nice,
             tls_mapped_bodies,
             capacity_mbps,
             cache_control,
@@ -558,6 +568,7 @@ mod tests {
             (ColdReadsMode::Threads, ColdReadsMode::Auto)
         );
         assert!(tls_mapped_bodies && !d.tls_mapped_bodies);
+        assert_eq!((cold_nice, d.cold_nice), (3, 0));
         assert_eq!(
             (open_file_cache_valid, d.open_file_cache_valid),
             (secs(5), secs(30))

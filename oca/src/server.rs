@@ -26,11 +26,6 @@ use crate::sys;
 use crate::tls::Tls;
 use crate::tls::stream::TlsStream;
 
-/// CPU priority of the cold-read thread (and io_uring's workers for it):
-/// below the serving threads (0), so hot viewers win the CPU, but not idle,
-/// so cold viewers still progress on a busy box.
-const COLD_NICE: i32 = 10;
-
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -184,7 +179,7 @@ impl Server {
         let cold = crate::cold::ColdReads::start(
             metrics.cold_loads.clone(),
             config.cold_reads == crate::config::ColdReadsMode::Auto,
-            COLD_NICE,
+            config.cold_nice,
         );
         tracing::info!(path = cold.path(), "cold reads");
         crate::tls::stream::set_mapped_bodies(config.tls_mapped_bodies);

@@ -287,8 +287,8 @@ pub fn lower_thread_priority(nice: i32) {
 }
 
 /// Reads in flight on a [`ReadRing`] and the size of each.
-pub const READ_DEPTH: usize = 16;
-pub const READ_PIECE: usize = 256 * 1024;
+pub const READ_DEPTH: usize = 32;
+pub const READ_PIECE: usize = 512 * 1024;
 
 /// One read the kernel may still be doing, into its slot's scratch buffer.
 struct PieceRead {
