@@ -415,7 +415,7 @@ def section_fill(ctx):
     # `before`: the last commit whose fill-agent wrote and fsynced on its async workers.
     # Four runs a round (three fill-agents and curl) rotate, so rounds come in fours.
     return {"runs": [tool(["scripts/bench_fill.py", "--mib", "1000", "--rounds", str(max(4, ctx.rounds)),
-                           "--disk-io", "auto,threads", "--baseline-rev", "ea28d10"])]}
+                           "--disk-io", "threads,io_uring", "--baseline-rev", "ea28d10"])]}
 
 
 class Ctx:

@@ -36,7 +36,7 @@ such granularity.
 
     scripts/bench_fill.py [--mib 400] [--rounds 3] [--concurrency 4]
                           [--segment-mib 2] [--build] [--keep] [--json FILE]
-                          [--disk-io auto,threads] [--baseline BIN | --baseline-rev REV]
+                          [--disk-io threads,io_uring] [--baseline BIN | --baseline-rev REV]
 
 Several fill-agents side by side: every round runs one per `--disk-io` setting
 (the first is the headline, the others are labelled by their setting) and, with
@@ -585,7 +585,7 @@ def main():
     ap.add_argument("--build", action="store_true", help="run cargo build --release first even if binaries exist")
     ap.add_argument("--keep", action="store_true", help="keep the temp directory (logs) for inspection")
     ap.add_argument("--json", help="write every round, the machine and the command here")
-    ap.add_argument("--disk-io", default="auto,threads",
+    ap.add_argument("--disk-io", default="threads,io_uring",
                     help="fill-agent's disk_io settings to measure, comma-separated; the first is the headline")
     ap.add_argument("--baseline", metavar="BIN",
                     help="also measure this fill-agent binary (an earlier build, as `before`), same config "

@@ -109,8 +109,8 @@ newest ctime among the committed objects); for curl the whole command. CPU is th
 process's own user+system time (fill-agent from `/proc`, curl from `getrusage`).
 
 Several fill-agents are measured in the same rounds: the build under test with each
-`disk_io` setting (`auto`, io_uring where the kernel allows it; `threads`, blocking
-calls on the same disk threads) and, as `before`, fill-agent built from the commit
+`disk_io` setting (`threads`, the default, blocking calls on each download's disk
+thread; `io_uring`, the same threads through io_uring) and, as `before`, fill-agent built from the commit
 before its disk path moved off the async workers (writes and fsyncs there with
 `block_in_place`, hashing in line). Each round runs every variant and curl in an order
 that rotates from round to round (whatever runs right after curl pays for the

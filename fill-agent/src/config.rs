@@ -50,9 +50,9 @@ pub struct Config {
     /// First backoff of a failing source (doubles, up to 64×).
     #[serde(with = "humantime_serde")]
     pub source_backoff: Duration,
-    /// How downloads reach the disks: `auto` (io_uring where the kernel
-    /// allows it, else blocking calls), `io_uring` (the same, but meant),
-    /// `threads` (blocking calls on disk threads).
+    /// How downloads reach the disks: `threads` (blocking calls on disk
+    /// threads), `io_uring` or `auto` (io_uring where the kernel allows it,
+    /// else threads).
     pub disk_io: crate::diskio::DiskIoChoice,
     pub control: ControlConfig,
 }
@@ -175,7 +175,7 @@ mod tests {
         request_timeout = "3s"
         source_backoff = "250ms"
         scrub_rate_bps = 0
-        disk_io = "threads"
+        disk_io = "io_uring"
 
         [control]
         url = "https://steering.example:7000"
@@ -237,7 +237,7 @@ mod tests {
         assert_eq!((scrub_rate_bps, d.scrub_rate_bps), (0, 100_000_000));
         assert_eq!(
             (disk_io, d.disk_io),
-            (DiskIoChoice::Threads, DiskIoChoice::Auto)
+            (DiskIoChoice::IoUring, DiskIoChoice::Threads)
         );
         let ControlConfig {
             url,

@@ -5,16 +5,19 @@
 //! overlaps its own transfer (and others' hashing, on other cores).
 //!
 //! Two ways to the disk, chosen once at start (`disk_io`):
-//! - **io_uring**: each disk thread has a ring; it queues a batch's write and
-//!   hashes the next batch while the kernel writes, keeps up to
-//!   [`sys::DEPTH`] writes in flight, links the last write to the file's
-//!   fsync, and the commit's rename to the directory's fsync;
-//! - **threads**: the same threads with `pwrite(2)`, `fsync(2)` and
-//!   `rename(2)`, one at a time.
+//! - **threads** (the default): `pwrite(2)`, `fsync(2)` and `rename(2)` on
+//!   the disk threads, one at a time;
+//! - **io_uring** (`io_uring` or `auto`): each disk thread has a ring; it
+//!   queues a batch's write and hashes the next batch while the kernel
+//!   writes, keeps up to [`crate::sys::DEPTH`] writes in flight, links the
+//!   last write to the file's fsync, and the commit's rename to the
+//!   directory's fsync. Measured side by side it did not beat blocking calls
+//!   by more than the noise (buffered writes that cannot complete at once go
+//!   to io_uring's kernel workers anyway), so it is not the default.
 //!
-//! io_uring is used when the kernel offers it; a kernel without it, a seccomp
-//! filter or `kernel.io_uring_disabled` that refuses it, or one without the
-//! operations used, means threads, said once in the log. Registered buffers
+//! A kernel without io_uring, a seccomp filter or `kernel.io_uring_disabled`
+//! that refuses it, or one without the operations used, means threads, said
+//! once in the log. Registered buffers
 //! are not used: the bytes arrive in buffers the HTTP client owns and are
 //! copied once into a batch, and buffered writes copy them into the page
 //! cache; a registered buffer would only add a copy.
@@ -37,11 +40,13 @@ use crate::sys::Ring;
 #[serde(rename_all = "snake_case")]
 pub enum DiskIoChoice {
     /// io_uring where the kernel allows it, else threads.
-    #[default]
     Auto,
     /// Try io_uring (falling back as `auto` does, and saying so).
     IoUring,
-    /// Blocking calls on the disk threads.
+    /// Blocking calls on the disk threads: the default, the simpler way,
+    /// which io_uring did not beat by more than the noise in the runs so far
+    /// (docs/BENCHMARKS.md, fill).
+    #[default]
     Threads,
 }
 
@@ -92,14 +97,16 @@ impl DiskIo {
         written: Arc<AtomicU64>,
     ) -> Sink {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let (spare_tx, spare) = std::sync::mpsc::channel();
         let task = tokio::task::spawn_blocking(move || {
-            let mut w = Writer::new(self, file, offset, written);
+            let mut w = Writer::new(self, file, offset, written, spare_tx);
             disk_thread(&mut w, rx, hash)
         });
         Sink {
             tx,
             task,
             batch: Vec::with_capacity(BATCH),
+            spare,
         }
     }
 
@@ -173,6 +180,10 @@ pub struct Sink {
     tx: mpsc::Sender<Msg>,
     task: tokio::task::JoinHandle<io::Result<digest::Digest>>,
     batch: Vec<u8>,
+    /// Written batches' buffers coming back: filling one again costs no
+    /// allocation and no page faults (fresh 256 KiB buffers per batch cost
+    /// measurably more CPU under memory pressure).
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
 }
 
 impl Sink {
@@ -181,7 +192,14 @@ impl Sink {
     pub async fn push(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.batch.extend_from_slice(bytes);
         if self.batch.len() >= BATCH {
-            let full = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+            let next = match self.spare.try_recv() {
+                Ok(mut b) => {
+                    b.clear();
+                    b
+                }
+                Err(_) => Vec::with_capacity(BATCH),
+            };
+            let full = std::mem::replace(&mut self.batch, next);
             if self.tx.send(Msg::Bytes(full)).await.is_err() {
                 return Err(self.failure().await);
             }
@@ -271,16 +289,25 @@ struct Writer {
     written: Arc<AtomicU64>,
     /// The latest batch, held back so the end can link it to the fsync.
     held: Option<Vec<u8>>,
+    /// Where written batches' buffers go back to the sink.
+    spare: std::sync::mpsc::Sender<Vec<u8>>,
 }
 
 impl Writer {
-    fn new(io: DiskIo, file: File, offset: u64, written: Arc<AtomicU64>) -> Writer {
+    fn new(
+        io: DiskIo,
+        file: File,
+        offset: u64,
+        written: Arc<AtomicU64>,
+        spare: std::sync::mpsc::Sender<Vec<u8>>,
+    ) -> Writer {
         Writer {
             io,
             file: Arc::new(file),
             offset,
             written,
             held: None,
+            spare,
         }
     }
 
@@ -302,15 +329,19 @@ impl Writer {
             && let Some(r) = with_ring(|ring| {
                 let b = batch.take().unwrap_or_default();
                 let r = ring.queue_write(&self.file, b, at);
+                while let Some(b) = ring.take_spare() {
+                    let _ = self.spare.send(b);
+                }
                 (r, ring.take_written())
             })
         {
             self.count(r.1);
             return r.0;
         }
-        self.file
-            .write_all_at(batch.as_deref().unwrap_or_default(), at)?;
+        let batch = batch.unwrap_or_default();
+        self.file.write_all_at(&batch, at)?;
         self.count(len);
+        let _ = self.spare.send(batch);
         Ok(())
     }
 

@@ -43,6 +43,8 @@ pub struct Ring {
     continued: u64,
     /// Bytes written since `take_written` last asked, failures or not.
     written: u64,
+    /// Buffers of completed writes, for the writer to use again.
+    spare: Vec<Vec<u8>>,
 }
 
 impl Ring {
@@ -72,7 +74,14 @@ impl Ring {
             error: None,
             continued: 0,
             written: 0,
+            spare: Vec::new(),
         })
+    }
+
+    /// A buffer whose write has completed, to fill again (saves allocating
+    /// and faulting in a fresh one per batch).
+    pub fn take_spare(&mut self) -> Option<Vec<u8>> {
+        self.spare.pop()
     }
 
     /// Bytes the kernel has written since the last call (completed writes,
@@ -284,8 +293,10 @@ impl Ring {
                 self.slots[slot] = None;
                 self.error.get_or_insert(e);
             }
-        } else {
-            self.slots[slot] = None;
+        } else if let Some(w) = self.slots[slot].take()
+            && self.spare.len() < DEPTH
+        {
+            self.spare.push(w.buf);
         }
     }
 
