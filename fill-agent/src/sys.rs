@@ -144,11 +144,7 @@ impl Ring {
         let mut synced = None;
         while synced.is_none() || self.slots[0].is_some() {
             self.enter(1)?;
-            let done: Vec<(u64, i32)> = self
-                .ring
-                .completion()
-                .map(|c| (c.user_data(), c.result()))
-                .collect();
+            let done = self.completions();
             for (data, res) in done {
                 if data == FSYNC {
                     synced = Some(res);
@@ -250,16 +246,8 @@ impl Ring {
 
     /// Reap completions (waiting for one if `wait`).
     fn reap(&mut self, wait: bool) -> io::Result<()> {
-        if wait {
-            self.enter(1)?;
-        } else {
-            self.enter(0)?;
-        }
-        let done: Vec<(u64, i32)> = self
-            .ring
-            .completion()
-            .map(|c| (c.user_data(), c.result()))
-            .collect();
+        self.enter(usize::from(wait))?;
+        let done = self.completions();
         for (data, res) in done {
             self.complete(data as usize, res);
         }
@@ -298,6 +286,14 @@ impl Ring {
         {
             self.spare.push(w.buf);
         }
+    }
+
+    /// The completions waiting: (user data, result).
+    fn completions(&mut self) -> Vec<(u64, i32)> {
+        self.ring
+            .completion()
+            .map(|c| (c.user_data(), c.result()))
+            .collect()
     }
 
     /// Submit what is queued and wait for `want` completions, again when a
@@ -344,11 +340,7 @@ impl Drop for Ring {
         while self.slots.iter().any(Option::is_some) {
             match self.ring.submit_and_wait(1) {
                 Ok(_) => {
-                    let done: Vec<(u64, i32)> = self
-                        .ring
-                        .completion()
-                        .map(|c| (c.user_data(), c.result()))
-                        .collect();
+                    let done = self.completions();
                     for (data, res) in done {
                         self.complete(data as usize, res);
                     }

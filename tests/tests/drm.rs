@@ -280,30 +280,28 @@ fn licences_are_the_plays_keys_only_within_its_limit_and_never_in_the_clear_else
     // The key is nowhere but in the licence: not in the metrics, not in the
     // title the appliances and the origin hold, not in the store in the clear.
     assert!(!m.contains(&key_hex) && !m.contains(&b64(&key)));
-    let mut todo = vec![packaged.join("titles"), s.dir.path().to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else if p
-                .extension()
-                .is_some_and(|x| x == "db" || x == "m4s" || x == "mp4" || x == "json")
-            {
-                let b = std::fs::read(&p).unwrap();
-                assert!(
-                    !b.windows(16).any(|w| w == key.as_slice()),
-                    "{}",
-                    p.display()
-                );
-                let text = String::from_utf8_lossy(&b);
-                assert!(
-                    !text.contains(&key_hex) && !text.contains(&b64(&key)),
-                    "{}",
-                    p.display()
-                );
-            }
-        }
+    let titles = packaged.join("titles");
+    assert_no_key(&files_under(&[&titles, s.dir.path()]), &key_hex, "enc");
+}
+
+/// No file of `files` holds the content key `key_hex` as raw bytes, as hex
+/// (either case) or as base64url.
+fn assert_no_key(files: &[std::path::PathBuf], key_hex: &str, title: &str) {
+    let raw = unhex(key_hex);
+    let spelled = [key_hex.to_owned(), key_hex.to_uppercase(), b64(&raw)];
+    for f in files {
+        let b = std::fs::read(f).unwrap();
+        assert!(
+            !b.windows(16).any(|w| w == raw.as_slice()),
+            "{title}'s key in {}",
+            f.display()
+        );
+        let text = String::from_utf8_lossy(&b);
+        assert!(
+            !spelled.iter().any(|k| text.contains(k.as_str())),
+            "{title}'s key in {}",
+            f.display()
+        );
     }
 }
 
@@ -619,22 +617,9 @@ fn appliances_hold_and_serve_only_ciphertext_and_no_daemon_logs_a_key() {
         logs[0].1
     );
     for (title, key_hex) in &keys {
+        assert_no_key(&files_under(&places), key_hex, title);
         let raw = unhex(key_hex);
         let spelled = [key_hex.clone(), key_hex.to_uppercase(), b64(&raw)];
-        for f in files_under(&places) {
-            let b = std::fs::read(&f).unwrap();
-            assert!(
-                !b.windows(16).any(|w| w == raw.as_slice()),
-                "{title}'s key in {}",
-                f.display()
-            );
-            let text = String::from_utf8_lossy(&b);
-            assert!(
-                !spelled.iter().any(|k| text.contains(k.as_str())),
-                "{title}'s key in {}",
-                f.display()
-            );
-        }
         for (daemon, log) in &logs {
             assert!(
                 !spelled.iter().any(|k| log.contains(k.as_str())),
