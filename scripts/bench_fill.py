@@ -358,6 +358,19 @@ def appliance_entry(steering):
 
 # ---------------------------------------------------------------- rounds
 
+def settle(deadline=60):
+    """Before a timed run: sync, then wait until the kernel has no dirty or writeback pages to speak of
+    (the previous run's gigabyte, written or deleted, must not be written back during this one)."""
+    os.sync()
+    until = time.time() + deadline
+    while time.time() < until:
+        with open("/proc/meminfo") as f:
+            kb = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in f)}
+        if kb.get("Dirty", 0) + kb.get("Writeback", 0) < 16 * 1024:
+            return
+        time.sleep(0.1)
+
+
 def proc_cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -422,7 +435,7 @@ appliance_id = "{APPLIANCE}"
 credential = "{CREDENTIAL}"
 cache_dir = "{d}/fill-cache"
 """)
-        os.sync()
+        settle()
         agent = Proc("fill-agent", [variant["binary"], "--config", acfg,
                                     "--clock-start", str(IN_WINDOW)],
                      {"FILL_AGENT_LOG": "info"}, os.path.join(d, "fill-agent.log"))
@@ -489,7 +502,7 @@ def curl_round(work, n, origin, objects, concurrency):
     cmd = ["curl", "--silent", "--show-error", "--fail", "--create-dirs", "--parallel",
            "--parallel-max", str(concurrency), "--config", cfg]
     try:
-        os.sync()
+        settle()
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.time()
         res = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
