@@ -358,7 +358,10 @@ def section_tls(ctx):
     return {"runs": [dict(tool(["scripts/bench_wrk.py", "--tls", "--rounds", str(ctx.rounds), "--duration", d]),
                           label="throughput"),
                      dict(tool(["scripts/bench_wrk.py", "--tls", "--close", "--sizes", "1k", "--conns", "16",
-                                "--rounds", str(ctx.rounds), "--duration", d]), label="handshakes")]}
+                                "--rounds", str(ctx.rounds), "--duration", d]), label="handshakes"),
+                     # tls_mapped_bodies against the default (bodies read into a buffer first).
+                     dict(tool(["scripts/bench_wrk.py", "--tls", "--servers", "oca-mapped,oca", "--sizes", "2m",
+                                "--rounds", str(ctx.rounds), "--duration", d]), label="bodies from mappings")]}
 
 
 def section_threading(ctx):

@@ -75,7 +75,9 @@ client (`TLS_AES_256_GCM_SHA384`, X25519) with both servers. nginx with OpenSSL
 (`ssl_buffer_size 16k`, session cache and tickets); oca with rustls and *ring*,
 userspace encryption (this kernel has no TLS ULP): the file is read into a pooled
 buffer and encrypted as full records into a pooled output buffer, sent with one
-write.""",
+write. *Bodies from mappings* compares, in the same rounds, oca with
+`tls_mapped_bodies = true` (records encrypted straight from a read-only mapping of
+the object, no read into a buffer) against oca as configured by default.""",
     "threading": """Both models run identical code (`threading = "per-core"` or `"shared"`); two workers
 each, wrk with two threads. Per-core has no task migration and no shared run queue,
 and scales with cores the way nginx's worker model does; shared lets one busy
