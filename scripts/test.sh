@@ -12,10 +12,12 @@ cd "$(dirname "$0")/.."
 # namespace; mount: small tmpfs disks; chromium, npm: the browser players
 # (hls.js, dash.js); systemd: unit checks and the boot test; dpkg: the .deb;
 # postgresql-15: steering's shared store (tests start their own servers, as
-# the postgres user, through runuser).
+# the postgres user, through runuser); losetup, e2fsprogs: fill-agent's failing-fsync
+# test (ext4 on a loop device).
 install_missing curl:curl openssl:openssl ffmpeg:ffmpeg nginx:nginx-light bird:bird2 ip:iproute2 \
     mount:mount chromium:chromium npm:npm systemd-analyze:systemd dpkg-deb:dpkg \
-    /usr/lib/postgresql/15/bin/initdb:postgresql-15 runuser:util-linux
+    /usr/lib/postgresql/15/bin/initdb:postgresql-15 runuser:util-linux \
+    losetup:mount mkfs.ext4:e2fsprogs
 # The browser players' npm packages, again whenever package-lock.json changes.
 if ! cmp -s tests/browser/package-lock.json tests/browser/node_modules/.installed-lock; then
     (cd tests/browser && npm ci --no-audit --no-fund --silent && cp package-lock.json node_modules/.installed-lock)

@@ -182,7 +182,6 @@ impl Server {
             config.cold_nice,
         );
         tracing::info!(path = cold.path(), "cold reads");
-        crate::tls::stream::set_mapped_bodies(config.tls_mapped_bodies);
         let shared = Arc::new(Shared {
             cold,
             kernel_tls,
@@ -593,7 +592,9 @@ async fn serve_tls(
     let Some(tls) = &shared.tls else { return };
     let config = tls.config();
     let cold = shared.cold.clone();
-    match TlsStream::accept(stream, config, shared.settings.header_timeout, cold).await {
+    let timeout = shared.settings.header_timeout;
+    let mapped = shared.settings.tls_mapped_bodies;
+    match TlsStream::accept(stream, config, timeout, cold, mapped).await {
         #[cfg(feature = "ktls")]
         Ok(s) if shared.kernel_tls => match s.into_parts() {
             Ok((stream, conn)) => match crate::tls::ktls::hand_over(&stream, conn) {

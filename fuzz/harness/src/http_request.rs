@@ -123,6 +123,7 @@ fn settings(limits: Limits) -> Settings {
         open_file_cache: 0,
         open_file_cache_valid: Duration::from_secs(1),
         max_connections: 1,
+        tls_mapped_bodies: false,
     }
 }
 

@@ -28,6 +28,8 @@ pub struct Settings {
     pub open_file_cache: usize,
     pub open_file_cache_valid: Duration,
     pub max_connections: usize,
+    /// HTTPS bodies encrypted straight from a mapping of the object.
+    pub tls_mapped_bodies: bool,
 }
 
 impl Settings {
@@ -44,6 +46,7 @@ impl Settings {
             open_file_cache: c.open_file_cache,
             open_file_cache_valid: c.open_file_cache_valid,
             max_connections: c.max_connections,
+            tls_mapped_bodies: c.tls_mapped_bodies,
         }
     }
 }

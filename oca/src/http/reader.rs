@@ -243,6 +243,7 @@ mod tests {
             open_file_cache: 0,
             open_file_cache_valid: Duration::from_secs(1),
             max_connections: 1,
+            tls_mapped_bodies: false,
         };
         let (_tx, mut drain) = watch::channel(false);
         let long_line = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(300));

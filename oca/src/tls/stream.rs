@@ -24,13 +24,6 @@ use crate::http::transport::{Transport, Warmer, read_some, send_all};
 /// carries 64 KiB.
 const BODY_CHUNK: usize = 64 * 1024;
 
-/// Encrypt bodies straight from a mapping of the object instead of reading
-/// them into a buffer first (`tls_mapped_bodies`; set once at start).
-static MAPPED_BODIES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-pub fn set_mapped_bodies(on: bool) {
-    MAPPED_BODIES.store(on, std::sync::atomic::Ordering::Relaxed);
-}
 /// Largest TLS record on the wire (TLS 1.2 allows 2048 bytes of expansion).
 const MAX_RECORD: usize = 16 * 1024 + 2048 + 5;
 /// Pooled buffers kept per thread.
@@ -119,6 +112,9 @@ pub struct TlsStream {
     peer_closed: bool,
     closed: bool,
     cold: ColdReads,
+    /// Encrypt bodies straight from a mapping of the object instead of
+    /// reading them into a buffer first (`tls_mapped_bodies`).
+    mapped_bodies: bool,
 }
 
 impl TlsStream {
@@ -128,6 +124,7 @@ impl TlsStream {
         config: Arc<ServerConfig>,
         timeout: Duration,
         cold: ColdReads,
+        mapped_bodies: bool,
     ) -> io::Result<TlsStream> {
         let _ = stream.set_nodelay(true);
         let conn = UnbufferedServerConnection::new(config).map_err(tls_error)?;
@@ -144,6 +141,7 @@ impl TlsStream {
             peer_closed: false,
             closed: false,
             cold,
+            mapped_bodies,
         };
         match tokio::time::timeout(timeout, s.handshake(timeout)).await {
             Ok(r) => r.map(|()| s),
@@ -410,7 +408,7 @@ impl Transport for TlsStream {
         let mut since_yield = 0usize;
         // Where the body's bytes come from: the mapping if asked for (and
         // the file maps), else reads into `plain`.
-        let mapped = if MAPPED_BODIES.load(std::sync::atomic::Ordering::Relaxed) {
+        let mapped = if self.mapped_bodies {
             sys::map_object(file).ok()
         } else {
             None
