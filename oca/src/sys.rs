@@ -3,13 +3,14 @@
 //! and main.rs forbids it).
 //!
 //! `rustix` makes most of the calls (openat2, sendfile, send, fadvise,
-//! rlimits) and `socket2` sets the listening sockets' options, with no
-//! `unsafe` here. Two calls have no safe wrapper yet and are raw libc calls in
-//! an `unsafe` block, each with its SAFETY note: `cachestat(2)` (a syscall
-//! number libc does not name) and, with the `ktls` feature, the kernel-TLS
-//! `setsockopt` calls that hand over session keys. Keeping them here makes
-//! the set of raw kernel interfaces we depend on (and their fallbacks)
-//! visible in one place.
+//! rlimits, setpriority) and `socket2` sets the listening sockets' options,
+//! with no `unsafe` here. The rest are in `unsafe` blocks, each with its
+//! SAFETY note: `cachestat(2)` (a syscall number libc does not name); with
+//! the `ktls` feature, the kernel-TLS `setsockopt` calls that hand over
+//! session keys; io_uring reads of cold windows ([`ReadRing`], whose buffers
+//! must outlive the kernel's use of them); and read-only mappings of objects
+//! (`tls_mapped_bodies`). Keeping them here makes the set of raw kernel
+//! interfaces we depend on (and their fallbacks) visible in one place.
 #![allow(unsafe_code)]
 
 use std::fs::File;
