@@ -361,7 +361,10 @@ def section_tls(ctx):
                                 "--rounds", str(ctx.rounds), "--duration", d]), label="handshakes"),
                      # tls_mapped_bodies against the default (bodies read into a buffer first).
                      dict(tool(["scripts/bench_wrk.py", "--tls", "--servers", "oca-mapped,oca", "--sizes", "2m",
-                                "--rounds", str(ctx.rounds), "--duration", d]), label="bodies from mappings")]}
+                                "--rounds", str(ctx.rounds), "--duration", d]), label="bodies from mappings"),
+                     # Where the CPU goes: what is left to save without kernel TLS.
+                     dict(tool(["scripts/bench_wrk.py", "--tls", "--servers", "oca,oca-mapped,nginx", "--sizes", "2m",
+                                "--rounds", "1", "--duration", d, "--profile"]), label="where the CPU goes")]}
 
 
 def section_threading(ctx):
@@ -416,8 +419,9 @@ def section_decide(ctx):
 
 def section_fill(ctx):
     # `before`: the last commit whose fill-agent wrote and fsynced on its async workers.
-    # Four runs a round (three fill-agents and curl) rotate, so rounds come in fours.
-    return {"runs": [tool(["scripts/bench_fill.py", "--mib", "1000", "--rounds", str(max(4, ctx.rounds)),
+    # Four runs a round (three fill-agents and curl) rotate, so rounds come in fours; eight, as the
+    # rounds differ far more than the variants do.
+    return {"runs": [tool(["scripts/bench_fill.py", "--mib", "1000", "--rounds", str(max(8, ctx.rounds)),
                            "--disk-io", "threads,io_uring", "--baseline-rev", "ea28d10"])]}
 
 

@@ -8,7 +8,12 @@ On loopback wrk itself is often the ceiling, so CPU per GiB is the figure that
 separates the servers.
 
     scripts/bench_wrk.py [--duration 10] [--rounds 3] [--layouts pinned,spread]
-                         [--sizes 2m,64k] [--servers oca,nginx,oca-shared,oca-mapped] [--json FILE]
+                         [--sizes 2m,64k] [--servers oca,nginx,oca-shared,oca-mapped] [--profile]
+                         [--json FILE]
+
+--profile samples each server with `perf record` during its last round and keeps
+where its CPU went, by category (the TLS library, user-space copies, the kernel's
+copies into the socket and out of the page cache, the rest of the kernel).
 
 --json FILE keeps every round (unit in each key), the machine, the date and this
 command line, for bench/run.py to render docs/BENCHMARKS.md from.
@@ -19,6 +24,7 @@ Layouts: `pinned` = each server gets one worker on CPU 0 and wrk runs on CPU 1;
 
 import argparse
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -55,8 +61,8 @@ end
 
 
 def ensure_tools():
-    missing = [p for p, b in (("nginx-light", "nginx"), ("wrk", "wrk")) if not shutil.which(b)
-               and not os.path.exists("/usr/sbin/" + b)]
+    missing = [p for p, b in (("nginx-light", "nginx"), ("wrk", "wrk"), ("linux-perf", "perf"))
+               if not shutil.which(b) and not os.path.exists("/usr/sbin/" + b)]
     if missing:
         subprocess.run(["apt-get", "update", "-qq"], check=True)
         subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
@@ -208,7 +214,36 @@ http {{
                 self.proc.wait()
 
 
-def run_wrk(server, size, conns, duration, cpus, work, close=False):
+# Where a server's CPU goes, from `perf report` lines (dso, symbol): the first matching rule names the
+# category. nginx's libcrypto has no symbols here, so a TLS library counts whole.
+PROFILE_RULES = [
+    ("TLS library (record layer and AES-GCM)",
+     lambda dso, sym: dso.startswith(("libcrypto", "libssl")) or re.search(r"aes|gcm|ghash|ring::|rustls", sym)),
+    ("user-space copies (memcpy/memmove)", lambda dso, sym: dso.startswith("libc") and re.search(r"mem(move|cpy)", sym)),
+    ("kernel: copying into the socket", lambda dso, sym: sym == "_copy_from_iter"),
+    ("kernel: copying out of the page cache", lambda dso, sym: sym in ("_copy_to_iter", "copy_page_to_iter",
+                                                                    "filemap_read", "filemap_get_read_batch")),
+    ("kernel: the rest (TCP, loopback delivery, scheduling)", lambda dso, sym: dso == "[kernel.kallsyms]"),
+    ("the rest of the server", lambda dso, sym: True),
+]
+
+
+def profile(data_file):
+    """Shares (0..1) of the samples in `data_file` per PROFILE_RULES category."""
+    out = subprocess.run(["perf", "report", "-i", data_file, "--no-children", "--sort", "dso,sym", "--stdio",
+                          "-g", "none", "--percent-limit", "0"], capture_output=True, text=True, timeout=300).stdout
+    shares = {name: 0.0 for name, _ in PROFILE_RULES}
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[[.k]\]\s+(.*?)\s*$", line)
+        if not m:
+            continue
+        pct, dso, sym = float(m.group(1)), m.group(2), m.group(3)
+        name = next(n for n, rule in PROFILE_RULES if rule(dso, sym))
+        shares[name] += pct / 100
+    return shares
+
+
+def run_wrk(server, size, conns, duration, cpus, work, close=False, perf=False):
     """One wrk run against `server`; figures with their unit in the key."""
     lua = os.path.join(work, "bench.lua")
     with open(lua, "w") as f:
@@ -216,6 +251,11 @@ def run_wrk(server, size, conns, duration, cpus, work, close=False):
     pin = ["taskset", "-c", cpus] if cpus else []
     threads = 1 if cpus else 2
     pids = server.pids()
+    recorder, perf_data = None, os.path.join(work, f"perf-{server.kind}.data")
+    if perf:  # sampled for the whole run, at a rate that costs the server little
+        recorder = subprocess.Popen(["perf", "record", "-F", "499", "-o", perf_data, "-p",
+                                     ",".join(map(str, pids)), "--", "sleep", str(duration)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     before = cpu_ticks(pids)
     argv = pin + ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--latency", "-s", lua,
                   f"{server.scheme}://127.0.0.1:{server.port}/"]
@@ -223,6 +263,10 @@ def run_wrk(server, size, conns, duration, cpus, work, close=False):
                          env={**os.environ, "BENCH_PATHS": os.path.join(server.root, f"paths-{size}.txt"),
                               "BENCH_CLOSE": "1" if close else "0"})
     after = cpu_ticks(pids)
+    shares = None
+    if recorder:
+        recorder.wait(timeout=duration + 60)
+        shares = profile(perf_data)
     line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT")), None)
     if line is None:
         raise SystemExit(f"wrk failed: {out.stdout}\n{out.stderr}")
@@ -233,7 +277,7 @@ def run_wrk(server, size, conns, duration, cpus, work, close=False):
     return {"requests": reqs, "bytes": nbytes, "duration_s": secs, "req_per_s": reqs / secs,
             "gbit_per_s": nbytes * 8 / secs / 1e9, "server_cpu_s": cpu,
             "server_cpu_s_per_gib": cpu / gib if gib else None, "latency_p99_us": p99_us, "errors": errors,
-            "rss_kib": rss_kib(pids), "wrk_command": shlex.join(argv[:-3] + ["-s", "bench.lua", argv[-1]])}
+            "rss_kib": rss_kib(pids), "cpu_shares": shares, "wrk_command": shlex.join(argv[:-3] + ["-s", "bench.lua", argv[-1]])}
 
 
 def main():
@@ -247,6 +291,8 @@ def main():
     ap.add_argument("--tls", action="store_true", help="HTTPS (same self-signed certificate for both servers)")
     ap.add_argument("--close", action="store_true",
                     help="a new connection per request (with --tls: handshakes/s)")
+    ap.add_argument("--profile", action="store_true",
+                    help="sample each server with `perf record` in its last round; where its CPU went, by category")
     ap.add_argument("--json", help="write every round, the machine and the command here")
     args = ap.parse_args()
     started, command, host = data.now(), data.command(), data.machine()
@@ -270,7 +316,8 @@ def main():
                 for size in args.sizes.split(","):
                     for rnd in range(args.rounds):
                         for s in servers:
-                            r = run_wrk(s, size, args.conns, args.duration, client_cpus, work, args.close)
+                            r = run_wrk(s, size, args.conns, args.duration, client_cpus, work, args.close,
+                                        perf=args.profile and rnd == args.rounds - 1)
                             r.update(server=s.kind, layout=layout, size=size, round=rnd, conns=args.conns)
                             results.append(r)
                             print(f"{layout:6} {size:4} round {rnd} {s.kind:10} {r['req_per_s']:10.0f} req/s "

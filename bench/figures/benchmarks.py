@@ -111,8 +111,9 @@ newest ctime among the committed objects); for curl the whole command. CPU is th
 process's own user+system time (fill-agent from `/proc`, curl from `getrusage`).
 
 Several fill-agents are measured in the same rounds: the build under test with each
-`disk_io` setting (`threads`, the default, blocking calls on each download's disk
-thread; `io_uring`, the same threads through io_uring) and, as `before`, fill-agent built from the commit
+`disk_io` setting (`threads`, the default and the headline, blocking calls on each
+download's disk thread; `io_uring`, the same threads through io_uring) and, as
+`before`, fill-agent built from the commit
 before its disk path moved off the async workers (writes and fsyncs there with
 `block_in_place`, hashing in line). Each round runs every variant and curl in an order
 that rotates from round to round (whatever runs right after curl pays for the
@@ -308,8 +309,17 @@ def fill_variants(run):
     mb = lambda f: f["bytes"] / 1e6 / f["seconds_to_last_commit"]  # noqa: E731
     gib = lambda f: f["cpu_s"] / (f["bytes"] / (1 << 30))  # noqa: E731
     out = []
-    for label in run["rounds"][0]["variants"]:
+    # In the order measured: the `--disk-io` settings (the first is the headline), then the others.
+    measured = run["rounds"][0]["variants"]
+    first = [v for v in run.get("options", {}).get("disk_io", "").split(",") if v in measured]
+    order = first + sorted(set(measured) - set(first))
+    for label in order:
         pairs = [(r["variants"][label], r["curl"]) for r in run["rounds"]]
+        # Paired with the headline round by round: the noise between rounds is far larger than between
+        # runs of one round, so how often a variant was ahead says more than a ratio of medians.
+        ahead = None if label == order[0] else (
+            sum(mb(r["variants"][label]) > mb(r["variants"][order[0]]) for r in run["rounds"]),
+            sum(gib(r["variants"][label]) < gib(r["variants"][order[0]]) for r in run["rounds"]))
         curl_mb = lambda c: c["bytes"] / 1e6 / c["seconds"]  # noqa: E731
         curl_gib = lambda c: c["cpu_s"] / (c["bytes"] / (1 << 30))  # noqa: E731
         out.append({"label": label, "path": pairs[0][0]["disk_path"],
@@ -317,7 +327,8 @@ def fill_variants(run):
                     "ratio": data.median(mb(f) / curl_mb(c) for f, c in pairs),
                     "cpu_gib": data.median(gib(f) for f, _ in pairs),
                     "cpu_ratio": data.median(gib(f) / curl_gib(c) for f, c in pairs),
-                    "failures": sum(f["failures"] for f, _ in pairs)})
+                    "failures": sum(f["failures"] for f, _ in pairs), "ahead": ahead,
+                    "rounds": len(pairs)})
     return out
 
 
@@ -325,13 +336,17 @@ def fill_variants_body(run):
     rows = fill_variants(run)
     if not rows:
         return []
+    head = rows[0]["label"]
     table = [[r["label"], r["path"], f"{r['mbs']:,.0f}", f"{r['ratio']:.2f}×", f"{r['cpu_gib']:.3f}",
-              f"{r['cpu_ratio']:.2f}×", str(r["failures"])] for r in rows]
+              f"{r['cpu_ratio']:.2f}×",
+              "—" if r["ahead"] is None else f"{r['ahead'][0]} / {r['ahead'][1]} of {r['rounds']}",
+              str(r["failures"])] for r in rows]
     return ["Disk paths side by side, in the same rounds (medians over the rounds; MB/s to the last commit; "
-            "ratios against the same round's curl). The first row is the build's default, as in the tables "
-            "above:", "",
+            "ratios against the same round's curl). The first row is the headline, as in the tables "
+            f"above; *ahead of {head}* counts the rounds in which a row moved more MB/s / used less CPU per "
+            f"GiB than {head} in the same round:", "",
             t.table(["fill-agent", "disk path taken", "MB/s", "/ curl MB/s", "CPU s/GiB", "/ curl CPU per GiB",
-                     "failures"], table, "llrrrrr"), ""]
+                     f"ahead of {head} (MB/s / CPU)", "failures"], table, "llrrrrrr"), ""]
 
 
 def fill_body(rec):
@@ -365,10 +380,28 @@ def fill_body(rec):
             f"Command: `{run['command']}`", ""]
 
 
+def profile_table(run):
+    """Where each server's CPU went in its profiled round: seconds per GiB served, by category."""
+    profiled = [r for r in run["rounds"] if r.get("cpu_shares")]
+    cats = list(profiled[0]["cpu_shares"])
+    rows = []
+    for r in profiled:
+        per_gib = r["server_cpu_s_per_gib"]
+        rows.append([r["layout"], r["size"], r["server"], f"{per_gib:.3f}"] +
+                    [f"{per_gib * r['cpu_shares'][c]:.3f}" for c in cats])
+    return t.table(["layout", "size", "server", "CPU s/GiB"] + cats, rows, "lll" + "r" * (len(cats) + 1))
+
+
 def wrk_body(rec, noise):
     out = []
     for run in rec["runs"]:
         o = run["options"]
+        if o.get("profile"):
+            out += [f"{run['label'][0].upper() + run['label'][1:]}: `perf record` (499 Hz) of each server for one "
+                    f"run of {o['duration']} s ({o['conns']} connections, keep-alive); its CPU seconds per GiB "
+                    f"served, split by the share of samples in each category; `{run['command']}`:", "",
+                    profile_table(run), ""]
+            continue
         how = "a new connection per request" if o["close"] else "keep-alive"
         label = run["label"][0].upper() + run["label"][1:]
         out += [f"{label}: {o['conns']} connections, {how}, {t.count(o['rounds'], 'round')} of {o['duration']} s, "

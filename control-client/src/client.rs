@@ -300,6 +300,46 @@ pub fn http_client(
         .map_err(|e| format!("cannot build HTTP client: {e}"))
 }
 
+/// A bearer token from `path`: its first line, trimmed; an error names the
+/// file (never the token).
+pub fn read_token(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or_default().trim();
+    if token.is_empty() {
+        return Err(format!(
+            "{}: empty; expected a token on its first line",
+            path.display()
+        ));
+    }
+    Ok(token.to_owned())
+}
+
+/// A client for an appliance's admin listener: as [`http_client`], sending
+/// `Authorization: Bearer <token>` (read from `token_file`) with every
+/// request when there is one. The header is marked sensitive, so it is never
+/// shown in debug output.
+pub fn admin_client(
+    timeout: std::time::Duration,
+    ca_file: Option<&Path>,
+    token_file: Option<&Path>,
+) -> Result<reqwest::Client, String> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(path) = token_file {
+        let mut v =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", read_token(path)?))
+                .map_err(|_| format!("{}: not a usable token", path.display()))?;
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    reqwest::Client::builder()
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .default_headers(headers)
+        .tls_backend_preconfigured(tls_config(ca_file)?)
+        .build()
+        .map_err(|e| format!("cannot build HTTP client: {e}"))
+}
+
 /// A client for long transfers (fills): no limit on a whole request, only on
 /// connecting and on each read, so a large object at a capped rate is fine and
 /// a stalled source is not.

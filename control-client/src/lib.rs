@@ -7,6 +7,8 @@ pub mod retry;
 pub mod urls;
 pub mod wire;
 
-pub use client::{ClientError, ControlClient, http_client, transfer_client};
+pub use client::{
+    ClientError, ControlClient, admin_client, http_client, read_token, transfer_client,
+};
 pub use retry::{Breaker, RetryPolicy};
 pub use urls::Urls;

@@ -52,7 +52,13 @@ impl Agent {
         let oca = cfg
             .oca_admin
             .as_deref()
-            .map(OcaAdmin::new)
+            .map(|base| {
+                OcaAdmin::new(
+                    base,
+                    cfg.oca_admin_ca_file.as_deref(),
+                    cfg.oca_admin_token_file.as_deref(),
+                )
+            })
             .transpose()
             .map_err(StartError::Http)?;
         Ok(Agent {

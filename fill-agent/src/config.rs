@@ -21,6 +21,11 @@ pub struct Config {
     pub require_mount: bool,
     /// oca's admin base URL, told about every object committed or evicted.
     pub oca_admin: Option<String>,
+    /// This agent's bearer token for oca's admin listener (listed in oca's
+    /// `admin.callers_file` with `refresh,renditions`).
+    pub oca_admin_token_file: Option<PathBuf>,
+    /// CA bundle for an admin listener served over TLS with a private CA.
+    pub oca_admin_ca_file: Option<PathBuf>,
     /// Where the progress document goes (oca's `fill_status` shows it).
     pub status_file: PathBuf,
     /// Serve `/metrics` here (optional).
@@ -75,6 +80,8 @@ impl Default for Config {
             stores: Vec::new(),
             require_mount: false,
             oca_admin: Some("http://127.0.0.1:9090".into()),
+            oca_admin_token_file: None,
+            oca_admin_ca_file: None,
             status_file: PathBuf::from("/var/lib/fill-agent/status.json"),
             metrics_listen: None,
             rate_bps: 1_000_000_000,
@@ -135,8 +142,14 @@ impl Config {
         }
         if let Some(u) = &self.oca_admin
             && !u.starts_with("http://")
+            && !u.starts_with("https://")
         {
-            return reject("oca_admin", "an http:// URL");
+            return reject("oca_admin", "an http:// or https:// URL");
+        }
+        if let Some(p) = &self.oca_admin_token_file
+            && let Err(e) = control_client::read_token(p)
+        {
+            return reject("oca_admin_token_file", e);
         }
         let c = &self.control;
         if let Err(e) = c.url.check() {
@@ -163,6 +176,7 @@ mod tests {
         stores = ["/d0", "/d1"]
         require_mount = true
         oca_admin = "http://127.0.0.1:9191"
+        oca_admin_ca_file = "/etc/oca/admin-ca.pem"
         status_file = "/run/fill/status.json"
         metrics_listen = "127.0.0.1:9200"
         rate_bps = 24000000
@@ -196,6 +210,8 @@ mod tests {
             stores,
             require_mount,
             oca_admin,
+            oca_admin_token_file,
+            oca_admin_ca_file,
             status_file,
             metrics_listen,
             rate_bps,
@@ -216,6 +232,12 @@ mod tests {
         assert!(require_mount && !d.require_mount);
         assert_eq!(oca_admin.as_deref(), Some("http://127.0.0.1:9191"));
         assert_ne!(oca_admin, d.oca_admin);
+        // A token file must exist to validate, so it is tested end to end.
+        assert_eq!((oca_admin_token_file, d.oca_admin_token_file), (None, None));
+        assert_eq!(
+            (oca_admin_ca_file, d.oca_admin_ca_file),
+            (Some("/etc/oca/admin-ca.pem".into()), None)
+        );
         assert_eq!(status_file, PathBuf::from("/run/fill/status.json"));
         assert_ne!(status_file, d.status_file);
         assert_eq!(metrics_listen, Some("127.0.0.1:9200".parse().unwrap()));

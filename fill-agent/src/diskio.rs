@@ -11,9 +11,10 @@
 //!   queues a batch's write and hashes the next batch while the kernel
 //!   writes, keeps up to [`crate::sys::DEPTH`] writes in flight, links the
 //!   last write to the file's fsync, and the commit's rename to the
-//!   directory's fsync. Measured side by side it did not beat blocking calls
-//!   by more than the noise (buffered writes that cannot complete at once go
-//!   to io_uring's kernel workers anyway), so it is not the default.
+//!   directory's fsync. Measured side by side (docs/BENCHMARKS.md, fill) it
+//!   was not ahead of blocking calls (buffered writes that cannot complete
+//!   at once go to io_uring's kernel workers anyway), so it is not the
+//!   default.
 //!
 //! A kernel without io_uring, a seccomp filter or `kernel.io_uring_disabled`
 //! that refuses it, or one without the operations used, means threads, said
@@ -44,8 +45,7 @@ pub enum DiskIoChoice {
     /// Try io_uring (falling back as `auto` does, and saying so).
     IoUring,
     /// Blocking calls on the disk threads: the default, the simpler way,
-    /// which io_uring did not beat by more than the noise in the runs so far
-    /// (docs/BENCHMARKS.md, fill).
+    /// which io_uring did not beat side by side (docs/BENCHMARKS.md, fill).
     #[default]
     Threads,
 }
@@ -61,6 +61,42 @@ pub enum DiskIo {
 pub const BATCH: usize = 256 * 1024;
 /// Batches queued per download before its receiver waits.
 const QUEUE: usize = 4;
+/// Idle batch buffers kept for the next batch, whichever download it is
+/// (16 MiB): enough for several downloads' queues.
+const POOL_MAX: usize = 64;
+
+/// Batch buffers shared by every download. Filling a used buffer again
+/// costs no allocation and no page faults (fresh 256 KiB buffers per batch
+/// cost measurably more CPU under memory pressure), and one pool for the
+/// process keeps the memory in use flat: per-download buffers freed on
+/// whichever disk thread ran them spread over glibc's per-thread arenas and
+/// made the resident size creep up as the blocking pool's threads came and
+/// went (the lab's soak saw it).
+static POOL: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+/// An empty buffer of `BATCH` capacity, from the pool when it has one.
+fn take_buffer() -> Vec<u8> {
+    let spare = POOL.lock().map(|mut p| p.pop()).unwrap_or(None);
+    match spare {
+        Some(mut b) => {
+            b.clear();
+            b
+        }
+        None => Vec::with_capacity(BATCH),
+    }
+}
+
+/// Keep `b` for a later batch, unless the pool is full.
+fn give_back(b: Vec<u8>) {
+    if b.capacity() < BATCH {
+        return;
+    }
+    if let Ok(mut p) = POOL.lock()
+        && p.len() < POOL_MAX
+    {
+        p.push(b);
+    }
+}
 
 impl DiskIo {
     /// Decide from the configuration and what the kernel allows.
@@ -97,16 +133,14 @@ impl DiskIo {
         written: Arc<AtomicU64>,
     ) -> Sink {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let (spare_tx, spare) = std::sync::mpsc::channel();
         let task = tokio::task::spawn_blocking(move || {
-            let mut w = Writer::new(self, file, offset, written, spare_tx);
+            let mut w = Writer::new(self, file, offset, written);
             disk_thread(&mut w, rx, hash)
         });
         Sink {
             tx,
             task,
-            batch: Vec::with_capacity(BATCH),
-            spare,
+            batch: take_buffer(),
         }
     }
 
@@ -180,10 +214,6 @@ pub struct Sink {
     tx: mpsc::Sender<Msg>,
     task: tokio::task::JoinHandle<io::Result<digest::Digest>>,
     batch: Vec<u8>,
-    /// Written batches' buffers coming back: filling one again costs no
-    /// allocation and no page faults (fresh 256 KiB buffers per batch cost
-    /// measurably more CPU under memory pressure).
-    spare: std::sync::mpsc::Receiver<Vec<u8>>,
 }
 
 impl Sink {
@@ -192,14 +222,7 @@ impl Sink {
     pub async fn push(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.batch.extend_from_slice(bytes);
         if self.batch.len() >= BATCH {
-            let next = match self.spare.try_recv() {
-                Ok(mut b) => {
-                    b.clear();
-                    b
-                }
-                Err(_) => Vec::with_capacity(BATCH),
-            };
-            let full = std::mem::replace(&mut self.batch, next);
+            let full = std::mem::replace(&mut self.batch, take_buffer());
             if self.tx.send(Msg::Bytes(full)).await.is_err() {
                 return Err(self.failure().await);
             }
@@ -224,7 +247,8 @@ impl Sink {
     /// Stop without syncing: what was handed over is written (a later
     /// attempt resumes from it), then the disk thread ends.
     pub async fn abandon(self) {
-        let Sink { tx, task, .. } = self;
+        let Sink { tx, task, batch } = self;
+        give_back(batch);
         drop(tx);
         let _ = task.await;
     }
@@ -248,10 +272,16 @@ fn disk_thread(
     hash: digest::Context,
 ) -> io::Result<digest::Digest> {
     let r = receive(w, rx, hash);
-    if r.is_err() && w.io == DiskIo::Uring {
+    if w.io == DiskIo::Uring {
         let _ = with_ring(|ring| {
-            let _ = ring.drain();
-            w.count(ring.take_written());
+            if r.is_err() {
+                let _ = ring.drain();
+                w.count(ring.take_written());
+            }
+            // Nothing stays with this thread's ring between downloads.
+            while let Some(b) = ring.take_spare() {
+                give_back(b);
+            }
         });
     }
     r
@@ -289,25 +319,16 @@ struct Writer {
     written: Arc<AtomicU64>,
     /// The latest batch, held back so the end can link it to the fsync.
     held: Option<Vec<u8>>,
-    /// Where written batches' buffers go back to the sink.
-    spare: std::sync::mpsc::Sender<Vec<u8>>,
 }
 
 impl Writer {
-    fn new(
-        io: DiskIo,
-        file: File,
-        offset: u64,
-        written: Arc<AtomicU64>,
-        spare: std::sync::mpsc::Sender<Vec<u8>>,
-    ) -> Writer {
+    fn new(io: DiskIo, file: File, offset: u64, written: Arc<AtomicU64>) -> Writer {
         Writer {
             io,
             file: Arc::new(file),
             offset,
             written,
             held: None,
-            spare,
         }
     }
 
@@ -330,7 +351,7 @@ impl Writer {
                 let b = batch.take().unwrap_or_default();
                 let r = ring.queue_write(&self.file, b, at);
                 while let Some(b) = ring.take_spare() {
-                    let _ = self.spare.send(b);
+                    give_back(b);
                 }
                 (r, ring.take_written())
             })
@@ -341,7 +362,7 @@ impl Writer {
         let batch = batch.unwrap_or_default();
         self.file.write_all_at(&batch, at)?;
         self.count(len);
-        let _ = self.spare.send(batch);
+        give_back(batch);
         Ok(())
     }
 
@@ -362,9 +383,10 @@ impl Writer {
             self.count(r.1);
             return r.0;
         }
-        self.file
-            .write_all_at(tail.as_deref().unwrap_or_default(), at)?;
+        let tail = tail.unwrap_or_default();
+        self.file.write_all_at(&tail, at)?;
         self.count(len);
+        give_back(tail);
         if data_only {
             self.file.sync_data()
         } else {
@@ -388,5 +410,28 @@ impl Writer {
 
     fn count(&self, n: u64) {
         self.written.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_buffer_pool_hands_out_empty_batches_and_stays_bounded() {
+        let mut b = take_buffer();
+        assert!(b.is_empty() && b.capacity() >= BATCH);
+        b.extend_from_slice(&[7; 1000]);
+        give_back(b);
+        // A used buffer comes back empty, whoever took it before.
+        assert!(take_buffer().is_empty());
+        for _ in 0..POOL_MAX + 10 {
+            give_back(Vec::with_capacity(BATCH));
+        }
+        // Too small to be a batch: not kept.
+        give_back(Vec::with_capacity(16));
+        let pool = POOL.lock().unwrap();
+        assert!(pool.len() <= POOL_MAX);
+        assert!(pool.iter().all(|b| b.capacity() >= BATCH));
     }
 }

@@ -3,6 +3,7 @@
 //! but would not report them until then), and asked for access statistics
 //! to order evictions.
 
+use std::path::Path;
 use std::time::Duration;
 
 /// Access statistics of one rendition, as oca's `/store/renditions` has them.
@@ -21,11 +22,17 @@ pub struct OcaAdmin {
 }
 
 impl OcaAdmin {
-    /// `base` is the admin listener's URL, e.g. `http://127.0.0.1:9090`.
-    pub fn new(base: &str) -> Result<OcaAdmin, String> {
+    /// `base` is the admin listener's URL, e.g. `http://127.0.0.1:9090`;
+    /// `token_file` holds this agent's bearer token when oca asks callers
+    /// for one, `ca_file` the CA of an admin listener on TLS.
+    pub fn new(
+        base: &str,
+        ca_file: Option<&Path>,
+        token_file: Option<&Path>,
+    ) -> Result<OcaAdmin, String> {
         Ok(OcaAdmin {
             base: base.trim_end_matches('/').to_owned(),
-            http: control_client::http_client(Duration::from_secs(2), None)?,
+            http: control_client::admin_client(Duration::from_secs(2), ca_file, token_file)?,
         })
     }
 
@@ -49,7 +56,11 @@ impl OcaAdmin {
             .send()
             .await
         {
-            Ok(r) => r.json().await.unwrap_or_default(),
+            Ok(r) if r.status().is_success() => r.json().await.unwrap_or_default(),
+            Ok(r) => {
+                tracing::warn!(status = %r.status(), "oca refused its access statistics");
+                Vec::new()
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "no access statistics from oca");
                 Vec::new()

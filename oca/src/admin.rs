@@ -14,7 +14,7 @@ use crate::http::Shared;
 use crate::http::reader::{HeadReader, ReadEnd};
 use crate::http::request::{self, Method};
 use crate::http::response;
-use crate::http::transport::{Plain, send_all};
+use crate::http::transport::{Plain, Transport};
 use crate::store::DiskState;
 
 /// Egress rate over a sliding window of samples of the bytes-sent counter.
@@ -64,6 +64,21 @@ pub struct Admin {
     pub rate: Mutex<RateWindow>,
     /// The fill agent's status file, if one runs beside this daemon.
     pub fill_status: Option<std::path::PathBuf>,
+    /// `/health` answers `{"status": …}` without a credential.
+    pub open_health: bool,
+    /// Accept admin connections over TLS (`admin.tls`).
+    pub tls: bool,
+}
+
+/// The `Authorization` header's value in a request head, if any.
+fn authorization(head: &[u8]) -> Option<&[u8]> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    req.parse(head).ok()?;
+    req.headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+        .map(|h| h.value)
 }
 
 #[derive(Serialize)]
@@ -247,7 +262,7 @@ impl Admin {
             tokio::select! {
                 r = listener.accept() => match r {
                     Ok((stream, _)) => {
-                        tokio::spawn(Arc::clone(&self).connection(stream, conn_stop.clone()));
+                        tokio::spawn(Arc::clone(&self).accepted(stream, conn_stop.clone()));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "admin accept failed");
@@ -259,8 +274,35 @@ impl Admin {
         }
     }
 
-    async fn connection(self: Arc<Self>, stream: TcpStream, mut stop: watch::Receiver<bool>) {
-        let mut transport = Plain::new(stream, self.shared.cold.clone());
+    /// One admin connection: over TLS when `admin.tls` says so (a failed
+    /// handshake just closes it), else plaintext.
+    async fn accepted(self: Arc<Self>, stream: TcpStream, stop: watch::Receiver<bool>) {
+        let cold = self.shared.cold.clone();
+        match (&self.shared.tls, self.tls) {
+            (Some(tls), true) => {
+                let timeout = self.shared.settings.header_timeout;
+                match crate::tls::stream::TlsStream::accept(
+                    stream,
+                    tls.config(),
+                    timeout,
+                    cold,
+                    false,
+                )
+                .await
+                {
+                    Ok(t) => self.connection(t, stop).await,
+                    Err(e) => tracing::debug!(error = %e, "admin TLS handshake failed"),
+                }
+            }
+            _ => self.connection(Plain::new(stream, cold), stop).await,
+        }
+    }
+
+    async fn connection<T: Transport>(
+        self: Arc<Self>,
+        mut transport: T,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let settings = &self.shared.settings;
         let mut reader = HeadReader::new();
         let mut out = Vec::new();
@@ -279,7 +321,9 @@ impl Admin {
                         false,
                         SystemTime::now(),
                     );
-                    let _ = send_all(&transport.stream, &out, false, settings.send_timeout).await;
+                    let _ = transport
+                        .write_all(&out, false, settings.send_timeout)
+                        .await;
                     return;
                 }
                 Err(_) => return,
@@ -298,29 +342,36 @@ impl Admin {
                             false,
                             SystemTime::now(),
                         );
-                        let _ =
-                            send_all(&transport.stream, &out, false, settings.send_timeout).await;
+                        let _ = transport
+                            .write_all(&out, false, settings.send_timeout)
+                            .await;
                         return;
                     }
                 };
                 out.clear();
-                self.route(&head, &mut out);
+                let auth = authorization(&reader.buffered()[..head.len]);
+                self.route(&head, auth, &mut out);
                 (head.len, head.keep_alive)
             };
             reader.consume(len);
-            if send_all(&transport.stream, &out, false, settings.send_timeout)
+            if transport
+                .write_all(&out, false, settings.send_timeout)
                 .await
                 .is_err()
                 || !keep_alive
             {
+                transport.close().await;
                 return;
             }
         }
     }
 
-    fn route(&self, head: &request::RequestHead<'_>, out: &mut Vec<u8>) {
+    fn route(&self, head: &request::RequestHead<'_>, auth: Option<&[u8]>, out: &mut Vec<u8>) {
         let path = head.target.split(|&b| b == b'?').next().unwrap_or_default();
-        let (status, content_type, body) = self.answer(head.method, path);
+        let (status, content_type, body) = match self.admit(head.method, path, auth) {
+            Ok(()) => self.answer(head.method, path),
+            Err(refusal) => refusal,
+        };
         response::admin(
             out,
             status,
@@ -330,6 +381,54 @@ impl Admin {
             head.method == Method::Head,
             SystemTime::now(),
         );
+    }
+
+    /// Whether this request's caller may have the answer; `Err` is the
+    /// answer instead (401 without a known credential, 403 with one that
+    /// lacks the scope). Without a callers file everyone may.
+    fn admit(
+        &self,
+        method: Method,
+        path: &[u8],
+        auth: Option<&[u8]>,
+    ) -> Result<(), (u16, &'static str, Cow<'static, str>)> {
+        use crate::admin_auth::{Scope, Verdict};
+        let Some(file) = &self.shared.admin_callers else {
+            return Ok(());
+        };
+        let scope = match (method, path) {
+            (Method::Post, p) if p.starts_with(b"/store/refresh") => Scope::Refresh,
+            (_, b"/health") => Scope::Health,
+            (_, b"/metrics") => Scope::Metrics,
+            (_, b"/store/renditions") => Scope::Renditions,
+            // Unknown paths and methods get their 404 or 405 either way.
+            _ => return Ok(()),
+        };
+        let callers = file.current();
+        let verdict = callers.check(auth, scope);
+        let metrics = &self.shared.metrics;
+        match &verdict {
+            Verdict::Allowed(c) => metrics.admin_request(&c.name, "allowed"),
+            Verdict::Forbidden(c) => metrics.admin_request(&c.name, "forbidden"),
+            Verdict::Unauthenticated(_) => metrics.admin_request("", "unauthenticated"),
+        }
+        let refused = match verdict {
+            Verdict::Allowed(_) => return Ok(()),
+            // A load balancer's check: the status and nothing else.
+            Verdict::Unauthenticated(_) if scope == Scope::Health && self.open_health => {
+                let body = serde_json::json!({ "status": self.status() }).to_string() + "\n";
+                return Err((200, "application/json", body.into()));
+            }
+            Verdict::Unauthenticated(why) => (401, format!("{why}\n")),
+            Verdict::Forbidden(c) => {
+                tracing::warn!(caller = %c.name, scope = scope.name(), "admin request refused: not in the caller's scopes");
+                (
+                    403,
+                    format!("caller {} may not use {}\n", c.name, scope.name()),
+                )
+            }
+        };
+        Err((refused.0, "text/plain", refused.1.into()))
     }
 
     /// Status, content type and body of the answer to `method` on `path`.

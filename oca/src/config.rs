@@ -102,6 +102,23 @@ pub struct Config {
     pub fill_status: Option<PathBuf>,
     /// Passive BGP session(s) from the ISP's router (optional).
     pub bgp: Option<BgpConfig>,
+    /// Who may call the admin listener, and how.
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: credentials for the admin listener.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// One line per caller: name, scopes, bearer token (`oca::admin_auth`).
+    /// Without it the admin listener answers anyone who reaches it (said
+    /// once at start).
+    pub callers_file: Option<PathBuf>,
+    /// `/health` without a credential answers `{"status": …}` only, for a
+    /// load balancer's check; the full document still needs `health`.
+    pub open_health: bool,
+    /// Serve the admin listener over TLS with `tls_cert` and `tls_key`.
+    pub tls: bool,
 }
 
 /// `cold_reads`: how cold windows reach the page cache.
@@ -135,12 +152,40 @@ pub struct BgpConfig {
     pub neighbors: Vec<BgpNeighbor>,
 }
 
-/// `[[bgp.neighbor]]`: a router allowed to open a session, and its AS.
+/// `[[bgp.neighbor]]`: a router allowed to open a session, its AS, and how
+/// the session is protected.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BgpNeighbor {
     pub address: IpAddr,
     pub asn: u32,
+    /// TCP MD5 signature key (RFC 2385), the router's `password`: every
+    /// segment of the session is signed with it, and the kernel drops
+    /// segments from this neighbour without it.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// GTSM (RFC 5082): the router is directly connected and sends with TTL
+    /// 255; a connection whose packets arrive with less is refused, and we
+    /// send with 255 too (BIRD's `ttl security`).
+    #[serde(default)]
+    pub ttl_security: bool,
+}
+
+/// A string that is never printed: `Debug` shows its length only.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
 }
 
 impl Default for BgpConfig {
@@ -202,6 +247,17 @@ impl BgpConfig {
                 return reject(
                     "bgp.neighbor.asn",
                     format!("{}: an AS number other than 0 and 23456", n.address),
+                );
+            }
+            if let Some(p) = &n.password
+                && (p.0.is_empty() || p.0.len() > crate::sys::TCP_MD5_MAX_KEY)
+            {
+                return reject(
+                    "bgp.neighbor.password",
+                    format!(
+                        "{}: 1 to 80 bytes (the kernel's TCP MD5 key limit)",
+                        n.address
+                    ),
                 );
             }
         }
@@ -279,6 +335,7 @@ impl Default for Config {
             control: None,
             fill_status: None,
             bgp: None,
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -322,6 +379,15 @@ impl Config {
             if self.tls_key.is_none() {
                 return reject("tls_key", "required with tls_listen");
             }
+        }
+        if self.admin.tls && (self.tls_cert.is_none() || self.tls_key.is_none()) {
+            return reject("admin.tls", "needs tls_cert and tls_key");
+        }
+        if self.admin.open_health && self.admin.callers_file.is_none() {
+            return reject(
+                "admin.open_health",
+                "only means something with admin.callers_file (without it all is open)",
+            );
         }
         if self.listen.contains(&self.admin_listen) && self.admin_listen.port() != 0 {
             return reject("admin_listen", "must differ from every `listen` address");
@@ -490,6 +556,13 @@ mod tests {
         [[bgp.neighbor]]
         address = "198.51.100.1"
         asn = 64512
+        password = "isp-a-md5-key"
+        ttl_security = true
+
+        [admin]
+        callers_file = "/etc/oca/admin-callers"
+        open_health = true
+        tls = true
     "#;
 
     #[test]
@@ -531,6 +604,7 @@ mod tests {
             control,
             fill_status,
             bgp,
+            admin,
         } = c;
         let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
         let secs = Duration::from_secs;
@@ -625,13 +699,35 @@ mod tests {
         assert_eq!(router_id, Ipv4Addr::new(198, 51, 100, 10));
         assert_eq!((hold_time, bd.hold_time), (30, 90));
         assert_eq!((grace, bd.grace), (secs(120), secs(300)));
-        let [BgpNeighbor { address, asn }] = neighbors.as_slice() else {
+        let [
+            BgpNeighbor {
+                address,
+                asn,
+                password,
+                ttl_security,
+            },
+        ] = neighbors.as_slice()
+        else {
             panic!("one neighbour: {neighbors:?}");
         };
         assert_eq!(
             (*address, *asn),
             ("198.51.100.1".parse::<IpAddr>().unwrap(), 64_512)
         );
+        assert_eq!(password.as_ref().map(Secret::expose), Some("isp-a-md5-key"));
+        assert!(*ttl_security);
+        let AdminConfig {
+            callers_file,
+            open_health,
+            tls,
+        } = admin;
+        let ad = AdminConfig::default();
+        assert_eq!(
+            (callers_file, ad.callers_file),
+            (Some("/etc/oca/admin-callers".into()), None)
+        );
+        assert_eq!((open_health, ad.open_health), (true, false));
+        assert_eq!((tls, ad.tls), (true, false));
     }
 
     /// The keys the README's reference documents for oca (its tables and
@@ -644,6 +740,7 @@ mod tests {
             "### Configuration reference",
             "### Control plane (`[control]`)",
             "### BGP (`[bgp]`)",
+            "### Admin credentials (`[admin]`)",
         ] {
             let start = readme.find(heading).expect(heading) + heading.len();
             let end = readme[start..]
@@ -795,6 +892,11 @@ mod tests {
                 "[bgp]\nlisten = \"127.0.0.1:9090\"\n",
                 "bgp.listen",
             ),
+            (
+                "asn = 64512\n[[",
+                "asn = 64512\npassword = \"\"\n[[",
+                "bgp.neighbor.password",
+            ),
         ];
         for (from, to, field) in cases {
             let text = good.replacen(from, to, 1);
@@ -803,6 +905,24 @@ mod tests {
             let err = c.validate().unwrap_err().to_string();
             assert!(err.contains(field), "{field}: {err}");
         }
+        // Protections per neighbour; a password is never shown.
+        let c = Config::from_toml(&good.replacen(
+            "asn = 64512\n[[",
+            "asn = 64512\npassword = \"isp-secret\"\nttl_security = true\n[[",
+            1,
+        ))
+        .unwrap();
+        c.validate().unwrap();
+        let n = &c.bgp.as_ref().unwrap().neighbors;
+        assert_eq!(n[0].password.as_ref().unwrap().expose(), "isp-secret");
+        assert!(n[0].ttl_security && !n[1].ttl_security && n[1].password.is_none());
+        assert!(!format!("{c:?}").contains("isp-secret"));
+        let long = format!("asn = 64512\npassword = \"{}\"\n[[", "k".repeat(81));
+        let err = Config::from_toml(&good.replacen("asn = 64512\n[[", &long, 1))
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("bgp.neighbor.password"), "{err}");
         let none = format!("{base}[bgp]\nlocal_asn = 1\nrouter_id = \"198.51.100.10\"\n");
         let err = Config::from_toml(&none).unwrap().validate().unwrap_err();
         assert!(err.to_string().contains("bgp.neighbor"), "{err}");

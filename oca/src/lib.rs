@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod admin_auth;
 pub mod bgp;
 pub mod cli;
 pub mod cold;

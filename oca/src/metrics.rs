@@ -129,8 +129,16 @@ struct BgpMetrics {
     prefixes: Family<FamilyLabel, Gauge>,
     updates: Counter,
     connections_refused: Counter,
+    ttl_refused: Counter,
+    kernel_drops: Family<ReasonLabel, Counter>,
     notifications_sent: Family<CodeLabel, Counter>,
     notifications_received: Family<CodeLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AdminLabel {
+    caller: String,
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -157,6 +165,8 @@ pub struct Metrics {
     pub reload_failures: Counter,
     /// Token refusals, indexed like `urlsign::Reject::ALL`.
     token_rejections: [Counter; 8],
+    /// Admin requests by caller and outcome (with `admin.callers_file`).
+    admin_requests: Family<AdminLabel, Counter>,
     draining: Gauge,
     store_objects: Family<DiskLabel, Gauge>,
     store_bytes: Family<DiskLabel, Gauge>,
@@ -204,6 +214,7 @@ impl Metrics {
             tls_connections_kernel: Counter::default(),
             tls_handshake_failures: Counter::default(),
             reload_failures: Counter::default(),
+            admin_requests: Family::default(),
             draining: Gauge::default(),
             store_objects: Family::default(),
             store_bytes: Family::default(),
@@ -253,8 +264,13 @@ impl Metrics {
         );
         r.register(
             "reload_failures",
-            "Token key file or TLS certificate reloads refused; the previous ones stayed in use",
+            "Token key file, TLS certificate or admin callers file reloads refused; the previous ones stayed in use",
             m.reload_failures.clone(),
+        );
+        r.register(
+            "admin_requests",
+            "Admin listener requests by caller (from admin.callers_file; empty without a known credential) and outcome",
+            m.admin_requests.clone(),
         );
         r.register(
             "tls_handshake_failures",
@@ -328,6 +344,17 @@ impl Metrics {
             b.connections_refused.clone(),
         );
         r.register(
+            "bgp_ttl_refused",
+            "BGP connections from a ttl_security neighbor refused because the SYN's TTL was under 255",
+            b.ttl_refused.clone(),
+        );
+        r.register(
+            "bgp_kernel_drops",
+            "TCP segments the kernel dropped for a missing, unexpected or wrong MD5 signature or a TTL under \
+             a socket's minimum (whole network namespace, TcpExt of /proc/net/netstat)",
+            b.kernel_drops.clone(),
+        );
+        r.register(
             "bgp_notifications_sent",
             "BGP NOTIFICATION messages sent, by error code",
             b.notifications_sent.clone(),
@@ -358,6 +385,15 @@ impl Metrics {
             c.connections_refused.load(Ordering::Relaxed),
             Ordering::Relaxed,
         );
+        b.ttl_refused
+            .inner()
+            .store(c.ttl_refused.load(Ordering::Relaxed), Ordering::Relaxed);
+        for (reason, n) in crate::bgp::KernelDrops::read().labelled() {
+            b.kernel_drops
+                .get_or_create(&ReasonLabel { reason })
+                .inner()
+                .store(n, Ordering::Relaxed);
+        }
         for (family, counts) in [
             (&b.notifications_sent, c.notifications_sent()),
             (&b.notifications_received, c.notifications_received()),
@@ -377,6 +413,16 @@ impl Metrics {
     pub fn response(&self, status: u16) {
         let class = (status / 100).clamp(1, 5) as usize - 1;
         self.responses[class].inc();
+    }
+
+    /// Count one admin request of `caller` (empty: no known credential).
+    pub fn admin_request(&self, caller: &str, outcome: &'static str) {
+        self.admin_requests
+            .get_or_create(&AdminLabel {
+                caller: caller.to_owned(),
+                outcome,
+            })
+            .inc();
     }
 
     /// Count one token refusal.

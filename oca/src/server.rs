@@ -40,6 +40,10 @@ pub enum StartError {
     Tls(#[from] crate::tls::TlsError),
     #[error("cannot start worker thread: {0}")]
     Thread(std::io::Error),
+    #[error("{0}")]
+    BgpSecurity(String),
+    #[error("admin.callers_file {0}")]
+    AdminCallers(String),
 }
 
 /// A server with its sockets bound and its store indexed, not yet serving.
@@ -113,7 +117,9 @@ impl Server {
             }
         }
         let tls = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) if !config.tls_listen.is_empty() => Some(Tls::load(cert, key)?),
+            (Some(cert), Some(key)) if !config.tls_listen.is_empty() || config.admin.tls => {
+                Some(Tls::load(cert, key)?)
+            }
             _ => None,
         };
         let admin = std::net::TcpListener::bind(config.admin_listen)
@@ -156,6 +162,7 @@ impl Server {
                         addr: b.listen,
                         source,
                     })?;
+                crate::bgp::listener::protect(&l.0, b).map_err(StartError::BgpSecurity)?;
                 Some(l)
             }
             None => None,
@@ -182,7 +189,23 @@ impl Server {
             config.cold_nice,
         );
         tracing::info!(path = cold.path(), "cold reads");
+        let admin_callers = match &config.admin.callers_file {
+            Some(path) => {
+                let f =
+                    crate::admin_auth::CallersFile::load(path).map_err(StartError::AdminCallers)?;
+                tracing::info!(callers = f.current().len(), file = %path.display(),
+                    "the admin listener asks every caller for its credential");
+                Some(Arc::new(f))
+            }
+            None => {
+                tracing::warn!(
+                    "the admin listener answers anyone who reaches it (no admin.callers_file)"
+                );
+                None
+            }
+        };
         let shared = Arc::new(Shared {
+            admin_callers,
             cold,
             kernel_tls,
             tls,
@@ -323,6 +346,8 @@ impl Server {
             workers,
             rate: Mutex::new(RateWindow::new(Duration::from_secs(5))),
             fill_status: config.fill_status.clone(),
+            open_health: config.admin.open_health,
+            tls: config.admin.tls,
         });
         let status_of = Arc::clone(&shared);
         let watchdog =
@@ -446,6 +471,7 @@ impl Reloader {
         service::notify::reloading();
         self.reload_keys(true);
         self.reload_certificates();
+        self.reload_admin_callers(true);
         service::notify::ready(&status_line(&self.0));
     }
 
@@ -457,6 +483,22 @@ impl Reloader {
                     self.0.metrics.reload_failures.inc();
                     tracing::error!(error = %e, "TLS certificate not reloaded; the previous one stays in use")
                 }
+            }
+        }
+    }
+
+    fn reload_admin_callers(&self, force: bool) {
+        let Some(f) = &self.0.admin_callers else {
+            return;
+        };
+        match f.reload(force) {
+            Ok(true) => {
+                tracing::info!(callers = f.current().len(), "admin callers file loaded")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                self.0.metrics.reload_failures.inc();
+                tracing::error!(error = %e, "admin callers not reloaded; the previous ones stay in use")
             }
         }
     }
@@ -479,7 +521,11 @@ async fn watch_key_file(reloader: Reloader, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         tokio::select! {
-            _ = tick.tick() => reloader.reload_keys(false),
+            _ = tick.tick() => {
+                reloader.reload_keys(false);
+                // A revoked admin token stops working within one tick.
+                reloader.reload_admin_callers(false);
+            }
             _ = crate::http::until_set(&mut stop) => return,
         }
     }

@@ -146,7 +146,6 @@ pub enum TlsDirection {
     Rx = 2,
 }
 
-#[cfg(feature = "ktls")]
 fn setsockopt_bytes(fd: std::os::fd::RawFd, level: i32, name: i32, value: &[u8]) -> io::Result<()> {
     // SAFETY: `value` is a live, initialised buffer of exactly `value.len()` bytes
     // for the duration of the call; the kernel copies it and keeps no pointer.
@@ -193,6 +192,113 @@ pub fn ktls_available() -> bool {
         return false;
     };
     set_tls_ulp(client.as_raw_fd()).is_ok()
+}
+
+fn setsockopt_int(fd: std::os::fd::RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    setsockopt_bytes(fd, level, name, &value.to_ne_bytes())
+}
+
+/// The longest TCP MD5 key the kernel takes (`TCP_MD5SIG_MAXKEYLEN`).
+pub const TCP_MD5_MAX_KEY: usize = 80;
+
+/// Sign and check every TCP segment to and from `peer` on `listener` (and
+/// the connections it accepts) with `key`: RFC 2385, `TCP_MD5SIG`. A segment
+/// from `peer` without the signature, or with a wrong one, is dropped by the
+/// kernel before any socket sees it.
+/// On an IPv6 listener (which takes IPv4 too unless it is v6-only) an IPv4
+/// peer is named by its v4-mapped address.
+pub fn set_tcp_md5_key(
+    listener: std::os::fd::RawFd,
+    listener_v6: bool,
+    peer: std::net::IpAddr,
+    key: &[u8],
+) -> io::Result<()> {
+    let peer = match peer {
+        std::net::IpAddr::V4(a) if listener_v6 => std::net::IpAddr::V6(a.to_ipv6_mapped()),
+        p => p,
+    };
+    if key.is_empty() || key.len() > TCP_MD5_MAX_KEY {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a TCP MD5 key is 1 to 80 bytes",
+        ));
+    }
+    // struct tcp_md5sig (linux/tcp.h): a sockaddr_storage for the peer, then
+    // flags, prefix length, key length (u16), ifindex (int), and the key.
+    let mut v = [0u8; 128 + 1 + 1 + 2 + 4 + TCP_MD5_MAX_KEY];
+    match peer {
+        std::net::IpAddr::V4(a) => {
+            v[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+            v[4..8].copy_from_slice(&a.octets());
+        }
+        std::net::IpAddr::V6(a) => {
+            v[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+            v[8..24].copy_from_slice(&a.octets());
+        }
+    }
+    v[130..132].copy_from_slice(&(key.len() as u16).to_ne_bytes());
+    v[136..136 + key.len()].copy_from_slice(key);
+    setsockopt_bytes(listener, libc::IPPROTO_TCP, libc::TCP_MD5SIG, &v)
+}
+
+/// Send with a TTL (hop limit) of 255, as GTSM peers expect (RFC 5082).
+pub fn set_ttl_255(fd: std::os::fd::RawFd, v6: bool) -> io::Result<()> {
+    if v6 {
+        setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, 255)
+    } else {
+        setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_TTL, 255)
+    }
+}
+
+/// Drop every segment that arrives with a TTL (hop limit) below `min`.
+pub fn set_min_ttl(fd: std::os::fd::RawFd, v6: bool, min: u8) -> io::Result<()> {
+    if v6 {
+        setsockopt_int(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MINHOPCOUNT,
+            i32::from(min),
+        )
+    } else {
+        setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_MINTTL, i32::from(min))
+    }
+}
+
+/// Keep each accepted connection's SYN, so [`syn_ttl`] can read its TTL.
+pub fn save_syns(listener: std::os::fd::RawFd) -> io::Result<()> {
+    const TCP_SAVE_SYN: i32 = 27;
+    setsockopt_int(listener, libc::IPPROTO_TCP, TCP_SAVE_SYN, 1)
+}
+
+/// The TTL (hop limit) the SYN of an accepted connection arrived with, from
+/// the headers [`save_syns`] kept; `None` if none were kept (read once only).
+pub fn syn_ttl(conn: std::os::fd::RawFd) -> io::Result<Option<u8>> {
+    let mut buf = [0u8; 512];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: `buf` is writable for `len` bytes and `len` is a live
+    // socklen_t; the kernel writes at most `len` bytes and stores the length.
+    let rc = unsafe {
+        libc::getsockopt(
+            conn,
+            libc::IPPROTO_TCP,
+            libc::TCP_SAVED_SYN,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(header_ttl(&buf[..(len as usize).min(buf.len())]))
+}
+
+/// The TTL of an IPv4 header or the hop limit of an IPv6 one.
+fn header_ttl(h: &[u8]) -> Option<u8> {
+    match h.first().map(|b| b >> 4) {
+        Some(4) => h.get(8).copied(),
+        Some(6) => h.get(7).copied(),
+        _ => None,
+    }
 }
 
 /// Whether every page of `file[offset..offset+len]` is in the page cache, so that
@@ -467,4 +573,52 @@ pub fn map_object(file: &File) -> io::Result<memmap2::Mmap> {
     // under us. (A file truncated by hand under a mapping would end the
     // process with SIGBUS: one reason the option is off by default.)
     unsafe { memmap2::Mmap::map(file) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{SocketAddr, TcpListener};
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    fn client(to: SocketAddr, ttl: u32, md5: Option<&[u8]>) -> io::Result<std::net::TcpStream> {
+        use socket2::{Domain, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+        s.set_ttl_v4(ttl)?;
+        if let Some(key) = md5 {
+            set_tcp_md5_key(s.as_raw_fd(), false, to.ip(), key)?;
+        }
+        // An unsigned SYN to a listener that wants a signature is dropped
+        // without an answer: the attempt times out.
+        s.connect_timeout(&to.into(), Duration::from_millis(700))?;
+        Ok(s.into())
+    }
+
+    #[test]
+    fn a_saved_syn_tells_the_ttl_it_arrived_with() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        save_syns(l.as_raw_fd()).unwrap();
+        let _c = client(l.local_addr().unwrap(), 7, None).unwrap();
+        let (a, _) = l.accept().unwrap();
+        assert_eq!(syn_ttl(a.as_raw_fd()).unwrap(), Some(7));
+        // Set on the accepted socket, a minimum TTL takes.
+        set_min_ttl(a.as_raw_fd(), false, 255).unwrap();
+        assert_eq!(header_ttl(&[0x60, 0, 0, 0, 0, 0, 6, 64]), Some(64));
+        assert_eq!(header_ttl(&[0x10]), None);
+    }
+
+    #[test]
+    fn with_an_md5_key_only_correctly_signed_connections_get_through() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = l.local_addr().unwrap();
+        set_tcp_md5_key(l.as_raw_fd(), false, "127.0.0.1".parse().unwrap(), b"right").unwrap();
+        assert!(client(to, 64, None).is_err(), "unsigned");
+        assert!(client(to, 64, Some(b"wrong")).is_err(), "wrongly signed");
+        let c = client(to, 64, Some(b"right")).unwrap();
+        let (a, _) = l.accept().unwrap();
+        drop((a, c));
+        let too_long = [b'k'; TCP_MD5_MAX_KEY + 1];
+        assert!(set_tcp_md5_key(l.as_raw_fd(), false, to.ip(), &too_long).is_err());
+    }
 }

@@ -31,10 +31,14 @@ fn bgp_config(root: &std::path::Path) -> oca::Config {
             BgpNeighbor {
                 address: ROUTER,
                 asn: 64512,
+                password: None,
+                ttl_security: false,
             },
             BgpNeighbor {
                 address: MISCONFIGURED,
                 asn: 64513,
+                password: None,
+                ttl_security: false,
             },
         ],
     });

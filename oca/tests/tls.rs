@@ -304,3 +304,80 @@ fn sighup_reloads_the_certificate_and_keeps_open_connections() {
     let _ = held.kill();
     let _ = held.wait();
 }
+
+/// The admin listener over TLS (`admin.tls`) with credentials: curl gets the
+/// full /health only with a token that may have it, a load balancer's check
+/// without one gets the status alone, plaintext is not spoken, and a caller
+/// outside its scopes is told so.
+#[test]
+fn the_admin_listener_over_tls_asks_callers_for_credentials() {
+    const OPS: &str = "operator-token-0123456789abcdef0123456789";
+    const SCRAPE: &str = "prometheus-token-0123456789abcdef01234567";
+    let dir = store().object("titles/t1/seg.m4s", b"x").build();
+    let (cert, key) = make_cert(dir.path(), "admin", "oca-admin-test");
+    let callers = dir.path().join("callers");
+    std::fs::write(
+        &callers,
+        format!("ops all {OPS}\nprometheus metrics {SCRAPE}\n"),
+    )
+    .unwrap();
+    let config = dir.path().join("oca-admin.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\n[admin]\ncallers_file = \"{}\"\n\
+             open_health = true\ntls = true\n",
+            cert.display(),
+            key.display(),
+            callers.display()
+        ),
+    )
+    .unwrap();
+    let d = daemon(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--store",
+        dir.path().to_str().unwrap(),
+    ]);
+    let port = d.admin.port();
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let get = |path: &str, token: Option<&str>| {
+        let url = format!("https://localhost:{port}{path}");
+        let auth = token.map(|t| format!("Authorization: Bearer {t}"));
+        let mut args = vec!["--cacert", cert.to_str().unwrap(), "--resolve", &resolve];
+        args.extend(["-w", "\n%{http_code}"]);
+        if let Some(a) = &auth {
+            args.extend(["-H", a.as_str()]);
+        }
+        args.push(&url);
+        let out = curl(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (code.parse::<u16>().unwrap(), body.trim_end().to_owned())
+    };
+    let (code, body) = get("/health", None);
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"status": "ok"}),
+        "the status and nothing else"
+    );
+    let (code, body) = get("/health", Some(OPS));
+    assert_eq!(code, 200);
+    assert!(body.contains("\"disks\""), "{body}");
+    assert_eq!(get("/metrics", None), (401, "credential required".into()));
+    assert_eq!(get("/metrics", Some(SCRAPE)).0, 200);
+    assert_eq!(
+        get("/store/renditions", Some(SCRAPE)),
+        (403, "caller prometheus may not use renditions".into())
+    );
+    // Plaintext to the TLS admin port gets no answer.
+    let out = curl(&[&format!("http://127.0.0.1:{port}/health")]);
+    assert!(!out.status.success());
+}

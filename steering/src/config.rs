@@ -393,6 +393,11 @@ pub struct HealthConfig {
     pub down_after: u32,
     /// Consecutive good polls before a down appliance is marked up again.
     pub up_after: u32,
+    /// This instance's bearer token for the appliances' admin listeners
+    /// (their `admin.callers_file` lists it with `health`).
+    pub admin_token_file: Option<PathBuf>,
+    /// CA bundle for admin listeners served over TLS with a private CA.
+    pub admin_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -618,6 +623,8 @@ impl Default for HealthConfig {
             timeout: Duration::from_secs(1),
             down_after: 3,
             up_after: 2,
+            admin_token_file: None,
+            admin_ca_file: None,
         }
     }
 }
@@ -729,6 +736,11 @@ impl Config {
         }
         if self.health.down_after == 0 || self.health.up_after == 0 {
             return reject("health", "down_after and up_after must be at least 1");
+        }
+        if let Some(p) = &self.health.admin_token_file
+            && let Err(e) = control_client::read_token(p)
+        {
+            return reject("health.admin_token_file", e);
         }
         if self.keys.lifetime <= self.keys.rotate_every {
             return reject(

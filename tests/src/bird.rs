@@ -96,7 +96,9 @@ impl Drop for Link {
 pub struct Bird {
     child: Option<Child>,
     socket: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    /// The configuration up to the session's extra options.
+    statics: String,
 }
 
 impl Drop for Bird {
@@ -114,6 +116,20 @@ pub fn start(
     peer: SocketAddr,
     peer_asn: u32,
     prefixes: &[&str],
+) -> Bird {
+    start_with(link, asn, router_id, peer, peer_asn, prefixes, "")
+}
+
+/// As [`start`], with `session` (e.g. `password "x"; ttl security on;`)
+/// added to the BGP protocol's options.
+pub fn start_with(
+    link: &Link,
+    asn: u32,
+    router_id: &str,
+    peer: SocketAddr,
+    peer_asn: u32,
+    prefixes: &[&str],
+    session: &str,
 ) -> Bird {
     ensure_installed();
     let dir = tempfile::tempdir().unwrap();
@@ -135,13 +151,12 @@ pub fn start(
     error wait time 1, 2;
     ipv4 {{ import none; export all; }};
     ipv6 {{ import none; export all; next hop address 2001:db8::1; }};
-}}
 "#,
         local = link.router,
         ip = peer.ip(),
         port = peer.port(),
     );
-    std::fs::write(d.join("bird.conf"), &conf).unwrap();
+    std::fs::write(d.join("bird.conf"), format!("{conf}{session}\n}}\n")).unwrap();
     let socket = d.join("bird.ctl");
     let child = Command::new("ip")
         .args(["netns", "exec", &link.ns, "bird", "-f", "-c"])
@@ -157,7 +172,8 @@ pub fn start(
     let b = Bird {
         child: Some(child),
         socket,
-        _dir: dir,
+        dir,
+        statics: conf,
     };
     wait_for("birdc to answer", || {
         b.cli("show status").contains("ready").then_some(())
@@ -175,6 +191,19 @@ impl Bird {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
+    }
+
+    /// Change the BGP session's extra options and have BIRD load them
+    /// (`birdc configure`; a changed password or TTL setting restarts the
+    /// session).
+    pub fn reconfigure(&self, session: &str) {
+        std::fs::write(
+            self.dir.path().join("bird.conf"),
+            format!("{}{session}\n}}\n", self.statics),
+        )
+        .unwrap();
+        let out = self.cli("configure");
+        assert!(out.contains("Reconfigur"), "birdc configure: {out}");
     }
 
     /// Stop BIRD abruptly (the session drops without a NOTIFICATION).

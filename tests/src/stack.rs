@@ -531,6 +531,17 @@ serves = [{serves}]
             .unwrap();
         format!("[drm]\nkey_file = \"{}\"\n", kek.display())
     };
+    // Lines of `extra` starting `health.` go into the [health] table the
+    // stack writes (e.g. `health.admin_token_file = "…"`).
+    let (health, extra): (Vec<&str>, Vec<&str>) =
+        extra.lines().partition(|l| l.starts_with("health."));
+    let extra = extra.join("\n");
+    for line in health {
+        cfg = cfg.replace(
+            "[health]\n",
+            &format!("[health]\n{}\n", &line["health.".len()..]),
+        );
+    }
     // `extra` may add sections, so it goes before the array tables.
     let (head, tail) = cfg.split_at(cfg.find("[health]").unwrap());
     std::fs::write(&config, format!("{head}{extra}\n{drm}{tail}")).unwrap();

@@ -252,3 +252,106 @@ fn bird_announces_isp_prefixes_that_steer_viewers_to_the_appliance() {
         (play("100.67.0.9") == ("oca-x1".to_owned(), "region-ixp".to_owned())).then_some(())
     });
 }
+
+/// The value of the metric line starting with `name` (labels included) in
+/// oca's /metrics, or 0.
+fn metric(admin: std::net::SocketAddr, name: &str) -> f64 {
+    let r = http(admin, "GET", "/metrics", &[], b"").unwrap();
+    String::from_utf8_lossy(&r.body)
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A session protected with a TCP MD5 password (RFC 2385) and GTSM (RFC
+/// 5082) against BIRD's `password` and `ttl security`: a wrong password
+/// never establishes (the kernel drops every segment; oca's metrics count
+/// the drops and its log names the neighbour), a router without `ttl
+/// security` (BIRD then sends eBGP with TTL 1) is refused and said so, and
+/// with both right the session establishes and the prefixes arrive.
+#[test]
+fn bird_with_a_wrong_password_or_without_ttl_security_never_establishes() {
+    let link = e2e::bird::Link::new();
+    let oca_bgp: &'static str = Box::leak(
+        format!(
+            "[bgp]\nlisten = \"{}:0\"\nlocal_asn = 64512\nrouter_id = \"10.255.0.1\"\n\
+             hold_time = 9\n[[bgp.neighbor]]\naddress = \"{}\"\nasn = 64500\n\
+             password = \"oca-and-isp-a\"\nttl_security = true\n",
+            link.host, link.router
+        )
+        .into_boxed_str(),
+    );
+    let fleet = vec![ApplianceSpec {
+        id: "oca-a1",
+        tier: "embedded",
+        site: "isp-a-ams",
+        serves: &[],
+        oca_extra: oca_bgp,
+        ..ApplianceSpec::default()
+    }];
+    let s = stack::start(&fleet, "");
+    let oca = &s.appliances["oca-a1"].0;
+    let bgp_addr = oca.addr("bgp=");
+    let admin = s.admin("oca-a1").unwrap();
+    let state = || {
+        http(admin, "GET", "/health", &[], b"").unwrap().json()["bgp"]["sessions"][0]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let wrong_md5 = || metric(admin, "oca_bgp_kernel_drops_total{reason=\"md5_wrong\"}");
+
+    // A wrong password: BIRD keeps trying, the kernel drops each signed SYN.
+    let before = wrong_md5();
+    let bird = e2e::bird::start_with(
+        &link,
+        64500,
+        "10.255.0.2",
+        bgp_addr,
+        64512,
+        &["100.65.0.0/16"],
+        "password \"not-the-password\"; ttl security on;",
+    );
+    wait_for(
+        "the kernel to drop three of BIRD's wrongly signed attempts",
+        || (wrong_md5() >= before + 3.0).then_some(()),
+    );
+    assert_eq!(state(), "idle", "a wrong password must not establish");
+    wait_for("oca's log to name the neighbour", || {
+        oca.log()
+            .lines()
+            .find(|l| l.contains("MD5 signature") && l.contains(&link.router.to_string()))
+            .map(|_| ())
+    });
+    assert!(
+        !oca.log().contains("oca-and-isp-a"),
+        "the password is never logged"
+    );
+
+    // The right password but no GTSM on the router: refused by its TTL.
+    bird.reconfigure("password \"oca-and-isp-a\";");
+    wait_for(
+        "a refusal by ttl_security in the metrics and the log",
+        || {
+            (metric(admin, "oca_bgp_ttl_refused_total") >= 1.0
+                && oca.log().contains("refused by ttl_security"))
+            .then_some(())
+        },
+    );
+    assert_eq!(state(), "idle", "a router without GTSM must not establish");
+    assert!(
+        oca.log().contains("arrived with TTL 1;"),
+        "the log says what arrived: {}",
+        oca.log()
+    );
+
+    // Both right: established, and the prefix is learned.
+    bird.reconfigure("password \"oca-and-isp-a\"; ttl security on;");
+    wait_for("the protected session to establish with its prefix", || {
+        let h = http(admin, "GET", "/health", &[], b"").unwrap().json();
+        (h["bgp"]["sessions"][0]["state"] == "established"
+            && h["bgp"]["sessions"][0]["prefixes_ipv4"] == 1)
+            .then_some(())
+    });
+}

@@ -618,3 +618,132 @@ fn with_io_uring_refused_the_fill_falls_back_to_blocking_calls_and_says_so_once(
         "{oca}"
     );
 }
+
+/// One bearer token per caller of the embedded appliance's admin listener.
+const STEERING_TOKEN: &str = "steering-polls-oca-e1-0123456789abcdef";
+const AGENT_TOKEN: &str = "fill-agent-of-oca-e1-0123456789abcdef";
+const SCRAPER_TOKEN: &str = "prometheus-scrapes-oca-e1-0123456789abcdef";
+
+fn callers(with_agent: bool) -> String {
+    let mut text = format!(
+        "# name     may                 token\n\
+         steering   health              {STEERING_TOKEN}\n\
+         prometheus metrics             {SCRAPER_TOKEN}\n"
+    );
+    if with_agent {
+        text += &format!("fill-agent refresh,renditions  {AGENT_TOKEN}\n");
+    }
+    text
+}
+
+/// A file holding `text`, readable by its owner only.
+fn secret_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    p
+}
+
+/// The embedded appliance's admin listener asks for credentials: steering
+/// polls with its own token and the fill-agent refreshes and reads access
+/// statistics with its own, each counted by caller; no credential, an
+/// unknown one or one outside its scopes is refused with 401/403; and a
+/// caller removed from the file is refused within seconds, without a restart.
+#[test]
+fn steering_and_the_fill_agent_call_the_admin_listener_with_credentials_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let callers_file = secret_file(dir.path(), "admin-callers", &callers(true));
+    let steering_token = secret_file(dir.path(), "steering-token", &format!("{STEERING_TOKEN}\n"));
+    let agent_token = secret_file(dir.path(), "agent-token", AGENT_TOKEN);
+    let mut fleet = stack::fill_fleet(Holds::All);
+    fleet[1].oca_extra = Box::leak(
+        format!("[admin]\ncallers_file = \"{}\"\n", callers_file.display()).into_boxed_str(),
+    );
+    let packaged = stack::content();
+    let origin = stack::nginx(&packaged);
+    let s = stack::start_with(
+        &fleet,
+        &format!(
+            "{}health.admin_token_file = \"{}\"\n",
+            stack::origin_config(&origin),
+            steering_token.display()
+        ),
+        &packaged,
+    );
+    let admin = s.admin("oca-e1").unwrap();
+    let get = |path: &str, token: Option<&str>| {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        http(admin, "GET", path, &headers, b"").unwrap()
+    };
+    let requests = |caller: &str, outcome: &str| -> f64 {
+        let r = get("/metrics", Some(SCRAPER_TOKEN));
+        let line = format!("oca_admin_requests_total{{caller=\"{caller}\",outcome=\"{outcome}\"}}");
+        String::from_utf8_lossy(&r.body)
+            .lines()
+            .find(|l| l.starts_with(&line))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+
+    // Steering's registration poll came with its credential.
+    wait_for("steering's poll, allowed", || {
+        (requests("steering", "allowed") >= 1.0).then_some(())
+    });
+    let a = agent(
+        &s,
+        IN_WINDOW,
+        &format!("oca_admin_token_file = \"{}\"", agent_token.display()),
+    );
+    wait_state(&s, "complete");
+    let objects = assert_only_good_objects(&s);
+    assert!(objects > 0);
+    // A refresh per object committed, each with the agent's credential.
+    assert!(requests("fill-agent", "allowed") >= objects as f64);
+    let log = a.proc.log();
+    assert!(!log.contains("oca refused"), "{log}");
+    for outcome in ["unauthenticated", "forbidden"] {
+        for caller in ["steering", "fill-agent"] {
+            assert_eq!(requests(caller, outcome), 0.0, "{caller} {outcome}");
+        }
+    }
+
+    // Refusals, each with its status and reason.
+    let unknown = requests("", "unauthenticated");
+    let r = get("/health", None);
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("www-authenticate").as_deref(),
+        Some("Bearer realm=\"oca-admin\"")
+    );
+    assert_eq!(String::from_utf8_lossy(&r.body), "credential required\n");
+    let r = get("/metrics", Some("not-a-token-anyone-has-0123456789abcdef"));
+    assert_eq!(
+        (r.status, String::from_utf8_lossy(&r.body).into_owned()),
+        (401, "unknown credential\n".into())
+    );
+    let r = get("/metrics", Some(AGENT_TOKEN));
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        "caller fill-agent may not use metrics\n"
+    );
+    let r = get("/health", Some(STEERING_TOKEN));
+    assert_eq!(r.status, 200);
+    assert!(r.json()["disks"].is_array(), "the full document");
+    assert_eq!(requests("", "unauthenticated"), unknown + 2.0);
+    assert_eq!(requests("fill-agent", "forbidden"), 1.0);
+    assert!(
+        !a.proc.log().contains(AGENT_TOKEN)
+            && !s.appliances["oca-e1"].0.log().contains(AGENT_TOKEN)
+    );
+
+    // The agent's line removed: its token stops working, nothing restarted.
+    std::fs::write(&callers_file, callers(false)).unwrap();
+    wait_for("the revocation to take", || {
+        (get("/store/renditions", Some(AGENT_TOKEN)).status == 401).then_some(())
+    });
+    assert_eq!(get("/health", Some(STEERING_TOKEN)).status, 200);
+}

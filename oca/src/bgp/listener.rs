@@ -39,6 +39,75 @@ fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// Set up the listening socket's protections before any router connects:
+/// each neighbour's TCP MD5 key (the kernel then drops that neighbour's
+/// segments without it, SYNs included), and with GTSM anywhere, TTL 255 on
+/// what we send and the SYNs kept so `accept` can check their TTL. An error
+/// names the neighbour: oca does not start unprotected when protection is
+/// configured.
+pub fn protect(listener: &std::net::TcpListener, cfg: &BgpConfig) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let fd = listener.as_raw_fd();
+    let v6 = cfg.listen.is_ipv6();
+    for n in &cfg.neighbors {
+        if let Some(key) = &n.password {
+            crate::sys::set_tcp_md5_key(fd, v6, n.address.to_canonical(), key.expose().as_bytes())
+                .map_err(|e| {
+                    format!(
+                        "bgp.neighbor {}: cannot set its TCP MD5 key: {e}{}",
+                        n.address,
+                        if e.raw_os_error() == Some(libc::ENOPROTOOPT) {
+                            " (a kernel without CONFIG_TCP_MD5SIG)"
+                        } else {
+                            ""
+                        }
+                    )
+                })?;
+        }
+    }
+    if cfg.neighbors.iter().any(|n| n.ttl_security) {
+        let r = crate::sys::set_ttl_255(fd, false)
+            .and_then(|()| {
+                if v6 {
+                    crate::sys::set_ttl_255(fd, true)
+                } else {
+                    Ok(())
+                }
+            })
+            .and_then(|()| crate::sys::save_syns(fd));
+        r.map_err(|e| {
+            format!(
+                "bgp: cannot set up ttl_security (GTSM) on {}: {e}",
+                cfg.listen
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// GTSM for one accepted connection from a neighbour with `ttl_security`:
+/// its SYN must have arrived with TTL 255 (so it was sent by a directly
+/// connected router), and from now on the kernel drops its segments that do
+/// not. `Err` says why the connection is refused.
+fn check_ttl(stream: &TcpStream, peer: IpAddr) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let fd = stream.as_raw_fd();
+    match crate::sys::syn_ttl(fd) {
+        Ok(Some(255)) => {}
+        Ok(Some(ttl)) => {
+            return Err(format!(
+                "its SYN arrived with TTL {ttl}; ttl_security needs 255 (is the router's \
+                 `ttl security` on, and is it directly connected?)"
+            ));
+        }
+        Ok(None) => return Err("the kernel kept no SYN to check the TTL of".into()),
+        Err(e) => return Err(format!("cannot read the SYN's TTL: {e}")),
+    }
+    // A v4 peer on an IPv6 listener is v4-mapped: its packets are IPv4.
+    crate::sys::set_min_ttl(fd, peer.is_ipv6(), 255)
+        .map_err(|e| format!("cannot set the minimum TTL: {e}"))
+}
+
 /// Accept sessions until `stop`, then end each with Cease / Administrative
 /// Shutdown and return once they are closed.
 pub async fn run(
@@ -47,16 +116,37 @@ pub async fn run(
     learned: Arc<Learned>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let neighbors: HashMap<IpAddr, u32> = cfg
+    let neighbors: HashMap<IpAddr, (u32, bool)> = cfg
         .neighbors
         .iter()
-        .map(|n| (n.address.to_canonical(), n.asn))
+        .map(|n| (n.address.to_canonical(), (n.asn, n.ttl_security)))
         .collect();
     let current: Current = Arc::default();
     let mut next_id = 0u64;
     let mut tasks = JoinSet::new();
+    // The kernel drops segments with a wrong MD5 signature or a low TTL
+    // before any socket sees them; its counters are the only trace, so they
+    // are watched and the neighbours they may concern named in the log.
+    let protected: Vec<(IpAddr, bool, bool)> = cfg
+        .neighbors
+        .iter()
+        .filter(|n| n.password.is_some() || n.ttl_security)
+        .map(|n| {
+            (
+                n.address.to_canonical(),
+                n.password.is_some(),
+                n.ttl_security,
+            )
+        })
+        .collect();
+    let mut drops_seen = super::KernelDrops::read();
+    let mut watch = tokio::time::interval(DROPS_EVERY);
     loop {
         let (stream, peer) = tokio::select! {
+            _ = watch.tick(), if !protected.is_empty() => {
+                drops_seen = report_drops(drops_seen, &protected, &learned);
+                continue;
+            }
             r = listener.accept() => match r {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -70,7 +160,7 @@ pub async fn run(
         };
         // Decided on the address alone, before reading a byte.
         let addr = peer.ip().to_canonical();
-        let Some(&peer_asn) = neighbors.get(&addr) else {
+        let Some(&(peer_asn, ttl_security)) = neighbors.get(&addr) else {
             learned
                 .counters
                 .connections_refused
@@ -80,6 +170,15 @@ pub async fn run(
             continue;
         };
         let span = tracing::info_span!("bgp", neighbor = %addr);
+        if ttl_security && let Err(why) = check_ttl(&stream, addr) {
+            learned
+                .counters
+                .ttl_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(parent: &span, "BGP connection refused by ttl_security (GTSM): {why}");
+            drop(stream);
+            continue;
+        }
         next_id += 1;
         let id = next_id;
         let kick = Arc::new(Notify::new());
@@ -122,6 +221,57 @@ pub async fn run(
     }
     // Every session saw the same stop and is sending its Cease.
     while tasks.join_next().await.is_some() {}
+}
+
+/// How often the kernel's drop counters are compared.
+const DROPS_EVERY: Duration = Duration::from_secs(5);
+
+/// Say in the log when the kernel dropped MD5 or TTL-failing segments since
+/// `seen` while a neighbour protected that way is not established (then the
+/// drops are most likely its); the counters now.
+fn report_drops(
+    seen: super::KernelDrops,
+    protected: &[(IpAddr, bool, bool)],
+    learned: &Learned,
+) -> super::KernelDrops {
+    let now = super::KernelDrops::read();
+    let down = |md5: bool| -> Vec<String> {
+        protected
+            .iter()
+            .filter(|&&(addr, password, ttl)| {
+                (if md5 { password } else { ttl }) && !learned.is_established(addr)
+            })
+            .map(|(addr, ..)| addr.to_string())
+            .collect()
+    };
+    let md5 = now.md5().saturating_sub(seen.md5());
+    if md5 > 0 {
+        let waiting = down(true);
+        if !waiting.is_empty() {
+            tracing::warn!(
+                dropped = md5,
+                missing = now.md5_missing.saturating_sub(seen.md5_missing),
+                wrong = now.md5_wrong.saturating_sub(seen.md5_wrong),
+                unexpected = now.md5_unexpected.saturating_sub(seen.md5_unexpected),
+                neighbors = %waiting.join(","),
+                "the kernel dropped TCP segments for a missing or wrong MD5 signature while these \
+                 neighbors with a password are not established: does the router's password match?"
+            );
+        }
+    }
+    let ttl = now.min_ttl.saturating_sub(seen.min_ttl);
+    if ttl > 0 {
+        let waiting = down(false);
+        if !waiting.is_empty() {
+            tracing::warn!(
+                dropped = ttl,
+                neighbors = %waiting.join(","),
+                "the kernel dropped TCP segments under the minimum TTL while these ttl_security \
+                 neighbors are not established: is the router's `ttl security` on?"
+            );
+        }
+    }
+    now
 }
 
 /// Close a colliding connection with Cease / Connection Collision Resolution.

@@ -117,6 +117,8 @@ const CODES: usize = 8;
 pub struct Counters {
     pub updates: AtomicU64,
     pub connections_refused: AtomicU64,
+    /// Connections from a `ttl_security` neighbour whose SYN had TTL < 255.
+    pub ttl_refused: AtomicU64,
     notifications_sent: [AtomicU64; CODES],
     notifications_received: [AtomicU64; CODES],
 }
@@ -129,6 +131,65 @@ impl Counters {
 
     pub fn notifications_received(&self) -> Vec<(u8, u64)> {
         nonzero(&self.notifications_received)
+    }
+}
+
+/// Segments the kernel dropped before any BGP socket saw them: TCP MD5
+/// signatures missing, unexpected or wrong, and TTLs under a socket's
+/// minimum (GTSM). Counted for the whole network namespace (`TcpExt` in
+/// `/proc/net/netstat`), so other TCP MD5 users on the host count too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelDrops {
+    pub md5_missing: u64,
+    pub md5_unexpected: u64,
+    pub md5_wrong: u64,
+    pub min_ttl: u64,
+}
+
+impl KernelDrops {
+    /// (label, count) pairs, as metrics export them.
+    pub fn labelled(&self) -> [(&'static str, u64); 4] {
+        [
+            ("md5_missing", self.md5_missing),
+            ("md5_unexpected", self.md5_unexpected),
+            ("md5_wrong", self.md5_wrong),
+            ("min_ttl", self.min_ttl),
+        ]
+    }
+
+    /// The MD5 drops together: a neighbour's password that does not match.
+    pub fn md5(&self) -> u64 {
+        self.md5_missing + self.md5_unexpected + self.md5_wrong
+    }
+
+    /// Read this namespace's counters; zero where the kernel has none.
+    pub fn read() -> KernelDrops {
+        std::fs::read_to_string("/proc/net/netstat")
+            .map(|t| KernelDrops::parse(&t))
+            .unwrap_or_default()
+    }
+
+    /// The `TcpExt` counters of a `/proc/net/netstat` text: a line of names
+    /// followed by a line of values.
+    pub fn parse(text: &str) -> KernelDrops {
+        let mut lines = text.lines();
+        let mut d = KernelDrops::default();
+        while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
+            if !names.starts_with("TcpExt:") {
+                continue;
+            }
+            for (name, value) in names.split_whitespace().zip(values.split_whitespace()) {
+                let v = value.parse().unwrap_or(0);
+                match name {
+                    "TCPMD5NotFound" => d.md5_missing = v,
+                    "TCPMD5Unexpected" => d.md5_unexpected = v,
+                    "TCPMD5Failure" => d.md5_wrong = v,
+                    "TCPMinTTLDrop" => d.min_ttl = v,
+                    _ => {}
+                }
+            }
+        }
+        d
     }
 }
 
@@ -366,6 +427,26 @@ impl Learned {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn kernel_drops_are_read_from_the_tcpext_lines() {
+        let text = "TcpExt: SyncookiesSent TCPMD5NotFound TCPMD5Unexpected TCPMD5Failure TCPMinTTLDrop\n\
+                    TcpExt: 0 3 1 7 2\n\
+                    IpExt: InNoRoutes TCPMD5Failure\n\
+                    IpExt: 0 99\n";
+        let d = super::KernelDrops::parse(text);
+        assert_eq!(
+            d,
+            super::KernelDrops {
+                md5_missing: 3,
+                md5_unexpected: 1,
+                md5_wrong: 7,
+                min_ttl: 2
+            }
+        );
+        assert_eq!(d.md5(), 11);
+        assert_eq!(super::KernelDrops::parse("garbage"), Default::default());
+    }
+
     use super::*;
 
     #[test]

@@ -376,6 +376,7 @@ mod size_probe {
                 all_closed: Default::default(),
                 bgp: None,
                 cold: crate::cold::ColdReads::start(Default::default(), false, 0),
+                admin_callers: None,
             });
             let guard = ConnGuard::admit(&shared).unwrap();
             let (_tx, rx) = watch::channel(false);

@@ -69,6 +69,8 @@ pub struct Shared {
     pub bgp: Option<Arc<crate::bgp::Learned>>,
     /// The cold-read loader every connection hands cold windows to.
     pub cold: crate::cold::ColdReads,
+    /// Who may call the admin listener (`admin.callers_file`); `None`: anyone.
+    pub admin_callers: Option<Arc<crate::admin_auth::CallersFile>>,
 }
 
 /// Counts a connection as active for as long as it lives.

@@ -224,6 +224,9 @@ pub fn admin(
     out.extend_from_slice(b"\r\nContent-Length: ");
     push_num(out, body.len() as u64);
     out.extend_from_slice(b"\r\nCache-Control: no-store\r\n");
+    if status == 401 {
+        out.extend_from_slice(b"WWW-Authenticate: Bearer realm=\"oca-admin\"\r\n");
+    }
     connection(out, keep_alive, 1);
     out.extend_from_slice(b"\r\n");
     if !head_only {

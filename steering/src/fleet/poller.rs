@@ -114,9 +114,14 @@ fn health_client(state: &Fleet) -> Option<reqwest::Client> {
     state
         .health_client
         .get_or_init(|| {
-            control_client::http_client(state.config.health.timeout, None)
-                .inspect_err(|e| tracing::error!(error = %e, "cannot build the health-poll client"))
-                .ok()
+            let h = &state.config.health;
+            control_client::admin_client(
+                h.timeout,
+                h.admin_ca_file.as_deref(),
+                h.admin_token_file.as_deref(),
+            )
+            .inspect_err(|e| tracing::error!(error = %e, "cannot build the health-poll client"))
+            .ok()
         })
         .clone()
 }
