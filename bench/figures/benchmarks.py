@@ -25,7 +25,7 @@ TITLES = {
 }
 
 # Goals the figures are read against (requirements, not measurements).
-COLD_P99_GOAL = 2.0  # hot p99 with a cold set read from disk, against all hot
+COLD_P99_GOAL = 1.1  # hot p99 with a cold set read from disk, against all hot (issue 21)
 CLIENT_CEILING = 0.9  # oca-bench's threads this busy: the client, not the server, is the limit
 SUSTAINED = 0.95  # an open-loop run that served less than this share of its rate fell behind
 

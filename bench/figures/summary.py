@@ -113,9 +113,18 @@ def _cold(rec):
         return []
     met = "met" if span["oca"][1] <= COLD_P99_GOAL else "not met"
     nginx = f"; nginx's {t.span(*span['nginx'])}" if span["nginx"] else ""
+    # Cold clients' throughput against the build before the cold-read loader, in the same rounds.
+    before = rec.get("baseline", {}).get("server")
+    cold = ""
+    if before:
+        rs = [rows[(layout, "oca")]["cold_gbit"] / rows[(layout, before)]["cold_gbit"]
+              for (layout, kind) in rows if kind == "oca" and (layout, before) in rows]
+        if rs:
+            cold = (f"; the cold clients' throughput {t.span(min(rs), max(rs))} of `{before}`'s "
+                    f"(goal: not lower: {'met' if min(rs) >= 1 else 'not met'})")
     return [f"- Cold reads: the hot client's p99 with the cold set on disk is {t.span(*span['oca'])} of its p99 "
             f"with everything warm for oca (median over rounds, per layout; goal at most {COLD_P99_GOAL:g}×: "
-            f"{met}){nginx}."]
+            f"{met}){nginx}{cold}."]
 
 
 def _wrk_ratios(run, noise, key):
