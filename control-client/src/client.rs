@@ -340,20 +340,10 @@ pub fn admin_client(
         .map_err(|e| format!("cannot build HTTP client: {e}"))
 }
 
-/// A client for long transfers (fills): no limit on a whole request, only on
-/// connecting and on each read, so a large object at a capped rate is fine and
-/// a stalled source is not.
-pub fn transfer_client(
-    connect_timeout: std::time::Duration,
-    read_timeout: std::time::Duration,
-    ca_file: Option<&Path>,
-) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .read_timeout(read_timeout)
-        .tls_backend_preconfigured(tls_config(ca_file)?)
-        .build()
-        .map_err(|e| format!("cannot build HTTP client: {e}"))
+/// The TLS client settings every control-plane and transfer client uses:
+/// `ca_file`'s certificates, or the system's roots; HTTP/1.1 by ALPN.
+pub fn tls_client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    tls_config(ca_file)
 }
 
 fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {

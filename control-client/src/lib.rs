@@ -8,7 +8,7 @@ pub mod urls;
 pub mod wire;
 
 pub use client::{
-    ClientError, ControlClient, admin_client, http_client, read_token, transfer_client,
+    ClientError, ControlClient, admin_client, http_client, read_token, tls_client_config,
 };
 pub use retry::{Breaker, RetryPolicy};
 pub use urls::Urls;

@@ -43,10 +43,14 @@ impl Agent {
             RetryPolicy::default(),
         )
         .map_err(StartError::Control)?;
-        let http = control_client::transfer_client(
+        let http = crate::transfer::Transfers::new(
             cfg.request_timeout,
             cfg.request_timeout,
             c.ca_file.as_deref(),
+            crate::transfer::Marking {
+                dscp: cfg.dscp,
+                source: cfg.source_address,
+            },
         )
         .map_err(StartError::Http)?;
         let oca = cfg

@@ -26,6 +26,12 @@ pub struct Config {
     pub oca_admin_token_file: Option<PathBuf>,
     /// CA bundle for an admin listener served over TLS with a private CA.
     pub oca_admin_ca_file: Option<PathBuf>,
+    /// DiffServ code point (0..=63) on every fill connection's packets, so
+    /// the ISP can police fill traffic (e.g. 8, CS1, "lower effort").
+    pub dscp: Option<u8>,
+    /// Local address fill connections are made from, so the ISP can route
+    /// or police fill traffic by address.
+    pub source_address: Option<std::net::IpAddr>,
     /// Where the progress document goes (oca's `fill_status` shows it).
     pub status_file: PathBuf,
     /// Serve `/metrics` here (optional).
@@ -82,6 +88,8 @@ impl Default for Config {
             oca_admin: Some("http://127.0.0.1:9090".into()),
             oca_admin_token_file: None,
             oca_admin_ca_file: None,
+            dscp: None,
+            source_address: None,
             status_file: PathBuf::from("/var/lib/fill-agent/status.json"),
             metrics_listen: None,
             rate_bps: 1_000_000_000,
@@ -146,11 +154,16 @@ impl Config {
         {
             return reject("oca_admin", "an http:// or https:// URL");
         }
-        if let Some(p) = &self.oca_admin_token_file
-            && let Err(e) = control_client::read_token(p)
-        {
-            return reject("oca_admin_token_file", e);
+        if self.dscp.is_some_and(|d| d > 63) {
+            return reject("dscp", "a DiffServ code point, 0 to 63 (e.g. 8 for CS1)");
         }
+        if self
+            .source_address
+            .is_some_and(|a| a.is_unspecified() || a.is_multicast())
+        {
+            return reject("source_address", "a unicast address of this host");
+        }
+
         let c = &self.control;
         if let Err(e) = c.url.check() {
             return reject("control.url", e);
@@ -176,7 +189,10 @@ mod tests {
         stores = ["/d0", "/d1"]
         require_mount = true
         oca_admin = "http://127.0.0.1:9191"
+        oca_admin_token_file = "/etc/oca/fill-agent-admin-token"
         oca_admin_ca_file = "/etc/oca/admin-ca.pem"
+        dscp = 8
+        source_address = "198.51.100.20"
         status_file = "/run/fill/status.json"
         metrics_listen = "127.0.0.1:9200"
         rate_bps = 24000000
@@ -212,6 +228,8 @@ mod tests {
             oca_admin,
             oca_admin_token_file,
             oca_admin_ca_file,
+            dscp,
+            source_address,
             status_file,
             metrics_listen,
             rate_bps,
@@ -232,11 +250,19 @@ mod tests {
         assert!(require_mount && !d.require_mount);
         assert_eq!(oca_admin.as_deref(), Some("http://127.0.0.1:9191"));
         assert_ne!(oca_admin, d.oca_admin);
-        // A token file must exist to validate, so it is tested end to end.
-        assert_eq!((oca_admin_token_file, d.oca_admin_token_file), (None, None));
+        // Read at start (a missing file stops the agent with its name).
+        assert_eq!(
+            (oca_admin_token_file, d.oca_admin_token_file),
+            (Some("/etc/oca/fill-agent-admin-token".into()), None)
+        );
         assert_eq!(
             (oca_admin_ca_file, d.oca_admin_ca_file),
             (Some("/etc/oca/admin-ca.pem".into()), None)
+        );
+        assert_eq!((dscp, d.dscp), (Some(8), None));
+        assert_eq!(
+            (source_address, d.source_address),
+            (Some("198.51.100.20".parse().unwrap()), None)
         );
         assert_eq!(status_file, PathBuf::from("/run/fill/status.json"));
         assert_ne!(status_file, d.status_file);

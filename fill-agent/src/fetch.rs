@@ -52,7 +52,7 @@ impl FetchError {
 
 /// What every download shares.
 pub struct Shared {
-    pub http: reqwest::Client,
+    pub http: crate::transfer::Transfers,
     pub bucket: Mutex<Bucket>,
     pub min_throughput_bps: u64,
     pub slow_grace: Duration,
@@ -90,15 +90,12 @@ pub async fn fetch(
     let mut transferred = 0u64;
     let digest = if have < obj.size {
         let url = format!("{}{}", src.base_url, obj.key);
-        let mut req = shared.http.get(&url);
-        if have > 0 {
-            req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
-        }
-        let mut resp = req
-            .send()
+        let mut resp = shared
+            .http
+            .get(&url, have)
             .await
-            .map_err(|e| FetchError::Unreachable(e.to_string()))?;
-        let status = resp.status().as_u16();
+            .map_err(FetchError::Unreachable)?;
+        let status = resp.status;
         let append = match (status, have) {
             (206, h) if h > 0 => true,
             (200, _) => false,
@@ -190,7 +187,7 @@ pub async fn fetch(
 /// pace: `have` and `transferred` count what arrived.
 async fn receive(
     shared: &Shared,
-    resp: &mut reqwest::Response,
+    resp: &mut crate::transfer::Response,
     sink: &mut Sink,
     size: u64,
     have: &mut u64,
@@ -199,11 +196,7 @@ async fn receive(
     let started = Instant::now();
     // Time spent pausing for our own rate cap is not the source's slowness.
     let mut paused = Duration::ZERO;
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| FetchError::Transfer(e.to_string()))?
-    {
+    while let Some(chunk) = resp.chunk().await.map_err(FetchError::Transfer)? {
         let n = chunk.len() as u64;
         if *have + n > size {
             return Err(FetchError::Corrupt(format!(

@@ -28,6 +28,7 @@ pub mod rate;
 pub mod scrub;
 pub mod sources;
 pub mod status;
+pub mod transfer;
 pub mod window;
 pub mod work;
 

@@ -747,3 +747,59 @@ fn steering_and_the_fill_agent_call_the_admin_listener_with_credentials_of_their
     });
     assert_eq!(get("/health", Some(STEERING_TOKEN)).status, 200);
 }
+
+/// The fill sockets the agent has open, as `ss` shows them with their TOS:
+/// (local address, TOS) for each established connection of process `pid`.
+fn fill_sockets(pid: u32) -> Vec<(String, String)> {
+    let out = std::process::Command::new("ss")
+        .args(["-tnpie", "--tos", "state", "established"])
+        .output()
+        .expect("ss (iproute2)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter(|l| l.contains(&format!("pid={pid},")))
+        .map(|l| {
+            let local = l.split_whitespace().nth(2).unwrap_or_default().to_owned();
+            let tos = l
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("tos:"))
+                .unwrap_or("0x0")
+                .to_owned();
+            (local, tos)
+        })
+        .collect()
+}
+
+/// `dscp` and `source_address`: every fill connection (to the IXP parent and
+/// the origin) leaves from the configured address with DSCP 8 (CS1: TOS
+/// 0x20), so the ISP can police or route fill traffic; the agent's calls to
+/// steering are not fill traffic and are left alone.
+#[test]
+fn fill_connections_carry_the_dscp_mark_and_source_address_the_isp_asked_for() {
+    let (s, _origin) = stack_with_origin(Holds::Hls, &stack::content());
+    let objects = planned(&s);
+    // Slow enough to see the connections while they carry the fill.
+    let a = agent(
+        &s,
+        IN_WINDOW,
+        "rate_bps = 4000000\ndscp = 8\nsource_address = \"127.0.0.77\"",
+    );
+    let pid = a.proc.child.id();
+    let marked = wait_for("marked fill connections from 127.0.0.77", || {
+        let socks = fill_sockets(pid);
+        socks
+            .iter()
+            .any(|(local, _)| local.starts_with("127.0.0.77:"))
+            .then_some(socks)
+    });
+    for (local, tos) in &marked {
+        if local.starts_with("127.0.0.77:") {
+            assert_eq!(tos, "0x20", "fill connection from {local}");
+        } else {
+            // The control plane: not from the fill address, not marked.
+            assert_ne!(tos, "0x20", "{local}");
+        }
+    }
+    wait_state(&s, "complete");
+    assert_eq!(assert_only_good_objects(&s), objects.len());
+}
