@@ -66,6 +66,52 @@ pub struct Config {
     pub history: HistoryConfig,
     pub instance: InstanceConfig,
     pub drm: DrmConfig,
+    /// How many new plays are decided at once, and how fast one client or
+    /// account may start them (`viewers::admission`).
+    pub admission: AdmissionConfig,
+}
+
+/// `[admission]`: admission control on `POST /v1/play`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdmissionConfig {
+    /// Off: every play is decided, however many arrive.
+    pub enabled: bool,
+    /// Plays decided at once, at most (the adaptive limit's ceiling).
+    pub max_concurrent: usize,
+    /// The adaptive limit's floor.
+    pub min_concurrent: usize,
+    /// A play should be decided within this; while plays take longer the
+    /// limit shrinks.
+    #[serde(with = "humantime_serde")]
+    pub target_latency: Duration,
+    /// `Retry-After` given with a refusal: this, spread up to twice it.
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
+    /// New plays per minute from one client address (0: no limit), and the
+    /// burst allowed above that pace. Many viewers share an address behind
+    /// CGNAT: set it for the largest such pool.
+    pub client_plays_per_min: u32,
+    pub client_burst: u32,
+    /// New plays per minute per account (0: no limit), and the burst.
+    pub account_plays_per_min: u32,
+    pub account_burst: u32,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig {
+            enabled: true,
+            max_concurrent: 64,
+            min_concurrent: 4,
+            target_latency: Duration::from_millis(100),
+            retry_after: Duration::from_secs(2),
+            client_plays_per_min: 0,
+            client_burst: 60,
+            account_plays_per_min: 0,
+            account_burst: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -533,6 +579,7 @@ impl Default for Config {
             fill: FillConfig::default(),
             history: HistoryConfig::default(),
             drm: DrmConfig::default(),
+            admission: AdmissionConfig::default(),
             instance: InstanceConfig::default(),
         }
     }
@@ -676,6 +723,19 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let a = &self.admission;
+        if a.min_concurrent == 0 || a.max_concurrent < a.min_concurrent {
+            return reject(
+                "admission",
+                "min_concurrent at least 1 and max_concurrent at least min_concurrent",
+            );
+        }
+        if a.target_latency.is_zero() || a.retry_after < Duration::from_secs(1) {
+            return reject(
+                "admission",
+                "target_latency above zero and retry_after at least 1s",
+            );
+        }
         if !(1..=1000).contains(&self.drm.max_licences) {
             return reject("drm.max_licences", "must be 1 to 1000");
         }

@@ -16,6 +16,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     details: Vec<String>,
+    /// Seconds for a `Retry-After` header (refusals under load).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -29,7 +31,14 @@ impl ApiError {
             code,
             message: message.into(),
             details: Vec::new(),
+            retry_after: None,
         }
+    }
+
+    /// The same error telling the client when to try again.
+    pub(crate) fn with_retry_after(mut self, secs: u64) -> ApiError {
+        self.retry_after = Some(secs);
+        self
     }
 
     /// The same error listing what it is about (say, the offending renditions).
@@ -73,7 +82,12 @@ impl IntoResponse for ApiError {
             message: self.message,
             details: self.details,
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut r = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        r
     }
 }
 

@@ -782,7 +782,7 @@ fn fill_connections_carry_the_dscp_mark_and_source_address_the_isp_asked_for() {
     let a = agent(
         &s,
         IN_WINDOW,
-        "rate_bps = 4000000\ndscp = 8\nsource_address = \"127.0.0.77\"",
+        "rate_bps = 16000000\ndscp = 8\nsource_address = \"127.0.0.77\"",
     );
     let pid = a.proc.child.id();
     let marked = wait_for("marked fill connections from 127.0.0.77", || {

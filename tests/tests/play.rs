@@ -631,3 +631,94 @@ fn with_steering_down_issued_manifests_keep_playing_and_restarted_appliances_use
         .unwrap();
     fetch_variant(&variant.replace(old_host, &new_http.to_string()));
 }
+
+/// Admission control: beyond steering's concurrency limit a play gets 503
+/// `overloaded` with a jittered `Retry-After`, one address over its rate and
+/// one account over its rate get 429 with theirs, and meanwhile everything
+/// appliances call is answered (it never passes through admission).
+#[test]
+fn plays_beyond_the_limits_are_refused_with_retry_after_while_appliances_are_served() {
+    let s = stack::start(
+        &stack::fleet(),
+        "[admission]\nmax_concurrent = 1\nmin_concurrent = 1\nretry_after = \"2s\"\n\
+         client_plays_per_min = 60\nclient_burst = 4\n\
+         account_plays_per_min = 6\naccount_burst = 2\n",
+    );
+    let (alice, bob) = (s.token("alice"), s.token("bob"));
+    let plan = || {
+        let auth = format!("Bearer oca-a1:{}", stack::credential_of("oca-a1"));
+        http(
+            s.addr,
+            "GET",
+            "/v1/appliances/oca-a1/fill-plan",
+            &[("Authorization", &auth)],
+            b"",
+        )
+        .unwrap()
+        .status
+    };
+
+    // Concurrency: plays at once from many addresses (each well under its
+    // rate) until one finds the single slot taken.
+    let mut next = 0u32;
+    let overloaded = wait_for("a play refused as overloaded", || {
+        let batch: Vec<_> = (0..16)
+            .map(|_| {
+                next += 1;
+                let client = ip(&format!("127.5.{}.{}", next / 250, next % 250 + 1));
+                let token = alice.clone();
+                let addr = s.addr;
+                std::thread::spawn(move || {
+                    stack::play_at(addr, client, &token, "t1", "browser", "main")
+                })
+            })
+            .collect();
+        let answers: Vec<Response> = batch.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(plan(), 200, "the fill plan is served throughout");
+        answers.into_iter().find(|r| r.status == 503)
+    });
+    assert_eq!(overloaded.json()["code"], "overloaded");
+    let secs: u64 = overloaded.header("retry-after").unwrap().parse().unwrap();
+    assert!((2..4).contains(&secs), "Retry-After {secs}");
+
+    // One address: its burst of 4, then 429 (even before the token is read).
+    let from = ip("127.6.0.1");
+    for _ in 0..4 {
+        let r = stack::play_at(s.addr, from, "vt_forged", "t1", "browser", "main");
+        assert_eq!(r.status, 401);
+    }
+    let r = stack::play_at(s.addr, from, &bob, "t1", "browser", "main");
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["code"], "client_rate_limited");
+    assert!(r.header("retry-after").is_some());
+
+    // One account (bob): its burst of 2 from different addresses, then 429,
+    // with a Retry-After no sooner than its next play is allowed (10 s at 6
+    // a minute).
+    for n in 0..2 {
+        let r = stack::play_at(
+            s.addr,
+            ip(&format!("127.7.0.{}", n + 1)),
+            &bob,
+            "t1",
+            "browser",
+            "main",
+        );
+        assert_ne!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let r = stack::play_at(s.addr, ip("127.7.0.9"), &bob, "t1", "browser", "main");
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["code"], "account_rate_limited");
+    let secs: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(secs >= 9, "Retry-After {secs}");
+    assert_eq!(plan(), 200);
+    // Refusals are counted by reason.
+    let m = http(s.addr, "GET", "/metrics", &[], b"").unwrap();
+    let text = String::from_utf8_lossy(&m.body);
+    for reason in ["overloaded", "client_rate_limited", "account_rate_limited"] {
+        assert!(
+            text.contains(&format!("reason=\"{reason}\"")),
+            "{reason} counted"
+        );
+    }
+}

@@ -4,6 +4,7 @@
 //! it asks the fleet half, through `Steerer`, and nothing else.
 
 pub mod accounts;
+pub mod admission;
 pub mod bookmarks;
 pub mod clientip;
 pub mod deps;
@@ -52,6 +53,8 @@ pub struct Viewers {
     /// Each title's content key ID as last read (None: clear), so manifests
     /// keep their protection signalling while the store is unreachable.
     pub key_ids: std::sync::Mutex<std::collections::HashMap<String, Option<[u8; 16]>>>,
+    /// Which new plays are decided now (`[admission]`).
+    pub admission: Arc<admission::Admission>,
 }
 
 impl Viewers {
@@ -101,6 +104,7 @@ impl Viewers {
             kek,
             licence_proxies,
             key_ids: std::sync::Mutex::default(),
+            admission: Arc::new(admission::Admission::new(config.admission.clone())),
             recall: recall::Recall::new(config.play.outage_grace),
             config,
             store,

@@ -128,7 +128,17 @@ pub async fn play(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<PlayResponse>, ApiError> {
-    let result = start(&state, peer, &headers, body).await;
+    // Admitted before any work: a refusal costs next to nothing, so a
+    // flash crowd's excess cannot slow the plays that are admitted.
+    let client = client_of(&state, peer, &headers);
+    let result = match state.admission.admit(client, std::time::Instant::now()) {
+        Ok(permit) => {
+            let r = start(&state, peer, &headers, body).await;
+            drop(permit);
+            r
+        }
+        Err(refusal) => Err(refused(refusal)),
+    };
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) => e.code(),
@@ -141,6 +151,28 @@ pub async fn play(
     result.map(axum::Json)
 }
 
+/// The answer to a play admission refused: 503 when steering is at its
+/// limit, 429 when one client or account is over its rate; both with
+/// `Retry-After`.
+fn refused(r: super::admission::Refusal) -> ApiError {
+    use super::admission::Refusal;
+    let (status, message) = match r {
+        Refusal::Overloaded { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "steering is deciding as many plays as it can; retry after the given seconds",
+        ),
+        Refusal::ClientRate { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many new plays from this address; retry after the given seconds",
+        ),
+        Refusal::AccountRate { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many new plays for this account; retry after the given seconds",
+        ),
+    };
+    ApiError::new(status, r.code(), message).with_retry_after(r.retry_after_s())
+}
+
 async fn start(
     state: &Viewers,
     peer: SocketAddr,
@@ -149,6 +181,10 @@ async fn start(
 ) -> Result<PlayResponse, ApiError> {
     let now = crate::unix_now();
     let viewer = accounts::authenticate(state, headers, now).await?;
+    state
+        .admission
+        .account(&viewer.user.id, std::time::Instant::now())
+        .map_err(refused)?;
     let req: PlayRequest = json(body)?;
     let user = &viewer.user;
     let device = state
