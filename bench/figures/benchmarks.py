@@ -425,7 +425,8 @@ def body(name, rec, noise):
     return {"startup": startup_body, "decide": decide_body, "fill": fill_body}[name](rec)
 
 
-def render(records, packager_rec=None, control_rec=None, failover_rec=None, fleet_recs=(None, None)):
+def render(records, packager_rec=None, control_rec=None, failover_rec=None, fleet_recs=(None, None),
+           flash_rec=None):
     """The whole of BENCHMARKS.md from {section: record or None},
     docs/data/packager.json, docs/data/control/plays.json and
     docs/data/control/failover.json (or None)."""
@@ -451,6 +452,7 @@ def render(records, packager_rec=None, control_rec=None, failover_rec=None, flee
     out += packager.section(packager_rec)
     out += control.section(control_rec)
     out += control.failover_section(failover_rec)
+    out += control.flash_section(flash_rec)
     out += fleet.section(*fleet_recs)
     out.append(HISTORY)
     return "\n".join(out)

@@ -247,3 +247,72 @@ def failover_section(rec):
                        "lll"))
     out.append("")
     return out
+
+
+FLASH_SOURCE = "docs/data/control/flash.json"
+FLASH_P99_FACTOR = 2.0  # admitted plays' p99 at the peak, against the calm's (issue 22)
+
+FLASH_PROSE = """A launch's flash crowd: `POST /v1/play` open loop at a calm rate (a tenth of the
+capacity measured first, closed loop, in the same run), then, from 10 s, rising linearly
+to 20 times that over 10 s and staying there for 10 s: the peak asks for about twice what
+steering can decide. The same run twice on one store, with admission control on (the
+default, docs/STEERING.md, *Admission*) and off. steering is pinned to one core and
+oca-bench to the other as above; accounts are taken round-robin. Per phase, by when each
+play was meant to be sent: plays offered, admitted (200) and refused per second, and the
+admitted plays' latency from their intended send time. With admission off, every one of
+the 256 connections ends up waiting on a slow answer, so fewer plays go out at the peak
+than were meant to; each still counts from when it was meant to be sent. The fleet is the
+origin alone here (as above), so the appliances' side of a launch is not in these
+figures."""
+
+
+def flash_goals(runs):
+    """[(goal, measured, met)] of the run with admission on."""
+    on = next((r for r in runs if r.get("admission") is True), None)
+    if not on or not on.get("phases"):
+        return []
+    ph = {p["phase"]: p for p in on["phases"]}
+    calm, peak = ph["calm"]["latency_ms"]["p99"], ph["peak"]["latency_ms"]["p99"]
+    refused = ph["peak"]["refused_per_s"]
+    errors = sum(p["errors"] for p in on["phases"])
+    return [
+        (f"admitted plays' p99 at the peak within {FLASH_P99_FACTOR:g}× the calm's",
+         f"{t.num(peak, 2)} ms against {t.num(calm, 2)} ms ({peak / calm:.2f}×)" if calm else "–",
+         bool(calm) and peak <= FLASH_P99_FACTOR * calm),
+        ("the excess refused cleanly (a status and `Retry-After`, no timeouts or resets)",
+         f"{t.num(refused, 1)} refused/s at the peak; {t.num(errors)} without an answer",
+         refused > 0 and errors == 0),
+    ]
+
+
+def flash_section(rec):
+    out = ["", "## A flash crowd: admission control", ""]
+    if not rec:
+        return out + [f"Not measured yet: `bench/flash.py` (writes `{FLASH_SOURCE}`).", ""]
+    out += [f"Measured {t.when(rec.get('date'))} on {t.machine(rec.get('machine'))}. Made by:", "",
+            "```sh", rec["command"], "```", "", FLASH_PROSE, ""]
+    cap = next((r for r in rec["runs"] if "phases" not in r), None)
+    if cap:
+        out += [f"Capacity, closed loop: {t.num(cap['ok_per_s'], 0)} plays/s (`{cap['command']}`).", ""]
+    rows = []
+    for r in rec["runs"]:
+        for p in r.get("phases", []):
+            refused = ", ".join(f"{t.num(n)}× {s}" for s, n in sorted(p["refused"].items())) or "–"
+            rows.append([r["label"], p["phase"], f"{t.num(p['from_s'], 0)}–{t.num(p['to_s'], 0)} s",
+                         t.num(p["offered_per_s"], 0), t.num(p["ok_per_s"], 0),
+                         t.num(p["refused_per_s"], 0), refused, t.num(p["errors"]),
+                         t.num(p["latency_ms"]["p50"], 2), t.num(p["latency_ms"]["p99"], 2)])
+    out.append(t.table(["steering", "phase", "from–to", "offered/s", "admitted/s", "refused/s",
+                        "refused by status", "no answer", "admitted p50 ms", "admitted p99 ms"],
+                       rows, "lllrrrlrrr"))
+    out.append("")
+    for r in rec["runs"]:
+        if "phases" in r:
+            out.append(f"- {r['label']}: `{r['command']}`")
+    out.append("")
+    goals = flash_goals(rec["runs"])
+    if goals:
+        out.append(t.table(["goal", "measured", "met"],
+                           [[g, m, "**yes**" if ok else "no"] for g, m, ok in goals], "lll"))
+        out.append("")
+    return out

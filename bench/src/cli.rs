@@ -114,6 +114,17 @@ pub struct PlaysArgs {
     /// it, closed loop.
     #[arg(long, value_name = "PER_S", value_parser = positive::<f64>)]
     pub rate: Option<f64>,
+    /// A flash crowd (with --rate): from --surge-at the rate rises linearly
+    /// to this many times --rate over --surge-over, then stays there; the
+    /// report splits calm, rise and peak.
+    #[arg(long, value_name = "FACTOR", value_parser = positive::<f64>, requires = "rate")]
+    pub surge: Option<f64>,
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "bench::results::secs")]
+    pub surge_at: std::time::Duration,
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "bench::results::secs")]
+    pub surge_over: std::time::Duration,
     #[arg(long, default_value_t = 16, value_parser = positive::<usize>)]
     pub connections: usize,
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]

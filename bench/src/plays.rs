@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::agent::{Agent, Request};
 use crate::cli::PlaysArgs;
-use crate::schedule::Schedule;
+use crate::schedule::{Phase, Schedule, Surge};
 use crate::stats::histogram;
 use crate::url::Url;
 
@@ -47,6 +47,27 @@ pub struct PlaysReport {
     pub windows_per_s: Vec<f64>,
     /// The last full window's rate over the first's (throughput as history grows).
     pub last_over_first: Option<f64>,
+    /// With --surge: the same figures for the calm, the rise and the peak,
+    /// by when each play was meant to be sent.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<PhaseReport>,
+}
+
+/// One part of a surge's run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseReport {
+    pub phase: &'static str,
+    pub from_s: f64,
+    pub to_s: f64,
+    /// Plays meant to be sent in this part, per second.
+    pub offered_per_s: f64,
+    pub ok: u64,
+    pub ok_per_s: f64,
+    pub refused: BTreeMap<u16, u64>,
+    pub refused_per_s: f64,
+    pub errors: u64,
+    /// Latency of the 200s (from the intended send time).
+    pub latency_ms: Latency,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -78,6 +99,26 @@ struct Tally {
     errors: u64,
     /// 200s completed in each window.
     windows: Vec<u64>,
+    /// With a surge: per phase (calm, rise, peak), the same counts.
+    phases: [PhaseTally; 3],
+}
+
+struct PhaseTally {
+    latency: Histogram<u64>,
+    refused: BTreeMap<u16, u64>,
+    errors: u64,
+    offered: u64,
+}
+
+impl PhaseTally {
+    fn new() -> PhaseTally {
+        PhaseTally {
+            latency: histogram(),
+            refused: BTreeMap::new(),
+            errors: 0,
+            offered: 0,
+        }
+    }
 }
 
 /// Viewer tokens, one a line (`steering users seed` writes such a file).
@@ -119,6 +160,14 @@ pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
         .enable_all()
         .build()?;
     let next_token = Arc::new(AtomicUsize::new(0));
+    let surge = args.surge.map(|factor| Surge {
+        factor: factor.max(1.0),
+        at: args.surge_at,
+        over: args.surge_over,
+    });
+    if surge.is_some_and(|s| s.at + s.over >= args.duration) {
+        bail!("--surge-at plus --surge-over must end before --duration, so the peak is measured");
+    }
     let windows = (args.duration.as_secs_f64() / args.window.as_secs_f64()).ceil() as usize;
     let tallies = rt.block_on(async {
         let start = Instant::now();
@@ -131,7 +180,13 @@ pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
                 Arc::clone(&tokens),
                 Arc::clone(&next_token),
             );
-            let schedule = args.rate.map(|r| Schedule::new(r, args.connections, i));
+            let schedule = args.rate.map(|r| {
+                let s = Schedule::new(r, args.connections, i);
+                match surge {
+                    Some(surge) => s.with_surge(surge),
+                    None => s,
+                }
+            });
             let (bind, window, timeout) = (args.bind, args.window, args.timeout);
             tasks.push(tokio::spawn(async move {
                 connection(ConnArgs {
@@ -146,6 +201,7 @@ pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
                     window,
                     windows,
                     timeout,
+                    surge,
                 })
                 .await
             }));
@@ -160,7 +216,16 @@ pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
     let mut refused = BTreeMap::new();
     let mut errors = 0;
     let mut per_window = vec![0u64; windows];
+    let mut phases = [PhaseTally::new(), PhaseTally::new(), PhaseTally::new()];
     for t in &tallies {
+        for (all, one) in phases.iter_mut().zip(&t.phases) {
+            all.latency.add(&one.latency).expect("same bounds");
+            for (s, n) in &one.refused {
+                *all.refused.entry(*s).or_default() += n;
+            }
+            all.errors += one.errors;
+            all.offered += one.offered;
+        }
         latency.add(&t.latency).expect("same bounds");
         for (s, n) in &t.refused {
             *refused.entry(*s).or_default() += n;
@@ -202,7 +267,38 @@ pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
         window_s: secs,
         windows_per_s,
         last_over_first,
+        phases: surge.map_or_else(Vec::new, |s| phase_reports(&s, args.duration, &phases)),
     })
+}
+
+fn phase_reports(s: &Surge, duration: Duration, tallies: &[PhaseTally; 3]) -> Vec<PhaseReport> {
+    let bounds = [
+        (0.0, s.at.as_secs_f64()),
+        (s.at.as_secs_f64(), (s.at + s.over).as_secs_f64()),
+        ((s.at + s.over).as_secs_f64(), duration.as_secs_f64()),
+    ];
+    Phase::ALL
+        .iter()
+        .zip(tallies)
+        .zip(bounds)
+        .map(|((p, t), (from, to))| {
+            let secs = (to - from).max(1e-9);
+            let ok = t.latency.len();
+            let refused_n: u64 = t.refused.values().sum();
+            PhaseReport {
+                phase: p.name(),
+                from_s: from,
+                to_s: to,
+                offered_per_s: t.offered as f64 / secs,
+                ok,
+                ok_per_s: ok as f64 / secs,
+                refused: t.refused.clone(),
+                refused_per_s: refused_n as f64 / secs,
+                errors: t.errors,
+                latency_ms: Latency::of(&t.latency),
+            }
+        })
+        .collect()
 }
 
 struct ConnArgs {
@@ -217,6 +313,7 @@ struct ConnArgs {
     window: Duration,
     windows: usize,
     timeout: Duration,
+    surge: Option<Surge>,
 }
 
 async fn connection(mut a: ConnArgs) -> Tally {
@@ -226,6 +323,7 @@ async fn connection(mut a: ConnArgs) -> Tally {
         refused: BTreeMap::new(),
         errors: 0,
         windows: vec![0; a.windows],
+        phases: [PhaseTally::new(), PhaseTally::new(), PhaseTally::new()],
     };
     loop {
         let now = Instant::now();
@@ -259,7 +357,23 @@ async fn connection(mut a: ConnArgs) -> Tally {
             body: a.body.as_bytes(),
             keep: false,
         };
-        match agent.fetch(&req, Instant::now() + a.timeout).await {
+        // Which part of a surge this play was meant for.
+        let phase = a
+            .surge
+            .map(|s| &mut t.phases[s.phase(intended.duration_since(a.start)) as usize]);
+        let outcome = agent.fetch(&req, Instant::now() + a.timeout).await;
+        if let Some(p) = phase {
+            p.offered += 1;
+            match &outcome {
+                Ok(reply) if reply.status == 200 => {
+                    let us = intended.elapsed().as_micros() as u64;
+                    p.latency.saturating_record(us.max(1));
+                }
+                Ok(reply) => *p.refused.entry(reply.status).or_default() += 1,
+                Err(_) => p.errors += 1,
+            }
+        }
+        match outcome {
             Ok(reply) if reply.status == 200 => {
                 let done = Instant::now();
                 let us = done.duration_since(intended).as_micros() as u64;
@@ -305,6 +419,20 @@ impl PlaysReport {
         s += &format!("  per {:.0} s window: {}\n", self.window_s, w.join(" "));
         if let Some(r) = self.last_over_first {
             s += &format!("  last window / first: {r:.3}\n");
+        }
+        for p in &self.phases {
+            s += &format!(
+                "  {:<5} {:>5.1}-{:<5.1}s offered {:>8.1}/s  ok {:>8.1}/s  refused {:>8.1}/s {:?}  errors {}  ok p99 {:.2} ms\n",
+                p.phase,
+                p.from_s,
+                p.to_s,
+                p.offered_per_s,
+                p.ok_per_s,
+                p.refused_per_s,
+                p.refused,
+                p.errors,
+                p.latency_ms.p99
+            );
         }
         s
     }

@@ -13,14 +13,59 @@
 
 use std::time::Duration;
 
-/// The send schedule of one connection: one request every `period`, starting
-/// at `phase`. Connections get evenly staggered phases so the aggregate is
-/// smooth rather than N requests at once every period.
+/// A flash crowd: from `at`, the total rate rises linearly to `factor`
+/// times itself over `over`, then stays there.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Surge {
+    pub factor: f64,
+    pub at: Duration,
+    pub over: Duration,
+}
+
+impl Surge {
+    /// The part of the run `t` (from its start) is in.
+    pub fn phase(&self, t: Duration) -> Phase {
+        if t < self.at {
+            Phase::Calm
+        } else if t < self.at + self.over {
+            Phase::Rise
+        } else {
+            Phase::Peak
+        }
+    }
+}
+
+/// The parts of a surge's run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Calm,
+    Rise,
+    Peak,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 3] = [Phase::Calm, Phase::Rise, Phase::Peak];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Calm => "calm",
+            Phase::Rise => "rise",
+            Phase::Peak => "peak",
+        }
+    }
+}
+
+/// The send schedule of one connection: the `index`-th of every
+/// `connections` arrivals of the whole run, whose times follow the total
+/// rate (constant, or a surge). Connections interleave, so the aggregate is
+/// smooth rather than N requests at once.
 #[derive(Debug, Clone)]
 pub struct Schedule {
-    phase_ns: f64,
-    period_ns: f64,
-    /// Index of the next request.
+    rate: f64,
+    surge: Option<Surge>,
+    connections: u64,
+    index: u64,
+    /// Index of this connection's next request.
     next: u64,
 }
 
@@ -46,18 +91,52 @@ impl Schedule {
     /// requests per second (each gets `total_rate / connections`).
     pub fn new(total_rate: f64, connections: usize, index: usize) -> Schedule {
         assert!(total_rate > 0.0 && connections > 0 && index < connections);
-        let period_ns = 1e9 * connections as f64 / total_rate;
         Schedule {
-            phase_ns: period_ns * index as f64 / connections as f64,
-            period_ns,
+            rate: total_rate,
+            surge: None,
+            connections: connections as u64,
+            index: index as u64,
             next: 0,
         }
+    }
+
+    /// The same schedule with the total rate surging as `surge` says.
+    pub fn with_surge(mut self, surge: Surge) -> Schedule {
+        assert!(surge.factor >= 1.0);
+        self.surge = Some(surge);
+        self
+    }
+
+    /// When the `k`-th arrival of the whole run (from 0) is due, in seconds:
+    /// the inverse of the arrivals expected by then.
+    fn time_of(&self, k: f64) -> f64 {
+        let r = self.rate;
+        let Some(s) = self.surge else {
+            return k / r;
+        };
+        let (a, d, f) = (s.at.as_secs_f64(), s.over.as_secs_f64(), s.factor);
+        if k <= r * a {
+            return k / r;
+        }
+        let k = k - r * a;
+        // Arrivals over the rise: r·d + r·(f−1)·d/2.
+        let rise = r * d * (1.0 + (f - 1.0) / 2.0);
+        if k > rise || d == 0.0 {
+            return a + d + (k - rise.min(k)) / (r * f);
+        }
+        if f == 1.0 {
+            return a + k / r;
+        }
+        // r·x + r·(f−1)·x²/(2d) = k, for x in [0, d].
+        let c = r * (f - 1.0) / d;
+        a + (-r + (r * r + 2.0 * c * k).sqrt()) / c
     }
 
     /// Intended time of the next request, without consuming it.
     pub fn peek(&self) -> Duration {
         // Computed from the index, not accumulated, so no drift over long runs.
-        Duration::from_nanos((self.phase_ns + self.next as f64 * self.period_ns).round() as u64)
+        let k = (self.index + self.next * self.connections) as f64;
+        Duration::from_nanos((self.time_of(k) * 1e9).round() as u64)
     }
 
     /// Takes the next slot. Never skips one: if `now` is past several intended
@@ -71,16 +150,53 @@ impl Schedule {
         }
     }
 
-    /// Time between two requests of this connection.
+    /// Time between two requests of this connection (at the base rate).
     #[cfg(test)]
     pub fn period(&self) -> Duration {
-        Duration::from_nanos(self.period_ns.round() as u64)
+        Duration::from_nanos((1e9 * self.connections as f64 / self.rate).round() as u64)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_surge_rises_linearly_to_its_factor_and_stays() {
+        // 100/s, ×20 from 10 s over 10 s: 1,000 arrivals calm, 100·10·10.5 =
+        // 10,500 over the rise, then 2,000/s.
+        let surge = Surge {
+            factor: 20.0,
+            at: Duration::from_secs(10),
+            over: Duration::from_secs(10),
+        };
+        let s = Schedule::new(100.0, 1, 0).with_surge(surge);
+        let t = |k: f64| s.time_of(k);
+        assert!((t(500.0) - 5.0).abs() < 1e-9);
+        assert!((t(1000.0) - 10.0).abs() < 1e-9);
+        assert!((t(11_500.0) - 20.0).abs() < 1e-9);
+        assert!((t(13_500.0) - 21.0).abs() < 1e-9, "2,000/s at the peak");
+        // Halfway through the rise: 100·5 + 100·19·25/20 = 2,875 arrivals.
+        assert!((t(1000.0 + 2875.0) - 15.0).abs() < 1e-6);
+        // Arrivals per second grow through the rise.
+        let per_s = |from: f64| {
+            let mut n = 0.0;
+            while t(n) < from {
+                n += 1.0;
+            }
+            let start = n;
+            while t(n) < from + 1.0 {
+                n += 1.0;
+            }
+            n - start
+        };
+        assert!((per_s(2.0) - 100.0).abs() <= 1.0);
+        assert!(per_s(12.0) > 300.0 && per_s(17.0) > per_s(12.0));
+        assert!((per_s(25.0) - 2000.0).abs() <= 1.0);
+        assert_eq!(surge.phase(Duration::from_secs(9)), Phase::Calm);
+        assert_eq!(surge.phase(Duration::from_secs(10)), Phase::Rise);
+        assert_eq!(surge.phase(Duration::from_secs(20)), Phase::Peak);
+    }
 
     const MS: Duration = Duration::from_millis(1);
 

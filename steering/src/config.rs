@@ -104,7 +104,7 @@ impl Default for AdmissionConfig {
             enabled: true,
             max_concurrent: 64,
             min_concurrent: 4,
-            target_latency: Duration::from_millis(100),
+            target_latency: Duration::from_millis(50),
             retry_after: Duration::from_secs(2),
             client_plays_per_min: 0,
             client_burst: 60,
