@@ -141,6 +141,7 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    app.metrics.admission(app.viewers.admission.state());
     let body = app.metrics.render(app.fleet.appliance_states());
     (
         [(header::CONTENT_TYPE, service::metrics::CONTENT_TYPE)],

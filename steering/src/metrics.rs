@@ -49,6 +49,9 @@ pub struct Metrics {
     runtime_tasks: Gauge,
     snapshot_builds: Counter,
     snapshot_build_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Admission: the adaptive concurrency limit and the plays decided now.
+    admission_limit: Gauge,
+    admission_inflight: Gauge,
 }
 
 impl Metrics {
@@ -72,6 +75,8 @@ impl Metrics {
             runtime_tasks: Gauge::default(),
             snapshot_builds: Counter::default(),
             snapshot_build_seconds: Gauge::default(),
+            admission_limit: Gauge::default(),
+            admission_inflight: Gauge::default(),
             registry: PromRegistry::default(),
         };
         registry.register("heartbeats", "Heartbeats accepted", m.heartbeats.clone());
@@ -151,6 +156,16 @@ impl Metrics {
             "Fill plans handed to appliances",
             m.fill_plans_served.clone(),
         );
+        registry.register(
+            "admission_limit",
+            "New plays decided at once at most now (the adaptive limit of [admission])",
+            m.admission_limit.clone(),
+        );
+        registry.register(
+            "admission_inflight",
+            "New plays being decided now",
+            m.admission_inflight.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -159,6 +174,12 @@ impl Metrics {
     pub fn snapshot_built(&self, took: std::time::Duration) {
         self.snapshot_builds.inc();
         self.snapshot_build_seconds.set(took.as_secs_f64());
+    }
+
+    /// Admission's (limit, plays in flight), shown at the next render.
+    pub fn admission(&self, (limit, inflight): (usize, usize)) {
+        self.admission_limit.set(limit as i64);
+        self.admission_inflight.set(inflight as i64);
     }
 
     pub fn render(&self, (up, down, draining): (i64, i64, i64)) -> String {

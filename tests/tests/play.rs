@@ -721,4 +721,6 @@ fn plays_beyond_the_limits_are_refused_with_retry_after_while_appliances_are_ser
             "{reason} counted"
         );
     }
+    assert!(text.contains("steering_admission_limit 1\n"), "{text}");
+    assert!(text.contains("steering_admission_inflight 0\n"), "{text}");
 }

@@ -329,9 +329,19 @@ async fn apply_changes(fleet: &Fleet, changes: &[Change]) -> Result<bool, StoreE
     for (what, appliance) in kinds {
         match what {
             ChangeKind::Info => {
+                // What this instance wrote meanwhile (a registration taken
+                // here) was written to the store first, so it is at least as
+                // new as the row read here: keep it rather than the row.
+                let seen = |reg: &super::registry::Registry| {
+                    reg.appliances.get(appliance).map(|a| a.info_writes)
+                };
+                let before = seen(&fleet.registry());
                 if let Some(row) = fleet.store.appliance(appliance).await? {
                     let is_new = {
                         let mut reg = fleet.registry();
+                        if seen(&reg) != before {
+                            continue;
+                        }
                         let is_new = !reg.appliances.contains_key(appliance);
                         reg.insert(appliance, row.info, row.credential_sha256);
                         is_new

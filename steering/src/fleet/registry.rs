@@ -106,6 +106,9 @@ pub struct Appliance {
     /// build needs it for every appliance, and recomputing it for ten
     /// thousand appliances dominated the build.
     complete_cache: Option<(u64, Arc<[String]>)>,
+    /// Bumped on every change of `info` here, so a read from the store that
+    /// raced a local write can tell and keep the write.
+    pub info_writes: u64,
 }
 
 impl Appliance {
@@ -203,6 +206,7 @@ impl Registry {
             Some(a) => {
                 a.info = info;
                 a.credential_sha256 = credential_sha256;
+                a.info_writes += 1;
             }
             None => {
                 self.appliances.insert(
@@ -223,6 +227,7 @@ impl Registry {
                         prefixes_version: 0,
                         registered: false,
                         complete_cache: None,
+                        info_writes: 1,
                     },
                 );
             }
