@@ -12,6 +12,20 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+/// The embedded appliance's `[bgp]` table for a session with BIRD across
+/// `link` (AS 64512 here, 64500 the router's), with `more` keys for `[bgp]`
+/// and `neighbor` keys for the router's `[[bgp.neighbor]]`.
+fn oca_bgp(link: &e2e::bird::Link, more: &str, neighbor: &str) -> &'static str {
+    Box::leak(
+        format!(
+            "[bgp]\nlisten = \"{}:0\"\nlocal_asn = 64512\nrouter_id = \"10.255.0.1\"\n\
+             hold_time = 9\n{more}[[bgp.neighbor]]\naddress = \"{}\"\nasn = 64500\n{neighbor}",
+            link.host, link.router
+        )
+        .into_boxed_str(),
+    )
+}
+
 fn steering(s: &stack::Stack, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(binary("steering"))
         .args(args)
@@ -121,14 +135,7 @@ fn clients_are_mapped_by_origin_asn_from_an_imported_rib() {
 #[test]
 fn bird_announces_isp_prefixes_that_steer_viewers_to_the_appliance() {
     let link = e2e::bird::Link::new();
-    let oca_bgp: &'static str = Box::leak(
-        format!(
-            "[bgp]\nlisten = \"{}:0\"\nlocal_asn = 64512\nrouter_id = \"10.255.0.1\"\n\
-             hold_time = 9\ngrace = \"3s\"\n[[bgp.neighbor]]\naddress = \"{}\"\nasn = 64500\n",
-            link.host, link.router
-        )
-        .into_boxed_str(),
-    );
+    let oca_bgp = oca_bgp(&link, "grace = \"3s\"\n", "");
     let fleet = vec![
         ApplianceSpec {
             id: "oca-a1",
@@ -273,14 +280,10 @@ fn metric(admin: std::net::SocketAddr, name: &str) -> f64 {
 #[test]
 fn bird_with_a_wrong_password_or_without_ttl_security_never_establishes() {
     let link = e2e::bird::Link::new();
-    let oca_bgp: &'static str = Box::leak(
-        format!(
-            "[bgp]\nlisten = \"{}:0\"\nlocal_asn = 64512\nrouter_id = \"10.255.0.1\"\n\
-             hold_time = 9\n[[bgp.neighbor]]\naddress = \"{}\"\nasn = 64500\n\
-             password = \"oca-and-isp-a\"\nttl_security = true\n",
-            link.host, link.router
-        )
-        .into_boxed_str(),
+    let oca_bgp = oca_bgp(
+        &link,
+        "",
+        "password = \"oca-and-isp-a\"\nttl_security = true\n",
     );
     let fleet = vec![ApplianceSpec {
         id: "oca-a1",
