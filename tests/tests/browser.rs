@@ -424,3 +424,41 @@ fn dash_js_and_hls_js_play_an_encrypted_title_with_a_clear_key_licence_from_stee
         );
     }
 }
+
+/// A refused play is retried as steering asks: the page's first play from
+/// this address is refused (its per-address burst was used up just before,
+/// by the test), and after the `Retry-After` and a little jitter the page
+/// asks again, is admitted, and plays with hls.js.
+#[test]
+fn a_play_refused_by_admission_is_retried_after_retry_after_and_plays() {
+    ensure_tools();
+    let player = player_dir();
+    let s = stack::start(
+        &stack::fleet(),
+        &format!(
+            // One play per 30 s from an address: still refused when Chromium,
+            // however slow to start, asks.
+            "player_dir = \"{}\"\n[admission]\nclient_plays_per_min = 2\nclient_burst = 1\n",
+            player.path().display()
+        ),
+    );
+    // Chromium reaches steering from 127.0.0.1: use that address's burst.
+    let r = stack::play_at(
+        s.addr,
+        "127.0.0.1".parse().unwrap(),
+        "vt_forged",
+        "t1",
+        "browser",
+        "main",
+    );
+    assert_eq!(r.status, 401);
+    let (mut child, rx) = browse(&s, "alice", "t1", "hls", 4, 30);
+    let r = result(&rx, |_| {});
+    let _ = child.wait();
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(
+        r["refusals"],
+        serde_json::json!(["client_rate_limited"]),
+        "{r}"
+    );
+}
