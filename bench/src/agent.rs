@@ -86,6 +86,8 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// Body bytes received, kept or not.
     pub len: u64,
+    /// `Retry-After`, seconds, when the server gave one.
+    pub retry_after: Option<u64>,
 }
 
 impl Reply {
@@ -251,6 +253,7 @@ async fn exchange(c: &mut Conn, head: &[u8], req: &Request<'_>) -> Result<(Reply
             status: parsed.status,
             body,
             len,
+            retry_after: parsed.retry_after,
         },
         reusable,
     ))

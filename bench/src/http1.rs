@@ -89,6 +89,8 @@ pub struct Head {
     pub chunked: bool,
     /// The server will close the connection after this response.
     pub close: bool,
+    /// `Retry-After` in seconds (the delta form; a date is ignored).
+    pub retry_after: Option<u64>,
 }
 
 /// Parses a response head from the start of `buf`: `Ok(None)` if more bytes
@@ -110,6 +112,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, ErrorKind> {
         chunked: false,
         // HTTP/1.0 closes unless it says keep-alive.
         close: resp.version == Some(0),
+        retry_after: None,
     };
     for h in resp.headers.iter() {
         let v = h.value;
@@ -125,6 +128,10 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, ErrorKind> {
         } else if h.name.eq_ignore_ascii_case("content-range") {
             head.content_range = parse_content_range(v);
             head.bad_content_range = head.content_range.is_none();
+        } else if h.name.eq_ignore_ascii_case("retry-after") {
+            head.retry_after = std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             head.chunked = true;
         } else if h.name.eq_ignore_ascii_case("connection") {
@@ -238,6 +245,16 @@ mod tests {
 
     fn head(raw: &str) -> Head {
         parse_head(raw.as_bytes()).unwrap().unwrap()
+    }
+
+    #[test]
+    fn retry_after_in_seconds_is_read_and_a_date_is_not() {
+        let h =
+            head("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 3\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!((h.status, h.retry_after), (503, Some(3)));
+        let h = head("HTTP/1.1 503 x\r\nretry-after: Fri, 31 Dec 1999 23:59:59 GMT\r\n\r\n");
+        assert_eq!(h.retry_after, None);
+        assert_eq!(head("HTTP/1.1 200 OK\r\n\r\n").retry_after, None);
     }
 
     #[test]

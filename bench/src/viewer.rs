@@ -15,8 +15,12 @@ use crate::play_stats::{Live, PlayStats};
 use crate::session::Play;
 use crate::url::Url;
 
-/// After a refused or failed play, wait this long before pressing play again.
+/// After a refused or failed play, wait this long before pressing play
+/// again, unless steering said how long (`Retry-After`, which is then
+/// followed, plus up to a second of jitter so refused viewers do not all
+/// come back at once; at most `MAX_RETRY_AFTER`).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// What every viewer of a run shares, read-only.
 #[derive(Debug)]
@@ -62,11 +66,21 @@ pub async fn viewer(
         stats: PlayStats::default(),
         setup: setup.clone(),
         live,
+        retry_after: None,
     };
     while Instant::now() < setup.end {
         match v.play().await {
             Next::Again => {}
-            Next::RetryLater => sleep_until((Instant::now() + RETRY_AFTER).min(setup.end)).await,
+            Next::RetryLater => {
+                let wait = match v.retry_after.take() {
+                    Some(secs) => {
+                        Duration::from_secs(secs).min(MAX_RETRY_AFTER)
+                            + Duration::from_millis(rand::random_range(0..1000))
+                    }
+                    None => RETRY_AFTER,
+                };
+                sleep_until((Instant::now() + wait).min(setup.end)).await
+            }
             Next::Stop => break,
         }
     }
@@ -83,6 +97,8 @@ pub struct Viewer {
     instance: usize,
     pub stats: PlayStats,
     pub live: Arc<Live>,
+    /// The last refusal's `Retry-After`, seconds, taken by the next wait.
+    retry_after: Option<u64>,
 }
 
 enum Next {
@@ -186,6 +202,7 @@ impl Viewer {
             Ok(r) => r,
         };
         if reply.status != 200 {
+            self.retry_after = reply.retry_after;
             let code = serde_json::from_slice::<serde_json::Value>(&reply.body)
                 .ok()
                 .and_then(|v| v["code"].as_str().map(str::to_owned));
