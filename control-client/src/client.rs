@@ -300,16 +300,20 @@ pub fn http_client(
         .map_err(|e| format!("cannot build HTTP client: {e}"))
 }
 
-/// A bearer token from `path`: its first line, trimmed; an error names the
-/// file (never the token).
+/// A credential or bearer token from `path`: one line of visible ASCII, in
+/// a file readable by its owner only. The error is the reason, without the
+/// path (callers name the file or the key); it never quotes the file.
 pub fn read_token(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let token = text.lines().next().unwrap_or_default().trim();
-    if token.is_empty() {
-        return Err(format!(
-            "{}: empty; expected a token on its first line",
-            path.display()
-        ));
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!("readable by others (mode {mode:o}); chmod 600 it"));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let token = text.trim();
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("expected one line of visible ASCII".into());
     }
     Ok(token.to_owned())
 }
@@ -325,9 +329,9 @@ pub fn admin_client(
 ) -> Result<reqwest::Client, String> {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(path) = token_file {
-        let mut v =
-            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", read_token(path)?))
-                .map_err(|_| format!("{}: not a usable token", path.display()))?;
+        let token = read_token(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| format!("{}: not a usable token", path.display()))?;
         v.set_sensitive(true);
         headers.insert(reqwest::header::AUTHORIZATION, v);
     }

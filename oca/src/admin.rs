@@ -349,8 +349,7 @@ impl Admin {
                     }
                 };
                 out.clear();
-                let auth = authorization(&reader.buffered()[..head.len]);
-                self.route(&head, auth, &mut out);
+                self.route(&head, &reader.buffered()[..head.len], &mut out);
                 (head.len, head.keep_alive)
             };
             reader.consume(len);
@@ -366,9 +365,10 @@ impl Admin {
         }
     }
 
-    fn route(&self, head: &request::RequestHead<'_>, auth: Option<&[u8]>, out: &mut Vec<u8>) {
+    /// Answer the request whose head is `head`, parsed from `raw`.
+    fn route(&self, head: &request::RequestHead<'_>, raw: &[u8], out: &mut Vec<u8>) {
         let path = head.target.split(|&b| b == b'?').next().unwrap_or_default();
-        let (status, content_type, body) = match self.admit(head.method, path, auth) {
+        let (status, content_type, body) = match self.admit(head.method, path, raw) {
             Ok(()) => self.answer(head.method, path),
             Err(refusal) => refusal,
         };
@@ -390,7 +390,7 @@ impl Admin {
         &self,
         method: Method,
         path: &[u8],
-        auth: Option<&[u8]>,
+        raw_head: &[u8],
     ) -> Result<(), (u16, &'static str, Cow<'static, str>)> {
         use crate::admin_auth::{Scope, Verdict};
         let Some(file) = &self.shared.admin_callers else {
@@ -405,7 +405,7 @@ impl Admin {
             _ => return Ok(()),
         };
         let callers = file.current();
-        let verdict = callers.check(auth, scope);
+        let verdict = callers.check(authorization(raw_head), scope);
         let metrics = &self.shared.metrics;
         match &verdict {
             Verdict::Allowed(c) => metrics.admin_request(&c.name, "allowed"),

@@ -800,7 +800,7 @@ impl Config {
         if let Some(p) = &self.health.admin_token_file
             && let Err(e) = control_client::read_token(p)
         {
-            return reject("health.admin_token_file", e);
+            return reject("health.admin_token_file", format!("{}: {e}", p.display()));
         }
         if self.keys.lifetime <= self.keys.rotate_every {
             return reject(

@@ -73,12 +73,7 @@ fn read_private(path: &Path) -> Result<String, DrmError> {
 
 /// A service credential from `path` (one line, readable by its owner only).
 pub fn read_credential(path: &Path) -> Result<String, DrmError> {
-    let text = read_private(path)?;
-    let cred = text.trim();
-    if cred.is_empty() || !cred.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(file_error(path, "expected one line of visible ASCII"));
-    }
-    Ok(cred.to_owned())
+    control_client::read_token(path).map_err(|reason| file_error(path, reason))
 }
 
 /// The key-encryption key.

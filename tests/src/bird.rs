@@ -108,21 +108,10 @@ impl Drop for Bird {
 }
 
 /// Start BIRD in `link`'s namespace as AS `asn`, peering with the listener at
-/// `peer` (AS `peer_asn`), announcing each of `prefixes` (IPv4 and IPv6).
+/// `peer` (AS `peer_asn`), announcing each of `prefixes` (IPv4 and IPv6),
+/// with `session` (e.g. `password "x"; ttl security on;`, or nothing) added
+/// to the BGP protocol's options.
 pub fn start(
-    link: &Link,
-    asn: u32,
-    router_id: &str,
-    peer: SocketAddr,
-    peer_asn: u32,
-    prefixes: &[&str],
-) -> Bird {
-    start_with(link, asn, router_id, peer, peer_asn, prefixes, "")
-}
-
-/// As [`start`], with `session` (e.g. `password "x"; ttl security on;`)
-/// added to the BGP protocol's options.
-pub fn start_with(
     link: &Link,
     asn: u32,
     router_id: &str,

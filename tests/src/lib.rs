@@ -273,6 +273,15 @@ pub fn get_url(src: Option<IpAddr>, url: &str) -> Option<Response> {
 }
 
 /// Poll `f` until it returns Some or the deadline passes.
+/// The sum of the Prometheus samples in `text` whose line starts with
+/// `name` (a metric name, or a name with its labels); 0 if there are none.
+pub fn metric_in(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let until = Instant::now() + DEADLINE;
     loop {

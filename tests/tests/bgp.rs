@@ -195,6 +195,7 @@ fn bird_announces_isp_prefixes_that_steer_viewers_to_the_appliance() {
         bgp_addr,
         64512,
         &["100.65.0.0/16", "100.66.0.0/16", "2001:db8:1::/48"],
+        "",
     );
     let admin = s.admin("oca-a1").unwrap();
     let health = || http(admin, "GET", "/health", &[], b"").unwrap().json();
@@ -264,11 +265,7 @@ fn bird_announces_isp_prefixes_that_steer_viewers_to_the_appliance() {
 /// oca's /metrics, or 0.
 fn metric(admin: std::net::SocketAddr, name: &str) -> f64 {
     let r = http(admin, "GET", "/metrics", &[], b"").unwrap();
-    String::from_utf8_lossy(&r.body)
-        .lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
+    metric_in(&String::from_utf8_lossy(&r.body), name)
 }
 
 /// A session protected with a TCP MD5 password (RFC 2385) and GTSM (RFC
@@ -307,7 +304,7 @@ fn bird_with_a_wrong_password_or_without_ttl_security_never_establishes() {
 
     // A wrong password: BIRD keeps trying, the kernel drops each signed SYN.
     let before = wrong_md5();
-    let bird = e2e::bird::start_with(
+    let bird = e2e::bird::start(
         &link,
         64500,
         "10.255.0.2",

@@ -42,11 +42,7 @@ fn status(s: &Stack) -> serde_json::Value {
 
 fn metric(a: &Agent, name: &str) -> f64 {
     let r = http(a.metrics, "GET", "/metrics", &[], b"").unwrap();
-    String::from_utf8_lossy(&r.body)
-        .lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    metric_in(&String::from_utf8_lossy(&r.body), name)
 }
 
 fn wait_state(s: &Stack, state: &str) -> serde_json::Value {
@@ -681,11 +677,7 @@ fn steering_and_the_fill_agent_call_the_admin_listener_with_credentials_of_their
     let requests = |caller: &str, outcome: &str| -> f64 {
         let r = get("/metrics", Some(SCRAPER_TOKEN));
         let line = format!("oca_admin_requests_total{{caller=\"{caller}\",outcome=\"{outcome}\"}}");
-        String::from_utf8_lossy(&r.body)
-            .lines()
-            .find(|l| l.starts_with(&line))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0.0)
+        metric_in(&String::from_utf8_lossy(&r.body), &line)
     };
 
     // Steering's registration poll came with its credential.

@@ -88,16 +88,16 @@ impl Bucket {
 
 /// Per-key buckets, the least recently seen forgotten beyond a bound (a
 /// forgotten key starts again with a full bucket: generous, never wrong).
-struct Buckets(Mutex<LruCache<u64, Bucket>>);
+struct Buckets<K: Hash + Eq>(Mutex<LruCache<K, Bucket>>);
 
-impl Buckets {
-    fn new() -> Buckets {
+impl<K: Hash + Eq> Buckets<K> {
+    fn new() -> Buckets<K> {
         Buckets(Mutex::new(LruCache::new(
             NonZeroUsize::new(100_000).unwrap_or(NonZeroUsize::MIN),
         )))
     }
 
-    fn take(&self, key: u64, now: Instant, per_min: u32, burst: u32) -> Result<(), f64> {
+    fn take(&self, key: K, now: Instant, per_min: u32, burst: u32) -> Result<(), f64> {
         if per_min == 0 {
             return Ok(());
         }
@@ -111,7 +111,8 @@ impl Buckets {
     }
 }
 
-fn key(value: impl Hash) -> u64 {
+/// A number to spread one refusal's `Retry-After` by.
+fn seed(value: impl Hash) -> u64 {
     let mut h = DefaultHasher::new();
     value.hash(&mut h);
     h.finish()
@@ -121,8 +122,8 @@ fn key(value: impl Hash) -> u64 {
 pub struct Admission {
     cfg: AdmissionConfig,
     limiter: Mutex<Limiter>,
-    clients: Buckets,
-    accounts: Buckets,
+    clients: Buckets<IpAddr>,
+    accounts: Buckets<String>,
 }
 
 /// A play being decided: holds one unit of the concurrency limit until it
@@ -173,22 +174,21 @@ impl Admission {
         if !self.cfg.enabled {
             return Ok(self.permit(now));
         }
-        let seed = key((client, now));
         if let Err(wait) = self.clients.take(
-            key(client),
+            client,
             now,
             self.cfg.client_plays_per_min,
             self.cfg.client_burst,
         ) {
             return Err(Refusal::ClientRate {
-                retry_after_s: self.retry_after(seed, wait),
+                retry_after_s: self.retry_after(seed((client, now)), wait),
             });
         }
         {
             let mut l = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
             if l.inflight >= (l.limit as usize).max(1) {
                 return Err(Refusal::Overloaded {
-                    retry_after_s: self.retry_after(seed, 0.0),
+                    retry_after_s: self.retry_after(seed((client, now)), 0.0),
                 });
             }
             l.inflight += 1;
@@ -204,15 +204,18 @@ impl Admission {
         if !self.cfg.enabled {
             return Ok(());
         }
+        if self.cfg.account_plays_per_min == 0 {
+            return Ok(());
+        }
         self.accounts
             .take(
-                key(account),
+                account.to_owned(),
                 now,
                 self.cfg.account_plays_per_min,
                 self.cfg.account_burst,
             )
             .map_err(|wait| Refusal::AccountRate {
-                retry_after_s: self.retry_after(key((account, now)), wait),
+                retry_after_s: self.retry_after(seed((account, now)), wait),
             })
     }
 
