@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 
 use crate::retry::{Breaker, RetryPolicy};
 use crate::wire::{
-    API, ErrorBody, FillPlan, Heartbeat, HeartbeatResponse, KeySetWire, RegisterRequest,
-    RegisterResponse,
+    API, EnrolRequest, EnrolResponse, ErrorBody, FillPlan, Heartbeat, HeartbeatResponse,
+    KeySetWire, RegisterRequest, RegisterResponse,
 };
 
 /// Why a call did not produce an answer.
@@ -92,6 +92,18 @@ impl ControlClient {
         &self.appliance_id
     }
 
+    /// Present a one-time enrolment token (see `crate::enrol`); the answer
+    /// names the id this appliance is registered under.
+    pub async fn enrol(
+        &self,
+        token: &str,
+        req: &EnrolRequest,
+    ) -> Result<EnrolResponse, ClientError> {
+        let path = format!("{API}/appliances/enroll");
+        self.call_as(token, reqwest::Method::POST, &path, Some(req))
+            .await
+    }
+
     pub async fn register(&self, req: &RegisterRequest) -> Result<RegisterResponse, ClientError> {
         let path = format!("{API}/appliances/{}/register", self.appliance_id);
         self.call(reqwest::Method::POST, &path, Some(req)).await
@@ -165,6 +177,18 @@ impl ControlClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
+        let bearer = format!("{}:{}", self.appliance_id, self.credential);
+        self.call_as(&bearer, method, path, body).await
+    }
+
+    /// `call`, with `Authorization: Bearer <bearer>`.
+    async fn call_as<B: Serialize, T: DeserializeOwned>(
+        &self,
+        bearer: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
         let mut last = String::new();
         let mut tried = 0;
         for round in 0..self.policy.attempts.max(1) {
@@ -176,7 +200,7 @@ impl ControlClient {
                     continue;
                 }
                 tried += 1;
-                match self.try_once(e, &method, path, body).await {
+                match self.try_once(e, bearer, &method, path, body).await {
                     Ok(answer) => return answer,
                     Err(why) => {
                         lock(&e.breaker).record(Instant::now(), false);
@@ -199,6 +223,7 @@ impl ControlClient {
     async fn try_once<B: Serialize, T: DeserializeOwned>(
         &self,
         e: &Endpoint,
+        bearer: &str,
         method: &reqwest::Method,
         path: &str,
         body: Option<&B>,
@@ -207,7 +232,7 @@ impl ControlClient {
         let mut req = self
             .http
             .request(method.clone(), &url)
-            .bearer_auth(format!("{}:{}", self.appliance_id, self.credential));
+            .bearer_auth(bearer);
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -241,28 +266,35 @@ impl ControlClient {
         }
     }
 
-    /// Write `value` as `name` in the cache directory: private permissions,
-    /// written to a temporary file, fsynced and renamed, so a crash leaves the
-    /// old answer or the new one, never half of one.
+    /// Write `value` as `name` in the cache directory (see `write_private`).
     fn store<T: Serialize>(&self, name: &str, value: &T) -> std::io::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.cache_dir)?;
-        let tmp = self.cache_dir.join(format!(".{name}.tmp"));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&serde_json::to_vec(value).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, self.cache_dir.join(name))?;
-        Ok(())
+        let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+        write_private(&self.cache_dir, name, &bytes)
     }
+}
+
+/// Write `bytes` as `dir/name`, creating `dir` (0700): private permissions
+/// (0600), written to a temporary file, fsynced and renamed, so a crash
+/// leaves the old content or the new, never half of one.
+pub(crate) fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    // The rename itself, durable: a credential must not vanish in a crash.
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn lock(b: &Mutex<Breaker>) -> std::sync::MutexGuard<'_, Breaker> {

@@ -3,6 +3,7 @@
 //! control plane is unreachable.
 
 pub mod client;
+pub mod enrol;
 pub mod retry;
 pub mod urls;
 pub mod wire;

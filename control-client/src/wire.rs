@@ -49,6 +49,28 @@ pub struct RegisterRequest {
     pub info: ApplianceInfo,
 }
 
+/// `POST /v1/appliances/enroll`, with `Authorization: Bearer <enrolment
+/// token>`: a new appliance joins with the one-time token an operator issued
+/// (`steering appliances enroll`). The appliance chose its credential and
+/// kept it on disk before asking, and sends only its SHA-256: a lost answer
+/// is retried with the same token and credential and gets the same answer,
+/// while anyone else presenting the token is refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolRequest {
+    pub id: String,
+    /// Lowercase hex SHA-256 of the credential the appliance will present.
+    pub credential_sha256: String,
+    pub info: ApplianceInfo,
+}
+
+/// Answer to an enrolment: the appliance is in the registry under `id` and
+/// registers next as any other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrolResponse {
+    pub id: String,
+}
+
 /// Answer to a registration: how often to heartbeat, and what the control plane
 /// already knows of this appliance's inventory (so a restart does not force a
 /// full resync when nothing changed).

@@ -34,10 +34,19 @@ pub(crate) struct Agent {
 impl Agent {
     pub fn new(cfg: Config, clock: Clock) -> Result<Agent, StartError> {
         let c = &cfg.control;
+        let credential = match &c.credential_file {
+            Some(path) => control_client::read_token(path).map_err(|e| {
+                StartError::Credential(format!(
+                    "control.credential_file {}: {e} (oca writes it when it enrols)",
+                    path.display()
+                ))
+            })?,
+            None => c.credential.clone(),
+        };
         let control = ControlClient::new(
             &c.url.0,
             &c.appliance_id,
-            &c.credential,
+            &credential,
             &c.cache_dir,
             c.ca_file.as_deref(),
             RetryPolicy::default(),

@@ -74,7 +74,11 @@ pub struct ControlConfig {
     /// steering's URL, or several in order of preference (see oca's `control.url`).
     pub url: control_client::Urls,
     pub appliance_id: String,
+    /// The appliance's credential (a declared appliance)...
     pub credential: String,
+    /// ...or the file oca keeps it in once enrolled
+    /// (`/var/lib/oca/control/credential`), read at start.
+    pub credential_file: Option<PathBuf>,
     /// Last good plan, kept for when the control plane is down.
     pub cache_dir: PathBuf,
     pub ca_file: Option<PathBuf>,
@@ -114,6 +118,7 @@ impl Default for ControlConfig {
             url: control_client::Urls::default(),
             appliance_id: String::new(),
             credential: String::new(),
+            credential_file: None,
             cache_dir: PathBuf::from("/var/lib/fill-agent/control"),
             ca_file: None,
         }
@@ -171,8 +176,15 @@ impl Config {
         if c.appliance_id.is_empty() {
             return reject("control.appliance_id", "required");
         }
-        if c.credential.len() < 16 {
-            return reject("control.credential", "at least 16 characters");
+        match (&c.credential_file, c.credential.len()) {
+            (Some(_), 0) => {}
+            (Some(_), _) => {
+                return reject("control.credential_file", "set credential or credential_file, not both");
+            }
+            (None, n) if n < 16 => {
+                return reject("control.credential", "at least 16 characters");
+            }
+            (None, _) => {}
         }
         Ok(())
     }
@@ -291,15 +303,39 @@ mod tests {
             url,
             appliance_id,
             credential,
+            credential_file,
             cache_dir,
             ca_file,
         } = control;
+        assert_eq!(credential_file, None, "the other way, tested below");
         assert_eq!(url, "https://steering.example:7000");
         assert_eq!(appliance_id, "isp-a-paris-1");
         assert_eq!(credential, "credential-of-isp-a-paris-1");
         assert_eq!(cache_dir, PathBuf::from("/var/cache/fill"));
         assert_ne!(cache_dir, d.control.cache_dir);
         assert_eq!(ca_file, Some("/etc/oca/control-ca.pem".into()));
+    }
+
+    /// An enrolled appliance's agent reads oca's credential file instead;
+    /// one of the two, not both.
+    #[test]
+    fn credential_or_credential_file() {
+        let file = EVERY_KEY.replace(
+            "credential = \"credential-of-isp-a-paris-1\"",
+            "credential_file = \"/var/lib/oca/control/credential\"",
+        );
+        let c: Config = toml::from_str(&file).unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.control.credential_file,
+            Some(PathBuf::from("/var/lib/oca/control/credential"))
+        );
+        let both = format!("{EVERY_KEY}credential_file = \"/x\"\n");
+        let e = toml::from_str::<Config>(&both).unwrap().validate().unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+        let neither = EVERY_KEY.replace("credential = \"credential-of-isp-a-paris-1\"", "");
+        let e = toml::from_str::<Config>(&neither).unwrap().validate().unwrap_err();
+        assert!(e.to_string().contains("control.credential"), "{e}");
     }
 
     /// The README's fill-agent reference names every key `EVERY_KEY` sets,

@@ -56,6 +56,8 @@ pub enum StartError {
     Control(control_client::ClientError),
     #[error("HTTP client: {0}")]
     Http(String),
+    #[error("{0}")]
+    Credential(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,

@@ -274,8 +274,13 @@ pub struct ControlConfig {
     /// to the next when one gets no answer.
     pub url: control_client::Urls,
     pub appliance_id: String,
-    /// Shared secret steering knows (as a hash) for this appliance.
-    pub credential: String,
+    /// Shared secret steering knows (as a hash) for this appliance (a
+    /// declared appliance); else `enrolment_token`.
+    pub credential: Option<String>,
+    /// A one-time token from `steering appliances enroll`: the appliance
+    /// enrols with it once, keeping the credential it chose in
+    /// `cache_dir/credential`, which every later start uses.
+    pub enrolment_token: Option<String>,
     /// PEM CA certificates to trust for an https:// `url` (default: the system's).
     pub ca_file: Option<PathBuf>,
     /// Where last-known-good answers (keys) are kept across restarts.
@@ -452,8 +457,23 @@ impl Config {
             if c.appliance_id.is_empty() || c.appliance_id.len() > 64 {
                 return reject("control.appliance_id", "1 to 64 characters");
             }
-            if c.credential.len() < 16 {
-                return reject("control.credential", "at least 16 characters");
+            match (&c.credential, &c.enrolment_token) {
+                (Some(cred), _) if cred.len() < 16 => {
+                    return reject("control.credential", "at least 16 characters");
+                }
+                (_, Some(t)) if !t.starts_with("enrol-") => {
+                    return reject(
+                        "control.enrolment_token",
+                        "not an enrolment token (steering appliances enroll prints enrol-…)",
+                    );
+                }
+                (None, None) => {
+                    return reject(
+                        "control.credential",
+                        "set credential (a declared appliance) or enrolment_token (to enrol)",
+                    );
+                }
+                _ => {}
             }
         }
         if let Some(b) = &self.bgp {
@@ -535,6 +555,7 @@ mod tests {
         url = "http://steering.example:7000"
         appliance_id = "isp-a-paris-1"
         credential = "credential-of-isp-a-paris-1"
+        enrolment_token = "enrol-abc"
         cache_dir = "/var/lib/oca/ctl"
         ca_file = "/etc/oca/control-ca.pem"
         tier = "ixp"
@@ -659,6 +680,7 @@ mod tests {
             url,
             appliance_id,
             credential,
+            enrolment_token,
             ca_file,
             cache_dir,
             tier,
@@ -672,7 +694,8 @@ mod tests {
         } = control.expect("[control]");
         assert_eq!(url, "http://steering.example:7000");
         assert_eq!(appliance_id, "isp-a-paris-1");
-        assert_eq!(credential, "credential-of-isp-a-paris-1");
+        assert_eq!(credential.as_deref(), Some("credential-of-isp-a-paris-1"));
+        assert_eq!(enrolment_token.as_deref(), Some("enrol-abc"));
         assert_eq!(ca_file, Some("/etc/oca/control-ca.pem".into()));
         assert_eq!(cache_dir, PathBuf::from("/var/lib/oca/ctl"));
         assert_ne!(cache_dir, default_cache_dir());

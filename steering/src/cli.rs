@@ -1,5 +1,6 @@
 //! The command line: serving options and the offline commands (`check-config`,
-//! `catalog import`, `users ...`) that work on the store directly.
+//! `catalog import`, `users ...`, `appliances ...`) that work on the store
+//! directly.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -7,8 +8,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use control_client::wire::Tier;
 
 use crate::config::{Config, EXIT_BAD_CONFIG};
+use crate::fleet::store::{EnrolmentRow, Placement, Revoked};
 use crate::store::Store;
 use crate::viewers::store::UserRow;
 
@@ -47,6 +50,51 @@ pub enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Enrol and revoke appliances.
+    Appliances {
+        #[command(subcommand)]
+        command: AppliancesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AppliancesCommand {
+    /// Issue a one-time enrolment token (printed once on stdout; only its
+    /// hash is stored). A new appliance presents it with `[control]
+    /// enrolment_token`, chooses its own credential and joins the registry
+    /// without a config change here.
+    Enroll {
+        #[arg(long)]
+        site: String,
+        /// `embedded` (inside an ISP) or `ixp`.
+        #[arg(long)]
+        tier: String,
+        /// Bind the region too (default: the one the appliance states).
+        #[arg(long)]
+        region: Option<String>,
+        /// The id the appliance must enrol as (default: its own
+        /// `appliance_id`); needed to re-enrol a revoked appliance's id.
+        #[arg(long)]
+        id: Option<String>,
+        /// `LAT,LON` in degrees, for distance-based steering.
+        #[arg(long)]
+        location: Option<String>,
+        /// The appliance's off-peak window, `HH:MM-HH:MM` local time.
+        #[arg(long)]
+        fill_window: Option<String>,
+        /// Its local time's offset from UTC, `+HH:MM` or `-HH:MM`.
+        #[arg(long)]
+        utc_offset: Option<String>,
+        /// How long the token works (at most 7 days).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        valid: Duration,
+    },
+    /// Revoke an appliance's credential: every steering instance refuses it
+    /// and stops steering to it within one `instance.sync_interval`.
+    Revoke { id: String },
+    /// List appliances (declared or enrolled, revoked ones marked) and
+    /// enrolment tokens (by hash prefix).
+    List,
 }
 
 #[derive(Subcommand)]
@@ -499,6 +547,133 @@ pub fn users(command: UsersCommand, overrides: &Overrides) -> ExitCode {
                         u.country,
                         u.region,
                         profiles.join(",")
+                    ));
+                }
+                Ok(out.trim_end().to_owned())
+            }
+        }
+    })
+}
+
+/// Parse `--tier` for an enrolment: appliances are embedded or at an IXP.
+fn tier_arg(t: &str) -> Result<Tier, (u8, String)> {
+    match t {
+        "embedded" => Ok(Tier::Embedded),
+        "ixp" => Ok(Tier::Ixp),
+        _ => Err((EXIT_BAD_DATA, format!("bad tier {t:?}: embedded or ixp"))),
+    }
+}
+
+fn location_arg(l: &str) -> Result<[f64; 2], (u8, String)> {
+    let bad = || (EXIT_BAD_DATA, format!("bad location {l:?}: LAT,LON in degrees"));
+    let (lat, lon) = l.split_once(',').ok_or_else(bad)?;
+    let (lat, lon): (f64, f64) = (
+        lat.trim().parse().map_err(|_| bad())?,
+        lon.trim().parse().map_err(|_| bad())?,
+    );
+    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+        return Err(bad());
+    }
+    Ok([lat, lon])
+}
+
+pub fn appliances(command: AppliancesCommand, overrides: &Overrides) -> ExitCode {
+    let store_err = |e: crate::store::StoreError| (1, e.to_string());
+    let bad = |m: String| (EXIT_BAD_DATA, m);
+    offline(overrides, "appliances", async move |_config, store| {
+        let now = crate::unix_now();
+        match command {
+            AppliancesCommand::Enroll {
+                site,
+                tier,
+                region,
+                id,
+                location,
+                fill_window,
+                utc_offset,
+                valid,
+            } => {
+                let tier = tier_arg(&tier)?;
+                if site.is_empty() || region.as_deref() == Some("") {
+                    return Err(bad("site and region must not be empty".into()));
+                }
+                if let Some(id) = &id
+                    && !crate::config::valid_id(id)
+                {
+                    return Err(bad("--id: use 1-64 of A-Z a-z 0-9 - _ .".into()));
+                }
+                if let Some(w) = &fill_window {
+                    crate::fleet::fillplan::parse_window(w)
+                        .map_err(|e| bad(format!("--fill-window: {e}")))?;
+                }
+                if let Some(o) = &utc_offset {
+                    crate::fleet::fillplan::parse_utc_offset(o)
+                        .map_err(|e| bad(format!("--utc-offset: {e}")))?;
+                }
+                if valid.is_zero() || valid > Duration::from_secs(7 * 86_400) {
+                    return Err(bad("--valid: more than 0 and at most 7 days".into()));
+                }
+                let placement = Placement {
+                    tier,
+                    site,
+                    region,
+                    location: location.as_deref().map(location_arg).transpose()?,
+                    fill_window,
+                    utc_offset,
+                };
+                let token = crate::fleet::enrol::new_token();
+                let row = EnrolmentRow {
+                    token_sha256: crate::sha256_hex(&token),
+                    appliance: id,
+                    placement,
+                    created: now,
+                    expires: now + valid.as_secs(),
+                    used: None,
+                };
+                store.add_enrolment(&row).await.map_err(store_err)?;
+                eprintln!(
+                    "enrolment token for {} at site {} ({:?}), valid {} (until unix {}); shown once:",
+                    row.appliance.as_deref().unwrap_or("a new appliance"),
+                    row.placement.site,
+                    row.placement.tier,
+                    humantime::format_duration(valid),
+                    row.expires
+                );
+                Ok(token)
+            }
+            AppliancesCommand::Revoke { id } => match store
+                .revoke_appliance(&id, now)
+                .await
+                .map_err(store_err)?
+            {
+                Revoked::Now => Ok(format!(
+                    "appliance {id} revoked; instances drop it within one sync interval"
+                )),
+                Revoked::Already => Ok(format!("appliance {id} was revoked already")),
+                Revoked::NoSuchAppliance => Err(bad(format!("no appliance {id:?}"))),
+            },
+            AppliancesCommand::List => {
+                let mut out = String::new();
+                for a in store.appliances().await.map_err(store_err)? {
+                    let state = if a.revoked { "revoked" } else { "active" };
+                    let how = if a.bound.is_some() { "enrolled" } else { "declared" };
+                    out.push_str(&format!(
+                        "appliance\t{}\t{state}\t{how}\t{:?}\t{}\t{}\n",
+                        a.id, a.info.tier, a.info.site, a.info.region
+                    ));
+                }
+                for e in store.enrolments().await.map_err(store_err)? {
+                    let state = match &e.used {
+                        Some(u) => format!("used-by={}", u.by),
+                        None if now >= e.expires => "expired".into(),
+                        None => format!("open-for={}s", e.expires - now),
+                    };
+                    out.push_str(&format!(
+                        "token\t{}\t{state}\t{}\t{:?}\t{}\n",
+                        &e.token_sha256[..12],
+                        e.appliance.as_deref().unwrap_or("-"),
+                        e.placement.tier,
+                        e.placement.site
                     ));
                 }
                 Ok(out.trim_end().to_owned())

@@ -16,6 +16,9 @@ fn main() -> ExitCode {
             command: CatalogCommand::Import { dir },
         }) => return steering::cli::import(&dir, &overrides),
         Some(Command::Users { command }) => return steering::cli::users(command, &overrides),
+        Some(Command::Appliances { command }) => {
+            return steering::cli::appliances(command, &overrides);
+        }
         Some(Command::Bgp {
             command: BgpCommand::ImportRib { file },
         }) => return steering::cli::import_rib(&file, &overrides),

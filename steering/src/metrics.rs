@@ -41,6 +41,8 @@ pub struct Metrics {
     /// Plays answered, by outcome (`ok` or the refusal code).
     pub plays: Family<ReasonLabel, Counter>,
     pub licences: Family<ReasonLabel, Counter>,
+    /// Enrolment token presentations, by outcome (`enrolled`, `again`, the refusal).
+    pub enrolments: Family<ReasonLabel, Counter>,
     /// Appliances chosen as primary, by why (`isp-embedded`, `region-ixp`, ...).
     pub steered: Family<ReasonLabel, Counter>,
     pub steering_polls: Counter,
@@ -68,6 +70,7 @@ impl Metrics {
             dependency_calls: Family::default(),
             plays: Family::default(),
             licences: Family::default(),
+            enrolments: Family::default(),
             steered: Family::default(),
             steering_polls: Counter::default(),
             home_fallbacks: Counter::default(),
@@ -135,6 +138,11 @@ impl Metrics {
             "licences",
             "Clear Key licence requests by outcome",
             m.licences.clone(),
+        );
+        registry.register(
+            "enrolments",
+            "Enrolment token presentations by outcome (enrolled, again, or the refusal's code)",
+            m.enrolments.clone(),
         );
         registry.register(
             "steered",

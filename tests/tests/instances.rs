@@ -434,3 +434,181 @@ fn viewers_move_to_the_other_instance_when_theirs_dies() {
     assert!(r["rebuffer_ratio"].as_f64().unwrap() < 0.05, "{r}");
     drop(b);
 }
+
+/// `steering appliances …` against the stack's store; stdout, or the
+/// failure's stderr.
+fn appliances_cmd(s: &stack::Stack, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new(binary("steering"))
+        .arg("appliances")
+        .args(args)
+        .args(["--config", s.config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_owned();
+    if out.status.success() {
+        Ok(text(&out.stdout))
+    } else {
+        Err(text(&out.stderr))
+    }
+}
+
+/// A new appliance joins with a one-time token and no config change:
+/// enrolled through instance A, it is known, polled and eligible on both;
+/// the token cannot be used again, nor for another place; and once revoked
+/// it is refused and dropped by both instances at once.
+#[test]
+fn an_appliance_enrols_once_and_revocation_reaches_every_instance() {
+    let (_pg, s, _b, b_addr) = two_instances();
+    let token = appliances_cmd(
+        &s,
+        &[
+            "enroll",
+            "--site",
+            "ixp-fra",
+            "--tier",
+            "ixp",
+            "--region",
+            "eu-west",
+            "--location",
+            "50.11,8.68",
+        ],
+    )
+    .unwrap();
+    assert!(token.starts_with("enrol-"), "{token}");
+    // The new appliance: nothing about it in steering's config; it holds t1's HLS.
+    let root = s.dir.path().join("oca-new");
+    let t1 = stack::content().join("titles/t1");
+    for r in stack::ladder(&stack::content(), "t1") {
+        stack::copy_tree(
+            &t1.join(&r.dir),
+            &root.join("disk0/objects/titles/t1").join(&r.dir),
+        );
+    }
+    let cache = root.join("control-cache");
+    let ocfg = root.join("oca.toml");
+    std::fs::write(
+        &ocfg,
+        format!(
+            r#"
+listen = ["127.0.0.1:0"]
+admin_listen = "127.0.0.1:0"
+stores = ["{store}"]
+workers = 1
+[control]
+url = ["http://{a}", "http://{b_addr}"]
+appliance_id = "oca-new"
+enrolment_token = "{token}"
+cache_dir = "{cache}"
+tier = "ixp"
+site = "ixp-fra"
+region = "eu-west"
+"#,
+            store = root.join("disk0").display(),
+            a = s.addr,
+            cache = cache.display(),
+        ),
+    )
+    .unwrap();
+    let mut oca = Proc::start(
+        "oca",
+        &["--config", ocfg.to_str().unwrap()],
+        &[("OCA_LOG", "info")],
+    );
+    let holds = stack::ladder(&stack::content(), "t1").len() as u64;
+    for (name, addr) in [("A", s.addr), ("B", b_addr)] {
+        wait_for(&format!("{name} knows the enrolled appliance, eligible"), || {
+            let list = appliances(addr)?;
+            let v = list.iter().find(|x| x["id"] == "oca-new")?;
+            (v["eligible"] == true && v["renditions_complete"].as_u64()? >= holds).then_some(())
+        });
+    }
+    // It chose its credential and keeps it privately; the pending file is gone.
+    let cred_file = cache.join("credential");
+    let mode = std::fs::metadata(&cred_file).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    assert!(!cache.join("enrolment-credential").exists());
+    let credential = std::fs::read_to_string(&cred_file).unwrap().trim().to_owned();
+    assert!(oca.log().contains("enrolled with the control plane"), "{}", oca.log());
+
+    // The token again, from anyone else, at either instance: refused.
+    let enrol = |addr, token: &str, id: &str, site: &str| {
+        let body = serde_json::json!({
+            "id": id,
+            "credential_sha256": "ab".repeat(32),
+            "info": {
+                "tier": "ixp", "site": site, "region": "eu-west", "asn": 0,
+                "http_url": "http://127.0.0.1:1", "https_url": null,
+                "admin_url": "http://127.0.0.1:2", "capacity_bps": 1000000000,
+            },
+        });
+        let auth = format!("Bearer {token}");
+        let r = http(
+            addr,
+            "POST",
+            "/v1/appliances/enroll",
+            &[("authorization", &auth), ("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+        .unwrap();
+        (r.status, r.json()["code"].as_str().unwrap_or("").to_owned())
+    };
+    assert_eq!(
+        enrol(b_addr, &token, "oca-thief", "ixp-fra"),
+        (409, "enrolment_token_used".into())
+    );
+    assert_eq!(
+        enrol(s.addr, &token, "oca-new", "ixp-fra"),
+        (409, "enrolment_token_used".into()),
+        "the same id with another credential is someone else"
+    );
+    assert_eq!(
+        enrol(s.addr, "enrol-not-a-token", "oca-x", "ixp-fra"),
+        (401, "bad_enrolment_token".into())
+    );
+    let other = appliances_cmd(&s, &["enroll", "--site", "ixp-fra", "--tier", "ixp"]).unwrap();
+    assert_eq!(
+        enrol(b_addr, &other, "oca-else", "ixp-ams"),
+        (422, "placement_mismatch".into())
+    );
+    assert_eq!(
+        enrol(b_addr, &other, "oca-new", "ixp-fra"),
+        (409, "id_taken".into())
+    );
+    let listed = appliances_cmd(&s, &["list"]).unwrap();
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("appliance\toca-new\tactive\tenrolled")),
+        "{listed}"
+    );
+    assert!(listed.contains("used-by=oca-new"), "{listed}");
+
+    // Revoked: both instances refuse its credential and stop steering to
+    // it within a few sync intervals (100 ms here).
+    let revoked_at = Instant::now();
+    assert!(
+        appliances_cmd(&s, &["revoke", "oca-new"])
+            .unwrap()
+            .contains("revoked")
+    );
+    let bearer = format!("Bearer oca-new:{credential}");
+    for (name, addr) in [("A", s.addr), ("B", b_addr)] {
+        wait_for(&format!("{name} refuses and drops oca-new"), || {
+            let r = http(addr, "GET", "/v1/keys", &[("authorization", &bearer)], b"")?;
+            let gone = appliances(addr)?.iter().all(|x| x["id"] != "oca-new");
+            (r.status == 401 && r.json()["code"] == "revoked" && gone).then_some(())
+        });
+    }
+    let took = revoked_at.elapsed();
+    assert!(took < Duration::from_secs(2), "revocation took {took:?}");
+    eprintln!("revocation effective on both instances after {took:?}");
+    assert!(
+        appliances_cmd(&s, &["revoke", "nobody"])
+            .unwrap_err()
+            .contains("no appliance")
+    );
+    oca.kill9();
+}

@@ -25,6 +25,69 @@ pub struct Bound {
     pub https: Option<std::net::SocketAddr>,
 }
 
+/// The credential to present: the configured one, else the one an earlier
+/// enrolment saved, else enrol now with `enrolment_token` (see
+/// `control_client::enrol`). None when there is none to be had: the reason
+/// is logged, and oca serves on without a control plane.
+async fn credential(
+    cfg: &ControlConfig,
+    info: &ApplianceInfo,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<String> {
+    use control_client::enrol;
+    if let Some(c) = &cfg.credential {
+        return Some(c.clone());
+    }
+    match enrol::saved_credential(&cfg.cache_dir) {
+        Ok(Some(c)) => return Some(c),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "the enrolled credential is unusable; not talking to the control plane");
+            return None;
+        }
+    }
+    let token = cfg.enrolment_token.as_deref()?;
+    let client = match ControlClient::new(
+        &cfg.url.0,
+        &cfg.appliance_id,
+        "",
+        &cfg.cache_dir,
+        cfg.ca_file.as_deref(),
+        RetryPolicy::default(),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "control plane client unusable");
+            return None;
+        }
+    };
+    let enrolling = enrol::enrol(
+        &client,
+        &cfg.cache_dir,
+        token,
+        &cfg.appliance_id,
+        info,
+        std::time::Duration::from_secs(5),
+    );
+    tokio::select! {
+        outcome = enrolling => match outcome {
+            Ok(c) => {
+                tracing::info!(
+                    appliance = %cfg.appliance_id,
+                    credential_file = %enrol::credential_path(&cfg.cache_dir).display(),
+                    "enrolled with the control plane"
+                );
+                Some(c)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot enrol; issue a new token (steering appliances enroll) and restart");
+                None
+            }
+        },
+        _ = crate::http::until_set(stop) => None,
+    }
+}
+
 /// Run until `stop`. When `drain` turns true, heartbeat at once: steering
 /// takes a heartbeat as its health poll, so it hears `draining` now rather
 /// than at the next interval.
@@ -35,36 +98,9 @@ pub async fn run(
     mut drain: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let client = match ControlClient::new(
-        &cfg.url.0,
-        &cfg.appliance_id,
-        &cfg.credential,
-        &cfg.cache_dir,
-        cfg.ca_file.as_deref(),
-        RetryPolicy::default(),
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "control plane client unusable");
-            return;
-        }
-    };
     let shared = &admin.shared;
     let keys_from_control = !shared.access.keys_from_file();
     let mut keys_version = None;
-    if keys_from_control && let Some(cached) = client.cached_keys() {
-        match cached.to_keyset() {
-            Ok(ks) => {
-                shared.access.install(ks);
-                keys_version = Some(cached.version);
-                tracing::info!(
-                    version = cached.version,
-                    "serving with cached signing keys until the control plane answers"
-                );
-            }
-            Err(e) => tracing::warn!(error = %e, "cached keys unusable"),
-        }
-    }
     let info = ApplianceInfo {
         tier: cfg.tier,
         site: cfg.site.clone(),
@@ -88,6 +124,36 @@ pub async fn run(
             .unwrap_or_else(|| admin.shared.store.storage_bytes()),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
+    let Some(credential) = credential(&cfg, &info, &mut stop).await else {
+        return;
+    };
+    let client = match ControlClient::new(
+        &cfg.url.0,
+        &cfg.appliance_id,
+        &credential,
+        &cfg.cache_dir,
+        cfg.ca_file.as_deref(),
+        RetryPolicy::default(),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "control plane client unusable");
+            return;
+        }
+    };
+    if keys_from_control && let Some(cached) = client.cached_keys() {
+        match cached.to_keyset() {
+            Ok(ks) => {
+                shared.access.install(ks);
+                keys_version = Some(cached.version);
+                tracing::info!(
+                    version = cached.version,
+                    "serving with cached signing keys until the control plane answers"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "cached keys unusable"),
+        }
+    }
     let mut state = ControlState::new(
         Settings {
             keys_from_control,

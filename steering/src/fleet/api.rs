@@ -25,6 +25,7 @@ use crate::http::{ApiError, bearer, json};
 pub fn router(fleet: Arc<Fleet>) -> Router {
     Router::new()
         .route("/v1/appliances", get(list_appliances))
+        .route("/v1/appliances/enroll", post(super::enrol::enrol))
         .route("/v1/appliances/{id}/register", post(register))
         .route("/v1/appliances/{id}/heartbeat", post(heartbeat))
         .route("/v1/keys", get(keys))
@@ -76,6 +77,14 @@ pub(crate) fn authenticate(
         ));
     }
     let reg = state.registry();
+    if reg.revoked.contains(id) {
+        state.metrics.auth_failures.inc();
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "revoked",
+            format!("appliance {id:?}'s credential was revoked"),
+        ));
+    }
     let a = reg.appliances.get(id).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -112,7 +121,28 @@ async fn register(
             "capacity_bps and admin_url are required",
         ));
     }
-    let credential_sha256 = state.registry().appliances[&id].credential_sha256.clone();
+    let (credential_sha256, bound) = {
+        let reg = state.registry();
+        let a = &reg.appliances[&id];
+        (a.credential_sha256.clone(), a.bound.clone())
+    };
+    if let Some(bound) = &bound
+        && !super::enrol::keeps_to(bound, &req.info)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "placement_mismatch",
+            format!(
+                "enrolled as tier {:?} at site {:?} in region {:?}; the appliance now states {:?} at {:?} in {:?}",
+                bound.tier,
+                bound.site,
+                bound.region.as_deref().unwrap_or(""),
+                req.info.tier,
+                req.info.site,
+                req.info.region
+            ),
+        ));
+    }
     state
         .store
         .upsert_appliance(&id, &req.info, &credential_sha256, crate::unix_now())

@@ -342,8 +342,15 @@ async fn apply_changes(fleet: &Fleet, changes: &[Change]) -> Result<bool, StoreE
                         if seen(&reg) != before {
                             continue;
                         }
+                        if row.revoked {
+                            if reg.revoke(appliance) {
+                                tracing::warn!(%appliance, "appliance credential revoked; no longer steered to");
+                            }
+                            changed = true;
+                            continue;
+                        }
                         let is_new = !reg.appliances.contains_key(appliance);
-                        reg.insert(appliance, row.info, row.credential_sha256);
+                        reg.apply_row(row);
                         is_new
                     };
                     if is_new {

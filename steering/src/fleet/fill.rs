@@ -73,8 +73,17 @@ pub async fn fill_plan(
             format!("no appliance {id:?}"),
         )
     })?;
-    let configured = state.config.appliances.iter().find(|a| a.id == id);
-    let window = fillplan::window_for(configured, cfg).map_err(|e| {
+    let (fill_window, utc_offset) = match state.config.appliances.iter().find(|a| a.id == id) {
+        Some(a) => (a.fill_window.clone(), Some(a.utc_offset.clone())),
+        None => state
+            .registry()
+            .appliances
+            .get(&id)
+            .and_then(|a| a.bound.as_ref())
+            .map_or((None, None), |b| (b.fill_window.clone(), b.utc_offset.clone())),
+    };
+    let window = fillplan::window_for(fill_window.as_deref(), utc_offset.as_deref(), cfg)
+        .map_err(|e| {
         // Validated at start; reaching this means the config changed under us.
         tracing::error!(appliance = %id, error = %e, "bad fill window");
         ApiError::new(

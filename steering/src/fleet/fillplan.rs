@@ -11,7 +11,7 @@ use control_client::wire::{FillItem, FillObject, FillPlan, FillSource, FillWindo
 use serde::Serialize;
 
 use super::placement::{self, Assigned};
-use crate::config::{ApplianceConfig, FillConfig};
+use crate::config::FillConfig;
 
 /// A title as planning needs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -336,17 +336,15 @@ pub fn parse_utc_offset(s: &str) -> Result<i32, WindowError> {
     Ok(minutes)
 }
 
-/// The appliance's window: its own `fill_window` and `utc_offset` when
-/// configured, else `fill.window` in UTC.
+/// The appliance's window: its own `fill_window` and `utc_offset` when it
+/// has them (from the config, or from enrolment), else `fill.window` in UTC.
 pub fn window_for(
-    appliance: Option<&ApplianceConfig>,
+    fill_window: Option<&str>,
+    utc_offset: Option<&str>,
     cfg: &FillConfig,
 ) -> Result<FillWindow, WindowError> {
-    let spec = appliance
-        .and_then(|a| a.fill_window.as_deref())
-        .unwrap_or(&cfg.window);
-    let (start, end) = parse_window(spec)?;
-    let offset = appliance.map_or(Ok(0), |a| parse_utc_offset(&a.utc_offset))?;
+    let (start, end) = parse_window(fill_window.unwrap_or(&cfg.window))?;
+    let offset = utc_offset.map_or(Ok(0), parse_utc_offset)?;
     let fmt = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
     Ok(FillWindow {
         start: fmt(start),

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod bgp;
 pub mod cluster;
+pub mod enrol;
 pub mod fill;
 pub mod fillplan;
 pub mod keys;
@@ -110,10 +111,17 @@ impl Fleet {
         }
         let mut registry = Registry::default();
         for row in store.appliances().await? {
-            registry.insert(&row.id, row.info, row.credential_sha256);
-            let inv = store.inventory(&row.id).await?;
+            let (id, revoked) = (row.id.clone(), row.revoked);
+            if revoked && config.appliances.iter().any(|a| a.id == id) {
+                tracing::warn!(appliance = %id, "declared in the config but its credential is revoked; give it a new credential to bring it back");
+            }
+            registry.apply_row(row);
+            if revoked {
+                continue;
+            }
+            let inv = store.inventory(&id).await?;
             if inv.version > 0 {
-                registry.set_inventory(&row.id, inv.version, inv.renditions);
+                registry.set_inventory(&id, inv.version, inv.renditions);
             }
         }
         for (id, version, prefixes) in store.learned_prefixes().await? {

@@ -109,6 +109,8 @@ pub struct Appliance {
     /// Bumped on every change of `info` here, so a read from the store that
     /// raced a local write can tell and keep the write.
     pub info_writes: u64,
+    /// Where enrolment placed it (none: declared in the config).
+    pub bound: Option<super::store::Placement>,
 }
 
 impl Appliance {
@@ -198,6 +200,9 @@ pub struct Registry {
     pub appliances: HashMap<String, Appliance>,
     /// rendition → appliances holding it.
     index: HashMap<String, HashSet<String>>,
+    /// Appliances whose credential was revoked: refused, and not in
+    /// `appliances` (so neither polled nor steered to).
+    pub revoked: HashSet<String>,
 }
 
 impl Registry {
@@ -228,10 +233,48 @@ impl Registry {
                         registered: false,
                         complete_cache: None,
                         info_writes: 1,
+                        bound: None,
                     },
                 );
             }
         }
+        self.revoked.remove(id);
+    }
+
+    /// Set where enrolment placed an appliance.
+    pub fn bind(&mut self, id: &str, bound: Option<super::store::Placement>) {
+        if let Some(a) = self.appliances.get_mut(id) {
+            a.bound = bound;
+        }
+    }
+
+    /// Take an appliance as the store holds it: revoked, it leaves the
+    /// registry; else its identity, credential and placement are replaced.
+    pub fn apply_row(&mut self, row: super::store::ApplianceRow) {
+        if row.revoked {
+            self.revoke(&row.id);
+        } else {
+            self.insert(&row.id, row.info, row.credential_sha256);
+            self.bind(&row.id, row.bound);
+        }
+    }
+
+    /// Drop a revoked appliance (its inventory and prefixes with it) and
+    /// remember that it was revoked; whether it was here.
+    pub fn revoke(&mut self, id: &str) -> bool {
+        self.revoked.insert(id.to_owned());
+        let Some(a) = self.appliances.remove(id) else {
+            return false;
+        };
+        for r in a.inventory.keys() {
+            if let Some(set) = self.index.get_mut(r) {
+                set.remove(id);
+                if set.is_empty() {
+                    self.index.remove(r);
+                }
+            }
+        }
+        true
     }
 
     /// Replace an appliance's inventory wholesale (from the store or a full report).

@@ -181,7 +181,14 @@ fn build(state: &Fleet) -> Snapshot {
                 tier: a.info.tier,
                 site: a.info.site.clone(),
                 region: a.info.region.clone(),
-                location: point(located.get(id.as_str()).copied().flatten()),
+                // The config's location, else where enrolment placed it.
+                location: point(
+                    located
+                        .get(id.as_str())
+                        .copied()
+                        .flatten()
+                        .or_else(|| a.bound.as_ref().and_then(|b| b.location)),
+                ),
                 up: a.health.up,
                 draining: a.last.as_ref().is_some_and(|h| h.status == "draining"),
                 utilisation: a.last.as_ref().map_or(0.0, |h| {

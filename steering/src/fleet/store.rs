@@ -3,7 +3,10 @@
 //! catalog and demand log.
 
 use async_trait::async_trait;
-use control_client::wire::{ApplianceInfo, HealthSummary, KeyWire, RenditionHolding};
+use control_client::wire::{
+    ApplianceInfo, EnrolRequest, HealthSummary, KeyWire, RenditionHolding, Tier,
+};
+use serde::{Deserialize, Serialize};
 
 use crate::fleet::fillplan::{Play, Title};
 use crate::forecast::Counts;
@@ -15,6 +18,63 @@ pub struct ApplianceRow {
     pub id: String,
     pub info: ApplianceInfo,
     pub credential_sha256: String,
+    /// Where the operator placed it, for an enrolled appliance (see `Placement`).
+    pub bound: Option<Placement>,
+    /// Its credential was revoked: it is refused and steered to by no one.
+    pub revoked: bool,
+}
+
+/// Where an operator placed an enrolled appliance, bound by its enrolment
+/// token: the appliance may not claim another tier, site or region, and
+/// steering learns from here what the appliance cannot say of itself (where
+/// it is, its local fill window).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    pub tier: Tier,
+    pub site: String,
+    /// Unset on a token: the region the appliance states (then bound to it).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// `[latitude, longitude]` in degrees.
+    #[serde(default)]
+    pub location: Option<[f64; 2]>,
+    /// `HH:MM-HH:MM` local time (unset: `fill.window`).
+    #[serde(default)]
+    pub fill_window: Option<String>,
+    /// `+HH:MM` or `-HH:MM` (unset: UTC).
+    #[serde(default)]
+    pub utc_offset: Option<String>,
+}
+
+/// A one-time enrolment token as stored: only its SHA-256.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnrolmentRow {
+    pub token_sha256: String,
+    /// The id the appliance must enrol as (unset: the one it proposes).
+    pub appliance: Option<String>,
+    pub placement: Placement,
+    pub created: u64,
+    /// Unix seconds after which the token enrols no one.
+    pub expires: u64,
+    pub used: Option<EnrolmentUse>,
+}
+
+/// Who used a token, when, with which credential (a retry after a lost
+/// answer presents the same and is answered again).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnrolmentUse {
+    pub at: u64,
+    pub by: String,
+    pub credential_sha256: String,
+}
+
+/// What `revoke_appliance` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    Now,
+    Already,
+    NoSuchAppliance,
 }
 
 /// A persisted inventory.
@@ -134,7 +194,27 @@ pub trait FleetStore: CatalogStore {
         credential_sha256: &str,
         now: u64,
     ) -> Result<(), StoreError>;
+    /// Every appliance, revoked ones included (marked).
     async fn appliances(&self) -> Result<Vec<ApplianceRow>, StoreError>;
+    /// Keep a new enrolment token; drop tokens expired a month ago.
+    async fn add_enrolment(&self, e: &EnrolmentRow) -> Result<(), StoreError>;
+    /// Every kept enrolment token, newest first.
+    async fn enrolments(&self) -> Result<Vec<EnrolmentRow>, StoreError>;
+    /// Present an enrolment token (by its SHA-256): in one transaction, the
+    /// token and the appliance row it names are read (locked), `enrol::decide`
+    /// judges, and an `Enrol` verdict marks the token used and writes the
+    /// appliance (logged as an `Info` change), so a token enrols once across
+    /// every instance sharing the store.
+    async fn enrol(
+        &self,
+        token_sha256: &str,
+        req: &EnrolRequest,
+        now: u64,
+    ) -> Result<super::enrol::Verdict, StoreError>;
+    /// Revoke an appliance's credential (logged as an `Info` change: every
+    /// instance drops it at its next sync). A config declaration with the
+    /// same credential does not bring it back; a new credential does.
+    async fn revoke_appliance(&self, id: &str, now: u64) -> Result<Revoked, StoreError>;
     /// Replace an appliance's whole inventory in one transaction.
     async fn put_inventory(&self, appliance: &str, inv: &InventoryRow) -> Result<(), StoreError>;
     async fn inventory(&self, appliance: &str) -> Result<InventoryRow, StoreError>;

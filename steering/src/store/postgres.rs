@@ -195,6 +195,19 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          play TEXT PRIMARY KEY,
          count BIGINT NOT NULL
      );",
+    // 12: enrolment.
+    "ALTER TABLE appliances ADD COLUMN bound TEXT;
+     ALTER TABLE appliances ADD COLUMN revoked_at BIGINT;
+     CREATE TABLE enrolments (
+         token_sha256 TEXT PRIMARY KEY,
+         appliance TEXT,
+         placement TEXT NOT NULL,
+         created BIGINT NOT NULL,
+         expires BIGINT NOT NULL,
+         used_at BIGINT,
+         used_by TEXT,
+         used_credential_sha256 TEXT
+     );",
 ];
 
 /// The database's clock in milliseconds (the wall clock, not the

@@ -202,6 +202,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          play TEXT PRIMARY KEY,
          count INTEGER NOT NULL
      );",
+    // 12: enrolment (`fleet::enrol`): one-time tokens by digest, where an
+    // enrolled appliance was placed, and revocation.
+    "ALTER TABLE appliances ADD COLUMN bound TEXT;
+     ALTER TABLE appliances ADD COLUMN revoked_at INTEGER;
+     CREATE TABLE enrolments (
+         token_sha256 TEXT PRIMARY KEY,
+         appliance TEXT,
+         placement TEXT NOT NULL,
+         created INTEGER NOT NULL,
+         expires INTEGER NOT NULL,
+         used_at INTEGER,
+         used_by TEXT,
+         used_credential_sha256 TEXT
+     );",
 ];
 
 /// The database's clock in milliseconds: instances on several machines agree

@@ -5,11 +5,12 @@
 
 use std::sync::Arc;
 
-use control_client::wire::{ApplianceInfo, KeyWire, RenditionHolding, Tier};
+use control_client::wire::{ApplianceInfo, EnrolRequest, KeyWire, RenditionHolding, Tier};
 
 use super::{Postgres, Sqlite, Store};
 use crate::catalog::{Object, Rendition as CatalogRendition, Sidecar, Title as CatalogTitle};
-use crate::fleet::store::{InventoryRow, KeyStep};
+use crate::fleet::enrol::{Refusal, Verdict};
+use crate::fleet::store::{EnrolmentRow, InventoryRow, KeyStep, Placement, Revoked};
 use crate::viewers::store::{StreamRow, UserRow};
 
 type Case = fn(
@@ -31,6 +32,8 @@ cases!(
     stream_limit_holds_across_instances,
     a_due_key_is_created_once_across_instances,
     prune_drops_only_old_rows_in_batches,
+    an_enrolment_token_enrols_once_across_instances,
+    revocation_holds_until_a_new_credential,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -538,4 +541,116 @@ async fn prune_drops_only_old_rows_in_batches(a: Arc<dyn Store>, b: Arc<dyn Stor
     assert!(a.stream("s0").await.unwrap().is_none());
     assert!(a.stream("s29").await.unwrap().is_some());
     assert_eq!(a.plays_all_since(0, 100).await.unwrap().len(), 5);
+}
+
+fn enrolment(token_sha256: &str, appliance: Option<&str>, created: u64) -> EnrolmentRow {
+    EnrolmentRow {
+        token_sha256: token_sha256.into(),
+        appliance: appliance.map(str::to_owned),
+        placement: Placement {
+            tier: Tier::Embedded,
+            site: "s1".into(),
+            region: None,
+            location: Some([52.37, 4.9]),
+            fill_window: Some("01:00-05:00".into()),
+            utc_offset: Some("+01:00".into()),
+        },
+        created,
+        expires: created + 3600,
+        used: None,
+    }
+}
+
+fn enrol_request(id: &str, credential_sha256: &str) -> EnrolRequest {
+    EnrolRequest {
+        id: id.into(),
+        credential_sha256: credential_sha256.into(),
+        info: info(),
+    }
+}
+
+/// The same token presented at both instances at once, by eight would-be
+/// appliances: one enrols, the rest are refused; its retry is answered again.
+async fn an_enrolment_token_enrols_once_across_instances(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    a.add_enrolment(&enrolment("t1", None, 1000)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = Arc::clone(if i % 2 == 0 { &a } else { &b });
+        tasks.push(tokio::spawn(async move {
+            let req = enrol_request(&format!("e{i}"), &format!("c{i}"));
+            (i, s.enrol("t1", &req, 1001).await.unwrap())
+        }));
+    }
+    let mut enrolled = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (i, Verdict::Enrol { id, bound }) => {
+                assert_eq!(id, format!("e{i}"));
+                assert_eq!(bound.region.as_deref(), Some("eu"), "bound to what it stated");
+                enrolled.push(i);
+            }
+            (_, Verdict::Refused(Refusal::Used { .. })) => {}
+            (i, other) => panic!("{i}: {other:?}"),
+        }
+    }
+    assert_eq!(enrolled.len(), 1, "{enrolled:?}");
+    let i = enrolled[0];
+    let id = format!("e{i}");
+    let again = b
+        .enrol("t1", &enrol_request(&id, &format!("c{i}")), 9999)
+        .await
+        .unwrap();
+    assert_eq!(again, Verdict::Again { id: id.clone() });
+    let row = a.appliance(&id).await.unwrap().expect("enrolled");
+    assert_eq!(row.credential_sha256, format!("c{i}"));
+    assert!(!row.revoked);
+    assert_eq!(row.bound.unwrap().location, Some([52.37, 4.9]));
+    let tokens = b.enrolments().await.unwrap();
+    assert_eq!(tokens[0].used.as_ref().unwrap().by, id);
+    assert_eq!(
+        a.enrol("nope", &enrol_request("x", "c"), 1001).await.unwrap(),
+        Verdict::Refused(Refusal::UnknownToken)
+    );
+    // A second token cannot take the id while it is in use.
+    a.add_enrolment(&enrolment("t2", None, 1000)).await.unwrap();
+    assert_eq!(
+        a.enrol("t2", &enrol_request(&id, "other"), 1001).await.unwrap(),
+        Verdict::Refused(Refusal::IdTaken { id: id.clone() })
+    );
+    assert!(b.enrolments().await.unwrap().iter().any(|e| e.token_sha256 == "t2" && e.used.is_none()), "a refusal leaves the token unused");
+}
+
+async fn revocation_holds_until_a_new_credential(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    a.declare_appliance("d1", &info(), "c1", 1).await.unwrap();
+    assert_eq!(b.revoke_appliance("d1", 2).await.unwrap(), Revoked::Now);
+    assert_eq!(a.revoke_appliance("d1", 3).await.unwrap(), Revoked::Already);
+    assert_eq!(
+        a.revoke_appliance("zz", 3).await.unwrap(),
+        Revoked::NoSuchAppliance
+    );
+    let revoked = |s: Arc<dyn Store>| async move { s.appliance("d1").await.unwrap().unwrap().revoked };
+    assert!(revoked(Arc::clone(&a)).await);
+    // A restart declaring it with the same credential keeps it revoked...
+    a.declare_appliance("d1", &info(), "c1", 4).await.unwrap();
+    assert!(revoked(Arc::clone(&b)).await);
+    // ...a new credential brings it back.
+    a.declare_appliance("d1", &info(), "c2", 5).await.unwrap();
+    assert!(!revoked(Arc::clone(&b)).await);
+    // An enrolled appliance, revoked, is re-enrolled only by a token naming it.
+    a.add_enrolment(&enrolment("t1", None, 10)).await.unwrap();
+    assert!(matches!(a.enrol("t1", &enrol_request("e1", "k1"), 11).await.unwrap(), Verdict::Enrol { .. }));
+    b.revoke_appliance("e1", 12).await.unwrap();
+    a.add_enrolment(&enrolment("t2", None, 13)).await.unwrap();
+    assert_eq!(
+        a.enrol("t2", &enrol_request("e1", "k2"), 14).await.unwrap(),
+        Verdict::Refused(Refusal::IdTaken { id: "e1".into() })
+    );
+    a.add_enrolment(&enrolment("t3", Some("e1"), 13)).await.unwrap();
+    assert!(matches!(b.enrol("t3", &enrol_request("e1", "k3"), 14).await.unwrap(), Verdict::Enrol { .. }));
+    let row = a.appliance("e1").await.unwrap().unwrap();
+    assert!(!row.revoked);
+    assert_eq!(row.credential_sha256, "k3");
+    // Each write is in the change log the other instances follow.
+    let logged = a.changes_since(0).await.unwrap();
+    assert!(logged.iter().filter(|c| c.appliance == "e1").count() >= 3, "{logged:?}");
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::ApplianceConfig;
 
 const NOW: u64 = 1_800_000_000;
 const HOUR: u64 = 3600;
@@ -610,7 +611,12 @@ fn window_is_the_appliances_own_or_the_default_in_utc() {
         ),
     ];
     for (name, a, (start, end, offset)) in cases {
-        let w = window_for(a.as_ref(), &cfg).unwrap();
+        let w = window_for(
+            a.as_ref().and_then(|a| a.fill_window.as_deref()),
+            a.as_ref().map(|a| a.utc_offset.as_str()),
+            &cfg,
+        )
+        .unwrap();
         assert_eq!(
             (w.start.as_str(), w.end.as_str(), w.utc_offset_minutes),
             (start, end, offset),
@@ -618,7 +624,7 @@ fn window_is_the_appliances_own_or_the_default_in_utc() {
         );
     }
     let bad = appliance_config(Some("25:00-01:00"), "+00:00");
-    assert!(window_for(Some(&bad), &cfg).is_err());
+    assert!(window_for(bad.fill_window.as_deref(), Some(&bad.utc_offset), &cfg).is_err());
 }
 
 #[test]

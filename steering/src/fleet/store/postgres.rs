@@ -3,11 +3,13 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use control_client::wire::{ApplianceInfo, FillObject, KeyWire, RenditionHolding};
+use control_client::wire::{ApplianceInfo, EnrolRequest, FillObject, KeyWire, RenditionHolding};
 
 use super::{
-    ApplianceRow, Change, ChangeKind, FleetStore, InstanceRow, InventoryRow, KeyDecision, LiveRow,
+    ApplianceRow, Change, ChangeKind, EnrolmentRow, EnrolmentUse, FleetStore, InstanceRow,
+    InventoryRow, KeyDecision, LiveRow, Revoked,
 };
+use crate::fleet::enrol::{self, Verdict};
 use crate::fleet::fillplan::{Play, Rendition, Title};
 use crate::forecast::{Counts, DAY};
 use crate::store::postgres::{Lock, NOW_MS};
@@ -58,7 +60,9 @@ impl FleetStore for Postgres {
                  VALUES ($1, $2, $3, $4)
                  ON CONFLICT (id) DO UPDATE SET credential_sha256 = excluded.credential_sha256,
                      info = CASE WHEN appliances.registered = 1 THEN appliances.info
-                                 ELSE excluded.info END"
+                                 ELSE excluded.info END,
+                     revoked_at = CASE WHEN appliances.credential_sha256 = excluded.credential_sha256
+                                       THEN appliances.revoked_at END"
                 ),
                 &[&id, &info, &credential_sha256, &(now as i64)],
             )
@@ -69,21 +73,133 @@ impl FleetStore for Postgres {
     async fn appliances(&self) -> Result<Vec<ApplianceRow>, StoreError> {
         self.client()
             .await?
-            .query(
-                "SELECT id, info, credential_sha256 FROM appliances ORDER BY id",
-                &[],
-            )
+            .query(&format!("{APPLIANCE_ROW} ORDER BY id"), &[])
             .await?
             .iter()
-            .map(|r| {
-                let id: String = r.get(0);
-                Ok(ApplianceRow {
-                    info: from_json(r.get(1), &id)?,
-                    id,
-                    credential_sha256: r.get(2),
-                })
-            })
+            .map(appliance_row)
             .collect()
+    }
+
+    async fn add_enrolment(&self, e: &EnrolmentRow) -> Result<(), StoreError> {
+        let placement = to_json(&e.placement)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "DELETE FROM enrolments WHERE expires < $1",
+            &[&(e.created.saturating_sub(30 * DAY) as i64)],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO enrolments (token_sha256, appliance, placement, created, expires)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &e.token_sha256,
+                &e.appliance,
+                &placement,
+                &(e.created as i64),
+                &(e.expires as i64),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn enrolments(&self) -> Result<Vec<EnrolmentRow>, StoreError> {
+        self.client()
+            .await?
+            .query(&format!("{ENROLMENT_ROW} ORDER BY created DESC"), &[])
+            .await?
+            .iter()
+            .map(enrolment_row)
+            .collect()
+    }
+
+    async fn enrol(
+        &self,
+        token_sha256: &str,
+        req: &EnrolRequest,
+        now: u64,
+    ) -> Result<Verdict, StoreError> {
+        let info = to_json(&req.info)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // The token's row stays locked to the commit: an instance presented
+        // the same token meanwhile waits, then sees it used.
+        let token = tx
+            .query_opt(
+                &format!("{ENROLMENT_ROW} WHERE token_sha256 = $1 FOR UPDATE"),
+                &[&token_sha256],
+            )
+            .await?
+            .as_ref()
+            .map(enrolment_row)
+            .transpose()?;
+        let id = enrol::id_for(token.as_ref(), req).to_owned();
+        let existing = tx
+            .query_opt(
+                "SELECT revoked_at IS NOT NULL FROM appliances WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )
+            .await?
+            .map(|r| enrol::Existing { revoked: r.get(0) });
+        let mut verdict = enrol::decide(token.as_ref(), existing.as_ref(), req, now);
+        if let Verdict::Enrol { id, bound } = &verdict {
+            tx.execute(
+                "UPDATE enrolments SET used_at = $2, used_by = $3, used_credential_sha256 = $4
+                 WHERE token_sha256 = $1",
+                &[&token_sha256, &(now as i64), id, &req.credential_sha256],
+            )
+            .await?;
+            // Two tokens enrolling one new id at once: the second insert
+            // finds the first's row and changes nothing.
+            let written = tx
+                .execute(
+                    "INSERT INTO appliances (id, info, credential_sha256, registered_at, registered, bound)
+                     VALUES ($1, $2, $3, $4, 1, $5)
+                     ON CONFLICT (id) DO UPDATE SET info = excluded.info,
+                         credential_sha256 = excluded.credential_sha256, registered = 1,
+                         bound = excluded.bound, revoked_at = NULL
+                     WHERE appliances.revoked_at IS NOT NULL",
+                    &[id, &info, &req.credential_sha256, &(now as i64), &to_json(bound)?],
+                )
+                .await?;
+            if written == 0 {
+                verdict = Verdict::Refused(enrol::Refusal::IdTaken { id: id.clone() });
+                tx.rollback().await?;
+                return Ok(verdict);
+            }
+            log_change(&tx, id, ChangeKind::Info).await?;
+        }
+        tx.commit().await?;
+        Ok(verdict)
+    }
+
+    async fn revoke_appliance(&self, id: &str, now: u64) -> Result<Revoked, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let state = tx
+            .query_opt(
+                "SELECT revoked_at IS NOT NULL FROM appliances WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )
+            .await?
+            .map(|r| r.get::<_, bool>(0));
+        let outcome = match state {
+            None => Revoked::NoSuchAppliance,
+            Some(true) => Revoked::Already,
+            Some(false) => {
+                tx.execute(
+                    "UPDATE appliances SET revoked_at = $2 WHERE id = $1",
+                    &[&id, &(now as i64)],
+                )
+                .await?;
+                log_change(&tx, id, ChangeKind::Info).await?;
+                Revoked::Now
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     async fn put_inventory(&self, appliance: &str, inv: &InventoryRow) -> Result<(), StoreError> {
@@ -401,22 +517,13 @@ impl FleetStore for Postgres {
     }
 
     async fn appliance(&self, id: &str) -> Result<Option<ApplianceRow>, StoreError> {
-        let row = self
-            .client()
+        self.client()
             .await?
-            .query_opt(
-                "SELECT info, credential_sha256 FROM appliances WHERE id = $1",
-                &[&id],
-            )
-            .await?;
-        row.map(|r| {
-            Ok(ApplianceRow {
-                info: from_json(r.get(0), id)?,
-                id: id.to_owned(),
-                credential_sha256: r.get(1),
-            })
-        })
-        .transpose()
+            .query_opt(&format!("{APPLIANCE_ROW} WHERE id = $1"), &[&id])
+            .await?
+            .as_ref()
+            .map(appliance_row)
+            .transpose()
     }
 
     async fn beat(
@@ -574,6 +681,52 @@ impl FleetStore for Postgres {
             .await?;
         Ok(row.get::<_, i64>(0).max(0) as u64)
     }
+}
+
+/// The columns `appliance_row` reads.
+const APPLIANCE_ROW: &str =
+    "SELECT id, info, credential_sha256, bound, revoked_at IS NOT NULL FROM appliances";
+
+fn appliance_row(r: &tokio_postgres::Row) -> Result<ApplianceRow, StoreError> {
+    let id: String = r.get(0);
+    Ok(ApplianceRow {
+        info: from_json(r.get(1), &id)?,
+        bound: r
+            .get::<_, Option<&str>>(3)
+            .map(|b| from_json(b, &id))
+            .transpose()?,
+        credential_sha256: r.get(2),
+        revoked: r.get(4),
+        id,
+    })
+}
+
+/// The columns `enrolment_row` reads.
+const ENROLMENT_ROW: &str = "SELECT token_sha256, appliance, placement, created, expires,
+     used_at, used_by, used_credential_sha256 FROM enrolments";
+
+fn enrolment_row(r: &tokio_postgres::Row) -> Result<EnrolmentRow, StoreError> {
+    let token_sha256: String = r.get(0);
+    let used = match (
+        r.get::<_, Option<i64>>(5),
+        r.get::<_, Option<String>>(6),
+        r.get::<_, Option<String>>(7),
+    ) {
+        (Some(at), Some(by), Some(credential_sha256)) => Some(EnrolmentUse {
+            at: at as u64,
+            by,
+            credential_sha256,
+        }),
+        _ => None,
+    };
+    Ok(EnrolmentRow {
+        placement: from_json(r.get(2), &token_sha256)?,
+        appliance: r.get(1),
+        created: r.get::<_, i64>(3) as u64,
+        expires: r.get::<_, i64>(4) as u64,
+        used,
+        token_sha256,
+    })
 }
 
 /// Log a change for the other instances, in the caller's transaction.

@@ -3,16 +3,18 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use control_client::wire::{ApplianceInfo, FillObject, KeyWire, RenditionHolding};
+use control_client::wire::{ApplianceInfo, EnrolRequest, FillObject, KeyWire, RenditionHolding};
 use rusqlite::{OptionalExtension, params};
 
 use super::{
-    ApplianceRow, Change, ChangeKind, FleetStore, InstanceRow, InventoryRow, KeyDecision, LiveRow,
+    ApplianceRow, Change, ChangeKind, EnrolmentRow, EnrolmentUse, FleetStore, InstanceRow,
+    InventoryRow, KeyDecision, LiveRow, Revoked,
 };
+use crate::fleet::enrol::{self, Verdict};
 use crate::fleet::fillplan::{Play, Rendition, Title};
 use crate::forecast::{Counts, DAY};
 use crate::store::sqlite::NOW_MS;
-use crate::store::{Sqlite, StoreError, from_json, text_rows, to_json};
+use crate::store::{Sqlite, StoreError, from_json, to_json};
 
 #[async_trait]
 impl FleetStore for Sqlite {
@@ -51,7 +53,9 @@ impl FleetStore for Sqlite {
             c.execute(
                 "INSERT INTO appliances (id, info, credential_sha256, registered_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(id) DO UPDATE SET credential_sha256 = excluded.credential_sha256,
-                     info = CASE WHEN appliances.registered = 1 THEN appliances.info ELSE excluded.info END",
+                     info = CASE WHEN appliances.registered = 1 THEN appliances.info ELSE excluded.info END,
+                     revoked_at = CASE WHEN appliances.credential_sha256 = excluded.credential_sha256
+                                       THEN appliances.revoked_at END",
                 params![id, info, cred, now as i64],
             )?;
             log_change(c, &id, ChangeKind::Info)
@@ -61,17 +65,122 @@ impl FleetStore for Sqlite {
 
     async fn appliances(&self) -> Result<Vec<ApplianceRow>, StoreError> {
         self.read(|c| {
-            let sql = "SELECT id, info, credential_sha256 FROM appliances ORDER BY id";
-            text_rows(c, sql)?
-                .into_iter()
-                .map(|[id, info, credential_sha256]| {
-                    Ok(ApplianceRow {
-                        info: from_json(&info, &id)?,
-                        id,
-                        credential_sha256,
-                    })
-                })
-                .collect()
+            let mut stmt = c.prepare(&format!("{APPLIANCE_ROW} ORDER BY id"))?;
+            let rows = stmt
+                .query_map([], appliance_columns)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().map(appliance_row).collect()
+        })
+        .await
+    }
+
+    async fn add_enrolment(&self, e: &EnrolmentRow) -> Result<(), StoreError> {
+        let placement = to_json(&e.placement)?;
+        let e = e.clone();
+        self.write(move |c| {
+            c.execute(
+                "DELETE FROM enrolments WHERE expires < ?1",
+                params![e.created.saturating_sub(30 * DAY) as i64],
+            )?;
+            c.execute(
+                "INSERT INTO enrolments (token_sha256, appliance, placement, created, expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    e.token_sha256,
+                    e.appliance,
+                    placement,
+                    e.created as i64,
+                    e.expires as i64
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn enrolments(&self) -> Result<Vec<EnrolmentRow>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare(&format!("{ENROLMENT_ROW} ORDER BY created DESC"))?;
+            let rows = stmt
+                .query_map([], enrolment_columns)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().map(enrolment_row).collect()
+        })
+        .await
+    }
+
+    async fn enrol(
+        &self,
+        token_sha256: &str,
+        req: &EnrolRequest,
+        now: u64,
+    ) -> Result<Verdict, StoreError> {
+        let (token_sha256, req) = (token_sha256.to_owned(), req.clone());
+        let info = to_json(&req.info)?;
+        // The writer runs one job at a time: nothing else writes between
+        // these reads and the writes that follow them.
+        self.write(move |c| {
+            let token = c
+                .query_row(
+                    &format!("{ENROLMENT_ROW} WHERE token_sha256 = ?1"),
+                    params![token_sha256],
+                    enrolment_columns,
+                )
+                .optional()?
+                .map(enrolment_row)
+                .transpose()?;
+            let id = enrol::id_for(token.as_ref(), &req).to_owned();
+            let existing = c
+                .query_row(
+                    "SELECT revoked_at IS NOT NULL FROM appliances WHERE id = ?1",
+                    params![id],
+                    |r| Ok(enrol::Existing { revoked: r.get(0)? }),
+                )
+                .optional()?;
+            let verdict = enrol::decide(token.as_ref(), existing.as_ref(), &req, now);
+            if let Verdict::Enrol { id, bound } = &verdict {
+                c.execute(
+                    "UPDATE enrolments SET used_at = ?2, used_by = ?3, used_credential_sha256 = ?4
+                     WHERE token_sha256 = ?1",
+                    params![token_sha256, now as i64, id, req.credential_sha256],
+                )?;
+                c.execute(
+                    "INSERT INTO appliances (id, info, credential_sha256, registered_at, registered, bound)
+                     VALUES (?1, ?2, ?3, ?4, 1, ?5)
+                     ON CONFLICT(id) DO UPDATE SET info = excluded.info,
+                         credential_sha256 = excluded.credential_sha256, registered = 1,
+                         bound = excluded.bound, revoked_at = NULL",
+                    params![id, info, req.credential_sha256, now as i64, to_json(bound)?],
+                )?;
+                log_change(c, id, ChangeKind::Info)?;
+            }
+            Ok(verdict)
+        })
+        .await
+    }
+
+    async fn revoke_appliance(&self, id: &str, now: u64) -> Result<Revoked, StoreError> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            let state: Option<bool> = c
+                .query_row(
+                    "SELECT revoked_at IS NOT NULL FROM appliances WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(match state {
+                None => Revoked::NoSuchAppliance,
+                Some(true) => Revoked::Already,
+                Some(false) => {
+                    c.execute(
+                        "UPDATE appliances SET revoked_at = ?2 WHERE id = ?1",
+                        params![id, now as i64],
+                    )?;
+                    log_change(c, &id, ChangeKind::Info)?;
+                    Revoked::Now
+                }
+            })
         })
         .await
     }
@@ -378,20 +487,13 @@ impl FleetStore for Sqlite {
     async fn appliance(&self, id: &str) -> Result<Option<ApplianceRow>, StoreError> {
         let id = id.to_owned();
         self.read(move |c| {
-            let row: Option<(String, String)> = c
-                .query_row(
-                    "SELECT info, credential_sha256 FROM appliances WHERE id = ?1",
-                    params![id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            row.map(|(info, credential_sha256)| {
-                Ok(ApplianceRow {
-                    info: from_json(&info, &id)?,
-                    id,
-                    credential_sha256,
-                })
-            })
+            c.query_row(
+                &format!("{APPLIANCE_ROW} WHERE id = ?1"),
+                params![id],
+                appliance_columns,
+            )
+            .optional()?
+            .map(appliance_row)
             .transpose()
         })
         .await
@@ -559,6 +661,76 @@ impl FleetStore for Sqlite {
         })
         .await
     }
+}
+
+/// The columns `appliance_columns` reads.
+const APPLIANCE_ROW: &str =
+    "SELECT id, info, credential_sha256, bound, revoked_at IS NOT NULL FROM appliances";
+
+type ApplianceColumns = (String, String, String, Option<String>, bool);
+
+fn appliance_columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApplianceColumns> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn appliance_row(
+    (id, info, credential_sha256, bound, revoked): ApplianceColumns,
+) -> Result<ApplianceRow, StoreError> {
+    Ok(ApplianceRow {
+        info: from_json(&info, &id)?,
+        bound: bound.map(|b| from_json(&b, &id)).transpose()?,
+        id,
+        credential_sha256,
+        revoked,
+    })
+}
+
+/// The columns `enrolment_columns` reads.
+const ENROLMENT_ROW: &str = "SELECT token_sha256, appliance, placement, created, expires,
+     used_at, used_by, used_credential_sha256 FROM enrolments";
+
+type EnrolmentColumns = (
+    String,
+    Option<String>,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
+fn enrolment_columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<EnrolmentColumns> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+fn enrolment_row(
+    (token_sha256, appliance, placement, created, expires, at, by, cred): EnrolmentColumns,
+) -> Result<EnrolmentRow, StoreError> {
+    Ok(EnrolmentRow {
+        placement: from_json(&placement, &token_sha256)?,
+        token_sha256,
+        appliance,
+        created: created as u64,
+        expires: expires as u64,
+        used: match (at, by, cred) {
+            (Some(at), Some(by), Some(credential_sha256)) => Some(EnrolmentUse {
+                at: at as u64,
+                by,
+                credential_sha256,
+            }),
+            _ => None,
+        },
+    })
 }
 
 /// Log a change for the other instances, in the writer's transaction.
