@@ -1,6 +1,8 @@
 //! The control-plane API's request and response bodies: one definition, used by
 //! steering (server) and by appliances (client), so the two cannot drift.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// API version prefix of every path.
@@ -139,13 +141,40 @@ pub enum PrefixReport {
     Full {
         version: u64,
         prefixes: Vec<String>,
+        /// What the router attached to prefixes, for those it attached
+        /// anything to (the rest have none).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        attrs: BTreeMap<String, RouteAttrs>,
     },
     Delta {
         base_version: u64,
         version: u64,
+        /// New prefixes, and prefixes whose attributes changed (re-announced
+        /// with all of them: one absent from `attrs` has none now).
         announced: Vec<String>,
         withdrawn: Vec<String>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        attrs: BTreeMap<String, RouteAttrs>,
     },
+}
+
+/// What the ISP's router says of a prefix besides announcing it, for
+/// steering's preferences: BGP communities (RFC 1997 as `"asn:value"`, RFC
+/// 8092 large ones as `"global:data1:data2"`, all numeric) and the MED.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteAttrs {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub communities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub med: Option<u32>,
+}
+
+impl RouteAttrs {
+    /// Nothing attached.
+    pub fn is_empty(&self) -> bool {
+        self.communities.is_empty() && self.med.is_none()
+    }
 }
 
 /// Answer to a heartbeat.

@@ -15,8 +15,10 @@ use bgpkit_parser::models::capabilities::{
 use bgpkit_parser::models::{
     Afi, AsPath, Asn, AsnLength, AttrType, AttributeValue, Attributes, BgpError, BgpMessage,
     BgpNotificationMessage, BgpOpenMessage, BgpUpdateMessage, Capability, CapabilityValue,
-    NetworkPrefix, NextHopAddress, Nlri, OptParam, Origin, ParamValue, Safi,
+    Community, LargeCommunity, NetworkPrefix, NextHopAddress, Nlri, OptParam, Origin, ParamValue,
+    Safi,
 };
+use control_client::wire::RouteAttrs;
 use ipnet::IpNet;
 
 use super::Family;
@@ -115,6 +117,8 @@ pub struct Update {
     pub end_of_rib: Option<Family>,
     /// Why announcements were turned into withdrawals (RFC 7606 treat-as-withdraw).
     pub treated_as_withdraw: Option<String>,
+    /// Communities and MED the announced prefixes carry.
+    pub attrs: RouteAttrs,
 }
 
 /// The messages a session exchanges.
@@ -412,14 +416,49 @@ fn decode_update(msg: &[u8], body: &[u8], four_octet_as: bool) -> Result<Update,
         // We never negotiate ADD-PATH, so re-read the prefixes strictly.
         out = strict_prefixes(body, &attrs)?;
     }
+    if !out.announced.is_empty() {
+        out.attrs = route_attrs(&update.attributes);
+    }
     if !warnings.is_empty() && !out.announced.is_empty() {
         // RFC 7606 §2: an attribute error that leaves the NLRI readable means
         // treat-as-withdraw, not a session reset.
         let announced = std::mem::take(&mut out.announced);
         out.withdrawn.extend(announced);
         out.treated_as_withdraw = Some(warnings.join("; "));
+        out.attrs = RouteAttrs::default();
     }
     Ok(out)
+}
+
+/// The communities (standard and large, numeric, sorted) and MED of an
+/// UPDATE's path attributes. Extended communities carry no preference we
+/// use and are left out.
+fn route_attrs(attrs: &Attributes) -> RouteAttrs {
+    let mut communities = Vec::new();
+    let mut med = None;
+    for a in attrs.iter() {
+        match a {
+            AttributeValue::Communities(list) => {
+                communities.extend(list.iter().map(|c| {
+                    let (high, low) = match *c {
+                        Community::NoExport => (0xFFFF, 0xFF01),
+                        Community::NoAdvertise => (0xFFFF, 0xFF02),
+                        Community::NoExportSubConfed => (0xFFFF, 0xFF03),
+                        Community::Custom(asn, value) => (asn.to_u32(), u32::from(value)),
+                    };
+                    format!("{high}:{low}")
+                }))
+            }
+            AttributeValue::LargeCommunities(list) => communities.extend(list.iter().map(|c| {
+                format!("{}:{}:{}", c.global_admin, c.local_data[0], c.local_data[1])
+            })),
+            AttributeValue::MultiExitDiscriminator(m) => med = Some(*m),
+            _ => {}
+        }
+    }
+    communities.sort();
+    communities.dedup();
+    RouteAttrs { communities, med }
 }
 
 fn unicast(n: &Nlri) -> Option<Family> {
@@ -595,6 +634,28 @@ pub fn encode_update(
             if !u.announced.is_empty() {
                 values.push(AttributeValue::Origin(Origin::IGP));
                 values.push(AttributeValue::AsPath(AsPath::from_sequence([origin_as])));
+                if let Some(m) = u.attrs.med {
+                    values.push(AttributeValue::MultiExitDiscriminator(m));
+                }
+                let parts = |c: &String| -> Vec<u32> {
+                    c.split(':').filter_map(|p| p.parse().ok()).collect()
+                };
+                let (mut standard, mut large) = (Vec::new(), Vec::new());
+                for c in &u.attrs.communities {
+                    match parts(c)[..] {
+                        [high, low] => {
+                            standard.push(Community::Custom(Asn::new_32bit(high), low as u16))
+                        }
+                        [global, a, b] => large.push(LargeCommunity::new(global, [a, b])),
+                        _ => return Err(EncodeError(format!("bad community {c:?}"))),
+                    }
+                }
+                if !standard.is_empty() {
+                    values.push(AttributeValue::Communities(standard));
+                }
+                if !large.is_empty() {
+                    values.push(AttributeValue::LargeCommunities(large));
+                }
             }
             if !msg.announced_prefixes.is_empty() {
                 values.push(AttributeValue::NextHop(IpAddr::V4(Ipv4Addr::new(

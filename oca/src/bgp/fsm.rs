@@ -109,10 +109,12 @@ pub enum Action {
     Close(Reason),
     /// The session reached Established.
     Established(Peer),
-    /// One UPDATE's unicast prefixes.
+    /// One UPDATE's unicast prefixes, the announced ones with its
+    /// communities and MED.
     Learned {
         announced: Vec<IpNet>,
         withdrawn: Vec<IpNet>,
+        attrs: control_client::wire::RouteAttrs,
     },
     EndOfRib(Family),
 }
@@ -235,6 +237,7 @@ impl Session {
                     None => vec![Action::Learned {
                         announced: u.announced,
                         withdrawn: u.withdrawn,
+                        attrs: u.attrs,
                     }],
                 }
             }

@@ -244,7 +244,8 @@ fn updates_and_end_of_rib_for_both_families() {
         a,
         [Action::Learned {
             announced: vec![p],
-            withdrawn: vec![q]
+            withdrawn: vec![q],
+            attrs: Default::default(),
         }]
     );
     // An UPDATE restarts the hold timer like a KEEPALIVE.
@@ -304,6 +305,11 @@ fn bytes_are_framed_decoded_and_handled() {
             "10.0.0.0/8".parse().unwrap(),
             "2001:db8::/32".parse().unwrap(),
         ],
+        // Standard, large and well-known communities and a MED come through.
+        attrs: control_client::wire::RouteAttrs {
+            communities: vec!["64500:100".into(), "64500:1:2".into(), "65535:65281".into()],
+            med: Some(30),
+        },
         ..Default::default()
     };
     let whole = codec::encode_update(&update, 64512, true).unwrap();
@@ -319,7 +325,8 @@ fn bytes_are_framed_decoded_and_handled() {
         a,
         [Action::Learned {
             announced: update.announced.clone(),
-            withdrawn: vec![]
+            withdrawn: vec![],
+            attrs: update.attrs.clone(),
         }]
     );
     assert!(buf.is_empty());

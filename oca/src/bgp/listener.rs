@@ -382,13 +382,14 @@ impl Conn {
                 Action::Learned {
                     announced,
                     withdrawn,
+                    attrs,
                 } => {
                     tracing::debug!(
                         announced = announced.len(),
                         withdrawn = withdrawn.len(),
                         "BGP update"
                     );
-                    learned.update(addr, id, &announced, &withdrawn, now());
+                    learned.update(addr, id, &attrs, &announced, &withdrawn, now());
                 }
                 Action::EndOfRib(family) => {
                     tracing::info!(family = family.as_str(), "BGP End-of-RIB");

@@ -12,12 +12,13 @@ pub mod fsm;
 pub mod listener;
 pub mod rib;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use control_client::wire::RouteAttrs;
 use ipnet::IpNet;
 use serde::Serialize;
 
@@ -54,8 +55,8 @@ pub struct LearnedSnapshot {
     /// work when nothing changed.
     pub version: u64,
     /// Prefixes of established sessions plus those of lost sessions still in
-    /// their grace period.
-    pub prefixes: BTreeSet<IpNet>,
+    /// their grace period, with the communities and MED they carry.
+    pub prefixes: BTreeMap<IpNet, RouteAttrs>,
     /// One entry per configured neighbour, connected or not.
     pub sessions: Vec<SessionView>,
 }
@@ -276,7 +277,7 @@ impl Learned {
             .collect();
         LearnedSnapshot {
             version: inner.rib.version(),
-            prefixes: inner.rib.prefixes().copied().collect(),
+            prefixes: inner.rib.routes().collect(),
             sessions,
         }
     }
@@ -286,7 +287,7 @@ impl Learned {
         let s = self.snapshot();
         let v4 = s
             .prefixes
-            .iter()
+            .keys()
             .filter(|p| matches!(p, IpNet::V4(_)))
             .count();
         let established = s
@@ -301,7 +302,15 @@ impl Learned {
             "prefixes_ipv6": s.prefixes.len() - v4,
             // Listed for operators up to a limit: /health stays small when a
             // router sends far more than client prefixes.
-            "prefixes": s.prefixes.iter().take(HEALTH_PREFIXES).map(|p| p.to_string()).collect::<Vec<_>>(),
+            "prefixes": s.prefixes.keys().take(HEALTH_PREFIXES).map(|p| p.to_string()).collect::<Vec<_>>(),
+            // Those carrying communities or a MED, with them, likewise limited.
+            "attributes": s
+                .prefixes
+                .iter()
+                .filter(|(_, a)| !a.is_empty())
+                .take(HEALTH_PREFIXES)
+                .map(|(p, a)| (p.to_string(), a))
+                .collect::<BTreeMap<_, _>>(),
             "prefixes_truncated": s.prefixes.len() > HEALTH_PREFIXES,
             "sessions": s.sessions,
         })
@@ -381,6 +390,7 @@ impl Learned {
         &self,
         addr: IpAddr,
         conn: u64,
+        attrs: &RouteAttrs,
         announced: &[IpNet],
         withdrawn: &[IpNet],
         now: Instant,
@@ -388,7 +398,7 @@ impl Learned {
         self.counters.updates.fetch_add(1, Ordering::Relaxed);
         self.with(addr, conn, |rib, n| {
             n.last_update = Some(now);
-            rib.apply(addr, announced, withdrawn, now);
+            rib.apply(addr, attrs, announced, withdrawn, now);
         });
     }
 
@@ -464,11 +474,11 @@ mod tests {
         };
         l.up(a, 1, peer, t);
         let p: IpNet = "10.0.0.0/8".parse().unwrap();
-        l.update(a, 1, &[p], &[], t);
+        l.update(a, 1, &RouteAttrs::default(), &[p], &[], t);
         // A report from a connection that no longer owns the neighbour is ignored.
-        l.update(a, 7, &["10.9.0.0/16".parse().unwrap()], &[], t);
+        l.update(a, 7, &RouteAttrs::default(), &["10.9.0.0/16".parse().unwrap()], &[], t);
         let s = l.snapshot_at(t + Duration::from_secs(5));
-        assert_eq!(s.prefixes.iter().collect::<Vec<_>>(), [&p]);
+        assert_eq!(s.prefixes.keys().collect::<Vec<_>>(), [&p]);
         assert_eq!(s.sessions.len(), 2);
         assert_eq!(s.sessions[0].state, "established");
         assert_eq!(s.sessions[0].uptime_secs, Some(5));

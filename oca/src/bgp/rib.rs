@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use control_client::wire::RouteAttrs;
 use ipnet::IpNet;
 
 use super::Family;
@@ -24,6 +25,18 @@ struct Adj {
     live: BTreeSet<IpNet>,
     stale: BTreeSet<IpNet>,
     stale_until: Option<Instant>,
+    /// Communities and MED of the prefixes (live or stale) announced with
+    /// any, as last announced.
+    attrs: BTreeMap<IpNet, RouteAttrs>,
+}
+
+impl Adj {
+    /// Forget `p`'s attributes once the neighbour holds it no more.
+    fn forget_if_gone(&mut self, p: &IpNet) {
+        if !self.live.contains(p) && !self.stale.contains(p) {
+            self.attrs.remove(p);
+        }
+    }
 }
 
 /// Prefix counts of one neighbour.
@@ -65,6 +78,22 @@ impl Rib {
         self.merged.keys()
     }
 
+    /// The merged set with each prefix's attributes: those of the first
+    /// neighbour (by address) announcing it live, else of the first holding
+    /// it stale. Neighbours that disagree are rare (one router, two
+    /// sessions); the rule only has to be stable.
+    pub fn routes(&self) -> impl Iterator<Item = (IpNet, RouteAttrs)> + '_ {
+        self.merged.keys().map(|p| {
+            let holder = self
+                .adj
+                .values()
+                .find(|a| a.live.contains(p))
+                .or_else(|| self.adj.values().find(|a| a.stale.contains(p)));
+            let attrs = holder.and_then(|a| a.attrs.get(p)).cloned();
+            (*p, attrs.unwrap_or_default())
+        })
+    }
+
     pub fn counts(&self, neighbor: IpAddr) -> Counts {
         let Some(a) = self.adj.get(&neighbor) else {
             return Counts::default();
@@ -99,10 +128,14 @@ impl Rib {
     }
 
     /// Apply one UPDATE: withdrawals first, so a prefix in both is announced
-    /// (RFC 4271 §9.1.4 lets the later field win). Ignored unless established.
+    /// (RFC 4271 §9.1.4 lets the later field win); the announced prefixes
+    /// carry `attrs` (an UPDATE's path attributes are its NLRI's). A
+    /// re-announcement with other attributes is a change. Ignored unless
+    /// established.
     pub fn apply(
         &mut self,
         neighbor: IpAddr,
+        attrs: &RouteAttrs,
         announced: &[IpNet],
         withdrawn: &[IpNet],
         now: Instant,
@@ -120,12 +153,19 @@ impl Rib {
             if a.stale.remove(&p) {
                 changed |= dec(&mut self.merged, p);
             }
+            a.forget_if_gone(&p);
         }
         for p in announced {
             let p = p.trunc();
             if a.live.insert(p) {
                 changed |= inc(&mut self.merged, p);
             }
+            let before = if attrs.is_empty() {
+                a.attrs.remove(&p)
+            } else {
+                a.attrs.insert(p, attrs.clone())
+            };
+            changed |= before.as_ref() != Some(attrs) && !(before.is_none() && attrs.is_empty());
         }
         if a.stale.is_empty() {
             a.stale_until = None;
@@ -149,6 +189,7 @@ impl Rib {
         let mut changed = false;
         for p in gone {
             a.stale.remove(&p);
+            a.forget_if_gone(&p);
             changed |= dec(&mut self.merged, p);
         }
         if a.stale.is_empty() {
@@ -189,6 +230,7 @@ impl Rib {
         for a in self.adj.values_mut() {
             if a.stale_until.is_some_and(|t| t <= now) {
                 for p in std::mem::take(&mut a.stale) {
+                    a.forget_if_gone(&p);
                     changed |= dec(&mut self.merged, p);
                 }
                 a.stale_until = None;
@@ -239,13 +281,17 @@ mod tests {
     const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 1));
     const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 2));
     const GRACE: Duration = Duration::from_secs(300);
+    const NONE: RouteAttrs = RouteAttrs {
+        communities: Vec::new(),
+        med: None,
+    };
 
     #[test]
     fn announce_and_withdraw_per_family() {
         let t = Instant::now();
         let mut r = Rib::new(GRACE);
         r.session_up(A, t);
-        r.apply(A, &[n("10.0.0.0/8"), n("2001:db8::/32")], &[], t);
+        r.apply(A, &NONE, &[n("10.0.0.0/8"), n("2001:db8::/32")], &[], t);
         assert_eq!(set(&r), ["10.0.0.0/8", "2001:db8::/32"]);
         assert_eq!(
             r.counts(A),
@@ -257,18 +303,18 @@ mod tests {
         );
         assert_eq!(r.totals(), (1, 1));
         let v = r.version();
-        r.apply(A, &[], &[n("2001:db8::/32")], t);
+        r.apply(A, &NONE, &[], &[n("2001:db8::/32")], t);
         assert_eq!(set(&r), ["10.0.0.0/8"]);
         assert!(r.version() > v);
         // Withdrawing what is not there, or re-announcing, changes nothing.
         let v = r.version();
-        r.apply(A, &[n("10.0.0.0/8")], &[n("192.168.0.0/16")], t);
+        r.apply(A, &NONE, &[n("10.0.0.0/8")], &[n("192.168.0.0/16")], t);
         assert_eq!(r.version(), v);
         // A prefix in both fields of one UPDATE ends up announced.
-        r.apply(A, &[n("10.1.0.0/16")], &[n("10.1.0.0/16")], t);
+        r.apply(A, &NONE, &[n("10.1.0.0/16")], &[n("10.1.0.0/16")], t);
         assert_eq!(set(&r), ["10.0.0.0/8", "10.1.0.0/16"]);
         // Host bits are dropped: 10.2.0.1/16 is 10.2.0.0/16.
-        r.apply(A, &[n("10.2.0.1/16")], &[], t);
+        r.apply(A, &NONE, &[n("10.2.0.1/16")], &[], t);
         assert!(set(&r).contains(&"10.2.0.0/16".to_owned()));
     }
 
@@ -276,7 +322,7 @@ mod tests {
     fn updates_before_established_are_ignored() {
         let t = Instant::now();
         let mut r = Rib::new(GRACE);
-        r.apply(A, &[n("10.0.0.0/8")], &[], t);
+        r.apply(A, &NONE, &[n("10.0.0.0/8")], &[], t);
         assert!(set(&r).is_empty());
         assert_eq!(r.version(), 0);
     }
@@ -287,15 +333,15 @@ mod tests {
         let mut r = Rib::new(GRACE);
         r.session_up(A, t);
         r.session_up(B, t);
-        r.apply(A, &[n("10.0.0.0/8"), n("10.1.0.0/16")], &[], t);
-        r.apply(B, &[n("10.0.0.0/8"), n("172.16.0.0/12")], &[], t);
+        r.apply(A, &NONE, &[n("10.0.0.0/8"), n("10.1.0.0/16")], &[], t);
+        r.apply(B, &NONE, &[n("10.0.0.0/8"), n("172.16.0.0/12")], &[], t);
         assert_eq!(set(&r), ["10.0.0.0/8", "10.1.0.0/16", "172.16.0.0/12"]);
         // One neighbour withdrawing a shared prefix leaves it in the union.
         let v = r.version();
-        r.apply(A, &[], &[n("10.0.0.0/8")], t);
+        r.apply(A, &NONE, &[], &[n("10.0.0.0/8")], t);
         assert_eq!(r.version(), v);
         assert_eq!(set(&r), ["10.0.0.0/8", "10.1.0.0/16", "172.16.0.0/12"]);
-        r.apply(B, &[], &[n("10.0.0.0/8")], t);
+        r.apply(B, &NONE, &[], &[n("10.0.0.0/8")], t);
         assert_eq!(set(&r), ["10.1.0.0/16", "172.16.0.0/12"]);
     }
 
@@ -304,7 +350,7 @@ mod tests {
         let t = Instant::now();
         let mut r = Rib::new(GRACE);
         r.session_up(A, t);
-        r.apply(A, &[n("10.0.0.0/8"), n("2001:db8::/32")], &[], t);
+        r.apply(A, &NONE, &[n("10.0.0.0/8"), n("2001:db8::/32")], &[], t);
         let v = r.version();
         r.session_down(A, t + Duration::from_secs(10));
         assert_eq!(r.version(), v, "still in the merged set");
@@ -324,7 +370,7 @@ mod tests {
         assert!(r.version() > v);
         assert_eq!(r.next_expiry(), None);
         // Updates after the loss are ignored.
-        r.apply(A, &[n("10.0.0.0/8")], &[], t + Duration::from_secs(311));
+        r.apply(A, &NONE, &[n("10.0.0.0/8")], &[], t + Duration::from_secs(311));
         assert!(set(&r).is_empty());
     }
 
@@ -333,7 +379,7 @@ mod tests {
         let t = Instant::now();
         let mut r = Rib::new(Duration::ZERO);
         r.session_up(A, t);
-        r.apply(A, &[n("10.0.0.0/8")], &[], t);
+        r.apply(A, &NONE, &[n("10.0.0.0/8")], &[], t);
         r.session_down(A, t);
         assert!(set(&r).is_empty());
     }
@@ -345,6 +391,7 @@ mod tests {
         r.session_up(A, t);
         r.apply(
             A,
+            &NONE,
             &[n("10.0.0.0/8"), n("10.1.0.0/16"), n("2001:db8::/32")],
             &[],
             t,
@@ -353,7 +400,7 @@ mod tests {
         let t1 = t + Duration::from_secs(30);
         r.session_up(A, t1);
         // The new session re-announces one prefix and withdraws another.
-        r.apply(A, &[n("10.0.0.0/8")], &[n("2001:db8::/32")], t1);
+        r.apply(A, &NONE, &[n("10.0.0.0/8")], &[n("2001:db8::/32")], t1);
         assert_eq!(set(&r), ["10.0.0.0/8", "10.1.0.0/16"]);
         assert_eq!(
             r.counts(A),
@@ -373,7 +420,7 @@ mod tests {
         // No stale prefix is kept past the grace period even without End-of-RIB.
         r.session_down(A, t1);
         r.session_up(A, t1);
-        r.apply(A, &[n("192.168.0.0/16")], &[], t1);
+        r.apply(A, &NONE, &[n("192.168.0.0/16")], &[], t1);
         r.expire(t1 + GRACE);
         assert_eq!(set(&r), ["192.168.0.0/16"]);
     }
@@ -385,7 +432,7 @@ mod tests {
         let t = Instant::now();
         let mut r = Rib::new(GRACE);
         r.session_up(A, t);
-        r.apply(A, &[n("10.0.0.0/8")], &[], t);
+        r.apply(A, &NONE, &[n("10.0.0.0/8")], &[], t);
         r.session_down(A, t);
         // The router reconnects and fails before Established, twice: once
         // within the grace period, once after it (before anything expired
@@ -405,16 +452,56 @@ mod tests {
         let t = Instant::now();
         let mut r = Rib::new(GRACE);
         r.session_up(A, t);
-        r.apply(A, &[n("10.0.0.0/8")], &[], t);
+        r.apply(A, &NONE, &[n("10.0.0.0/8")], &[], t);
         r.session_down(A, t);
         let t1 = t + Duration::from_secs(200);
         r.session_up(A, t1);
-        r.apply(A, &[n("10.0.0.0/8"), n("10.9.0.0/16")], &[], t1);
+        r.apply(A, &NONE, &[n("10.0.0.0/8"), n("10.9.0.0/16")], &[], t1);
         r.session_down(A, t1);
         assert_eq!(r.counts(A).stale, 2);
         r.expire(t + GRACE);
         assert_eq!(set(&r), ["10.0.0.0/8", "10.9.0.0/16"]);
         r.expire(t1 + GRACE);
         assert!(set(&r).is_empty());
+    }
+
+    #[test]
+    fn attributes_follow_the_latest_announcement_and_the_first_holder() {
+        let t = Instant::now();
+        let mut r = Rib::new(GRACE);
+        r.session_up(A, t);
+        r.session_up(B, t);
+        let fallback = RouteAttrs {
+            communities: vec!["64500:100".into()],
+            med: Some(10),
+        };
+        let routes = |r: &Rib| r.routes().map(|(p, a)| (p.to_string(), a)).collect::<Vec<_>>();
+        r.apply(B, &NONE, &[n("10.0.0.0/8")], &[], t);
+        r.apply(A, &fallback, &[n("10.0.0.0/8"), n("10.1.0.0/16")], &[], t);
+        assert_eq!(
+            routes(&r),
+            [
+                ("10.0.0.0/8".to_owned(), fallback.clone()),
+                ("10.1.0.0/16".to_owned(), fallback.clone())
+            ],
+            "A sorts before B"
+        );
+        // The same prefix re-announced with other attributes is a change;
+        // with the same ones it is not.
+        let v = r.version();
+        r.apply(A, &fallback, &[n("10.1.0.0/16")], &[], t);
+        assert_eq!(r.version(), v);
+        r.apply(A, &NONE, &[n("10.1.0.0/16")], &[], t);
+        assert!(r.version() > v);
+        assert_eq!(routes(&r)[1].1, NONE);
+        // A's session drops: its prefixes are stale, B's live announcement
+        // decides the shared prefix; stale attributes survive the grace.
+        r.session_down(A, t);
+        assert_eq!(routes(&r)[0].1, NONE);
+        r.apply(A, &NONE, &[], &[], t);
+        r.apply(B, &NONE, &[], &[n("10.0.0.0/8")], t);
+        assert_eq!(routes(&r)[0].1, fallback, "only A holds it now, stale");
+        r.expire(t + GRACE);
+        assert!(routes(&r).is_empty());
     }
 }

@@ -9,12 +9,12 @@
 //! installed whatever steering does, so an appliance that lost the control
 //! plane goes on serving with what it has.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use control_client::RetryPolicy;
 use control_client::wire::{
-    HealthSummary, Heartbeat, HeartbeatResponse, Inventory, PrefixReport, RegisterResponse,
+    HealthSummary, Heartbeat, HeartbeatResponse, Inventory, PrefixReport, RegisterResponse, RouteAttrs,
     RenditionHolding, inventory_digest,
 };
 use ipnet::IpNet;
@@ -86,8 +86,9 @@ pub enum Event {
 #[derive(Debug, Clone)]
 pub struct Observed {
     pub renditions: Vec<RenditionHolding>,
-    /// BGP-learned client prefixes; `None` without BGP.
-    pub prefixes: Option<BTreeSet<IpNet>>,
+    /// BGP-learned client prefixes with their communities and MED; `None`
+    /// without BGP.
+    pub prefixes: Option<Routes>,
     pub health: HealthSummary,
 }
 
@@ -95,8 +96,11 @@ pub struct Observed {
 #[derive(Debug, Clone, Default)]
 struct Sent {
     renditions: Option<Vec<RenditionHolding>>,
-    prefixes: Option<BTreeSet<IpNet>>,
+    prefixes: Option<Routes>,
 }
+
+/// Learned prefixes and what the router attached to each.
+pub type Routes = BTreeMap<IpNet, RouteAttrs>;
 
 /// A report (inventory or prefixes) steering acknowledged up to `version`.
 #[derive(Debug, Clone)]
@@ -130,7 +134,7 @@ pub struct ControlState {
     /// Steering announced a key set other than ours in its last answer.
     keys_due: bool,
     inventory: Acked<BTreeMap<String, RenditionHolding>>,
-    prefixes: Acked<BTreeSet<IpNet>>,
+    prefixes: Acked<Routes>,
     sent: Option<Sent>,
     /// Directories steering's catalog does not know (manifests, other
     /// packagings): left out of reports until `not_in_catalog_since` is
@@ -371,25 +375,45 @@ pub fn delta(
 
 /// What to tell steering about BGP-learned prefixes: everything when `full`
 /// (first report, or steering asked), else what changed since the acknowledged
-/// set, or nothing when nothing did.
+/// set (a prefix whose attributes changed is announced again), or nothing when
+/// nothing did.
 pub fn prefix_report(
-    acked: &BTreeSet<IpNet>,
+    acked: &Routes,
     acked_version: u64,
-    now: &BTreeSet<IpNet>,
+    now: &Routes,
     full: bool,
 ) -> Option<PrefixReport> {
-    let text = |s: &mut dyn Iterator<Item = &IpNet>| s.map(|p| p.to_string()).collect::<Vec<_>>();
+    let attrs_of = |prefixes: &[String], routes: &Routes| {
+        prefixes
+            .iter()
+            .zip(routes.iter())
+            .filter(|(_, (_, a))| !a.is_empty())
+            .map(|(p, (_, a))| (p.clone(), a.clone()))
+            .collect::<BTreeMap<_, _>>()
+    };
     if full {
+        let prefixes: Vec<String> = now.keys().map(|p| p.to_string()).collect();
         return Some(PrefixReport::Full {
             version: acked_version + 1,
-            prefixes: text(&mut now.iter()),
+            attrs: attrs_of(&prefixes, now),
+            prefixes,
         });
     }
-    let announced = text(&mut now.difference(acked));
-    let withdrawn = text(&mut acked.difference(now));
+    let changed: Routes = now
+        .iter()
+        .filter(|(p, a)| acked.get(p) != Some(a))
+        .map(|(p, a)| (*p, a.clone()))
+        .collect();
+    let announced: Vec<String> = changed.keys().map(|p| p.to_string()).collect();
+    let withdrawn: Vec<String> = acked
+        .keys()
+        .filter(|p| !now.contains_key(p))
+        .map(|p| p.to_string())
+        .collect();
     (!announced.is_empty() || !withdrawn.is_empty()).then(|| PrefixReport::Delta {
         base_version: acked_version,
         version: acked_version + 1,
+        attrs: attrs_of(&announced, &changed),
         announced,
         withdrawn,
     })

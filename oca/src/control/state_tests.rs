@@ -2,6 +2,8 @@
 //! in full and as deltas, resyncs, key refreshes, backoff, and the control
 //! plane going away and coming back.
 
+use std::collections::BTreeSet;
+
 use super::*;
 
 fn t0() -> Instant {
@@ -432,12 +434,12 @@ fn an_unknown_appliance_registers_again_and_unknown_renditions_are_left_out() {
 fn prefixes_are_reported_full_then_as_deltas_and_resynced_on_request() {
     let set = |v: &[&str]| {
         v.iter()
-            .map(|p| p.parse::<IpNet>().unwrap())
-            .collect::<BTreeSet<_>>()
+            .map(|p| (p.parse::<IpNet>().unwrap(), RouteAttrs::default()))
+            .collect::<Routes>()
     };
     let now = t0();
     let mut s = running(&[], now);
-    let with = |p: &BTreeSet<IpNet>| Observed {
+    let with = |p: &Routes| Observed {
         prefixes: Some(p.clone()),
         ..observed(&[])
     };
@@ -451,6 +453,7 @@ fn prefixes_are_reported_full_then_as_deltas_and_resynced_on_request() {
         Some(PrefixReport::Full {
             version: 1,
             prefixes: vec!["10.0.0.0/8".into(), "2001:db8::/32".into()],
+            attrs: BTreeMap::new(),
         })
     );
     s.on_response(
@@ -468,6 +471,7 @@ fn prefixes_are_reported_full_then_as_deltas_and_resynced_on_request() {
             version: 2,
             announced: vec!["100.64.0.0/10".into()],
             withdrawn: vec!["2001:db8::/32".into()],
+            attrs: BTreeMap::new(),
         })
     );
     s.on_response(
@@ -489,6 +493,24 @@ fn prefixes_are_reported_full_then_as_deltas_and_resynced_on_request() {
         now,
     );
     assert_eq!(s.heartbeat(with(&b), now).prefixes, None);
+    // The router marks a prefix a fallback: it is announced again with its
+    // attributes; the others are not repeated.
+    let mut marked = b.clone();
+    let fallback = RouteAttrs {
+        communities: vec!["64500:100".into()],
+        med: Some(20),
+    };
+    marked.insert("10.0.0.0/8".parse().unwrap(), fallback.clone());
+    assert_eq!(
+        s.heartbeat(with(&marked), now).prefixes,
+        Some(PrefixReport::Delta {
+            base_version: 2,
+            version: 3,
+            announced: vec!["10.0.0.0/8".into()],
+            withdrawn: vec![],
+            attrs: [("10.0.0.0/8".to_owned(), fallback)].into(),
+        })
+    );
     // Without BGP there is never a prefix report.
     assert_eq!(s.heartbeat(observed(&[]), now).prefixes, None);
 }
