@@ -317,6 +317,23 @@ pub struct SteerConfig {
     /// The fleet snapshot decisions run on is rebuilt at most this often.
     #[serde(with = "humantime_serde")]
     pub snapshot_refresh: Duration,
+    /// BGP communities (`"asn:value"`, large `"global:data1:data2"`) with which
+    /// an ISP marks a prefix "serve from this appliance only as a fallback":
+    /// its viewers go to the ISP's other appliances for that prefix first.
+    pub fallback_communities: Vec<String>,
+}
+
+/// Whether `c` is a community as BGP carries it: `0-65535:0-65535`, or a
+/// large one, `u32:u32:u32`.
+pub fn valid_community(c: &str) -> bool {
+    let parts: Vec<&str> = c.split(':').collect();
+    let numbers = match parts[..] {
+        [a, b] => a.parse::<u16>().is_ok() && b.parse::<u16>().is_ok(),
+        [a, b, d] => [a, b, d].iter().all(|p| p.parse::<u32>().is_ok()),
+        _ => false,
+    };
+    // Canonical numbers only ("064500:1" would never match what oca reports).
+    numbers && parts.iter().all(|p| *p == "0" || !p.starts_with(['0', '+']))
 }
 
 /// How a dependency call is guarded: a timeout and a circuit breaker (read
@@ -625,6 +642,7 @@ impl Default for SteerConfig {
             stale_after: Duration::from_secs(30),
             fallbacks: 2,
             snapshot_refresh: Duration::from_millis(500),
+            fallback_communities: Vec::new(),
         }
     }
 }
@@ -833,6 +851,17 @@ impl Config {
         }
         if self.steer.km_per_utilisation <= 0.0 || !self.steer.km_per_utilisation.is_finite() {
             return reject("steer.km_per_utilisation", "must be a positive number");
+        }
+        if let Some(c) = self
+            .steer
+            .fallback_communities
+            .iter()
+            .find(|c| !valid_community(c))
+        {
+            return reject(
+                "steer.fallback_communities",
+                format!("{c:?}: use ASN:VALUE (each 0-65535) or GLOBAL:DATA1:DATA2 (large)"),
+            );
         }
         for (field, g) in [
             ("bookmarks", self.bookmarks.guard()),

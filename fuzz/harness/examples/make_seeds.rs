@@ -422,6 +422,7 @@ fn control() {
             prefixes: Some(PrefixReport::Full {
                 version: 1,
                 prefixes: vec!["203.0.113.0/24".into(), "2001:db8:100::/40".into()],
+                attrs: Default::default(),
             }),
         },
     );
@@ -442,6 +443,14 @@ fn control() {
                 version: 2,
                 announced: vec!["198.51.100.0/24".into()],
                 withdrawn: vec!["203.0.113.0/24".into()],
+                attrs: [(
+                    "198.51.100.0/24".to_owned(),
+                    control_client::wire::RouteAttrs {
+                        communities: vec!["64500:100".into(), "64500:1:2".into()],
+                        med: Some(20),
+                    },
+                )]
+                .into(),
             }),
         },
     );
@@ -466,6 +475,7 @@ fn control() {
         &PrefixReport::Full {
             version: 4,
             prefixes: vec!["10.0.0.0/8".into(), "10.2.3.4/16".into()],
+            attrs: Default::default(),
         },
     );
     json(

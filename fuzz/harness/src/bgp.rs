@@ -150,6 +150,7 @@ impl<'a> Ops<'a> {
                     withdrawn,
                     end_of_rib,
                     treated_as_withdraw: None,
+                    attrs: Default::default(),
                 })
             }
             2 => Message::Keepalive,
@@ -384,12 +385,13 @@ impl Harness {
                 Action::Learned {
                     announced,
                     withdrawn,
+                    attrs,
                 } => {
                     assert!(self.established, "routes reported outside a session");
                     for p in announced.iter().chain(withdrawn) {
                         assert_eq!(*p, p.trunc(), "host bits set in {p}");
                     }
-                    self.rib.apply(addr, announced, withdrawn, now);
+                    self.rib.apply(addr, attrs, announced, withdrawn, now);
                     self.model.apply(announced, withdrawn, now);
                 }
                 Action::EndOfRib(f) => {

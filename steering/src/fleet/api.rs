@@ -247,10 +247,10 @@ async fn heartbeat(
     let (prefix_outcome, prefixes_version, learned) = {
         let mut reg = state.registry();
         let outcome = hb.prefixes.as_ref().map(|p| reg.take_prefixes(&id, p));
-        let a = &reg.appliances[&id];
         let learned = (outcome == Some(PrefixOutcome::Applied))
-            .then(|| a.learned.iter().map(|p| p.to_string()).collect::<Vec<_>>());
-        (outcome, a.prefixes_version, learned)
+            .then(|| reg.learned_row(&id))
+            .flatten();
+        (outcome, reg.appliances[&id].prefixes_version, learned)
     };
     if prefix_outcome == Some(PrefixOutcome::Invalid) {
         return Err(ApiError::new(
@@ -259,12 +259,9 @@ async fn heartbeat(
             "a reported prefix is not an IPv4 or IPv6 CIDR",
         ));
     }
-    if let Some(prefixes) = learned {
-        state
-            .store
-            .put_learned_prefixes(&id, prefixes_version, &prefixes)
-            .await?;
-        tracing::info!(appliance = %id, version = prefixes_version, prefixes = prefixes.len(), "BGP prefixes updated");
+    if let Some(row) = learned {
+        state.store.put_learned_prefixes(&row).await?;
+        tracing::info!(appliance = %id, version = prefixes_version, prefixes = row.prefixes.len(), with_attributes = row.attrs.len(), "BGP prefixes updated");
     }
     if inventory_changed || health_changed || prefix_outcome == Some(PrefixOutcome::Applied) {
         // What an appliance holds, whether it is up or draining and which

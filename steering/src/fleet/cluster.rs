@@ -381,16 +381,17 @@ async fn apply_changes(fleet: &Fleet, changes: &[Change]) -> Result<bool, StoreE
                     prefixes_read = Some(fleet.store.learned_prefixes().await?);
                 }
                 let all = prefixes_read.as_ref().expect("read above");
-                if let Some((_, version, prefixes)) = all.iter().find(|(a, ..)| a == appliance) {
+                if let Some(row) = all.iter().find(|r| r.appliance == appliance) {
                     let mut reg = fleet.registry();
                     let differs = reg
                         .appliances
                         .get(appliance)
-                        .is_some_and(|a| a.prefixes_version != *version);
+                        .is_some_and(|a| a.prefixes_version != row.version);
                     if differs {
                         let report = PrefixReport::Full {
-                            version: *version,
-                            prefixes: prefixes.clone(),
+                            version: row.version,
+                            prefixes: row.prefixes.clone(),
+                            attrs: row.attrs.clone(),
                         };
                         reg.take_prefixes(appliance, &report);
                         changed = true;

@@ -124,9 +124,13 @@ impl Fleet {
                 registry.set_inventory(&id, inv.version, inv.renditions);
             }
         }
-        for (id, version, prefixes) in store.learned_prefixes().await? {
-            let report = PrefixReport::Full { version, prefixes };
-            registry.take_prefixes(&id, &report);
+        for row in store.learned_prefixes().await? {
+            let report = PrefixReport::Full {
+                version: row.version,
+                prefixes: row.prefixes,
+                attrs: row.attrs,
+            };
+            registry.take_prefixes(&row.appliance, &report);
         }
         let rib_generation = store.rib_generation().await?;
         let rib = store.rib().await?;

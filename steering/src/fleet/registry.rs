@@ -2,12 +2,13 @@
 //! hysteresis), last heartbeat, and inventory with an index rendition →
 //! appliances. The store holds the durable part; this is rebuilt from it at start.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use control_client::wire::{
-    ApplianceInfo, HealthSummary, Inventory, PrefixReport, RenditionHolding, inventory_digest,
+    ApplianceInfo, HealthSummary, Inventory, PrefixReport, RenditionHolding, RouteAttrs,
+    inventory_digest,
 };
 use ipnet::IpNet;
 use serde::Serialize;
@@ -95,8 +96,9 @@ pub struct Appliance {
     pub inventory: BTreeMap<String, RenditionHolding>,
     pub inventory_version: u64,
     pub inventory_digest: String,
-    /// Client prefixes the appliance learned over BGP, and their version.
-    pub learned: BTreeSet<IpNet>,
+    /// Client prefixes the appliance learned over BGP, with the communities
+    /// and MED its router attached, and their version.
+    pub learned: BTreeMap<IpNet, RouteAttrs>,
     pub prefixes_version: u64,
     /// Registered since this process started (else `info` came from the
     /// config or the database and may be stale).
@@ -170,6 +172,9 @@ pub struct ApplianceView {
     pub eligible: bool,
     /// Client prefixes learned over BGP (count), and their version.
     pub bgp_prefixes: usize,
+    /// Of those, how many carry BGP communities or a MED (the ISP's
+    /// preferences, see `steer.fallback_communities`).
+    pub bgp_prefixes_with_attributes: usize,
     pub bgp_prefixes_version: u64,
     /// The steering instance that polls it now (several instances share the
     /// polling; see `fleet::cluster`); filled in by the API.
@@ -228,7 +233,7 @@ impl Registry {
                         inventory: BTreeMap::new(),
                         inventory_version: 0,
                         inventory_digest: inventory_digest([]),
-                        learned: BTreeSet::new(),
+                        learned: BTreeMap::new(),
                         prefixes_version: 0,
                         registered: false,
                         complete_cache: None,
@@ -355,17 +360,25 @@ impl Registry {
         let Some(a) = self.appliances.get_mut(id) else {
             return PrefixOutcome::ResyncNeeded;
         };
-        let parse = |v: &[String]| -> Option<Vec<IpNet>> {
+        // Each prefix with its attributes (none unless `attrs` names it).
+        let parse = |v: &[String], attrs: &BTreeMap<String, RouteAttrs>| {
             v.iter()
-                .map(|p| p.parse::<IpNet>().ok().map(|n| n.trunc()))
-                .collect()
+                .map(|p| {
+                    let net = p.parse::<IpNet>().ok()?.trunc();
+                    Some((net, attrs.get(p).cloned().unwrap_or_default()))
+                })
+                .collect::<Option<Vec<_>>>()
         };
         match report {
-            PrefixReport::Full { version, prefixes } => {
-                let Some(set) = parse(prefixes) else {
+            PrefixReport::Full {
+                version,
+                prefixes,
+                attrs,
+            } => {
+                let Some(routes) = parse(prefixes, attrs) else {
                     return PrefixOutcome::Invalid;
                 };
-                a.learned = set.into_iter().collect();
+                a.learned = routes.into_iter().collect();
                 a.prefixes_version = *version;
                 PrefixOutcome::Applied
             }
@@ -374,14 +387,17 @@ impl Registry {
                 version,
                 announced,
                 withdrawn,
+                attrs,
             } => {
-                let (Some(add), Some(remove)) = (parse(announced), parse(withdrawn)) else {
+                let (Some(add), Some(remove)) =
+                    (parse(announced, attrs), parse(withdrawn, &BTreeMap::new()))
+                else {
                     return PrefixOutcome::Invalid;
                 };
                 if *base_version != a.prefixes_version {
                     return PrefixOutcome::ResyncNeeded;
                 }
-                for p in remove {
+                for (p, _) in remove {
                     a.learned.remove(&p);
                 }
                 a.learned.extend(add);
@@ -389,6 +405,22 @@ impl Registry {
                 PrefixOutcome::Applied
             }
         }
+    }
+
+    /// An appliance's learned prefixes as the store keeps them.
+    pub fn learned_row(&self, id: &str) -> Option<super::store::LearnedRow> {
+        let a = self.appliances.get(id)?;
+        Some(super::store::LearnedRow {
+            appliance: id.to_owned(),
+            version: a.prefixes_version,
+            prefixes: a.learned.keys().map(|p| p.to_string()).collect(),
+            attrs: a
+                .learned
+                .iter()
+                .filter(|(_, r)| !r.is_empty())
+                .map(|(p, r)| (p.to_string(), r.clone()))
+                .collect(),
+        })
     }
 
     /// Appliances holding `rendition` (for steering).
@@ -432,6 +464,11 @@ impl Registry {
                     renditions: a.inventory.len(),
                     renditions_complete: self.complete(id, catalog),
                     bgp_prefixes: a.learned.len(),
+                    bgp_prefixes_with_attributes: a
+                        .learned
+                        .values()
+                        .filter(|r| !r.is_empty())
+                        .count(),
                     bgp_prefixes_version: a.prefixes_version,
                     polled_by: None,
                 }
@@ -473,11 +510,12 @@ mod tests {
         let full = PrefixReport::Full {
             version: 1,
             prefixes: v(&["10.1.0.0/16", "2001:db8::/32", "10.2.3.4/16"]),
+            attrs: BTreeMap::new(),
         };
         assert_eq!(reg.take_prefixes("a", &full), PrefixOutcome::Applied);
         let got: Vec<String> = reg.appliances["a"]
             .learned
-            .iter()
+            .keys()
             .map(|p| p.to_string())
             .collect();
         assert_eq!(
@@ -488,11 +526,22 @@ mod tests {
         let delta = PrefixReport::Delta {
             base_version: 1,
             version: 2,
-            announced: v(&["10.3.0.0/16"]),
+            announced: v(&["10.3.0.0/16", "10.2.0.0/16"]),
             withdrawn: v(&["10.1.0.0/16"]),
+            attrs: [(
+                "10.2.0.0/16".to_owned(),
+                RouteAttrs {
+                    communities: vec!["64500:100".into()],
+                    med: None,
+                },
+            )]
+            .into(),
         };
         assert_eq!(reg.take_prefixes("a", &delta), PrefixOutcome::Applied);
         assert_eq!(reg.appliances["a"].learned.len(), 3);
+        let row = reg.learned_row("a").unwrap();
+        assert_eq!(row.attrs.len(), 1, "the re-announced prefix took its community");
+        assert_eq!(row.attrs["10.2.0.0/16"].communities, ["64500:100"]);
         assert_eq!(
             reg.take_prefixes("a", &delta),
             PrefixOutcome::ResyncNeeded,
@@ -501,6 +550,7 @@ mod tests {
         let junk = PrefixReport::Full {
             version: 3,
             prefixes: v(&["10.0.0.0/33"]),
+            attrs: BTreeMap::new(),
         };
         assert_eq!(reg.take_prefixes("a", &junk), PrefixOutcome::Invalid);
         assert_eq!(

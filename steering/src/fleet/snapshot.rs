@@ -20,7 +20,7 @@ use tokio::sync::{Notify, watch};
 
 use super::Fleet;
 use super::bgp::point;
-use super::steer::{Node, Policy, Snapshot};
+use super::steer::{Node, Policy, RoutePref, Served, Snapshot};
 
 /// The shortest gap between two builds.
 pub const MIN_GAP: Duration = Duration::from_millis(10);
@@ -43,7 +43,7 @@ impl Snapshots {
         Snapshots {
             current: ArcSwap::from_pointee(Snapshot::build(
                 Vec::new(),
-                Vec::new(),
+                Vec::<Served>::new(),
                 Vec::new(),
                 policy,
             )),
@@ -201,15 +201,24 @@ fn build(state: &Fleet) -> Snapshot {
     };
     // What each embedded appliance serves: its configured prefixes (an
     // override that always applies) plus what its ISP's router announced.
-    let mut served: Vec<(ipnet::IpNet, String)> = config
+    // Learned prefixes carry the ISP's preference (communities, MED).
+    let mut served: Vec<Served> = config
         .appliances
         .iter()
-        .flat_map(|a| a.serves.iter().map(move |p| (*p, a.id.clone())))
+        .flat_map(|a| a.serves.iter().map(move |p| Served::from((*p, a.id.clone()))))
         .collect();
     {
+        let fallback = &config.steer.fallback_communities;
         let reg = state.registry();
         for (id, a) in &reg.appliances {
-            served.extend(a.learned.iter().map(|p| (*p, id.clone())));
+            served.extend(a.learned.iter().map(|(p, attrs)| Served {
+                prefix: *p,
+                appliance: id.clone(),
+                pref: RoutePref {
+                    fallback: attrs.communities.iter().any(|c| fallback.contains(c)),
+                    med: attrs.med.unwrap_or(0),
+                },
+            }));
         }
     }
     Snapshot::build_with(

@@ -19,7 +19,7 @@ mod snapshot;
 #[cfg(test)]
 use snapshot::unit_vector;
 use snapshot::{Need, distance_km};
-pub use snapshot::{Networks, Snapshot};
+pub use snapshot::{Networks, RoutePref, Served, Snapshot};
 
 /// Index into the snapshot's nodes: decisions carry indices, not strings, so they stay cheap.
 pub type NodeId = u32;
@@ -94,6 +94,9 @@ impl Default for Policy {
 #[serde(rename_all = "kebab-case")]
 pub enum Reason {
     IspEmbedded,
+    /// In the client's ISP, but the ISP marked this appliance as a fallback
+    /// for the client's prefix, or gave it a higher MED than the first pick's.
+    IspFallback,
     RegionIxp,
     AnyAppliance,
     Saturated,
@@ -103,6 +106,7 @@ impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::IspEmbedded => "isp-embedded",
+            Reason::IspFallback => "isp-fallback",
             Reason::RegionIxp => "region-ixp",
             Reason::AnyAppliance => "any-appliance",
             Reason::Saturated => "saturated",
@@ -353,17 +357,28 @@ pub fn decide(
     // other ISPs' viewers on their appliances.
     let pool = ctx.need.pool;
     let region_ixps = info.map_or(&[][..], |n| pool.ixp_in(n.region));
-    let tiers: [(Reason, Pool<'_>); 4] = [
-        (
-            Reason::IspEmbedded,
-            (snap.served_set(client).unwrap_or(&[]), false),
-        ),
+    // The client's ISP's appliances, in the groups the ISP ranked them in
+    // (BGP communities and MED), then the region's IXPs, then any.
+    let isp = snap
+        .served_set(client)
+        .map_or(&[][..], |s| s.groups.as_slice())
+        .iter()
+        .enumerate()
+        .map(|(g, (pref, nodes))| {
+            let reason = if g == 0 && !pref.fallback {
+                Reason::IspEmbedded
+            } else {
+                Reason::IspFallback
+            };
+            (reason, (nodes.as_slice(), false))
+        });
+    let others: [(Reason, Pool<'_>); 3] = [
         (Reason::RegionIxp, (region_ixps, true)),
         (Reason::AnyAppliance, (&pool.ixp, true)),
         (Reason::AnyAppliance, (&pool.emb, true)),
     ];
     let mut overflowed = false;
-    for (reason, pool) in tiers {
+    for (reason, pool) in isp.chain(others) {
         if picks.len() >= ctx.want {
             break;
         }
@@ -428,7 +443,7 @@ pub fn pathway_priority(
     let net = snap.network_index(client);
     let info = net.map(|i| snap.net_info(i));
     let region = info.map(|n| n.region);
-    let served = snap.served_set(client).unwrap_or(&[]);
+    let served = snap.served_set(client);
     let need = snap.need(renditions);
     let has_content = need.is_some();
     let ctx = Ctx::new(
@@ -438,41 +453,48 @@ pub fn pathway_priority(
         info.and_then(|n| n.pos),
     );
 
-    let mut ranked: Vec<(u8, f64, usize, NodeId)> = Vec::with_capacity(pathways.len());
+    // (class, the ISP's group within class 0, score, index, node)
+    let mut ranked: Vec<(u8, usize, f64, usize, NodeId)> = Vec::with_capacity(pathways.len());
     for (idx, p) in pathways.iter().enumerate() {
         let Some(id) = snap.find(p) else { continue };
         let h = &snap.hot[id as usize];
-        if !h.live || ranked.iter().any(|r| r.3 == id) {
+        if !h.live || ranked.iter().any(|r| r.4 == id) {
             continue;
         }
+        let group = served.and_then(|s| s.group_of(id)).filter(|_| h.tier == Tier::Embedded);
         let rank = if !has_content || !ctx.holds(id, false) {
-            (5, 0.0)
+            (5, 0, 0.0)
         } else if !ctx.under(id) {
-            (4, ctx.utilisation(id))
-        } else if h.tier == Tier::Embedded && served.binary_search(&id).is_ok() {
-            (0, ctx.score(id))
+            (4, 0, ctx.utilisation(id))
+        } else if let Some(g) = group {
+            (0, g, ctx.score(id))
         } else if h.tier == Tier::Ixp && region == Some(h.region) {
-            (1, ctx.score(id))
+            (1, 0, ctx.score(id))
         } else if h.tier == Tier::Ixp {
-            (2, ctx.score(id))
+            (2, 0, ctx.score(id))
         } else {
-            (3, ctx.score(id))
+            (3, 0, ctx.score(id))
         };
-        ranked.push((rank.0, rank.1, idx, id));
+        ranked.push((rank.0, rank.1, rank.2, idx, id));
     }
     if ranked.is_empty() {
         return pathways.to_vec();
     }
-    ranked.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
-    let best_class = ranked[0].0;
+    ranked.sort_by(|a, b| {
+        (a.0, a.1)
+            .cmp(&(b.0, b.1))
+            .then(a.2.total_cmp(&b.2))
+            .then(a.3.cmp(&b.3))
+    });
+    let best = (ranked[0].0, ranked[0].1);
     if let Some(at) = sticky.and_then(|s| {
         ranked
             .iter()
-            .position(|r| pathways[r.2] == s && r.0 == best_class && r.0 < 4)
+            .position(|r| pathways[r.3] == s && (r.0, r.1) == best && r.0 < 4)
     }) {
         ranked[..=at].rotate_right(1);
     }
-    ranked.into_iter().map(|r| pathways[r.2].clone()).collect()
+    ranked.into_iter().map(|r| pathways[r.3].clone()).collect()
 }
 
 #[cfg(test)]

@@ -3,8 +3,10 @@
 //! catalog and demand log.
 
 use async_trait::async_trait;
+use std::collections::BTreeMap;
+
 use control_client::wire::{
-    ApplianceInfo, EnrolRequest, HealthSummary, KeyWire, RenditionHolding, Tier,
+    ApplianceInfo, EnrolRequest, HealthSummary, KeyWire, RenditionHolding, RouteAttrs, Tier,
 };
 use serde::{Deserialize, Serialize};
 
@@ -75,6 +77,59 @@ pub enum Revoked {
     Now,
     Already,
     NoSuchAppliance,
+}
+
+/// An appliance's BGP-learned prefixes as stored.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LearnedRow {
+    pub appliance: String,
+    pub version: u64,
+    /// CIDR strings.
+    pub prefixes: Vec<String>,
+    /// Communities and MED of the prefixes that carry any.
+    pub attrs: BTreeMap<String, RouteAttrs>,
+}
+
+/// The `prefixes` column: a list of CIDR strings (as first stored), or the
+/// list with the attributes of the prefixes that carry any.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum StoredPrefixes {
+    Routes {
+        prefixes: Vec<String>,
+        #[serde(default)]
+        attrs: BTreeMap<String, RouteAttrs>,
+    },
+    List(Vec<String>),
+}
+
+impl LearnedRow {
+    /// The column's JSON.
+    pub(crate) fn column(&self) -> Result<String, StoreError> {
+        crate::store::to_json(&StoredPrefixes::Routes {
+            prefixes: self.prefixes.clone(),
+            attrs: self.attrs.clone(),
+        })
+    }
+
+    /// A row from the column's JSON, either shape.
+    pub(crate) fn from_column(
+        appliance: String,
+        version: u64,
+        json: &str,
+    ) -> Result<LearnedRow, StoreError> {
+        let (prefixes, attrs) =
+            match crate::store::from_json(json, format_args!("prefixes of {appliance}"))? {
+                StoredPrefixes::Routes { prefixes, attrs } => (prefixes, attrs),
+                StoredPrefixes::List(prefixes) => (prefixes, BTreeMap::new()),
+            };
+        Ok(LearnedRow {
+            appliance,
+            version,
+            prefixes,
+            attrs,
+        })
+    }
 }
 
 /// A persisted inventory.
@@ -226,15 +281,10 @@ pub trait FleetStore: CatalogStore {
     async fn step_keys(&self, decide: KeyDecision) -> Result<Vec<(KeyWire, u64)>, StoreError>;
     /// All keys, oldest first.
     async fn keys(&self) -> Result<Vec<(KeyWire, u64)>, StoreError>;
-    /// Replace an appliance's learned prefixes (CIDR strings) and their version.
-    async fn put_learned_prefixes(
-        &self,
-        appliance: &str,
-        version: u64,
-        prefixes: &[String],
-    ) -> Result<(), StoreError>;
-    /// `(appliance, version, prefixes)` of every appliance that reported some.
-    async fn learned_prefixes(&self) -> Result<Vec<(String, u64, Vec<String>)>, StoreError>;
+    /// Replace an appliance's learned prefixes and their version.
+    async fn put_learned_prefixes(&self, row: &LearnedRow) -> Result<(), StoreError>;
+    /// The learned prefixes of every appliance that reported some.
+    async fn learned_prefixes(&self) -> Result<Vec<LearnedRow>, StoreError>;
     /// Replace the RIB table wholesale, in one transaction.
     async fn put_rib(&self, entries: &[(String, u32)]) -> Result<(), StoreError>;
     /// Bumped by every import (0: never imported), so a running steering can

@@ -10,7 +10,7 @@ use control_client::wire::{ApplianceInfo, EnrolRequest, KeyWire, RenditionHoldin
 use super::{Postgres, Sqlite, Store};
 use crate::catalog::{Object, Rendition as CatalogRendition, Sidecar, Title as CatalogTitle};
 use crate::fleet::enrol::{Refusal, Verdict};
-use crate::fleet::store::{EnrolmentRow, InventoryRow, KeyStep, Placement, Revoked};
+use crate::fleet::store::{EnrolmentRow, InventoryRow, KeyStep, LearnedRow, Placement, Revoked};
 use crate::viewers::store::{StreamRow, UserRow};
 
 type Case = fn(
@@ -181,13 +181,21 @@ async fn inventory_and_keys_persist(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     let ids: Vec<&str> = held.iter().map(|(k, _)| k.id.as_str()).collect();
     assert_eq!(ids, ["k2"], "k1 retired at 100, before 200");
     // Learned prefixes and the RIB.
-    a.put_learned_prefixes("a1", 3, &["10.0.0.0/8".into()])
-        .await
-        .unwrap();
-    assert_eq!(
-        b.learned_prefixes().await.unwrap(),
-        [("a1".to_owned(), 3, vec!["10.0.0.0/8".to_owned()])]
-    );
+    let learned = LearnedRow {
+        appliance: "a1".into(),
+        version: 3,
+        prefixes: vec!["10.0.0.0/8".into(), "10.1.0.0/16".into()],
+        attrs: [(
+            "10.1.0.0/16".to_owned(),
+            control_client::wire::RouteAttrs {
+                communities: vec!["64500:100".into()],
+                med: Some(7),
+            },
+        )]
+        .into(),
+    };
+    a.put_learned_prefixes(&learned).await.unwrap();
+    assert_eq!(b.learned_prefixes().await.unwrap(), [learned]);
     assert_eq!(a.rib_generation().await.unwrap(), 0);
     a.put_rib(&[("10.0.0.0/8".into(), 1), ("10.0.0.0/8".into(), 2)])
         .await

@@ -163,6 +163,51 @@ impl Networks {
     }
 }
 
+/// How the ISP ranks an embedded appliance for a prefix, from what its router
+/// attached to the announcement: a community configured as "fallback" puts
+/// it after the others, then the lower MED (missing: 0) goes first, as BGP
+/// itself prefers. Lower sorts first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RoutePref {
+    pub fallback: bool,
+    pub med: u32,
+}
+
+/// One prefix an embedded appliance serves, and how the ISP ranks it there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Served {
+    pub prefix: IpNet,
+    pub appliance: String,
+    pub pref: RoutePref,
+}
+
+impl From<(IpNet, String)> for Served {
+    /// A prefix without preference (configured `serves`, or nothing attached).
+    fn from((prefix, appliance): (IpNet, String)) -> Served {
+        Served {
+            prefix,
+            appliance,
+            pref: RoutePref::default(),
+        }
+    }
+}
+
+/// The live embedded nodes serving a prefix, in groups of equal preference,
+/// the preferred group first; each group sorted by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub(super) struct ServedSet {
+    pub(super) groups: Vec<(RoutePref, Vec<NodeId>)>,
+}
+
+impl ServedSet {
+    /// The group `id` is in (0: preferred), if any.
+    pub(super) fn group_of(&self, id: NodeId) -> Option<usize> {
+        self.groups
+            .iter()
+            .position(|(_, nodes)| nodes.binary_search(&id).is_ok())
+    }
+}
+
 /// Immutable view of the fleet, built once per fleet change and shared by many decisions.
 pub struct Snapshot {
     nodes: Vec<Node>,
@@ -172,7 +217,7 @@ pub struct Snapshot {
     served4: PrefixMap<Ipv4Net, u32>,
     served6: PrefixMap<Ipv6Net, u32>,
     /// Live embedded nodes per distinct served set; an ISP's many prefixes share one entry.
-    served_sets: Vec<Vec<NodeId>>,
+    served_sets: Vec<ServedSet>,
     nets: Arc<Networks>,
     /// `nets`' region indices translated to this snapshot's region ids.
     net_region: Vec<u32>,
@@ -220,9 +265,9 @@ impl Snapshot {
     /// map to that ISP's embedded appliances; several appliances may serve the same prefix;
     /// unknown ids and ids of non-embedded nodes are ignored. `networks`: client networks for
     /// region lookup; of duplicate prefixes the last wins. Of duplicate node ids the first wins.
-    pub fn build(
+    pub fn build<S: Into<Served>>(
         nodes: Vec<Node>,
-        served: impl IntoIterator<Item = (IpNet, String)>,
+        served: impl IntoIterator<Item = S>,
         networks: Vec<ClientNetwork>,
         policy: Policy,
     ) -> Snapshot {
@@ -230,9 +275,9 @@ impl Snapshot {
     }
 
     /// Like `build`, with client networks indexed beforehand (and shared).
-    pub fn build_with(
+    pub fn build_with<S: Into<Served>>(
         mut nodes: Vec<Node>,
-        served: impl IntoIterator<Item = (IpNet, String)>,
+        served: impl IntoIterator<Item = S>,
         nets: Arc<Networks>,
         policy: Policy,
     ) -> Snapshot {
@@ -283,21 +328,34 @@ impl Snapshot {
 
         // A prefix stays in the trie even when all its appliances are down, so it still
         // masks shorter covering prefixes: longest match is what the ISP configured.
-        let mut per_prefix: HashMap<IpNet, Vec<NodeId>> = HashMap::default();
-        for (prefix, id) in served {
-            if let Some(&n) = by_id.get(&id)
+        let mut per_prefix: HashMap<IpNet, Vec<(RoutePref, NodeId)>> = HashMap::default();
+        for s in served {
+            let s: Served = s.into();
+            if let Some(&n) = by_id.get(&s.appliance)
                 && nodes[n as usize].tier == Tier::Embedded
             {
-                per_prefix.entry(prefix.trunc()).or_default().push(n);
+                per_prefix
+                    .entry(s.prefix.trunc())
+                    .or_default()
+                    .push((s.pref, n));
             }
         }
-        let mut set_ids: HashMap<Vec<NodeId>, u32> = HashMap::default();
+        let mut set_ids: HashMap<ServedSet, u32> = HashMap::default();
         let mut served_sets = Vec::new();
         let (mut served4, mut served6) = (PrefixMap::new(), PrefixMap::new());
-        for (prefix, mut set) in per_prefix {
-            set.retain(|&n| hot[n as usize].live);
-            set.sort_unstable();
-            set.dedup();
+        for (prefix, mut list) in per_prefix {
+            list.retain(|&(_, n)| hot[n as usize].live);
+            // A node listed twice (configured and learned) keeps its best rank.
+            list.sort_unstable_by_key(|&(pref, n)| (n, pref));
+            list.dedup_by_key(|&mut (_, n)| n);
+            list.sort_unstable();
+            let mut set = ServedSet::default();
+            for (pref, n) in list {
+                match set.groups.last_mut() {
+                    Some((p, nodes)) if *p == pref => nodes.push(n),
+                    _ => set.groups.push((pref, vec![n])),
+                }
+            }
             let next = served_sets.len() as u32;
             let sid = *set_ids.entry(set).or_insert_with_key(|set| {
                 served_sets.push(set.clone());
@@ -381,8 +439,8 @@ impl Snapshot {
         }
     }
 
-    pub(super) fn served_set(&self, client: IpAddr) -> Option<&[NodeId]> {
-        lpm(&self.served4, &self.served6, client).map(|s| self.served_sets[s as usize].as_slice())
+    pub(super) fn served_set(&self, client: IpAddr) -> Option<&ServedSet> {
+        lpm(&self.served4, &self.served6, client).map(|s| &self.served_sets[s as usize])
     }
 
     /// The request's content constraint, or None if some rendition is held by no live node

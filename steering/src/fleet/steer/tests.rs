@@ -233,7 +233,12 @@ fn stale_report_uses_stale_utilisation() {
             fallbacks: 0,
             ..Policy::default()
         };
-        Snapshot::build(nodes, vec![], vec![network("30.0.0.0/8", 3, "eu")], policy)
+        Snapshot::build(
+            nodes,
+            Vec::<Served>::new(),
+            vec![network("30.0.0.0/8", 3, "eu")],
+            policy,
+        )
     };
     let (old, edge) = (now - Duration::from_secs(31), now - Duration::from_secs(30));
     let future = now + Duration::from_secs(1);
@@ -640,7 +645,7 @@ fn invariants_on_random_fleets() {
                     "round {round}: saturated first"
                 );
                 match p.reason {
-                    IspEmbedded => assert_eq!(node.tier, Embedded),
+                    IspEmbedded | IspFallback => assert_eq!(node.tier, Embedded),
                     RegionIxp => assert_eq!(node.tier, Ixp),
                     AnyAppliance => {
                         foreign_embedded |= node.tier == Embedded;
@@ -660,4 +665,68 @@ fn invariants_on_random_fleets() {
             );
         }
     }
+}
+
+/// Three appliances in one ISP announce one prefix: the ISP marked one a
+/// fallback (a community) and gave the other two different MEDs. New plays
+/// go to the lowest MED, then the higher, then the fallback; content
+/// steering orders pathways the same way; an overloaded preferred appliance
+/// hands its viewers to the next group, not to an IXP.
+#[test]
+fn the_isps_communities_and_med_order_its_appliances() {
+    let now = Instant::now();
+    let nodes = vec![
+        node("near", Embedded, "a1", "eu", now),
+        node("far", Embedded, "a2", "eu", now),
+        node("spare", Embedded, "a3", "eu", now),
+        node("ixp-eu-1", Ixp, "x1", "eu", now),
+    ];
+    let pref = |fallback, med| RoutePref { fallback, med };
+    let served = [
+        ("near", pref(false, 10)),
+        ("far", pref(false, 50)),
+        ("spare", pref(true, 0)),
+        // Also configured without preference: the learned rank wins.
+        ("spare", pref(true, 0)),
+    ]
+    .map(|(id, pref)| Served {
+        prefix: net("10.0.0.0/8"),
+        appliance: id.into(),
+        pref,
+    });
+    let build = |nodes: Vec<Node>| {
+        Snapshot::build(
+            nodes,
+            served.clone(),
+            vec![network("10.0.0.0/8", 1, "eu")],
+            Policy {
+                fallbacks: 3,
+                ..Policy::default()
+            },
+        )
+    };
+    let snap = build(nodes.clone());
+    for seed in 0..10 {
+        let d = run(&snap, "10.1.2.3", &["t1/v720"], now, seed);
+        assert_eq!(names(&snap, &d), ids("near far spare ixp-eu-1"));
+        let reasons: Vec<Reason> = d.picks.iter().map(|p| p.reason).collect();
+        assert_eq!(reasons, [IspEmbedded, IspFallback, IspFallback, RegionIxp]);
+    }
+    let pathways = ids("ixp-eu-1 spare far near");
+    assert_eq!(
+        pathway_priority(&snap, ip("10.1.2.3"), &["t1/v720"], &pathways, None, now),
+        ids("near far spare ixp-eu-1")
+    );
+    // A sticky pathway in a worse group does not hold viewers there.
+    assert_eq!(
+        pathway_priority(&snap, ip("10.1.2.3"), &["t1/v720"], &pathways, Some("far"), now)[0],
+        "near"
+    );
+    // The preferred appliance is full: the next group takes its viewers.
+    let mut full = nodes;
+    full[0].utilisation = 0.99;
+    let snap = build(full);
+    let d = run(&snap, "10.1.2.3", &["t1/v720"], now, 1);
+    assert_eq!(names(&snap, &d)[..2], ids("far spare"));
+    assert!(d.overflowed);
 }

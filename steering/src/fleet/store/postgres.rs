@@ -7,7 +7,7 @@ use control_client::wire::{ApplianceInfo, EnrolRequest, FillObject, KeyWire, Ren
 
 use super::{
     ApplianceRow, Change, ChangeKind, EnrolmentRow, EnrolmentUse, FleetStore, InstanceRow,
-    InventoryRow, KeyDecision, LiveRow, Revoked,
+    InventoryRow, KeyDecision, LearnedRow, LiveRow, Revoked,
 };
 use crate::fleet::enrol::{self, Verdict};
 use crate::fleet::fillplan::{Play, Rendition, Title};
@@ -311,13 +311,8 @@ impl FleetStore for Postgres {
         pg_keys(&self.client().await?).await
     }
 
-    async fn put_learned_prefixes(
-        &self,
-        appliance: &str,
-        version: u64,
-        prefixes: &[String],
-    ) -> Result<(), StoreError> {
-        let json = to_json(&prefixes)?;
+    async fn put_learned_prefixes(&self, row: &LearnedRow) -> Result<(), StoreError> {
+        let json = row.column()?;
         self.client()
             .await?
             .execute(
@@ -328,13 +323,13 @@ impl FleetStore for Postgres {
                  ON CONFLICT (appliance) DO UPDATE SET version = excluded.version,
                      prefixes = excluded.prefixes"
                 ),
-                &[&appliance, &(version as i64), &json],
+                &[&row.appliance, &(row.version as i64), &json],
             )
             .await?;
         Ok(())
     }
 
-    async fn learned_prefixes(&self) -> Result<Vec<(String, u64, Vec<String>)>, StoreError> {
+    async fn learned_prefixes(&self) -> Result<Vec<LearnedRow>, StoreError> {
         self.client()
             .await?
             .query(
@@ -343,11 +338,7 @@ impl FleetStore for Postgres {
             )
             .await?
             .iter()
-            .map(|r| {
-                let a: String = r.get(0);
-                let list = from_json(r.get(2), format_args!("prefixes of {a}"))?;
-                Ok((a, r.get::<_, i64>(1) as u64, list))
-            })
+            .map(|r| LearnedRow::from_column(r.get(0), r.get::<_, i64>(1) as u64, r.get(2)))
             .collect()
     }
 

@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{
     ApplianceRow, Change, ChangeKind, EnrolmentRow, EnrolmentUse, FleetStore, InstanceRow,
-    InventoryRow, KeyDecision, LiveRow, Revoked,
+    InventoryRow, KeyDecision, LearnedRow, LiveRow, Revoked,
 };
 use crate::fleet::enrol::{self, Verdict};
 use crate::fleet::fillplan::{Play, Rendition, Title};
@@ -275,14 +275,9 @@ impl FleetStore for Sqlite {
         self.read(|conn| sqlite_keys(conn)).await
     }
 
-    async fn put_learned_prefixes(
-        &self,
-        appliance: &str,
-        version: u64,
-        prefixes: &[String],
-    ) -> Result<(), StoreError> {
-        let json = to_json(&prefixes)?;
-        let appliance = appliance.to_owned();
+    async fn put_learned_prefixes(&self, row: &LearnedRow) -> Result<(), StoreError> {
+        let json = row.column()?;
+        let (appliance, version) = (row.appliance.clone(), row.version);
         self.write(move |c| {
             c.execute(
                 "INSERT INTO learned_prefixes (appliance, version, prefixes) VALUES (?1, ?2, ?3)
@@ -294,7 +289,7 @@ impl FleetStore for Sqlite {
         .await
     }
 
-    async fn learned_prefixes(&self) -> Result<Vec<(String, u64, Vec<String>)>, StoreError> {
+    async fn learned_prefixes(&self) -> Result<Vec<LearnedRow>, StoreError> {
         self.read(|conn| {
             let mut stmt =
                 conn.prepare("SELECT appliance, version, prefixes FROM learned_prefixes")?;
@@ -308,8 +303,7 @@ impl FleetStore for Sqlite {
             let mut out = Vec::new();
             for row in rows {
                 let (a, v, json) = row?;
-                let list = from_json(&json, format_args!("prefixes of {a}"))?;
-                out.push((a, v, list));
+                out.push(LearnedRow::from_column(a, v, &json)?);
             }
             Ok(out)
         })
