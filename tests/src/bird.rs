@@ -43,10 +43,13 @@ pub struct Link {
 
 impl Link {
     pub fn new() -> Link {
-        let n = std::process::id() % 250 + 1;
-        let ns = format!("oca-bgp-{}", std::process::id());
+        // Several links in one test process get addresses and names of their own.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = (std::process::id() + k * 37) % 250 + 1;
+        let ns = format!("oca-bgp-{}-{k}", std::process::id());
         let (vh, vn) = (
-            format!("vh{n}x{}", std::process::id() % 10_000),
+            format!("vh{n}x{}", (std::process::id() + k) % 10_000),
             format!("vn{n}"),
         );
         let _ = Command::new("ip")
@@ -97,8 +100,13 @@ pub struct Bird {
     child: Option<Child>,
     socket: PathBuf,
     dir: tempfile::TempDir,
-    /// The configuration up to the session's extra options.
+    /// The configuration up to the IPv4 channel's export filter.
     statics: String,
+    /// The IPv4 channel's export filter.
+    export: String,
+    /// What follows it, up to the session's extra options.
+    rest: &'static str,
+    session: String,
 }
 
 impl Drop for Bird {
@@ -120,6 +128,22 @@ pub fn start(
     prefixes: &[&str],
     session: &str,
 ) -> Bird {
+    start_exporting(link, asn, router_id, peer, peer_asn, prefixes, session, "all")
+}
+
+/// As `start`, with `export` as the IPv4 channel's export (`all`, or
+/// `filter { … }` setting communities and MED as an ISP's router would).
+#[allow(clippy::too_many_arguments)]
+pub fn start_exporting(
+    link: &Link,
+    asn: u32,
+    router_id: &str,
+    peer: SocketAddr,
+    peer_asn: u32,
+    prefixes: &[&str],
+    session: &str,
+    export: &str,
+) -> Bird {
     ensure_installed();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -138,14 +162,17 @@ pub fn start(
     keepalive time 3;
     connect retry time 1;
     error wait time 1, 2;
-    ipv4 {{ import none; export all; }};
-    ipv6 {{ import none; export all; next hop address 2001:db8::1; }};
-"#,
+    ipv4 {{ import none; export "#,
         local = link.router,
         ip = peer.ip(),
         port = peer.port(),
     );
-    std::fs::write(d.join("bird.conf"), format!("{conf}{session}\n}}\n")).unwrap();
+    let rest = "; };\n    ipv6 { import none; export all; next hop address 2001:db8::1; };\n";
+    std::fs::write(
+        d.join("bird.conf"),
+        format!("{conf}{export}{rest}{session}\n}}\n"),
+    )
+    .unwrap();
     let socket = d.join("bird.ctl");
     let child = Command::new("ip")
         .args(["netns", "exec", &link.ns, "bird", "-f", "-c"])
@@ -163,6 +190,9 @@ pub fn start(
         socket,
         dir,
         statics: conf,
+        export: export.to_owned(),
+        rest,
+        session: session.to_owned(),
     };
     wait_for("birdc to answer", || {
         b.cli("show status").contains("ready").then_some(())
@@ -185,10 +215,25 @@ impl Bird {
     /// Change the BGP session's extra options and have BIRD load them
     /// (`birdc configure`; a changed password or TTL setting restarts the
     /// session).
-    pub fn reconfigure(&self, session: &str) {
+    pub fn reconfigure(&mut self, session: &str) {
+        self.session = session.to_owned();
+        self.load();
+    }
+
+    /// Change the IPv4 export filter and have BIRD load it: routes are
+    /// announced again through the new filter.
+    pub fn reexport(&mut self, export: &str) {
+        self.export = export.to_owned();
+        self.load();
+    }
+
+    fn load(&self) {
         std::fs::write(
             self.dir.path().join("bird.conf"),
-            format!("{}{session}\n}}\n", self.statics),
+            format!(
+                "{}{}{}{}\n}}\n",
+                self.statics, self.export, self.rest, self.session
+            ),
         )
         .unwrap();
         let out = self.cli("configure");

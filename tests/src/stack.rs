@@ -531,15 +531,17 @@ serves = [{serves}]
             .unwrap();
         format!("[drm]\nkey_file = \"{}\"\n", kek.display())
     };
-    // Lines of `extra` starting `health.` go into the [health] table the
-    // stack writes (e.g. `health.admin_token_file = "…"`).
-    let (health, extra): (Vec<&str>, Vec<&str>) =
-        extra.lines().partition(|l| l.starts_with("health."));
+    // Lines of `extra` starting `health.` or `steer.` go into the [health]
+    // or [steer] table the stack writes (e.g. `health.admin_token_file = "…"`).
+    let (tabled, extra): (Vec<&str>, Vec<&str>) = extra
+        .lines()
+        .partition(|l| l.starts_with("health.") || l.starts_with("steer."));
     let extra = extra.join("\n");
-    for line in health {
+    for line in tabled {
+        let (table, key) = line.split_once('.').unwrap();
         cfg = cfg.replace(
-            "[health]\n",
-            &format!("[health]\n{}\n", &line["health.".len()..]),
+            &format!("[{table}]\n"),
+            &format!("[{table}]\n{key}\n"),
         );
     }
     // `extra` may add sections, so it goes before the array tables.

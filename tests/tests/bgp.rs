@@ -304,7 +304,7 @@ fn bird_with_a_wrong_password_or_without_ttl_security_never_establishes() {
 
     // A wrong password: BIRD keeps trying, the kernel drops each signed SYN.
     let before = wrong_md5();
-    let bird = e2e::bird::start(
+    let mut bird = e2e::bird::start(
         &link,
         64500,
         "10.255.0.2",
@@ -353,5 +353,136 @@ fn bird_with_a_wrong_password_or_without_ttl_security_never_establishes() {
         (h["bgp"]["sessions"][0]["state"] == "established"
             && h["bgp"]["sessions"][0]["prefixes_ipv4"] == 1)
             .then_some(())
+    });
+}
+
+/// An ISP with two embedded appliances says, with BGP communities and MED on
+/// what its router announces to each, which should serve which of its
+/// prefixes: a prefix marked with the fallback community on one appliance
+/// goes to the other first; of two MEDs, the lower wins. Removing the
+/// community on the router makes both equal again.
+#[test]
+fn bird_communities_and_med_rank_the_isps_appliances() {
+    let (ams, rtm) = (e2e::bird::Link::new(), e2e::bird::Link::new());
+    let fleet = vec![
+        ApplianceSpec {
+            id: "oca-a1",
+            tier: "embedded",
+            site: "isp-a-ams",
+            serves: &[],
+            oca_extra: oca_bgp(&ams, "", ""),
+            ..ApplianceSpec::default()
+        },
+        ApplianceSpec {
+            id: "oca-a2",
+            tier: "embedded",
+            site: "isp-a-rtm",
+            serves: &[],
+            oca_extra: oca_bgp(&rtm, "", ""),
+            ..ApplianceSpec::default()
+        },
+        ApplianceSpec {
+            id: "oca-x1",
+            tier: "ixp",
+            site: "ixp-ams",
+            ..ApplianceSpec::default()
+        },
+    ];
+    let s = stack::start(
+        &fleet,
+        "trusted_proxies = [\"127.0.0.1/32\"]\nsteer.fallback_communities = [\"64500:100\"]\n",
+    );
+    // The routers' export filters, as the ISP's engineer would write them.
+    let marked = "filter { if net = 100.65.0.0/16 then bgp_community.add((64500, 100)); \
+                  if net = 100.66.0.0/16 then bgp_med = 10; accept; }";
+    let plain = "filter { if net = 100.66.0.0/16 then bgp_med = 10; accept; }";
+    let to_rtm = "filter { if net = 100.66.0.0/16 then bgp_med = 50; accept; }";
+    let prefixes = ["100.65.0.0/16", "100.66.0.0/16"];
+    let session = |link: &e2e::bird::Link, id: &str, export: &str| {
+        e2e::bird::start_exporting(
+            link,
+            64500,
+            "10.255.0.2",
+            s.appliances[id].0.addr("bgp="),
+            64512,
+            &prefixes,
+            "",
+            export,
+        )
+    };
+    let mut to_ams = session(&ams, "oca-a1", marked);
+    let _to_rtm = session(&rtm, "oca-a2", to_rtm);
+    wait_for("both appliances' routes, with their attributes, in steering", || {
+        let (a1, a2) = (s.appliance("oca-a1")?, s.appliance("oca-a2")?);
+        (a1["bgp_prefixes"] == 2
+            && a1["bgp_prefixes_with_attributes"] == 2
+            && a2["bgp_prefixes"] == 2
+            && a2["bgp_prefixes_with_attributes"] == 1)
+            .then_some(())
+    });
+    // What oca learned, as its /health shows it.
+    let admin = s.admin("oca-a1").unwrap();
+    let h = http(admin, "GET", "/health", &[], b"").unwrap().json();
+    let attrs = &h["bgp"]["attributes"];
+    assert_eq!(attrs["100.65.0.0/16"]["communities"][0], "64500:100", "{h}");
+    assert_eq!(attrs["100.66.0.0/16"]["med"], 10, "{h}");
+
+    let alice = s.token("alice");
+    let auth = format!("Bearer {alice}");
+    let picks = |client: &str| -> Vec<(String, String)> {
+        let body = br#"{"title":"t1","device":"browser","profile":"main"}"#;
+        let r = http_from(
+            Some(ip("127.0.0.1")),
+            s.addr,
+            "POST",
+            "/v1/play",
+            &[("Authorization", &auth), ("X-Forwarded-For", client)],
+            body,
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let p = r.json();
+        http(
+            s.addr,
+            "DELETE",
+            &format!("/v1/plays/{}", p["play_id"].as_str().unwrap()),
+            &[("Authorization", &auth)],
+            b"",
+        )
+        .unwrap();
+        p["appliances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .take(2)
+            .map(|a| {
+                (
+                    a["id"].as_str().unwrap().to_owned(),
+                    a["reason"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let pick = |id: &str, reason: &str| (id.to_owned(), reason.to_owned());
+    wait_for("the fallback community to steer 100.65/16 to Rotterdam", || {
+        (picks("100.65.0.9") == [pick("oca-a2", "isp-embedded"), pick("oca-a1", "isp-fallback")])
+            .then_some(())
+    });
+    for _ in 0..5 {
+        assert_eq!(
+            picks("100.66.0.9"),
+            [pick("oca-a1", "isp-embedded"), pick("oca-a2", "isp-fallback")],
+            "MED 10 in Amsterdam beats MED 50 in Rotterdam"
+        );
+    }
+
+    // The ISP lifts the mark: both serve 100.65/16 alike again.
+    to_ams.reexport(plain);
+    wait_for("the community's removal to reach steering", || {
+        (s.appliance("oca-a1")?["bgp_prefixes_with_attributes"] == 1).then_some(())
+    });
+    wait_for("100.65/16 served by either appliance alike", || {
+        let got = picks("100.65.0.9");
+        (got.iter().all(|(_, r)| r == "isp-embedded") && got.len() == 2).then_some(())
     });
 }
