@@ -83,8 +83,11 @@ class Postgres:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def config(work, database, connections, instance, region, sims=0):
-    """steering's config; `connections`: its PostgreSQL pool (`database_connections`)."""
+def config(work, database, connections, instance, region, sims=0, isps=False):
+    """steering's config; `connections`: its PostgreSQL pool (`database_connections`).
+    `isps`: the simulated appliances are embedded in ISPs of four, ISP k
+    serving 10.k.0.0/16, and steering trusts the bench's X-Forwarded-For (so
+    `oca-bench plays --clients 10.0.0.0/12` plays from sixteen ISPs)."""
     text = f'''listen = "127.0.0.1:0"
 database = "{database}"
 database_connections = {connections}
@@ -111,6 +114,10 @@ max_height = 1080
             text += (f'[[appliance]]\nid = "sim-{i}"\ncredential = "sim-{i}-sim-credential"\n'
                      f'tier = "embedded"\nsite = "sim-site-{i // 4}"\nregion = "eu-west"\n'
                      f'admin_url = "http://127.0.0.1:1"\ncapacity_bps = 10000000000\n')
+            if isps:
+                text += f'serves = ["10.{i // 4}.0.0/16"]\n'
+    if isps:
+        text = 'trusted_proxies = ["127.0.0.1/32"]\n' + text
     path = work / f"{instance}.toml"
     path.write_text(text)
     return path

@@ -6,14 +6,22 @@ admission control on (the default) and off, one after the other on the same
 store. steering is pinned to one core, oca-bench to the other, as in
 bench/control.py.
 
-The calm rate is a tenth of the capacity measured first in the same run
-(closed loop), so the peak asks for twice what steering can decide: the
-excess must be refused, not queued. Per phase (calm, rise, peak) the report
-has plays/s offered, admitted and refused, and the admitted plays' latency
-from their intended send time (no coordinated omission). Everything goes to
-docs/data/control/flash.json; nothing is typed by hand.
+The plays come from sixteen ISPs (X-Forwarded-For addresses in
+10.0.0.0/12), each with four simulated embedded appliances that oca-bench
+runs alongside: every admitted play becomes a stream on the appliance it was
+steered to, and the appliances heartbeat the egress of their streams every
+second, so steering steers by the load the crowd causes.
 
-    bench/flash.py [--accounts 1500] [--factor 20] [--connections 256]
+The calm rate is a tenth of the capacity measured first in the same run
+(closed loop, same fleet), so the peak asks for twice what steering can
+decide: the excess must be refused, not queued. Per phase (calm, rise, peak)
+the report has plays/s offered, admitted and refused, the admitted plays'
+latency from their intended send time (no coordinated omission), the
+appliances' load at the end of the phase and their heartbeats' latency
+during it. Everything goes to docs/data/control/flash.json; nothing is typed
+by hand.
+
+    bench/flash.py [--accounts 1500] [--factor 20] [--connections 256] [--appliances 64]
 
 Needs root (taskset) and the release binaries (built here).
 """
@@ -41,6 +49,10 @@ def main():
     ap.add_argument("--calm-share", type=float, default=0.1,
                     help="the calm rate as a share of the measured capacity")
     ap.add_argument("--connections", type=int, default=256)
+    ap.add_argument("--appliances", type=int, default=64,
+                    help="simulated embedded appliances, four per ISP (a multiple of 4, at most 64)")
+    ap.add_argument("--appliance-gbps", type=float, default=4.0)
+    ap.add_argument("--stream-mbps", type=float, default=5.0)
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
     control.run(["cargo", "build", "--quiet", "--release", "-p", "steering", "-p", "bench"], cwd=ROOT)
@@ -54,7 +66,13 @@ def main():
     proc = None
     try:
         database = str(work / "steering.db")
-        cfg = control.config(work, database, 16, "steer-a", "eu-west")
+        isps = a.appliances // 4
+        if a.appliances % 4 or isps not in (1, 2, 4, 8, 16):
+            raise SystemExit("--appliances: 4, 8, 16, 32 or 64 (four per ISP, ISPs 10.0/16 to 10.15/16)")
+        cfg = control.config(work, database, 16, "steer-a", "eu-west", sims=a.appliances, isps=True)
+        fleet = {"appliances": a.appliances, "appliance-renditions": control.renditions(content),
+                 "appliance-gbps": a.appliance_gbps, "stream-mbps": a.stream_mbps,
+                 "clients": f"10.0.0.0/{16 - (isps - 1).bit_length()}"}
         steering = [str(control.REL / "steering"), "--config", str(cfg)]
         control.run(steering + ["catalog", "import", str(content)], stdout=subprocess.DEVNULL)
         tokens = work / "tokens"
@@ -69,13 +87,14 @@ def main():
             proc, url = control.start_steering(cfg, log)
             control.STEERING_PIDS[:] = [proc.pid]
             if capacity is None:
-                closed = control.plays([url], tokens, connections=16, duration="8s", window="8s")
+                closed = control.plays([url], tokens, connections=16, duration="8s", window="8s",
+                                       **fleet)
                 capacity = closed["ok_per_s"]
                 runs.append(dict(closed, label="capacity (closed loop, 16 connections)"))
             calm = round(capacity * a.calm_share, 1)
             report = control.plays([url], tokens, rate=calm, surge=a.factor, **{
                 "surge-at": "10s", "surge-over": "10s", "duration": "30s", "window": "10s",
-                "connections": a.connections, "timeout": "5s"})
+                "connections": a.connections, "timeout": "5s"}, **fleet)
             runs.append(dict(report, label="admission on" if admission else "admission off",
                              admission=admission))
             proc.terminate()
@@ -94,6 +113,9 @@ def main():
         "machine": host,
         "accounts": a.accounts,
         "factor": a.factor,
+        "appliances": a.appliances,
+        "appliance_gbps": a.appliance_gbps,
+        "stream_mbps": a.stream_mbps,
         "runs": runs,
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,8 @@
 //! Reported: heartbeats answered, their latency, and polls answered.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -18,11 +18,13 @@ use control_client::wire::{
 };
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::agent::{Agent, Request};
 use crate::cli::AppliancesArgs;
 use crate::plays::Latency;
+use crate::schedule::Surge;
 use crate::stats::histogram;
 use crate::url::Url;
 
@@ -50,80 +52,181 @@ pub fn credential(id: &str) -> String {
     format!("{id}-sim-credential")
 }
 
+/// Simulated appliances as another run uses them (`plays --appliances`):
+/// registered and heartbeating alongside, each reporting the egress of the
+/// streams steered to it.
+#[derive(Clone)]
+pub struct Sims {
+    pub base: String,
+    pub count: u64,
+    pub prefix: String,
+    pub region: String,
+    pub renditions: Vec<RenditionHolding>,
+    pub interval: Duration,
+    pub connections: usize,
+    pub capacity_bps: u64,
+    /// The streams on each appliance; without it every appliance reports
+    /// 1 Gbit/s.
+    pub load: Option<Arc<Load>>,
+    /// Heartbeat latency is split by the surge's phases, counted from when
+    /// the other run starts (set once it does; heartbeats before are not
+    /// recorded).
+    pub surge: Option<(Surge, Arc<OnceLock<Instant>>)>,
+    /// Heartbeats stop when this turns true (besides at `end`).
+    pub stop: Option<watch::Receiver<bool>>,
+    /// Appliances registered so far.
+    pub registered: Arc<AtomicU64>,
+}
+
+/// Streams steered to each simulated appliance, and the bitrate of one.
+pub struct Load {
+    streams: Vec<AtomicU64>,
+    stream_bps: u64,
+}
+
+impl Load {
+    pub fn new(count: u64, stream_bps: u64) -> Load {
+        Load {
+            streams: (0..count).map(|_| AtomicU64::new(0)).collect(),
+            stream_bps,
+        }
+    }
+
+    /// One more stream on appliance `j`.
+    pub fn add(&self, j: usize) {
+        if let Some(s) = self.streams.get(j) {
+            s.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn stream_bps(&self) -> u64 {
+        self.stream_bps
+    }
+
+    pub fn egress_bps(&self, j: usize) -> u64 {
+        self.streams
+            .get(j)
+            .map_or(0, |s| s.load(Ordering::Relaxed) * self.stream_bps)
+    }
+}
+
+/// What the simulated fleet saw: the report's figures, and heartbeat
+/// latency per surge phase (all in the first without a surge).
+pub struct SimsOutcome {
+    pub report: AppliancesReport,
+    pub by_phase: [hdrhistogram::Histogram<u64>; 3],
+}
+
 pub fn appliances(args: &AppliancesArgs) -> Result<AppliancesReport> {
     if args.count == 0 {
         bail!("--count must be at least 1");
     }
     let base = args.steering.trim_end_matches('/').to_owned();
     Url::parse(&base).context("--steering")?;
-    let renditions: Vec<RenditionHolding> = args
-        .renditions
-        .split(',')
-        .filter(|r| !r.is_empty())
-        .map(|r| RenditionHolding {
-            rendition: r.to_owned(),
-            objects: args.objects,
-            bytes: args.objects * 1_000_000,
-        })
-        .collect();
+    let renditions = holdings(&args.renditions, args.objects);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.unwrap_or(1))
         .enable_all()
         .build()?;
-    rt.block_on(async {
-        let polls = Arc::new(AtomicU64::new(0));
-        let listener = tokio::net::TcpListener::bind(&args.admin_listen)
-            .await
-            .with_context(|| format!("--admin-listen {}", args.admin_listen))?;
-        let admin = listener.local_addr()?;
-        tokio::spawn(serve_health(listener, Arc::clone(&polls)));
-        // Heartbeats start once every appliance has registered.
-        let registering = Arc::new(AtomicU64::new(0));
+    let sims = Sims {
+        base,
+        count: args.count,
+        prefix: args.prefix.clone(),
+        region: args.region.clone(),
+        renditions,
+        interval: args.interval,
+        connections: args.connections,
+        capacity_bps: 10_000_000_000,
+        load: None,
+        surge: None,
+        stop: None,
+        registered: Arc::default(),
+    };
+    let admin = args.admin_listen.clone();
+    rt.block_on(async move {
         let start = Instant::now();
-        let end = start + args.duration;
-        let conns = args.connections.min(args.count as usize).max(1);
-        let mut tasks = Vec::new();
-        for k in 0..conns {
-            let mine: Vec<u64> = (0..args.count)
-                .filter(|j| *j as usize % conns == k)
-                .collect();
-            let job = Job {
-                registering: Arc::clone(&registering),
-                conns: conns as u64,
-                base: base.clone(),
-                prefix: args.prefix.clone(),
-                region: args.region.clone(),
-                admin,
-                renditions: renditions.clone(),
-                count: args.count,
-                interval: args.interval,
-                start,
-                end,
-            };
-            tasks.push(tokio::spawn(async move { job.run(mine).await }));
+        run_sims(sims, &admin, start, start + args.duration)
+            .await
+            .map(|o| o.report)
+    })
+}
+
+/// What `--renditions` names, each with `objects` objects.
+pub fn holdings(renditions: &str, objects: u64) -> Vec<RenditionHolding> {
+    renditions
+        .split(',')
+        .filter(|r| !r.is_empty())
+        .map(|r| RenditionHolding {
+            rendition: r.to_owned(),
+            objects,
+            bytes: objects * 1_000_000,
+        })
+        .collect()
+}
+
+/// Register every simulated appliance, heartbeat each every interval from
+/// `start` to `end`, and answer health polls on `admin_listen`.
+pub async fn run_sims(
+    sims: Sims,
+    admin_listen: &str,
+    start: Instant,
+    end: Instant,
+) -> Result<SimsOutcome> {
+    let polls = Arc::new(AtomicU64::new(0));
+    let listener = tokio::net::TcpListener::bind(admin_listen)
+        .await
+        .with_context(|| format!("--admin-listen {admin_listen}"))?;
+    let admin = listener.local_addr()?;
+    tokio::spawn(serve_health(listener, Arc::clone(&polls)));
+    // Heartbeats start once every appliance has registered.
+    let registering = Arc::new(AtomicU64::new(0));
+    let conns = sims.connections.min(sims.count as usize).max(1);
+    let mut tasks = Vec::new();
+    for k in 0..conns {
+        let mine: Vec<u64> = (0..sims.count)
+            .filter(|j| *j as usize % conns == k)
+            .collect();
+        let job = Job {
+            registering: Arc::clone(&registering),
+            conns: conns as u64,
+            sims: sims.clone(),
+            admin,
+            start,
+            end,
+        };
+        tasks.push(tokio::spawn(async move { job.run(mine).await }));
+    }
+    let mut by_phase = [histogram(), histogram(), histogram()];
+    let (mut registered, mut failed, mut missed) = (0, 0, 0);
+    for t in tasks {
+        let (r, f, m, h) = t.await?;
+        registered += r;
+        failed += f;
+        missed += m;
+        for (all, one) in by_phase.iter_mut().zip(&h) {
+            all.add(one).expect("same bounds");
         }
-        let mut lat = histogram();
-        let (mut registered, mut failed, mut missed) = (0, 0, 0);
-        for t in tasks {
-            let (r, f, m, h) = t.await?;
-            registered += r;
-            failed += f;
-            missed += m;
-            lat.add(&h).expect("same bounds");
-        }
-        let ok = lat.len();
-        anyhow::Ok(AppliancesReport {
-            appliances: args.count,
-            interval_s: args.interval.as_secs_f64(),
-            duration_s: args.duration.as_secs_f64(),
+    }
+    let mut lat = histogram();
+    for h in &by_phase {
+        lat.add(h).expect("same bounds");
+    }
+    let ok = lat.len();
+    let duration = end.duration_since(start).as_secs_f64();
+    Ok(SimsOutcome {
+        report: AppliancesReport {
+            appliances: sims.count,
+            interval_s: sims.interval.as_secs_f64(),
+            duration_s: duration,
             registered,
             heartbeats_ok: ok,
-            heartbeats_per_s: ok as f64 / args.duration.as_secs_f64(),
+            heartbeats_per_s: ok as f64 / duration,
             heartbeats_failed: failed,
             heartbeats_missed: missed,
             latency_ms: Latency::of(&lat),
             polls_answered: polls.load(Ordering::Relaxed),
-        })
+        },
+        by_phase,
     })
 }
 
@@ -131,39 +234,36 @@ struct Job {
     /// Tasks done registering (the last one says so on stderr).
     registering: Arc<AtomicU64>,
     conns: u64,
-    base: String,
-    prefix: String,
-    region: String,
+    sims: Sims,
     admin: SocketAddr,
-    renditions: Vec<RenditionHolding>,
-    count: u64,
-    interval: Duration,
     start: Instant,
     end: Instant,
 }
 
+type Latencies = [hdrhistogram::Histogram<u64>; 3];
+
 impl Job {
     fn id(&self, j: u64) -> String {
-        format!("{}-{j}", self.prefix)
+        format!("{}-{j}", self.sims.prefix)
     }
 
     /// Register `mine`, then heartbeat each on its schedule until the end:
-    /// (registered, failed, missed heartbeats, heartbeat latency).
-    async fn run(self, mine: Vec<u64>) -> (u64, u64, u64, hdrhistogram::Histogram<u64>) {
+    /// (registered, failed, missed heartbeats, heartbeat latency by phase).
+    async fn run(self, mine: Vec<u64>) -> (u64, u64, u64, Latencies) {
         let mut agent = Agent::new(None, None);
-        let mut lat = histogram();
+        let mut lat = [histogram(), histogram(), histogram()];
         let (mut registered, mut failed, mut missed) = (0, 0, 0);
         for &j in &mine {
             let id = self.id(j);
             let info = ApplianceInfo {
                 tier: Tier::Embedded,
                 site: format!("sim-site-{}", j / 4),
-                region: self.region.clone(),
+                region: self.sims.region.clone(),
                 asn: 64_512 + (j % 1000) as u32,
                 http_url: Some(format!("http://127.0.0.1:9/{id}")),
                 https_url: None,
                 admin_url: format!("http://{}/a/{id}", self.admin),
-                capacity_bps: 10_000_000_000,
+                capacity_bps: self.sims.capacity_bps,
                 storage_bytes: 1 << 40,
                 version: "sim".into(),
             };
@@ -178,26 +278,27 @@ impl Job {
                 .await
             {
                 registered += 1;
+                self.sims.registered.fetch_add(1, Ordering::Relaxed);
             }
         }
         if self.registering.fetch_add(1, Ordering::AcqRel) + 1 == self.conns {
             eprintln!(
                 "oca-bench: {} appliances registered; heartbeating",
-                self.count
+                self.sims.count
             );
         }
         // The schedule starts when this task is done registering.
         let start = Instant::now().max(self.start);
         let full = Inventory::Full {
             version: 1,
-            digest: inventory_digest(&self.renditions),
-            renditions: self.renditions.clone(),
+            digest: inventory_digest(&self.sims.renditions),
+            renditions: self.sims.renditions.clone(),
         };
-        let spacing = self.interval.as_secs_f64() / self.count as f64;
+        let spacing = self.sims.interval.as_secs_f64() / self.sims.count as f64;
         'rounds: for n in 0u32.. {
             for &j in &mine {
                 let intended =
-                    start + self.interval * n + Duration::from_secs_f64(spacing * j as f64);
+                    start + self.sims.interval * n + Duration::from_secs_f64(spacing * j as f64);
                 if intended >= self.end {
                     break 'rounds;
                 }
@@ -207,13 +308,24 @@ impl Job {
                     missed += 1;
                     continue;
                 }
-                tokio::time::sleep_until(intended).await;
+                match self.sims.stop.clone() {
+                    Some(mut stop) => tokio::select! {
+                        _ = tokio::time::sleep_until(intended) => {}
+                        _ = stop.wait_for(|s| *s) => break 'rounds,
+                    },
+                    None => tokio::time::sleep_until(intended).await,
+                }
                 let id = self.id(j);
+                let egress_bps = self
+                    .sims
+                    .load
+                    .as_ref()
+                    .map_or(1_000_000_000, |l| l.egress_bps(j as usize));
                 let hb = Heartbeat {
                     health: HealthSummary {
                         status: "ok".into(),
-                        egress_bps: 1_000_000_000,
-                        capacity_bps: 10_000_000_000,
+                        egress_bps,
+                        capacity_bps: self.sims.capacity_bps,
                         connections: 100,
                     },
                     inventory: (n == 0).then(|| full.clone()),
@@ -230,7 +342,16 @@ impl Job {
                     .await
                 {
                     let us = intended.elapsed().as_micros() as u64;
-                    lat.saturating_record(us.max(1));
+                    let phase = match &self.sims.surge {
+                        None => Some(0),
+                        Some((surge, began)) => began
+                            .get()
+                            .filter(|b| intended >= **b)
+                            .map(|b| surge.phase(intended.duration_since(*b)) as usize),
+                    };
+                    if let Some(p) = phase {
+                        lat[p].saturating_record(us.max(1));
+                    }
                 } else {
                     failed += 1;
                 }
@@ -240,7 +361,7 @@ impl Job {
     }
 
     async fn post(&self, agent: &mut Agent, path: &str, id: &str, body: &[u8]) -> bool {
-        let Ok(url) = Url::parse(&format!("{}{path}", self.base)) else {
+        let Ok(url) = Url::parse(&format!("{}{path}", self.sims.base)) else {
             return false;
         };
         let auth = format!("Bearer {id}:{}", credential(id));

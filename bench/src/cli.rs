@@ -147,6 +147,39 @@ pub struct PlaysArgs {
     /// Source address of the plays (a client network steering knows).
     #[arg(long, value_name = "IP")]
     pub bind: Option<std::net::IpAddr>,
+    /// Each play comes from an address drawn from this prefix, sent as
+    /// `X-Forwarded-For` (steering must list the bench's own address in
+    /// `trusted_proxies`): plays from many client networks at once.
+    #[arg(long, value_name = "CIDR")]
+    pub clients: Option<ipnet::IpNet>,
+    /// Run this many simulated appliances alongside (PREFIX-0 …, declared in
+    /// steering's config with credential `<id>-sim-credential`, as for
+    /// `oca-bench appliances`): each admitted play becomes a stream on the
+    /// appliance it was steered to, the appliances heartbeat the egress of
+    /// their streams, and the report adds their load and heartbeat latency
+    /// per phase. Plays start once steering lists them all as eligible.
+    #[arg(long, default_value_t = 0)]
+    pub appliances: u64,
+    #[arg(long, default_value = "sim")]
+    pub appliance_prefix: String,
+    #[arg(long, default_value = "eu-west")]
+    pub appliance_region: String,
+    /// Renditions the simulated appliances hold (comma-separated catalog ids).
+    #[arg(long, default_value = "")]
+    pub appliance_renditions: String,
+    /// Objects per rendition in their inventories.
+    #[arg(long, default_value_t = 10)]
+    pub appliance_objects: u64,
+    /// Each simulated appliance's egress capacity.
+    #[arg(long, default_value_t = 10.0, value_parser = positive::<f64>)]
+    pub appliance_gbps: f64,
+    /// One stream's bitrate.
+    #[arg(long, default_value_t = 5.0, value_parser = positive::<f64>)]
+    pub stream_mbps: f64,
+    /// How often each simulated appliance heartbeats.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "bench::results::secs")]
+    pub heartbeat_every: std::time::Duration,
     /// Client threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,

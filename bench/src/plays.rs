@@ -8,15 +8,18 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use hdrhistogram::Histogram;
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::agent::{Agent, Request};
+use crate::appliances::{AppliancesReport, Load, Sims, SimsOutcome, holdings, run_sims};
 use crate::cli::PlaysArgs;
 use crate::schedule::{Phase, Schedule, Surge};
 use crate::stats::histogram;
@@ -51,6 +54,51 @@ pub struct PlaysReport {
     /// by when each play was meant to be sent.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub phases: Vec<PhaseReport>,
+    /// With --appliances: the simulated appliances' side.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetLoadReport>,
+}
+
+/// Steering's default `steer.max_utilisation`: an appliance at or above it
+/// takes no new viewers.
+pub const FULL: f64 = 0.85;
+
+/// The simulated appliances' side of a run (`--appliances`): the streams the
+/// admitted plays put on them, and their heartbeats.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetLoadReport {
+    pub appliances: u64,
+    pub capacity_gbps: f64,
+    pub stream_mbps: f64,
+    /// Admitted plays whose primary was not a simulated appliance (the
+    /// origin).
+    pub streams_elsewhere: u64,
+    pub heartbeats: AppliancesReport,
+    /// Once a second from the start of the plays.
+    pub samples: Vec<LoadSample>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<FleetPhase>,
+}
+
+/// The fleet's load at one moment: streams on simulated appliances, their
+/// mean and highest utilisation, and how many were at or above `FULL`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadSample {
+    pub t_s: f64,
+    pub streams: u64,
+    pub mean_utilisation: f64,
+    pub max_utilisation: f64,
+    pub full: u64,
+}
+
+/// The fleet at the end of one part of a surge, and the appliances'
+/// heartbeat latency during it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetPhase {
+    pub phase: &'static str,
+    pub at_end: LoadSample,
+    pub heartbeat_latency_ms: Latency,
+    pub heartbeats: u64,
 }
 
 /// One part of a surge's run.
@@ -169,9 +217,40 @@ pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
         bail!("--surge-at plus --surge-over must end before --duration, so the peak is measured");
     }
     let windows = (args.duration.as_secs_f64() / args.window.as_secs_f64()).ceil() as usize;
+    let sims = (args.appliances > 0).then(|| sims_for(args, surge));
+    let (stop_sims, stopped) = tokio::sync::watch::channel(false);
+    let sims_task = match &sims {
+        Some(sims) => {
+            let sims = Sims {
+                stop: Some(stopped),
+                ..sims.clone()
+            };
+            let deadline = Instant::now() + Duration::from_secs(3600);
+            let task = rt.spawn(async move {
+                let start = Instant::now();
+                run_sims(sims, "127.0.0.1:0", start, deadline).await
+            });
+            rt.block_on(until_eligible(args))?;
+            Some(task)
+        }
+        None => None,
+    };
+    let load = sims.as_ref().and_then(|s| s.load.clone());
+    let elsewhere = Arc::new(AtomicU64::new(0));
     let tallies = rt.block_on(async {
         let start = Instant::now();
         let end = start + args.duration;
+        let sampler = sims.as_ref().map(|s| {
+            if let Some((_, began)) = &s.surge {
+                let _ = began.set(start);
+            }
+            let (load, count, capacity) = (
+                Arc::clone(s.load.as_ref().expect("sims carry a load")),
+                s.count as usize,
+                s.capacity_bps,
+            );
+            tokio::spawn(sample_load(load, count, capacity, start, end))
+        });
         let mut tasks = Vec::new();
         for i in 0..args.connections {
             let (url, body, tokens, next) = (
@@ -188,6 +267,14 @@ pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
                 }
             });
             let (bind, window, timeout) = (args.bind, args.window, args.timeout);
+            let streams = load.as_ref().map(|l| Streams {
+                load: Arc::clone(l),
+                prefix: format!("{}-", args.appliance_prefix),
+                elsewhere: Arc::clone(&elsewhere),
+            });
+            let clients = args
+                .clients
+                .map(|net| (net, SmallRng::seed_from_u64(i as u64)));
             tasks.push(tokio::spawn(async move {
                 connection(ConnArgs {
                     url,
@@ -202,6 +289,8 @@ pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
                     windows,
                     timeout,
                     surge,
+                    streams,
+                    clients,
                 })
                 .await
             }));
@@ -210,8 +299,28 @@ pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
         for t in tasks {
             out.push(t.await?);
         }
-        anyhow::Ok(out)
+        let samples = match sampler {
+            Some(s) => s.await?,
+            None => Vec::new(),
+        };
+        anyhow::Ok((out, samples))
     })?;
+    let (tallies, samples) = tallies;
+    let fleet = match (sims_task, &sims) {
+        (Some(task), Some(sims)) => {
+            let _ = stop_sims.send(true);
+            let outcome = rt.block_on(task)??;
+            Some(fleet_report(
+                args,
+                sims,
+                outcome,
+                samples,
+                elsewhere.load(Ordering::Relaxed),
+                surge,
+            ))
+        }
+        _ => None,
+    };
     let mut latency = histogram();
     let mut refused = BTreeMap::new();
     let mut errors = 0;
@@ -268,7 +377,156 @@ pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
         windows_per_s,
         last_over_first,
         phases: surge.map_or_else(Vec::new, |s| phase_reports(&s, args.duration, &phases)),
+        fleet,
     })
+}
+
+/// The simulated appliances `--appliances` asks for.
+fn sims_for(args: &PlaysArgs, surge: Option<Surge>) -> Sims {
+    Sims {
+        base: args.steering[0].trim_end_matches('/').to_owned(),
+        count: args.appliances,
+        prefix: args.appliance_prefix.clone(),
+        region: args.appliance_region.clone(),
+        renditions: holdings(&args.appliance_renditions, args.appliance_objects),
+        interval: args.heartbeat_every,
+        connections: (args.appliances as usize).min(64),
+        capacity_bps: (args.appliance_gbps * 1e9) as u64,
+        load: Some(Arc::new(Load::new(
+            args.appliances,
+            (args.stream_mbps * 1e6) as u64,
+        ))),
+        surge: surge.map(|s| (s, Arc::new(std::sync::OnceLock::new()))),
+        stop: None,
+        registered: Arc::default(),
+    }
+}
+
+/// Wait (at most two minutes) until steering lists every simulated
+/// appliance as eligible with something complete: only then can plays be
+/// steered to them.
+async fn until_eligible(args: &PlaysArgs) -> Result<()> {
+    let url = Url::parse(&format!(
+        "{}/v1/appliances",
+        args.steering[0].trim_end_matches('/')
+    ))?;
+    let prefix = format!("{}-", args.appliance_prefix);
+    let mut agent = Agent::new(None, None);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut ready = 0;
+    while Instant::now() < deadline {
+        let req = Request {
+            method: "GET",
+            url: &url,
+            headers: &[],
+            body: b"",
+            keep: true,
+        };
+        if let Ok(reply) = agent
+            .fetch(&req, Instant::now() + Duration::from_secs(10))
+            .await
+            && let Ok(list) = serde_json::from_slice::<Vec<serde_json::Value>>(&reply.body)
+        {
+            ready = list
+                .iter()
+                .filter(|a| {
+                    a["id"].as_str().is_some_and(|id| id.starts_with(&prefix))
+                        && a["eligible"] == true
+                        && a["renditions_complete"].as_u64().is_some_and(|n| n > 0)
+                })
+                .count() as u64;
+            if ready >= args.appliances {
+                eprintln!("oca-bench: {ready} simulated appliances eligible; playing");
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!(
+        "only {ready} of {} simulated appliances eligible after 2 minutes (declared in steering's config, holding --appliance-renditions complete?)",
+        args.appliances
+    )
+}
+
+/// The fleet's load once a second from `start` to `end`.
+async fn sample_load(
+    load: Arc<Load>,
+    count: usize,
+    capacity_bps: u64,
+    start: Instant,
+    end: Instant,
+) -> Vec<LoadSample> {
+    let mut out = Vec::new();
+    let mut next = start;
+    while next <= end {
+        tokio::time::sleep_until(next).await;
+        out.push(load_sample(&load, count, capacity_bps, start));
+        next += Duration::from_secs(1);
+    }
+    out
+}
+
+fn load_sample(load: &Load, count: usize, capacity_bps: u64, start: Instant) -> LoadSample {
+    let cap = capacity_bps.max(1) as f64;
+    let utilisation: Vec<f64> = (0..count)
+        .map(|j| load.egress_bps(j) as f64 / cap)
+        .collect();
+    let streams = (0..count)
+        .map(|j| load.egress_bps(j) / load.stream_bps().max(1))
+        .sum();
+    LoadSample {
+        t_s: start.elapsed().as_secs_f64(),
+        streams,
+        mean_utilisation: utilisation.iter().sum::<f64>() / count.max(1) as f64,
+        max_utilisation: utilisation.iter().copied().fold(0.0, f64::max),
+        full: utilisation.iter().filter(|u| **u >= FULL).count() as u64,
+    }
+}
+
+fn fleet_report(
+    args: &PlaysArgs,
+    sims: &Sims,
+    outcome: SimsOutcome,
+    samples: Vec<LoadSample>,
+    elsewhere: u64,
+    surge: Option<Surge>,
+) -> FleetLoadReport {
+    let phases = surge.map_or_else(Vec::new, |s| {
+        let ends = [s.at, s.at + s.over, args.duration];
+        Phase::ALL
+            .iter()
+            .zip(ends)
+            .zip(&outcome.by_phase)
+            .map(|((p, end), h)| FleetPhase {
+                phase: p.name(),
+                // The last sample taken by the end of the phase.
+                at_end: samples
+                    .iter()
+                    .rev()
+                    .find(|x| x.t_s <= end.as_secs_f64() + 0.5)
+                    .or(samples.first())
+                    .cloned()
+                    .unwrap_or(LoadSample {
+                        t_s: 0.0,
+                        streams: 0,
+                        mean_utilisation: 0.0,
+                        max_utilisation: 0.0,
+                        full: 0,
+                    }),
+                heartbeat_latency_ms: Latency::of(h),
+                heartbeats: h.len(),
+            })
+            .collect()
+    });
+    FleetLoadReport {
+        appliances: sims.count,
+        capacity_gbps: args.appliance_gbps,
+        stream_mbps: args.stream_mbps,
+        streams_elsewhere: elsewhere,
+        heartbeats: outcome.report,
+        samples,
+        phases,
+    }
 }
 
 fn phase_reports(s: &Surge, duration: Duration, tallies: &[PhaseTally; 3]) -> Vec<PhaseReport> {
@@ -314,6 +572,60 @@ struct ConnArgs {
     windows: usize,
     timeout: Duration,
     surge: Option<Surge>,
+    streams: Option<Streams>,
+    /// `X-Forwarded-For` addresses are drawn from this prefix.
+    clients: Option<(ipnet::IpNet, SmallRng)>,
+}
+
+/// Where an admitted play's stream goes (`--appliances`).
+struct Streams {
+    load: Arc<Load>,
+    /// `sim-`: the simulated appliances' ids, then their index.
+    prefix: String,
+    elsewhere: Arc<AtomicU64>,
+}
+
+impl Streams {
+    /// Put the play answered with `body` on its primary appliance.
+    fn take(&self, body: &[u8]) {
+        let primary = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["appliances"][0]["id"].as_str().map(str::to_owned));
+        match primary
+            .as_deref()
+            .and_then(|id| id.strip_prefix(&self.prefix))
+            .and_then(|j| j.parse::<usize>().ok())
+        {
+            Some(j) => self.load.add(j),
+            None => {
+                self.elsewhere.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// A random address in `net`.
+fn client_in(net: ipnet::IpNet, rng: &mut SmallRng) -> std::net::IpAddr {
+    match net {
+        ipnet::IpNet::V4(n) => {
+            let host_bits = 32 - u32::from(n.prefix_len());
+            let host = if host_bits == 0 {
+                0
+            } else {
+                rng.random::<u32>() >> (32 - host_bits)
+            };
+            std::net::Ipv4Addr::from(u32::from(n.network()) | host).into()
+        }
+        ipnet::IpNet::V6(n) => {
+            let host_bits = 128 - u32::from(n.prefix_len());
+            let host = if host_bits == 0 {
+                0
+            } else {
+                rng.random::<u128>() >> (128 - host_bits)
+            };
+            std::net::Ipv6Addr::from(u128::from(n.network()) | host).into()
+        }
+    }
 }
 
 async fn connection(mut a: ConnArgs) -> Tally {
@@ -346,16 +658,23 @@ async fn connection(mut a: ConnArgs) -> Tally {
         };
         let token = &a.tokens[a.next.fetch_add(1, Ordering::Relaxed) % a.tokens.len()];
         let auth = format!("Bearer {token}");
-        let headers = [
+        let client = a
+            .clients
+            .as_mut()
+            .map(|(net, rng)| client_in(*net, rng).to_string());
+        let mut headers = vec![
             ("Authorization", auth.as_str()),
             ("Content-Type", "application/json"),
         ];
+        if let Some(c) = &client {
+            headers.push(("X-Forwarded-For", c));
+        }
         let req = Request {
             method: "POST",
             url: &a.url,
             headers: &headers,
             body: a.body.as_bytes(),
-            keep: false,
+            keep: a.streams.is_some(),
         };
         // Which part of a surge this play was meant for.
         let phase = a
@@ -375,6 +694,9 @@ async fn connection(mut a: ConnArgs) -> Tally {
         }
         match outcome {
             Ok(reply) if reply.status == 200 => {
+                if let Some(streams) = &a.streams {
+                    streams.take(&reply.body);
+                }
                 let done = Instant::now();
                 let us = done.duration_since(intended).as_micros() as u64;
                 t.latency.saturating_record(us.max(1));
@@ -419,6 +741,28 @@ impl PlaysReport {
         s += &format!("  per {:.0} s window: {}\n", self.window_s, w.join(" "));
         if let Some(r) = self.last_over_first {
             s += &format!("  last window / first: {r:.3}\n");
+        }
+        if let Some(f) = &self.fleet {
+            s += &format!(
+                "  {} simulated appliances ({:.1} Gbit/s each, {:.1} Mbit/s a stream): {} streams elsewhere; heartbeats {} ok, {} failed\n",
+                f.appliances,
+                f.capacity_gbps,
+                f.stream_mbps,
+                f.streams_elsewhere,
+                f.heartbeats.heartbeats_ok,
+                f.heartbeats.heartbeats_failed
+            );
+            for p in &f.phases {
+                s += &format!(
+                    "  {:<5} end: {} streams, utilisation mean {:.2} max {:.2}, {} full; heartbeat p99 {:.2} ms\n",
+                    p.phase,
+                    p.at_end.streams,
+                    p.at_end.mean_utilisation,
+                    p.at_end.max_utilisation,
+                    p.at_end.full,
+                    p.heartbeat_latency_ms.p99
+                );
+            }
         }
         for p in &self.phases {
             s += &format!(

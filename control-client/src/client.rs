@@ -229,10 +229,7 @@ impl ControlClient {
         body: Option<&B>,
     ) -> Result<Result<T, ClientError>, String> {
         let url = format!("{}{path}", e.base);
-        let mut req = self
-            .http
-            .request(method.clone(), &url)
-            .bearer_auth(bearer);
+        let mut req = self.http.request(method.clone(), &url).bearer_auth(bearer);
         if let Some(b) = body {
             req = req.json(b);
         }

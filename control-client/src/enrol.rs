@@ -45,8 +45,17 @@ fn pending_credential(cache_dir: &Path) -> Result<String, String> {
         return read_token(&path).map_err(|e| format!("{}: {e}", path.display()));
     }
     let credential = urlsign::generate_secret();
-    write_private(cache_dir, PENDING_FILE, format!("{credential}\n").as_bytes())
-        .map_err(|e| format!("cannot keep the new credential in {}: {e}", cache_dir.display()))?;
+    write_private(
+        cache_dir,
+        PENDING_FILE,
+        format!("{credential}\n").as_bytes(),
+    )
+    .map_err(|e| {
+        format!(
+            "cannot keep the new credential in {}: {e}",
+            cache_dir.display()
+        )
+    })?;
     Ok(credential)
 }
 
@@ -130,7 +139,11 @@ mod tests {
         assert_eq!(saved_credential(&dir).unwrap(), None, "not enrolled yet");
         std::fs::rename(dir.join(PENDING_FILE), credential_path(&dir)).unwrap();
         assert_eq!(saved_credential(&dir).unwrap(), Some(first.clone()));
-        assert_ne!(pending_credential(&dir).unwrap(), first, "a new enrolment, a new credential");
+        assert_ne!(
+            pending_credential(&dir).unwrap(),
+            first,
+            "a new enrolment, a new credential"
+        );
         assert_eq!(sha256_hex("abc").len(), 64);
         std::fs::remove_dir_all(&dir).unwrap();
     }

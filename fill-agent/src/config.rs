@@ -179,7 +179,10 @@ impl Config {
         match (&c.credential_file, c.credential.len()) {
             (Some(_), 0) => {}
             (Some(_), _) => {
-                return reject("control.credential_file", "set credential or credential_file, not both");
+                return reject(
+                    "control.credential_file",
+                    "set credential or credential_file, not both",
+                );
             }
             (None, n) if n < 16 => {
                 return reject("control.credential", "at least 16 characters");
@@ -331,10 +334,16 @@ mod tests {
             Some(PathBuf::from("/var/lib/oca/control/credential"))
         );
         let both = format!("{EVERY_KEY}credential_file = \"/x\"\n");
-        let e = toml::from_str::<Config>(&both).unwrap().validate().unwrap_err();
+        let e = toml::from_str::<Config>(&both)
+            .unwrap()
+            .validate()
+            .unwrap_err();
         assert!(e.to_string().contains("not both"), "{e}");
         let neither = EVERY_KEY.replace("credential = \"credential-of-isp-a-paris-1\"", "");
-        let e = toml::from_str::<Config>(&neither).unwrap().validate().unwrap_err();
+        let e = toml::from_str::<Config>(&neither)
+            .unwrap()
+            .validate()
+            .unwrap_err();
         assert!(e.to_string().contains("control.credential"), "{e}");
     }
 

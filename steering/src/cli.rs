@@ -565,7 +565,12 @@ fn tier_arg(t: &str) -> Result<Tier, (u8, String)> {
 }
 
 fn location_arg(l: &str) -> Result<[f64; 2], (u8, String)> {
-    let bad = || (EXIT_BAD_DATA, format!("bad location {l:?}: LAT,LON in degrees"));
+    let bad = || {
+        (
+            EXIT_BAD_DATA,
+            format!("bad location {l:?}: LAT,LON in degrees"),
+        )
+    };
     let (lat, lon) = l.split_once(',').ok_or_else(bad)?;
     let (lat, lon): (f64, f64) = (
         lat.trim().parse().map_err(|_| bad())?,
@@ -641,22 +646,24 @@ pub fn appliances(command: AppliancesCommand, overrides: &Overrides) -> ExitCode
                 );
                 Ok(token)
             }
-            AppliancesCommand::Revoke { id } => match store
-                .revoke_appliance(&id, now)
-                .await
-                .map_err(store_err)?
-            {
-                Revoked::Now => Ok(format!(
-                    "appliance {id} revoked; instances drop it within one sync interval"
-                )),
-                Revoked::Already => Ok(format!("appliance {id} was revoked already")),
-                Revoked::NoSuchAppliance => Err(bad(format!("no appliance {id:?}"))),
-            },
+            AppliancesCommand::Revoke { id } => {
+                match store.revoke_appliance(&id, now).await.map_err(store_err)? {
+                    Revoked::Now => Ok(format!(
+                        "appliance {id} revoked; instances drop it within one sync interval"
+                    )),
+                    Revoked::Already => Ok(format!("appliance {id} was revoked already")),
+                    Revoked::NoSuchAppliance => Err(bad(format!("no appliance {id:?}"))),
+                }
+            }
             AppliancesCommand::List => {
                 let mut out = String::new();
                 for a in store.appliances().await.map_err(store_err)? {
                     let state = if a.revoked { "revoked" } else { "active" };
-                    let how = if a.bound.is_some() { "enrolled" } else { "declared" };
+                    let how = if a.bound.is_some() {
+                        "enrolled"
+                    } else {
+                        "declared"
+                    };
                     out.push_str(&format!(
                         "appliance\t{}\t{state}\t{how}\t{:?}\t{}\t{}\n",
                         a.id, a.info.tier, a.info.site, a.info.region

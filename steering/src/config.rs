@@ -333,7 +333,10 @@ pub fn valid_community(c: &str) -> bool {
         _ => false,
     };
     // Canonical numbers only ("064500:1" would never match what oca reports).
-    numbers && parts.iter().all(|p| *p == "0" || !p.starts_with(['0', '+']))
+    numbers
+        && parts
+            .iter()
+            .all(|p| *p == "0" || !p.starts_with(['0', '+']))
 }
 
 /// How a dependency call is guarded: a timeout and a circuit breaker (read

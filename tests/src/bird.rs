@@ -128,7 +128,9 @@ pub fn start(
     prefixes: &[&str],
     session: &str,
 ) -> Bird {
-    start_exporting(link, asn, router_id, peer, peer_asn, prefixes, session, "all")
+    start_exporting(
+        link, asn, router_id, peer, peer_asn, prefixes, session, "all",
+    )
 }
 
 /// As `start`, with `export` as the IPv4 channel's export (`all`, or

@@ -539,10 +539,7 @@ serves = [{serves}]
     let extra = extra.join("\n");
     for line in tabled {
         let (table, key) = line.split_once('.').unwrap();
-        cfg = cfg.replace(
-            &format!("[{table}]\n"),
-            &format!("[{table}]\n{key}\n"),
-        );
+        cfg = cfg.replace(&format!("[{table}]\n"), &format!("[{table}]\n{key}\n"));
     }
     // `extra` may add sections, so it goes before the array tables.
     let (head, tail) = cfg.split_at(cfg.find("[health]").unwrap());

@@ -412,14 +412,17 @@ fn bird_communities_and_med_rank_the_isps_appliances() {
     };
     let mut to_ams = session(&ams, "oca-a1", marked);
     let _to_rtm = session(&rtm, "oca-a2", to_rtm);
-    wait_for("both appliances' routes, with their attributes, in steering", || {
-        let (a1, a2) = (s.appliance("oca-a1")?, s.appliance("oca-a2")?);
-        (a1["bgp_prefixes"] == 2
-            && a1["bgp_prefixes_with_attributes"] == 2
-            && a2["bgp_prefixes"] == 2
-            && a2["bgp_prefixes_with_attributes"] == 1)
-            .then_some(())
-    });
+    wait_for(
+        "both appliances' routes, with their attributes, in steering",
+        || {
+            let (a1, a2) = (s.appliance("oca-a1")?, s.appliance("oca-a2")?);
+            (a1["bgp_prefixes"] == 2
+                && a1["bgp_prefixes_with_attributes"] == 2
+                && a2["bgp_prefixes"] == 2
+                && a2["bgp_prefixes_with_attributes"] == 1)
+                .then_some(())
+        },
+    );
     // What oca learned, as its /health shows it.
     let admin = s.admin("oca-a1").unwrap();
     let h = http(admin, "GET", "/health", &[], b"").unwrap().json();
@@ -464,14 +467,24 @@ fn bird_communities_and_med_rank_the_isps_appliances() {
             .collect()
     };
     let pick = |id: &str, reason: &str| (id.to_owned(), reason.to_owned());
-    wait_for("the fallback community to steer 100.65/16 to Rotterdam", || {
-        (picks("100.65.0.9") == [pick("oca-a2", "isp-embedded"), pick("oca-a1", "isp-fallback")])
+    wait_for(
+        "the fallback community to steer 100.65/16 to Rotterdam",
+        || {
+            (picks("100.65.0.9")
+                == [
+                    pick("oca-a2", "isp-embedded"),
+                    pick("oca-a1", "isp-fallback"),
+                ])
             .then_some(())
-    });
+        },
+    );
     for _ in 0..5 {
         assert_eq!(
             picks("100.66.0.9"),
-            [pick("oca-a1", "isp-embedded"), pick("oca-a2", "isp-fallback")],
+            [
+                pick("oca-a1", "isp-embedded"),
+                pick("oca-a2", "isp-fallback")
+            ],
             "MED 10 in Amsterdam beats MED 50 in Rotterdam"
         );
     }

@@ -516,11 +516,14 @@ region = "eu-west"
     );
     let holds = stack::ladder(&stack::content(), "t1").len() as u64;
     for (name, addr) in [("A", s.addr), ("B", b_addr)] {
-        wait_for(&format!("{name} knows the enrolled appliance, eligible"), || {
-            let list = appliances(addr)?;
-            let v = list.iter().find(|x| x["id"] == "oca-new")?;
-            (v["eligible"] == true && v["renditions_complete"].as_u64()? >= holds).then_some(())
-        });
+        wait_for(
+            &format!("{name} knows the enrolled appliance, eligible"),
+            || {
+                let list = appliances(addr)?;
+                let v = list.iter().find(|x| x["id"] == "oca-new")?;
+                (v["eligible"] == true && v["renditions_complete"].as_u64()? >= holds).then_some(())
+            },
+        );
     }
     // It chose its credential and keeps it privately; the pending file is gone.
     let cred_file = cache.join("credential");
@@ -530,8 +533,15 @@ region = "eu-west"
         0o600
     );
     assert!(!cache.join("enrolment-credential").exists());
-    let credential = std::fs::read_to_string(&cred_file).unwrap().trim().to_owned();
-    assert!(oca.log().contains("enrolled with the control plane"), "{}", oca.log());
+    let credential = std::fs::read_to_string(&cred_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(
+        oca.log().contains("enrolled with the control plane"),
+        "{}",
+        oca.log()
+    );
 
     // The token again, from anyone else, at either instance: refused.
     let enrol = |addr, token: &str, id: &str, site: &str| {
@@ -549,7 +559,10 @@ region = "eu-west"
             addr,
             "POST",
             "/v1/appliances/enroll",
-            &[("authorization", &auth), ("content-type", "application/json")],
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
             body.to_string().as_bytes(),
         )
         .unwrap();

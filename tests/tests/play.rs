@@ -724,3 +724,114 @@ fn plays_beyond_the_limits_are_refused_with_retry_after_while_appliances_are_ser
     assert!(text.contains("steering_admission_limit 1\n"), "{text}");
     assert!(text.contains("steering_admission_inflight 0\n"), "{text}");
 }
+
+/// `oca-bench plays --appliances`: simulated embedded appliances in two ISPs
+/// register and heartbeat the load the plays put on them; plays from both
+/// ISPs' addresses (X-Forwarded-For) land on their own ISP's appliances,
+/// every admitted play is one stream on its primary, and steering sees the
+/// load the appliances report.
+#[test]
+fn simulated_appliances_carry_the_streams_steering_sends_them() {
+    let mut extra = String::from("trusted_proxies = [\"127.0.0.1/32\"]\n");
+    for i in 0..8 {
+        extra += &format!(
+            "[[appliance]]\nid = \"sim-{i}\"\ncredential = \"sim-{i}-sim-credential\"\n\
+             tier = \"embedded\"\nsite = \"sim-site-{}\"\nregion = \"eu-west\"\n\
+             admin_url = \"http://127.0.0.1:1\"\ncapacity_bps = 1000000000\n\
+             serves = [\"10.{}.0.0/16\"]\n",
+            i / 4,
+            i / 4
+        );
+    }
+    let s = stack::start(&stack::fleet(), &extra);
+    let tokens = s.dir.path().join("tokens");
+    let out = Command::new(binary("steering"))
+        .args([
+            "users", "seed", "--count", "200", "--prefix", "load", "--plan", "standard",
+        ])
+        .args(["--region", "eu-west", "--tokens", tokens.to_str().unwrap()])
+        .args(["--config", s.config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every rendition of t1, HLS and DASH: a play needs all of its ladder.
+    let renditions: Vec<String> = stack::ladder(&stack::content(), "t1")
+        .iter()
+        .map(|r| r.dir.clone())
+        .chain(stack::dash_dirs(&stack::content(), "t1"))
+        .map(|d| format!("titles/t1/{d}"))
+        .collect();
+    let steering = format!("http://{}", s.addr);
+    let (code, stdout, stderr) = oca_bench(
+        &[
+            "plays",
+            "--steering",
+            &steering,
+            "--tokens",
+            tokens.to_str().unwrap(),
+            "--rate",
+            "40",
+            "--duration",
+            "3s",
+            "--window",
+            "1s",
+            "--connections",
+            "4",
+            "--appliances",
+            "8",
+            "--appliance-renditions",
+            &renditions.join(","),
+            "--appliance-objects",
+            "1000",
+            "--appliance-gbps",
+            "1",
+            "--stream-mbps",
+            "20",
+            "--heartbeat-every",
+            "200ms",
+            "--clients",
+            "10.0.0.0/15",
+            "--json",
+        ],
+        Duration::from_secs(150),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let ok = r["ok"].as_u64().unwrap();
+    assert!(ok >= 60, "{r}");
+    let fleet = &r["fleet"];
+    assert_eq!(fleet["heartbeats"]["registered"], 8, "{fleet}");
+    assert!(
+        fleet["heartbeats"]["heartbeats_ok"].as_u64().unwrap() >= 8 * 10,
+        "{fleet}"
+    );
+    assert_eq!(fleet["heartbeats"]["heartbeats_failed"], 0, "{fleet}");
+    assert_eq!(
+        fleet["streams_elsewhere"], 0,
+        "every play went to its ISP's appliances"
+    );
+    let last = fleet["samples"].as_array().unwrap().last().unwrap();
+    assert_eq!(
+        last["streams"].as_u64().unwrap(),
+        ok,
+        "one stream per admitted play"
+    );
+    // Spread over the ISPs' appliances, and reported to steering.
+    assert!(last["max_utilisation"].as_f64().unwrap() < 1.0, "{last}");
+    wait_for("steering to see the simulated load", || {
+        let list = http(s.addr, "GET", "/v1/appliances", &[], b"")?.json();
+        let loaded = list
+            .as_array()?
+            .iter()
+            .filter(|a| {
+                a["id"].as_str().is_some_and(|id| id.starts_with("sim-"))
+                    && a["utilisation"].as_f64().is_some_and(|u| u > 0.0)
+            })
+            .count();
+        (loaded >= 6).then_some(())
+    });
+}

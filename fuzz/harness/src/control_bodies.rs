@@ -234,7 +234,12 @@ fn prefixes(reg: &mut Registry, report: &PrefixReport) {
             .collect()
     };
     match (outcome, report) {
-        (PrefixOutcome::Applied, PrefixReport::Full { version, prefixes, .. }) => {
+        (
+            PrefixOutcome::Applied,
+            PrefixReport::Full {
+                version, prefixes, ..
+            },
+        ) => {
             let expected: BTreeSet<IpNet> = parse(prefixes).expect("applied").into_iter().collect();
             assert_eq!(a.learned.keys().copied().collect::<BTreeSet<_>>(), expected);
             assert_eq!(a.prefixes_version, *version);

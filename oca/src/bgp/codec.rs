@@ -438,20 +438,19 @@ fn route_attrs(attrs: &Attributes) -> RouteAttrs {
     let mut med = None;
     for a in attrs.iter() {
         match a {
-            AttributeValue::Communities(list) => {
-                communities.extend(list.iter().map(|c| {
-                    let (high, low) = match *c {
-                        Community::NoExport => (0xFFFF, 0xFF01),
-                        Community::NoAdvertise => (0xFFFF, 0xFF02),
-                        Community::NoExportSubConfed => (0xFFFF, 0xFF03),
-                        Community::Custom(asn, value) => (asn.to_u32(), u32::from(value)),
-                    };
-                    format!("{high}:{low}")
-                }))
-            }
-            AttributeValue::LargeCommunities(list) => communities.extend(list.iter().map(|c| {
-                format!("{}:{}:{}", c.global_admin, c.local_data[0], c.local_data[1])
+            AttributeValue::Communities(list) => communities.extend(list.iter().map(|c| {
+                let (high, low) = match *c {
+                    Community::NoExport => (0xFFFF, 0xFF01),
+                    Community::NoAdvertise => (0xFFFF, 0xFF02),
+                    Community::NoExportSubConfed => (0xFFFF, 0xFF03),
+                    Community::Custom(asn, value) => (asn.to_u32(), u32::from(value)),
+                };
+                format!("{high}:{low}")
             })),
+            AttributeValue::LargeCommunities(list) => communities
+                .extend(list.iter().map(|c| {
+                    format!("{}:{}:{}", c.global_admin, c.local_data[0], c.local_data[1])
+                })),
             AttributeValue::MultiExitDiscriminator(m) => med = Some(*m),
             _ => {}
         }

@@ -476,7 +476,14 @@ mod tests {
         let p: IpNet = "10.0.0.0/8".parse().unwrap();
         l.update(a, 1, &RouteAttrs::default(), &[p], &[], t);
         // A report from a connection that no longer owns the neighbour is ignored.
-        l.update(a, 7, &RouteAttrs::default(), &["10.9.0.0/16".parse().unwrap()], &[], t);
+        l.update(
+            a,
+            7,
+            &RouteAttrs::default(),
+            &["10.9.0.0/16".parse().unwrap()],
+            &[],
+            t,
+        );
         let s = l.snapshot_at(t + Duration::from_secs(5));
         assert_eq!(s.prefixes.keys().collect::<Vec<_>>(), [&p]);
         assert_eq!(s.sessions.len(), 2);

@@ -370,7 +370,13 @@ mod tests {
         assert!(r.version() > v);
         assert_eq!(r.next_expiry(), None);
         // Updates after the loss are ignored.
-        r.apply(A, &NONE, &[n("10.0.0.0/8")], &[], t + Duration::from_secs(311));
+        r.apply(
+            A,
+            &NONE,
+            &[n("10.0.0.0/8")],
+            &[],
+            t + Duration::from_secs(311),
+        );
         assert!(set(&r).is_empty());
     }
 
@@ -475,7 +481,11 @@ mod tests {
             communities: vec!["64500:100".into()],
             med: Some(10),
         };
-        let routes = |r: &Rib| r.routes().map(|(p, a)| (p.to_string(), a)).collect::<Vec<_>>();
+        let routes = |r: &Rib| {
+            r.routes()
+                .map(|(p, a)| (p.to_string(), a))
+                .collect::<Vec<_>>()
+        };
         r.apply(B, &NONE, &[n("10.0.0.0/8")], &[], t);
         r.apply(A, &fallback, &[n("10.0.0.0/8"), n("10.1.0.0/16")], &[], t);
         assert_eq!(

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use control_client::RetryPolicy;
 use control_client::wire::{
-    HealthSummary, Heartbeat, HeartbeatResponse, Inventory, PrefixReport, RegisterResponse, RouteAttrs,
-    RenditionHolding, inventory_digest,
+    HealthSummary, Heartbeat, HeartbeatResponse, Inventory, PrefixReport, RegisterResponse,
+    RenditionHolding, RouteAttrs, inventory_digest,
 };
 use ipnet::IpNet;
 use rand::rngs::SmallRng;

@@ -41,10 +41,15 @@ pub struct Existing {
 pub enum Verdict {
     /// Write the appliance (a new one, or one whose credential was revoked
     /// and that this token names) with `bound`, and mark the token used.
-    Enrol { id: String, bound: Placement },
+    Enrol {
+        id: String,
+        bound: Placement,
+    },
     /// This appliance already enrolled with this token and this credential
     /// (its answer was lost): the same answer again, nothing written.
-    Again { id: String },
+    Again {
+        id: String,
+    },
     Refused(Refusal),
 }
 
@@ -53,14 +58,22 @@ pub enum Refusal {
     UnknownToken,
     Expired,
     /// Used by another appliance, or with another credential.
-    Used { by: String },
+    Used {
+        by: String,
+    },
     /// The token names another id.
-    WrongId { bound: String },
+    WrongId {
+        bound: String,
+    },
     /// An appliance of that id exists (and is not revoked, or the token does
     /// not name it).
-    IdTaken { id: String },
+    IdTaken {
+        id: String,
+    },
     /// The appliance states another tier, site or region than the token binds.
-    Mismatch { what: String },
+    Mismatch {
+        what: String,
+    },
 }
 
 impl Refusal {
@@ -129,7 +142,9 @@ pub fn decide(
     // may retry after its token expired (its answer was lost at the end).
     if let Some(used) = &token.used {
         return if used.by == req.id && used.credential_sha256 == req.credential_sha256 {
-            Verdict::Again { id: used.by.clone() }
+            Verdict::Again {
+                id: used.by.clone(),
+            }
         } else {
             Verdict::Refused(Refusal::Used {
                 by: used.by.clone(),
@@ -369,7 +384,8 @@ mod tests {
         let mut ixp = r.clone();
         ixp.info.tier = Tier::Ixp;
         ixp.info.site = "ams-ix".into();
-        let Verdict::Refused(Refusal::Mismatch { what }) = decide(Some(&token(None)), None, &ixp, 2000)
+        let Verdict::Refused(Refusal::Mismatch { what }) =
+            decide(Some(&token(None)), None, &ixp, 2000)
         else {
             panic!()
         };

@@ -80,18 +80,20 @@ pub async fn fill_plan(
             .appliances
             .get(&id)
             .and_then(|a| a.bound.as_ref())
-            .map_or((None, None), |b| (b.fill_window.clone(), b.utc_offset.clone())),
+            .map_or((None, None), |b| {
+                (b.fill_window.clone(), b.utc_offset.clone())
+            }),
     };
-    let window = fillplan::window_for(fill_window.as_deref(), utc_offset.as_deref(), cfg)
-        .map_err(|e| {
-        // Validated at start; reaching this means the config changed under us.
-        tracing::error!(appliance = %id, error = %e, "bad fill window");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "bad_fill_window",
-            e.to_string(),
-        )
-    })?;
+    let window =
+        fillplan::window_for(fill_window.as_deref(), utc_offset.as_deref(), cfg).map_err(|e| {
+            // Validated at start; reaching this means the config changed under us.
+            tracing::error!(appliance = %id, error = %e, "bad fill window");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "bad_fill_window",
+                e.to_string(),
+            )
+        })?;
     let expires = now.saturating_add(state.config.fill_plan_ttl().as_secs());
     // One token for the whole catalogue prefix: a plan spans many titles, and
     // the appliance needs nothing else from its sources.

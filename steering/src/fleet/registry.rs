@@ -540,7 +540,11 @@ mod tests {
         assert_eq!(reg.take_prefixes("a", &delta), PrefixOutcome::Applied);
         assert_eq!(reg.appliances["a"].learned.len(), 3);
         let row = reg.learned_row("a").unwrap();
-        assert_eq!(row.attrs.len(), 1, "the re-announced prefix took its community");
+        assert_eq!(
+            row.attrs.len(),
+            1,
+            "the re-announced prefix took its community"
+        );
         assert_eq!(row.attrs["10.2.0.0/16"].communities, ["64500:100"]);
         assert_eq!(
             reg.take_prefixes("a", &delta),

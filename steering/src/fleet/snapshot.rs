@@ -205,7 +205,11 @@ fn build(state: &Fleet) -> Snapshot {
     let mut served: Vec<Served> = config
         .appliances
         .iter()
-        .flat_map(|a| a.serves.iter().map(move |p| Served::from((*p, a.id.clone()))))
+        .flat_map(|a| {
+            a.serves
+                .iter()
+                .map(move |p| Served::from((*p, a.id.clone())))
+        })
         .collect();
     {
         let fallback = &config.steer.fallback_communities;

@@ -461,7 +461,9 @@ pub fn pathway_priority(
         if !h.live || ranked.iter().any(|r| r.4 == id) {
             continue;
         }
-        let group = served.and_then(|s| s.group_of(id)).filter(|_| h.tier == Tier::Embedded);
+        let group = served
+            .and_then(|s| s.group_of(id))
+            .filter(|_| h.tier == Tier::Embedded);
         let rank = if !has_content || !ctx.holds(id, false) {
             (5, 0, 0.0)
         } else if !ctx.under(id) {

@@ -594,7 +594,11 @@ async fn an_enrolment_token_enrols_once_across_instances(a: Arc<dyn Store>, b: A
         match t.await.unwrap() {
             (i, Verdict::Enrol { id, bound }) => {
                 assert_eq!(id, format!("e{i}"));
-                assert_eq!(bound.region.as_deref(), Some("eu"), "bound to what it stated");
+                assert_eq!(
+                    bound.region.as_deref(),
+                    Some("eu"),
+                    "bound to what it stated"
+                );
                 enrolled.push(i);
             }
             (_, Verdict::Refused(Refusal::Used { .. })) => {}
@@ -616,16 +620,27 @@ async fn an_enrolment_token_enrols_once_across_instances(a: Arc<dyn Store>, b: A
     let tokens = b.enrolments().await.unwrap();
     assert_eq!(tokens[0].used.as_ref().unwrap().by, id);
     assert_eq!(
-        a.enrol("nope", &enrol_request("x", "c"), 1001).await.unwrap(),
+        a.enrol("nope", &enrol_request("x", "c"), 1001)
+            .await
+            .unwrap(),
         Verdict::Refused(Refusal::UnknownToken)
     );
     // A second token cannot take the id while it is in use.
     a.add_enrolment(&enrolment("t2", None, 1000)).await.unwrap();
     assert_eq!(
-        a.enrol("t2", &enrol_request(&id, "other"), 1001).await.unwrap(),
+        a.enrol("t2", &enrol_request(&id, "other"), 1001)
+            .await
+            .unwrap(),
         Verdict::Refused(Refusal::IdTaken { id: id.clone() })
     );
-    assert!(b.enrolments().await.unwrap().iter().any(|e| e.token_sha256 == "t2" && e.used.is_none()), "a refusal leaves the token unused");
+    assert!(
+        b.enrolments()
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.token_sha256 == "t2" && e.used.is_none()),
+        "a refusal leaves the token unused"
+    );
 }
 
 async fn revocation_holds_until_a_new_credential(a: Arc<dyn Store>, b: Arc<dyn Store>) {
@@ -636,7 +651,8 @@ async fn revocation_holds_until_a_new_credential(a: Arc<dyn Store>, b: Arc<dyn S
         a.revoke_appliance("zz", 3).await.unwrap(),
         Revoked::NoSuchAppliance
     );
-    let revoked = |s: Arc<dyn Store>| async move { s.appliance("d1").await.unwrap().unwrap().revoked };
+    let revoked =
+        |s: Arc<dyn Store>| async move { s.appliance("d1").await.unwrap().unwrap().revoked };
     assert!(revoked(Arc::clone(&a)).await);
     // A restart declaring it with the same credential keeps it revoked...
     a.declare_appliance("d1", &info(), "c1", 4).await.unwrap();
@@ -646,19 +662,30 @@ async fn revocation_holds_until_a_new_credential(a: Arc<dyn Store>, b: Arc<dyn S
     assert!(!revoked(Arc::clone(&b)).await);
     // An enrolled appliance, revoked, is re-enrolled only by a token naming it.
     a.add_enrolment(&enrolment("t1", None, 10)).await.unwrap();
-    assert!(matches!(a.enrol("t1", &enrol_request("e1", "k1"), 11).await.unwrap(), Verdict::Enrol { .. }));
+    assert!(matches!(
+        a.enrol("t1", &enrol_request("e1", "k1"), 11).await.unwrap(),
+        Verdict::Enrol { .. }
+    ));
     b.revoke_appliance("e1", 12).await.unwrap();
     a.add_enrolment(&enrolment("t2", None, 13)).await.unwrap();
     assert_eq!(
         a.enrol("t2", &enrol_request("e1", "k2"), 14).await.unwrap(),
         Verdict::Refused(Refusal::IdTaken { id: "e1".into() })
     );
-    a.add_enrolment(&enrolment("t3", Some("e1"), 13)).await.unwrap();
-    assert!(matches!(b.enrol("t3", &enrol_request("e1", "k3"), 14).await.unwrap(), Verdict::Enrol { .. }));
+    a.add_enrolment(&enrolment("t3", Some("e1"), 13))
+        .await
+        .unwrap();
+    assert!(matches!(
+        b.enrol("t3", &enrol_request("e1", "k3"), 14).await.unwrap(),
+        Verdict::Enrol { .. }
+    ));
     let row = a.appliance("e1").await.unwrap().unwrap();
     assert!(!row.revoked);
     assert_eq!(row.credential_sha256, "k3");
     // Each write is in the change log the other instances follow.
     let logged = a.changes_since(0).await.unwrap();
-    assert!(logged.iter().filter(|c| c.appliance == "e1").count() >= 3, "{logged:?}");
+    assert!(
+        logged.iter().filter(|c| c.appliance == "e1").count() >= 3,
+        "{logged:?}"
+    );
 }

@@ -719,7 +719,14 @@ fn the_isps_communities_and_med_order_its_appliances() {
     );
     // A sticky pathway in a worse group does not hold viewers there.
     assert_eq!(
-        pathway_priority(&snap, ip("10.1.2.3"), &["t1/v720"], &pathways, Some("far"), now)[0],
+        pathway_priority(
+            &snap,
+            ip("10.1.2.3"),
+            &["t1/v720"],
+            &pathways,
+            Some("far"),
+            now
+        )[0],
         "near"
     );
     // The preferred appliance is full: the next group takes its viewers.
