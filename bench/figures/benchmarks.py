@@ -4,7 +4,7 @@ Every figure, and every sentence that compares, is computed here from the
 measurements; what stays as text is what a section measures and how.
 """
 
-from . import control, data, fleet, packager
+from . import control, data, fleet, packager, reco
 from . import text as t
 from .noise import COMPARE_FIGS, Noise, compared, ratio_rows
 
@@ -426,7 +426,7 @@ def body(name, rec, noise):
 
 
 def render(records, packager_rec=None, control_rec=None, failover_rec=None, fleet_recs=(None, None),
-           flash_rec=None):
+           flash_rec=None, reco_rec=None):
     """The whole of BENCHMARKS.md from {section: record or None},
     docs/data/packager.json, docs/data/control/plays.json and
     docs/data/control/failover.json (or None)."""
@@ -454,5 +454,6 @@ def render(records, packager_rec=None, control_rec=None, failover_rec=None, flee
     out += control.failover_section(failover_rec)
     out += control.flash_section(flash_rec)
     out += fleet.section(*fleet_recs)
+    out += reco.section(reco_rec)
     out.append(HISTORY)
     return "\n".join(out)

@@ -57,6 +57,10 @@ pub enum Command {
     /// and a viewing trace, filled by steering's planners and steered by its
     /// decision code; how much peak traffic stays inside the ISPs.
     FleetSim(crate::fleetsim::FleetSimArgs),
+    /// Recommendations' quality offline on a viewing trace with profiles:
+    /// recall@k and NDCG@k of popular-in-region, item-to-item and the full
+    /// ranker, each profile's last new title held out.
+    Reco(crate::reco::RecoArgs),
 }
 
 /// Serialised into `--results` files: every option in effect.

@@ -21,6 +21,7 @@ mod play_stats;
 mod playback;
 mod players;
 mod plays;
+mod reco;
 mod report;
 mod run;
 mod sampler;
@@ -96,6 +97,20 @@ fn main() -> ExitCode {
             fleetsim::fleet_sim(args).and_then(|r| {
                 if let Some(path) = &args.results {
                     run.write(path, "fleet-sim", args, &r)?;
+                }
+                if args.json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else {
+                    print!("{}", r.table());
+                }
+                Ok(())
+            })
+        }
+        Command::Reco(args) => {
+            let run = results::Run::start();
+            reco::reco(args).and_then(|r| {
+                if let Some(path) = &args.results {
+                    run.write(path, "reco", args, &r)?;
                 }
                 if args.json {
                     println!("{}", serde_json::to_string(&r)?);

@@ -55,6 +55,10 @@ pub enum Command {
         #[command(subcommand)]
         command: AppliancesCommand,
     },
+    /// Run the recommendation service (`[recommender]`; `--listen` overrides
+    /// its `listen`): trains on the store's play history and answers home
+    /// rows for `[recommendations] url`.
+    Recommender,
 }
 
 #[derive(Subcommand)]

@@ -48,6 +48,7 @@ pub struct Config {
     pub steer: SteerConfig,
     pub bookmarks: BookmarksConfig,
     pub recommendations: RecommendationsConfig,
+    pub recommender: RecommenderConfig,
     /// Subscription plans.
     #[serde(rename = "plan")]
     pub plans: Vec<PlanConfig>,
@@ -379,6 +380,53 @@ pub struct RecommendationsConfig {
     pub failures: u32,
     #[serde(with = "humantime_serde")]
     pub cool_down: Duration,
+    /// A profile's rows are asked for again after this long; until then
+    /// they are served from steering's cache.
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    /// When the backend fails, a profile's last good rows are served
+    /// (marked stale) up to this old; after that, the regional fallback.
+    #[serde(with = "humantime_serde")]
+    pub stale_for: Duration,
+    /// Profiles whose rows are cached (least recently used leave first).
+    pub cache_entries: usize,
+}
+
+/// `steering recommender`: the recommendation service (see `reco`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecommenderConfig {
+    pub listen: SocketAddr,
+    /// The model is trained again this often (and at start).
+    #[serde(with = "humantime_serde")]
+    pub retrain_every: Duration,
+    /// Plays this far back are learned from.
+    #[serde(with = "humantime_serde")]
+    pub lookback: Duration,
+    /// At most this many plays (the newest) are learned from.
+    pub max_events: u32,
+    /// Titles per row.
+    pub per_row: usize,
+    /// "Trending" weighs a play half after this long.
+    #[serde(with = "humantime_serde")]
+    pub trending_half_life: Duration,
+    /// "New releases": titles released within this.
+    #[serde(with = "humantime_serde")]
+    pub new_for: Duration,
+}
+
+impl Default for RecommenderConfig {
+    fn default() -> Self {
+        RecommenderConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7100)),
+            retrain_every: Duration::from_secs(3600),
+            lookback: Duration::from_secs(30 * 86_400),
+            max_events: 2_000_000,
+            per_row: 20,
+            trending_half_life: Duration::from_secs(2 * 86_400),
+            new_for: Duration::from_secs(30 * 86_400),
+        }
+    }
 }
 
 impl BookmarksConfig {
@@ -557,6 +605,7 @@ impl Default for Config {
             steer: SteerConfig::default(),
             bookmarks: BookmarksConfig::default(),
             recommendations: RecommendationsConfig::default(),
+            recommender: RecommenderConfig::default(),
             plans: vec![
                 PlanConfig {
                     name: "basic".into(),
@@ -680,6 +729,9 @@ impl Default for RecommendationsConfig {
             timeout: g.timeout,
             failures: g.failures,
             cool_down: g.cool_down,
+            cache_ttl: Duration::from_secs(300),
+            stale_for: Duration::from_secs(86_400),
+            cache_entries: 100_000,
         }
     }
 }
@@ -865,6 +917,19 @@ impl Config {
                 "steer.fallback_communities",
                 format!("{c:?}: use ASN:VALUE (each 0-65535) or GLOBAL:DATA1:DATA2 (large)"),
             );
+        }
+        let r = &self.recommender;
+        if r.retrain_every.is_zero() || r.lookback.is_zero() || r.trending_half_life.is_zero() {
+            return reject(
+                "recommender",
+                "retrain_every, lookback and trending_half_life must be greater than zero",
+            );
+        }
+        if r.max_events == 0 || r.per_row == 0 || r.per_row > 100 {
+            return reject("recommender", "max_events at least 1, per_row 1 to 100");
+        }
+        if self.recommendations.cache_entries == 0 {
+            return reject("recommendations.cache_entries", "at least 1");
         }
         for (field, g) in [
             ("bookmarks", self.bookmarks.guard()),

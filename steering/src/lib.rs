@@ -25,6 +25,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod popularity;
 pub mod readiness;
+pub mod reco;
 pub mod signing;
 pub mod steerer;
 pub mod store;

@@ -10,8 +10,13 @@ use steering::config::EXIT_BAD_CONFIG;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let overrides = cli.overrides;
+    let mut recommender = false;
     let check_only = match cli.command {
         Some(Command::CheckConfig) => true,
+        Some(Command::Recommender) => {
+            recommender = true;
+            false
+        }
         Some(Command::Catalog {
             command: CatalogCommand::Import { dir },
         }) => return steering::cli::import(&dir, &overrides),
@@ -24,7 +29,23 @@ fn main() -> ExitCode {
         }) => return steering::cli::import_rib(&file, &overrides),
         None => false,
     };
-    let config = match load(&overrides) {
+    // `--listen` is the recommender's own address when it runs.
+    let loaded = if recommender {
+        let listen = overrides.listen;
+        let plain = steering::cli::Overrides {
+            listen: None,
+            ..overrides.clone()
+        };
+        load(&plain).map(|mut c| {
+            if let Some(l) = listen {
+                c.recommender.listen = l;
+            }
+            c
+        })
+    } else {
+        load(&overrides)
+    };
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("steering: bad config: {e}");
@@ -46,6 +67,28 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if recommender {
+        let result: Result<(), String> = rt.block_on(async move {
+            let signals = service::signals::Signals::install()
+                .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+            let listen = config.recommender.listen;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            println!("recommender listening http={addr}");
+            service::notify::ready("training");
+            let reload = std::sync::Arc::new(tokio::sync::Notify::new());
+            steering::reco::service::run(config, listener, shutdown(signals, reload)).await
+        });
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("steering recommender: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let result: Result<(), String> = rt.block_on(async move {
         let signals = service::signals::Signals::install()
             .map_err(|e| format!("cannot install signal handlers: {e}"))?;

@@ -47,6 +47,8 @@ pub struct Metrics {
     pub steered: Family<ReasonLabel, Counter>,
     pub steering_polls: Counter,
     pub home_fallbacks: Counter,
+    /// Where home pages' personalised rows came from (`cache`, `service`, `stale`).
+    pub home_rows: Family<ReasonLabel, Counter>,
     pub fill_plans_served: Counter,
     runtime_tasks: Gauge,
     snapshot_builds: Counter,
@@ -74,6 +76,7 @@ impl Metrics {
             steered: Family::default(),
             steering_polls: Counter::default(),
             home_fallbacks: Counter::default(),
+            home_rows: Family::default(),
             fill_plans_served: Counter::default(),
             runtime_tasks: Gauge::default(),
             snapshot_builds: Counter::default(),
@@ -138,6 +141,11 @@ impl Metrics {
             "licences",
             "Clear Key licence requests by outcome",
             m.licences.clone(),
+        );
+        registry.register(
+            "home_rows",
+            "Home pages' personalised rows by source (cache, service, stale: the last good while the service fails)",
+            m.home_rows.clone(),
         );
         registry.register(
             "enrolments",

@@ -1,5 +1,5 @@
 use super::sim::{self, Planner, Setup};
-use super::trace::{DAY, EPOCH, HOUR, Region, Session, Site, Title, World};
+use super::trace::{DAY, EPOCH, HOUR, NO_PROFILE, Region, Session, Site, Title, World};
 use super::*;
 
 /// 10 minutes at 1,000 kbit/s: 75 MB.
@@ -25,6 +25,7 @@ fn session(start: u64, title: u32, watch_s: u32) -> Session {
         site: 0,
         watch_s,
         kbps: 1000,
+        profile: NO_PROFILE,
     }
 }
 

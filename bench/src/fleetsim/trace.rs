@@ -19,9 +19,11 @@
 //! # Trace files
 //!
 //! `FILE` (sessions, sorted by `start`):
-//! `start,region,isp,title,watch_s,kbps` — unix seconds, the viewer's region
-//! and ISP (one simulated site per ISP), the title id, seconds watched and the
-//! bitrate in kbit/s.
+//! `start,region,isp,title,watch_s,kbps[,profile]` — unix seconds, the
+//! viewer's region and ISP (one simulated site per ISP), the title id, seconds
+//! watched, the bitrate in kbit/s, and optionally the viewer's profile within
+//! its ISP (`p17`; recommendations are evaluated on traces that have it, see
+//! `assign_profiles`).
 //!
 //! `FILE.titles.csv` (required): `title,minutes,ladder_kbps,release,audience,regions`
 //! — the ladder as `;`-separated kbit/s of every rendition (audio included),
@@ -94,7 +96,12 @@ pub struct Session {
     pub site: u32,
     pub watch_s: u32,
     pub kbps: u32,
+    /// The viewer's profile within its site (`NO_PROFILE`: unknown).
+    pub profile: u32,
 }
+
+/// A session whose viewer is not known (traces without a profile column).
+pub const NO_PROFILE: u32 = u32::MAX;
 
 impl Session {
     pub fn bytes(&self) -> u64 {
@@ -400,6 +407,7 @@ pub fn generate(spec: &Spec) -> World {
                         site: site as u32,
                         watch_s: watch.clamp(60, length.max(60)),
                         kbps: video + AUDIO_KBPS,
+                        profile: NO_PROFILE,
                     });
                 }
             }
@@ -413,6 +421,46 @@ pub fn generate(spec: &Spec) -> World {
         sites,
         titles,
         sessions,
+    }
+}
+
+/// Give every session a viewer: `per_site` profiles per ISP site, each
+/// liking two of `genres` genres (titles are spread over the genres at
+/// random). A session of a title of genre g goes, with probability
+/// `affinity`, to a profile of its site that likes g, else to any profile of
+/// its site: with affinity near 1 the profiles have distinct tastes, at 0
+/// they watch alike. The titles and times drawn by `generate` stay as they
+/// are (a generator of its own, from `seed`).
+pub fn assign_profiles(
+    world: &mut World,
+    per_site: usize,
+    genres: usize,
+    affinity: f64,
+    seed: u64,
+) {
+    let per_site = per_site.max(1);
+    let genres = genres.max(2);
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x7072_6f66_696c_6573);
+    let genre: Vec<usize> = (0..world.titles.len())
+        .map(|_| rng.random_range(0..genres))
+        .collect();
+    // Per site and genre: the profiles liking it.
+    let mut fans: Vec<Vec<Vec<u32>>> = vec![vec![Vec::new(); genres]; world.sites.len()];
+    for site in &mut fans {
+        for p in 0..per_site as u32 {
+            let a = rng.random_range(0..genres);
+            let b = (a + 1 + rng.random_range(0..genres - 1)) % genres;
+            site[a].push(p);
+            site[b].push(p);
+        }
+    }
+    for s in &mut world.sessions {
+        let liking = &fans[s.site as usize][genre[s.title as usize]];
+        s.profile = if !liking.is_empty() && rng.random::<f64>() < affinity {
+            liking[rng.random_range(0..liking.len())]
+        } else {
+            rng.random_range(0..per_site as u32)
+        };
     }
 }
 
@@ -431,10 +479,15 @@ pub fn write(world: &World, path: &Path) -> anyhow::Result<()> {
         )?))
     };
     let mut out = create(path)?;
-    writeln!(out, "start,region,isp,title,watch_s,kbps")?;
+    let profiles = world.sessions.iter().any(|s| s.profile != NO_PROFILE);
+    if profiles {
+        writeln!(out, "{SESSIONS},profile")?;
+    } else {
+        writeln!(out, "{SESSIONS}")?;
+    }
     for s in &world.sessions {
         let site = &world.sites[s.site as usize];
-        writeln!(
+        write!(
             out,
             "{},{},{},{},{},{}",
             s.start,
@@ -444,6 +497,11 @@ pub fn write(world: &World, path: &Path) -> anyhow::Result<()> {
             s.watch_s,
             s.kbps
         )?;
+        match (profiles, s.profile) {
+            (false, _) => writeln!(out)?,
+            (true, NO_PROFILE) => writeln!(out, ",")?,
+            (true, p) => writeln!(out, ",p{p}")?,
+        }
     }
     out.flush()?;
     let mut out = create(&sibling(path, ".titles.csv"))?;
@@ -485,6 +543,23 @@ pub fn write(world: &World, path: &Path) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// The sessions file's header (its optional last column is `profile`: `pN`,
+/// the viewer's profile within its ISP's site).
+const SESSIONS: &str = "start,region,isp,title,watch_s,kbps";
+
+/// A file's first line.
+fn header_of(path: &Path) -> anyhow::Result<String> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(std::io::BufReader::new(file)
+        .lines()
+        .next()
+        .transpose()?
+        .unwrap_or_default()
+        .trim()
+        .to_owned())
 }
 
 /// Rows of a CSV file after its header, split on commas, each with its line
@@ -619,7 +694,13 @@ pub fn read(path: &Path) -> anyhow::Result<World> {
 
     let mut sessions = Vec::new();
     let mut last = 0;
-    for (line, f) in rows(path, "start,region,isp,title,watch_s,kbps")? {
+    let with_profiles = header_of(path)? == format!("{SESSIONS},profile");
+    let header = if with_profiles {
+        format!("{SESSIONS},profile")
+    } else {
+        SESSIONS.to_owned()
+    };
+    for (line, f) in rows(path, &header)? {
         let start: u64 = field(path, line, "start", &f[0])?;
         if start < last {
             bail!(
@@ -655,6 +736,13 @@ pub fn read(path: &Path) -> anyhow::Result<World> {
             site: site as u32,
             watch_s: field(path, line, "watch_s", &f[4])?,
             kbps: field(path, line, "kbps", &f[5])?,
+            profile: match f.get(6).map(String::as_str) {
+                None | Some("") => NO_PROFILE,
+                Some(p) => {
+                    let n = p.strip_prefix('p').unwrap_or(p);
+                    field(path, line, "profile", n)?
+                }
+            },
         });
     }
     let (Some(first), Some(end)) = (sessions.first(), sessions.last()) else {

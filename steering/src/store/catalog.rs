@@ -60,7 +60,38 @@ pub trait CatalogStore: Send + Sync {
     /// A title with its renditions and packaged manifests.
     async fn title(&self, id: &str) -> Result<Option<TitleRecord>, StoreError>;
     /// `(id, name, regions)` of every title.
-    async fn title_names(&self) -> Result<Vec<(String, String, Vec<String>)>, StoreError>;
+    /// Every title's id, name, regions and release, by id.
+    async fn titles_brief(&self) -> Result<Vec<TitleBrief>, StoreError>;
+}
+
+/// What browsing, search and home rows need of a title.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TitleBrief {
+    pub id: String,
+    pub name: String,
+    /// Where it may be played (`*`: everywhere).
+    pub regions: Vec<String>,
+    /// Unix seconds before which it may not be played.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<u64>,
+}
+
+impl TitleBrief {
+    /// Whether an account in `region` of `country` may play it at `now`.
+    pub fn playable(&self, region: &str, country: &str, now: u64) -> bool {
+        self.regions
+            .iter()
+            .any(|r| r == "*" || r == region || r == country)
+            && self.release.is_none_or(|t| t <= now)
+    }
+
+    /// Whether it is listed for an account in `region` of `country` (a title
+    /// not yet released is listed, as coming).
+    pub fn listed(&self, region: &str, country: &str) -> bool {
+        self.regions
+            .iter()
+            .any(|r| r == "*" || r == region || r == country)
+    }
 }
 
 mod postgres;

@@ -15,12 +15,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::Connection;
 
 mod catalog;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
-pub use catalog::{CatalogStore, TitleRecord, TitleRendition};
+pub use catalog::{CatalogStore, TitleBrief, TitleRecord, TitleRendition};
 pub use postgres::Postgres;
 pub use sqlite::Sqlite;
 #[cfg(test)]
@@ -74,22 +73,6 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
     of: impl std::fmt::Display,
 ) -> Result<T, StoreError> {
     serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("{of}: {e}")))
-}
-
-/// Every row `sql` (no parameters) selects, as its `N` text columns.
-pub(crate) fn text_rows<const N: usize>(
-    conn: &Connection,
-    sql: &str,
-) -> Result<Vec<[String; N]>, StoreError> {
-    let mut stmt = conn.prepare(sql)?;
-    let rows = stmt.query_map([], |r| {
-        let mut row: [String; N] = std::array::from_fn(|_| String::new());
-        for (i, col) in row.iter_mut().enumerate() {
-            *col = r.get(i)?;
-        }
-        Ok(row)
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Whether the store takes writes now, for `/health`.

@@ -208,6 +208,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          used_by TEXT,
          used_credential_sha256 TEXT
      );",
+    // 13: who played.
+    "ALTER TABLE plays ADD COLUMN \"user\" TEXT;
+     ALTER TABLE plays ADD COLUMN profile TEXT;
+     CREATE INDEX plays_by_profile ON plays(\"user\", profile, at);",
 ];
 
 /// The database's clock in milliseconds (the wall clock, not the

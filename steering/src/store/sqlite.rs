@@ -216,6 +216,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          used_by TEXT,
          used_credential_sha256 TEXT
      );",
+    // 13: who played (recommendations learn from each profile's plays).
+    "ALTER TABLE plays ADD COLUMN user TEXT;
+     ALTER TABLE plays ADD COLUMN profile TEXT;
+     CREATE INDEX plays_by_profile ON plays(user, profile, at);",
 ];
 
 /// The database's clock in milliseconds: instances on several machines agree

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod admission;
 pub mod bookmarks;
+pub mod browse;
 pub mod clientip;
 pub mod deps;
 pub mod entitle;
@@ -13,6 +14,7 @@ pub mod home;
 pub mod manifests;
 pub mod play;
 pub mod recall;
+pub mod search;
 pub mod store;
 
 use std::sync::Arc;
@@ -55,6 +57,39 @@ pub struct Viewers {
     pub key_ids: std::sync::Mutex<std::collections::HashMap<String, Option<[u8; 16]>>>,
     /// Which new plays are decided now (`[admission]`).
     pub admission: Arc<admission::Admission>,
+    /// The catalogue's titles as last read, and when (browse, search and
+    /// home rows read them at every request; an import shows within
+    /// `TITLES_FRESH`).
+    titles: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<crate::store::TitleBrief>>)>>,
+}
+
+/// How long the titles read for browse, search and home rows are reused.
+const TITLES_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Viewers {
+    /// Every title (id, name, regions, release), read at most every
+    /// `TITLES_FRESH`; on a store error, the last read while there is one.
+    pub async fn titles(&self) -> Result<Arc<Vec<crate::store::TitleBrief>>, ApiError> {
+        let held = self
+            .titles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some((at, list)) = &held
+            && at.elapsed() < TITLES_FRESH
+        {
+            return Ok(Arc::clone(list));
+        }
+        match self.store.titles_brief().await {
+            Ok(list) => {
+                let list = Arc::new(list);
+                *self.titles.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((std::time::Instant::now(), Arc::clone(&list)));
+                Ok(list)
+            }
+            Err(e) => held.map(|(_, l)| l).ok_or_else(|| e.into()),
+        }
+    }
 }
 
 impl Viewers {
@@ -73,7 +108,7 @@ impl Viewers {
         let recommendations = home::Recommendations::new(
             config.recommendations.url.clone(),
             deps::Guard::new("recommendations", &config.recommendations.guard(), &metrics),
-            config.recommendations.timeout,
+            &config.recommendations,
         );
         // Checked by `Config::validate`; unreadable now, it is as if unset,
         // and licence requests say so.
@@ -114,6 +149,7 @@ impl Viewers {
             bookmarks,
             recommendations,
             steered: play::LastSteered::default(),
+            titles: std::sync::Mutex::default(),
         }
     }
 
@@ -142,6 +178,9 @@ pub fn router(viewers: Arc<Viewers>) -> Router {
         )
         .route("/v1/bookmarks", post(accounts::bookmark))
         .route("/v1/home", get(home::home))
+        .route("/v1/titles", get(browse::titles))
+        .route("/v1/titles/{id}", get(browse::title))
+        .route("/v1/search", get(browse::search))
         .route("/player/{*file}", get(player_file))
         .with_state(viewers)
 }

@@ -83,6 +83,20 @@ pub trait ViewerStore: CatalogStore {
     /// the new count, or None at the limit (one statement, so instances
     /// sharing the store cannot both take the last one).
     async fn count_licence(&self, play: &str, max: u32) -> Result<Option<u32>, StoreError>;
+    /// The distinct titles a profile played, most recently played first.
+    async fn history(
+        &self,
+        user: &str,
+        profile: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Plays since `since` with who played them (profile `user/profile`),
+    /// newest first, at most `limit`: what recommendations learn from.
+    async fn viewing_since(
+        &self,
+        since: u64,
+        limit: u32,
+    ) -> Result<Vec<crate::reco::model::Event>, StoreError>;
     /// `(title, at)` of plays in `region` since `since`, newest first, at most `limit`.
     async fn plays_since(
         &self,

@@ -121,6 +121,46 @@ fn a_written_trace_reads_back_the_same() {
 }
 
 #[test]
+fn profiles_have_their_tastes_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.csv");
+    let mut w = generate(&Spec {
+        days: 2,
+        sessions_per_day: 4_000.0,
+        ..spec(5)
+    });
+    let plain = w.sessions.clone();
+    assign_profiles(&mut w, 20, 8, 0.9, 5);
+    // The draws of the trace itself are untouched.
+    for (a, b) in plain.iter().zip(&w.sessions) {
+        assert_eq!((a.start, a.title, a.site), (b.start, b.title, b.site));
+    }
+    assert!(w.sessions.iter().all(|s| s.profile < 20));
+    write(&w, &path).unwrap();
+    assert_eq!(read(&path).unwrap().sessions, w.sessions);
+    // With tastes, a profile's sessions concentrate on few titles' genres:
+    // fewer distinct (profile, title) pairs than without.
+    let distinct = |w: &World| {
+        let mut pairs: Vec<(u32, u32, u32)> = w
+            .sessions
+            .iter()
+            .map(|s| (s.site, s.profile, s.title))
+            .collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        pairs.len()
+    };
+    let mut alike = w.clone();
+    assign_profiles(&mut alike, 20, 8, 0.0, 5);
+    assert!(
+        distinct(&w) < distinct(&alike),
+        "{} vs {}",
+        distinct(&w),
+        distinct(&alike)
+    );
+}
+
+#[test]
 fn bad_trace_files_say_what_and_where() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.csv");

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 
-use super::{CatalogStore, TitleRecord, TitleRendition};
+use super::{CatalogStore, TitleBrief, TitleRecord, TitleRendition};
 use crate::catalog::Title;
 use crate::store::{Postgres, StoreError, from_json, to_json};
 
@@ -218,16 +218,23 @@ impl CatalogStore for Postgres {
         }))
     }
 
-    async fn title_names(&self) -> Result<Vec<(String, String, Vec<String>)>, StoreError> {
+    async fn titles_brief(&self) -> Result<Vec<TitleBrief>, StoreError> {
         let client = self.client().await?;
         client
-            .query("SELECT id, name, regions FROM titles ORDER BY id", &[])
+            .query(
+                "SELECT id, name, regions, release_time FROM titles ORDER BY id",
+                &[],
+            )
             .await?
             .iter()
             .map(|r| {
                 let id: String = r.get(0);
-                let regions = from_json(r.get(2), format_args!("title {id}"))?;
-                Ok((id, r.get(1), regions))
+                Ok(TitleBrief {
+                    regions: from_json(r.get(2), format_args!("title {id}"))?,
+                    name: r.get(1),
+                    release: r.get::<_, Option<i64>>(3).map(|t| t as u64),
+                    id,
+                })
             })
             .collect()
     }

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use super::{CatalogStore, TitleRecord, TitleRendition};
+use super::{CatalogStore, TitleBrief, TitleRecord, TitleRendition};
 use crate::catalog::Title;
-use crate::store::{Sqlite, StoreError, from_json, text_rows, to_json};
+use crate::store::{Sqlite, StoreError, from_json, to_json};
 
 #[async_trait]
 impl CatalogStore for Sqlite {
@@ -191,13 +191,28 @@ impl CatalogStore for Sqlite {
         .await
     }
 
-    async fn title_names(&self) -> Result<Vec<(String, String, Vec<String>)>, StoreError> {
+    async fn titles_brief(&self) -> Result<Vec<TitleBrief>, StoreError> {
         self.read(|conn| {
-            text_rows(conn, "SELECT id, name, regions FROM titles ORDER BY id")?
-                .into_iter()
-                .map(|[id, name, regions]| {
-                    let regions = from_json(&regions, format_args!("title {id}"))?;
-                    Ok((id, name, regions))
+            let mut stmt = conn
+                .prepare_cached("SELECT id, name, regions, release_time FROM titles ORDER BY id")?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(id, name, regions, release)| {
+                    Ok(TitleBrief {
+                        regions: from_json(&regions, format_args!("title {id}"))?,
+                        id,
+                        name,
+                        release: release.map(|t| t as u64),
+                    })
                 })
                 .collect()
         })

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use super::{StreamRow, UserRow, ViewerStore};
+use crate::reco::model::Event;
 use crate::store::{Postgres, StoreError};
 
 fn user_row(r: &tokio_postgres::Row) -> UserRow {
@@ -172,7 +173,8 @@ impl ViewerStore for Postgres {
                      SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM active WHERE n < $11
                      RETURNING started),
                  play AS (
-                     INSERT INTO plays (title, region, at) SELECT $4, $12, started FROM stream)
+                     INSERT INTO plays (title, region, at, \"user\", profile)
+                     SELECT $4, $12, started, $2, $3 FROM stream)
                  SELECT n FROM active",
             )
             .await?;
@@ -269,6 +271,47 @@ impl ViewerStore for Postgres {
             )
             .await?
             == 1)
+    }
+
+    async fn history(
+        &self,
+        user: &str,
+        profile: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT title FROM plays WHERE \"user\" = $1 AND profile = $2
+                 GROUP BY title ORDER BY MAX(at) DESC, title LIMIT $3",
+            )
+            .await?;
+        Ok(client
+            .query(&stmt, &[&user, &profile, &(limit as i64)])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    async fn viewing_since(&self, since: u64, limit: u32) -> Result<Vec<Event>, StoreError> {
+        Ok(self
+            .client()
+            .await?
+            .query(
+                "SELECT \"user\", profile, region, title, at FROM plays
+                 WHERE at >= $1 AND \"user\" IS NOT NULL ORDER BY at DESC LIMIT $2",
+                &[&(since as i64), &(limit as i64)],
+            )
+            .await?
+            .iter()
+            .map(|r| Event {
+                profile: format!("{}/{}", r.get::<_, String>(0), r.get::<_, String>(1)),
+                region: r.get(2),
+                title: r.get(3),
+                at: r.get::<_, i64>(4) as u64,
+            })
+            .collect())
     }
 
     async fn plays_since(

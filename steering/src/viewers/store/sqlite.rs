@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
 use super::{StreamRow, UserRow, ViewerStore};
+use crate::reco::model::Event;
 use crate::store::{Sqlite, StoreError};
 
 #[async_trait]
@@ -140,8 +141,10 @@ impl ViewerStore for Sqlite {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![s.id, s.user, s.profile, s.title, s.client, s.body, s.expires as i64, s.started as i64, s.last_seen as i64])?;
-            tx.prepare_cached("INSERT INTO plays (title, region, at) VALUES (?1, ?2, ?3)")?
-                .execute(params![s.title, region, s.started as i64])?;
+            tx.prepare_cached(
+                "INSERT INTO plays (title, region, at, user, profile) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![s.title, region, s.started as i64, s.user, s.profile])?;
             Ok(Ok(()))
         })
         .await
@@ -207,6 +210,43 @@ impl ViewerStore for Sqlite {
                 "UPDATE streams SET ended = ?3 WHERE id = ?1 AND user = ?2 AND ended IS NULL",
                 params![id, user, now as i64],
             )? == 1)
+        })
+        .await
+    }
+
+    async fn history(
+        &self,
+        user: &str,
+        profile: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let (user, profile) = (user.to_owned(), profile.to_owned());
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT title FROM plays WHERE user = ?1 AND profile = ?2
+                 GROUP BY title ORDER BY MAX(at) DESC, title LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![user, profile, limit], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn viewing_since(&self, since: u64, limit: u32) -> Result<Vec<Event>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT user, profile, region, title, at FROM plays
+                 WHERE at >= ?1 AND user IS NOT NULL ORDER BY at DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![since as i64, limit], |r| {
+                Ok(Event {
+                    profile: format!("{}/{}", r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                    region: r.get(2)?,
+                    title: r.get(3)?,
+                    at: r.get::<_, i64>(4)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }
