@@ -20,7 +20,10 @@ distinct tastes, at 0 they all watch alike (what they watch is still the region'
 popularity). For every profile with at least five distinct titles, its last new title is
 held out with every play from then on; the model (`steering::reco`: co-watch similarity and
 factors learned by BPR) is trained on the rest, and each method's top ten unwatched titles
-are scored: recall@10 (the held-out title is among them) and NDCG@10 (how high)."""
+are scored: recall@10 (the held-out title is among them) and NDCG@10 (how high). The full
+ranker fuses three orders of its candidates (the factors', co-watch's and the region's
+popularity) with weights it learns from the training history alone (its own held-out split
+within it): *fusion* is what it chose."""
 
 METHODS = ["popular-in-region", "item-to-item", "full ranker"]
 
@@ -62,10 +65,12 @@ def section(rec):
                          t.num(x["recall"], 4), t.num(x["ndcg"], 4),
                          t.num(r["profiles_scored"]) if name == METHODS[0] else "",
                          t.num(r["events"]) if name == METHODS[0] else "",
-                         t.num(r["train_seconds"], 1) if name == METHODS[0] else ""])
+                         t.num(r["train_seconds"], 1) if name == METHODS[0] else "",
+                         ("/".join(f"{w:g}" for w in r["fusion"]) if "fusion" in r else "–")
+                         if name == "full ranker" else ""])
     k = report["k"]
     out.append(t.table(["affinity", "method", f"recall@{k}", f"NDCG@{k}", "profiles scored", "plays",
-                        "train and score s"], rows, "llrrrrr"))
+                        "train and score s", "fusion (factors/co-watch/popularity)"], rows, "llrrrrrl"))
     out.append("")
     g = goals(report)
     out.append(t.table(["goal", "measured", "met"], [[a, b, "**yes**" if ok else "no"] for a, b, ok in g],
