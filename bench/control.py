@@ -171,7 +171,7 @@ def plays(urls, tokens, **opts):
     for u in urls:
         argv += ["--steering", u]
     for k, v in opts.items():
-        argv += [f"--{k}", str(v)]
+        argv += [f"--{k}"] if v is True else [f"--{k}", str(v)]
     pg = postgres_pids()
     before = (cpu_seconds(STEERING_PIDS), cpu_seconds(pg), resource.getrusage(resource.RUSAGE_CHILDREN))
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout

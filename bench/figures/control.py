@@ -363,3 +363,57 @@ def flash_section(rec):
                            [[g, m, "**yes**" if ok else "no"] for g, m, ok in goals], "lll"))
         out.append("")
     return out
+
+
+HOME_SOURCE = "docs/data/control/home.json"
+HOME_P99_MS = 10.0  # issue 23: /v1/home p99 from cache at the play API's rate
+
+HOME_PROSE = """`GET /v1/home` with the recommendation service running (`steering recommender` on the
+same SQLite store, its model trained on the plays of the capacity run): the play API's
+capacity is measured first (closed loop, 16 connections), every account's home page is then
+asked for at least once to fill steering's per-profile cache, and the home page is asked for
+open loop at the play API's capacity, each account in turn. steering is pinned to one core and
+oca-bench to the other. Latency is from each request's intended send time."""
+
+
+def home_goals(rec):
+    run = next((r for r in rec["runs"] if r.get("mode") == "open"), None)
+    if not run:
+        return []
+    p99 = run["latency_ms"]["p99"]
+    rate = run.get("target_per_s") or 0
+    served = run["ok_per_s"]
+    return [(f"`/v1/home` p99 at the play API's rate within {HOME_P99_MS:g} ms",
+             f"{t.num(p99, 2)} ms at {t.num(served, 0)} of {t.num(rate, 0)} pages/s asked",
+             p99 <= HOME_P99_MS and served >= 0.98 * rate and run["errors"] == 0)]
+
+
+def home_section(rec):
+    out = ["", "## Home rows from cache", ""]
+    if not rec:
+        return out + [f"Not measured yet: `bench/home.py` (writes `{HOME_SOURCE}`).", ""]
+    out += [f"Measured {t.when(rec.get('date'))} on {t.machine(rec.get('machine'))}. Made by:", "",
+            "```sh", rec["command"], "```", "", HOME_PROSE, ""]
+    rows = []
+    for r in rec["runs"]:
+        l = r["latency_ms"]
+        refused = ", ".join(f"{t.num(n)}× {s}" for s, n in sorted(r["refused"].items())) or "–"
+        rows.append([r["label"], t.num(r["ok_per_s"], 0), refused, t.num(r["errors"]),
+                     t.num(l["p50"], 2), t.num(l["p99"], 2), t.num(l["p999"], 2),
+                     t.num(r["cores_busy"]["steering"], 2)])
+    out.append(t.table(["run", "answered/s", "refused", "no answer", "p50 ms", "p99 ms", "p99.9 ms",
+                        "steering cores"], rows, "lrlrrrrr"))
+    out.append("")
+    src = rec.get("rows_by_source") or {}
+    if src:
+        out += ["Pages' personalised rows by source over the whole run (`steering_home_rows_total`): "
+                + ", ".join(f"{k} {t.num(v)}" for k, v in sorted(src.items())) + ".", ""]
+    for r in rec["runs"]:
+        out.append(f"- {r['label']}: `{r['command']}`")
+    out.append("")
+    goals = home_goals(rec)
+    if goals:
+        out.append(t.table(["goal", "measured", "met"],
+                           [[g, m, "**yes**" if ok else "no"] for g, m, ok in goals], "lll"))
+        out.append("")
+    return out

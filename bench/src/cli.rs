@@ -148,6 +148,10 @@ pub struct PlaysArgs {
     pub device: String,
     #[arg(long, default_value = "main")]
     pub profile: String,
+    /// Ask for home pages (`GET /v1/home?profile=`) instead of plays: the
+    /// same accounts, schedule and report.
+    #[arg(long)]
+    pub home: bool,
     /// Source address of the plays (a client network steering knows).
     #[arg(long, value_name = "IP")]
     pub bind: Option<std::net::IpAddr>,

@@ -187,8 +187,16 @@ pub fn read_tokens(path: &Path) -> Result<Vec<String>> {
 
 pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
     let mut urls = Vec::new();
+    if args.home && args.appliances > 0 {
+        bail!("--home asks for no plays: --appliances has nothing to carry");
+    }
+    let path = if args.home {
+        format!("/v1/home?profile={}", args.profile)
+    } else {
+        "/v1/play".to_owned()
+    };
     for s in &args.steering {
-        let url = Url::parse(&format!("{}/v1/play", s.trim_end_matches('/')))
+        let url = Url::parse(&format!("{}{path}", s.trim_end_matches('/')))
             .with_context(|| format!("--steering {s}"))?;
         if url.tls {
             bail!("--steering {s}: plain http:// only (the control plane's capacity, not TLS's)");
@@ -266,7 +274,7 @@ pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
                     None => s,
                 }
             });
-            let (bind, window, timeout) = (args.bind, args.window, args.timeout);
+            let (bind, window, timeout, home) = (args.bind, args.window, args.timeout, args.home);
             let streams = load.as_ref().map(|l| Streams {
                 load: Arc::clone(l),
                 prefix: format!("{}-", args.appliance_prefix),
@@ -291,6 +299,7 @@ pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
                     surge,
                     streams,
                     clients,
+                    home,
                 })
                 .await
             }));
@@ -575,6 +584,8 @@ struct ConnArgs {
     streams: Option<Streams>,
     /// `X-Forwarded-For` addresses are drawn from this prefix.
     clients: Option<(ipnet::IpNet, SmallRng)>,
+    /// `GET` the home page (`url`) instead of posting a play.
+    home: bool,
 }
 
 /// Where an admitted play's stream goes (`--appliances`).
@@ -670,10 +681,10 @@ async fn connection(mut a: ConnArgs) -> Tally {
             headers.push(("X-Forwarded-For", c));
         }
         let req = Request {
-            method: "POST",
+            method: if a.home { "GET" } else { "POST" },
             url: &a.url,
-            headers: &headers,
-            body: a.body.as_bytes(),
+            headers: if a.home { &headers[..1] } else { &headers },
+            body: if a.home { b"" } else { a.body.as_bytes() },
             keep: a.streams.is_some(),
         };
         // Which part of a surge this play was meant for.
