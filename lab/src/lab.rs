@@ -99,6 +99,9 @@ pub struct Lab {
     pub fill_rate_bps: u64,
     /// The steering URLs viewers are given, in order (`--steering`).
     pub steering: Vec<String>,
+    /// `steering recommender`, which the home page's rows come from; kept
+    /// for its lifetime.
+    pub _recommender: Proc,
 }
 
 impl Drop for Lab {
@@ -192,6 +195,7 @@ pub fn start_on(
         .filter(|a| a.tier == "embedded")
         .map(|a| a.id)
         .collect();
+    let recommender = recommendations(&mut s)?;
     before_fill(&mut s)?;
     let agents = fill(&s, args, &embedded, stop)?;
     let users = viewers(&s, args)?;
@@ -204,7 +208,37 @@ pub fn start_on(
         player,
         fill_rate_bps: args.fill_rate_bps,
         steering,
+        _recommender: recommender,
     })
+}
+
+/// Start the recommendation service on steering's store, retraining every
+/// ten seconds (the lab's history is minutes long), and point steering at it
+/// (steering restarts on its address to take the new config).
+fn recommendations(s: &mut Stack) -> anyhow::Result<Proc> {
+    let mut cfg = std::fs::read_to_string(&s.config)?;
+    cfg += "\n[recommender]\nretrain_every = \"10s\"\n";
+    std::fs::write(&s.config, &cfg)?;
+    let config = s.config.to_str().unwrap_or_default().to_owned();
+    let recommender = Proc::start(
+        "steering",
+        &[
+            "recommender",
+            "--config",
+            &config,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[("STEERING_LOG", "warn")],
+    );
+    let addr = recommender.addr("http=");
+    cfg += &format!("[recommendations]\nurl = \"http://{addr}/rows\"\ncache_ttl = \"10s\"\n");
+    std::fs::write(&s.config, &cfg)?;
+    s.restart_steering();
+    say(format!(
+        "recommendations: steering recommender at http://{addr}, learning from the lab's plays every 10 s"
+    ));
+    Ok(recommender)
 }
 
 /// Run the narrated lab; `stop` ends the viewing phase early (Ctrl-C).
@@ -213,10 +247,14 @@ pub fn run(args: &LabArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let lab = start(args, &[], &stop)?;
     let s = &lab.s;
     if lab.player.is_some() {
+        let alice = s.token("alice");
         say(format!(
-            "while the viewers run, a browser can play from the lab: http://{}/player/player.html?token={}&title=t1",
+            "while the viewers run, a browser can play from the lab: http://{}/player/player.html?token={alice}&title=t1",
             s.addr,
-            s.token("alice")
+        ));
+        say(format!(
+            "and see alice's home rows (recommendations, search): http://{}/player/home.html?token={alice}",
+            s.addr,
         ));
     }
     if stop.load(Ordering::Relaxed) {
@@ -290,6 +328,7 @@ fn player_dir() -> Option<tempfile::TempDir> {
     }
     let dir = tempfile::tempdir().ok()?;
     std::fs::copy(src.join("player.html"), dir.path().join("player.html")).ok()?;
+    std::fs::copy(src.join("home.html"), dir.path().join("home.html")).ok()?;
     std::fs::copy(hls, dir.path().join("hls.min.js")).ok()?;
     Some(dir)
 }

@@ -53,7 +53,14 @@ fn all_items(home: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn home_rows_learn_from_plays_and_survive_the_recommender_stopping_and_dying() {
-    let mut s = stack::start(&stack::fleet(), "");
+    // The lab's home page, served by steering as the web player is.
+    let browser = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    let pages = tempfile::tempdir().unwrap();
+    std::fs::copy(browser.join("home.html"), pages.path().join("home.html")).unwrap();
+    let mut s = stack::start(
+        &stack::fleet(),
+        &format!("player_dir = \"{}\"", pages.path().display()),
+    );
     // A second US viewer, and the service that learns from both.
     steering_cmd(
         &s,
@@ -143,6 +150,31 @@ fn home_rows_learn_from_plays_and_survive_the_recommender_stopping_and_dying() {
             .any(|i| i["id"] == "t1"),
         "nothing already watched is recommended: {home}"
     );
+
+    // The same rows drawn by the home page in Chromium, reasons and links.
+    let out = Command::new("timeout")
+        .arg("90")
+        .arg("node")
+        .arg(browser.join("home.mjs"))
+        .arg(format!(
+            "http://{}/player/home.html?token={erin}&profile=main",
+            s.addr
+        ))
+        .current_dir(&browser)
+        .output()
+        .unwrap();
+    let page: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("home.mjs: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(page["phase"], "shown", "{page}");
+    let drawn = page["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "because-you-watched")
+        .unwrap_or_else(|| panic!("{page}"));
+    assert_eq!(drawn["reason"], "Because you watched Test pattern t1");
+    assert_eq!(drawn["items"][0], "long");
+    assert!(page["links"].as_u64().unwrap() >= 2, "{page}");
 
     // Alice (eu-west) watched t1 too, but long (and t3) are US only: never hers.
     let alice_home = get(&s, &alice, "/v1/home?profile=main").json();
