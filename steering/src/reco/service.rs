@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{self, Model, Params, RowsInput};
 use crate::config::{Config, RecommenderConfig};
+use crate::forecast;
 use crate::http::ApiError;
 use crate::store::{Store, TitleBrief};
 
@@ -31,14 +32,21 @@ pub struct Trained {
 pub struct Recommender {
     store: Arc<dyn Store>,
     config: RecommenderConfig,
+    /// A launch's audience when its title gives none (`fill.launch_audience`).
+    launch_audience: f64,
     current: ArcSwapOption<Trained>,
 }
 
 impl Recommender {
-    pub fn new(store: Arc<dyn Store>, config: RecommenderConfig) -> Arc<Recommender> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: RecommenderConfig,
+        launch_audience: f64,
+    ) -> Arc<Recommender> {
         Arc::new(Recommender {
             store,
             config,
+            launch_audience,
             current: ArcSwapOption::empty(),
         })
     }
@@ -54,24 +62,52 @@ impl Recommender {
             .await
             .map_err(|e| e.to_string())?;
         let titles = self.store.titles_brief().await.map_err(|e| e.to_string())?;
+        let counts = self
+            .store
+            .demand(now, forecast::HISTORY_DAYS as u32)
+            .await
+            .map_err(|e| e.to_string())?;
         let half_life = self.config.trending_half_life.as_secs_f64();
+        let launch_audience = self.launch_audience;
         let started = Instant::now();
         let trained = tokio::task::spawn_blocking(move || {
             let model = super::eval::train_tuned(&events, now, &Params::default());
+            // Trending: the demand forecast's next 24 hours per region (the
+            // one fill planning places content by); a region without one,
+            // its decayed plays.
+            let metas: Vec<forecast::TitleMeta<'_>> = titles
+                .iter()
+                .map(|t| forecast::TitleMeta {
+                    id: &t.id,
+                    release: t.release,
+                    audience: t.audience.unwrap_or(launch_audience),
+                })
+                .collect();
+            let params = forecast::Params::default();
+            let mut trending: HashMap<String, Vec<String>> =
+                forecast::histories(&counts, forecast::HISTORY_DAYS)
+                    .iter()
+                    .map(|(region, h)| {
+                        let f = forecast::forecast(h, &metas, now, &params);
+                        let mut by: Vec<(&String, &f64)> = f.next_day.iter().collect();
+                        by.sort_by(|a, b| b.1.total_cmp(a.1).then(a.0.cmp(b.0)));
+                        let list = by.into_iter().take(200).map(|(t, _)| t.clone()).collect();
+                        (region.clone(), list)
+                    })
+                    .collect();
             let mut regions: Vec<&str> = events.iter().map(|e| e.region.as_str()).collect();
             regions.sort_unstable();
             regions.dedup();
-            let trending = regions
-                .iter()
-                .map(|r| {
-                    let list = model::trending(&events, r, now, half_life)
+            for r in regions {
+                let list = trending.entry(r.to_owned()).or_default();
+                if list.is_empty() {
+                    *list = model::trending(&events, r, now, half_life)
                         .into_iter()
                         .take(200)
                         .map(str::to_owned)
                         .collect();
-                    ((*r).to_owned(), list)
-                })
-                .collect();
+                }
+            }
             Trained {
                 model,
                 trending,
@@ -241,7 +277,7 @@ pub async fn run(
     let store = crate::store::open(&config.database, config.database_connections)
         .await
         .map_err(|e| e.to_string())?;
-    let r = Recommender::new(store, config.recommender.clone());
+    let r = Recommender::new(store, config.recommender.clone(), config.fill.launch_audience);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let training = tokio::spawn(Arc::clone(&r).train_loop(stop_rx));
     axum::serve(listener, router(r))

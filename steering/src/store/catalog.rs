@@ -74,6 +74,10 @@ pub struct TitleBrief {
     /// Unix seconds before which it may not be played.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub release: Option<u64>,
+    /// A launch's expected first-day audience (`title.toml`), for the demand
+    /// forecast.
+    #[serde(skip)]
+    pub audience: Option<f64>,
 }
 
 impl TitleBrief {

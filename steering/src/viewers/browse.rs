@@ -189,6 +189,7 @@ pub async fn title(
         name: record.name.clone(),
         regions: record.regions.clone(),
         release: record.release,
+        audience: None,
     };
     if !brief.listed(&u.region, &u.country) {
         return Err(not_found());

@@ -222,7 +222,7 @@ impl CatalogStore for Postgres {
         let client = self.client().await?;
         client
             .query(
-                "SELECT id, name, regions, release_time FROM titles ORDER BY id",
+                "SELECT id, name, regions, release_time, audience FROM titles ORDER BY id",
                 &[],
             )
             .await?
@@ -233,6 +233,7 @@ impl CatalogStore for Postgres {
                     regions: from_json(r.get(2), format_args!("title {id}"))?,
                     name: r.get(1),
                     release: r.get::<_, Option<i64>>(3).map(|t| t as u64),
+                    audience: r.get(4),
                     id,
                 })
             })

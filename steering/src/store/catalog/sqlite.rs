@@ -202,16 +202,18 @@ impl CatalogStore for Sqlite {
                         r.get::<_, String>(1)?,
                         r.get::<_, String>(2)?,
                         r.get::<_, Option<i64>>(3)?,
+                        r.get::<_, Option<f64>>(4)?,
                     ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             rows.into_iter()
-                .map(|(id, name, regions, release)| {
+                .map(|(id, name, regions, release, audience)| {
                     Ok(TitleBrief {
                         regions: from_json(&regions, format_args!("title {id}"))?,
                         id,
                         name,
                         release: release.map(|t| t as u64),
+                        audience,
                     })
                 })
                 .collect()
