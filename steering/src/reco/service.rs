@@ -277,7 +277,11 @@ pub async fn run(
     let store = crate::store::open(&config.database, config.database_connections)
         .await
         .map_err(|e| e.to_string())?;
-    let r = Recommender::new(store, config.recommender.clone(), config.fill.launch_audience);
+    let r = Recommender::new(
+        store,
+        config.recommender.clone(),
+        config.fill.launch_audience,
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let training = tokio::spawn(Arc::clone(&r).train_loop(stop_rx));
     axum::serve(listener, router(r))

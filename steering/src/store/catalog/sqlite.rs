@@ -193,8 +193,9 @@ impl CatalogStore for Sqlite {
 
     async fn titles_brief(&self) -> Result<Vec<TitleBrief>, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT id, name, regions, release_time FROM titles ORDER BY id")?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, name, regions, release_time, audience FROM titles ORDER BY id",
+            )?;
             let rows = stmt
                 .query_map([], |r| {
                     Ok((
