@@ -7,7 +7,8 @@
 //! titles/<id>/dash/manifest.mpd     DASH, SegmentTemplate, $Number$
 //! titles/<id>/dash/r<N>/…           one directory per Representation (video rungs, then audio)
 //! titles/<id>/ladder.json           the ladder, its analysis and measured qualities
-//! titles/<id>/title.toml            name, regions, release (written last)
+//! titles/<id>/poster.jpg            a frame of the title, 640 px wide
+//! titles/<id>/title.toml            name, regions, release, artwork (written last)
 //! ```
 //!
 //! It is all written into a staging directory beside the output and renamed
@@ -18,6 +19,9 @@ use std::path::Path;
 use crate::cenc::{self, Key};
 use crate::encode::{Options, Report};
 use crate::tool::{PackError, ffmpeg, io, run};
+
+/// The poster's file name in the title's directory (`artwork` in title.toml).
+pub const POSTER: &str = "poster.jpg";
 
 /// Write HLS, DASH, the sidecar and title.toml into `stage` (emptied first).
 pub fn package(
@@ -41,6 +45,21 @@ pub fn package(
         }
     };
     let seg = report.segment_secs.to_string();
+
+    // A poster for browsing: the tallest rung's frame a tenth of the way in,
+    // 640 pixels wide (encoded rungs are clear, so an encrypted title gets
+    // one too).
+    if let Some(top) = report.rungs.iter().max_by_key(|r| r.height) {
+        let at = format!("{:.3}", report.analysis.source.duration * 0.1);
+        let poster = stage.join(POSTER);
+        let mut cmd = ffmpeg(ffmpeg_bin);
+        cmd.args(["-ss", &at])
+            .arg("-i")
+            .arg(rungs.join(format!("{}.mp4", top.name)))
+            .args(["-frames:v", "1", "-vf", "scale=640:-2", "-q:v", "4"])
+            .arg(&poster);
+        run("poster", &mut cmd)?;
+    }
 
     // HLS: each rung with the audio muxed in, as make-content.sh's fixed ladder did.
     let mut cmd = ffmpeg(ffmpeg_bin);
@@ -313,7 +332,11 @@ pub fn finish(
     let json = serde_json::to_vec_pretty(report).expect("serialisable");
     std::fs::write(&sidecar, json).map_err(io(&sidecar))?;
     let toml_path = stage.join("title.toml");
-    std::fs::write(&toml_path, title_toml(opts)).map_err(io(&toml_path))?;
+    let mut toml = title_toml(opts);
+    if stage.join(POSTER).is_file() {
+        toml += &format!("artwork = [\"{POSTER}\"]\n");
+    }
+    std::fs::write(&toml_path, toml).map_err(io(&toml_path))?;
     let parent = dest.parent().expect("titles/<id>");
     std::fs::create_dir_all(parent).map_err(io(parent))?;
     if dest.exists() {

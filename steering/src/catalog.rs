@@ -36,6 +36,10 @@ pub struct Sidecar {
     /// forecast before the title has plays of its own.
     #[serde(default)]
     pub audience: Option<f64>,
+    /// Images in the title's directory (`poster.jpg`, ...), by file name:
+    /// browse hands out their URLs.
+    #[serde(default)]
+    pub artwork: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -135,6 +139,30 @@ fn scan_title(dir: &Path, id: &str) -> Result<Title, CatalogError> {
     let text = std::fs::read_to_string(&sidecar_path).map_err(io(&sidecar_path))?;
     let sidecar: Sidecar =
         toml::from_str(&text).map_err(|e| bad(&sidecar_path, e.message().replace('\n', " ")))?;
+    for name in &sidecar.artwork {
+        let image = [".jpg", ".jpeg", ".png", ".webp"]
+            .iter()
+            .any(|x| name.to_ascii_lowercase().ends_with(x));
+        let plain = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && !name.starts_with('.');
+        if !image || !plain {
+            return Err(bad(
+                &sidecar_path,
+                format!(
+                    "artwork {name:?}: a .jpg, .png or .webp file name in the title's directory"
+                ),
+            ));
+        }
+        if !tdir.join(name).is_file() {
+            return Err(bad(
+                &sidecar_path,
+                format!("artwork {name:?} is not in {}", tdir.display()),
+            ));
+        }
+    }
     if sidecar
         .audience
         .is_some_and(|a| !(a.is_finite() && (0.0..=100.0).contains(&a)))

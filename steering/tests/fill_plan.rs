@@ -44,6 +44,7 @@ fn title(id: &str, regions: &[&str], renditions: &[(&str, &[u64])]) -> Title {
             regions: regions.iter().map(|r| r.to_string()).collect(),
             release: None,
             audience: None,
+            artwork: Vec::new(),
         },
         renditions: renditions
             .iter()

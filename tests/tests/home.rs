@@ -268,3 +268,36 @@ fn home_rows_learn_from_plays_and_survive_the_recommender_stopping_and_dying() {
         String::from_utf8(http(s.addr, "GET", "/metrics", &[], b"").unwrap().body).unwrap();
     assert!(metric_in(&metrics, "steering_home_rows_total{reason=\"stale\"}") >= 2.0);
 }
+
+/// A title's artwork, imported from its `title.toml`, is handed out by
+/// browse as a signed URL on the origin, which serves it.
+#[test]
+fn artwork_is_listed_with_a_signed_origin_url() {
+    let packaged = tempfile::tempdir().unwrap();
+    stack::copy_tree(&stack::content(), packaged.path());
+    let t1 = packaged.path().join("titles/t1");
+    let poster = b"\xff\xd8\xff\xe0 a poster".to_vec();
+    std::fs::write(t1.join("poster.jpg"), &poster).unwrap();
+    let toml = std::fs::read_to_string(t1.join("title.toml")).unwrap();
+    std::fs::write(
+        t1.join("title.toml"),
+        format!("{toml}artwork = [\"poster.jpg\"]\n"),
+    )
+    .unwrap();
+    let (s, _origin) = stack::start_with_origin(&stack::fleet(), packaged.path());
+    let alice = s.token("alice");
+    let t = get(&s, &alice, "/v1/titles/t1").json();
+    assert_eq!(t["artwork"][0]["name"], "poster.jpg", "{t}");
+    let url = t["artwork"][0]["url"].as_str().unwrap();
+    assert!(
+        url.contains("/t/") && url.ends_with("/titles/t1/poster.jpg"),
+        "{url}"
+    );
+    let got = get_url(None, url).unwrap();
+    assert_eq!((got.status, got.body), (200, poster));
+    // A title without artwork lists none.
+    assert_eq!(
+        get(&s, &alice, "/v1/titles/t2").json()["artwork"],
+        serde_json::json!([])
+    );
+}

@@ -120,8 +120,22 @@ fn a_packaged_title_resumes_after_a_kill_and_imports() {
     assert!(master.contains("CODECS=\"avc1."), "{master}");
     assert_eq!(
         std::fs::read_to_string(title.join("title.toml")).unwrap(),
-        "name = \"Packed\"\nregions = [\"eu-west\"]\n"
+        "name = \"Packed\"\nregions = [\"eu-west\"]\nartwork = [\"poster.jpg\"]\n"
     );
+    // The poster: one JPEG frame, 640 pixels wide.
+    let o = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(title.join("poster.jpg"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "mjpeg,640");
 
     // A player (ffmpeg's HLS and DASH readers) finds every rung and the audio.
     for manifest in ["master.m3u8", "dash/manifest.mpd"] {

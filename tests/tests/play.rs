@@ -446,7 +446,10 @@ fn home_falls_back_and_bookmarks_resume_even_after_an_outage() {
     let s = stack::start(
         &stack::fleet(),
         &format!(
+            // Rows are not kept: this is the page of a profile without last
+            // good rows (home.rs has the stale ones).
             "[recommendations]\nurl = \"http://{}/rows\"\ntimeout = \"300ms\"\nfailures = 1\ncool_down = \"500ms\"\n\
+             cache_ttl = \"1ms\"\nstale_for = \"1ms\"\n\
              [bookmarks]\ndatabase = \"{}\"\ntimeout = \"300ms\"\nfailures = 1\ncool_down = \"500ms\"\n",
             backend.addr,
             bm_db.display()

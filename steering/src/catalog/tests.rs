@@ -138,6 +138,24 @@ fn refuses_bad_packaging_naming_the_file() {
             "multivariant",
         ),
         ("missing segment", "titles/t1/lo/seg-1.m4s", "", "seg-1.m4s"),
+        (
+            "artwork that is not there",
+            "titles/t1/title.toml",
+            "name = \"T\"\nartwork = [\"poster.jpg\"]\n",
+            "artwork \"poster.jpg\" is not in",
+        ),
+        (
+            "artwork outside the title",
+            "titles/t1/title.toml",
+            "name = \"T\"\nartwork = [\"../../etc/x.jpg\"]\n",
+            "file name in the title's directory",
+        ),
+        (
+            "artwork that is not an image",
+            "titles/t1/title.toml",
+            "name = \"T\"\nartwork = [\"master.m3u8\"]\n",
+            "file name in the title's directory",
+        ),
     ];
     for (name, file, text, needle) in cases {
         let d = packaged();

@@ -19,6 +19,8 @@ pub struct TitleRecord {
     pub renditions: Vec<TitleRendition>,
     /// `(kind, key, body)` of each packaged manifest.
     pub manifests: Vec<(String, String, String)>,
+    /// Image file names in the title's directory.
+    pub artwork: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

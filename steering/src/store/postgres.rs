@@ -212,6 +212,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE plays ADD COLUMN \"user\" TEXT;
      ALTER TABLE plays ADD COLUMN profile TEXT;
      CREATE INDEX plays_by_profile ON plays(\"user\", profile, at);",
+    // 14: artwork.
+    "ALTER TABLE titles ADD COLUMN artwork TEXT;",
 ];
 
 /// The database's clock in milliseconds (the wall clock, not the

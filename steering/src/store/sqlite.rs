@@ -220,6 +220,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE plays ADD COLUMN user TEXT;
      ALTER TABLE plays ADD COLUMN profile TEXT;
      CREATE INDEX plays_by_profile ON plays(user, profile, at);",
+    // 14: a title's artwork (file names in its directory).
+    "ALTER TABLE titles ADD COLUMN artwork TEXT;",
 ];
 
 /// The database's clock in milliseconds: instances on several machines agree

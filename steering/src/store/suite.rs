@@ -240,6 +240,7 @@ async fn catalog_plays_and_plan_versions(a: Arc<dyn Store>, b: Arc<dyn Store>) {
             regions: vec!["eu".into(), "*".into()],
             release: Some(1234),
             audience: Some(0.25),
+            artwork: vec!["poster.jpg".into()],
         },
         renditions: vec![
             rendition(
@@ -265,6 +266,7 @@ async fn catalog_plays_and_plan_versions(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     assert_eq!(b.rendition_totals("titles/t1/none").await.unwrap(), None);
     assert_eq!(b.catalog_totals().await.unwrap().len(), 2);
     let record = b.title("t1").await.unwrap().unwrap();
+    assert_eq!(record.artwork, ["poster.jpg"]);
     assert_eq!((record.name.as_str(), record.release), ("One", Some(1234)));
     assert_eq!(
         record.renditions[1].playlist.as_deref(),

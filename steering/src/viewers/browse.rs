@@ -153,6 +153,16 @@ pub struct Rung {
 }
 
 #[derive(Debug, Serialize)]
+pub struct Artwork {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// How long an artwork URL works.
+const ARTWORK_TTL: u64 = 86_400;
+
+#[derive(Debug, Serialize)]
 pub struct Details {
     #[serde(flatten)]
     pub summary: Summary,
@@ -161,6 +171,10 @@ pub struct Details {
     /// Why not, when not (the play's refusal code).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<&'static str>,
+    /// The title's images (`artwork` in its `title.toml`), each with a URL
+    /// on the origin signed for a day (none without an `origin_url`: the
+    /// appliances hold renditions, not images).
+    pub artwork: Vec<Artwork>,
     /// With `device`: per manifest format, the renditions it may play.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ladders: Option<std::collections::BTreeMap<String, Vec<Rung>>>,
@@ -235,10 +249,26 @@ pub async fn title(
             Some(out)
         }
     };
+    let artwork = record
+        .artwork
+        .iter()
+        .map(|name| {
+            let path = format!("/titles/{}/{name}", record.id);
+            let url = state.config.origin_url.as_ref().and_then(|origin| {
+                let token = state.keys.sign(&path, now + ARTWORK_TTL, None, now).ok()?;
+                Some(format!("{}/t/{token}{path}", origin.trim_end_matches('/')))
+            });
+            Artwork {
+                name: name.clone(),
+                url,
+            }
+        })
+        .collect();
     Ok(axum::Json(Details {
         summary: summary(&brief, now),
         playable: refusal.is_none(),
         refusal,
+        artwork,
         ladders,
     }))
 }

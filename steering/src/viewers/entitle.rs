@@ -197,6 +197,7 @@ mod tests {
                 rendition("t/d/r3", "audio", "mp4a.40.2", 0, "dash"),
             ],
             manifests: vec![],
+            artwork: vec![],
         }
     }
 

@@ -50,15 +50,18 @@ impl CatalogStore for Postgres {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         tx.execute(
-            "INSERT INTO titles (id, name, regions, release_time, audience) VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO titles (id, name, regions, release_time, audience, artwork)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, regions = excluded.regions,
-                 release_time = excluded.release_time, audience = excluded.audience",
+                 release_time = excluded.release_time, audience = excluded.audience,
+                 artwork = excluded.artwork",
             &[
                 &t.id,
                 &t.sidecar.name,
                 &regions,
                 &t.sidecar.release.map(|v| v as i64),
                 &t.sidecar.audience,
+                &to_json(&t.sidecar.artwork)?,
             ],
         )
         .await?;
@@ -166,7 +169,7 @@ impl CatalogStore for Postgres {
     async fn title(&self, id: &str) -> Result<Option<TitleRecord>, StoreError> {
         let client = self.client().await?;
         let head = client
-            .prepare_cached("SELECT name, regions, release_time FROM titles WHERE id = $1")
+            .prepare_cached("SELECT name, regions, release_time, artwork FROM titles WHERE id = $1")
             .await?;
         let Some(head) = client.query_opt(&head, &[&id]).await? else {
             return Ok(None);
@@ -215,6 +218,11 @@ impl CatalogStore for Postgres {
             release: head.get::<_, Option<i64>>(2).map(|v| v as u64),
             renditions,
             manifests,
+            artwork: head
+                .get::<_, Option<&str>>(3)
+                .map(|a| from_json(a, format_args!("title {id}")))
+                .transpose()?
+                .unwrap_or_default(),
         }))
     }
 

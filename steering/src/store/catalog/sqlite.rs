@@ -46,12 +46,14 @@ impl CatalogStore for Sqlite {
     async fn put_title(&self, t: &Title) -> Result<(), StoreError> {
         let t = t.clone();
         let regions = to_json(&t.sidecar.regions)?;
+        let artwork = to_json(&t.sidecar.artwork)?;
         self.write(move |tx| {
             tx.execute(
-                "INSERT INTO titles (id, name, regions, release_time, audience) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO titles (id, name, regions, release_time, audience, artwork) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT(id) DO UPDATE SET name = excluded.name, regions = excluded.regions,
-                     release_time = excluded.release_time, audience = excluded.audience",
-                params![t.id, t.sidecar.name, regions, t.sidecar.release.map(|v| v as i64), t.sidecar.audience],
+                     release_time = excluded.release_time, audience = excluded.audience,
+                     artwork = excluded.artwork",
+                params![t.id, t.sidecar.name, regions, t.sidecar.release.map(|v| v as i64), t.sidecar.audience, artwork],
             )?;
             tx.execute(
                 "DELETE FROM objects WHERE rendition IN (SELECT id FROM renditions WHERE title = ?1)",
@@ -146,14 +148,22 @@ impl CatalogStore for Sqlite {
     async fn title(&self, id: &str) -> Result<Option<TitleRecord>, StoreError> {
         let id = id.to_owned();
         self.read(move |conn| {
-            let head: Option<(String, String, Option<i64>)> = conn
-                .prepare_cached("SELECT name, regions, release_time FROM titles WHERE id = ?1")?
-                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            let head: Option<(String, String, Option<i64>, Option<String>)> = conn
+                .prepare_cached(
+                    "SELECT name, regions, release_time, artwork FROM titles WHERE id = ?1",
+                )?
+                .query_row(params![id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
                 .optional()?;
-            let Some((name, regions, release)) = head else {
+            let Some((name, regions, release, artwork)) = head else {
                 return Ok(None);
             };
             let regions: Vec<String> = from_json(&regions, format_args!("title {id}"))?;
+            let artwork: Vec<String> = artwork
+                .map(|a| from_json(&a, format_args!("title {id}")))
+                .transpose()?
+                .unwrap_or_default();
             let mut stmt = conn.prepare_cached(
                 "SELECT r.id, r.kind, r.codec, r.width, r.height, r.bandwidth, r.protocol, r.segment_duration,
                      (SELECT key FROM objects o WHERE o.rendition = r.id AND o.key LIKE '%.m3u8' LIMIT 1)
@@ -186,6 +196,7 @@ impl CatalogStore for Sqlite {
                 release: release.map(|v| v as u64),
                 renditions,
                 manifests,
+                artwork,
             }))
         })
         .await
