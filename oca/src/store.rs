@@ -492,6 +492,9 @@ impl Store {
     fn take_out(&self, no: usize, reason: String) {
         let disk = &self.disks[no];
         disk.handle.store(None);
+        // The problem before the state: /health never shows a missing disk
+        // without its reason.
+        disk.set_problem(Some(reason.clone()));
         disk.state
             .store(DiskState::Missing as u8, Ordering::Relaxed);
         let dropped = {
@@ -506,7 +509,6 @@ impl Store {
             disk = %disk.root.display(), problem = %reason, objects = dropped,
             "disk taken out of service"
         );
-        disk.set_problem(Some(reason));
     }
 
     fn bring_back(&self, no: usize, handle: Handle) {

@@ -318,6 +318,13 @@ pub struct SteerConfig {
     /// The fleet snapshot decisions run on is rebuilt at most this often.
     #[serde(with = "humantime_serde")]
     pub snapshot_refresh: Duration,
+    /// Players' measurements of an appliance from a client network weigh
+    /// half after this long (see `fleet::measure`).
+    #[serde(with = "humantime_serde")]
+    pub measure_half_life: Duration,
+    /// Client networks whose measurements are kept (the least recently
+    /// reported go first).
+    pub measure_networks: usize,
     /// BGP communities (`"asn:value"`, large `"global:data1:data2"`) with which
     /// an ISP marks a prefix "serve from this appliance only as a fallback":
     /// its viewers go to the ISP's other appliances for that prefix first.
@@ -695,6 +702,8 @@ impl Default for SteerConfig {
             fallbacks: 2,
             snapshot_refresh: Duration::from_millis(500),
             fallback_communities: Vec::new(),
+            measure_half_life: Duration::from_secs(600),
+            measure_networks: 10_000,
         }
     }
 }
@@ -906,6 +915,13 @@ impl Config {
         }
         if self.steer.km_per_utilisation <= 0.0 || !self.steer.km_per_utilisation.is_finite() {
             return reject("steer.km_per_utilisation", "must be a positive number");
+        }
+        if self.steer.measure_half_life < Duration::from_secs(1) || self.steer.measure_networks == 0
+        {
+            return reject(
+                "steer",
+                "measure_half_life at least 1s and measure_networks at least 1",
+            );
         }
         if let Some(c) = self
             .steer

@@ -47,6 +47,8 @@ pub struct Metrics {
     pub steered: Family<ReasonLabel, Counter>,
     pub steering_polls: Counter,
     pub home_fallbacks: Counter,
+    /// Playback heartbeats taken.
+    pub play_heartbeats: Counter,
     /// Where home pages' personalised rows came from (`cache`, `service`, `stale`).
     pub home_rows: Family<ReasonLabel, Counter>,
     pub fill_plans_served: Counter,
@@ -76,6 +78,7 @@ impl Metrics {
             steered: Family::default(),
             steering_polls: Counter::default(),
             home_fallbacks: Counter::default(),
+            play_heartbeats: Counter::default(),
             home_rows: Family::default(),
             fill_plans_served: Counter::default(),
             runtime_tasks: Gauge::default(),
@@ -141,6 +144,11 @@ impl Metrics {
             "licences",
             "Clear Key licence requests by outcome",
             m.licences.clone(),
+        );
+        registry.register(
+            "play_heartbeats",
+            "Playback heartbeats taken (position, state and download samples from players)",
+            m.play_heartbeats.clone(),
         );
         registry.register(
             "home_rows",

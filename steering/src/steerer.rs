@@ -40,4 +40,11 @@ pub trait Steerer: Send + Sync {
         pathways: &[IssuedPathway],
         sticky: Option<&str>,
     ) -> Vec<String>;
+
+    /// What a playing `client` measured of the pathways it fetched from (its
+    /// heartbeats' samples), for the estimates per client network and
+    /// appliance. A steerer that does not measure ignores it.
+    fn measured(&self, client: IpAddr, play: &str, samples: &[crate::fleet::measure::Sample]) {
+        let _ = (client, play, samples);
+    }
 }

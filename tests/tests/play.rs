@@ -838,3 +838,122 @@ fn simulated_appliances_carry_the_streams_steering_sends_them() {
         (loaded >= 6).then_some(())
     });
 }
+
+/// Playback heartbeats: the position becomes the bookmark (resume works
+/// without a bookmark post), the samples become steering's estimate of the
+/// appliance from the player's network, `ended` ends the stream, and bad
+/// heartbeats get a clear 4xx.
+#[test]
+fn heartbeats_save_the_position_measure_the_path_and_end_the_play() {
+    let s = stack::start(&stack::fleet(), "");
+    let (alice, erin) = (s.token("alice"), s.token("erin"));
+    let play = ok_play(&s, ISP_A, &alice);
+    let id = play["play_id"].as_str().unwrap();
+    let (appliance, _) = primary(&play);
+    let beat = |token: &str, play_id: &str, body: serde_json::Value| {
+        let auth = format!("Bearer {token}");
+        http(
+            s.addr,
+            "POST",
+            &format!("/v1/plays/{play_id}/heartbeat"),
+            &[("Authorization", &auth)],
+            body.to_string().as_bytes(),
+        )
+        .unwrap()
+    };
+    let samples: Vec<serde_json::Value> = (0..3)
+        .map(|k| {
+            serde_json::json!({"pathway": appliance, "bytes": 2_000_000,
+                "ttfb_ms": 4.0 + k as f64, "download_ms": 160.0})
+        })
+        .collect();
+    let r = beat(
+        &alice,
+        id,
+        serde_json::json!({"position": 30.5, "state": "playing", "samples": samples}),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["samples"], 3);
+
+    // The estimate: 2 MB in 160 ms is 100 Mbit/s, from ISP A's network.
+    let list = http(s.addr, "GET", "/v1/appliances", &[], b"")
+        .unwrap()
+        .json();
+    let a = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == appliance.as_str())
+        .unwrap();
+    let m = &a["measured"][0];
+    assert_eq!(m["network"], "127.1.0.0/16", "{a}");
+    assert!(
+        (m["throughput_mbps"].as_f64().unwrap() - 100.0).abs() < 0.01,
+        "{m}"
+    );
+    assert_eq!(m["ttfb_ms"], 5.0, "{m}");
+
+    // Bad heartbeats, each with its reason.
+    for (token, play_id, body, status, code) in [
+        (
+            &alice,
+            "nope",
+            serde_json::json!({"state": "playing"}),
+            404,
+            "unknown_play",
+        ),
+        (
+            &erin,
+            id,
+            serde_json::json!({"state": "playing"}),
+            404,
+            "unknown_play",
+        ),
+        (
+            &alice,
+            id,
+            serde_json::json!({"state": "dancing"}),
+            400,
+            "bad_json",
+        ),
+        (
+            &alice,
+            id,
+            serde_json::json!({"state": "playing", "samples": [{"pathway": appliance,
+                "bytes": 1, "ttfb_ms": 900.0, "download_ms": 10.0}]}),
+            422,
+            "bad_heartbeat",
+        ),
+        (
+            &alice,
+            id,
+            serde_json::json!({"state": "playing", "samples": [{"pathway": "oca-elsewhere",
+                "bytes": 1, "ttfb_ms": 1.0, "download_ms": 10.0}]}),
+            422,
+            "bad_heartbeat",
+        ),
+    ] {
+        let r = beat(token, play_id, body);
+        assert_eq!(
+            (r.status, r.json()["code"].as_str().unwrap().to_owned()),
+            (status, code.to_owned())
+        );
+    }
+
+    // Ended: the stream stops counting, and resume starts where it was.
+    let r = beat(
+        &alice,
+        id,
+        serde_json::json!({"position": 42.0, "state": "ended"}),
+    );
+    assert_eq!(r.json()["ended"], true);
+    assert_eq!(
+        beat(&alice, id, serde_json::json!({"state": "playing"})).status,
+        404
+    );
+    let again = ok_play(&s, ISP_A, &alice);
+    assert_eq!(again["resume_position"], 42.0);
+    let metrics =
+        String::from_utf8(http(s.addr, "GET", "/metrics", &[], b"").unwrap().body).unwrap();
+    assert!(metric_in(&metrics, "steering_play_heartbeats_total") >= 2.0);
+}

@@ -10,6 +10,7 @@ pub mod enrol;
 pub mod fill;
 pub mod fillplan;
 pub mod keys;
+pub mod measure;
 pub mod placement;
 pub mod poller;
 pub mod registry;
@@ -57,6 +58,8 @@ pub struct Fleet {
     rib_generation: AtomicU64,
     /// When the health poller last started a round (for `/health`).
     poller_tick: Mutex<Instant>,
+    /// What players measured, per client network and appliance.
+    pub paths: Mutex<measure::Paths>,
     /// This instance among the others sharing the store.
     pub cluster: cluster::Cluster,
     /// The health poller's HTTP client, built on first use.
@@ -144,6 +147,10 @@ impl Fleet {
             networks: ArcSwap::from_pointee(bgp::networks(&config, &rib)),
             rib_generation: AtomicU64::new(rib_generation),
             poller_tick: Mutex::new(now),
+            paths: Mutex::new(measure::Paths::new(
+                config.steer.measure_half_life,
+                config.steer.measure_networks,
+            )),
             cluster,
             health_client: std::sync::OnceLock::new(),
             placements: fill::Placements::default(),
@@ -311,7 +318,32 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// The client network a measurement is filed under: the longest client
+    /// network (`[[network]]`, the imported RIB) that matches, else the
+    /// client's /24 (IPv4) or /48 (IPv6).
+    pub fn network_of(&self, client: IpAddr) -> String {
+        let snap = self.snapshots.current();
+        if let Some(n) = snap.network(client) {
+            return n.prefix.to_string();
+        }
+        let net = match client.to_canonical() {
+            IpAddr::V4(a) => ipnet::IpNet::new(IpAddr::V4(a), 24),
+            IpAddr::V6(a) => ipnet::IpNet::new(IpAddr::V6(a), 48),
+        };
+        net.map_or_else(|_| client.to_string(), |n| n.trunc().to_string())
+    }
+}
+
 impl Steerer for Fleet {
+    fn measured(&self, client: IpAddr, play: &str, samples: &[measure::Sample]) {
+        let net = self.network_of(client);
+        self.paths
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .observe(&net, play, samples, crate::unix_now());
+    }
+
     /// Steer, then turn the picks (and the origin, last) into signed pathways.
     fn steer(&self, client: IpAddr, renditions: &[&str], token: &str) -> Vec<IssuedPathway> {
         let now = Instant::now();

@@ -179,6 +179,20 @@ pub struct ApplianceView {
     /// The steering instance that polls it now (several instances share the
     /// polling; see `fleet::cluster`); filled in by the API.
     pub polled_by: Option<String>,
+    /// What players measured of it, per client network (the 20 with the
+    /// most weight); filled in by the API.
+    pub measured: Vec<MeasuredPath>,
+}
+
+/// Players' estimate of one appliance from one client network.
+#[derive(Debug, Serialize)]
+pub struct MeasuredPath {
+    pub network: String,
+    pub throughput_mbps: f64,
+    pub ttfb_ms: f64,
+    pub error_rate: f64,
+    /// 0 to 1, from the weight of recent observations.
+    pub confidence: f64,
 }
 
 /// How a heartbeat's prefix report was taken.
@@ -471,6 +485,7 @@ impl Registry {
                         .count(),
                     bgp_prefixes_version: a.prefixes_version,
                     polled_by: None,
+                    measured: Vec::new(),
                 }
             })
             .collect();

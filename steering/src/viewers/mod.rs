@@ -10,6 +10,7 @@ pub mod browse;
 pub mod clientip;
 pub mod deps;
 pub mod entitle;
+pub mod heartbeat;
 pub mod home;
 pub mod manifests;
 pub mod play;
@@ -169,6 +170,7 @@ pub fn router(viewers: Arc<Viewers>) -> Router {
     Router::new()
         .route("/v1/play", post(play::play))
         .route("/v1/plays/{id}", delete(play::stop))
+        .route("/v1/plays/{id}/heartbeat", post(heartbeat::heartbeat))
         .route("/v1/plays/{id}/{file}", get(manifests::manifest))
         .route("/v1/steering/{id}/{protocol}", get(play::content_steering))
         .route("/v1/drm/{id}/license", post(manifests::drm_license))
