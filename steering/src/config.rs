@@ -325,6 +325,12 @@ pub struct SteerConfig {
     /// Client networks whose measurements are kept (the least recently
     /// reported go first).
     pub measure_networks: usize,
+    /// A path (client network, appliance) players measured below this many
+    /// Mbit/s, with at least `min_path_confidence`, takes no new viewers
+    /// from that network: they go to the next best, and content steering
+    /// moves those already playing.
+    pub min_path_mbps: f64,
+    pub min_path_confidence: f64,
     /// BGP communities (`"asn:value"`, large `"global:data1:data2"`) with which
     /// an ISP marks a prefix "serve from this appliance only as a fallback":
     /// its viewers go to the ISP's other appliances for that prefix first.
@@ -704,6 +710,8 @@ impl Default for SteerConfig {
             fallback_communities: Vec::new(),
             measure_half_life: Duration::from_secs(600),
             measure_networks: 10_000,
+            min_path_mbps: 8.0,
+            min_path_confidence: 0.5,
         }
     }
 }
@@ -915,6 +923,13 @@ impl Config {
         }
         if self.steer.km_per_utilisation <= 0.0 || !self.steer.km_per_utilisation.is_finite() {
             return reject("steer.km_per_utilisation", "must be a positive number");
+        }
+        let (mbps, sure) = (self.steer.min_path_mbps, self.steer.min_path_confidence);
+        if !(mbps >= 0.0 && mbps.is_finite() && (0.0..=1.0).contains(&sure)) {
+            return reject(
+                "steer",
+                "min_path_mbps a number from 0, min_path_confidence from 0 to 1",
+            );
         }
         if self.steer.measure_half_life < Duration::from_secs(1) || self.steer.measure_networks == 0
         {

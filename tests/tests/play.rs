@@ -957,3 +957,83 @@ fn heartbeats_save_the_position_measure_the_path_and_end_the_play() {
         String::from_utf8(http(s.addr, "GET", "/metrics", &[], b"").unwrap().body).unwrap();
     assert!(metric_in(&metrics, "steering_play_heartbeats_total") >= 2.0);
 }
+
+/// Players in ISP A report one of their ISP's two appliances slow: new
+/// plays from ISP A go to the other, and content steering moves a play
+/// already on it, while the appliance stays up and healthy.
+#[test]
+fn a_path_players_measure_as_slow_loses_their_networks_viewers() {
+    let s = stack::start(&stack::fleet(), "");
+    let (alice, bob) = (s.token("alice"), s.token("bob"));
+    // A play that starts on oca-a1 (the two are equals until measured).
+    let on_a1 = (0..40)
+        .find_map(|_| {
+            let p = ok_play(&s, ISP_A, &alice);
+            if primary(&p).0 == "oca-a1" {
+                Some(p)
+            } else {
+                stop(&s, &alice, &p);
+                None
+            }
+        })
+        .expect("a play on oca-a1");
+    let plays = [
+        (alice.clone(), on_a1.clone()),
+        (alice.clone(), ok_play(&s, ISP_A, &alice)),
+        (bob.clone(), ok_play(&s, ISP_A, &bob)),
+    ];
+    // Both of ISP A's appliances are among every play's pathways.
+    for (_, p) in &plays {
+        let ids: Vec<&str> = p["appliances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap())
+            .collect();
+        assert!(
+            ids.contains(&"oca-a1") && ids.contains(&"oca-a2"),
+            "{ids:?}"
+        );
+    }
+    let steer_url = on_a1["content_steering"]["hls"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first =
+        || get_url(Some(ip(ISP_A)), &steer_url).unwrap().json()["PATHWAY-PRIORITY"][0].clone();
+    assert_eq!(first(), "oca-a1", "before any measurement");
+    // 1 MB in 8 s from oca-a1: 1 Mbit/s, twice per play (confidence 6/8).
+    for (token, p) in &plays {
+        for _ in 0..2 {
+            let body = serde_json::json!({"position": 5.0, "state": "playing", "samples": [
+                {"pathway": "oca-a1", "bytes": 1_000_000, "ttfb_ms": 900.0, "download_ms": 8000.0}]});
+            let auth = format!("Bearer {token}");
+            let r = http(
+                s.addr,
+                "POST",
+                &format!("/v1/plays/{}/heartbeat", p["play_id"].as_str().unwrap()),
+                &[("Authorization", &auth)],
+                body.to_string().as_bytes(),
+            )
+            .unwrap();
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        }
+    }
+    // The play on oca-a1 is steered to oca-a2 (its sticky first moves).
+    wait_for("content steering off the slow path", || {
+        (first() == "oca-a2").then_some(())
+    });
+    // New plays from ISP A start on oca-a2, every one.
+    stop(&s, &alice, &plays[1].1);
+    for _ in 0..10 {
+        let p = ok_play(&s, ISP_A, &alice);
+        assert_eq!(primary(&p).0, "oca-a2", "{p}");
+        stop(&s, &alice, &p);
+    }
+    let a1 = s.appliance("oca-a1").unwrap();
+    assert_eq!(a1["eligible"], true, "{a1}");
+    assert!(
+        a1["measured"][0]["throughput_mbps"].as_f64().unwrap() < 1.5,
+        "{a1}"
+    );
+}

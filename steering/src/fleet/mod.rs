@@ -323,15 +323,7 @@ impl Fleet {
     /// network (`[[network]]`, the imported RIB) that matches, else the
     /// client's /24 (IPv4) or /48 (IPv6).
     pub fn network_of(&self, client: IpAddr) -> String {
-        let snap = self.snapshots.current();
-        if let Some(n) = snap.network(client) {
-            return n.prefix.to_string();
-        }
-        let net = match client.to_canonical() {
-            IpAddr::V4(a) => ipnet::IpNet::new(IpAddr::V4(a), 24),
-            IpAddr::V6(a) => ipnet::IpNet::new(IpAddr::V6(a), 48),
-        };
-        net.map_or_else(|_| client.to_string(), |n| n.trunc().to_string())
+        self.snapshots.current().network_key(client)
     }
 }
 

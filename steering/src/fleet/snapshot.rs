@@ -225,10 +225,28 @@ fn build(state: &Fleet) -> Snapshot {
             }));
         }
     }
-    Snapshot::build_with(
+    let mut snap = Snapshot::build_with(
         nodes,
         served,
         state.networks.load_full(),
         policy(&config.steer),
-    )
+    );
+    // Paths players measured as too slow, with confidence, take no new
+    // viewers from their network.
+    let floor = config.steer.min_path_mbps * 1e6;
+    let sure = config.steer.min_path_confidence;
+    let slow: Vec<(String, String)> = state
+        .paths
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .all(crate::unix_now())
+        .into_iter()
+        .filter(|(_, _, e)| e.confidence >= sure && e.throughput_bps < floor)
+        .map(|(net, a, _)| (net.to_owned(), a.to_owned()))
+        .collect();
+    if !slow.is_empty() {
+        tracing::debug!(paths = slow.len(), "paths measured too slow");
+    }
+    snap.set_slow_paths(slow);
+    snap
 }

@@ -141,6 +141,8 @@ struct Ctx<'a> {
     client_pos: Option<[f64; 3]>,
     km_weight: f64,
     want: usize,
+    /// Nodes measured too slow from the client's network.
+    slow: &'a [NodeId],
 }
 
 /// A tier's nodes, and whether they all hold the request's rarest rendition (`inline[0]`),
@@ -156,7 +158,13 @@ const SCAN_MAX: usize = 16;
 const PROBES: usize = 16;
 
 impl<'a> Ctx<'a> {
-    fn new(snap: &'a Snapshot, need: Need<'a>, now: Instant, pos: Option<[f64; 3]>) -> Self {
+    fn new(
+        snap: &'a Snapshot,
+        need: Need<'a>,
+        now: Instant,
+        pos: Option<[f64; 3]>,
+        slow: &'a [NodeId],
+    ) -> Self {
         let km = snap.policy.km_per_utilisation;
         Ctx {
             snap,
@@ -165,6 +173,7 @@ impl<'a> Ctx<'a> {
             client_pos: pos,
             km_weight: if km > 0.0 { 1.0 / km } else { 0.0 },
             want: snap.policy.fallbacks.saturating_add(1),
+            slow,
         }
     }
 
@@ -185,8 +194,10 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Takes new viewers from this client: under the utilisation threshold,
+    /// and not measured too slow from the client's network.
     fn under(&self, id: NodeId) -> bool {
-        self.utilisation(id) < self.snap.policy.max_utilisation
+        self.utilisation(id) < self.snap.policy.max_utilisation && !self.slow.contains(&id)
     }
 
     fn score(&self, id: NodeId) -> f64 {
@@ -351,7 +362,13 @@ pub fn decide(
         .saturating_add(1)
         .min(need.pool.all.len());
     let mut picks = Vec::with_capacity(capacity);
-    let ctx = Ctx::new(snap, need, now, info.and_then(|n| n.pos));
+    let ctx = Ctx::new(
+        snap,
+        need,
+        now,
+        info.and_then(|n| n.pos),
+        snap.slow_for(client),
+    );
 
     // Tier (c) is split: IXPs first, foreign embedded boxes last, because ISPs do not want
     // other ISPs' viewers on their appliances.
@@ -451,6 +468,7 @@ pub fn pathway_priority(
         need.unwrap_or_else(|| Need::anything(snap)),
         now,
         info.and_then(|n| n.pos),
+        snap.slow_for(client),
     );
 
     // (class, the ISP's group within class 0, score, index, node)

@@ -227,6 +227,9 @@ pub struct Snapshot {
     pub(super) holders: Vec<Holders>,
     /// The pools for a request without rendition constraint.
     pub(super) everything: Holders,
+    /// Per client network (`network_key`), the nodes players there measured
+    /// as too slow to use (see `set_slow_paths`).
+    slow: HashMap<String, Vec<NodeId>>,
 }
 
 fn intern(table: &mut HashMap<String, u32>, key: &str) -> u32 {
@@ -391,7 +394,44 @@ impl Snapshot {
             renditions: rendition_ids,
             holders,
             everything,
+            slow: HashMap::default(),
         }
+    }
+
+    /// Paths players measured as too slow: `(network_key, node id)`. From
+    /// those networks, these nodes count as full (no new viewers; the last
+    /// resort, as a saturated node is).
+    pub fn set_slow_paths(&mut self, slow: impl IntoIterator<Item = (String, String)>) {
+        let mut out: HashMap<String, Vec<NodeId>> = HashMap::default();
+        for (net, id) in slow {
+            if let Some(&n) = self.by_id.get(&id) {
+                out.entry(net).or_default().push(n);
+            }
+        }
+        self.slow = out;
+    }
+
+    /// The client network measurements are filed under: the longest client
+    /// network that matches, else the client's /24 (IPv4) or /48 (IPv6).
+    pub fn network_key(&self, client: IpAddr) -> String {
+        if let Some(n) = self.network(client) {
+            return n.prefix.to_string();
+        }
+        let net = match client.to_canonical() {
+            IpAddr::V4(a) => IpNet::new(IpAddr::V4(a), 24),
+            IpAddr::V6(a) => IpNet::new(IpAddr::V6(a), 48),
+        };
+        net.map_or_else(|_| client.to_string(), |n| n.trunc().to_string())
+    }
+
+    /// The nodes measured too slow from `client`'s network.
+    pub(super) fn slow_for(&self, client: IpAddr) -> &[NodeId] {
+        if self.slow.is_empty() {
+            return &[];
+        }
+        self.slow
+            .get(&self.network_key(client))
+            .map_or(&[][..], Vec::as_slice)
     }
 
     pub fn nodes(&self) -> &[Node] {

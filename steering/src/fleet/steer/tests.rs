@@ -737,3 +737,50 @@ fn the_isps_communities_and_med_order_its_appliances() {
     assert_eq!(names(&snap, &d)[..2], ids("far spare"));
     assert!(d.overflowed);
 }
+
+/// Players in one network measured an appliance too slow: that network's
+/// new viewers go to the ISP's other appliance and content steering puts it
+/// last, while another network served by the same appliance keeps it.
+#[test]
+fn a_path_measured_too_slow_loses_that_networks_viewers_only() {
+    let now = Instant::now();
+    let nodes = vec![
+        node("a1", Embedded, "s1", "eu", now),
+        node("a2", Embedded, "s2", "eu", now),
+    ];
+    let served = ["10.1.0.0/16", "10.2.0.0/16"]
+        .iter()
+        .flat_map(|p| ["a1", "a2"].map(|id| (net(p), id.to_string())))
+        .collect::<Vec<_>>();
+    let networks = vec![
+        network("10.1.0.0/16", 1, "eu"),
+        network("10.2.0.0/16", 1, "eu"),
+    ];
+    let mut snap = Snapshot::build(nodes, served, networks, Policy::default());
+    assert_eq!(snap.network_key(ip("10.1.2.3")), "10.1.0.0/16");
+    assert_eq!(
+        snap.network_key(ip("100.64.9.77")),
+        "100.64.9.0/24",
+        "no network: its /24"
+    );
+    snap.set_slow_paths([("10.1.0.0/16".to_owned(), "a1".to_owned())]);
+    let mut from_slow = HashSet::new();
+    let mut from_other = HashSet::new();
+    for seed in 0..40 {
+        let d = run(&snap, "10.1.2.3", &["t1/v720"], now, seed);
+        from_slow.insert(names(&snap, &d)[0].clone());
+        let d = run(&snap, "10.2.2.3", &["t1/v720"], now, seed);
+        from_other.insert(names(&snap, &d)[0].clone());
+    }
+    assert_eq!(from_slow, HashSet::from(["a2".to_owned()]));
+    assert_eq!(from_other.len(), 2, "the other network still uses both");
+    let order = pathway_priority(
+        &snap,
+        ip("10.1.2.3"),
+        &["t1/v720"],
+        &ids("a1 a2"),
+        Some("a1"),
+        now,
+    );
+    assert_eq!(order, ids("a2 a1"), "viewers already playing move");
+}
