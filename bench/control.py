@@ -123,6 +123,28 @@ max_height = 1080
     return path
 
 
+def built_content():
+    """The release binaries built, and the clear test content (made once):
+    its directory. Clear: the play API is measured, not licences."""
+    run(["cargo", "build", "--quiet", "--release", "-p", "steering", "-p", "bench"], cwd=ROOT)
+    content = ROOT / "target" / "tmp" / "bench-control-content"
+    if not (content / "titles" / "t1" / "title.toml").exists():
+        run([str(ROOT / "scripts" / "make-content.sh"), "--clear", str(content), "t1", "8"])
+    return content
+
+
+def seeded(cfg, content, accounts, work):
+    """The catalogue imported into `cfg`'s store and `accounts` load accounts
+    seeded; the file of their viewer tokens."""
+    steering = [str(REL / "steering"), "--config", str(cfg)]
+    run(steering + ["catalog", "import", str(content)], stdout=subprocess.DEVNULL)
+    tokens = work / "tokens"
+    run(steering + ["users", "seed", "--count", str(accounts), "--prefix", "load",
+                    "--plan", "load", "--region", "eu-west", "--tokens", str(tokens)],
+        stdout=subprocess.DEVNULL)
+    return tokens
+
+
 def start_steering(cfg, log):
     p = subprocess.Popen(["taskset", "-c", "1", str(REL / "steering"), "--config", str(cfg)],
                          stdout=subprocess.PIPE, stderr=log, text=True,
@@ -268,11 +290,7 @@ def main():
                     help="each instance's PostgreSQL pool (database_connections)")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
-    run(["cargo", "build", "--quiet", "--release", "-p", "steering", "-p", "bench"], cwd=ROOT)
-    content = ROOT / "target" / "tmp" / "bench-control-content"
-    if not (content / "titles" / "t1" / "title.toml").exists():
-        # Clear: the play API is measured here, not licences (no drm.key_file).
-        run([str(ROOT / "scripts" / "make-content.sh"), "--clear", str(content), "t1", "8"])
+    content = built_content()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     host = machine()
     results = []
@@ -285,12 +303,7 @@ def main():
             cfgs = [config(work, database, a.pg_connections, "steer-a", "eu-west")]
             if store == "pg2":
                 cfgs.append(config(work, database, a.pg_connections, "steer-b", "eu-west"))
-            steering = [str(REL / "steering"), "--config", str(cfgs[0])]
-            run(steering + ["catalog", "import", str(content)], stdout=subprocess.DEVNULL)
-            tokens = work / "tokens"
-            run(steering + ["users", "seed", "--count", str(a.accounts), "--prefix", "load",
-                            "--plan", "load", "--region", "eu-west", "--tokens", str(tokens)],
-                stdout=subprocess.DEVNULL)
+            tokens = seeded(cfgs[0], content, a.accounts, work)
             log = open(work / "steering.log", "w")
             urls = []
             for cfg in cfgs:

@@ -29,7 +29,6 @@ Needs root (taskset) and the release binaries (built here).
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,10 +54,7 @@ def main():
     ap.add_argument("--stream-mbps", type=float, default=5.0)
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
-    control.run(["cargo", "build", "--quiet", "--release", "-p", "steering", "-p", "bench"], cwd=ROOT)
-    content = ROOT / "target" / "tmp" / "bench-control-content"
-    if not (content / "titles" / "t1" / "title.toml").exists():
-        control.run([str(ROOT / "scripts" / "make-content.sh"), "--clear", str(content), "t1", "8"])
+    content = control.built_content()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     host = control.machine()
     work = Path(tempfile.mkdtemp(prefix="bench-flash-"))
@@ -73,12 +69,7 @@ def main():
         fleet = {"appliances": a.appliances, "appliance-renditions": control.renditions(content),
                  "appliance-gbps": a.appliance_gbps, "stream-mbps": a.stream_mbps,
                  "clients": f"10.0.0.0/{16 - (isps - 1).bit_length()}"}
-        steering = [str(control.REL / "steering"), "--config", str(cfg)]
-        control.run(steering + ["catalog", "import", str(content)], stdout=subprocess.DEVNULL)
-        tokens = work / "tokens"
-        control.run(steering + ["users", "seed", "--count", str(a.accounts), "--prefix", "load",
-                                "--plan", "load", "--region", "eu-west", "--tokens", str(tokens)],
-                    stdout=subprocess.DEVNULL)
+        tokens = control.seeded(cfg, content, a.accounts, work)
         log = open(work / "steering.log", "w")
         base = cfg.read_text()
         capacity = None

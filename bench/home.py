@@ -50,10 +50,7 @@ def main():
     ap.add_argument("--duration", type=int, default=20)
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
-    control.run(["cargo", "build", "--quiet", "--release", "-p", "steering", "-p", "bench"], cwd=ROOT)
-    content = ROOT / "target" / "tmp" / "bench-control-content"
-    if not (content / "titles" / "t1" / "title.toml").exists():
-        control.run([str(ROOT / "scripts" / "make-content.sh"), "--clear", str(content), "t1", "8"])
+    content = control.built_content()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     host = control.machine()
     work = Path(tempfile.mkdtemp(prefix="bench-home-"))
@@ -61,12 +58,7 @@ def main():
     runs = []
     try:
         cfg = control.config(work, str(work / "steering.db"), 16, "steer-a", "eu-west")
-        steering = [str(control.REL / "steering"), "--config", str(cfg)]
-        control.run(steering + ["catalog", "import", str(content)], stdout=subprocess.DEVNULL)
-        tokens = work / "tokens"
-        control.run(steering + ["users", "seed", "--count", str(a.accounts), "--prefix", "load",
-                                "--plan", "load", "--region", "eu-west", "--tokens", str(tokens)],
-                    stdout=subprocess.DEVNULL)
+        tokens = control.seeded(cfg, content, a.accounts, work)
         log = open(work / "steering.log", "w")
         rec, addr = start_recommender(cfg, log)
         procs.append(rec)

@@ -800,6 +800,15 @@ impl Stack {
         assert_eq!(self.restart_appliance(id), addr);
     }
 
+    /// `steering ARGS --config <the stack's>`, an offline command: its output.
+    pub fn steering_cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new(binary("steering"))
+            .args(args)
+            .args(["--config", self.config.to_str().unwrap()])
+            .output()
+            .unwrap()
+    }
+
     /// kill -9 steering and start it again on the same database and address
     /// (appliances know it by address).
     pub fn restart_steering(&mut self) {

@@ -438,12 +438,7 @@ fn viewers_move_to_the_other_instance_when_theirs_dies() {
 /// `steering appliances …` against the stack's store; stdout, or the
 /// failure's stderr.
 fn appliances_cmd(s: &stack::Stack, args: &[&str]) -> Result<String, String> {
-    let out = std::process::Command::new(binary("steering"))
-        .arg("appliances")
-        .args(args)
-        .args(["--config", s.config.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = s.steering_cmd(&[&["appliances"], args].concat());
     let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_owned();
     if out.status.success() {
         Ok(text(&out.stdout))

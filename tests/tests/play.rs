@@ -748,14 +748,20 @@ fn simulated_appliances_carry_the_streams_steering_sends_them() {
     }
     let s = stack::start(&stack::fleet(), &extra);
     let tokens = s.dir.path().join("tokens");
-    let out = Command::new(binary("steering"))
-        .args([
-            "users", "seed", "--count", "200", "--prefix", "load", "--plan", "standard",
-        ])
-        .args(["--region", "eu-west", "--tokens", tokens.to_str().unwrap()])
-        .args(["--config", s.config.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = s.steering_cmd(&[
+        "users",
+        "seed",
+        "--count",
+        "200",
+        "--prefix",
+        "load",
+        "--plan",
+        "standard",
+        "--region",
+        "eu-west",
+        "--tokens",
+        tokens.to_str().unwrap(),
+    ]);
     assert!(
         out.status.success(),
         "{}",

@@ -25,6 +25,21 @@ pub struct Bound {
     pub https: Option<std::net::SocketAddr>,
 }
 
+/// The control-plane client presenting `credential`; None (logged) when
+/// it cannot be built.
+fn client(cfg: &ControlConfig, credential: &str) -> Option<ControlClient> {
+    ControlClient::new(
+        &cfg.url.0,
+        &cfg.appliance_id,
+        credential,
+        &cfg.cache_dir,
+        cfg.ca_file.as_deref(),
+        RetryPolicy::default(),
+    )
+    .map_err(|e| tracing::error!(error = %e, "control plane client unusable"))
+    .ok()
+}
+
 /// The credential to present: the configured one, else the one an earlier
 /// enrolment saved, else enrol now with `enrolment_token` (see
 /// `control_client::enrol`). None when there is none to be had: the reason
@@ -47,20 +62,7 @@ async fn credential(
         }
     }
     let token = cfg.enrolment_token.as_deref()?;
-    let client = match ControlClient::new(
-        &cfg.url.0,
-        &cfg.appliance_id,
-        "",
-        &cfg.cache_dir,
-        cfg.ca_file.as_deref(),
-        RetryPolicy::default(),
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "control plane client unusable");
-            return None;
-        }
-    };
+    let client = client(cfg, "")?;
     let enrolling = enrol::enrol(
         &client,
         &cfg.cache_dir,
@@ -127,19 +129,8 @@ pub async fn run(
     let Some(credential) = credential(&cfg, &info, &mut stop).await else {
         return;
     };
-    let client = match ControlClient::new(
-        &cfg.url.0,
-        &cfg.appliance_id,
-        &credential,
-        &cfg.cache_dir,
-        cfg.ca_file.as_deref(),
-        RetryPolicy::default(),
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "control plane client unusable");
-            return;
-        }
+    let Some(client) = client(&cfg, &credential) else {
+        return;
     };
     if keys_from_control && let Some(cached) = client.cached_keys() {
         match cached.to_keyset() {
