@@ -145,6 +145,16 @@ def seeded(cfg, content, accounts, work):
     return tokens
 
 
+def write_record(out, what, script, started, host, **fields):
+    """A bench script's data file: what was measured, when, by which command
+    line, on which machine, then `fields`."""
+    data = {"what": what, "date": started, "command": " ".join([script] + sys.argv[1:]),
+            "machine": host, **fields}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
 def start_steering(cfg, log):
     p = subprocess.Popen(["taskset", "-c", "1", str(REL / "steering"), "--config", str(cfg)],
                          stdout=subprocess.PIPE, stderr=log, text=True,
@@ -338,17 +348,8 @@ def main():
             if pg:
                 pg.stop()
             shutil.rmtree(work, ignore_errors=True)
-    data = {
-        "what": "POST /v1/play under load: steering pinned to one core, oca-bench on the other",
-        "date": started,
-        "command": "bench/control.py " + " ".join(sys.argv[1:]),
-        "machine": host,
-        "accounts": a.accounts,
-        "stores": results,
-    }
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(data, indent=1) + "\n")
-    print(f"wrote {a.out}")
+    write_record(a.out, "POST /v1/play under load: steering pinned to one core, oca-bench on the other",
+                 "bench/control.py", started, host, accounts=a.accounts, stores=results)
 
 
 if __name__ == "__main__":

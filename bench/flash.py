@@ -27,7 +27,6 @@ Needs root (taskset) and the release binaries (built here).
 """
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -97,21 +96,10 @@ def main():
             proc.wait(timeout=30)
         control.STEERING_PIDS.clear()
         shutil.rmtree(work, ignore_errors=True)
-    data = {
-        "what": "a flash crowd of new plays against steering, with admission control on and off",
-        "date": started,
-        "command": "bench/flash.py " + " ".join(sys.argv[1:]),
-        "machine": host,
-        "accounts": a.accounts,
-        "factor": a.factor,
-        "appliances": a.appliances,
-        "appliance_gbps": a.appliance_gbps,
-        "stream_mbps": a.stream_mbps,
-        "runs": runs,
-    }
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(data, indent=1) + "\n")
-    print(f"wrote {a.out}")
+    control.write_record(a.out, "a flash crowd of new plays against steering, with admission control on and off",
+                         "bench/flash.py", started, host, accounts=a.accounts, factor=a.factor,
+                         appliances=a.appliances, appliance_gbps=a.appliance_gbps,
+                         stream_mbps=a.stream_mbps, runs=runs)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Needs root (taskset) and the release binaries (built here).
 """
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -83,18 +82,9 @@ def main():
             p.wait(timeout=30)
         control.STEERING_PIDS.clear()
         shutil.rmtree(work, ignore_errors=True)
-    data = {
-        "what": "home pages from steering's cache of the recommendation service's rows, at the play API's rate",
-        "date": started,
-        "command": "bench/home.py " + " ".join(sys.argv[1:]),
-        "machine": host,
-        "accounts": a.accounts,
-        "rows_by_source": sources,
-        "runs": runs,
-    }
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(data, indent=1) + "\n")
-    print(f"wrote {a.out}")
+    control.write_record(a.out, "home pages from steering's cache of the recommendation service's rows, "
+                         "at the play API's rate", "bench/home.py", started, host,
+                         accounts=a.accounts, rows_by_source=sources, runs=runs)
 
 
 if __name__ == "__main__":

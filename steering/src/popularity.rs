@@ -1,20 +1,23 @@
-//! Popularity from the demand log: both home rows (viewers) and fill plans
-//! (fleet) rank titles by recent plays.
+//! Popularity from the demand log: home rows (viewers), fill plans (fleet)
+//! and the recommender's trending rows rank titles by recent plays.
 
 use std::collections::HashMap;
 
 /// Titles ranked by plays with exponential time decay (`half_life` seconds):
 /// a play an hour ago counts more than one last week. Ties break by id so the
 /// order is stable.
-pub fn popularity(plays: &[(String, u64)], now: u64, half_life: f64) -> Vec<(String, f64)> {
+pub fn popularity<'a>(
+    plays: impl IntoIterator<Item = (&'a str, u64)>,
+    now: u64,
+    half_life: f64,
+) -> Vec<(&'a str, f64)> {
     let mut score: HashMap<&str, f64> = HashMap::new();
     for (title, at) in plays {
-        let age = now.saturating_sub(*at) as f64;
+        let age = now.saturating_sub(at) as f64;
         *score.entry(title).or_default() += (-age * std::f64::consts::LN_2 / half_life).exp();
     }
-    let mut ranked: Vec<(String, f64)> =
-        score.into_iter().map(|(t, s)| (t.to_owned(), s)).collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut ranked: Vec<(&str, f64)> = score.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     ranked
 }
 
@@ -38,10 +41,14 @@ mod tests {
         .iter()
         .map(|(t, at)| (t.to_string(), *at))
         .collect();
-        let ranked: Vec<String> = popularity(&plays, now, day as f64)
-            .into_iter()
-            .map(|(t, _)| t)
-            .collect();
+        let ranked: Vec<&str> = popularity(
+            plays.iter().map(|(t, at)| (t.as_str(), *at)),
+            now,
+            day as f64,
+        )
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
         assert_eq!(ranked, ["new", "a", "b", "old"]);
     }
 }

@@ -318,15 +318,12 @@ async fn list_appliances(State(state): State<Arc<Fleet>>) -> impl IntoResponse {
     // What decisions see, which may trail the registry by a build: whoever
     // waits for `eligible` may then count on a play being steered there.
     let snap = state.snapshots.current();
-    let mut measured: std::collections::HashMap<&str, Vec<(f64, super::registry::MeasuredPath)>> =
+    // Copied out under the lock (not the whole table): heartbeats wait on it.
+    let mut measured: std::collections::HashMap<String, Vec<(f64, super::registry::MeasuredPath)>> =
         std::collections::HashMap::new();
-    let paths = state
-        .paths
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let paths = state.paths.lock().unwrap_or_else(|p| p.into_inner());
     for (net, appliance, e) in paths.all(crate::unix_now()) {
-        measured.entry(appliance).or_default().push((
+        measured.entry(appliance.to_owned()).or_default().push((
             e.weight,
             super::registry::MeasuredPath {
                 network: net.to_owned(),
@@ -337,8 +334,9 @@ async fn list_appliances(State(state): State<Arc<Fleet>>) -> impl IntoResponse {
             },
         ));
     }
+    drop(paths);
     for a in &mut view {
-        if let Some(mut list) = measured.remove(a.id.as_str()) {
+        if let Some(mut list) = measured.remove(&a.id) {
             list.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.network.cmp(&y.1.network)));
             a.measured = list.into_iter().take(20).map(|(_, m)| m).collect();
         }

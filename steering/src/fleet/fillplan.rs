@@ -110,14 +110,14 @@ pub fn popularity_scores(
     cfg: &FillConfig,
 ) -> HashMap<String, f64> {
     let since = now.saturating_sub(cfg.lookback.as_secs());
-    let plays: Vec<(String, u64)> = plays
+    let plays = plays
         .iter()
         .filter(|p| p.at >= since && (me.tier == Tier::Ixp || p.region == me.region))
-        .map(|p| (p.title.clone(), p.at))
-        .collect();
+        .map(|p| (p.title.as_str(), p.at));
     let half_life = cfg.half_life.as_secs_f64().max(1.0);
-    crate::popularity::popularity(&plays, now, half_life)
+    crate::popularity::popularity(plays, now, half_life)
         .into_iter()
+        .map(|(t, s)| (t.to_owned(), s))
         .collect()
 }
 

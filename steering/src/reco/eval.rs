@@ -229,15 +229,7 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ev(profile: &str, title: &str, at: u64) -> Event {
-        Event {
-            profile: profile.into(),
-            region: "eu".into(),
-            title: title.into(),
-            at,
-        }
-    }
+    use crate::reco::model::tests::ev;
 
     #[test]
     fn the_last_new_title_is_held_out_with_what_follows() {

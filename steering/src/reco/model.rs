@@ -484,18 +484,19 @@ pub fn rows(model: &Model, input: &RowsInput<'_>) -> Vec<RecoRow> {
 }
 
 /// The region's titles by plays, time-decayed with `half_life` seconds,
-/// best first.
+/// best first (the demand log's popularity, as home rows and fill plans
+/// rank it).
 pub fn trending<'a>(events: &'a [Event], region: &str, now: u64, half_life: f64) -> Vec<&'a str> {
-    let mut score: HashMap<&str, f64> = HashMap::new();
-    for e in events.iter().filter(|e| e.region == region && e.at <= now) {
-        let age = (now - e.at) as f64;
-        *score.entry(e.title.as_str()).or_default() += 0.5f64.powf(age / half_life);
-    }
-    let mut by: Vec<(&str, f64)> = score.into_iter().collect();
-    by.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
-    by.into_iter().map(|(t, _)| t).collect()
+    let plays = events
+        .iter()
+        .filter(|e| e.region == region)
+        .map(|e| (e.title.as_str(), e.at));
+    crate::popularity::popularity(plays, now, half_life)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect()
 }
 
 #[cfg(test)]
 #[path = "model_tests.rs"]
-mod tests;
+pub(crate) mod tests;

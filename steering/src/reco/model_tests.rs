@@ -1,6 +1,7 @@
 use super::*;
 
-fn ev(profile: &str, title: &str, at: u64) -> Event {
+/// A play in region `eu`.
+pub(crate) fn ev(profile: &str, title: &str, at: u64) -> Event {
     Event {
         profile: profile.into(),
         region: "eu".into(),

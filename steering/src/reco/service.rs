@@ -25,7 +25,10 @@ pub struct Trained {
     pub model: Model,
     /// Per region, titles by recent plays.
     trending: HashMap<String, Vec<String>>,
-    titles: Vec<TitleBrief>,
+    /// The catalogue by id, as read for this training.
+    titles: HashMap<String, TitleBrief>,
+    /// Titles with a release time, newest first.
+    releases: Vec<(u64, String)>,
     took: Duration,
 }
 
@@ -108,10 +111,16 @@ impl Recommender {
                         .collect();
                 }
             }
+            let mut releases: Vec<(u64, String)> = titles
+                .iter()
+                .filter_map(|t| Some((t.release?, t.id.clone())))
+                .collect();
+            releases.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
             Trained {
                 model,
                 trending,
-                titles,
+                titles: titles.into_iter().map(|t| (t.id.clone(), t)).collect(),
+                releases,
                 took: started.elapsed(),
             }
         })
@@ -152,21 +161,19 @@ impl Recommender {
         let history = self.store.history(&q.user, &q.profile, 200).await?;
         let history: Vec<&str> = history.iter().map(String::as_str).collect();
         let now = crate::unix_now();
-        let by_id: HashMap<&str, &TitleBrief> =
-            t.titles.iter().map(|b| (b.id.as_str(), b)).collect();
         let allowed = |id: &str| {
-            by_id
+            t.titles
                 .get(id)
                 .is_some_and(|b| b.playable(&q.region, q.country.as_deref().unwrap_or(""), now))
         };
         let new_since = now.saturating_sub(self.config.new_for.as_secs());
-        let mut new: Vec<&TitleBrief> = t
-            .titles
+        let new: Vec<&str> = t
+            .releases
             .iter()
-            .filter(|b| b.release.is_some_and(|r| r > new_since && r <= now))
+            .skip_while(|(r, _)| *r > now)
+            .take_while(|(r, _)| *r > new_since)
+            .map(|(_, id)| id.as_str())
             .collect();
-        new.sort_by(|a, b| b.release.cmp(&a.release).then(a.id.cmp(&b.id)));
-        let new: Vec<&str> = new.iter().map(|b| b.id.as_str()).collect();
         let trending: Vec<&str> = t
             .trending
             .get(&q.region)
@@ -183,7 +190,7 @@ impl Recommender {
             allowed: &allowed,
             per_row: self.config.per_row,
         };
-        let name = |id: &str| by_id.get(id).map_or(id.to_owned(), |b| b.name.clone());
+        let name = |id: &str| t.titles.get(id).map_or(id.to_owned(), |b| b.name.clone());
         let rows = model::rows(&t.model, &input)
             .into_iter()
             .map(|r| {

@@ -70,6 +70,7 @@ pub async fn titles(
     let u = &viewer.user;
     let all = state.titles().await?;
     let mut listed: Vec<&TitleBrief> = all
+        .list
         .iter()
         .filter(|t| t.listed(&u.region, &u.country))
         .collect();
@@ -120,7 +121,7 @@ pub async fn search(
     let viewer = accounts::authenticate(&state, &headers, now).await?;
     let u = &viewer.user;
     let all = state.titles().await?;
-    let listed = all.iter().filter(|t| t.listed(&u.region, &u.country));
+    let listed = all.list.iter().filter(|t| t.listed(&u.region, &u.country));
     let ids = super::search::search(
         listed.map(|t| (t.id.as_str(), t.name.as_str())),
         &q.q,
@@ -128,7 +129,7 @@ pub async fn search(
     );
     let items = ids
         .into_iter()
-        .filter_map(|id| all.iter().find(|t| t.id == id))
+        .filter_map(|id| all.get(id))
         .map(|t| summary(t, now))
         .collect();
     Ok(axum::Json(Hits { query: q.q, items }))

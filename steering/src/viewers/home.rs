@@ -103,11 +103,8 @@ pub enum Source {
 }
 
 impl Recommendations {
-    pub fn new(
-        url: Option<String>,
-        guard: Guard,
-        cfg: &crate::config::RecommendationsConfig,
-    ) -> Recommendations {
+    pub fn new(guard: Guard, cfg: &crate::config::RecommendationsConfig) -> Recommendations {
+        let url = cfg.url.clone();
         let client = url.as_ref().and_then(|_| {
             control_client::http_client(cfg.timeout, None)
                 .map_err(|e| tracing::error!(error = %e, "recommendations disabled: cannot build HTTP client"))
@@ -213,13 +210,9 @@ pub async fn home(
     accounts::check_profile(&state, &viewer, &q.profile).await?;
     let u = &viewer.user;
     let titles = state.titles().await?;
-    let playable: std::collections::HashMap<&str, &TitleBrief> = titles
-        .iter()
-        .filter(|t| t.playable(&u.region, &u.country, now))
-        .map(|t| (t.id.as_str(), t))
-        .collect();
     let item = |id: &str, resume_position: Option<f64>| {
-        playable.get(id).map(|t| Item {
+        let t = titles.get(id)?;
+        t.playable(&u.region, &u.country, now).then(|| Item {
             id: t.id.clone(),
             name: t.name.clone(),
             resume_position,
@@ -289,10 +282,7 @@ pub async fn home(
                 let reason = match (r.kind.as_deref(), &r.because) {
                     (Some("because-you-watched"), Some(t)) => Some(format!(
                         "Because you watched {}",
-                        titles
-                            .iter()
-                            .find(|x| &x.id == t)
-                            .map_or(t.as_str(), |x| x.name.as_str())
+                        titles.get(t).map_or(t.as_str(), |x| x.name.as_str())
                     )),
                     (Some("top-picks"), _) => backend
                         .model_version
@@ -310,7 +300,7 @@ pub async fn home(
         }
         None => {
             state.metrics.home_fallbacks.inc();
-            rows.push(popular_row(&state, &u.region, &titles, &item, now).await?);
+            rows.push(popular_row(&state, &u.region, &titles.list, &item, now).await?);
         }
     }
     Ok(axum::Json(Home {
@@ -337,7 +327,8 @@ async fn popular_row(
         .store
         .plays_since(region, now.saturating_sub(week), 50_000)
         .await?;
-    let ranked = crate::popularity::popularity(&plays, now, 86_400.0);
+    let ranked =
+        crate::popularity::popularity(plays.iter().map(|(t, at)| (t.as_str(), *at)), now, 86_400.0);
     let mut items: Vec<Item> = ranked
         .iter()
         .filter_map(|(id, _)| item(id, None))

@@ -61,7 +61,29 @@ pub struct Viewers {
     /// The catalogue's titles as last read, and when (browse, search and
     /// home rows read them at every request; an import shows within
     /// `TITLES_FRESH`).
-    titles: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<crate::store::TitleBrief>>)>>,
+    titles: std::sync::Mutex<Option<(std::time::Instant, Arc<Titles>)>>,
+}
+
+/// The catalogue's titles as browse, search and home rows read them, with
+/// an index by id (built once per read, not per request).
+pub struct Titles {
+    pub list: Vec<crate::store::TitleBrief>,
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl Titles {
+    fn new(list: Vec<crate::store::TitleBrief>) -> Titles {
+        let index = list
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.clone(), i))
+            .collect();
+        Titles { list, index }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&crate::store::TitleBrief> {
+        self.index.get(id).map(|&i| &self.list[i])
+    }
 }
 
 /// How long the titles read for browse, search and home rows are reused.
@@ -70,7 +92,7 @@ const TITLES_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
 impl Viewers {
     /// Every title (id, name, regions, release), read at most every
     /// `TITLES_FRESH`; on a store error, the last read while there is one.
-    pub async fn titles(&self) -> Result<Arc<Vec<crate::store::TitleBrief>>, ApiError> {
+    pub async fn titles(&self) -> Result<Arc<Titles>, ApiError> {
         let held = self
             .titles
             .lock()
@@ -83,7 +105,7 @@ impl Viewers {
         }
         match self.store.titles_brief().await {
             Ok(list) => {
-                let list = Arc::new(list);
+                let list = Arc::new(Titles::new(list));
                 *self.titles.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some((std::time::Instant::now(), Arc::clone(&list)));
                 Ok(list)
@@ -107,7 +129,6 @@ impl Viewers {
             config.bookmarks.timeout,
         );
         let recommendations = home::Recommendations::new(
-            config.recommendations.url.clone(),
             deps::Guard::new("recommendations", &config.recommendations.guard(), &metrics),
             &config.recommendations,
         );
