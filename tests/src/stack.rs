@@ -32,8 +32,8 @@ pub fn content() -> PathBuf {
         .find(|d| d.join("CACHEDIR.TAG").exists())
         .unwrap_or_else(|| exe.ancestors().nth(up).expect("target directory"))
         .to_path_buf();
-    // v5: encrypted (cenc), keys in keys/ (v4 was clear; v3 a fixed ffmpeg ladder).
-    let dir = target.join("tmp/e2e-content-v5");
+    // v6: posters (v5 had none; v5 encrypted, v4 clear, v3 a fixed ffmpeg ladder).
+    let dir = target.join("tmp/e2e-content-v6");
     if dir.join("done").exists() {
         return dir;
     }

@@ -275,15 +275,9 @@ fn home_rows_learn_from_plays_and_survive_the_recommender_stopping_and_dying() {
 fn artwork_is_listed_with_a_signed_origin_url() {
     let packaged = tempfile::tempdir().unwrap();
     stack::copy_tree(&stack::content(), packaged.path());
-    let t1 = packaged.path().join("titles/t1");
-    let poster = b"\xff\xd8\xff\xe0 a poster".to_vec();
-    std::fs::write(t1.join("poster.jpg"), &poster).unwrap();
-    let toml = std::fs::read_to_string(t1.join("title.toml")).unwrap();
-    std::fs::write(
-        t1.join("title.toml"),
-        format!("{toml}artwork = [\"poster.jpg\"]\n"),
-    )
-    .unwrap();
+    // oca-pack wrote a poster for every title and listed it in title.toml.
+    let poster = std::fs::read(packaged.path().join("titles/t1/poster.jpg")).unwrap();
+    assert!(poster.starts_with(b"\xff\xd8\xff"), "a JPEG");
     let (s, _origin) = stack::start_with_origin(&stack::fleet(), packaged.path());
     let alice = s.token("alice");
     let t = get(&s, &alice, "/v1/titles/t1").json();
@@ -295,7 +289,8 @@ fn artwork_is_listed_with_a_signed_origin_url() {
     );
     let got = get_url(None, url).unwrap();
     assert_eq!((got.status, got.body), (200, poster));
-    // A title without artwork lists none.
+    // A title without artwork (the lab's "Coming soon", rewritten without
+    // one by make-content) lists none.
     assert_eq!(
         get(&s, &alice, "/v1/titles/t2").json()["artwork"],
         serde_json::json!([])
