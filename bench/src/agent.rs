@@ -88,6 +88,9 @@ pub struct Reply {
     pub len: u64,
     /// `Retry-After`, seconds, when the server gave one.
     pub retry_after: Option<u64>,
+    /// From the start of the fetch (connecting included, as a player's
+    /// resource timing counts it) to the response head.
+    pub ttfb: std::time::Duration,
 }
 
 impl Reply {
@@ -144,6 +147,7 @@ impl Agent {
             ..RequestHead::get(&req.url.path, &req.url.authority)
         };
         http1::write_request(&mut self.head, &head);
+        let started = Instant::now();
         let mut retried = false;
         loop {
             let (mut c, reused) = match self.conns.remove(&key) {
@@ -155,7 +159,7 @@ impl Agent {
                     Err(_) => return Err(FetchError::Timeout),
                 },
             };
-            match timeout_at(deadline, exchange(&mut c, &self.head, req)).await {
+            match timeout_at(deadline, exchange(&mut c, &self.head, req, started)).await {
                 Err(_) => return Err(FetchError::Timeout),
                 Ok(Ok((reply, reusable))) => {
                     if reusable {
@@ -216,7 +220,12 @@ fn broken(b: Broken) -> FetchError {
     }
 }
 
-async fn exchange(c: &mut Conn, head: &[u8], req: &Request<'_>) -> Result<(Reply, bool), Failure> {
+async fn exchange(
+    c: &mut Conn,
+    head: &[u8],
+    req: &Request<'_>,
+    started: Instant,
+) -> Result<(Reply, bool), Failure> {
     if c.send(head, req.body).await.is_err() {
         return Err(Failure {
             kind: FetchError::Reset,
@@ -227,6 +236,7 @@ async fn exchange(c: &mut Conn, head: &[u8], req: &Request<'_>) -> Result<(Reply
         kind: broken(e.broken),
         nothing: e.nothing,
     })?;
+    let ttfb = started.elapsed();
     let framing =
         http1::framing(&parsed, req.method == "HEAD").map_err(|_| fail(FetchError::Protocol))?;
     let mut body = Vec::new();
@@ -254,6 +264,7 @@ async fn exchange(c: &mut Conn, head: &[u8], req: &Request<'_>) -> Result<(Reply
             body,
             len,
             retry_after: parsed.retry_after,
+            ttfb,
         },
         reusable,
     ))

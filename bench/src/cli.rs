@@ -328,9 +328,15 @@ pub struct PlayersArgs {
     /// Fetch segments while less than this is buffered.
     #[arg(long = "max-buffer", value_name = "TIME", default_value = "30s", value_parser = nonzero_duration)]
     pub max_buffer: Duration,
-    /// Save the position this often (POST /v1/bookmarks).
-    #[arg(long = "bookmark-every", value_name = "TIME", default_value = "10s", value_parser = nonzero_duration)]
-    pub bookmark_every: Duration,
+    /// Report progress this often: a heartbeat (position, state, the
+    /// segments' downloads since the last), or with `--bookmarks` a bookmark.
+    #[arg(long = "report-every", alias = "bookmark-every", value_name = "TIME", default_value = "5s", value_parser = nonzero_duration)]
+    pub report_every: Duration,
+    /// Report as players without heartbeats do: POST /v1/bookmarks, and
+    /// DELETE the play at its end (default: POST /v1/plays/{id}/heartbeat,
+    /// the last one saying `ended`).
+    #[arg(long)]
+    pub bookmarks: bool,
     /// Per-request timeout; a segment request that exceeds it fails over.
     #[arg(long, value_name = "TIME", default_value = "5s", value_parser = nonzero_duration)]
     pub timeout: Duration,
@@ -699,7 +705,8 @@ mod tests {
         assert_eq!(a.duration, Duration::from_secs(15));
         assert_eq!(a.source_ips.len(), 2);
         assert_eq!(a.max_buffer, Duration::from_secs(30));
-        assert_eq!(a.bookmark_every, Duration::from_secs(10));
+        assert_eq!(a.report_every, Duration::from_secs(5));
+        assert!(!a.bookmarks);
         assert_eq!((a.watch, a.startup_buffer), (None, None));
         assert!(a.json);
 

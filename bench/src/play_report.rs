@@ -44,6 +44,7 @@ pub struct PlayersReport {
     /// "any-appliance", "saturated" or "origin".
     pub plays_by_reason: BTreeMap<String, u64>,
     pub bookmarks: Outcomes,
+    pub heartbeats: Outcomes,
     pub deletes: Outcomes,
     pub licences: Outcomes,
     pub steering_polls: Outcomes,
@@ -126,6 +127,7 @@ impl PlayersReport {
             plays_by_primary: s.plays_by_primary.clone(),
             plays_by_reason: s.plays_by_reason.clone(),
             bookmarks: s.bookmarks,
+            heartbeats: s.heartbeats,
             deletes: s.deletes,
             licences: s.licences,
             steering_polls: s.steering_polls,
@@ -225,8 +227,10 @@ impl PlayersReport {
         let _ = writeln!(o, "why         {}", counts(&self.plays_by_reason));
         let _ = writeln!(
             o,
-            "requests    bookmarks {}/{} ok, deletes {}/{} ok, licences {}/{} ok, \
-             steering polls {}/{} ok, {} moves to another steering instance",
+            "requests    heartbeats {}/{} ok, bookmarks {}/{} ok, deletes {}/{} ok, \
+             licences {}/{} ok, steering polls {}/{} ok, {} moves to another steering instance",
+            self.heartbeats.ok,
+            self.heartbeats.ok + self.heartbeats.failed,
             self.bookmarks.ok,
             self.bookmarks.ok + self.bookmarks.failed,
             self.deletes.ok,
@@ -350,6 +354,7 @@ mod tests {
             "plays_by_primary",
             "plays_by_reason",
             "bookmarks",
+            "heartbeats",
             "deletes",
             "licences",
             "steering_polls",

@@ -51,6 +51,8 @@ pub struct PlayStats {
     /// Why steering chose each play's primary ("isp-embedded", "origin", ...).
     pub plays_by_reason: BTreeMap<String, u64>,
     pub bookmarks: Outcomes,
+    /// POST /v1/plays/{id}/heartbeat, the last of each play included.
+    pub heartbeats: Outcomes,
     pub deletes: Outcomes,
     /// Clear Key licences asked of steering for protected titles.
     pub licences: Outcomes,
@@ -112,6 +114,7 @@ impl Default for PlayStats {
             plays_by_primary: BTreeMap::new(),
             plays_by_reason: BTreeMap::new(),
             bookmarks: Outcomes::default(),
+            heartbeats: Outcomes::default(),
             deletes: Outcomes::default(),
             licences: Outcomes::default(),
             steering_polls: Outcomes::default(),
@@ -246,6 +249,7 @@ impl PlayStats {
             add(&mut self.plays_by_reason, k, *n);
         }
         self.bookmarks.merge(o.bookmarks);
+        self.heartbeats.merge(o.heartbeats);
         self.deletes.merge(o.deletes);
         self.licences.merge(o.licences);
         self.steering_polls.merge(o.steering_polls);

@@ -22,7 +22,7 @@ use crate::url::Url;
 use crate::verify::Packaged;
 use crate::viewer::{self, Setup};
 
-/// Time after the end for closing requests (last bookmark, DELETE), at most
+/// Time after the end for closing requests (last heartbeat; or bookmark and DELETE), at most
 /// `--timeout`.
 const GRACE: Duration = Duration::from_secs(3);
 
@@ -84,7 +84,8 @@ pub fn players(args: &PlayersArgs) -> Result<PlayersReport> {
         watch: args.watch,
         startup: args.startup_buffer,
         max_buffer: args.max_buffer,
-        bookmark_every: args.bookmark_every,
+        heartbeats: !args.bookmarks,
+        report_every: args.report_every,
         timeout: args.timeout,
         tls,
         verify,

@@ -1,6 +1,6 @@
 //! One play of a simulated viewer, from the multivariant playlist to the
-//! end: pathway, variant, segments at playback pace, bookmarks, content
-//! steering polls and failover.
+//! end: pathway, variant, segments at playback pace, heartbeats (or
+//! bookmarks), content steering polls and failover.
 //!
 //! The IO edge of the pure parts: [`abr::choose`] picks variants,
 //! [`Playback`] says when to fetch and what the viewer saw, and
@@ -20,10 +20,14 @@ use crate::play_stats::Live;
 use crate::playback::{Event, Phase, Playback};
 use crate::url::Url;
 use crate::verify::Check;
-use crate::viewer::{End, Viewer};
+use crate::viewer::{End, Heartbeat, Sample, Viewer};
 
 /// Content-steering re-poll interval after a failed poll.
 const POLL_RETRY: Duration = Duration::from_secs(10);
+
+/// Most samples a heartbeat carries (steering's limit); older ones are
+/// dropped first if a play could not report for long.
+const MAX_SAMPLES: usize = 120;
 
 /// Why a step of a play did not happen.
 enum Step {
@@ -59,7 +63,10 @@ pub struct Play<'v> {
     offset: Duration,
     playback: Option<Playback>,
     throughput: Throughput,
-    next_bookmark: Instant,
+    /// When the play next reports its progress (heartbeat or bookmark).
+    next_report: Instant,
+    /// Segments fetched since the last heartbeat.
+    samples: Vec<Sample>,
     /// The play's licence URL, for protected titles.
     pub licence_url: Option<Url>,
     /// Key IDs already licensed in this play.
@@ -75,7 +82,7 @@ impl<'v> Play<'v> {
         pressed: Instant,
         stop: Instant,
     ) -> Play<'v> {
-        let next_bookmark = pressed + v.setup.bookmark_every;
+        let next_report = pressed + v.setup.report_every;
         Play {
             v,
             play_id,
@@ -95,7 +102,8 @@ impl<'v> Play<'v> {
             offset: Duration::ZERO,
             playback: None,
             throughput: Throughput::default(),
-            next_bookmark,
+            next_report,
+            samples: Vec::new(),
             licence_url: None,
             licensed: Vec::new(),
         }
@@ -166,12 +174,9 @@ impl<'v> Play<'v> {
             if now >= self.stop {
                 return self.stopped();
             }
-            if now >= self.next_bookmark {
-                self.next_bookmark = now + self.v.setup.bookmark_every;
-                let deadline = (now + self.v.setup.timeout).min(self.stop);
-                let position = self.position();
-                let ok = self.v.bookmark(&self.play_id, position, deadline).await;
-                self.v.stats.bookmarks.count(ok);
+            if now >= self.next_report {
+                self.next_report = now + self.v.setup.report_every;
+                self.report(phase, now).await;
                 continue;
             }
             if self.next_poll.is_some_and(|t| now >= t) {
@@ -186,7 +191,7 @@ impl<'v> Play<'v> {
                 }
                 continue;
             }
-            let mut wake = self.stop.min(self.next_bookmark);
+            let mut wake = self.stop.min(self.next_report);
             if let Some(t) = self.next_poll {
                 wake = wake.min(t);
             }
@@ -248,8 +253,16 @@ impl<'v> Play<'v> {
             self.init = seg.init.clone();
         }
         let t0 = Instant::now();
-        let reply = self.get(&seg.url, false, "segment").await?;
+        let got = self.get(&seg.url, false, "segment").await;
         let now = Instant::now();
+        // Every segment's download is reported, failed ones too: they are
+        // what steering learns each path from.
+        match &got {
+            Ok(r) => self.sample(r.len, r.ttfb, now - t0, false),
+            Err(Step::Pathway(_)) => self.sample(0, now - t0, now - t0, true),
+            Err(_) => {}
+        }
+        let reply = got?;
         self.throughput.record(reply.len, now - t0);
         let bandwidth = ladder.get(self.variant).copied().unwrap_or_default();
         self.v.stats.segment(bandwidth, seg.duration);
@@ -260,6 +273,55 @@ impl<'v> Play<'v> {
         }
         self.next += 1;
         Ok(())
+    }
+
+    /// Files a segment download for the next heartbeat.
+    fn sample(&mut self, bytes: u64, ttfb: Duration, download: Duration, error: bool) {
+        if !self.v.setup.heartbeats || self.pathway.is_empty() {
+            return;
+        }
+        if self.samples.len() >= MAX_SAMPLES {
+            self.samples.remove(0);
+        }
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        self.samples.push(Sample {
+            pathway: self.pathway.clone(),
+            bytes,
+            ttfb_ms: ms(ttfb.min(download)),
+            download_ms: ms(download),
+            error,
+        });
+    }
+
+    /// Reports progress: a heartbeat with the samples since the last, or a
+    /// bookmark.
+    async fn report(&mut self, phase: Phase, now: Instant) {
+        let deadline = (now + self.v.setup.timeout).min(self.stop);
+        let position = self.position();
+        if !self.v.setup.heartbeats {
+            let ok = self.v.bookmark(&self.play_id, position, deadline).await;
+            self.v.stats.bookmarks.count(ok);
+            return;
+        }
+        let state = match phase {
+            Phase::Starting | Phase::Stalled => "buffering",
+            Phase::Playing => "playing",
+            Phase::Ended => "ended",
+        };
+        let beat = Heartbeat {
+            position: Some(position),
+            state,
+            samples: std::mem::take(&mut self.samples),
+        };
+        // Samples of a heartbeat that failed are lost: they are
+        // measurements, and resending a batch steering refused would fail again.
+        let ok = self.v.heartbeat(&self.play_id, &beat, deadline).await;
+        self.v.stats.heartbeats.count(ok);
+    }
+
+    /// The samples not yet reported, for the play's last heartbeat.
+    pub fn take_samples(&mut self) -> Vec<Sample> {
+        std::mem::take(&mut self.samples)
     }
 
     fn ladder(&self) -> &[hls::Variant] {

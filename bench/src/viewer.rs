@@ -1,6 +1,7 @@
 //! One simulated viewer: presses play (POST /v1/play), opens the
-//! multivariant playlist, hands the play to [`Play`] (session.rs), then
-//! bookmarks and deletes it; and presses play again until the run ends.
+//! multivariant playlist, hands the play to [`Play`] (session.rs), then ends
+//! it (a last heartbeat saying `ended`, or, without heartbeats, a bookmark
+//! and a DELETE); and presses play again until the run ends.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -39,14 +40,19 @@ pub struct Setup {
     /// Buffer to start with; `None`: two segments' worth.
     pub startup: Option<Duration>,
     pub max_buffer: Duration,
-    pub bookmark_every: Duration,
+    /// Report progress with heartbeats (`POST /v1/plays/{id}/heartbeat`:
+    /// position, state, per-segment samples), or, if false, with bookmarks
+    /// and a DELETE at the end, as players without heartbeats do.
+    pub heartbeats: bool,
+    /// How often a play reports its progress.
+    pub report_every: Duration,
     pub timeout: Duration,
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Packaged files to check segments against (`--verify`).
     pub verify: Option<Arc<crate::verify::Packaged>>,
     /// No play goes on past this.
     pub end: Instant,
-    /// Closing requests (last bookmark, DELETE) give up at this.
+    /// Closing requests (last heartbeat, or bookmark and DELETE) give up at this.
     pub grace_end: Instant,
 }
 
@@ -117,6 +123,27 @@ pub enum End {
     Failed(&'static str, String),
 }
 
+/// One downloaded (or failed) media segment, as a heartbeat reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Sample {
+    /// The pathway (appliance id) it came from.
+    pub pathway: String,
+    pub bytes: u64,
+    pub ttfb_ms: f64,
+    pub download_ms: f64,
+    pub error: bool,
+}
+
+/// The body of a heartbeat.
+#[derive(Debug, serde::Serialize)]
+pub struct Heartbeat {
+    /// Seconds into the title; `None` before playback knew where it was.
+    pub position: Option<f64>,
+    /// `playing`, `buffering`, `paused` or `ended`.
+    pub state: &'static str,
+    pub samples: Vec<Sample>,
+}
+
 #[derive(Deserialize)]
 struct Answer {
     play_id: String,
@@ -177,9 +204,10 @@ impl Viewer {
                 p.licence_url = licence;
                 let end = p.run(answer.resume_position).await;
                 let position = p.finish();
-                self.close(&answer.play_id, position, end).await
+                let samples = p.take_samples();
+                self.close(&answer.play_id, position, samples, end).await
             }
-            Err(end) => self.close(&answer.play_id, None, end).await,
+            Err(end) => self.close(&answer.play_id, None, Vec::new(), end).await,
         }
     }
 
@@ -273,9 +301,17 @@ impl Viewer {
         Ok((master, steering))
     }
 
-    /// Ends a play: records how, saves the position, and deletes the play so
-    /// it stops counting against the account's streams.
-    async fn close(&mut self, play_id: &str, position: Option<f64>, end: End) -> Next {
+    /// Ends a play: records how, and tells steering so the play stops
+    /// counting against the account's streams, saving the position: a last
+    /// heartbeat saying `ended` (with the samples not yet sent), or a
+    /// bookmark and a DELETE.
+    async fn close(
+        &mut self,
+        play_id: &str,
+        position: Option<f64>,
+        samples: Vec<Sample>,
+        end: End,
+    ) -> Next {
         let next = match end {
             End::Completed => {
                 self.stats.completed += 1;
@@ -297,6 +333,16 @@ impl Viewer {
             }
         };
         let deadline = (Instant::now() + self.setup.timeout).min(self.setup.grace_end);
+        if self.setup.heartbeats {
+            let beat = Heartbeat {
+                position,
+                state: "ended",
+                samples,
+            };
+            let ok = self.heartbeat(play_id, &beat, deadline).await;
+            self.stats.heartbeats.count(ok);
+            return next;
+        }
         if let Some(position) = position {
             let ok = self.bookmark(play_id, position, deadline).await;
             self.stats.bookmarks.count(ok);
@@ -357,6 +403,18 @@ impl Viewer {
         let body = serde_json::json!({"play_id": play_id, "position": position}).to_string();
         let setup = self.setup.clone();
         self.post_json(&setup.bookmarks_url, body.as_bytes(), false, deadline)
+            .await
+            .is_ok_and(|r| r.ok())
+    }
+
+    /// `POST /v1/plays/{id}/heartbeat`; true if steering took it.
+    pub async fn heartbeat(&mut self, play_id: &str, beat: &Heartbeat, deadline: Instant) -> bool {
+        let setup = self.setup.clone();
+        let Ok(url) = setup.plays_url.join(&format!("{play_id}/heartbeat")) else {
+            return false;
+        };
+        let body = serde_json::to_vec(beat).unwrap_or_default();
+        self.post_json(&url, &body, false, deadline)
             .await
             .is_ok_and(|r| r.ok())
     }

@@ -57,10 +57,45 @@ fn a_failing_appliance_fails_over_to_the_next_pathway() {
         peers.iter().all(|p| p.to_string() == "127.0.0.2"),
         "{peers:?}"
     );
-    assert!(c.count("DELETE /v1/plays/p0") == 1);
     assert!(
         c.count("GET /v1/steering/p0/hls") >= 2,
         "polled, and again on failure"
+    );
+    // Heartbeats, not bookmarks and DELETE: they carry each media segment's
+    // download, the failed ones on "a" too, and the last one ends the play.
+    assert_eq!(c.count("DELETE /v1/plays/"), 0);
+    assert_eq!(c.count("POST /v1/bookmarks"), 0);
+    let beats = c.log.heartbeats.lock().unwrap().clone();
+    assert!(r["heartbeats"]["ok"].as_u64().unwrap() >= 1, "{r}");
+    assert_eq!(r["heartbeats"]["failed"], 0, "{r}");
+    let samples: Vec<&Value> = beats
+        .iter()
+        .flat_map(|b| b["samples"].as_array().unwrap())
+        .collect();
+    let failed_on_a = samples
+        .iter()
+        .filter(|s| s["pathway"] == "a" && s["error"] == true)
+        .count();
+    assert!(failed_on_a >= 1, "{beats:?}");
+    let ok_on_b: Vec<&&Value> = samples
+        .iter()
+        .filter(|s| s["pathway"] == "b" && s["error"] == false)
+        .collect();
+    assert!(ok_on_b.len() >= 4, "{beats:?}");
+    for s in ok_on_b {
+        let (ttfb, total) = (
+            s["ttfb_ms"].as_f64().unwrap(),
+            s["download_ms"].as_f64().unwrap(),
+        );
+        assert!(s["bytes"].as_u64().unwrap() > 0 && ttfb <= total, "{s}");
+    }
+    let ended = beats.iter().filter(|b| b["state"] == "ended").count() as u64;
+    assert_eq!(ended, r["plays"]["started"].as_u64().unwrap(), "{beats:?}");
+    assert!(
+        beats
+            .iter()
+            .all(|b| b["position"].is_null() || b["position"].as_f64().unwrap() >= 0.0),
+        "{beats:?}"
     );
 }
 
@@ -70,7 +105,7 @@ fn a_viewer_with_every_pathway_down_stops() {
         .appliance("a", Serve::Down)
         .appliance("b", Serve::FailSegments)
         .run();
-    let r = players(&c.url, 3, &[]);
+    let r = players(&c.url, 3, &["--bookmarks"]);
     assert_eq!(r["plays"]["started"], 1, "the viewer gave up: {r}");
     assert_eq!(r["plays"]["errors"]["all_pathways_failed"], 1, "{r}");
     assert_eq!(r["failovers"], 1, "{r}");
@@ -78,6 +113,7 @@ fn a_viewer_with_every_pathway_down_stops() {
     assert!(why.contains("status 503"), "{why}");
     assert_eq!(r["startups"], 0);
     assert_eq!(r["deletes"]["ok"], 1, "the play is still deleted: {r}");
+    assert_eq!(r["heartbeats"]["ok"], 0, "--bookmarks: {r}");
 }
 
 #[test]
@@ -119,7 +155,10 @@ fn garbage_from_steering_is_an_error_not_a_panic() {
         r["plays"]["errors"]["bad_master"].as_u64().unwrap() >= 1,
         "{r}"
     );
-    assert_eq!(r["deletes"]["ok"], r["plays"]["started"], "{r}");
+    assert_eq!(
+        r["heartbeats"]["ok"], r["plays"]["started"],
+        "one ending each: {r}"
+    );
 }
 
 #[test]
@@ -129,7 +168,11 @@ fn chunked_answers_and_a_short_watch() {
         .segments(20, 0.5)
         .chunked()
         .run();
-    let r = players(&c.url, 3, &["--watch", "1s", "--bookmark-every", "500ms"]);
+    let r = players(
+        &c.url,
+        3,
+        &["--watch", "1s", "--report-every", "500ms", "--bookmarks"],
+    );
     // 1 s plays of a 10 s title: several, each ended by --watch, none cut.
     let started = r["plays"]["started"].as_u64().unwrap();
     assert!(started >= 2, "{r}");

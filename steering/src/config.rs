@@ -331,6 +331,10 @@ pub struct SteerConfig {
     /// moves those already playing.
     pub min_path_mbps: f64,
     pub min_path_confidence: f64,
+    /// A path measured at or above this many Mbit/s has all the throughput a
+    /// play needs; below, its shortfall counts against it in the score (a
+    /// path at half of it as much as utilisation 0.5), weighted by confidence.
+    pub good_path_mbps: f64,
     /// BGP communities (`"asn:value"`, large `"global:data1:data2"`) with which
     /// an ISP marks a prefix "serve from this appliance only as a fallback":
     /// its viewers go to the ISP's other appliances for that prefix first.
@@ -712,6 +716,7 @@ impl Default for SteerConfig {
             measure_networks: 10_000,
             min_path_mbps: 8.0,
             min_path_confidence: 0.5,
+            good_path_mbps: 25.0,
         }
     }
 }
@@ -925,11 +930,15 @@ impl Config {
             return reject("steer.km_per_utilisation", "must be a positive number");
         }
         let (mbps, sure) = (self.steer.min_path_mbps, self.steer.min_path_confidence);
+        let good = self.steer.good_path_mbps;
         if !(mbps >= 0.0 && mbps.is_finite() && (0.0..=1.0).contains(&sure)) {
             return reject(
                 "steer",
                 "min_path_mbps a number from 0, min_path_confidence from 0 to 1",
             );
+        }
+        if !(good >= 0.0 && good.is_finite()) {
+            return reject("steer.good_path_mbps", "must be a number from 0");
         }
         if self.steer.measure_half_life < Duration::from_secs(1) || self.steer.measure_networks == 0
         {

@@ -3,6 +3,7 @@
 
 pub mod bird;
 pub mod mrt;
+pub mod netns;
 pub mod stack;
 
 use std::io::{BufRead, BufReader, Read, Write};

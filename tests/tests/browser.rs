@@ -53,11 +53,16 @@ fn ensure_tools() {
 /// `fleet` with steering serving the web player (and both players' scripts)
 /// under /player/.
 fn stack_with_player(fleet: &[ApplianceSpec]) -> (Stack, tempfile::TempDir) {
+    stack_with_player_and(fleet, "")
+}
+
+/// `stack_with_player` with more steering config (`extra` as for `stack::start`).
+fn stack_with_player_and(fleet: &[ApplianceSpec], extra: &str) -> (Stack, tempfile::TempDir) {
     ensure_tools();
     let player = player_dir();
     let s = stack::start(
         fleet,
-        &format!("player_dir = \"{}\"", player.path().display()),
+        &format!("player_dir = \"{}\"\n{extra}", player.path().display()),
     );
     (s, player)
 }
@@ -113,8 +118,21 @@ fn browse(
     seconds: u32,
     max_buffer: u32,
 ) -> (std::process::Child, mpsc::Receiver<serde_json::Value>) {
+    browse_query(s, user, title, player, seconds, max_buffer, "")
+}
+
+/// `browse` with more of the page's query (`&hb=1`).
+fn browse_query(
+    s: &Stack,
+    user: &str,
+    title: &str,
+    player: &str,
+    seconds: u32,
+    max_buffer: u32,
+    more: &str,
+) -> (std::process::Child, mpsc::Receiver<serde_json::Value>) {
     let url = format!(
-        "http://{}/player/player.html?token={}&title={title}&player={player}&maxbuf={max_buffer}",
+        "http://{}/player/player.html?token={}&title={title}&player={player}&maxbuf={max_buffer}{more}",
         s.addr,
         s.token(user)
     );
@@ -461,4 +479,73 @@ fn a_play_refused_by_admission_is_retried_after_retry_after_and_plays() {
         serde_json::json!(["client_rate_limited"]),
         "{r}"
     );
+}
+
+/// hls.js's own heartbeats judge a path: Chromium sits in ISP A's network
+/// (a network namespace of the test's own, where loopback connections come
+/// from 127.1.0.50), tc caps what ISP A's appliance sends to that network,
+/// and the page reports each fragment's download from hls.js's load
+/// statistics. Steering learns the path is slow and content steering moves
+/// the player to the IXP appliance mid-play, while ISP A's appliance stays
+/// healthy. One player alone may judge here (`min_path_confidence` 0.2: about
+/// one play's most weight), where the oca-bench test needs several plays.
+#[test]
+fn hls_js_heartbeats_move_it_off_a_path_that_is_slow_for_its_network() {
+    if !e2e::netns::own_network() {
+        return;
+    }
+    e2e::netns::default_source("127.1.0.50".parse().unwrap());
+    let fleet = [
+        ApplianceSpec {
+            id: "oca-a1",
+            tier: "embedded",
+            site: "isp-a-ams",
+            serves: &["127.1.0.0/16"],
+            ..ApplianceSpec::default()
+        },
+        ApplianceSpec {
+            id: "oca-x1",
+            tier: "ixp",
+            site: "ixp-ams",
+            capacity_mbps: 40_000,
+            ..ApplianceSpec::default()
+        },
+    ];
+    // One play's weight decays from 2 of 8 as soon as it is given: 0.2.
+    let (s, _player) = stack_with_player_and(&fleet, "steer.min_path_confidence = 0.2");
+    let mut shaper = e2e::netns::Shaper::new();
+    shaper.cap(s.appliances["oca-a1"].1, "127.1.0.0/16", "3mbit");
+    let (mut child, rx) = browse_query(&s, "erin", "long", "hls", 24, 8, "&hb=1");
+    let r = result(&rx, |_| {});
+    let _ = child.wait();
+    eprintln!(
+        "MEASURED frags {} steering {} oca-a1 {}",
+        r["frags"],
+        r["steering"],
+        s.appliance("oca-a1").unwrap()["measured"]
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["play"]["appliances"][0]["id"], "oca-a1", "{r}");
+    let host = |id: &str| {
+        let list = r["play"]["appliances"].as_array().unwrap();
+        let a = list.iter().find(|a| a["id"] == id).unwrap();
+        host_of(a["base_url"].as_str().unwrap())
+    };
+    let hosts: Vec<&str> = r["fragHosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    // Started on the slow path, ended on the IXP appliance.
+    assert_eq!(hosts.first().copied(), Some(host("oca-a1").as_str()), "{r}");
+    assert_eq!(hosts.last().copied(), Some(host("oca-x1").as_str()), "{r}");
+    assert_eq!(r["steering"][0], "oca-x1", "{r}");
+    assert!(r["heartbeats"]["ok"].as_u64().unwrap() >= 5, "{r}");
+    assert_eq!(r["heartbeats"]["failed"], 0, "{r}");
+    let a1 = s.appliance("oca-a1").unwrap();
+    assert_eq!(a1["eligible"], true, "{a1}");
+    let path = &a1["measured"][0];
+    assert_eq!(path["network"], "127.1.0.0/16", "{a1}");
+    assert!(path["throughput_mbps"].as_f64().unwrap() < 8.0, "{a1}");
 }

@@ -401,7 +401,7 @@ fn viewers_move_to_the_other_instance_when_theirs_dies() {
                 "16s",
                 "--watch",
                 "4s",
-                "--bookmark-every",
+                "--report-every",
                 "1s",
                 "--timeout",
                 "2s",
@@ -429,8 +429,8 @@ fn viewers_move_to_the_other_instance_when_theirs_dies() {
     assert_eq!(plays["failed"], 0, "no play was refused or unanswered: {r}");
     assert!(plays["errors"].as_object().unwrap().is_empty(), "{r}");
     assert!(plays["started"].as_u64().unwrap() >= 4, "{r}");
-    assert_eq!(r["bookmarks"]["failed"], 0, "{r}");
-    assert_eq!(r["deletes"]["failed"], 0, "{r}");
+    // Heartbeats (the last ending each play) went to B too.
+    assert_eq!(r["heartbeats"]["failed"], 0, "{r}");
     assert!(r["rebuffer_ratio"].as_f64().unwrap() < 0.05, "{r}");
     drop(b);
 }

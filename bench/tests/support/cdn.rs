@@ -118,6 +118,8 @@ impl CdnBuilder {
 #[derive(Default)]
 pub struct Log {
     pub requests: Mutex<Vec<String>>,
+    /// Heartbeats' bodies, parsed, in arrival order.
+    pub heartbeats: Mutex<Vec<serde_json::Value>>,
     pub peers: Mutex<Vec<std::net::IpAddr>>,
 }
 
@@ -274,6 +276,9 @@ impl Steering {
                 (200, body.into_bytes(), chunked)
             }
             ("POST", "/v1/bookmarks") => (204, Vec::new(), false),
+            ("POST", p) if p.starts_with("/v1/plays/") && p.ends_with("/heartbeat") => {
+                (200, b"{\"ended\":false}".to_vec(), false)
+            }
             ("DELETE", p) if p.starts_with("/v1/plays/") => (204, Vec::new(), false),
             _ => (404, b"{\"code\":\"not_found\"}".to_vec(), false),
         }
@@ -333,9 +338,13 @@ fn connection(mut s: TcpStream, handler: &Handler, log: &Log) {
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
-        buf.drain(..end + length);
+        let body: Vec<u8> = buf.drain(..end + length).skip(end).collect();
         let mut words = head.split_whitespace();
         let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or("/"));
+        if method == "POST" && path.ends_with("/heartbeat") {
+            let v = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            log.heartbeats.lock().unwrap().push(v);
+        }
         log.requests
             .lock()
             .unwrap()

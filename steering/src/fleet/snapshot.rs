@@ -20,7 +20,7 @@ use tokio::sync::{Notify, watch};
 
 use super::Fleet;
 use super::bgp::point;
-use super::steer::{Node, Policy, RoutePref, Served, Snapshot};
+use super::steer::{self, Node, Policy, RoutePref, Served, Snapshot};
 
 /// The shortest gap between two builds.
 pub const MIN_GAP: Duration = Duration::from_millis(10);
@@ -159,6 +159,7 @@ pub fn policy(cfg: &crate::config::SteerConfig) -> Policy {
         km_per_utilisation: cfg.km_per_utilisation,
         stale_after: cfg.stale_after,
         fallbacks: cfg.fallbacks,
+        good_path_bps: cfg.good_path_mbps * 1e6,
         ..Policy::default()
     }
 }
@@ -231,22 +232,32 @@ fn build(state: &Fleet) -> Snapshot {
         state.networks.load_full(),
         policy(&config.steer),
     );
-    // Paths players measured as too slow, with confidence, take no new
-    // viewers from their network.
+    // What players measured: paths too slow, with confidence, take no new
+    // viewers from their network; the others' scores use it as far as it is
+    // trusted.
     let floor = config.steer.min_path_mbps * 1e6;
     let sure = config.steer.min_path_confidence;
-    let slow: Vec<(String, String)> = state
+    let measured: Vec<(String, String, steer::Measured)> = state
         .paths
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .all(crate::unix_now())
         .into_iter()
-        .filter(|(_, _, e)| e.confidence >= sure && e.throughput_bps < floor)
-        .map(|(net, a, _)| (net.to_owned(), a.to_owned()))
+        .filter(|(_, _, e)| e.confidence > 0.0)
+        .map(|(net, a, e)| {
+            let m = steer::Measured {
+                slow: e.confidence >= sure && e.throughput_bps < floor,
+                throughput_bps: e.throughput_bps,
+                ttfb_ms: e.ttfb_ms,
+                confidence: e.confidence,
+            };
+            (net.to_owned(), a.to_owned(), m)
+        })
         .collect();
-    if !slow.is_empty() {
-        tracing::debug!(paths = slow.len(), "paths measured too slow");
+    let slow = measured.iter().filter(|(_, _, m)| m.slow).count();
+    if slow > 0 {
+        tracing::debug!(paths = slow, "paths measured too slow");
     }
-    snap.set_slow_paths(slow);
+    snap.set_measured_paths(measured);
     snap
 }

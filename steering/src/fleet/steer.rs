@@ -18,8 +18,8 @@ use serde::Serialize;
 mod snapshot;
 #[cfg(test)]
 use snapshot::unit_vector;
+pub use snapshot::{Measured, Networks, RoutePref, Served, Snapshot};
 use snapshot::{Need, distance_km};
-pub use snapshot::{Networks, RoutePref, Served, Snapshot};
 
 /// Index into the snapshot's nodes: decisions carry indices, not strings, so they stay cheap.
 pub type NodeId = u32;
@@ -73,6 +73,10 @@ pub struct Policy {
     /// Utilisation assumed for a stale or missing report: pessimistic enough that a silent
     /// node is not flooded, optimistic enough that it is still used.
     pub stale_utilisation: f64,
+    /// A path players measured at or above this (bit/s) has all the throughput a play
+    /// needs; below, the shortfall counts against it (a path at half of it as utilisation
+    /// 0.5), as far as the measurement is trusted.
+    pub good_path_bps: f64,
     /// How many fallbacks besides the primary.
     pub fallbacks: usize,
 }
@@ -84,6 +88,7 @@ impl Default for Policy {
             km_per_utilisation: 5000.0,
             stale_after: Duration::from_secs(30),
             stale_utilisation: 0.5,
+            good_path_bps: 25e6,
             fallbacks: 2,
         }
     }
@@ -141,9 +146,13 @@ struct Ctx<'a> {
     client_pos: Option<[f64; 3]>,
     km_weight: f64,
     want: usize,
-    /// Nodes measured too slow from the client's network.
-    slow: &'a [NodeId],
+    /// What players in the client's network measured, per node.
+    measured: &'a [(NodeId, Measured)],
 }
+
+/// Kilometres of distance per millisecond of round trip: light in fibre
+/// covers about 200 km a millisecond, there and back.
+const KM_PER_RTT_MS: f64 = 100.0;
 
 /// A tier's nodes, and whether they all hold the request's rarest rendition (`inline[0]`),
 /// which then needs no check.
@@ -163,7 +172,7 @@ impl<'a> Ctx<'a> {
         need: Need<'a>,
         now: Instant,
         pos: Option<[f64; 3]>,
-        slow: &'a [NodeId],
+        measured: &'a [(NodeId, Measured)],
     ) -> Self {
         let km = snap.policy.km_per_utilisation;
         Ctx {
@@ -173,7 +182,7 @@ impl<'a> Ctx<'a> {
             client_pos: pos,
             km_weight: if km > 0.0 { 1.0 / km } else { 0.0 },
             want: snap.policy.fallbacks.saturating_add(1),
-            slow,
+            measured,
         }
     }
 
@@ -197,15 +206,36 @@ impl<'a> Ctx<'a> {
     /// Takes new viewers from this client: under the utilisation threshold,
     /// and not measured too slow from the client's network.
     fn under(&self, id: NodeId) -> bool {
-        self.utilisation(id) < self.snap.policy.max_utilisation && !self.slow.contains(&id)
+        self.utilisation(id) < self.snap.policy.max_utilisation
+            && !self.measured_of(id).is_some_and(|m| m.slow)
     }
 
+    fn measured_of(&self, id: NodeId) -> Option<&Measured> {
+        self.measured.iter().find(|(n, _)| *n == id).map(|(_, m)| m)
+    }
+
+    /// Lower is better: utilisation, plus distance (`km_per_utilisation` km weigh as
+    /// much as a full node), plus what players measured beyond what distance explains,
+    /// as far as the measurement is trusted (its confidence): time to first byte above
+    /// the distance's round trip, weighed as the distance light covers in it, and a
+    /// throughput short of `good_path_bps`. Without a measurement, distance alone.
     fn score(&self, id: NodeId) -> f64 {
         let km = match (self.snap.hot[id as usize].pos, self.client_pos) {
             (Some(a), Some(b)) if self.km_weight > 0.0 => distance_km(a, b),
             _ => 0.0,
         };
-        self.utilisation(id) + km * self.km_weight
+        let mut score = self.utilisation(id) + km * self.km_weight;
+        if let Some(m) = self.measured_of(id) {
+            let excess_ms = (m.ttfb_ms - km / KM_PER_RTT_MS).max(0.0);
+            let good = self.snap.policy.good_path_bps;
+            let shortfall = if good > 0.0 {
+                (1.0 - m.throughput_bps / good).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+            score += m.confidence * (excess_ms * KM_PER_RTT_MS * self.km_weight + shortfall);
+        }
+        score
     }
 
     fn new_site(&self, site: u32, picks: &[Pick]) -> bool {
@@ -367,7 +397,7 @@ pub fn decide(
         need,
         now,
         info.and_then(|n| n.pos),
-        snap.slow_for(client),
+        snap.measured_for(client),
     );
 
     // Tier (c) is split: IXPs first, foreign embedded boxes last, because ISPs do not want
@@ -468,7 +498,7 @@ pub fn pathway_priority(
         need.unwrap_or_else(|| Need::anything(snap)),
         now,
         info.and_then(|n| n.pos),
-        snap.slow_for(client),
+        snap.measured_for(client),
     );
 
     // (class, the ISP's group within class 0, score, index, node)

@@ -227,9 +227,21 @@ pub struct Snapshot {
     pub(super) holders: Vec<Holders>,
     /// The pools for a request without rendition constraint.
     pub(super) everything: Holders,
-    /// Per client network (`network_key`), the nodes players there measured
-    /// as too slow to use (see `set_slow_paths`).
-    slow: HashMap<String, Vec<NodeId>>,
+    /// Per client network (`network_key`), what players there measured of
+    /// each node (see `set_measured_paths`).
+    measured: HashMap<String, Vec<(NodeId, Measured)>>,
+}
+
+/// What players in one client network measured of one node, as decisions
+/// use it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measured {
+    /// Too slow, with confidence: takes no new viewers from the network.
+    pub slow: bool,
+    pub throughput_bps: f64,
+    pub ttfb_ms: f64,
+    /// 0 to 1: how much the measurement counts against distance.
+    pub confidence: f64,
 }
 
 fn intern(table: &mut HashMap<String, u32>, key: &str) -> u32 {
@@ -394,21 +406,25 @@ impl Snapshot {
             renditions: rendition_ids,
             holders,
             everything,
-            slow: HashMap::default(),
+            measured: HashMap::default(),
         }
     }
 
-    /// Paths players measured as too slow: `(network_key, node id)`. From
-    /// those networks, these nodes count as full (no new viewers; the last
-    /// resort, as a saturated node is).
-    pub fn set_slow_paths(&mut self, slow: impl IntoIterator<Item = (String, String)>) {
-        let mut out: HashMap<String, Vec<NodeId>> = HashMap::default();
-        for (net, id) in slow {
+    /// What players measured: `(network_key, node id, measurement)`. From
+    /// those networks, slow nodes count as full (no new viewers; the last
+    /// resort, as a saturated node is), and the others' scores use the
+    /// measurement as far as it is trusted (see `Ctx::score`).
+    pub fn set_measured_paths(
+        &mut self,
+        paths: impl IntoIterator<Item = (String, String, Measured)>,
+    ) {
+        let mut out: HashMap<String, Vec<(NodeId, Measured)>> = HashMap::default();
+        for (net, id, m) in paths {
             if let Some(&n) = self.by_id.get(&id) {
-                out.entry(net).or_default().push(n);
+                out.entry(net).or_default().push((n, m));
             }
         }
-        self.slow = out;
+        self.measured = out;
     }
 
     /// The client network measurements are filed under: the longest client
@@ -424,12 +440,12 @@ impl Snapshot {
         net.map_or_else(|_| client.to_string(), |n| n.trunc().to_string())
     }
 
-    /// The nodes measured too slow from `client`'s network.
-    pub(super) fn slow_for(&self, client: IpAddr) -> &[NodeId] {
-        if self.slow.is_empty() {
+    /// What players in `client`'s network measured, per node.
+    pub(super) fn measured_for(&self, client: IpAddr) -> &[(NodeId, Measured)] {
+        if self.measured.is_empty() {
             return &[];
         }
-        self.slow
+        self.measured
             .get(&self.network_key(client))
             .map_or(&[][..], Vec::as_slice)
     }

@@ -763,7 +763,13 @@ fn a_path_measured_too_slow_loses_that_networks_viewers_only() {
         "100.64.9.0/24",
         "no network: its /24"
     );
-    snap.set_slow_paths([("10.1.0.0/16".to_owned(), "a1".to_owned())]);
+    let slow = Measured {
+        slow: true,
+        throughput_bps: 2e6,
+        ttfb_ms: 300.0,
+        confidence: 1.0,
+    };
+    snap.set_measured_paths([("10.1.0.0/16".to_owned(), "a1".to_owned(), slow)]);
     let mut from_slow = HashSet::new();
     let mut from_other = HashSet::new();
     for seed in 0..40 {
@@ -783,4 +789,103 @@ fn a_path_measured_too_slow_loses_that_networks_viewers_only() {
         now,
     );
     assert_eq!(order, ids("a2 a1"), "viewers already playing move");
+}
+
+/// Two equal appliances and a client network in the same city: what its
+/// players measured decides between them, as far as it is trusted, and
+/// without a measurement distance alone does.
+#[test]
+fn measured_paths_weigh_by_their_confidence_and_distance_without() {
+    let now = Instant::now();
+    let city = |id: &str, site: &str| Node {
+        location: geo(52.37, 4.9),
+        ..node(id, Embedded, site, "eu", now)
+    };
+    let nodes = vec![city("a1", "s1"), city("a2", "s2")];
+    let served = ["a1", "a2"].map(|id| (net("10.1.0.0/16"), id.to_string()));
+    let networks = vec![ClientNetwork {
+        location: geo(52.37, 4.9),
+        ..network("10.1.0.0/16", 1, "eu")
+    }];
+    let build = |paths: &[(&str, Measured)]| {
+        let mut snap = Snapshot::build(
+            nodes.clone(),
+            served.to_vec(),
+            networks.clone(),
+            Policy::default(),
+        );
+        snap.set_measured_paths(
+            paths
+                .iter()
+                .map(|(id, m)| ("10.1.0.0/16".to_owned(), (*id).to_owned(), *m)),
+        );
+        snap
+    };
+    let fast = Measured {
+        slow: false,
+        throughput_bps: 80e6,
+        ttfb_ms: 12.0,
+        confidence: 1.0,
+    };
+    // Congested but not too slow: its first byte comes 150 ms late, and at
+    // 12 Mbit/s it is short of a good path.
+    let congested = Measured {
+        throughput_bps: 12e6,
+        ttfb_ms: 160.0,
+        ..fast
+    };
+    let primaries = |snap: &Snapshot| -> HashSet<String> {
+        (0..40)
+            .map(|seed| names(snap, &run(snap, "10.1.2.3", &["t1/v720"], now, seed))[0].clone())
+            .collect()
+    };
+    let both = HashSet::from(["a1".to_owned(), "a2".to_owned()]);
+    assert_eq!(primaries(&build(&[])), both, "equals share the network");
+    let trusted = build(&[("a1", congested), ("a2", fast)]);
+    assert_eq!(primaries(&trusted), HashSet::from(["a2".to_owned()]));
+    let order = pathway_priority(
+        &trusted,
+        ip("10.1.2.3"),
+        &["t1/v720"],
+        &ids("a1 a2"),
+        None,
+        now,
+    );
+    assert_eq!(order, ids("a2 a1"));
+    // Hardly trusted: the difference it makes is below the load's.
+    let unsure = Measured {
+        confidence: 0.01,
+        ..congested
+    };
+    let snap = build(&[("a1", unsure)]);
+    let (a1, a2) = (snap.find("a1").unwrap(), snap.find("a2").unwrap());
+    let client = ip("10.1.2.3");
+    let ctx = Ctx::new(
+        &snap,
+        Need::anything(&snap),
+        now,
+        None,
+        snap.measured_for(client),
+    );
+    assert!(ctx.score(a1) > ctx.score(a2));
+    assert!(
+        ctx.score(a1) - ctx.score(a2) < 0.05,
+        "{}",
+        ctx.score(a1) - ctx.score(a2)
+    );
+    // A measured first byte only as late as the distance explains costs nothing.
+    let far_but_fine = Measured {
+        throughput_bps: 50e6,
+        ttfb_ms: 0.0,
+        ..fast
+    };
+    let snap = build(&[("a1", far_but_fine)]);
+    let ctx = Ctx::new(
+        &snap,
+        Need::anything(&snap),
+        now,
+        None,
+        snap.measured_for(client),
+    );
+    assert_eq!(ctx.score(a1), ctx.score(a2));
 }
