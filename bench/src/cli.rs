@@ -188,6 +188,23 @@ pub struct PlaysArgs {
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "bench::results::secs")]
     pub heartbeat_every: std::time::Duration,
+    /// Every admitted play then sends playback heartbeats this often
+    /// (`POST /v1/plays/{id}/heartbeat`, with the downloads of the segments
+    /// since the last from its primary appliance), for `--watch`, and a last
+    /// one saying `ended`: the play API's capacity with every active play
+    /// reporting. The report adds their rate, latency and outcomes.
+    #[arg(long, value_name = "TIME", value_parser = nonzero_duration)]
+    #[serde(serialize_with = "bench::results::opt_secs")]
+    pub play_heartbeats: Option<std::time::Duration>,
+    /// How long each play watches (heartbeats) before it ends (default: to
+    /// the end of the run).
+    #[arg(long, value_name = "TIME", value_parser = nonzero_duration, requires = "play_heartbeats")]
+    #[serde(serialize_with = "bench::results::opt_secs")]
+    pub watch: Option<std::time::Duration>,
+    /// Connections the heartbeats go over (apart from the plays'); enough
+    /// that they are not what delays heartbeats (real players each have one).
+    #[arg(long, default_value_t = 256, value_parser = positive::<usize>)]
+    pub heartbeat_connections: usize,
     /// Client threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,

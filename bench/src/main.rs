@@ -16,6 +16,7 @@ mod fleetsim;
 mod hls;
 mod hostile;
 mod http1;
+mod play_beats;
 mod play_report;
 mod play_stats;
 mod playback;

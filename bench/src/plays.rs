@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use crate::agent::{Agent, Request};
 use crate::appliances::{AppliancesReport, Load, Sims, SimsOutcome, holdings, run_sims};
 use crate::cli::PlaysArgs;
+use crate::play_beats::{self, Active, Beats, BeatsReport};
 use crate::schedule::{Phase, Schedule, Surge};
 use crate::stats::histogram;
 use crate::url::Url;
@@ -57,6 +58,9 @@ pub struct PlaysReport {
     /// With --appliances: the simulated appliances' side.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetLoadReport>,
+    /// With --play-heartbeats: the admitted plays' heartbeats.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub play_heartbeats: Option<BeatsReport>,
 }
 
 /// Steering's default `steer.max_utilisation`: an appliance at or above it
@@ -190,6 +194,9 @@ pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
     if args.home && args.appliances > 0 {
         bail!("--home asks for no plays: --appliances has nothing to carry");
     }
+    if args.home && args.play_heartbeats.is_some() {
+        bail!("--home asks for no plays: --play-heartbeats has nothing to report");
+    }
     let path = if args.home {
         format!("/v1/home?profile={}", args.profile)
     } else {
@@ -245,9 +252,28 @@ pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
     };
     let load = sims.as_ref().and_then(|s| s.load.clone());
     let elsewhere = Arc::new(AtomicU64::new(0));
+    let plays_url = Url::parse(&format!(
+        "{}/v1/plays/",
+        args.steering[0].trim_end_matches('/')
+    ))?;
+    let mut beats_setup = None;
     let tallies = rt.block_on(async {
         let start = Instant::now();
         let end = start + args.duration;
+        // Heartbeats go to the first instance (a play is known to all).
+        let beats = args.play_heartbeats.map(|every| {
+            let setup = play_beats::Setup {
+                plays_url,
+                every,
+                watch: args.watch,
+                end,
+                timeout: args.timeout,
+                bind: args.bind,
+            };
+            let (beats, tasks) = play_beats::start(&setup, args.heartbeat_connections);
+            beats_setup = Some(setup);
+            (Arc::new(beats), tasks)
+        });
         let sampler = sims.as_ref().map(|s| {
             if let Some((_, began)) = &s.surge {
                 let _ = began.set(start);
@@ -283,6 +309,7 @@ pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
             let clients = args
                 .clients
                 .map(|net| (net, SmallRng::seed_from_u64(i as u64)));
+            let beats = beats.as_ref().map(|(b, _)| Arc::clone(b));
             tasks.push(tokio::spawn(async move {
                 connection(ConnArgs {
                     url,
@@ -300,6 +327,7 @@ pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
                     streams,
                     clients,
                     home,
+                    beats,
                 })
                 .await
             }));
@@ -308,13 +336,28 @@ pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
         for t in tasks {
             out.push(t.await?);
         }
+        let mut beat_tallies = Vec::new();
+        if let Some((beats, tasks)) = beats {
+            drop(beats);
+            for t in tasks {
+                beat_tallies.push(t.await?);
+            }
+        }
         let samples = match sampler {
             Some(s) => s.await?,
             None => Vec::new(),
         };
-        anyhow::Ok((out, samples))
+        anyhow::Ok((out, samples, beat_tallies))
     })?;
-    let (tallies, samples) = tallies;
+    let (tallies, samples, beat_tallies) = tallies;
+    let play_heartbeats = beats_setup.map(|setup| {
+        play_beats::report(
+            &setup,
+            args.heartbeat_connections,
+            args.duration,
+            &beat_tallies,
+        )
+    });
     let fleet = match (sims_task, &sims) {
         (Some(task), Some(sims)) => {
             let _ = stop_sims.send(true);
@@ -387,6 +430,7 @@ pub fn plays(args: &PlaysArgs) -> Result<PlaysReport> {
         last_over_first,
         phases: surge.map_or_else(Vec::new, |s| phase_reports(&s, args.duration, &phases)),
         fleet,
+        play_heartbeats,
     })
 }
 
@@ -586,6 +630,8 @@ struct ConnArgs {
     clients: Option<(ipnet::IpNet, SmallRng)>,
     /// `GET` the home page (`url`) instead of posting a play.
     home: bool,
+    /// Admitted plays heartbeat through these (`--play-heartbeats`).
+    beats: Option<Arc<Beats>>,
 }
 
 /// Where an admitted play's stream goes (`--appliances`).
@@ -685,7 +731,7 @@ async fn connection(mut a: ConnArgs) -> Tally {
             url: &a.url,
             headers: if a.home { &headers[..1] } else { &headers },
             body: if a.home { b"" } else { a.body.as_bytes() },
-            keep: a.streams.is_some(),
+            keep: a.streams.is_some() || a.beats.is_some(),
         };
         // Which part of a surge this play was meant for.
         let phase = a
@@ -708,6 +754,11 @@ async fn connection(mut a: ConnArgs) -> Tally {
                 if let Some(streams) = &a.streams {
                     streams.take(&reply.body);
                 }
+                if let Some(beats) = &a.beats
+                    && let Some(play) = watching(&reply.body, auth.clone(), client.clone())
+                {
+                    beats.add(play);
+                }
                 let done = Instant::now();
                 let us = done.duration_since(intended).as_micros() as u64;
                 t.latency.saturating_record(us.max(1));
@@ -722,6 +773,19 @@ async fn connection(mut a: ConnArgs) -> Tally {
         }
     }
     t
+}
+
+/// An admitted play's id and primary appliance, from its answer, to heartbeat.
+fn watching(body: &[u8], auth: String, client: Option<String>) -> Option<Active> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    Some(Active {
+        play_id: v["play_id"].as_str()?.to_owned(),
+        url: v["heartbeat_url"].as_str().and_then(|u| Url::parse(u).ok()),
+        pathway: v["appliances"][0]["id"].as_str()?.to_owned(),
+        auth,
+        client,
+        started: Instant::now(),
+    })
 }
 
 impl PlaysReport {
@@ -774,6 +838,20 @@ impl PlaysReport {
                     p.heartbeat_latency_ms.p99
                 );
             }
+        }
+        if let Some(b) = &self.play_heartbeats {
+            s += &format!(
+                "  play heartbeats every {:.0} s from {} plays: ok {} ({:.1}/s, {} ended), refused {:?}, errors {}; p50 {:.2} ms p99 {:.2} ms\n",
+                b.every_s,
+                b.plays,
+                b.ok,
+                b.ok_per_s,
+                b.ended,
+                b.refused,
+                b.errors,
+                b.latency_ms.p50,
+                b.latency_ms.p99
+            );
         }
         for p in &self.phases {
             s += &format!(

@@ -115,6 +115,11 @@ pub fn secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
 
+/// An optional duration as seconds, or null.
+pub fn opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    d.map(|d| d.as_secs_f64()).serialize(s)
+}
+
 /// A MIN..MAX duration range as two numbers of seconds.
 pub fn secs_range<S: Serializer>(d: &(Duration, Duration), s: S) -> Result<S::Ok, S::Error> {
     [d.0.as_secs_f64(), d.1.as_secs_f64()].serialize(s)

@@ -73,6 +73,7 @@ pub async fn viewer(
         setup: setup.clone(),
         live,
         retry_after: None,
+        beat_url: None,
     };
     while Instant::now() < setup.end {
         match v.play().await {
@@ -105,6 +106,8 @@ pub struct Viewer {
     pub live: Arc<Live>,
     /// The last refusal's `Retry-After`, seconds, taken by the next wait.
     retry_after: Option<u64>,
+    /// The current play's signed heartbeat URL, if steering gave one.
+    beat_url: Option<Url>,
 }
 
 enum Next {
@@ -157,6 +160,9 @@ struct Answer {
     resume_position: Option<f64>,
     #[serde(default)]
     drm_license_url: Option<String>,
+    /// Signed for the play: heartbeats need no viewer token there.
+    #[serde(default)]
+    heartbeat_url: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -196,6 +202,10 @@ impl Viewer {
                 let (source, primary) = (self.source.clone(), primary.unwrap_or_default());
                 self.stats.play_from(&source, &primary, reason);
                 let id = answer.play_id.clone();
+                self.beat_url = answer
+                    .heartbeat_url
+                    .as_deref()
+                    .and_then(|u| Url::parse(u).ok());
                 let licence = answer
                     .drm_license_url
                     .as_deref()
@@ -410,8 +420,12 @@ impl Viewer {
     /// `POST /v1/plays/{id}/heartbeat`; true if steering took it.
     pub async fn heartbeat(&mut self, play_id: &str, beat: &Heartbeat, deadline: Instant) -> bool {
         let setup = self.setup.clone();
-        let Ok(url) = setup.plays_url.join(&format!("{play_id}/heartbeat")) else {
-            return false;
+        let url = match self.beat_url.clone() {
+            Some(u) => u,
+            None => match setup.plays_url.join(&format!("{play_id}/heartbeat")) {
+                Ok(u) => u,
+                Err(_) => return false,
+            },
         };
         let body = serde_json::to_vec(beat).unwrap_or_default();
         self.post_json(&url, &body, false, deadline)

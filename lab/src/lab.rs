@@ -275,6 +275,10 @@ pub fn run(args: &LabArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         }
     }
     say(inside_isp_line(&reports));
+    let listed = e2e::http(s.addr, "GET", "/v1/appliances", &[], b"").map(|r| r.json());
+    for line in measured_lines(listed.as_ref()) {
+        say(line);
+    }
     served(s);
     say(format!(
         "done in {:.0} s; stopping every process",
@@ -610,6 +614,40 @@ pub fn summary(r: &serde_json::Value) -> String {
 }
 
 /// Bytes served per appliance and per tier, from the appliances' own metrics.
+/// What the viewers' heartbeats taught steering, per ISP: each appliance's
+/// measured throughput and time to first byte from the ISP's network (from
+/// `GET /v1/appliances`).
+pub fn measured_lines(appliances: Option<&serde_json::Value>) -> Vec<String> {
+    let mut out = vec!["measured by the players' heartbeats (network: appliance throughput, first byte, confidence):".to_owned()];
+    let list = appliances
+        .and_then(|v| v.as_array())
+        .map_or(&[][..], Vec::as_slice);
+    for (isp, range, _) in ISPS {
+        let network = format!("{range}.0.0/16");
+        let mut paths: Vec<String> = list
+            .iter()
+            .filter_map(|a| {
+                let m = a["measured"]
+                    .as_array()?
+                    .iter()
+                    .find(|m| m["network"] == network.as_str())?;
+                Some(format!(
+                    "{} {:.0} Mbit/s, {:.1} ms, {:.2}",
+                    a["id"].as_str()?,
+                    m["throughput_mbps"].as_f64()?,
+                    m["ttfb_ms"].as_f64()?,
+                    m["confidence"].as_f64()?
+                ))
+            })
+            .collect();
+        if paths.is_empty() {
+            paths.push("nothing measured yet".into());
+        }
+        out.push(format!("  ISP {isp} ({network}): {}", paths.join("; ")));
+    }
+    out
+}
+
 fn served(s: &Stack) {
     let mut tiers: BTreeMap<&str, u64> = BTreeMap::new();
     for id in s.appliances.keys() {
@@ -628,6 +666,29 @@ fn served(s: &Stack) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn measured_paths_are_listed_per_isp() {
+        let listed = serde_json::json!([
+            {"id": "oca-a1", "measured": [
+                {"network": "127.1.0.0/16", "throughput_mbps": 812.4, "ttfb_ms": 1.26, "confidence": 1.0}]},
+            {"id": "oca-x1", "measured": [
+                {"network": "127.1.0.0/16", "throughput_mbps": 95.0, "ttfb_ms": 3.0, "confidence": 0.25},
+                {"network": "10.9.9.0/24", "throughput_mbps": 1.0, "ttfb_ms": 3.0, "confidence": 1.0}]},
+            {"id": "oca-b1"}
+        ]);
+        let lines = measured_lines(Some(&listed));
+        assert_eq!(
+            lines[1],
+            "  ISP A (127.1.0.0/16): oca-a1 812 Mbit/s, 1.3 ms, 1.00; oca-x1 95 Mbit/s, 3.0 ms, 0.25"
+        );
+        assert_eq!(lines[2], "  ISP B (127.2.0.0/16): nothing measured yet");
+        assert_eq!(
+            measured_lines(None).len(),
+            3,
+            "steering unreachable: nothing measured"
+        );
+    }
 
     #[test]
     fn the_viewers_line_says_why_plays_outnumber_viewers() {

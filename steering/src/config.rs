@@ -301,6 +301,13 @@ pub struct PlayConfig {
     pub bind_client: bool,
     /// Prefer an appliance's HTTPS URL when it has one.
     pub prefer_https: bool,
+    /// Playback heartbeats' writes (the stream's last sighting, the
+    /// position) are batched and written this often (`viewers::beats`).
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_flush: Duration,
+    /// Plays kept in memory for their heartbeats (least recently used
+    /// dropped first; a dropped one is read from the store again).
+    pub heartbeat_plays: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -699,6 +706,8 @@ impl Default for PlayConfig {
             steering_ttl: Duration::from_secs(10),
             bind_client: false,
             prefer_https: true,
+            heartbeat_flush: Duration::from_secs(1),
+            heartbeat_plays: 200_000,
         }
     }
 }

@@ -165,6 +165,15 @@ pub async fn run(
         Arc::clone(&app.viewers),
         stop_rx.clone(),
     )));
+    loops.push(tokio::spawn(viewers::beats::flush_loop(
+        Arc::clone(&app.viewers),
+        app.config.play.heartbeat_flush,
+        stop_rx.clone(),
+    )));
+    loops.push(tokio::spawn(viewers::beats::end_loop(
+        Arc::clone(&app.viewers),
+        stop_rx.clone(),
+    )));
     loops.push(tokio::spawn(store::prune_loop(
         Arc::clone(&app.store),
         app.config.history.clone(),

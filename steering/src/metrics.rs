@@ -49,6 +49,14 @@ pub struct Metrics {
     pub home_fallbacks: Counter,
     /// Playback heartbeats taken.
     pub play_heartbeats: Counter,
+    /// Heartbeats' download samples filed as measurements of appliances.
+    pub path_samples: Counter,
+    /// (client network, appliance) paths with a measurement now, those
+    /// judged too slow, and the client networks measured: scalars, so their
+    /// cardinality does not grow with networks (`GET /v1/appliances` lists them).
+    pub measured_paths: Gauge,
+    pub slow_paths: Gauge,
+    pub measured_networks: Gauge,
     /// Where home pages' personalised rows came from (`cache`, `service`, `stale`).
     pub home_rows: Family<ReasonLabel, Counter>,
     pub fill_plans_served: Counter,
@@ -79,6 +87,10 @@ impl Metrics {
             steering_polls: Counter::default(),
             home_fallbacks: Counter::default(),
             play_heartbeats: Counter::default(),
+            path_samples: Counter::default(),
+            measured_paths: Gauge::default(),
+            slow_paths: Gauge::default(),
+            measured_networks: Gauge::default(),
             home_rows: Family::default(),
             fill_plans_served: Counter::default(),
             runtime_tasks: Gauge::default(),
@@ -149,6 +161,26 @@ impl Metrics {
             "play_heartbeats",
             "Playback heartbeats taken (position, state and download samples from players)",
             m.play_heartbeats.clone(),
+        );
+        registry.register(
+            "path_samples",
+            "Download samples from heartbeats filed as measurements of appliances",
+            m.path_samples.clone(),
+        );
+        registry.register(
+            "measured_paths",
+            "(client network, appliance) paths players measured, with any confidence",
+            m.measured_paths.clone(),
+        );
+        registry.register(
+            "slow_paths",
+            "Measured paths too slow to take new viewers (steer.min_path_mbps, steer.min_path_confidence)",
+            m.slow_paths.clone(),
+        );
+        registry.register(
+            "measured_networks",
+            "Client networks with a measured path",
+            m.measured_networks.clone(),
         );
         registry.register(
             "home_rows",

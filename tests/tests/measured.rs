@@ -159,6 +159,14 @@ fn a_path_measured_slow_loses_its_networks_viewers_and_other_networks_keep_it() 
                 && slow_path["confidence"].as_f64().unwrap() >= 0.5,
             "{slow_path}"
         );
+        // Seen in the metrics too, as bounded scalars.
+        let metrics = e2e::http(s.addr, "GET", "/metrics", &[], b"").unwrap();
+        let text = String::from_utf8_lossy(&metrics.body);
+        assert!(
+            e2e::metric_in(&text, "steering_slow_paths") >= 1.0,
+            "{text}"
+        );
+        assert!(e2e::metric_in(&text, "steering_path_samples_total") > 0.0);
         // The other network keeps the appliance, which stays eligible.
         for _ in 0..5 {
             assert_eq!(new_play_primary(&s, "127.3.0.99", &erin), "oca-a1");

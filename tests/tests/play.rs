@@ -804,6 +804,10 @@ fn simulated_appliances_carry_the_streams_steering_sends_them() {
             "200ms",
             "--clients",
             "10.0.0.0/15",
+            "--play-heartbeats",
+            "500ms",
+            "--watch",
+            "1s",
             "--json",
         ],
         Duration::from_secs(150),
@@ -819,9 +823,17 @@ fn simulated_appliances_carry_the_streams_steering_sends_them() {
         "{fleet}"
     );
     assert_eq!(fleet["heartbeats"]["heartbeats_failed"], 0, "{fleet}");
+    // Every admitted play heartbeated (twice in its second of watching, the
+    // second saying ended), each answered.
+    let beats = &r["play_heartbeats"];
+    assert_eq!(beats["plays"].as_u64().unwrap(), ok, "{beats}");
+    assert!(beats["ok"].as_u64().unwrap() >= ok, "{beats}");
+    assert!(beats["ended"].as_u64().unwrap() >= ok / 2, "{beats}");
+    assert_eq!(beats["errors"], 0, "{beats}");
+    assert_eq!(beats["refused"], serde_json::json!({}), "{beats}");
     assert_eq!(
         fleet["streams_elsewhere"], 0,
-        "every play went to its ISP's appliances"
+        "every play went to its ISP's appliances: {r}"
     );
     let last = fleet["samples"].as_array().unwrap().last().unwrap();
     assert_eq!(
@@ -843,6 +855,17 @@ fn simulated_appliances_carry_the_streams_steering_sends_them() {
             .count();
         (loaded >= 6).then_some(())
     });
+    // And what the plays' heartbeats measured, per client network.
+    let list = http(s.addr, "GET", "/v1/appliances", &[], b"")
+        .unwrap()
+        .json();
+    let measured = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["measured"].as_array().is_some_and(|m| !m.is_empty()))
+        .count();
+    assert!(measured >= 6, "{list}");
 }
 
 /// Playback heartbeats: the position becomes the bookmark (resume works
@@ -959,6 +982,39 @@ fn heartbeats_save_the_position_measure_the_path_and_end_the_play() {
     );
     let again = ok_play(&s, ISP_A, &alice);
     assert_eq!(again["resume_position"], 42.0);
+
+    // The play's signed heartbeat URL needs no viewer token; the signature
+    // is the play's own, and a play ended by it is written within a flush.
+    let url = again["heartbeat_url"].as_str().unwrap();
+    let post = |url: &str, body: serde_json::Value| {
+        let rest = url.strip_prefix("http://").unwrap();
+        let path = &rest[rest.find('/').unwrap()..];
+        http(s.addr, "POST", path, &[], body.to_string().as_bytes()).unwrap()
+    };
+    let r = post(
+        url,
+        serde_json::json!({"position": 3.0, "state": "playing"}),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let forged = url.replace("token=", "token=x");
+    let other = url.replace(again["play_id"].as_str().unwrap(), id);
+    for bad in [forged, other] {
+        let r = post(&bad, serde_json::json!({"state": "playing"}));
+        assert_eq!(r.status, 403, "{bad}: {}", String::from_utf8_lossy(&r.body));
+    }
+    let r = post(url, serde_json::json!({"position": 8.0, "state": "ended"}));
+    assert_eq!(r.json()["ended"], true);
+    // Bob may stream once at a time: a play ended by its heartbeat frees
+    // the stream for his next play at once.
+    let bob = s.token("bob");
+    for _ in 0..3 {
+        let p = ok_play(&s, ISP_A, &bob);
+        let r = post(
+            p["heartbeat_url"].as_str().unwrap(),
+            serde_json::json!({"position": 1.0, "state": "ended"}),
+        );
+        assert_eq!(r.status, 200);
+    }
     let metrics =
         String::from_utf8(http(s.addr, "GET", "/metrics", &[], b"").unwrap().body).unwrap();
     assert!(metric_in(&metrics, "steering_play_heartbeats_total") >= 2.0);

@@ -258,6 +258,12 @@ fn build(state: &Fleet) -> Snapshot {
     if slow > 0 {
         tracing::debug!(paths = slow, "paths measured too slow");
     }
+    let networks: std::collections::HashSet<&str> =
+        measured.iter().map(|(n, _, _)| n.as_str()).collect();
+    let m = &state.metrics;
+    m.measured_networks.set(networks.len() as i64);
+    m.measured_paths.set(measured.len() as i64);
+    m.slow_paths.set(slow as i64);
     snap.set_measured_paths(measured);
     snap
 }

@@ -19,7 +19,7 @@ mod snapshot;
 #[cfg(test)]
 use snapshot::unit_vector;
 pub use snapshot::{Measured, Networks, RoutePref, Served, Snapshot};
-use snapshot::{Need, distance_km};
+use snapshot::{MeasuredPath, Need, distance_km};
 
 /// Index into the snapshot's nodes: decisions carry indices, not strings, so they stay cheap.
 pub type NodeId = u32;
@@ -147,7 +147,7 @@ struct Ctx<'a> {
     km_weight: f64,
     want: usize,
     /// What players in the client's network measured, per node.
-    measured: &'a [(NodeId, Measured)],
+    measured: &'a [MeasuredPath],
 }
 
 /// Kilometres of distance per millisecond of round trip: light in fibre
@@ -172,7 +172,7 @@ impl<'a> Ctx<'a> {
         need: Need<'a>,
         now: Instant,
         pos: Option<[f64; 3]>,
-        measured: &'a [(NodeId, Measured)],
+        measured: &'a [MeasuredPath],
     ) -> Self {
         let km = snap.policy.km_per_utilisation;
         Ctx {
@@ -207,26 +207,28 @@ impl<'a> Ctx<'a> {
     /// and not measured too slow from the client's network.
     fn under(&self, id: NodeId) -> bool {
         self.utilisation(id) < self.snap.policy.max_utilisation
-            && !self.measured_of(id).is_some_and(|m| m.slow)
+            && !self.measured_of(id).is_some_and(|p| p.m.slow)
     }
 
-    fn measured_of(&self, id: NodeId) -> Option<&Measured> {
-        self.measured.iter().find(|(n, _)| *n == id).map(|(_, m)| m)
+    fn measured_of(&self, id: NodeId) -> Option<&MeasuredPath> {
+        self.measured.iter().find(|p| p.node == id)
     }
 
     /// Lower is better: utilisation, plus distance (`km_per_utilisation` km weigh as
     /// much as a full node), plus what players measured beyond what distance explains,
     /// as far as the measurement is trusted (its confidence): time to first byte above
-    /// the distance's round trip, weighed as the distance light covers in it, and a
-    /// throughput short of `good_path_bps`. Without a measurement, distance alone.
+    /// both the distance's round trip and the best the client's network measured of any
+    /// node, weighed as the distance light covers in it; and a throughput short of
+    /// `good_path_bps`. Without a measurement, distance alone.
     fn score(&self, id: NodeId) -> f64 {
         let km = match (self.snap.hot[id as usize].pos, self.client_pos) {
             (Some(a), Some(b)) if self.km_weight > 0.0 => distance_km(a, b),
             _ => 0.0,
         };
         let mut score = self.utilisation(id) + km * self.km_weight;
-        if let Some(m) = self.measured_of(id) {
-            let excess_ms = (m.ttfb_ms - km / KM_PER_RTT_MS).max(0.0);
+        if let Some(p) = self.measured_of(id) {
+            let m = &p.m;
+            let excess_ms = (m.ttfb_ms - (km / KM_PER_RTT_MS).max(p.best_ttfb_ms)).max(0.0);
             let good = self.snap.policy.good_path_bps;
             let shortfall = if good > 0.0 {
                 (1.0 - m.throughput_bps / good).clamp(0.0, 1.0)

@@ -450,6 +450,37 @@ async fn stream_limit_counts_only_live_streams(s: Arc<dyn Store>, other: Arc<dyn
         other.stream("e").await.unwrap(),
         Some(stream("e", "u", "t1", 1380))
     );
+    // Heartbeats' batched sightings: one transaction, the ids it did not
+    // find active back (ended, someone else's, unknown); never backwards.
+    let seen = |id: &str, user: &str, at: u64| (id.to_owned(), user.to_owned(), at);
+    let gone = other
+        .touch_streams(&[
+            seen("e", "u", 1400),
+            seen("c", "u", 1400),
+            seen("e", "someone-else", 1400),
+            seen("nope", "u", 1400),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(gone, ["c", "e", "nope"]);
+    assert_eq!(other.stream("e").await.unwrap().unwrap().last_seen, 1400);
+    assert_eq!(
+        s.touch_streams(&[seen("e", "u", 1390)]).await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(other.stream("e").await.unwrap().unwrap().last_seen, 1400);
+    // Ends their players reported, committed together: only the user's
+    // live streams; the others come back.
+    let missed = s
+        .end_streams(&[
+            seen("e", "someone-else", 1410),
+            seen("e", "u", 1420),
+            seen("nope", "u", 1430),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(missed, ["e", "nope"]);
+    assert_eq!(other.stream("e").await.unwrap().unwrap().ended, Some(1420));
     assert_eq!(other.stream("nope").await.unwrap(), None);
     // Every started play is recorded for popularity.
     assert_eq!(other.plays_since("eu-west", 0, 10).await.unwrap().len(), 3);

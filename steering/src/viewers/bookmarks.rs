@@ -208,6 +208,48 @@ impl Bookmarks {
         .await
     }
 
+    /// Many positions in one transaction (heartbeats' batched writes).
+    pub async fn put_many(&self, marks: &[super::beats::Mark]) -> Result<(), DepError> {
+        if self.is_postgres() {
+            let users: Vec<&str> = marks.iter().map(|m| m.user.as_str()).collect();
+            let profiles: Vec<&str> = marks.iter().map(|m| m.profile.as_str()).collect();
+            let titles: Vec<&str> = marks.iter().map(|m| m.title.as_str()).collect();
+            let positions: Vec<f64> = marks.iter().map(|m| m.position).collect();
+            let ats: Vec<i64> = marks.iter().map(|m| m.at as i64).collect();
+            return self
+                .postgres(async |c| {
+                    let stmt = c
+                        .prepare_cached(
+                            "INSERT INTO bookmarks (\"user\", profile, title, position, updated)
+                             SELECT * FROM unnest($1::text[], $2::text[], $3::text[],
+                                                  $4::float8[], $5::bigint[])
+                             ON CONFLICT (\"user\", profile, title) DO UPDATE
+                                 SET position = excluded.position, updated = excluded.updated",
+                        )
+                        .await?;
+                    c.execute(&stmt, &[&users, &profiles, &titles, &positions, &ats])
+                        .await
+                        .map(drop)
+                })
+                .await;
+        }
+        let marks = marks.to_vec();
+        self.sqlite(move |c| {
+            let tx = c.unchecked_transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO bookmarks (user, profile, title, position, updated) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(user, profile, title) DO UPDATE SET position = excluded.position, updated = excluded.updated",
+                )?;
+                for m in &marks {
+                    stmt.execute(params![m.user, m.profile, m.title, m.position, m.at as i64])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
     /// A profile's most recent bookmarks, newest first (the continue-watching row).
     pub async fn recent(
         &self,
@@ -274,4 +316,58 @@ fn open(path: &std::path::Path, busy: Duration) -> rusqlite::Result<Connection> 
          );",
     )?;
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BookmarksConfig;
+    use crate::viewers::beats::Mark;
+
+    fn bookmarks(location: Location) -> Bookmarks {
+        let cfg = BookmarksConfig::default();
+        let guard = Guard::new("bookmarks", &cfg.guard(), &crate::metrics::Metrics::new());
+        Bookmarks::new(location, guard, cfg.timeout)
+    }
+
+    fn mark(title: &str, position: f64, at: u64) -> Mark {
+        Mark {
+            user: "u".into(),
+            profile: "main".into(),
+            title: title.into(),
+            position,
+            at,
+        }
+    }
+
+    /// Heartbeats' batched positions: written together, a later batch
+    /// moving a position on, as single puts do.
+    async fn batches_write_every_position(b: Bookmarks) {
+        b.put_many(&[mark("t1", 12.0, 100), mark("t2", 30.5, 101)])
+            .await
+            .unwrap();
+        assert_eq!(b.get("u", "main", "t1").await.unwrap(), 12.0);
+        assert_eq!(b.get("u", "main", "t2").await.unwrap(), 30.5);
+        b.put_many(&[mark("t1", 40.0, 110)]).await.unwrap();
+        assert_eq!(b.get("u", "main", "t1").await.unwrap(), 40.0);
+        let recent = b.recent("u", "main", 10).await.unwrap();
+        assert_eq!(recent[0].title, "t1");
+        assert_eq!(recent[0].updated, 110);
+    }
+
+    #[tokio::test]
+    async fn sqlite_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        batches_write_every_position(bookmarks(Location::Sqlite(dir.path().join("b.db")))).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_batches() {
+        let server = tokio::task::spawn_blocking(temp_postgres::Server::start)
+            .await
+            .unwrap()
+            .expect("start PostgreSQL (scripts/test.sh installs it)");
+        server.create_database("marks").unwrap();
+        batches_write_every_position(bookmarks(Location::Postgres(server.url("marks")))).await;
+    }
 }

@@ -5,14 +5,16 @@
 //! per-segment samples to the fleet half, which learns from them how well
 //! each appliance serves the player's network.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use super::beats::Watching;
 use super::play::Issued;
 use super::{Viewers, accounts};
 use crate::fleet::measure::Sample;
@@ -100,15 +102,62 @@ pub fn check(req: &HeartbeatRequest, pathways: &[&str]) -> Result<(), ApiError> 
     Ok(())
 }
 
-/// `POST /v1/plays/{id}/heartbeat`.
+#[derive(Debug, Deserialize)]
+pub struct BeatQuery {
+    /// The play's own signature (`heartbeat_url`), instead of a viewer token.
+    token: Option<String>,
+}
+
+/// Who may heartbeat: the holder of the play's signed heartbeat URL (checked
+/// without the store), or a viewer by token (the play must be theirs).
+enum Caller {
+    Play,
+    Viewer(String),
+}
+
+async fn caller(
+    state: &Viewers,
+    id: &str,
+    token: Option<&str>,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    now: u64,
+) -> Result<Caller, ApiError> {
+    let Some(token) = token else {
+        let viewer = accounts::authenticate(state, headers, now).await?;
+        return Ok(Caller::Viewer(viewer.user.id));
+    };
+    let client = super::play::client_of(state, peer, headers);
+    let path = format!("/v1/plays/{id}/heartbeat");
+    match state.keys.verify(token, &path, client, now) {
+        Ok(Ok(())) => Ok(Caller::Play),
+        Ok(Err(r)) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            r.code(),
+            "heartbeat URL is not validly signed (or the play expired)",
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_signing_key",
+            "no usable key",
+        )),
+    }
+}
+
+/// `POST /v1/plays/{id}/heartbeat`. Answered from memory: the caller by the
+/// play's signature (or a viewer token), the play as `beats` keeps it (read
+/// from the store once if it started elsewhere), the sighting, the position
+/// and an end left for the next batched write (`viewers::beats`).
 pub async fn heartbeat(
     State(state): State<Arc<Viewers>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
+    Query(q): Query<BeatQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<HeartbeatAnswer>, ApiError> {
     let now = crate::unix_now();
-    let viewer = accounts::authenticate(&state, &headers, now).await?;
+    let caller = caller(&state, &id, q.token.as_deref(), peer, &headers, now).await?;
     let req: HeartbeatRequest = json(body)?;
     let unknown = || {
         ApiError::new(
@@ -117,36 +166,39 @@ pub async fn heartbeat(
             "no such active play of yours",
         )
     };
-    // Touched first: the stream stays active whatever else fails.
-    if !state.store.touch_stream(&id, &viewer.user.id, now).await? {
+    let watching = match state.beats.watching(&id) {
+        Some(w) => w,
+        None => {
+            let stream = state.store.stream(&id).await?.ok_or_else(unknown)?;
+            if stream.ended.is_some() {
+                return Err(unknown());
+            }
+            let issued: Issued = serde_json::from_str(&stream.body).map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "corrupt_play",
+                    format!("the play's record does not parse: {e}"),
+                )
+            })?;
+            state.beats.started(
+                &id,
+                Watching {
+                    user: stream.user,
+                    profile: stream.profile,
+                    title: stream.title,
+                    client: stream.client.parse().ok(),
+                    pathways: issued.pathways.into_iter().map(|p| p.id).collect(),
+                },
+            )
+        }
+    };
+    if let Caller::Viewer(user) = &caller
+        && *user != watching.user
+    {
         return Err(unknown());
     }
-    let stream = state.store.stream(&id).await?.ok_or_else(unknown)?;
-    let issued: Issued = serde_json::from_str(&stream.body).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "corrupt_play",
-            format!("the play's record does not parse: {e}"),
-        )
-    })?;
-    let pathways: Vec<&str> = issued.pathways.iter().map(|p| p.id.as_str()).collect();
+    let pathways: Vec<&str> = watching.pathways.iter().map(String::as_str).collect();
     check(&req, &pathways)?;
-    let mut degraded = Vec::new();
-    if let Some(position) = req.position
-        && state
-            .bookmarks
-            .put(
-                &viewer.user.id,
-                &stream.profile,
-                &stream.title,
-                position,
-                now,
-            )
-            .await
-            .is_err()
-    {
-        degraded.push("bookmarks");
-    }
     let samples: Vec<Sample> = req
         .samples
         .iter()
@@ -160,14 +212,46 @@ pub async fn heartbeat(
         })
         .collect();
     if !samples.is_empty()
-        && let Ok(client) = stream.client.parse()
+        && let Some(client) = watching.client
     {
         state.steerer.measured(client, &id, &samples);
+        state.metrics.path_samples.inc_by(samples.len() as u64);
     }
     state.metrics.play_heartbeats.inc();
     let ended = req.state == PlayState::Ended;
-    if ended {
-        state.store.end_stream(&id, &viewer.user.id, now).await?;
+    let mut degraded = Vec::new();
+    if !ended {
+        state.beats.seen(&id, &watching, req.position, now);
+        if state.beats.marks_failing() {
+            degraded.push("bookmarks");
+        }
+    } else {
+        // The viewer may press play again at once, here or on another
+        // instance: the end and the position are written now.
+        state.beats.forget(&id);
+        let w = &watching;
+        if let Some(position) = req.position {
+            state.beats.written(&w.user, &w.profile, &w.title);
+            if state
+                .bookmarks
+                .put(&w.user, &w.profile, &w.title, position, now)
+                .await
+                .is_err()
+            {
+                degraded.push("bookmarks");
+            }
+        }
+        match super::beats::end(&state, &id, &w.user, now).await {
+            Ok(true) => {}
+            Ok(false) => return Err(unknown()),
+            Err(e) => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    format!("cannot end the play now: {e}"),
+                ));
+            }
+        }
     }
     Ok(axum::Json(HeartbeatAnswer {
         samples: samples.len(),

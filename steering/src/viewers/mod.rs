@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod admission;
+pub mod beats;
 pub mod bookmarks;
 pub mod browse;
 pub mod clientip;
@@ -58,6 +59,8 @@ pub struct Viewers {
     pub key_ids: std::sync::Mutex<std::collections::HashMap<String, Option<[u8; 16]>>>,
     /// Which new plays are decided now (`[admission]`).
     pub admission: Arc<admission::Admission>,
+    /// Plays being watched, and heartbeats' batched writes.
+    pub beats: beats::Beats,
     /// The catalogue's titles as last read, and when (browse, search and
     /// home rows read them at every request; an import shows within
     /// `TITLES_FRESH`).
@@ -162,6 +165,7 @@ impl Viewers {
             licence_proxies,
             key_ids: std::sync::Mutex::default(),
             admission: Arc::new(admission::Admission::new(config.admission.clone())),
+            beats: beats::Beats::new(config.play.heartbeat_plays),
             recall: recall::Recall::new(config.play.outage_grace),
             config,
             store,

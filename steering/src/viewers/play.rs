@@ -82,6 +82,9 @@ pub struct PlayResponse {
     pub content_steering: Formats,
     pub native: Vec<NativeRendition>,
     pub drm_license_url: String,
+    /// Where the player posts its playback heartbeats: signed for this play,
+    /// so it needs no viewer token (one is accepted too).
+    pub heartbeat_url: String,
     pub resume_position: f64,
     pub appliances: Vec<IssuedPathway>,
     /// Dependencies that failed during this play (it went ahead without them).
@@ -287,7 +290,15 @@ async fn start(
     if from_memory {
         degraded.push("store");
     }
-    let resume_position = match state.bookmarks.get(&user.id, &req.profile, &title.id).await {
+    // A position a heartbeat left waiting here is newer than the store's.
+    let waiting = state
+        .beats
+        .waiting_position(&user.id, &req.profile, &title.id);
+    let stored = match waiting {
+        Some(p) => Ok(p),
+        None => state.bookmarks.get(&user.id, &req.profile, &title.id).await,
+    };
+    let resume_position = match stored {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e, "playing without a resume position");
@@ -295,6 +306,17 @@ async fn start(
             0.0
         }
     };
+    // Its heartbeats find it in memory.
+    state.beats.started(
+        &play_id,
+        super::beats::Watching {
+            user: user.id.clone(),
+            profile: req.profile.clone(),
+            title: title.id.clone(),
+            client: Some(client),
+            pathways: issued.pathways.iter().map(|p| p.id.clone()).collect(),
+        },
+    );
     let primary = &issued.pathways[0];
     // Metric labels are static: map the stored reason back onto the known set.
     let steered_reason = ["isp-embedded", "region-ixp", "any-appliance", "saturated"]
@@ -315,6 +337,8 @@ async fn start(
     let drm_token = state
         .keys
         .sign(&format!("/v1/drm/{play_id}/"), expires, None, now)?;
+    let beat_path = format!("/v1/plays/{play_id}/heartbeat");
+    let beat_token = state.keys.sign(&beat_path, expires, None, now)?;
     Ok(PlayResponse {
         manifests: Formats {
             hls: has("hls").then(|| format!("{base}/v1/plays/{play_id}/master.m3u8")),
@@ -326,6 +350,7 @@ async fn start(
         },
         native: native(&title, &issued),
         drm_license_url: format!("{base}/v1/drm/{play_id}/license?token={drm_token}"),
+        heartbeat_url: format!("{base}{beat_path}?token={beat_token}"),
         resume_position,
         appliances: issued.pathways.clone(),
         degraded,
@@ -532,6 +557,13 @@ pub async fn stop(
 ) -> Result<StatusCode, ApiError> {
     let now = crate::unix_now();
     let viewer = accounts::authenticate(&state, &headers, now).await?;
+    if state
+        .beats
+        .watching(&id)
+        .is_some_and(|w| w.user == viewer.user.id)
+    {
+        state.beats.forget(&id);
+    }
     if state.recall.drop_unsaved(&id, &viewer.user.id)
         || state.store.end_stream(&id, &viewer.user.id, now).await?
     {

@@ -77,6 +77,16 @@ pub trait ViewerStore: CatalogStore {
     async fn stream(&self, id: &str) -> Result<Option<StreamRow>, StoreError>;
     /// Keep a stream counted as active; false if it is not the user's or has ended.
     async fn touch_stream(&self, id: &str, user: &str, now: u64) -> Result<bool, StoreError>;
+    /// Keep many streams counted as active in one transaction: `(id, user,
+    /// seen at)`. The ids not touched (not the user's, ended, unknown).
+    async fn touch_streams(
+        &self,
+        seen: &[(String, String, u64)],
+    ) -> Result<Vec<String>, StoreError>;
+    /// End many streams in one transaction: `(id, user, ended at)`. The ids
+    /// not ended (not the user's, already ended, unknown).
+    async fn end_streams(&self, ended: &[(String, String, u64)])
+    -> Result<Vec<String>, StoreError>;
     /// End a stream (the player stopped); false if it is not the user's.
     async fn end_stream(&self, id: &str, user: &str, now: u64) -> Result<bool, StoreError>;
     /// Count one more licence for `play` if it has had fewer than `max`:

@@ -229,7 +229,18 @@ pub struct Snapshot {
     pub(super) everything: Holders,
     /// Per client network (`network_key`), what players there measured of
     /// each node (see `set_measured_paths`).
-    measured: HashMap<String, Vec<(NodeId, Measured)>>,
+    measured: HashMap<String, Vec<MeasuredPath>>,
+}
+
+/// A node as measured from one network, with that network's best time to
+/// first byte (of any node): a path is judged against what the network's
+/// players saw was possible, so a measured path is not worse off than an
+/// unmeasured one for having a first byte that takes time at all.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct MeasuredPath {
+    pub node: NodeId,
+    pub m: Measured,
+    pub best_ttfb_ms: f64,
 }
 
 /// What players in one client network measured of one node, as decisions
@@ -418,10 +429,23 @@ impl Snapshot {
         &mut self,
         paths: impl IntoIterator<Item = (String, String, Measured)>,
     ) {
-        let mut out: HashMap<String, Vec<(NodeId, Measured)>> = HashMap::default();
+        let mut out: HashMap<String, Vec<MeasuredPath>> = HashMap::default();
         for (net, id, m) in paths {
-            if let Some(&n) = self.by_id.get(&id) {
-                out.entry(net).or_default().push((n, m));
+            if let Some(&node) = self.by_id.get(&id) {
+                out.entry(net).or_default().push(MeasuredPath {
+                    node,
+                    m,
+                    best_ttfb_ms: m.ttfb_ms,
+                });
+            }
+        }
+        for list in out.values_mut() {
+            let best = list
+                .iter()
+                .map(|p| p.m.ttfb_ms)
+                .fold(f64::INFINITY, f64::min);
+            for p in list.iter_mut() {
+                p.best_ttfb_ms = best;
             }
         }
         self.measured = out;
@@ -441,7 +465,7 @@ impl Snapshot {
     }
 
     /// What players in `client`'s network measured, per node.
-    pub(super) fn measured_for(&self, client: IpAddr) -> &[(NodeId, Measured)] {
+    pub(super) fn measured_for(&self, client: IpAddr) -> &[MeasuredPath] {
         if self.measured.is_empty() {
             return &[];
         }

@@ -873,7 +873,18 @@ fn measured_paths_weigh_by_their_confidence_and_distance_without() {
         "{}",
         ctx.score(a1) - ctx.score(a2)
     );
-    // A measured first byte only as late as the distance explains costs nothing.
+    // A path as good as the best its network measured costs nothing against
+    // an unmeasured one: a first byte always takes some time.
+    let snap = build(&[("a1", fast)]);
+    let ctx = Ctx::new(
+        &snap,
+        Need::anything(&snap),
+        now,
+        None,
+        snap.measured_for(client),
+    );
+    assert_eq!(ctx.score(a1), ctx.score(a2));
+    // Nor does a measured first byte only as late as the distance explains.
     let far_but_fine = Measured {
         throughput_bps: 50e6,
         ttfb_ms: 0.0,

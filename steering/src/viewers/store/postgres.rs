@@ -245,6 +245,66 @@ impl ViewerStore for Postgres {
         Ok(client.execute(&stmt, &[&id, &user, &(now as i64)]).await? == 1)
     }
 
+    async fn touch_streams(
+        &self,
+        seen: &[(String, String, u64)],
+    ) -> Result<Vec<String>, StoreError> {
+        let ids: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+        let users: Vec<&str> = seen.iter().map(|s| s.1.as_str()).collect();
+        let ats: Vec<i64> = seen.iter().map(|s| s.2 as i64).collect();
+        let client = self.client().await?;
+        // One statement for the batch: the store's cost does not grow with
+        // the heartbeats, only with the plays.
+        let stmt = client
+            .prepare_cached(
+                "UPDATE streams SET last_seen = GREATEST(streams.last_seen, t.at)
+                 FROM unnest($1::text[], $2::text[], $3::bigint[]) AS t(id, u, at)
+                 WHERE streams.id = t.id AND streams.\"user\" = t.u AND streams.ended IS NULL
+                 RETURNING streams.id, streams.\"user\"",
+            )
+            .await?;
+        let touched: std::collections::HashSet<(String, String)> = client
+            .query(&stmt, &[&ids, &users, &ats])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        Ok(seen
+            .iter()
+            .filter(|(id, user, _)| !touched.contains(&(id.clone(), user.clone())))
+            .map(|(id, _, _)| id.clone())
+            .collect())
+    }
+
+    async fn end_streams(
+        &self,
+        ended: &[(String, String, u64)],
+    ) -> Result<Vec<String>, StoreError> {
+        let ids: Vec<&str> = ended.iter().map(|s| s.0.as_str()).collect();
+        let users: Vec<&str> = ended.iter().map(|s| s.1.as_str()).collect();
+        let ats: Vec<i64> = ended.iter().map(|s| s.2 as i64).collect();
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE streams SET ended = t.at
+                 FROM unnest($1::text[], $2::text[], $3::bigint[]) AS t(id, u, at)
+                 WHERE streams.id = t.id AND streams.\"user\" = t.u AND streams.ended IS NULL
+                 RETURNING streams.id, streams.\"user\"",
+            )
+            .await?;
+        let done: std::collections::HashSet<(String, String)> = client
+            .query(&stmt, &[&ids, &users, &ats])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        Ok(ended
+            .iter()
+            .filter(|(id, user, _)| !done.contains(&(id.clone(), user.clone())))
+            .map(|(id, _, _)| id.clone())
+            .collect())
+    }
+
     async fn count_licence(&self, play: &str, max: u32) -> Result<Option<u32>, StoreError> {
         let client = self.client().await?;
         let stmt = client

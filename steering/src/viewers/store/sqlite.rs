@@ -187,6 +187,47 @@ impl ViewerStore for Sqlite {
         .await
     }
 
+    async fn touch_streams(
+        &self,
+        seen: &[(String, String, u64)],
+    ) -> Result<Vec<String>, StoreError> {
+        let seen = seen.to_vec();
+        self.write(move |tx| {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE streams SET last_seen = MAX(last_seen, ?3)
+                 WHERE id = ?1 AND user = ?2 AND ended IS NULL",
+            )?;
+            let mut gone = Vec::new();
+            for (id, user, at) in seen {
+                if stmt.execute(params![id, user, at as i64])? == 0 {
+                    gone.push(id);
+                }
+            }
+            Ok(gone)
+        })
+        .await
+    }
+
+    async fn end_streams(
+        &self,
+        ended: &[(String, String, u64)],
+    ) -> Result<Vec<String>, StoreError> {
+        let ended = ended.to_vec();
+        self.write(move |tx| {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE streams SET ended = ?3 WHERE id = ?1 AND user = ?2 AND ended IS NULL",
+            )?;
+            let mut missed = Vec::new();
+            for (id, user, at) in ended {
+                if stmt.execute(params![id, user, at as i64])? == 0 {
+                    missed.push(id);
+                }
+            }
+            Ok(missed)
+        })
+        .await
+    }
+
     async fn count_licence(&self, play: &str, max: u32) -> Result<Option<u32>, StoreError> {
         let play = play.to_owned();
         self.write(move |c| {
@@ -206,10 +247,11 @@ impl ViewerStore for Sqlite {
     async fn end_stream(&self, id: &str, user: &str, now: u64) -> Result<bool, StoreError> {
         let (id, user) = (id.to_owned(), user.to_owned());
         self.write(move |c| {
-            Ok(c.execute(
+            Ok(c.prepare_cached(
                 "UPDATE streams SET ended = ?3 WHERE id = ?1 AND user = ?2 AND ended IS NULL",
-                params![id, user, now as i64],
-            )? == 1)
+            )?
+            .execute(params![id, user, now as i64])?
+                == 1)
         })
         .await
     }

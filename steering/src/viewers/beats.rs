@@ -1,0 +1,331 @@
+//! What makes a playback heartbeat cheap: the plays being watched, in memory,
+//! and their writes batched.
+//!
+//! A heartbeat from every active play every few seconds is many times the
+//! rate of new plays, so it must cost far less than one. Two writes (the
+//! stream's last sighting, the bookmark) and a read of the play's record per
+//! heartbeat would cost about as much as a play (measured: a heartbeat at
+//! 0.8 of a play's CPU, docs/BENCHMARKS.md). Instead:
+//!
+//! - **Plays in memory.** What a heartbeat needs of its play (whose it is,
+//!   the profile and title its position belongs to, the client network and
+//!   the pathways its samples may name) is kept per play id, put there when
+//!   the play starts here or read once from the store when it started on
+//!   another instance; bounded, least recently used dropped first.
+//! - **Writes batched.** Sightings and positions wait in memory, one per
+//!   play and one per (account, profile, title), and are written every
+//!   `play.heartbeat_flush` in one transaction each, so the store sees one
+//!   statement per play per interval however many heartbeats arrived.
+//! - **What must not wait does not.** `ended` ends the stream and saves the
+//!   position before it is answered: the viewer may press play again right
+//!   away, on any instance, and the stream must not count against the plan
+//!   then. Ends are group-committed: those arriving while one transaction
+//!   commits go together in the next, so a durable store's sync is paid per
+//!   batch, not per play, and no end waits for a timer. A new play's resume
+//!   position reads a waiting position first.
+//!
+//! A play ended elsewhere (a DELETE on another instance, the stream timing
+//! out) is noticed at the next flush, whose update does not find it active:
+//! it is dropped from memory, so its next heartbeat reads the store and is
+//! answered 404. At most `heartbeat_flush` of positions is lost if the
+//! process dies; they are positions, rewritten by the next heartbeat.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use lru::LruCache;
+
+/// What a heartbeat needs of its play.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Watching {
+    pub user: String,
+    pub profile: String,
+    pub title: String,
+    /// The client the play was steered for (its network files the samples).
+    pub client: Option<IpAddr>,
+    /// The play's pathway ids (appliances, `origin`).
+    pub pathways: Vec<String>,
+}
+
+/// A position waiting to be written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mark {
+    pub user: String,
+    pub profile: String,
+    pub title: String,
+    pub position: f64,
+    pub at: u64,
+}
+
+/// Writes waiting for the next flush.
+#[derive(Debug, Default)]
+pub struct Pending {
+    /// Play id → (user, last seen).
+    pub seen: HashMap<String, (String, u64)>,
+    /// (user, profile, title) → the latest position.
+    pub marks: HashMap<(String, String, String), Mark>,
+}
+
+/// An end waiting for the next group commit, and who waits for it.
+type EndRequest = (
+    (String, String, u64),
+    tokio::sync::oneshot::Sender<Result<bool, String>>,
+);
+
+/// Most ends in one transaction.
+const MAX_ENDS: usize = 1024;
+
+pub struct Beats {
+    plays: Mutex<LruCache<String, Arc<Watching>>>,
+    ends: tokio::sync::mpsc::UnboundedSender<EndRequest>,
+    /// Taken by `end_loop` when the service runs.
+    end_queue: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<EndRequest>>>,
+    pending: Mutex<Pending>,
+    /// The last flush of positions failed (heartbeats say `bookmarks` degraded).
+    marks_failing: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Beats {
+    pub fn new(plays: usize) -> Beats {
+        let (ends, queue) = tokio::sync::mpsc::unbounded_channel();
+        Beats {
+            ends,
+            end_queue: Mutex::new(Some(queue)),
+            plays: Mutex::new(LruCache::new(
+                NonZeroUsize::new(plays).unwrap_or(NonZeroUsize::MIN),
+            )),
+            pending: Mutex::default(),
+            marks_failing: AtomicBool::new(false),
+        }
+    }
+
+    pub fn watching(&self, play: &str) -> Option<Arc<Watching>> {
+        lock(&self.plays).get(play).cloned()
+    }
+
+    pub fn started(&self, play: &str, w: Watching) -> Arc<Watching> {
+        let w = Arc::new(w);
+        lock(&self.plays).put(play.to_owned(), Arc::clone(&w));
+        w
+    }
+
+    /// The play ended (here, or a flush found it no longer active).
+    pub fn forget(&self, play: &str) {
+        lock(&self.plays).pop(play);
+        lock(&self.pending).seen.remove(play);
+    }
+
+    /// A heartbeat's writes, for the next flush.
+    pub fn seen(&self, play: &str, w: &Watching, position: Option<f64>, now: u64) {
+        let mut p = lock(&self.pending);
+        p.seen.insert(play.to_owned(), (w.user.clone(), now));
+        if let Some(position) = position {
+            let key = (w.user.clone(), w.profile.clone(), w.title.clone());
+            p.marks.insert(
+                key,
+                Mark {
+                    user: w.user.clone(),
+                    profile: w.profile.clone(),
+                    title: w.title.clone(),
+                    position,
+                    at: now,
+                },
+            );
+        }
+    }
+
+    /// Drops a waiting position (it was written at once).
+    pub fn written(&self, user: &str, profile: &str, title: &str) {
+        let key = (user.to_owned(), profile.to_owned(), title.to_owned());
+        lock(&self.pending).marks.remove(&key);
+    }
+
+    /// A position not yet written, newer than the store's.
+    pub fn waiting_position(&self, user: &str, profile: &str, title: &str) -> Option<f64> {
+        let key = (user.to_owned(), profile.to_owned(), title.to_owned());
+        lock(&self.pending).marks.get(&key).map(|m| m.position)
+    }
+
+    /// Everything waiting, for a flush.
+    pub fn take(&self) -> Pending {
+        std::mem::take(&mut *lock(&self.pending))
+    }
+
+    /// Puts back positions a failed flush could not write, unless newer
+    /// ones arrived meanwhile.
+    pub fn retry_marks(&self, marks: HashMap<(String, String, String), Mark>) {
+        let mut p = lock(&self.pending);
+        for (k, m) in marks {
+            p.marks.entry(k).or_insert(m);
+        }
+    }
+
+    pub fn set_marks_failing(&self, failing: bool) {
+        self.marks_failing.store(failing, Ordering::Relaxed);
+    }
+
+    pub fn marks_failing(&self) -> bool {
+        self.marks_failing.load(Ordering::Relaxed)
+    }
+
+    pub fn plays(&self) -> usize {
+        lock(&self.plays).len()
+    }
+}
+
+/// Ends `play` (of `user`) in the next group commit; Ok(false) if it was
+/// not an active stream of theirs.
+pub async fn end(
+    viewers: &super::Viewers,
+    play: &str,
+    user: &str,
+    now: u64,
+) -> Result<bool, String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let req = ((play.to_owned(), user.to_owned(), now), tx);
+    if viewers.beats.ends.send(req).is_err() {
+        return Err("the service is stopping".into());
+    }
+    rx.await
+        .unwrap_or_else(|_| Err("the service is stopping".into()))
+}
+
+/// Group commit of ends: takes every end waiting, writes them in one
+/// transaction, answers each; until `stop`.
+pub async fn end_loop(viewers: Arc<super::Viewers>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let Some(mut queue) = lock(&viewers.beats.end_queue).take() else {
+        return;
+    };
+    let mut batch: Vec<EndRequest> = Vec::new();
+    loop {
+        tokio::select! {
+            n = queue.recv_many(&mut batch, MAX_ENDS) => if n == 0 { return },
+            _ = stop.changed() => return,
+        }
+        let ends: Vec<(String, String, u64)> = batch.iter().map(|(e, _)| e.clone()).collect();
+        let result = viewers.store.end_streams(&ends).await;
+        for (end, (_, reply)) in ends.iter().zip(batch.drain(..)) {
+            let _ = reply.send(match &result {
+                Ok(missed) => Ok(!missed.contains(&end.0)),
+                Err(e) => Err(e.to_string()),
+            });
+        }
+    }
+}
+
+/// Writes what heartbeats left waiting, every `every`, and once more when
+/// `stop` turns true (a graceful stop loses no position).
+pub async fn flush_loop(
+    viewers: Arc<super::Viewers>,
+    every: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.changed() => true,
+        };
+        flush(&viewers).await;
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// One flush: sightings of streams, then positions, each in one
+/// transaction.
+pub async fn flush(viewers: &super::Viewers) {
+    let beats = &viewers.beats;
+    let pending = beats.take();
+    if !pending.seen.is_empty() {
+        let seen: Vec<(String, String, u64)> = pending
+            .seen
+            .into_iter()
+            .map(|(play, (user, at))| (play, user, at))
+            .collect();
+        match viewers.store.touch_streams(&seen).await {
+            Ok(gone) => {
+                for play in gone {
+                    beats.forget(&play);
+                }
+            }
+            // The next heartbeats are seen again; a stream only stops
+            // counting after `stream_timeout` without one.
+            Err(e) => {
+                tracing::warn!(error = %e, plays = seen.len(), "cannot save heartbeats' sightings")
+            }
+        }
+    }
+    if !pending.marks.is_empty() {
+        let marks: Vec<Mark> = pending.marks.values().cloned().collect();
+        match viewers.bookmarks.put_many(&marks).await {
+            Ok(()) => beats.set_marks_failing(false),
+            Err(e) => {
+                tracing::warn!(error = %e, positions = marks.len(), "cannot save heartbeats' positions");
+                beats.set_marks_failing(true);
+                beats.retry_marks(pending.marks);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watching(user: &str) -> Watching {
+        Watching {
+            user: user.into(),
+            profile: "main".into(),
+            title: "t1".into(),
+            client: None,
+            pathways: vec!["oca-a1".into()],
+        }
+    }
+
+    #[test]
+    fn heartbeats_coalesce_into_one_write_per_play_and_position() {
+        let b = Beats::new(10);
+        let w = b.started("p1", watching("u"));
+        for (i, pos) in [1.0, 5.0, 9.0].into_iter().enumerate() {
+            b.seen("p1", &w, Some(pos), 100 + i as u64);
+        }
+        b.seen("p2", &watching("v"), None, 103);
+        assert_eq!(b.waiting_position("u", "main", "t1"), Some(9.0));
+        let p = b.take();
+        assert_eq!(p.seen.len(), 2);
+        assert_eq!(p.seen["p1"], ("u".to_owned(), 102));
+        assert_eq!(p.marks.len(), 1, "one position per account, profile, title");
+        assert_eq!(b.waiting_position("u", "main", "t1"), None, "taken");
+        // A failed write comes back, unless a newer position arrived.
+        b.seen("p1", &w, Some(12.0), 110);
+        b.retry_marks(p.marks);
+        assert_eq!(b.waiting_position("u", "main", "t1"), Some(12.0));
+    }
+
+    #[test]
+    fn plays_are_bounded_and_forgotten() {
+        let b = Beats::new(2);
+        for id in ["a", "b", "c"] {
+            b.started(id, watching("u"));
+        }
+        assert_eq!(b.plays(), 2);
+        assert!(b.watching("a").is_none(), "least recently used dropped");
+        b.seen("c", &watching("u"), None, 1);
+        b.forget("c");
+        assert!(b.watching("c").is_none());
+        assert!(
+            b.take().seen.is_empty(),
+            "a forgotten play's sighting is not written"
+        );
+    }
+}
