@@ -426,7 +426,7 @@ def body(name, rec, noise):
 
 
 def render(records, packager_rec=None, control_rec=None, failover_rec=None, fleet_recs=(None, None),
-           flash_rec=None, reco_rec=None, home_rec=None):
+           flash_rec=None, reco_rec=None, home_rec=None, beats_rec=None):
     """The whole of BENCHMARKS.md from {section: record or None},
     docs/data/packager.json, docs/data/control/plays.json and
     docs/data/control/failover.json (or None)."""
@@ -454,6 +454,7 @@ def render(records, packager_rec=None, control_rec=None, failover_rec=None, flee
     out += control.failover_section(failover_rec)
     out += control.flash_section(flash_rec)
     out += control.home_section(home_rec)
+    out += control.beats_section(beats_rec)
     out += fleet.section(*fleet_recs)
     out += reco.section(reco_rec)
     out.append(HISTORY)

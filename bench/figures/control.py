@@ -417,3 +417,126 @@ def home_section(rec):
                            [[g, m, "**yes**" if ok else "no"] for g, m, ok in goals], "lll"))
         out.append("")
     return out
+
+
+BEATS_SOURCE = "docs/data/control/heartbeats.json"
+# Goals (issue 24's "batched and cheap", made measurable): a heartbeat's CPU at most
+# this share of a play's, and plays' p99 at a quarter of the capacity with every
+# active play heartbeating within this factor of the p99 without.
+BEAT_COST_SHARE = 0.10
+BEATS_P99_FACTOR = 2.0
+
+BEATS_PROSE = """`POST /v1/play` without and with every admitted play then sending playback heartbeats
+(`oca-bench plays --play-heartbeats`): each play watches for {watch} s and heartbeats every
+{every} s to its signed `heartbeat_url` with one download sample per 4 s of media from its
+primary appliance, the last heartbeat saying `ended` ({per_play} a play). The plays come from
+four ISPs (`X-Forwarded-For` in 10.0.0.0/14) with four simulated embedded appliances each,
+so the samples are measurements of each play's real pathways. Closed loop (16 connections)
+for the capacity, then open loop at a quarter of the capacity without heartbeats, where
+steering is not saturated: there, a heartbeat's CPU is the extra steering CPU per
+heartbeat answered, against a play's CPU per play without heartbeats. The runs alternate
+without/with, {reps} of each. *Steady*: plays/s in the windows after the first {watch} s,
+once as many plays are watching (and heartbeating) as will be. Heartbeat latency counts
+from when each was due."""
+
+
+def _steady(run, watch):
+    """Plays/s in the windows after `watch` seconds (all of them if none)."""
+    w = run.get("window_s") or 1
+    tail = run["windows_per_s"][int(watch // w):]
+    tail = tail or run["windows_per_s"]
+    return sum(tail) / len(tail)
+
+
+def _median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return (xs[n // 2] + xs[(n - 1) // 2]) / 2 if n else 0.0
+
+
+def beats_figures(rec):
+    """Medians over the repetitions: capacity ratio, per-request CPU, p99s."""
+    watch = rec["watch_s"]
+    runs = rec["runs"]
+
+    def pick(closed, beats):
+        return [r for r in runs if (r.get("mode") == "closed") == closed and r["heartbeats"] == beats]
+
+    cap0 = [_steady(r, watch) for r in pick(True, False)]
+    cap1 = [_steady(r, watch) for r in pick(True, True)]
+    open0, open1 = pick(False, False), pick(False, True)
+    play_us = [r["cores_busy"]["steering"] / r["ok_per_s"] * 1e6 for r in open0 if r["ok_per_s"]]
+    base = _median([r["cores_busy"]["steering"] for r in open0])
+    beat_us = [(r["cores_busy"]["steering"] - base) / r["play_heartbeats"]["ok_per_s"] * 1e6
+               for r in open1 if r["play_heartbeats"]["ok_per_s"]]
+    return {
+        "capacity": _median(cap0), "capacity_beats": _median(cap1),
+        "play_us": _median(play_us), "beat_us": _median(beat_us),
+        "p99": _median([r["latency_ms"]["p99"] for r in open0]),
+        "p99_beats": _median([r["latency_ms"]["p99"] for r in open1]),
+        "beat_p99": _median([r["play_heartbeats"]["latency_ms"]["p99"] for r in open1]),
+        "beats_per_s": _median([r["play_heartbeats"]["ok_per_s"] for r in open1]),
+        "rate": _median([r.get("target_per_s") or 0 for r in open1]),
+        "served": _median([r["ok_per_s"] for r in open1]),
+    }
+
+
+def beats_goals(rec):
+    f = beats_figures(rec)
+    share = f["beat_us"] / f["play_us"] if f["play_us"] else float("inf")
+    ratio = f["p99_beats"] / f["p99"] if f["p99"] else float("inf")
+    return [
+        (f"a heartbeat's steering CPU at most {BEAT_COST_SHARE:g} of a play's",
+         f"{t.num(f['beat_us'], 0)} µs against {t.num(f['play_us'], 0)} µs ({share:.2f})",
+         share <= BEAT_COST_SHARE),
+        (f"plays' p99 at a quarter of the capacity with every active play heartbeating within "
+         f"{BEATS_P99_FACTOR:g}× without",
+         f"{t.num(f['p99_beats'], 2)} ms against {t.num(f['p99'], 2)} ms ({ratio:.2f}×), "
+         f"{t.num(f['served'], 0)} of {t.num(f['rate'], 0)} plays/s, "
+         f"{t.num(f['beats_per_s'], 0)} heartbeats/s (p99 {t.num(f['beat_p99'], 1)} ms)",
+         ratio <= BEATS_P99_FACTOR and f["served"] >= 0.98 * f["rate"]),
+    ]
+
+
+def beats_section(rec):
+    out = ["", "## Playback heartbeats", ""]
+    if not rec:
+        return out + [f"Not measured yet: `bench/beats.py` (writes `{BEATS_SOURCE}`).", ""]
+    per_play = round(rec["watch_s"] / rec["every_s"])
+    reps = max(r.get("rep", 1) for r in rec["runs"])
+    out += [f"Measured {t.when(rec.get('date'))} on {t.machine(rec.get('machine'))}. Made by:", "",
+            "```sh", rec["command"], "```", "",
+            BEATS_PROSE.format(watch=t.num(rec["watch_s"], 0), every=t.num(rec["every_s"], 0),
+                               per_play=per_play, reps=reps), ""]
+    rows = []
+    for r in rec["runs"]:
+        b = r.get("play_heartbeats") or {}
+        bl = b.get("latency_ms") or {}
+        rows.append([str(r.get("rep", 1)), r["label"], "yes" if r["heartbeats"] else "no",
+                     t.num(r["ok_per_s"], 0), t.num(_steady(r, rec["watch_s"]), 0),
+                     t.num(r["latency_ms"]["p50"], 2), t.num(r["latency_ms"]["p99"], 2),
+                     t.num(b["ok_per_s"], 0) if b else "–",
+                     t.num(bl["p99"], 1) if bl else "–",
+                     t.num(b.get("errors", 0) + sum(b.get("refused", {}).values())) if b else "–",
+                     t.num(r["cores_busy"]["steering"], 2)])
+    out.append(t.table(["rep", "plays", "heartbeats", "plays/s", "steady plays/s", "p50 ms",
+                        "p99 ms", "heartbeats/s", "heartbeat p99 ms", "heartbeats failed",
+                        "steering cores"], rows, "llrrrrrrrrr"))
+    out.append("")
+    f = beats_figures(rec)
+    cap_ratio = f["capacity_beats"] / f["capacity"] if f["capacity"] else 0
+    out += [f"Capacity (closed loop, steady, median): {t.num(f['capacity'], 0)} plays/s without "
+            f"heartbeats, {t.num(f['capacity_beats'], 0)} with every active play heartbeating "
+            f"({cap_ratio:.2f}×). With {per_play} heartbeats a play at {t.num(f['beat_us'], 0)} µs "
+            f"each against {t.num(f['play_us'], 0)} µs a play, heartbeats take "
+            f"{per_play * f['beat_us'] / (f['play_us'] + per_play * f['beat_us']):.0%} of steering's "
+            "CPU at any play rate: capacity for plays falls by that share, and by more for "
+            "longer watches at the same interval.", ""]
+    for r in rec["runs"]:
+        if r.get("rep", 1) == 1:
+            out.append(f"- {r['label']}, heartbeats {'on' if r['heartbeats'] else 'off'}: `{r['command']}`")
+    out.append("")
+    out.append(t.table(["goal", "measured", "met"],
+                       [[g, m, "**yes**" if ok else "no"] for g, m, ok in beats_goals(rec)], "lll"))
+    out.append("")
+    return out

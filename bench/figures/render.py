@@ -51,6 +51,11 @@ def home_record(data_dir=DATA):
     return load(path) if os.path.exists(path) else None
 
 
+def beats_record(data_dir=DATA):
+    path = os.path.join(data_dir, "control", "heartbeats.json")
+    return load(path) if os.path.exists(path) else None
+
+
 def reco_record(data_dir=DATA):
     path = os.path.join(data_dir, "reco", "quality.json")
     return load(path) if os.path.exists(path) else None
@@ -71,7 +76,7 @@ def rendered(data_dir=DATA, reliability_md=None):
         BENCHMARKS_MD: benchmarks.render(
             benchmark_records(data_dir), packager_record(data_dir), control_record(data_dir),
             failover_record(data_dir), fleet_records(data_dir), flash_record(data_dir),
-            reco_record(data_dir), home_record(data_dir),
+            reco_record(data_dir), home_record(data_dir), beats_record(data_dir),
         ),
         RELIABILITY_MD: reliability.render(reliability_md, os.path.join(data_dir, "reliability"), ROOT),
     }

@@ -148,6 +148,42 @@ class PlayApi(unittest.TestCase):
         self.assertIn("Not measured yet: `bench/control.py`.", "\n".join(control.section(None)))
 
 
+class Heartbeats(unittest.TestCase):
+    @staticmethod
+    def run_(closed, beats, ok, cores, p99, windows, beats_per_s=0.0, rate=None):
+        r = {"mode": "closed" if closed else "open", "heartbeats": beats, "rep": 1,
+             "label": "closed" if closed else "open", "target_per_s": rate, "ok_per_s": ok,
+             "window_s": 10.0, "windows_per_s": windows, "command": "oca-bench plays",
+             "latency_ms": {"p50": 1.0, "p99": p99}, "cores_busy": {"steering": cores}}
+        if beats:
+            r["play_heartbeats"] = {"ok_per_s": beats_per_s, "errors": 0, "refused": {},
+                                    "latency_ms": {"p99": 5.0}}
+        return r
+
+    def test_per_request_cpu_and_capacity_come_from_the_runs(self):
+        from . import control
+        rec = {"watch_s": 30, "every_s": 5, "command": "bench/beats.py", "runs": [
+            self.run_(True, False, 1000.0, 0.95, 20.0, [1000, 1000, 1000, 1000, 1000]),
+            # A quarter of capacity: 250 plays/s at 0.25 cores is 1,000 µs a play.
+            self.run_(False, False, 250.0, 0.25, 8.0, [250] * 5, rate=250.0),
+            # Only the windows after the 30 s watch are steady.
+            self.run_(True, True, 700.0, 0.95, 40.0, [1000, 900, 800, 600, 600], 3000.0),
+            # 1,500 heartbeats/s for 0.12 more cores: 80 µs each.
+            self.run_(False, True, 250.0, 0.37, 12.0, [250] * 5, 1500.0, rate=250.0),
+        ]}
+        f = control.beats_figures(rec)
+        self.assertEqual((f["capacity"], f["capacity_beats"]), (1000, 600))
+        self.assertAlmostEqual(f["play_us"], 1000.0)
+        self.assertAlmostEqual(f["beat_us"], 80.0)
+        got = [ok for _, _, ok in control.beats_goals(rec)]
+        self.assertEqual(got, [True, True], "0.08 of a play; p99 1.5×")
+        self.assertIn("| 1 | open | yes | 250 | 250 |", "\n".join(control.beats_section(rec)))
+
+    def test_without_data_the_section_says_how_to_measure(self):
+        from . import control
+        self.assertIn("Not measured yet: `bench/beats.py`", "\n".join(control.beats_section(None)))
+
+
 class FleetSim(unittest.TestCase):
     @staticmethod
     def point(size, planner, peak, launch=1.0):

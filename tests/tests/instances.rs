@@ -620,3 +620,50 @@ region = "eu-west"
     );
     oca.kill9();
 }
+
+/// What players measured through one instance steers on the other: ISP A's
+/// players report oca-a1 slow through A; B shows the estimate (within a
+/// sync interval) and sends ISP A's new plays to oca-a2.
+#[test]
+fn paths_measured_through_one_instance_steer_on_the_other() {
+    let (_pg, s, _b, b_addr) = two_instances();
+    let tokens = [s.token("alice"), s.token("bob"), s.token("alice")];
+    for token in &tokens {
+        let r = stack::play_at(s.addr, ip(ISP_A), token, "t1", "browser", "main");
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let url = r.json()["heartbeat_url"].as_str().unwrap().to_owned();
+        let path = &url[url.find("/v1/").unwrap()..];
+        // 1 MB in 8 s from oca-a1: 1 Mbit/s; twice, a play's most weight.
+        for _ in 0..2 {
+            let body = serde_json::json!({"position": 5.0, "state": "playing", "samples": [
+                {"pathway": "oca-a1", "bytes": 1_000_000, "ttfb_ms": 900.0, "download_ms": 8000.0}]});
+            let r = http(s.addr, "POST", path, &[], body.to_string().as_bytes()).unwrap();
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        }
+    }
+    let t0 = Instant::now();
+    let seen = wait_for("B to show what A's players measured", || {
+        let list = appliances(b_addr)?;
+        let a1 = list.iter().find(|a| a["id"] == "oca-a1")?;
+        let m = a1["measured"].as_array()?.first()?.clone();
+        (m["confidence"].as_f64()? >= 0.5).then_some(m)
+    });
+    eprintln!("B had A's measurements after {:?}: {seen}", t0.elapsed());
+    assert_eq!(seen["network"], "127.1.0.0/16");
+    assert!(seen["throughput_mbps"].as_f64().unwrap() < 1.5, "{seen}");
+    let erin = s.token("erin");
+    wait_for("B's new plays from ISP A off oca-a1", || {
+        let r = stack::play_at(b_addr, ip(ISP_A), &erin, "t1", "browser", "main");
+        let p = r.json();
+        let id = p["play_id"].as_str()?.to_owned();
+        let auth = format!("Bearer {erin}");
+        http(
+            b_addr,
+            "DELETE",
+            &format!("/v1/plays/{id}"),
+            &[("Authorization", &auth)],
+            b"",
+        )?;
+        (p["appliances"][0]["id"] == "oca-a2").then_some(())
+    });
+}

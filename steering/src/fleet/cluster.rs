@@ -9,6 +9,10 @@
 //!   up/down verdicts are batched here and flushed each `sync_interval`
 //!   (`appliance_live`, newer wins), and every instance reads what the
 //!   others flushed.
+//! - **Measurements.** What players measured of each path, through
+//!   heartbeats this instance took, is written as decayed sums each
+//!   `sync_interval` (`path_estimates`); the others' sums are read back and
+//!   added to this instance's (`fleet::measure`).
 //! - **Changes.** Registrations, inventories, prefixes, catalog and RIB
 //!   imports and key steps are logged (`fleet_changes`) in the transaction
 //!   that makes them; each instance re-reads what the log names.
@@ -30,7 +34,7 @@ use control_client::wire::{HealthSummary, PrefixReport};
 use tokio::sync::watch;
 
 use super::Fleet;
-use super::store::{Change, ChangeKind, InstanceRow, LiveRow};
+use super::store::{Change, ChangeKind, InstanceRow, LiveRow, PathRow};
 use crate::store::StoreError;
 
 /// How far back each read of the log and live rows reaches before the last
@@ -238,6 +242,9 @@ pub async fn sync_once(fleet: &Fleet) -> Result<(), StoreError> {
     } else {
         Vec::new()
     };
+    if cluster.share_live {
+        share_paths(fleet, since).await?;
+    }
     let changes = fleet.store.changes_since(since).await?;
     let mut rebuild = apply_live(fleet, &rows);
     let fresh: Vec<Change> = {
@@ -280,7 +287,41 @@ pub async fn take_all_live(fleet: &Fleet) -> Result<(), StoreError> {
     }
     let rows = fleet.store.live_since(0, "").await?;
     apply_live(fleet, &rows);
+    share_paths(fleet, 0).await
+}
+
+/// Writes the paths measured here since the last round and takes what the
+/// others measured since `since`.
+async fn share_paths(fleet: &Fleet, since_ms: u64) -> Result<(), StoreError> {
+    let now = crate::unix_now();
+    let mine = lock(&fleet.paths).take_dirty(now);
+    let rows: Vec<PathRow> = mine
+        .into_iter()
+        .map(|(network, appliance, sums)| PathRow {
+            instance: fleet.cluster.id.clone(),
+            network,
+            appliance,
+            sums,
+        })
+        .collect();
+    // Sums a tenth of a percent of their weight are gone: ten half-lives.
+    let keep_ms = (fleet.config.steer.measure_half_life * 10).as_millis() as u64;
+    fleet
+        .store
+        .put_paths(&fleet.cluster.id, &rows, keep_ms)
+        .await?;
+    let theirs = fleet.store.paths_since(since_ms, &fleet.cluster.id).await?;
+    if !theirs.is_empty() {
+        let mut paths = lock(&fleet.paths);
+        for r in &theirs {
+            paths.set_remote(&r.instance, &r.network, &r.appliance, r.sums, now);
+        }
+    }
     Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Take the others' reports and verdicts; whether an up/down state changed.

@@ -14,6 +14,12 @@
 //!   often it reports.
 //! - **Bounded.** At most `max_networks` client networks are tracked, the
 //!   least recently reported dropped first.
+//! - **Shared.** Each instance hears only the heartbeats sent to it. Its own
+//!   paths' decayed sums go to the store (`take_dirty`), the others' come
+//!   back (`set_remote`), and an estimate adds them up: the observations of
+//!   every instance, each decayed from when it was taken. (A play whose
+//!   heartbeats reach two instances may weigh twice its cap; players keep
+//!   to one.)
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -52,6 +58,30 @@ pub const CONFIDENT_WEIGHT: f64 = 8.0;
 /// A play's most weight in one path's estimate per half-life.
 pub const MAX_PLAY_WEIGHT: f64 = 2.0;
 
+/// One path's decayed sums, as they are shared between instances: weight,
+/// weight × throughput, × time to first byte, × error share, decayed to `at`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sums {
+    pub w: f64,
+    pub tput: f64,
+    pub ttfb: f64,
+    pub err: f64,
+    pub at: u64,
+}
+
+impl Sums {
+    fn decayed(self, now: u64, half_life: f64) -> Sums {
+        let f = factor(self.at, now, half_life);
+        Sums {
+            w: self.w * f,
+            tput: self.tput * f,
+            ttfb: self.ttfb * f,
+            err: self.err * f,
+            at: self.at.max(now),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Path {
     /// Decayed sums: weight, weight × throughput, × ttfb, × error share.
@@ -63,6 +93,9 @@ struct Path {
     at: u64,
     /// Per play: its decayed weight in this path, and when.
     plays: HashMap<String, (f64, u64)>,
+    /// `plays`' size after its last pruning: it is pruned again when it has
+    /// doubled, so a path with many plays is not scanned at every heartbeat.
+    pruned: usize,
 }
 
 impl Path {
@@ -85,8 +118,12 @@ fn factor(from: u64, to: u64, half_life: f64) -> f64 {
 pub struct Paths {
     half_life: f64,
     max_networks: usize,
-    /// network → (last reported, appliance → path).
+    /// network → (last reported, appliance → path): what this instance took.
     nets: HashMap<String, (u64, HashMap<String, Path>)>,
+    /// (network, appliance) observed here since the last `take_dirty`.
+    dirty: std::collections::HashSet<(String, String)>,
+    /// (network, appliance) → instance → its sums: what the others took.
+    remote: HashMap<(String, String), HashMap<String, Sums>>,
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -108,6 +145,54 @@ impl Paths {
             half_life: half_life.as_secs_f64(),
             max_networks: max_networks.max(1),
             nets: HashMap::new(),
+            dirty: std::collections::HashSet::new(),
+            remote: HashMap::new(),
+        }
+    }
+
+    /// The sums of the paths observed here since the last call, at `now`,
+    /// for the other instances.
+    pub fn take_dirty(&mut self, now: u64) -> Vec<(String, String, Sums)> {
+        let half_life = self.half_life;
+        let mut out = Vec::with_capacity(self.dirty.len());
+        for (net, appliance) in self.dirty.drain() {
+            if let Some(p) = self.nets.get(&net).and_then(|n| n.1.get(&appliance)) {
+                let s = Sums {
+                    w: p.w,
+                    tput: p.tput,
+                    ttfb: p.ttfb,
+                    err: p.err,
+                    at: p.at,
+                };
+                out.push((net, appliance, s.decayed(now, half_life)));
+            }
+        }
+        out
+    }
+
+    /// Another instance's sums for a path (newer replace older). Paths of
+    /// networks beyond the bound are not taken; decayed ones are dropped.
+    pub fn set_remote(&mut self, instance: &str, net: &str, appliance: &str, sums: Sums, now: u64) {
+        let key = (net.to_owned(), appliance.to_owned());
+        if !self.remote.contains_key(&key)
+            && !self.nets.contains_key(net)
+            && self.remote.len() >= self.max_networks.saturating_mul(8)
+        {
+            let half_life = self.half_life;
+            self.remote.retain(|_, by| {
+                by.retain(|_, s| s.decayed(now, half_life).w > 0.01);
+                !by.is_empty()
+            });
+            if self.remote.len() >= self.max_networks.saturating_mul(8) {
+                return;
+            }
+        }
+        let by = self.remote.entry(key).or_default();
+        match by.get(instance) {
+            Some(old) if old.at > sums.at => {}
+            _ => {
+                by.insert(instance.to_owned(), sums);
+            }
         }
     }
 
@@ -149,6 +234,7 @@ impl Paths {
             );
             let ttfb = median(ok.iter().map(|s| s.ttfb_ms).collect());
             let err = list.iter().filter(|s| s.error).count() as f64 / list.len() as f64;
+            self.dirty.insert((net.to_owned(), appliance.to_owned()));
             let path = entry.1.entry(appliance.to_owned()).or_insert_with(|| Path {
                 w: 0.0,
                 tput: 0.0,
@@ -156,6 +242,7 @@ impl Paths {
                 err: 0.0,
                 at: now,
                 plays: HashMap::new(),
+                pruned: 0,
             });
             path.decay_to(now, half_life);
             // The play's room under its cap, after its own decay.
@@ -163,8 +250,11 @@ impl Paths {
             let had = had * factor(at, now, half_life);
             let w = (1.0f64).min(MAX_PLAY_WEIGHT - had).max(0.0);
             path.plays.insert(play.to_owned(), (had + w, now));
-            path.plays
-                .retain(|_, (pw, pat)| *pw * factor(*pat, now, half_life) > 0.01);
+            if path.plays.len() > 2 * path.pruned.max(32) {
+                path.plays
+                    .retain(|_, (pw, pat)| *pw * factor(*pat, now, half_life) > 0.01);
+                path.pruned = path.plays.len();
+            }
             if w <= 0.0 {
                 continue;
             }
@@ -182,39 +272,70 @@ impl Paths {
         }
     }
 
-    /// The estimate for `appliance` from client network `net` at `now`.
+    /// The estimate for `appliance` from client network `net` at `now`:
+    /// this instance's observations and the others', each decayed.
     pub fn estimate(&self, net: &str, appliance: &str, now: u64) -> Option<Estimate> {
-        let path = self.nets.get(net)?.1.get(appliance)?;
-        let f = factor(path.at, now, self.half_life);
-        let w = path.w * f;
-        if w <= 1e-9 {
+        let hl = self.half_life;
+        let mut total = Sums {
+            w: 0.0,
+            tput: 0.0,
+            ttfb: 0.0,
+            err: 0.0,
+            at: now,
+        };
+        let mut add = |s: Sums| {
+            let d = s.decayed(now, hl);
+            total.w += d.w;
+            total.tput += d.tput;
+            total.ttfb += d.ttfb;
+            total.err += d.err;
+        };
+        if let Some(p) = self.nets.get(net).and_then(|n| n.1.get(appliance)) {
+            add(Sums {
+                w: p.w,
+                tput: p.tput,
+                ttfb: p.ttfb,
+                err: p.err,
+                at: p.at,
+            });
+        }
+        if !self.remote.is_empty()
+            && let Some(by) = self.remote.get(&(net.to_owned(), appliance.to_owned()))
+        {
+            by.values().for_each(|s| add(*s));
+        }
+        if total.w <= 1e-9 {
             return None;
         }
         Some(Estimate {
-            throughput_bps: path.tput / path.w,
-            ttfb_ms: path.ttfb / path.w,
-            error_rate: path.err / path.w,
-            weight: w,
-            confidence: (w / CONFIDENT_WEIGHT).min(1.0),
+            throughput_bps: total.tput / total.w,
+            ttfb_ms: total.ttfb / total.w,
+            error_rate: total.err / total.w,
+            weight: total.w,
+            confidence: (total.w / CONFIDENT_WEIGHT).min(1.0),
         })
     }
 
     /// Every (network, appliance, estimate) known at `now`, networks most
     /// recently reported first.
     pub fn all(&self, now: u64) -> Vec<(&str, &str, Estimate)> {
-        let mut nets: Vec<(&String, &(u64, HashMap<String, Path>))> = self.nets.iter().collect();
-        nets.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
-        let mut out = Vec::new();
-        for (net, (_, paths)) in nets {
-            let mut names: Vec<&String> = paths.keys().collect();
-            names.sort();
-            for a in names {
-                if let Some(e) = self.estimate(net, a, now) {
-                    out.push((net.as_str(), a.as_str(), e));
-                }
+        // (last reported, network, appliance) over this instance's paths
+        // and the others'.
+        let mut keys: Vec<(u64, &str, &str)> = Vec::new();
+        for (net, (last, paths)) in &self.nets {
+            keys.extend(paths.keys().map(|a| (*last, net.as_str(), a.as_str())));
+        }
+        for ((net, a), by) in &self.remote {
+            let here = self.nets.get(net).is_some_and(|n| n.1.contains_key(a));
+            if !here {
+                let last = by.values().map(|s| s.at).max().unwrap_or(0);
+                keys.push((last, net.as_str(), a.as_str()));
             }
         }
-        out
+        keys.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(y.1)).then(x.2.cmp(y.2)));
+        keys.into_iter()
+            .filter_map(|(_, net, a)| Some((net, a, self.estimate(net, a, now)?)))
+            .collect()
     }
 }
 
@@ -313,5 +434,55 @@ mod tests {
         let all = p.all(13);
         let nets: Vec<&str> = all.iter().map(|x| x.0).collect();
         assert_eq!(nets, ["n3", "n2"]);
+    }
+
+    /// Two instances, each hearing half the players of one network: each
+    /// estimate counts both halves once shared, a newer share replaces the
+    /// older, and what is not observed again is written once.
+    #[test]
+    fn instances_add_up_each_others_observations() {
+        let (mut a, mut b) = (Paths::new(HOUR, 100), Paths::new(HOUR, 100));
+        for k in 0..4 {
+            a.observe("n1", &format!("pa{k}"), &[seg("x", 4.0, 90.0)], 1000);
+            b.observe("n1", &format!("pb{k}"), &[seg("x", 12.0, 30.0)], 1000);
+        }
+        let from_a = a.take_dirty(1000);
+        assert_eq!(from_a.len(), 1);
+        assert!(
+            a.take_dirty(1001).is_empty(),
+            "written once until observed again"
+        );
+        for (net, app, sums) in &from_a {
+            b.set_remote("A", net, app, *sums, 1000);
+        }
+        let e = b.estimate("n1", "x", 1000).unwrap();
+        assert_eq!(e.weight, 8.0, "both instances' four plays");
+        assert!((e.throughput_bps - 8e6).abs() < 1.0, "{e:?}");
+        assert_eq!(e.ttfb_ms, 60.0);
+        assert_eq!(e.confidence, 1.0);
+        // A's later share replaces its earlier one; an older one does not.
+        let newer = Sums {
+            at: 1000 + 3600,
+            ..from_a[0].2
+        };
+        b.set_remote("A", "n1", "x", newer, 1000 + 3600);
+        b.set_remote("A", "n1", "x", from_a[0].2, 1000 + 3600);
+        let e = b.estimate("n1", "x", 1000 + 3600).unwrap();
+        assert_eq!(
+            e.weight,
+            4.0 / 2.0 + 4.0,
+            "A's as shared, B's own decayed a half-life"
+        );
+        // A network only another instance heard of is listed too.
+        b.set_remote("A", "n9", "x", from_a[0].2, 1000 + 3600);
+        let all: Vec<(&str, &str)> = b
+            .all(1000 + 3600)
+            .iter()
+            .map(|(n, a, _)| (*n, *a))
+            .collect();
+        assert!(
+            all.contains(&("n9", "x")) && all.contains(&("n1", "x")),
+            "{all:?}"
+        );
     }
 }

@@ -164,6 +164,15 @@ pub struct LiveRow {
     pub up_ms: u64,
 }
 
+/// One instance's decayed sums for one measured path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathRow {
+    pub instance: String,
+    pub network: String,
+    pub appliance: String,
+    pub sums: super::measure::Sums,
+}
+
 /// What an instance changed that the others must re-read (`fleet_changes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChangeKind {
@@ -327,6 +336,13 @@ pub trait FleetStore: CatalogStore {
     async fn live_since(&self, since_ms: u64, except: &str) -> Result<Vec<LiveRow>, StoreError>;
     /// Changes logged at or after `since_ms` (database clock), oldest first.
     async fn changes_since(&self, since_ms: u64) -> Result<Vec<Change>, StoreError>;
+    /// This instance's measured paths (decayed sums, see `measure::Sums`),
+    /// newer replacing older; rows of any instance not updated for
+    /// `keep_ms` are dropped.
+    async fn put_paths(&self, by: &str, rows: &[PathRow], keep_ms: u64) -> Result<(), StoreError>;
+    /// Other instances' measured paths updated since `since_ms` (the
+    /// database's clock).
+    async fn paths_since(&self, since_ms: u64, except: &str) -> Result<Vec<PathRow>, StoreError>;
     async fn fill_plan_version(
         &self,
         appliance: &str,

@@ -214,6 +214,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
      CREATE INDEX plays_by_profile ON plays(\"user\", profile, at);",
     // 14: artwork.
     "ALTER TABLE titles ADD COLUMN artwork TEXT;",
+    // 15: measured paths, shared.
+    "CREATE TABLE path_estimates (
+         instance TEXT NOT NULL,
+         network TEXT NOT NULL,
+         appliance TEXT NOT NULL,
+         w DOUBLE PRECISION NOT NULL,
+         tput DOUBLE PRECISION NOT NULL,
+         ttfb DOUBLE PRECISION NOT NULL,
+         err DOUBLE PRECISION NOT NULL,
+         at BIGINT NOT NULL,
+         updated_ms BIGINT NOT NULL,
+         PRIMARY KEY (instance, network, appliance)
+     );
+     CREATE INDEX path_estimates_by_update ON path_estimates(updated_ms);",
 ];
 
 /// The database's clock in milliseconds (the wall clock, not the

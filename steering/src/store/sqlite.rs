@@ -222,6 +222,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
      CREATE INDEX plays_by_profile ON plays(user, profile, at);",
     // 14: a title's artwork (file names in its directory).
     "ALTER TABLE titles ADD COLUMN artwork TEXT;",
+    // 15: what players measured of each path, as each instance's decayed
+    // sums, shared between instances (`fleet::measure`).
+    "CREATE TABLE path_estimates (
+         instance TEXT NOT NULL,
+         network TEXT NOT NULL,
+         appliance TEXT NOT NULL,
+         w REAL NOT NULL,
+         tput REAL NOT NULL,
+         ttfb REAL NOT NULL,
+         err REAL NOT NULL,
+         at INTEGER NOT NULL,
+         updated_ms INTEGER NOT NULL,
+         PRIMARY KEY (instance, network, appliance)
+     );
+     CREATE INDEX path_estimates_by_update ON path_estimates(updated_ms);",
 ];
 
 /// The database's clock in milliseconds: instances on several machines agree

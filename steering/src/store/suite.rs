@@ -34,6 +34,7 @@ cases!(
     prune_drops_only_old_rows_in_batches,
     an_enrolment_token_enrols_once_across_instances,
     revocation_holds_until_a_new_credential,
+    measured_paths_are_shared_newest_first,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -720,4 +721,67 @@ async fn revocation_holds_until_a_new_credential(a: Arc<dyn Store>, b: Arc<dyn S
         logged.iter().filter(|c| c.appliance == "e1").count() >= 3,
         "{logged:?}"
     );
+}
+
+/// Instances share what players measured: each writes its own sums, reads
+/// the others' (not its own) updated since a time, an older write does not
+/// replace a newer one, and old rows go.
+async fn measured_paths_are_shared_newest_first(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    use crate::fleet::measure::Sums;
+    use crate::fleet::store::PathRow;
+    let row = |instance: &str, net: &str, w: f64, at: u64| PathRow {
+        instance: instance.into(),
+        network: net.into(),
+        appliance: "oca-a1".into(),
+        sums: Sums {
+            w,
+            tput: w * 4e6,
+            ttfb: w * 30.0,
+            err: 0.0,
+            at,
+        },
+    };
+    let day = 86_400_000;
+    a.put_paths(
+        "A",
+        &[
+            row("A", "10.1.0.0/16", 4.0, 1000),
+            row("A", "10.2.0.0/16", 1.0, 1000),
+        ],
+        day,
+    )
+    .await
+    .unwrap();
+    b.put_paths("B", &[row("B", "10.1.0.0/16", 2.0, 1000)], day)
+        .await
+        .unwrap();
+    let mut seen_by_b = b.paths_since(0, "B").await.unwrap();
+    seen_by_b.sort_by(|x, y| x.network.cmp(&y.network));
+    assert_eq!(
+        seen_by_b,
+        [
+            row("A", "10.1.0.0/16", 4.0, 1000),
+            row("A", "10.2.0.0/16", 1.0, 1000)
+        ]
+    );
+    assert_eq!(
+        a.paths_since(0, "A").await.unwrap(),
+        [row("B", "10.1.0.0/16", 2.0, 1000)]
+    );
+    // A later share replaces the row; an older one (a slow writer) does not.
+    a.put_paths("A", &[row("A", "10.1.0.0/16", 6.0, 1010)], day)
+        .await
+        .unwrap();
+    a.put_paths("A", &[row("A", "10.1.0.0/16", 5.0, 1005)], day)
+        .await
+        .unwrap();
+    let got = b.paths_since(0, "B").await.unwrap();
+    assert!(got.contains(&row("A", "10.1.0.0/16", 6.0, 1010)), "{got:?}");
+    // Nothing updated after a time later than every write.
+    let far = u64::MAX / 4;
+    assert!(b.paths_since(far, "B").await.unwrap().is_empty());
+    // Rows not updated within `keep` go (here: everything, keep 0 after a pause).
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    b.put_paths("B", &[], 1).await.unwrap();
+    assert!(a.paths_since(0, "A").await.unwrap().is_empty());
 }

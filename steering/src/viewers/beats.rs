@@ -12,10 +12,14 @@
 //!   the pathways its samples may name) is kept per play id, put there when
 //!   the play starts here or read once from the store when it started on
 //!   another instance; bounded, least recently used dropped first.
-//! - **Writes batched.** Sightings and positions wait in memory, one per
-//!   play and one per (account, profile, title), and are written every
-//!   `play.heartbeat_flush` in one transaction each, so the store sees one
-//!   statement per play per interval however many heartbeats arrived.
+//! - **Writes batched and thinned.** Sightings and positions wait in
+//!   memory, one per play and one per (account, profile, title), and are
+//!   written every `play.heartbeat_flush` in transactions of at most
+//!   `CHUNK` rows (so a new play's write never waits behind a long one). A
+//!   play's sighting is written only when the stored one is a quarter of
+//!   `play.stream_timeout` old: that is all the stream limit needs, and it
+//!   keeps the main store's writes (durable, one writer) to a small share of
+//!   the heartbeats. Positions go to the bookmark store every flush.
 //! - **What must not wait does not.** `ended` ends the stream and saves the
 //!   position before it is answered: the viewer may press play again right
 //!   away, on any instance, and the stream must not count against the plan
@@ -25,9 +29,9 @@
 //!   position reads a waiting position first.
 //!
 //! A play ended elsewhere (a DELETE on another instance, the stream timing
-//! out) is noticed at the next flush, whose update does not find it active:
-//! it is dropped from memory, so its next heartbeat reads the store and is
-//! answered 404. At most `heartbeat_flush` of positions is lost if the
+//! out) is noticed when its sighting is next written (within a quarter of
+//! `stream_timeout`) and the update does not find it active: it is dropped
+//! from memory, so its next heartbeat reads the store and is answered 404. At most `heartbeat_flush` of positions is lost if the
 //! process dies; they are positions, rewritten by the next heartbeat.
 
 use std::collections::HashMap;
@@ -77,9 +81,19 @@ type EndRequest = (
 
 /// Most ends in one transaction.
 const MAX_ENDS: usize = 1024;
+/// Most sightings or positions in one flush transaction.
+const CHUNK: usize = 512;
+
+/// A play in memory, and when its sighting was last queued for the store.
+struct Entry {
+    w: Arc<Watching>,
+    touched: u64,
+}
 
 pub struct Beats {
-    plays: Mutex<LruCache<String, Arc<Watching>>>,
+    plays: Mutex<LruCache<String, Entry>>,
+    /// A sighting is written when the stored one is this old (seconds).
+    touch_every: u64,
     ends: tokio::sync::mpsc::UnboundedSender<EndRequest>,
     /// Taken by `end_loop` when the service runs.
     end_queue: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<EndRequest>>>,
@@ -93,9 +107,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Beats {
-    pub fn new(plays: usize) -> Beats {
+    /// `stream_timeout`: a stream stops counting after this long unseen.
+    pub fn new(plays: usize, stream_timeout: std::time::Duration) -> Beats {
         let (ends, queue) = tokio::sync::mpsc::unbounded_channel();
         Beats {
+            touch_every: (stream_timeout.as_secs() / 4).max(1),
             ends,
             end_queue: Mutex::new(Some(queue)),
             plays: Mutex::new(LruCache::new(
@@ -107,13 +123,26 @@ impl Beats {
     }
 
     pub fn watching(&self, play: &str) -> Option<Arc<Watching>> {
-        lock(&self.plays).get(play).cloned()
+        lock(&self.plays).get(play).map(|e| Arc::clone(&e.w))
     }
 
-    pub fn started(&self, play: &str, w: Watching) -> Arc<Watching> {
+    /// A play to keep: `stored_at`, when the store last saw it (the play
+    /// started now; 0: unknown).
+    pub fn started(&self, play: &str, w: Watching, stored_at: u64) -> Arc<Watching> {
         let w = Arc::new(w);
-        lock(&self.plays).put(play.to_owned(), Arc::clone(&w));
+        let e = Entry {
+            w: Arc::clone(&w),
+            touched: stored_at,
+        };
+        lock(&self.plays).put(play.to_owned(), e);
         w
+    }
+
+    /// Its sighting could not be written: the next heartbeat queues it again.
+    pub fn untouch(&self, play: &str) {
+        if let Some(e) = lock(&self.plays).get_mut(play) {
+            e.touched = 0;
+        }
     }
 
     /// The play ended (here, or a flush found it no longer active).
@@ -124,8 +153,18 @@ impl Beats {
 
     /// A heartbeat's writes, for the next flush.
     pub fn seen(&self, play: &str, w: &Watching, position: Option<f64>, now: u64) {
+        let due = match lock(&self.plays).get_mut(play) {
+            Some(e) if now < e.touched.saturating_add(self.touch_every) => false,
+            Some(e) => {
+                e.touched = now;
+                true
+            }
+            None => true,
+        };
         let mut p = lock(&self.pending);
-        p.seen.insert(play.to_owned(), (w.user.clone(), now));
+        if due {
+            p.seen.insert(play.to_owned(), (w.user.clone(), now));
+        }
         if let Some(position) = position {
             let key = (w.user.clone(), w.profile.clone(), w.title.clone());
             p.marks.insert(
@@ -241,40 +280,47 @@ pub async fn flush_loop(
     }
 }
 
-/// One flush: sightings of streams, then positions, each in one
-/// transaction.
+/// One flush: sightings of streams, then positions, in transactions of at
+/// most `CHUNK` rows.
 pub async fn flush(viewers: &super::Viewers) {
     let beats = &viewers.beats;
     let pending = beats.take();
-    if !pending.seen.is_empty() {
-        let seen: Vec<(String, String, u64)> = pending
-            .seen
-            .into_iter()
-            .map(|(play, (user, at))| (play, user, at))
-            .collect();
-        match viewers.store.touch_streams(&seen).await {
+    let seen: Vec<(String, String, u64)> = pending
+        .seen
+        .into_iter()
+        .map(|(play, (user, at))| (play, user, at))
+        .collect();
+    for chunk in seen.chunks(CHUNK) {
+        match viewers.store.touch_streams(chunk).await {
             Ok(gone) => {
                 for play in gone {
                     beats.forget(&play);
                 }
             }
-            // The next heartbeats are seen again; a stream only stops
-            // counting after `stream_timeout` without one.
+            // Due again at the play's next heartbeat; a stream only stops
+            // counting after `stream_timeout` without a sighting.
             Err(e) => {
-                tracing::warn!(error = %e, plays = seen.len(), "cannot save heartbeats' sightings")
+                tracing::warn!(error = %e, plays = chunk.len(), "cannot save heartbeats' sightings");
+                for (play, _, _) in chunk {
+                    beats.untouch(play);
+                }
             }
         }
     }
-    if !pending.marks.is_empty() {
-        let marks: Vec<Mark> = pending.marks.values().cloned().collect();
-        match viewers.bookmarks.put_many(&marks).await {
-            Ok(()) => beats.set_marks_failing(false),
-            Err(e) => {
-                tracing::warn!(error = %e, positions = marks.len(), "cannot save heartbeats' positions");
-                beats.set_marks_failing(true);
-                beats.retry_marks(pending.marks);
-            }
+    let marks: Vec<Mark> = pending.marks.values().cloned().collect();
+    let mut failed = false;
+    for chunk in marks.chunks(CHUNK) {
+        if let Err(e) = viewers.bookmarks.put_many(chunk).await {
+            tracing::warn!(error = %e, positions = chunk.len(), "cannot save heartbeats' positions");
+            failed = true;
+            break;
         }
+    }
+    if failed {
+        beats.retry_marks(pending.marks);
+    }
+    if !marks.is_empty() {
+        beats.set_marks_failing(failed);
     }
 }
 
@@ -294,8 +340,8 @@ mod tests {
 
     #[test]
     fn heartbeats_coalesce_into_one_write_per_play_and_position() {
-        let b = Beats::new(10);
-        let w = b.started("p1", watching("u"));
+        let b = Beats::new(10, std::time::Duration::from_secs(120));
+        let w = b.started("p1", watching("u"), 0);
         for (i, pos) in [1.0, 5.0, 9.0].into_iter().enumerate() {
             b.seen("p1", &w, Some(pos), 100 + i as u64);
         }
@@ -303,7 +349,11 @@ mod tests {
         assert_eq!(b.waiting_position("u", "main", "t1"), Some(9.0));
         let p = b.take();
         assert_eq!(p.seen.len(), 2);
-        assert_eq!(p.seen["p1"], ("u".to_owned(), 102));
+        assert_eq!(
+            p.seen["p1"],
+            ("u".to_owned(), 100),
+            "the first due sighting"
+        );
         assert_eq!(p.marks.len(), 1, "one position per account, profile, title");
         assert_eq!(b.waiting_position("u", "main", "t1"), None, "taken");
         // A failed write comes back, unless a newer position arrived.
@@ -313,10 +363,35 @@ mod tests {
     }
 
     #[test]
+    fn a_sighting_is_written_once_a_quarter_of_the_stream_timeout() {
+        let b = Beats::new(10, std::time::Duration::from_secs(120));
+        // Started at 100: the store saw it then.
+        let w = b.started("p1", watching("u"), 100);
+        for now in [105, 110, 129] {
+            b.seen("p1", &w, Some(1.0), now);
+        }
+        assert!(
+            b.take().seen.is_empty(),
+            "the stored sighting is fresh enough"
+        );
+        b.seen("p1", &w, Some(1.0), 130);
+        b.seen("p1", &w, Some(1.0), 135);
+        assert_eq!(
+            b.take().seen["p1"],
+            ("u".to_owned(), 130),
+            "due at 100 + 30"
+        );
+        // A failed write is due again at the next heartbeat.
+        b.untouch("p1");
+        b.seen("p1", &w, None, 136);
+        assert_eq!(b.take().seen.len(), 1);
+    }
+
+    #[test]
     fn plays_are_bounded_and_forgotten() {
-        let b = Beats::new(2);
+        let b = Beats::new(2, std::time::Duration::from_secs(120));
         for id in ["a", "b", "c"] {
-            b.started(id, watching("u"));
+            b.started(id, watching("u"), 0);
         }
         assert_eq!(b.plays(), 2);
         assert!(b.watching("a").is_none(), "least recently used dropped");

@@ -189,6 +189,7 @@ pub async fn heartbeat(
                     client: stream.client.parse().ok(),
                     pathways: issued.pathways.into_iter().map(|p| p.id).collect(),
                 },
+                stream.last_seen,
             )
         }
     };

@@ -316,6 +316,7 @@ async fn start(
             client: Some(client),
             pathways: issued.pathways.iter().map(|p| p.id.clone()).collect(),
         },
+        now,
     );
     let primary = &issued.pathways[0];
     // Metric labels are static: map the stored reason back onto the known set.

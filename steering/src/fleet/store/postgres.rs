@@ -7,7 +7,7 @@ use control_client::wire::{ApplianceInfo, EnrolRequest, FillObject, KeyWire, Ren
 
 use super::{
     ApplianceRow, Change, ChangeKind, EnrolmentRow, EnrolmentUse, FleetStore, InstanceRow,
-    InventoryRow, KeyDecision, LearnedRow, LiveRow, Revoked,
+    InventoryRow, KeyDecision, LearnedRow, LiveRow, PathRow, Revoked,
 };
 use crate::fleet::enrol::{self, Verdict};
 use crate::fleet::fillplan::{Play, Rendition, Title};
@@ -593,6 +593,73 @@ impl FleetStore for Postgres {
             )
             .await?;
         Ok(())
+    }
+
+    async fn put_paths(&self, by: &str, rows: &[PathRow], keep_ms: u64) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        if !rows.is_empty() {
+            let nets: Vec<&str> = rows.iter().map(|r| r.network.as_str()).collect();
+            let apps: Vec<&str> = rows.iter().map(|r| r.appliance.as_str()).collect();
+            let col = |f: fn(&PathRow) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
+            let (w, tput, ttfb, err) = (
+                col(|r| r.sums.w),
+                col(|r| r.sums.tput),
+                col(|r| r.sums.ttfb),
+                col(|r| r.sums.err),
+            );
+            let at: Vec<i64> = rows.iter().map(|r| r.sums.at as i64).collect();
+            // One statement for the batch (a path appears once in it: the
+            // rows come from one map).
+            client
+                .execute(
+                    &format!(
+                        "INSERT INTO path_estimates (instance, network, appliance, w, tput, ttfb, err, at, updated_ms)
+                         SELECT $1, n, a, w, t, f, e, at, {NOW_MS}
+                         FROM UNNEST($2::text[], $3::text[], $4::float8[], $5::float8[], $6::float8[],
+                                     $7::float8[], $8::bigint[]) AS b(n, a, w, t, f, e, at)
+                         ON CONFLICT (instance, network, appliance) DO UPDATE SET
+                             w = excluded.w, tput = excluded.tput, ttfb = excluded.ttfb,
+                             err = excluded.err, at = excluded.at, updated_ms = excluded.updated_ms
+                         WHERE excluded.at >= path_estimates.at"
+                    ),
+                    &[&by, &nets, &apps, &w, &tput, &ttfb, &err, &at],
+                )
+                .await?;
+        }
+        client
+            .execute(
+                &format!("DELETE FROM path_estimates WHERE updated_ms < {NOW_MS} - $1"),
+                &[&(keep_ms as i64)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn paths_since(&self, since_ms: u64, except: &str) -> Result<Vec<PathRow>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT instance, network, appliance, w, tput, ttfb, err, at FROM path_estimates
+                 WHERE updated_ms >= $1 AND instance <> $2",
+            )
+            .await?;
+        Ok(client
+            .query(&stmt, &[&(since_ms as i64), &except])
+            .await?
+            .iter()
+            .map(|r| PathRow {
+                instance: r.get(0),
+                network: r.get(1),
+                appliance: r.get(2),
+                sums: crate::fleet::measure::Sums {
+                    w: r.get(3),
+                    tput: r.get(4),
+                    ttfb: r.get(5),
+                    err: r.get(6),
+                    at: r.get::<_, i64>(7).max(0) as u64,
+                },
+            })
+            .collect())
     }
 
     async fn live_since(&self, since_ms: u64, except: &str) -> Result<Vec<LiveRow>, StoreError> {

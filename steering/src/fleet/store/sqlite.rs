@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{
     ApplianceRow, Change, ChangeKind, EnrolmentRow, EnrolmentUse, FleetStore, InstanceRow,
-    InventoryRow, KeyDecision, LearnedRow, LiveRow, Revoked,
+    InventoryRow, KeyDecision, LearnedRow, LiveRow, PathRow, Revoked,
 };
 use crate::fleet::enrol::{self, Verdict};
 use crate::fleet::fillplan::{Play, Rendition, Title};
@@ -556,6 +556,60 @@ impl FleetStore for Sqlite {
                 ])?;
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn put_paths(&self, by: &str, rows: &[PathRow], keep_ms: u64) -> Result<(), StoreError> {
+        let (by, rows) = (by.to_owned(), rows.to_vec());
+        self.write(move |c| {
+            let mut up = c.prepare_cached(&format!(
+                "INSERT INTO path_estimates (instance, network, appliance, w, tput, ttfb, err, at, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, {NOW_MS})
+                 ON CONFLICT(instance, network, appliance) DO UPDATE SET
+                     w = excluded.w, tput = excluded.tput, ttfb = excluded.ttfb, err = excluded.err,
+                     at = excluded.at, updated_ms = excluded.updated_ms
+                 WHERE excluded.at >= path_estimates.at"
+            ))?;
+            for r in &rows {
+                let s = &r.sums;
+                up.execute(params![
+                    by, r.network, r.appliance, s.w, s.tput, s.ttfb, s.err, s.at as i64
+                ])?;
+            }
+            c.prepare_cached(&format!(
+                "DELETE FROM path_estimates WHERE updated_ms < {NOW_MS} - ?1"
+            ))?
+            .execute(params![keep_ms as i64])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn paths_since(&self, since_ms: u64, except: &str) -> Result<Vec<PathRow>, StoreError> {
+        let except = except.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT instance, network, appliance, w, tput, ttfb, err, at FROM path_estimates
+                 WHERE updated_ms >= ?1 AND instance <> ?2",
+            )?;
+            let rows = stmt
+                .query_map(params![since_ms as i64, except], |r| {
+                    Ok(PathRow {
+                        instance: r.get(0)?,
+                        network: r.get(1)?,
+                        appliance: r.get(2)?,
+                        sums: crate::fleet::measure::Sums {
+                            w: r.get(3)?,
+                            tput: r.get(4)?,
+                            ttfb: r.get(5)?,
+                            err: r.get(6)?,
+                            at: r.get::<_, i64>(7)?.max(0) as u64,
+                        },
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
         })
         .await
     }
