@@ -57,6 +57,11 @@ def main():
     try:
         cfg = control.config(work, str(work / "steering.db"), 16, "steer-a", "eu-west",
                              sims=16, isps=True)
+        # The production stream timeout (control.py's 10 s lets plays that
+        # are never ended expire within a run): heartbeats write a play's
+        # sighting once a quarter of it, so a short one would measure more
+        # writes than steering makes.
+        cfg.write_text(cfg.read_text().replace('stream_timeout = "10s"', 'stream_timeout = "2m"'))
         fleet = {"appliances": 16, "appliance-renditions": control.renditions(content),
                  "clients": "10.0.0.0/14"}
         beats = {"play-heartbeats": f"{a.every}s", "watch": f"{a.watch}s"}

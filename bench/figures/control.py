@@ -431,7 +431,8 @@ BEATS_PROSE = """`POST /v1/play` without and with every admitted play then sendi
 {every} s to its signed `heartbeat_url` with one download sample per 4 s of media from its
 primary appliance, the last heartbeat saying `ended` ({per_play} a play). The plays come from
 four ISPs (`X-Forwarded-For` in 10.0.0.0/14) with four simulated embedded appliances each,
-so the samples are measurements of each play's real pathways. Closed loop (16 connections)
+so the samples are measurements of each play's real pathways; `play.stream_timeout` is the
+default 2 minutes (a play's sighting is written once a quarter of it). Closed loop (16 connections)
 for the capacity, then open loop at a quarter of the capacity without heartbeats, where
 steering is not saturated: there, a heartbeat's CPU is the extra steering CPU per
 heartbeat answered, against a play's CPU per play without heartbeats. The runs alternate
