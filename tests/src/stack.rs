@@ -288,15 +288,20 @@ pub fn fleet() -> Vec<ApplianceSpec> {
             capacity_mbps: 10_000,
             ..ApplianceSpec::default()
         },
-        ApplianceSpec {
-            id: "oca-x1",
-            tier: "ixp",
-            site: "ixp-ams",
-            serves: &[],
-            capacity_mbps: 40_000,
-            ..ApplianceSpec::default()
-        },
+        ixp(),
     ]
+}
+
+/// The fleet's IXP appliance, oca-x1 (serving no ISP's prefixes): the next
+/// best for any ISP's clients.
+pub fn ixp() -> ApplianceSpec {
+    ApplianceSpec {
+        id: "oca-x1",
+        tier: "ixp",
+        site: "ixp-ams",
+        capacity_mbps: 40_000,
+        ..ApplianceSpec::default()
+    }
 }
 
 /// How often steering polls each appliance's health in the stack.

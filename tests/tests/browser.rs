@@ -503,13 +503,7 @@ fn hls_js_heartbeats_move_it_off_a_path_that_is_slow_for_its_network() {
             serves: &["127.1.0.0/16"],
             ..ApplianceSpec::default()
         },
-        ApplianceSpec {
-            id: "oca-x1",
-            tier: "ixp",
-            site: "ixp-ams",
-            capacity_mbps: 40_000,
-            ..ApplianceSpec::default()
-        },
+        stack::ixp(),
     ];
     // One play's weight decays from 2 of 8 as soon as it is given: 0.2.
     let (s, _player) = stack_with_player_and(&fleet, "steer.min_path_confidence = 0.2");

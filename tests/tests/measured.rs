@@ -28,13 +28,7 @@ fn fleet() -> [ApplianceSpec; 2] {
             serves: &[SLOW_NET, FAST_NET],
             ..ApplianceSpec::default()
         },
-        ApplianceSpec {
-            id: "oca-x1",
-            tier: "ixp",
-            site: "ixp-ams",
-            capacity_mbps: 40_000,
-            ..ApplianceSpec::default()
-        },
+        stack::ixp(),
     ]
 }
 

@@ -18,17 +18,7 @@ fn site_fleet() -> Vec<ApplianceSpec> {
         holds: Holds::Nothing,
         ..ApplianceSpec::default()
     };
-    vec![
-        embedded("oca-a1"),
-        embedded("oca-a2"),
-        ApplianceSpec {
-            id: "oca-x1",
-            tier: "ixp",
-            site: "ixp-ams",
-            capacity_mbps: 40_000,
-            ..ApplianceSpec::default()
-        },
-    ]
+    vec![embedded("oca-a1"), embedded("oca-a2"), stack::ixp()]
 }
 
 fn plan(s: &Stack, id: &str) -> serde_json::Value {
