@@ -91,7 +91,7 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
     control.write_record(a.out, "the play API with playback heartbeats from every active play, against without",
                          "bench/beats.py", started, host, accounts=a.accounts, watch_s=a.watch,
-                         every_s=a.every, duration_s=a.duration, runs=runs)
+                         every_s=a.every, duration_s=a.duration, open_share=a.open_share, runs=runs)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 . scripts/packages.sh
 # curl, openssl: TLS and HTTP checks; ffmpeg: test content (oca-pack runs it) and ffprobe;
 # nginx-light: the origin; bird2: the ISP router (BGP); iproute2: its network
-# namespace; mount: small tmpfs disks; chromium, npm: the browser players
+# namespace, and tc for the slow-path tests (in namespaces of their own, made by
+# util-linux's unshare); mount: small tmpfs disks; chromium, npm: the browser players
 # (hls.js, dash.js); systemd: unit checks and the boot test; dpkg: the .deb;
 # postgresql-15: steering's shared store (tests start their own servers, as
 # the postgres user, through runuser); losetup, e2fsprogs: fill-agent's failing-fsync

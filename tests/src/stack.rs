@@ -805,6 +805,27 @@ impl Stack {
         assert_eq!(self.restart_appliance(id), addr);
     }
 
+    /// A viewer account on `plan` in `country` and `region` (`steering users
+    /// add`); panics with steering's message if it is refused.
+    pub fn add_user(&self, name: &str, plan: &str, country: &str, region: &str) {
+        let out = self.steering_cmd(&[
+            "users",
+            "add",
+            name,
+            "--plan",
+            plan,
+            "--country",
+            country,
+            "--region",
+            region,
+        ]);
+        assert!(
+            out.status.success(),
+            "users add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// `steering ARGS --config <the stack's>`, an offline command: its output.
     pub fn steering_cmd(&self, args: &[&str]) -> std::process::Output {
         Command::new(binary("steering"))

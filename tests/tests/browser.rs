@@ -108,21 +108,10 @@ fn stack_with_encrypted_title() -> (Stack, tempfile::TempDir, stack::Nginx, temp
     (s, player, origin, work)
 }
 
-/// Start the browser on the player page with `player` (hls or dash); progress
+/// Start the browser on the player page with `player` (hls or dash) and more
+/// of the page's query in `more` (`&hb=1`, or nothing); progress
 /// lines and the final result arrive on the channel as JSON values.
 fn browse(
-    s: &Stack,
-    user: &str,
-    title: &str,
-    player: &str,
-    seconds: u32,
-    max_buffer: u32,
-) -> (std::process::Child, mpsc::Receiver<serde_json::Value>) {
-    browse_query(s, user, title, player, seconds, max_buffer, "")
-}
-
-/// `browse` with more of the page's query (`&hb=1`).
-fn browse_query(
     s: &Stack,
     user: &str,
     title: &str,
@@ -188,7 +177,7 @@ fn hls_js_in_chromium_plays_a_title_from_the_steered_appliance() {
     // steering as packaged: its sidecar is there and the play offers its rungs.
     let ladder = stack::ladder(&s.packaged, "t1");
     assert!(s.packaged.join("titles/t1/ladder.json").exists());
-    let (mut child, rx) = browse(&s, "alice", "t1", "hls", 8, 30);
+    let (mut child, rx) = browse(&s, "alice", "t1", "hls", 8, 30, "");
     let r = result(&rx, |_| {});
     let _ = child.wait();
     assert_eq!(r["ok"], true, "{r}");
@@ -213,7 +202,7 @@ fn playback_survives_the_serving_appliance_being_killed() {
     let (mut s, _player) = stack_with_player(&stack::fleet());
     // A 40 s title and a short buffer, so fragments are still being fetched
     // when the appliance dies.
-    let (mut child, rx) = browse(&s, "erin", "long", "hls", 20, 6);
+    let (mut child, rx) = browse(&s, "erin", "long", "hls", 20, 6, "");
     // Wait until it plays, then kill whichever appliance serves it.
     let mut killed = None;
     let r = result(&rx, |v| {
@@ -298,7 +287,7 @@ fn dash_js_in_chromium_is_steered_off_an_appliance_that_saturates_mid_play() {
     let (s, _player) = stack_with_player(&fleet);
     // A 40 s title of 4 s segments and a short buffer: dash.js fetches a
     // segment every few seconds for the whole play.
-    let (mut child, rx) = browse(&s, "erin", "long", "dash", 24, 6);
+    let (mut child, rx) = browse(&s, "erin", "long", "dash", 24, 6, "");
     let mut load = None;
     let (mut steered_after, mut moved_after) = (None, None);
     let r = result(&rx, |v| {
@@ -430,7 +419,7 @@ fn dash_js_and_hls_js_play_an_encrypted_title_with_a_clear_key_licence_from_stee
     };
     for player in ["dash", "hls"] {
         let before = licences();
-        let (mut child, rx) = browse(&s, "alice", "enc", player, 6, 30);
+        let (mut child, rx) = browse(&s, "alice", "enc", player, 6, 30, "");
         let r = result(&rx, |_| {});
         let _ = child.wait();
         assert_eq!(r["ok"], true, "{player}: {r}");
@@ -470,7 +459,7 @@ fn a_play_refused_by_admission_is_retried_after_retry_after_and_plays() {
         "main",
     );
     assert_eq!(r.status, 401);
-    let (mut child, rx) = browse(&s, "alice", "t1", "hls", 4, 30);
+    let (mut child, rx) = browse(&s, "alice", "t1", "hls", 4, 30, "");
     let r = result(&rx, |_| {});
     let _ = child.wait();
     assert_eq!(r["ok"], true, "{r}");
@@ -509,7 +498,7 @@ fn hls_js_heartbeats_move_it_off_a_path_that_is_slow_for_its_network() {
     let (s, _player) = stack_with_player_and(&fleet, "steer.min_path_confidence = 0.2");
     let mut shaper = e2e::netns::Shaper::new();
     shaper.cap(s.appliances["oca-a1"].1, "127.1.0.0/16", "3mbit");
-    let (mut child, rx) = browse_query(&s, "erin", "long", "hls", 24, 8, "&hb=1");
+    let (mut child, rx) = browse(&s, "erin", "long", "hls", 24, 8, "&hb=1");
     let r = result(&rx, |_| {});
     let _ = child.wait();
     eprintln!(

@@ -14,19 +14,6 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn steering_cmd(s: &stack::Stack, args: &[&str]) {
-    let out = Command::new(binary("steering"))
-        .args(args)
-        .args(["--config", s.config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn get(s: &stack::Stack, token: &str, path: &str) -> Response {
     let auth = format!("Bearer {token}");
     http(s.addr, "GET", path, &[("Authorization", &auth)], b"").unwrap()
@@ -62,20 +49,7 @@ fn home_rows_learn_from_plays_and_survive_the_recommender_stopping_and_dying() {
         &format!("player_dir = \"{}\"", pages.path().display()),
     );
     // A second US viewer, and the service that learns from both.
-    steering_cmd(
-        &s,
-        &[
-            "users",
-            "add",
-            "frank",
-            "--plan",
-            "standard",
-            "--country",
-            "US",
-            "--region",
-            "us-east",
-        ],
-    );
+    s.add_user("frank", "standard", "US", "us-east");
     let mut cfg = std::fs::read_to_string(&s.config).unwrap();
     cfg += "\n[recommender]\nretrain_every = \"500ms\"\nper_row = 10\n";
     std::fs::write(&s.config, &cfg).unwrap();

@@ -40,22 +40,7 @@ fn ip(s: &str) -> IpAddr {
 /// us-east where the 40 s title `long` may be watched; tokens.
 fn viewers(s: &Stack, names: &[&str]) -> Vec<String> {
     for name in names {
-        let out = s.steering_cmd(&[
-            "users",
-            "add",
-            name,
-            "--plan",
-            "standard",
-            "--country",
-            "US",
-            "--region",
-            "us-east",
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        s.add_user(name, "standard", "US", "us-east");
     }
     names.iter().map(|n| s.token(n)).collect()
 }

@@ -905,15 +905,7 @@ fn heartbeats_save_the_position_measure_the_path_and_end_the_play() {
     assert_eq!(r.json()["samples"], 3);
 
     // The estimate: 2 MB in 160 ms is 100 Mbit/s, from ISP A's network.
-    let list = http(s.addr, "GET", "/v1/appliances", &[], b"")
-        .unwrap()
-        .json();
-    let a = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["id"] == appliance.as_str())
-        .unwrap();
+    let a = s.appliance(&appliance).unwrap();
     let m = &a["measured"][0];
     assert_eq!(m["network"], "127.1.0.0/16", "{a}");
     assert!(

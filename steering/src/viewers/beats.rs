@@ -161,26 +161,31 @@ impl Beats {
             }
             None => true,
         };
-        let mut p = lock(&self.pending);
         if due {
-            p.seen.insert(play.to_owned(), (w.user.clone(), now));
+            lock(&self.pending)
+                .seen
+                .insert(play.to_owned(), (w.user.clone(), now));
         }
         if let Some(position) = position {
-            let key = (w.user.clone(), w.profile.clone(), w.title.clone());
-            p.marks.insert(
-                key,
-                Mark {
-                    user: w.user.clone(),
-                    profile: w.profile.clone(),
-                    title: w.title.clone(),
-                    position,
-                    at: now,
-                },
-            );
+            self.wait_position(w, position, now);
         }
     }
 
-    /// Drops a waiting position (it was written at once).
+    /// `position` of `w`'s title waits for the next flush, replacing an
+    /// older one.
+    pub fn wait_position(&self, w: &Watching, position: f64, now: u64) {
+        let key = (w.user.clone(), w.profile.clone(), w.title.clone());
+        let mark = Mark {
+            user: w.user.clone(),
+            profile: w.profile.clone(),
+            title: w.title.clone(),
+            position,
+            at: now,
+        };
+        lock(&self.pending).marks.insert(key, mark);
+    }
+
+    /// Drops a waiting position (a newer one was written at once).
     pub fn written(&self, user: &str, profile: &str, title: &str) {
         let key = (user.to_owned(), profile.to_owned(), title.to_owned());
         lock(&self.pending).marks.remove(&key);
@@ -214,7 +219,8 @@ impl Beats {
         self.marks_failing.load(Ordering::Relaxed)
     }
 
-    pub fn plays(&self) -> usize {
+    #[cfg(test)]
+    fn plays(&self) -> usize {
         lock(&self.plays).len()
     }
 }

@@ -208,7 +208,10 @@ impl Bookmarks {
         .await
     }
 
-    /// Many positions in one transaction (heartbeats' batched writes).
+    /// Many positions in one transaction (heartbeats' batched writes). A
+    /// batched position never replaces one written in the same second or
+    /// later (an `ended` heartbeat's, written at once while a flush that had
+    /// taken an older one was under way).
     pub async fn put_many(&self, marks: &[super::beats::Mark]) -> Result<(), DepError> {
         if self.is_postgres() {
             let users: Vec<&str> = marks.iter().map(|m| m.user.as_str()).collect();
@@ -224,7 +227,8 @@ impl Bookmarks {
                              SELECT * FROM unnest($1::text[], $2::text[], $3::text[],
                                                   $4::float8[], $5::bigint[])
                              ON CONFLICT (\"user\", profile, title) DO UPDATE
-                                 SET position = excluded.position, updated = excluded.updated",
+                                 SET position = excluded.position, updated = excluded.updated
+                                 WHERE excluded.updated > bookmarks.updated",
                         )
                         .await?;
                     c.execute(&stmt, &[&users, &profiles, &titles, &positions, &ats])
@@ -239,7 +243,8 @@ impl Bookmarks {
             {
                 let mut stmt = tx.prepare_cached(
                     "INSERT INTO bookmarks (user, profile, title, position, updated) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT(user, profile, title) DO UPDATE SET position = excluded.position, updated = excluded.updated",
+                     ON CONFLICT(user, profile, title) DO UPDATE SET position = excluded.position, updated = excluded.updated
+                     WHERE excluded.updated > bookmarks.updated",
                 )?;
                 for m in &marks {
                     stmt.execute(params![m.user, m.profile, m.title, m.position, m.at as i64])?;
@@ -353,6 +358,15 @@ mod tests {
         let recent = b.recent("u", "main", 10).await.unwrap();
         assert_eq!(recent[0].title, "t1");
         assert_eq!(recent[0].updated, 110);
+        // A position written at once (a play's end) is not replaced by an
+        // older or same-second one a flush had taken.
+        b.put("u", "main", "t1", 55.0, 120).await.unwrap();
+        b.put_many(&[mark("t1", 41.0, 118), mark("t2", 31.0, 120)])
+            .await
+            .unwrap();
+        b.put_many(&[mark("t1", 42.0, 120)]).await.unwrap();
+        assert_eq!(b.get("u", "main", "t1").await.unwrap(), 55.0);
+        assert_eq!(b.get("u", "main", "t2").await.unwrap(), 31.0);
     }
 
     #[tokio::test]

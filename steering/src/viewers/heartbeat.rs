@@ -129,19 +129,8 @@ async fn caller(
     };
     let client = super::play::client_of(state, peer, headers);
     let path = format!("/v1/plays/{id}/heartbeat");
-    match state.keys.verify(token, &path, client, now) {
-        Ok(Ok(())) => Ok(Caller::Play),
-        Ok(Err(r)) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            r.code(),
-            "heartbeat URL is not validly signed (or the play expired)",
-        )),
-        Err(_) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_signing_key",
-            "no usable key",
-        )),
-    }
+    super::play::check_signed(state, token, &path, client, now, "heartbeat URL")?;
+    Ok(Caller::Play)
 }
 
 /// `POST /v1/plays/{id}/heartbeat`. Answered from memory: the caller by the
@@ -232,14 +221,18 @@ pub async fn heartbeat(
         state.beats.forget(&id);
         let w = &watching;
         if let Some(position) = req.position {
-            state.beats.written(&w.user, &w.profile, &w.title);
-            if state
+            match state
                 .bookmarks
                 .put(&w.user, &w.profile, &w.title, position, now)
                 .await
-                .is_err()
             {
-                degraded.push("bookmarks");
+                // An older waiting position must not overwrite it.
+                Ok(()) => state.beats.written(&w.user, &w.profile, &w.title),
+                // The flush tries again.
+                Err(_) => {
+                    state.beats.wait_position(w, position, now);
+                    degraded.push("bookmarks");
+                }
             }
         }
         match super::beats::end(&state, &id, &w.user, now).await {

@@ -192,30 +192,7 @@ async fn licensed_play(
 ) -> Result<crate::viewers::store::StreamRow, ApiError> {
     let path = format!("/v1/drm/{id}/license");
     let client = client_of(state, peer, headers);
-    match state.keys.verify(token, &path, client, now) {
-        Ok(Ok(())) => {}
-        Ok(Err(r)) if r.code() == "expired" => {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "expired",
-                "the play has expired",
-            ));
-        }
-        Ok(Err(r)) => {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                r.code(),
-                "licence URL is not validly signed",
-            ));
-        }
-        Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_signing_key",
-                "no usable key",
-            ));
-        }
-    }
+    super::play::check_signed(state, token, &path, client, now, "licence URL")?;
     let row = state.store.stream(id).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,

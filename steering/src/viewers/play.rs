@@ -118,6 +118,37 @@ pub fn client_of(state: &Viewers, peer: SocketAddr, headers: &HeaderMap) -> IpAd
     super::clientip::client_ip(peer.ip(), xff, &state.config.trusted_proxies)
 }
 
+/// Checks a URL steering signed for a play (`what`: the licence URL, the
+/// heartbeat URL): `403 expired` once the play's tokens expired, `403`
+/// with the reason for any other bad signature, `503` without a usable key.
+pub fn check_signed(
+    state: &Viewers,
+    token: &str,
+    path: &str,
+    client: IpAddr,
+    now: u64,
+    what: &str,
+) -> Result<(), ApiError> {
+    match state.keys.verify(token, path, client, now) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(r)) if r.code() == "expired" => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "expired",
+            "the play has expired",
+        )),
+        Ok(Err(r)) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            r.code(),
+            format!("{what} is not validly signed"),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_signing_key",
+            "no usable key",
+        )),
+    }
+}
+
 fn random_id() -> String {
     let mut b = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)

@@ -852,51 +852,98 @@ fn measured_paths_weigh_by_their_confidence_and_distance_without() {
         now,
     );
     assert_eq!(order, ids("a2 a1"));
+    // a1's score over a2's, from the client, in `snap`.
+    let client = ip("10.1.2.3");
+    let gap = |snap: &Snapshot| {
+        let pos = snap
+            .network_index(client)
+            .and_then(|i| snap.net_info(i).pos);
+        let ctx = Ctx::new(
+            snap,
+            Need::anything(snap),
+            now,
+            pos,
+            snap.measured_for(client),
+        );
+        let (a1, a2) = (snap.find("a1").unwrap(), snap.find("a2").unwrap());
+        ctx.score(a1) - ctx.score(a2)
+    };
     // Hardly trusted: the difference it makes is below the load's.
     let unsure = Measured {
         confidence: 0.01,
         ..congested
     };
-    let snap = build(&[("a1", unsure)]);
-    let (a1, a2) = (snap.find("a1").unwrap(), snap.find("a2").unwrap());
-    let client = ip("10.1.2.3");
-    let ctx = Ctx::new(
-        &snap,
-        Need::anything(&snap),
-        now,
-        None,
-        snap.measured_for(client),
-    );
-    assert!(ctx.score(a1) > ctx.score(a2));
-    assert!(
-        ctx.score(a1) - ctx.score(a2) < 0.05,
-        "{}",
-        ctx.score(a1) - ctx.score(a2)
-    );
+    let g = gap(&build(&[("a1", unsure)]));
+    assert!(g > 0.0 && g < 0.05, "{g}");
     // A path as good as the best its network measured costs nothing against
     // an unmeasured one: a first byte always takes some time.
-    let snap = build(&[("a1", fast)]);
-    let ctx = Ctx::new(
-        &snap,
-        Need::anything(&snap),
-        now,
-        None,
-        snap.measured_for(client),
-    );
-    assert_eq!(ctx.score(a1), ctx.score(a2));
-    // Nor does a measured first byte only as late as the distance explains.
-    let far_but_fine = Measured {
-        throughput_bps: 50e6,
-        ttfb_ms: 0.0,
-        ..fast
+    assert_eq!(gap(&build(&[("a1", fast)])), 0.0);
+}
+
+/// A far appliance's first byte comes later by its distance's round trip:
+/// only what comes later still counts against it.
+#[test]
+fn a_measured_first_byte_counts_only_beyond_what_distance_explains() {
+    let now = Instant::now();
+    // a1 in the client's city, a2 in Munich (about 660 km: a 6.6 ms round trip).
+    let nodes = vec![
+        Node {
+            location: geo(52.37, 4.9),
+            ..node("a1", Embedded, "s1", "eu", now)
+        },
+        Node {
+            location: geo(48.14, 11.58),
+            ..node("a2", Embedded, "s2", "eu", now)
+        },
+    ];
+    let served = ["a1", "a2"].map(|id| (net("10.1.0.0/16"), id.to_string()));
+    let networks = vec![ClientNetwork {
+        location: geo(52.37, 4.9),
+        ..network("10.1.0.0/16", 1, "eu")
+    }];
+    let near = Measured {
+        slow: false,
+        throughput_bps: 80e6,
+        ttfb_ms: 1.0,
+        confidence: 1.0,
     };
-    let snap = build(&[("a1", far_but_fine)]);
-    let ctx = Ctx::new(
-        &snap,
-        Need::anything(&snap),
-        now,
-        None,
-        snap.measured_for(client),
-    );
-    assert_eq!(ctx.score(a1), ctx.score(a2));
+    let client = ip("10.1.2.3");
+    // a2's score with its first byte measured after `ttfb_ms` (None: not measured).
+    let a2_score = |ttfb_ms: Option<f64>| {
+        let mut snap = Snapshot::build(
+            nodes.clone(),
+            served.to_vec(),
+            networks.clone(),
+            Policy::default(),
+        );
+        let mut paths = vec![("a1", near)];
+        if let Some(t) = ttfb_ms {
+            paths.push(("a2", Measured { ttfb_ms: t, ..near }));
+        }
+        snap.set_measured_paths(
+            paths
+                .into_iter()
+                .map(|(id, m)| ("10.1.0.0/16".to_owned(), id.to_owned(), m)),
+        );
+        let pos = snap
+            .network_index(client)
+            .and_then(|i| snap.net_info(i).pos);
+        assert!(pos.is_some());
+        let ctx = Ctx::new(
+            &snap,
+            Need::anything(&snap),
+            now,
+            pos,
+            snap.measured_for(client),
+        );
+        ctx.score(snap.find("a2").unwrap())
+    };
+    let unmeasured = a2_score(None);
+    // 5 ms is above the network's best (1 ms) but within the round trip.
+    assert_eq!(a2_score(Some(5.0)), unmeasured);
+    // Beyond it, every 50 ms more weighs as much as a full appliance
+    // (5000 km of distance a utilisation, light covers 100 km a ms).
+    let (late, later) = (a2_score(Some(60.0)), a2_score(Some(110.0)));
+    assert!(late > unmeasured);
+    assert!((later - late - 1.0).abs() < 1e-9, "{}", later - late);
 }

@@ -249,60 +249,17 @@ impl ViewerStore for Postgres {
         &self,
         seen: &[(String, String, u64)],
     ) -> Result<Vec<String>, StoreError> {
-        let ids: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
-        let users: Vec<&str> = seen.iter().map(|s| s.1.as_str()).collect();
-        let ats: Vec<i64> = seen.iter().map(|s| s.2 as i64).collect();
-        let client = self.client().await?;
         // One statement for the batch: the store's cost does not grow with
         // the heartbeats, only with the plays.
-        let stmt = client
-            .prepare_cached(
-                "UPDATE streams SET last_seen = GREATEST(streams.last_seen, t.at)
-                 FROM unnest($1::text[], $2::text[], $3::bigint[]) AS t(id, u, at)
-                 WHERE streams.id = t.id AND streams.\"user\" = t.u AND streams.ended IS NULL
-                 RETURNING streams.id, streams.\"user\"",
-            )
-            .await?;
-        let touched: std::collections::HashSet<(String, String)> = client
-            .query(&stmt, &[&ids, &users, &ats])
-            .await?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        Ok(seen
-            .iter()
-            .filter(|(id, user, _)| !touched.contains(&(id.clone(), user.clone())))
-            .map(|(id, _, _)| id.clone())
-            .collect())
+        self.update_live_streams("last_seen = GREATEST(streams.last_seen, t.at)", seen)
+            .await
     }
 
     async fn end_streams(
         &self,
         ended: &[(String, String, u64)],
     ) -> Result<Vec<String>, StoreError> {
-        let ids: Vec<&str> = ended.iter().map(|s| s.0.as_str()).collect();
-        let users: Vec<&str> = ended.iter().map(|s| s.1.as_str()).collect();
-        let ats: Vec<i64> = ended.iter().map(|s| s.2 as i64).collect();
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "UPDATE streams SET ended = t.at
-                 FROM unnest($1::text[], $2::text[], $3::bigint[]) AS t(id, u, at)
-                 WHERE streams.id = t.id AND streams.\"user\" = t.u AND streams.ended IS NULL
-                 RETURNING streams.id, streams.\"user\"",
-            )
-            .await?;
-        let done: std::collections::HashSet<(String, String)> = client
-            .query(&stmt, &[&ids, &users, &ats])
-            .await?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        Ok(ended
-            .iter()
-            .filter(|(id, user, _)| !done.contains(&(id.clone(), user.clone())))
-            .map(|(id, _, _)| id.clone())
-            .collect())
+        self.update_live_streams("ended = t.at", ended).await
     }
 
     async fn count_licence(&self, play: &str, max: u32) -> Result<Option<u32>, StoreError> {
@@ -391,6 +348,41 @@ impl ViewerStore for Postgres {
             .await?
             .iter()
             .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+            .collect())
+    }
+}
+
+impl Postgres {
+    /// `SET {set}` (which may read `t.at`) on each `(id, user, at)` row's
+    /// stream if it is that user's and not ended, in one statement; the
+    /// ids it did not find so.
+    async fn update_live_streams(
+        &self,
+        set: &str,
+        rows: &[(String, String, u64)],
+    ) -> Result<Vec<String>, StoreError> {
+        let ids: Vec<&str> = rows.iter().map(|s| s.0.as_str()).collect();
+        let users: Vec<&str> = rows.iter().map(|s| s.1.as_str()).collect();
+        let ats: Vec<i64> = rows.iter().map(|s| s.2 as i64).collect();
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "UPDATE streams SET {set}
+                 FROM unnest($1::text[], $2::text[], $3::bigint[]) AS t(id, u, at)
+                 WHERE streams.id = t.id AND streams.\"user\" = t.u AND streams.ended IS NULL
+                 RETURNING streams.id, streams.\"user\""
+            ))
+            .await?;
+        let done: std::collections::HashSet<(String, String)> = client
+            .query(&stmt, &[&ids, &users, &ats])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        Ok(rows
+            .iter()
+            .filter(|(id, user, _)| !done.contains(&(id.clone(), user.clone())))
+            .map(|(id, _, _)| id.clone())
             .collect())
     }
 }

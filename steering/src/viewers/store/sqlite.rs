@@ -191,41 +191,15 @@ impl ViewerStore for Sqlite {
         &self,
         seen: &[(String, String, u64)],
     ) -> Result<Vec<String>, StoreError> {
-        let seen = seen.to_vec();
-        self.write(move |tx| {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE streams SET last_seen = MAX(last_seen, ?3)
-                 WHERE id = ?1 AND user = ?2 AND ended IS NULL",
-            )?;
-            let mut gone = Vec::new();
-            for (id, user, at) in seen {
-                if stmt.execute(params![id, user, at as i64])? == 0 {
-                    gone.push(id);
-                }
-            }
-            Ok(gone)
-        })
-        .await
+        self.update_live_streams("last_seen = MAX(last_seen, ?3)", seen)
+            .await
     }
 
     async fn end_streams(
         &self,
         ended: &[(String, String, u64)],
     ) -> Result<Vec<String>, StoreError> {
-        let ended = ended.to_vec();
-        self.write(move |tx| {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE streams SET ended = ?3 WHERE id = ?1 AND user = ?2 AND ended IS NULL",
-            )?;
-            let mut missed = Vec::new();
-            for (id, user, at) in ended {
-                if stmt.execute(params![id, user, at as i64])? == 0 {
-                    missed.push(id);
-                }
-            }
-            Ok(missed)
-        })
-        .await
+        self.update_live_streams("ended = ?3", ended).await
     }
 
     async fn count_licence(&self, play: &str, max: u32) -> Result<Option<u32>, StoreError> {
@@ -321,4 +295,30 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
         country: r.get(3)?,
         region: r.get(4)?,
     })
+}
+
+impl Sqlite {
+    /// `SET {set}` (`?3`: the row's time) on each `(id, user, at)` row's
+    /// stream if it is that user's and not ended, in one transaction; the
+    /// ids it did not find so.
+    async fn update_live_streams(
+        &self,
+        set: &'static str,
+        rows: &[(String, String, u64)],
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = rows.to_vec();
+        self.write(move |tx| {
+            let mut stmt = tx.prepare_cached(&format!(
+                "UPDATE streams SET {set} WHERE id = ?1 AND user = ?2 AND ended IS NULL"
+            ))?;
+            let mut missed = Vec::new();
+            for (id, user, at) in rows {
+                if stmt.execute(params![id, user, at as i64])? == 0 {
+                    missed.push(id);
+                }
+            }
+            Ok(missed)
+        })
+        .await
+    }
 }
