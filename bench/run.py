@@ -308,12 +308,14 @@ def merged(reports):
 def section_cold(ctx):
     cold_paths = [os.path.join(ctx.root, "objects", k) for k, _ in (l.split() for l in open(ctx.keys["cold"]))]
     before, commit = baseline.binary("oca", "oca", COLD_BASELINE)
-    # oca with its cold reads below the serving threads' priority, to show what `cold_nice` trades.
-    kinds = ("oca", "oca cold_nice=10", f"oca {commit}", "nginx")
+    # oca with its cold reads below the serving threads' priority, to show what `cold_nice` trades, and
+    # with the io_uring loader that was the default before the threads' sendfile to /dev/null.
+    kinds = ("oca", "oca cold_reads=io_uring", "oca cold_nice=10", f"oca {commit}", "nginx")
     rounds, commands = [], None
     for layout in LAYOUTS:
         with Servers(ctx.root, ctx.work, layout, kinds, {f"oca {commit}": before},
-                     {"oca cold_nice=10": "cold_nice = 10\n"}) as s:
+                     {"oca cold_nice=10": "cold_nice = 10\n",
+                      "oca cold_reads=io_uring": "cold_reads = \"io_uring\"\n"}) as s:
             for rnd in range(ctx.rounds):
                 for kind in kinds:
                     warm(cold_paths)
@@ -359,11 +361,11 @@ def section_tls(ctx):
                           label="throughput"),
                      dict(tool(["scripts/bench_wrk.py", "--tls", "--close", "--sizes", "1k", "--conns", "16",
                                 "--rounds", str(ctx.rounds), "--duration", d]), label="handshakes"),
-                     # tls_mapped_bodies against the default (bodies read into a buffer first).
-                     dict(tool(["scripts/bench_wrk.py", "--tls", "--servers", "oca-mapped,oca", "--sizes", "2m",
+                     # The default (bodies encrypted from mappings) against tls_mapped_bodies = false.
+                     dict(tool(["scripts/bench_wrk.py", "--tls", "--servers", "oca,oca-buffered", "--sizes", "2m",
                                 "--rounds", str(ctx.rounds), "--duration", d]), label="bodies from mappings"),
                      # Where the CPU goes: what is left to save without kernel TLS.
-                     dict(tool(["scripts/bench_wrk.py", "--tls", "--servers", "oca,oca-mapped,nginx", "--sizes", "2m",
+                     dict(tool(["scripts/bench_wrk.py", "--tls", "--servers", "oca,oca-buffered,nginx", "--sizes", "2m",
                                 "--rounds", "1", "--duration", d, "--profile"]), label="where the CPU goes")]}
 
 

@@ -63,9 +63,12 @@ many other objects. First with the cold set warm, then with it evicted
 (`posix_fadvise(DONTNEED)`) so its reads go to disk. The figure is the hot client's
 p99 with the cold set evicted against its p99 with everything warm. oca checks each
 window of a body with `cachestat(2)` before sending it and, if it is not in memory,
-reads it into the page cache on its cold-read loader (io_uring, a bounded number of
-reads in flight, at `cold_nice`; `oca cold_nice=10` runs it below the serving
-threads' priority), so a serving thread never waits
+reads it into the page cache on its cold-read loaders (by default four threads at
+`cold_nice`, each loading a window with `sendfile(2)` to /dev/null, which copies
+nothing to user space; `oca cold_reads=io_uring` is the loader before them, one
+thread with at most 32 reads of 512 KiB in flight on an io_uring; `oca
+cold_nice=10` runs the loaders below the serving threads' priority), so a serving
+thread never waits
 for the disk; nginx (default configuration, no `aio threads`) blocks its worker in
 `sendfile`.""",
     "wrk": """The 2 MiB case with wrk (one thread pinned to CPU 1 in `pinned`, two threads in
@@ -73,11 +76,12 @@ for the disk; nginx (default configuration, no `aio threads`) blocks its worker 
     "tls": """Same self-signed P-256 certificate for both, TLS 1.3 negotiated by wrk's OpenSSL
 client (`TLS_AES_256_GCM_SHA384`, X25519) with both servers. nginx with OpenSSL
 (`ssl_buffer_size 16k`, session cache and tickets); oca with rustls and *ring*,
-userspace encryption (this kernel has no TLS ULP): the file is read into a pooled
-buffer and encrypted as full records into a pooled output buffer, sent with one
-write. *Bodies from mappings* compares, in the same rounds, oca with
-`tls_mapped_bodies = true` (records encrypted straight from a read-only mapping of
-the object, no read into a buffer) against oca as configured by default.""",
+userspace encryption (this kernel has no TLS ULP): records are encrypted straight
+from a read-only mapping of the object into a pooled output buffer, sent with one
+write (a page that cannot be read fails that response, not the process). *Bodies
+from mappings* compares, in the same rounds, oca as configured by default against
+`oca-buffered`, with `tls_mapped_bodies = false` (the body read into a pooled buffer
+first, then encrypted).""",
     "threading": """Both models run identical code (`threading = "per-core"` or `"shared"`); two workers
 each, wrk with two threads. Per-core has no task migration and no shared run queue,
 and scales with cores the way nginx's worker model does; shared lets one busy

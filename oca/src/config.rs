@@ -77,12 +77,16 @@ pub struct Config {
     /// the serving threads: `auto` (io_uring where the kernel allows it,
     /// else threads) or `threads`.
     pub cold_reads: ColdReadsMode,
+    /// Threads loading cold windows with `cold_reads = "threads"`: at most
+    /// this many windows are read at once (1 to 64).
+    pub cold_threads: usize,
     /// CPU priority (nice, 0 to 19) of the cold-read thread and of the
     /// kernel workers io_uring starts for it: above 0, hot viewers win the
     /// CPU from cold reads, at the cost of cold viewers' throughput.
     pub cold_nice: i32,
     /// HTTPS: encrypt bodies straight from a read-only mapping of the object
-    /// (memmap2) instead of reading them into a buffer first.
+    /// (memmap2) instead of reading them into a buffer first. A page that
+    /// cannot be read fails that response (SIGBUS is caught), not the process.
     pub tls_mapped_bodies: bool,
     /// Egress capacity of this appliance in megabits per second (for utilisation).
     pub capacity_mbps: u64,
@@ -125,9 +129,15 @@ pub struct AdminConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ColdReadsMode {
+    /// `cold_threads` threads, each loading a window with sendfile(2) to
+    /// /dev/null: no byte copied to user space. Measured ahead of io_uring
+    /// reads (docs/DISK-PATHS.md). `auto` (io_uring before) means this now.
     #[default]
-    Auto,
+    #[serde(alias = "auto")]
     Threads,
+    /// One thread keeping up to 32 reads of 512 KiB in flight on an io_uring
+    /// (threads where the kernel refuses io_uring).
+    IoUring,
 }
 
 /// `[bgp]`: learn client prefixes from the ISP's router. Passive: we accept
@@ -328,9 +338,10 @@ impl Default for Config {
             max_header_bytes: 16 * 1024,
             open_file_cache: 4096,
             open_file_cache_valid: Duration::from_secs(30),
-            cold_reads: ColdReadsMode::Auto,
+            cold_reads: ColdReadsMode::Threads,
+            cold_threads: 4,
             cold_nice: 0,
-            tls_mapped_bodies: false,
+            tls_mapped_bodies: true,
             capacity_mbps: 10_000,
             cache_control: "public, max-age=31536000, immutable".to_owned(),
             log_format: LogFormat::Text,
@@ -434,6 +445,9 @@ impl Config {
         }
         if !(0..=19).contains(&self.cold_nice) {
             return reject("cold_nice", "between 0 and 19");
+        }
+        if !(1..=64).contains(&self.cold_threads) {
+            return reject("cold_threads", "between 1 and 64");
         }
         if self.open_file_cache == 0 {
             return reject("open_file_cache", "must be at least 1");
@@ -544,9 +558,10 @@ mod tests {
         max_header_bytes = 8192
         open_file_cache = 10
         open_file_cache_valid = "5s"
-        cold_reads = "threads"
+        cold_reads = "io_uring"
+        cold_threads = 8
         cold_nice = 3
-        tls_mapped_bodies = true
+        tls_mapped_bodies = false
         capacity_mbps = 40000
         cache_control = "public, max-age=60"
         log_format = "json"
@@ -614,6 +629,7 @@ mod tests {
             open_file_cache,
             open_file_cache_valid,
             cold_reads,
+            cold_threads,
             cold_nice,
             tls_mapped_bodies,
             capacity_mbps,
@@ -660,10 +676,11 @@ mod tests {
         assert_eq!((open_file_cache, d.open_file_cache), (10, 4096));
         assert_eq!(
             (cold_reads, d.cold_reads),
-            (ColdReadsMode::Threads, ColdReadsMode::Auto)
+            (ColdReadsMode::IoUring, ColdReadsMode::Threads)
         );
-        assert!(tls_mapped_bodies && !d.tls_mapped_bodies);
+        assert!(!tls_mapped_bodies && d.tls_mapped_bodies);
         assert_eq!((cold_nice, d.cold_nice), (3, 0));
+        assert_eq!((cold_threads, d.cold_threads), (8, 4));
         assert_eq!(
             (open_file_cache_valid, d.open_file_cache_valid),
             (secs(5), secs(30))

@@ -185,10 +185,21 @@ impl Server {
         }
         let cold = crate::cold::ColdReads::start(
             metrics.cold_loads.clone(),
-            config.cold_reads == crate::config::ColdReadsMode::Auto,
+            config.cold_reads == crate::config::ColdReadsMode::IoUring,
+            config.cold_threads,
             config.cold_nice,
         );
         tracing::info!(path = cold.path(), "cold reads");
+        let mut settings = Settings::from_config(&config);
+        if tls.is_some() && settings.tls_mapped_bodies {
+            match crate::sys::guard_mapped_reads() {
+                Ok(()) => tracing::info!("HTTPS bodies encrypted from mappings of the objects"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot catch faults on mapped pages; HTTPS bodies are read into buffers");
+                    settings.tls_mapped_bodies = false;
+                }
+            }
+        }
         let admin_callers = match &config.admin.callers_file {
             Some(path) => {
                 let f =
@@ -212,7 +223,7 @@ impl Server {
             access,
             store,
             metrics,
-            settings: Settings::from_config(&config),
+            settings,
             draining: Default::default(),
             all_closed: Default::default(),
             bgp: learned,

@@ -137,6 +137,70 @@ fn curl_over_tls12_and_tls13_with(mapped: bool) {
     assert!(!out.status.success());
 }
 
+/// A mapped page that cannot be read (the object truncated in place while it
+/// is being sent) cuts that one response; oca quarantines the object and
+/// serves on, instead of ending with SIGBUS.
+#[test]
+fn an_object_truncated_under_a_mapped_body_cuts_one_response_and_oca_serves_on() {
+    let big = pattern(48 << 20, 5);
+    let small = pattern(300_000, 6);
+    let dir = store()
+        .object("titles/t1/big.m4s", &big)
+        .object("titles/t1/small.m4s", &small)
+        .build();
+    let (cert, key) = make_cert(dir.path(), "c1", "oca-test-1");
+    let (mut d, port) = https_daemon_mapped(dir.path(), &cert, &key, true);
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let base = ["--cacert", cert.to_str().unwrap(), "--resolve", &resolve];
+    let got = dir.path().join("got");
+    let slow = Command::new("curl")
+        .args(["-sS", "--max-time", "60", "--limit-rate", "8M", "-o"])
+        .arg(&got)
+        .args(base)
+        .arg(format!("https://localhost:{port}/titles/t1/big.m4s"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the download under way", || {
+        std::fs::metadata(&got).ok().filter(|m| m.len() >= 1 << 20)
+    });
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("objects/titles/t1/big.m4s"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let out = slow.wait_with_output().unwrap();
+    assert!(!out.status.success(), "a cut response must not look whole");
+    let received = std::fs::metadata(&got).unwrap().len();
+    assert!(received < big.len() as u64, "{received}");
+    assert_eq!(
+        std::fs::read(&got).unwrap()[..],
+        big[..received as usize],
+        "what arrived is the object's bytes, never the zeros put over the bad pages"
+    );
+    assert_eq!(
+        d.wait(std::time::Duration::ZERO),
+        None,
+        "oca is still running"
+    );
+    let health: serde_json::Value = serde_json::from_slice(&get(d.admin, "/health").body).unwrap();
+    assert_eq!(health["disks"][0]["quarantined"], 1, "{health}");
+    let out = curl(
+        &[
+            &base[..],
+            &[&format!("https://localhost:{port}/titles/t1/small.m4s")[..]],
+        ]
+        .concat(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout == small);
+}
+
 /// Run `openssl s_client` with `extra` args, send one request, return its output.
 fn s_client(port: u16, extra: &[&str], request: &str) -> String {
     let mut child = Command::new("openssl")

@@ -305,6 +305,11 @@ pub struct PlayConfig {
     /// position) are batched and written this often (`viewers::beats`).
     #[serde(with = "humantime_serde")]
     pub heartbeat_flush: Duration,
+    /// A title's position from heartbeats is written at most this often per
+    /// profile (the latest waits in memory meanwhile; a play started on this
+    /// instance resumes from it).
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_position_every: Duration,
     /// Plays kept in memory for their heartbeats (least recently used
     /// dropped first; a dropped one is read from the store again).
     pub heartbeat_plays: usize,
@@ -707,6 +712,7 @@ impl Default for PlayConfig {
             bind_client: false,
             prefer_https: true,
             heartbeat_flush: Duration::from_secs(1),
+            heartbeat_position_every: Duration::from_secs(10),
             heartbeat_plays: 200_000,
         }
     }

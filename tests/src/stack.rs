@@ -220,6 +220,8 @@ pub struct ApplianceSpec {
     pub disk_bytes: Option<u64>,
     /// More oca config (tables after `[control]`, e.g. `[bgp]`).
     pub oca_extra: &'static str,
+    /// More top-level oca settings (before `[control]`).
+    pub oca_settings: &'static str,
 }
 
 impl Default for ApplianceSpec {
@@ -234,6 +236,7 @@ impl Default for ApplianceSpec {
             holds: Holds::All,
             disk_bytes: None,
             oca_extra: "",
+            oca_settings: "",
         }
     }
 }
@@ -670,6 +673,7 @@ workers = 1
 max_connections = 1000
 capacity_mbps = {cap}
 fill_status = "{status}"
+{settings}
 [control]
 url = "http://{addr}"
 appliance_id = "{id}"
@@ -691,6 +695,7 @@ region = "{region}"
                 site = a.site,
                 region = a.region,
                 extra = a.oca_extra,
+                settings = a.oca_settings,
                 // A tmpfs disk declares a big one, as an operator might by
                 // mistake: the fill agent must still stop at the real size.
                 declared = a

@@ -594,7 +594,11 @@ impl Drop for IoUringDisabled {
 #[test]
 fn with_io_uring_refused_the_fill_falls_back_to_blocking_calls_and_says_so_once() {
     let _off = IoUringDisabled::set();
-    let (s, _origin) = stack_with_origin(Holds::Hls, &stack::content());
+    let mut fleet = stack::fill_fleet(Holds::Hls);
+    for a in &mut fleet {
+        a.oca_settings = "cold_reads = \"io_uring\"";
+    }
+    let (s, _origin) = stack::start_with_origin(&fleet, &stack::content());
     let objects = planned(&s);
     let a = agent(&s, IN_WINDOW, "disk_io = \"io_uring\"");
     wait_state(&s, "complete");
@@ -605,7 +609,7 @@ fn with_io_uring_refused_the_fill_falls_back_to_blocking_calls_and_says_so_once(
         1,
         "said once: {log}"
     );
-    // oca's cold reads fell back too, and said so.
+    // oca's cold reads, asked to use io_uring, fell back too, and said so.
     let oca = s.appliances["oca-e1"].0.log();
     assert_eq!(
         oca.matches("io_uring unavailable; cold reads use blocking threads")

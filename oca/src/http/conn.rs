@@ -375,7 +375,7 @@ mod size_probe {
                 draining: Default::default(),
                 all_closed: Default::default(),
                 bgp: None,
-                cold: crate::cold::ColdReads::start(Default::default(), false, 0),
+                cold: crate::cold::ColdReads::start(Default::default(), false, 1, 0),
                 admin_callers: None,
             });
             let guard = ConnGuard::admit(&shared).unwrap();

@@ -217,7 +217,7 @@ mod tests {
         let len = WARM_WINDOW + 1000;
         let mut f = tempfile::tempfile().unwrap();
         std::io::Write::write_all(&mut f, &vec![7u8; len as usize]).unwrap();
-        let cold = ColdReads::start(Default::default(), false, 0);
+        let cold = ColdReads::start(Default::default(), false, 1, 0);
         let mut warm = Warmer::new(0);
         assert_eq!(
             warm.ahead(&f, len, 0, len, &cold).await.unwrap(),

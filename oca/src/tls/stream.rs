@@ -314,6 +314,50 @@ impl TlsStream {
     }
 }
 
+impl TlsStream {
+    /// Encrypt `map[range]` as application data and send it. A page of it
+    /// that cannot be read fails this with the file's error: the record made
+    /// from it is never sent, and the session cannot go on (its sequence
+    /// number has moved), so the connection ends without close_notify.
+    async fn send_mapped(
+        &mut self,
+        map: &memmap2::Mmap,
+        file: &File,
+        range: std::ops::Range<usize>,
+        timeout: Duration,
+    ) -> io::Result<()> {
+        loop {
+            let before = self.out_len;
+            let step = match sys::read_mapped(map, |m| self.step(Send::Data(&m[range.clone()]))) {
+                Ok(step) => step?,
+                Err(_) => {
+                    self.out_len = before;
+                    self.closed = true;
+                    return Err(mapped_read_error(file, range.end as u64));
+                }
+            };
+            match step {
+                Step::Encrypted => return self.flush(timeout).await,
+                Step::Progress | Step::Ready | Step::PeerClosed => {}
+                Step::Transmit => self.flush(timeout).await?,
+                Step::NeedRead => {
+                    return Err(io::Error::other("TLS renegotiation is not supported"));
+                }
+            }
+        }
+    }
+}
+
+/// What a page of a mapped object that could not be read means: the file
+/// shrank under the mapping (the caller quarantines it as shrunk), else the
+/// disk failed to read it (EIO, counted against the disk).
+fn mapped_read_error(file: &File, needed: u64) -> io::Error {
+    match file.metadata() {
+        Ok(m) if m.len() < needed => io::ErrorKind::UnexpectedEof.into(),
+        _ => io::Error::from_raw_os_error(libc::EIO),
+    }
+}
+
 impl Transport for TlsStream {
     async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
@@ -408,7 +452,7 @@ impl Transport for TlsStream {
         let mut since_yield = 0usize;
         // Where the body's bytes come from: the mapping if asked for (and
         // the file maps), else reads into `plain`.
-        let mapped = if self.mapped_bodies {
+        let mapped = if self.mapped_bodies && sys::mapped_reads_guarded() {
             sys::map_object(file).ok()
         } else {
             None
@@ -436,7 +480,10 @@ impl Transport for TlsStream {
                     break;
                 }
                 let got = end - offset as usize;
-                if let Err(e) = self.send_data(&map[offset as usize..end], timeout).await {
+                if let Err(e) = self
+                    .send_mapped(map, file, offset as usize..end, timeout)
+                    .await
+                {
                     result = Err((len, e));
                     break;
                 }

@@ -19,7 +19,11 @@
 //!   play's sighting is written only when the stored one is a quarter of
 //!   `play.stream_timeout` old: that is all the stream limit needs, and it
 //!   keeps the main store's writes (durable, one writer) to a small share of
-//!   the heartbeats. Positions go to the bookmark store every flush.
+//!   the heartbeats. A position goes to the bookmark store at the first
+//!   flush after it arrives, then at most every `play.heartbeat_position_every`
+//!   for the same title (later ones replace it while it waits): a resume a
+//!   few seconds early costs the viewer nothing, and every write a flush
+//!   makes is latency that plays arriving meanwhile share.
 //! - **What must not wait does not.** `ended` ends the stream and saves the
 //!   position before it is answered: the viewer may press play again right
 //!   away, on any instance, and the stream must not count against the plan
@@ -31,8 +35,10 @@
 //! A play ended elsewhere (a DELETE on another instance, the stream timing
 //! out) is noticed when its sighting is next written (within a quarter of
 //! `stream_timeout`) and the update does not find it active: it is dropped
-//! from memory, so its next heartbeat reads the store and is answered 404. At most `heartbeat_flush` of positions is lost if the
-//! process dies; they are positions, rewritten by the next heartbeat.
+//! from memory, so its next heartbeat reads the store and is answered 404.
+//! At most `heartbeat_position_every` of positions is lost if the process
+//! dies (a graceful stop writes them all); they are positions, rewritten by
+//! the next heartbeat.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -98,6 +104,12 @@ pub struct Beats {
     /// Taken by `end_loop` when the service runs.
     end_queue: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<EndRequest>>>,
     pending: Mutex<Pending>,
+    /// A position is written at most this often per (account, profile,
+    /// title), seconds.
+    position_every: u64,
+    /// (account, profile, title) → when its position was last taken for a
+    /// write, while that is less than `position_every` ago.
+    marked: Mutex<HashMap<(String, String, String), u64>>,
     /// The last flush of positions failed (heartbeats say `bookmarks` degraded).
     marks_failing: AtomicBool,
 }
@@ -107,8 +119,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Beats {
-    /// `stream_timeout`: a stream stops counting after this long unseen.
-    pub fn new(plays: usize, stream_timeout: std::time::Duration) -> Beats {
+    /// `stream_timeout`: a stream stops counting after this long unseen;
+    /// `position_every`: a title's position is written at most this often.
+    pub fn new(
+        plays: usize,
+        stream_timeout: std::time::Duration,
+        position_every: std::time::Duration,
+    ) -> Beats {
         let (ends, queue) = tokio::sync::mpsc::unbounded_channel();
         Beats {
             touch_every: (stream_timeout.as_secs() / 4).max(1),
@@ -118,6 +135,8 @@ impl Beats {
                 NonZeroUsize::new(plays).unwrap_or(NonZeroUsize::MIN),
             )),
             pending: Mutex::default(),
+            position_every: position_every.as_secs(),
+            marked: Mutex::default(),
             marks_failing: AtomicBool::new(false),
         }
     }
@@ -197,16 +216,38 @@ impl Beats {
         lock(&self.pending).marks.get(&key).map(|m| m.position)
     }
 
-    /// Everything waiting, for a flush.
-    pub fn take(&self) -> Pending {
-        std::mem::take(&mut *lock(&self.pending))
+    /// What is due at `now`, for a flush: every sighting, and each position
+    /// whose title's last was taken `position_every` ago or more (all of
+    /// them if `all`: a stopping service writes everything).
+    pub fn take(&self, now: u64, all: bool) -> Pending {
+        let mut pending = lock(&self.pending);
+        let mut marked = lock(&self.marked);
+        let every = self.position_every;
+        marked.retain(|_, at| now < at.saturating_add(every));
+        let marks = std::mem::take(&mut pending.marks);
+        let mut due = HashMap::with_capacity(marks.len());
+        for (key, mark) in marks {
+            if all || !marked.contains_key(&key) {
+                marked.insert(key.clone(), now);
+                due.insert(key, mark);
+            } else {
+                pending.marks.insert(key, mark);
+            }
+        }
+        Pending {
+            seen: std::mem::take(&mut pending.seen),
+            marks: due,
+        }
     }
 
     /// Puts back positions a failed flush could not write, unless newer
     /// ones arrived meanwhile.
     pub fn retry_marks(&self, marks: HashMap<(String, String, String), Mark>) {
         let mut p = lock(&self.pending);
+        let mut marked = lock(&self.marked);
         for (k, m) in marks {
+            // Not written: due again at the next flush.
+            marked.remove(&k);
             p.marks.entry(k).or_insert(m);
         }
     }
@@ -279,18 +320,18 @@ pub async fn flush_loop(
             _ = tick.tick() => false,
             _ = stop.changed() => true,
         };
-        flush(&viewers).await;
+        flush(&viewers, crate::unix_now(), stopping).await;
         if stopping {
             return;
         }
     }
 }
 
-/// One flush: sightings of streams, then positions, in transactions of at
-/// most `CHUNK` rows.
-pub async fn flush(viewers: &super::Viewers) {
+/// One flush: sightings of streams, then the positions due (all of them if
+/// `all`), in transactions of at most `CHUNK` rows.
+pub async fn flush(viewers: &super::Viewers, now: u64, all: bool) {
     let beats = &viewers.beats;
-    let pending = beats.take();
+    let pending = beats.take(now, all);
     let seen: Vec<(String, String, u64)> = pending
         .seen
         .into_iter()
@@ -344,16 +385,21 @@ mod tests {
         }
     }
 
+    fn beats(plays: usize) -> Beats {
+        let s = std::time::Duration::from_secs;
+        Beats::new(plays, s(120), s(10))
+    }
+
     #[test]
     fn heartbeats_coalesce_into_one_write_per_play_and_position() {
-        let b = Beats::new(10, std::time::Duration::from_secs(120));
+        let b = beats(10);
         let w = b.started("p1", watching("u"), 0);
         for (i, pos) in [1.0, 5.0, 9.0].into_iter().enumerate() {
             b.seen("p1", &w, Some(pos), 100 + i as u64);
         }
         b.seen("p2", &watching("v"), None, 103);
         assert_eq!(b.waiting_position("u", "main", "t1"), Some(9.0));
-        let p = b.take();
+        let p = b.take(103, false);
         assert_eq!(p.seen.len(), 2);
         assert_eq!(
             p.seen["p1"],
@@ -366,36 +412,66 @@ mod tests {
         b.seen("p1", &w, Some(12.0), 110);
         b.retry_marks(p.marks);
         assert_eq!(b.waiting_position("u", "main", "t1"), Some(12.0));
+        // Not written, so due again at once.
+        assert_eq!(b.take(111, false).marks.len(), 1);
+    }
+
+    #[test]
+    fn a_titles_position_is_written_at_most_every_position_every() {
+        let b = beats(10);
+        let w = b.started("p1", watching("u"), 0);
+        b.seen("p1", &w, Some(1.0), 100);
+        assert_eq!(b.take(100, false).marks.len(), 1, "the first at once");
+        b.seen("p1", &w, Some(6.0), 105);
+        assert!(b.take(105, false).marks.is_empty(), "5 s later: waits");
+        assert_eq!(b.waiting_position("u", "main", "t1"), Some(6.0));
+        b.seen("p1", &w, Some(9.0), 108);
+        let p = b.take(110, false);
+        assert_eq!(p.marks.len(), 1, "due 10 s after the last");
+        assert_eq!(p.marks.values().next().unwrap().position, 9.0, "the latest");
+        // Another title of the same profile is not held back by this one.
+        let mut other = watching("u");
+        other.title = "t2".into();
+        b.seen("p2", &other, Some(3.0), 111);
+        b.seen("p1", &w, Some(12.0), 111);
+        let p = b.take(111, false);
+        assert_eq!(p.marks.len(), 1);
+        assert!(
+            p.marks
+                .contains_key(&("u".into(), "main".into(), "t2".into()))
+        );
+        // A stopping service writes what waits.
+        assert_eq!(b.take(112, true).marks.len(), 1);
     }
 
     #[test]
     fn a_sighting_is_written_once_a_quarter_of_the_stream_timeout() {
-        let b = Beats::new(10, std::time::Duration::from_secs(120));
+        let b = beats(10);
         // Started at 100: the store saw it then.
         let w = b.started("p1", watching("u"), 100);
         for now in [105, 110, 129] {
             b.seen("p1", &w, Some(1.0), now);
         }
         assert!(
-            b.take().seen.is_empty(),
+            b.take(129, false).seen.is_empty(),
             "the stored sighting is fresh enough"
         );
         b.seen("p1", &w, Some(1.0), 130);
         b.seen("p1", &w, Some(1.0), 135);
         assert_eq!(
-            b.take().seen["p1"],
+            b.take(135, false).seen["p1"],
             ("u".to_owned(), 130),
             "due at 100 + 30"
         );
         // A failed write is due again at the next heartbeat.
         b.untouch("p1");
         b.seen("p1", &w, None, 136);
-        assert_eq!(b.take().seen.len(), 1);
+        assert_eq!(b.take(136, false).seen.len(), 1);
     }
 
     #[test]
     fn plays_are_bounded_and_forgotten() {
-        let b = Beats::new(2, std::time::Duration::from_secs(120));
+        let b = beats(2);
         for id in ["a", "b", "c"] {
             b.started(id, watching("u"), 0);
         }
@@ -405,7 +481,7 @@ mod tests {
         b.forget("c");
         assert!(b.watching("c").is_none());
         assert!(
-            b.take().seen.is_empty(),
+            b.take(1, false).seen.is_empty(),
             "a forgotten play's sighting is not written"
         );
     }

@@ -165,7 +165,11 @@ impl Viewers {
             licence_proxies,
             key_ids: std::sync::Mutex::default(),
             admission: Arc::new(admission::Admission::new(config.admission.clone())),
-            beats: beats::Beats::new(config.play.heartbeat_plays, config.play.stream_timeout),
+            beats: beats::Beats::new(
+                config.play.heartbeat_plays,
+                config.play.stream_timeout,
+                config.play.heartbeat_position_every,
+            ),
             recall: recall::Recall::new(config.play.outage_grace),
             config,
             store,
