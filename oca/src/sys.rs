@@ -383,10 +383,13 @@ pub fn load_into_cache(file: &File, mut offset: u64, len: u64) -> io::Result<()>
     static DEV_NULL: std::sync::OnceLock<Option<File>> = std::sync::OnceLock::new();
     let end = offset + len;
     let null = DEV_NULL.get_or_init(|| {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/null")
-            .ok()
+        match std::fs::OpenOptions::new().write(true).open("/dev/null") {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open /dev/null; cold windows are read into a buffer");
+                None
+            }
+        }
     });
     if let Some(null) = null {
         while offset < end {
@@ -395,7 +398,13 @@ pub fn load_into_cache(file: &File, mut offset: u64, len: u64) -> io::Result<()>
                 Ok(0) => return Ok(()),
                 Ok(_) => {}
                 Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => break,
+                Err(e @ (rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS)) => {
+                    static SAID: std::sync::Once = std::sync::Once::new();
+                    SAID.call_once(|| {
+                        tracing::warn!(error = %e, "sendfile to /dev/null refused; cold windows are read into a buffer");
+                    });
+                    break;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
