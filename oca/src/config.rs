@@ -74,14 +74,14 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     pub open_file_cache_valid: Duration,
     /// How windows of objects not in the page cache are read into it, off
-    /// the serving threads: `auto` (io_uring where the kernel allows it,
-    /// else threads) or `threads`.
+    /// the serving threads: `threads` (sendfile to /dev/null) or `io_uring`
+    /// (reads; threads where the kernel refuses io_uring).
     pub cold_reads: ColdReadsMode,
     /// Threads loading cold windows with `cold_reads = "threads"`: at most
     /// this many windows are read at once (1 to 64).
     pub cold_threads: usize,
-    /// CPU priority (nice, 0 to 19) of the cold-read thread and of the
-    /// kernel workers io_uring starts for it: above 0, hot viewers win the
+    /// CPU priority (nice, 0 to 19) of the cold-read threads (and of the
+    /// kernel workers io_uring starts for them): above 0, hot viewers win the
     /// CPU from cold reads, at the cost of cold viewers' throughput.
     pub cold_nice: i32,
     /// HTTPS: encrypt bodies straight from a read-only mapping of the object
@@ -131,12 +131,14 @@ pub struct AdminConfig {
 pub enum ColdReadsMode {
     /// `cold_threads` threads, each loading a window with sendfile(2) to
     /// /dev/null: no byte copied to user space. Measured ahead of io_uring
-    /// reads (docs/DISK-PATHS.md). `auto` (io_uring before) means this now.
+    /// reads (docs/DISK-PATHS.md).
     #[default]
-    #[serde(alias = "auto")]
     Threads,
     /// One thread keeping up to 32 reads of 512 KiB in flight on an io_uring
-    /// (threads where the kernel refuses io_uring).
+    /// (threads where the kernel refuses io_uring). `auto`, the default
+    /// before the threads were measured ahead, and fill-agent's word for the
+    /// same choice, means this.
+    #[serde(alias = "auto")]
     IoUring,
 }
 

@@ -45,10 +45,11 @@ fn make_cert(dir: &Path, name: &str, cn: &str) -> (PathBuf, PathBuf) {
 }
 
 fn https_daemon(dir: &Path, cert: &Path, key: &Path) -> (Daemon, u16) {
-    https_daemon_mapped(dir, cert, key, false)
+    https_daemon_mapped(dir, cert, key, true)
 }
 
-/// `https_daemon`, encrypting bodies from mappings of the objects if `mapped`.
+/// `https_daemon`, encrypting bodies from mappings of the objects (the
+/// default) if `mapped`, else reading them into buffers first.
 fn https_daemon_mapped(dir: &Path, cert: &Path, key: &Path, mapped: bool) -> (Daemon, u16) {
     let config = dir.join(format!("oca-mapped-{mapped}.toml"));
     std::fs::write(&config, format!("tls_mapped_bodies = {mapped}\n")).unwrap();
@@ -78,12 +79,12 @@ fn curl(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn curl_over_tls12_and_tls13() {
-    curl_over_tls12_and_tls13_with(false);
+    curl_over_tls12_and_tls13_with(true);
 }
 
 #[test]
-fn curl_over_tls12_and_tls13_with_bodies_from_mappings() {
-    curl_over_tls12_and_tls13_with(true);
+fn curl_over_tls12_and_tls13_with_bodies_read_into_buffers() {
+    curl_over_tls12_and_tls13_with(false);
 }
 
 fn curl_over_tls12_and_tls13_with(mapped: bool) {

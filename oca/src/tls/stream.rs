@@ -301,20 +301,10 @@ impl TlsStream {
 
     /// Encrypt `data` as application data and send it.
     async fn send_data(&mut self, data: &[u8], timeout: Duration) -> io::Result<()> {
-        loop {
-            match self.step(Send::Data(data))? {
-                Step::Encrypted => return self.flush(timeout).await,
-                Step::Progress | Step::Ready | Step::PeerClosed => {}
-                Step::Transmit => self.flush(timeout).await?,
-                Step::NeedRead => {
-                    return Err(io::Error::other("TLS renegotiation is not supported"));
-                }
-            }
-        }
+        self.send_encrypted(timeout, |s| s.step(Send::Data(data)))
+            .await
     }
-}
 
-impl TlsStream {
     /// Encrypt `map[range]` as application data and send it. A page of it
     /// that cannot be read fails this with the file's error: the record made
     /// from it is never sent, and the session cannot go on (its sequence
@@ -326,17 +316,30 @@ impl TlsStream {
         range: std::ops::Range<usize>,
         timeout: Duration,
     ) -> io::Result<()> {
-        loop {
-            let before = self.out_len;
-            let step = match sys::read_mapped(map, |m| self.step(Send::Data(&m[range.clone()]))) {
-                Ok(step) => step?,
+        self.send_encrypted(timeout, |s| {
+            let before = s.out_len;
+            match sys::read_mapped(map, |m| s.step(Send::Data(&m[range.clone()]))) {
+                Ok(step) => step,
                 Err(_) => {
-                    self.out_len = before;
-                    self.closed = true;
-                    return Err(mapped_read_error(file, range.end as u64));
+                    s.out_len = before;
+                    s.closed = true;
+                    Err(mapped_read_error(file, range.end as u64))
                 }
-            };
-            match step {
+            }
+        })
+        .await
+    }
+
+    /// Run `encrypt` (one step of the session with application data to
+    /// send) until the data is encrypted, sending what the session asks to
+    /// send meanwhile, then send the records.
+    async fn send_encrypted(
+        &mut self,
+        timeout: Duration,
+        mut encrypt: impl FnMut(&mut TlsStream) -> io::Result<Step> + std::marker::Send,
+    ) -> io::Result<()> {
+        loop {
+            match encrypt(self)? {
                 Step::Encrypted => return self.flush(timeout).await,
                 Step::Progress | Step::Ready | Step::PeerClosed => {}
                 Step::Transmit => self.flush(timeout).await?,
