@@ -23,9 +23,14 @@ enum Backend {
     Sqlite {
         path: PathBuf,
         busy_timeout: Duration,
-        /// Opened on first use and reopened after an error, so a store that
-        /// was missing at start is picked up once it is back.
-        conn: Arc<Mutex<Option<Connection>>>,
+        /// Reads (a play's resume position, the continue-watching row) and
+        /// writes each have a connection: in WAL mode a reader never waits
+        /// for a writer, so a play does not wait behind a heartbeat flush's
+        /// batch of positions. Each is opened on first use and reopened
+        /// after an error, so a store that was missing at start is picked up
+        /// once it is back.
+        reader: Arc<Mutex<Option<Connection>>>,
+        writer: Arc<Mutex<Option<Connection>>>,
     },
     Postgres {
         pool: deadpool_postgres::Pool,
@@ -60,7 +65,8 @@ impl Bookmarks {
             Location::Sqlite(path) => Backend::Sqlite {
                 path,
                 busy_timeout,
-                conn: Arc::new(Mutex::new(None)),
+                reader: Arc::default(),
+                writer: Arc::default(),
             },
             Location::Postgres(url) => match crate::store::postgres::pool(&url, 4) {
                 Ok(pool) => Backend::Postgres {
@@ -72,7 +78,8 @@ impl Bookmarks {
                     Backend::Sqlite {
                         path: PathBuf::from("/nonexistent/bookmarks.db"),
                         busy_timeout,
-                        conn: Arc::new(Mutex::new(None)),
+                        reader: Arc::default(),
+                        writer: Arc::default(),
                     }
                 }
             },
@@ -80,19 +87,23 @@ impl Bookmarks {
         Bookmarks { backend, guard }
     }
 
-    /// Run `f` on the SQLite connection on the blocking pool, under the guard.
+    /// Run `f` on the SQLite connection for reads (or, if `write`, for
+    /// writes) on the blocking pool, under the guard.
     async fn sqlite<T: Send + 'static>(
         &self,
+        write: bool,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, DepError> {
         let Backend::Sqlite {
             path,
             busy_timeout,
-            conn,
+            reader,
+            writer,
         } = &self.backend
         else {
             unreachable!("called for the SQLite backend only");
         };
+        let conn = if write { writer } else { reader };
         let (conn, path, busy) = (Arc::clone(conn), path.clone(), *busy_timeout);
         let work = tokio::task::spawn_blocking(move || {
             let mut slot = conn.lock().unwrap_or_else(|p| p.into_inner());
@@ -159,7 +170,7 @@ impl Bookmarks {
                 .await;
         }
         let (u, p, t) = (user.to_owned(), profile.to_owned(), title.to_owned());
-        self.sqlite(move |c| {
+        self.sqlite(false, move |c| {
             c.query_row(
                 "SELECT position FROM bookmarks WHERE user = ?1 AND profile = ?2 AND title = ?3",
                 params![u, p, t],
@@ -197,7 +208,7 @@ impl Bookmarks {
                 .await;
         }
         let (u, p, t) = (user.to_owned(), profile.to_owned(), title.to_owned());
-        self.sqlite(move |c| {
+        self.sqlite(true, move |c| {
             c.execute(
                 "INSERT INTO bookmarks (user, profile, title, position, updated) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(user, profile, title) DO UPDATE SET position = excluded.position, updated = excluded.updated",
@@ -238,7 +249,7 @@ impl Bookmarks {
                 .await;
         }
         let marks = marks.to_vec();
-        self.sqlite(move |c| {
+        self.sqlite(true, move |c| {
             let tx = c.unchecked_transaction()?;
             {
                 let mut stmt = tx.prepare_cached(
@@ -285,7 +296,7 @@ impl Bookmarks {
                 .await;
         }
         let (u, p) = (user.to_owned(), profile.to_owned());
-        self.sqlite(move |c| {
+        self.sqlite(false, move |c| {
             let mut stmt = c.prepare(
                 "SELECT title, position, updated FROM bookmarks WHERE user = ?1 AND profile = ?2
                  ORDER BY updated DESC LIMIT ?3",
@@ -373,6 +384,34 @@ mod tests {
     async fn sqlite_batches() {
         let dir = tempfile::tempdir().unwrap();
         batches_write_every_position(bookmarks(Location::Sqlite(dir.path().join("b.db")))).await;
+    }
+
+    /// A play's read of its resume position does not wait while a
+    /// heartbeat flush's batch holds the write connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_does_not_wait_for_a_write_under_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = bookmarks(Location::Sqlite(dir.path().join("b.db")));
+        b.put("u", "main", "t1", 7.0, 100).await.unwrap();
+        let Backend::Sqlite { writer, .. } = &b.backend else {
+            unreachable!()
+        };
+        let (writer, (locked_tx, locked), (release, wait)) = (
+            Arc::clone(writer),
+            std::sync::mpsc::channel(),
+            std::sync::mpsc::channel::<()>(),
+        );
+        let holder = std::thread::spawn(move || {
+            let busy = writer.lock().unwrap();
+            locked_tx.send(()).unwrap();
+            let _ = wait.recv();
+            drop(busy);
+        });
+        locked.recv().unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(20), b.get("u", "main", "t1")).await;
+        release.send(()).unwrap();
+        holder.join().unwrap();
+        assert_eq!(got.expect("the read waited for the writer").unwrap(), 7.0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
