@@ -375,9 +375,8 @@ pub fn is_cached(file: &File, file_len: u64, offset: u64, len: u64) -> Option<bo
 ///
 /// `sendfile(2)` to /dev/null: the kernel reads the pages into the cache and
 /// hands them to /dev/null's splice, which drops them, so no byte is copied
-/// to user space (a third of the CPU of `pread` into a scratch buffer,
-/// measured in docs/DISK-PATHS.md). Falls back to `pread` where /dev/null
-/// cannot be opened or does not take sendfile.
+/// to user space (docs/DISK-PATHS.md, *Why not io_uring here*). Falls back
+/// to `pread` where /dev/null cannot be opened or does not take sendfile.
 pub fn load_into_cache(file: &File, mut offset: u64, len: u64) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     static DEV_NULL: std::sync::OnceLock<Option<File>> = std::sync::OnceLock::new();
