@@ -856,6 +856,9 @@ mod tests {
             ("max_header_bytes", Box::new(|c| c.max_header_bytes = 300)),
             ("open_file_cache", Box::new(|c| c.open_file_cache = 0)),
             ("capacity_mbps", Box::new(|c| c.capacity_mbps = 0)),
+            ("cold_nice", Box::new(|c| c.cold_nice = 20)),
+            ("cold_threads", Box::new(|c| c.cold_threads = 0)),
+            ("cold_threads", Box::new(|c| c.cold_threads = 65)),
             (
                 "cache_control",
                 Box::new(|c| c.cache_control = "a\nb".into()),

@@ -224,15 +224,12 @@ impl Beats {
         let mut marked = lock(&self.marked);
         let every = self.position_every;
         marked.retain(|_, at| now < at.saturating_add(every));
-        let marks = std::mem::take(&mut pending.marks);
-        let mut due = HashMap::with_capacity(marks.len());
-        for (key, mark) in marks {
-            if all || !marked.contains_key(&key) {
-                marked.insert(key.clone(), now);
-                due.insert(key, mark);
-            } else {
-                pending.marks.insert(key, mark);
-            }
+        let due: HashMap<_, _> = pending
+            .marks
+            .extract_if(|key, _| all || !marked.contains_key(key))
+            .collect();
+        for key in due.keys() {
+            marked.insert(key.clone(), now);
         }
         Pending {
             seen: std::mem::take(&mut pending.seen),

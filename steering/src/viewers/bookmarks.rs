@@ -39,6 +39,13 @@ enum Backend {
     },
 }
 
+/// Which SQLite connection a call uses.
+#[derive(Clone, Copy)]
+enum Role {
+    Read,
+    Write,
+}
+
 /// One resume point.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bookmark {
@@ -87,11 +94,11 @@ impl Bookmarks {
         Bookmarks { backend, guard }
     }
 
-    /// Run `f` on the SQLite connection for reads (or, if `write`, for
-    /// writes) on the blocking pool, under the guard.
+    /// Run `f` on the SQLite connection for `role` on the blocking pool,
+    /// under the guard.
     async fn sqlite<T: Send + 'static>(
         &self,
-        write: bool,
+        role: Role,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, DepError> {
         let Backend::Sqlite {
@@ -103,7 +110,10 @@ impl Bookmarks {
         else {
             unreachable!("called for the SQLite backend only");
         };
-        let conn = if write { writer } else { reader };
+        let conn = match role {
+            Role::Read => reader,
+            Role::Write => writer,
+        };
         let (conn, path, busy) = (Arc::clone(conn), path.clone(), *busy_timeout);
         let work = tokio::task::spawn_blocking(move || {
             let mut slot = conn.lock().unwrap_or_else(|p| p.into_inner());
@@ -170,7 +180,7 @@ impl Bookmarks {
                 .await;
         }
         let (u, p, t) = (user.to_owned(), profile.to_owned(), title.to_owned());
-        self.sqlite(false, move |c| {
+        self.sqlite(Role::Read, move |c| {
             c.query_row(
                 "SELECT position FROM bookmarks WHERE user = ?1 AND profile = ?2 AND title = ?3",
                 params![u, p, t],
@@ -208,7 +218,7 @@ impl Bookmarks {
                 .await;
         }
         let (u, p, t) = (user.to_owned(), profile.to_owned(), title.to_owned());
-        self.sqlite(true, move |c| {
+        self.sqlite(Role::Write, move |c| {
             c.execute(
                 "INSERT INTO bookmarks (user, profile, title, position, updated) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(user, profile, title) DO UPDATE SET position = excluded.position, updated = excluded.updated",
@@ -249,7 +259,7 @@ impl Bookmarks {
                 .await;
         }
         let marks = marks.to_vec();
-        self.sqlite(true, move |c| {
+        self.sqlite(Role::Write, move |c| {
             let tx = c.unchecked_transaction()?;
             {
                 let mut stmt = tx.prepare_cached(
@@ -296,7 +306,7 @@ impl Bookmarks {
                 .await;
         }
         let (u, p) = (user.to_owned(), profile.to_owned());
-        self.sqlite(false, move |c| {
+        self.sqlite(Role::Read, move |c| {
             let mut stmt = c.prepare(
                 "SELECT title, position, updated FROM bookmarks WHERE user = ?1 AND profile = ?2
                  ORDER BY updated DESC LIMIT ?3",
