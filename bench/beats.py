@@ -22,10 +22,7 @@ Needs root (taskset) and the release binaries (built here).
 """
 
 import argparse
-import shutil
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -48,13 +45,9 @@ def main():
     a = ap.parse_args()
     if a.watch >= a.duration:
         raise SystemExit("--watch must be shorter than --duration, or no play ends")
-    content = control.built_content()
-    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    host = control.machine()
-    work = Path(tempfile.mkdtemp(prefix="bench-beats-"))
     runs = []
-    proc = None
-    try:
+    with control.Bench("bench-beats-") as bench:
+        work, content = bench.work, bench.content
         cfg = control.config(work, str(work / "steering.db"), 16, "steer-a", "eu-west",
                              sims=16, isps=True)
         # The production stream timeout (control.py's 10 s lets plays that
@@ -67,8 +60,7 @@ def main():
         beats = {"play-heartbeats": f"{a.every}s", "watch": f"{a.watch}s"}
         tokens = control.seeded(cfg, content, a.accounts, work)
         log = open(work / "steering.log", "w")
-        proc, url = control.start_steering(cfg, log)
-        control.STEERING_PIDS[:] = [proc.pid]
+        _, url = bench.steering(cfg, log)
         common = {"duration": f"{a.duration}s", "window": "10s", **fleet}
         capacity = None
         for rep in range(1, a.reps + 1):
@@ -83,14 +75,8 @@ def main():
                 opened = control.plays([url], tokens, rate=rate, connections=64, **common, **extra)
                 runs.append(dict(opened, label=f"open loop at {rate}/s", rep=rep,
                                  heartbeats=with_beats))
-    finally:
-        if proc:
-            proc.terminate()
-            proc.wait(timeout=30)
-        control.STEERING_PIDS.clear()
-        shutil.rmtree(work, ignore_errors=True)
     control.write_record(a.out, "the play API with playback heartbeats from every active play, against without",
-                         "bench/beats.py", started, host, accounts=a.accounts, watch_s=a.watch,
+                         "bench/beats.py", bench.started, bench.host, accounts=a.accounts, watch_s=a.watch,
                          every_s=a.every, duration_s=a.duration, open_share=a.open_share, runs=runs)
 
 

@@ -197,6 +197,47 @@ def postgres_pids():
 STEERING_PIDS = []
 
 
+class Bench:
+    """What every single-steering bench script sets up and tears down: the content built, when and on
+    which machine it runs, a work directory, and the processes it starts (steering's counted by
+    `plays`), all stopped and the directory removed at the end, whatever happened."""
+
+    def __init__(self, prefix):
+        self.content = built_content()
+        self.started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.host = machine()
+        self.work = Path(tempfile.mkdtemp(prefix=prefix))
+        self.procs = []
+
+    def __enter__(self):
+        return self
+
+    def steering(self, cfg, log):
+        """Start steering on `cfg`; its CPU is what `plays` measures. Returns (process, url)."""
+        proc, url = start_steering(cfg, log)
+        self.procs.append(proc)
+        STEERING_PIDS[:] = [proc.pid]
+        return proc, url
+
+    def keep(self, proc):
+        """Stop `proc` with the others at the end."""
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc):
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def __exit__(self, *exc):
+        for p in list(self.procs):
+            self.stop(p)
+        STEERING_PIDS.clear()
+        shutil.rmtree(self.work, ignore_errors=True)
+        return False
+
+
 def plays(urls, tokens, **opts):
     argv = ["taskset", "-c", "0", str(REL / "oca-bench"), "plays", "--tokens", str(tokens),
             "--threads", "1", "--json"]

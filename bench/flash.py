@@ -27,10 +27,7 @@ Needs root (taskset) and the release binaries (built here).
 """
 
 import argparse
-import shutil
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -53,13 +50,9 @@ def main():
     ap.add_argument("--stream-mbps", type=float, default=5.0)
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
-    content = control.built_content()
-    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    host = control.machine()
-    work = Path(tempfile.mkdtemp(prefix="bench-flash-"))
     runs = []
-    proc = None
-    try:
+    with control.Bench("bench-flash-") as bench:
+        work, content = bench.work, bench.content
         database = str(work / "steering.db")
         isps = a.appliances // 4
         if a.appliances % 4 or isps not in (1, 2, 4, 8, 16):
@@ -74,8 +67,7 @@ def main():
         capacity = None
         for admission in (True, False):
             cfg.write_text(base if admission else base + "[admission]\nenabled = false\n")
-            proc, url = control.start_steering(cfg, log)
-            control.STEERING_PIDS[:] = [proc.pid]
+            proc, url = bench.steering(cfg, log)
             if capacity is None:
                 closed = control.plays([url], tokens, connections=16, duration="8s", window="8s",
                                        **fleet)
@@ -87,17 +79,9 @@ def main():
                 "connections": a.connections, "timeout": "5s"}, **fleet)
             runs.append(dict(report, label="admission on" if admission else "admission off",
                              admission=admission))
-            proc.terminate()
-            proc.wait(timeout=30)
-            proc = None
-    finally:
-        if proc:
-            proc.terminate()
-            proc.wait(timeout=30)
-        control.STEERING_PIDS.clear()
-        shutil.rmtree(work, ignore_errors=True)
+            bench.stop(proc)
     control.write_record(a.out, "a flash crowd of new plays against steering, with admission control on and off",
-                         "bench/flash.py", started, host, accounts=a.accounts, factor=a.factor,
+                         "bench/flash.py", bench.started, bench.host, accounts=a.accounts, factor=a.factor,
                          appliances=a.appliances, appliance_gbps=a.appliance_gbps,
                          stream_mbps=a.stream_mbps, runs=runs)
 

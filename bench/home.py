@@ -16,11 +16,8 @@ Needs root (taskset) and the release binaries (built here).
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -49,22 +46,16 @@ def main():
     ap.add_argument("--duration", type=int, default=20)
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
-    content = control.built_content()
-    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    host = control.machine()
-    work = Path(tempfile.mkdtemp(prefix="bench-home-"))
-    procs = []
     runs = []
-    try:
+    with control.Bench("bench-home-") as bench:
+        work, content = bench.work, bench.content
         cfg = control.config(work, str(work / "steering.db"), 16, "steer-a", "eu-west")
         tokens = control.seeded(cfg, content, a.accounts, work)
         log = open(work / "steering.log", "w")
         rec, addr = start_recommender(cfg, log)
-        procs.append(rec)
+        bench.keep(rec)
         cfg.write_text(cfg.read_text() + f'[recommendations]\nurl = "http://{addr}/rows"\n')
-        proc, url = control.start_steering(cfg, log)
-        procs.append(proc)
-        control.STEERING_PIDS[:] = [proc.pid]
+        _, url = bench.steering(cfg, log)
         capacity = control.plays([url], tokens, connections=16, duration="8s", window="8s")
         runs.append(dict(capacity, label="plays: capacity (closed loop, 16 connections)"))
         rate = round(capacity["ok_per_s"])
@@ -76,14 +67,8 @@ def main():
         metrics = subprocess.run(["curl", "-s", f"{url}/metrics"], capture_output=True, text=True).stdout
         sources = {m.group(1): float(m.group(2)) for m in
                    re.finditer(r'^steering_home_rows_total\{reason="(\w+)"\} (\S+)', metrics, re.M)}
-    finally:
-        for p in procs:
-            p.terminate()
-            p.wait(timeout=30)
-        control.STEERING_PIDS.clear()
-        shutil.rmtree(work, ignore_errors=True)
     control.write_record(a.out, "home pages from steering's cache of the recommendation service's rows, "
-                         "at the play API's rate", "bench/home.py", started, host,
+                         "at the play API's rate", "bench/home.py", bench.started, bench.host,
                          accounts=a.accounts, rows_by_source=sources, runs=runs)
 
 
