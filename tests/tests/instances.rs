@@ -628,11 +628,18 @@ region = "eu-west"
 fn paths_measured_through_one_instance_steer_on_the_other() {
     let (_pg, s, _b, b_addr) = two_instances();
     let tokens = [s.token("alice"), s.token("bob"), s.token("alice")];
-    for token in &tokens {
-        let r = stack::play_at(s.addr, ip(ISP_A), token, "t1", "browser", "main");
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-        let url = r.json()["heartbeat_url"].as_str().unwrap().to_owned();
-        let path = &url[url.find("/v1/").unwrap()..];
+    // Every play starts before any reports: once two have, oca-a1 is slow
+    // for ISP A and a later play would not be steered there at all.
+    let paths: Vec<String> = tokens
+        .iter()
+        .map(|token| {
+            let r = stack::play_at(s.addr, ip(ISP_A), token, "t1", "browser", "main");
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            let url = r.json()["heartbeat_url"].as_str().unwrap().to_owned();
+            url[url.find("/v1/").unwrap()..].to_owned()
+        })
+        .collect();
+    for path in &paths {
         // 1 MB in 8 s from oca-a1: 1 Mbit/s; twice, a play's most weight.
         for _ in 0..2 {
             let body = serde_json::json!({"position": 5.0, "state": "playing", "samples": [
